@@ -1,0 +1,262 @@
+//! The demo server: five workers that users, tests and benchmarks rely on.
+//!
+//! - `Noop`: does nothing.
+//! - `Echo [path, ...]`: appends its whole `args` array as one line of JSON to `path`.
+//! - `Fail [message]`: fails with `message`.
+//! - `Sleep [ms, path?]`: sleeps `ms` milliseconds, then appends its args to `path` if given.
+//! - `Panic [message]`: panics with `message`.
+//!
+//! `cargo run --release --example demo -- [flags]` runs a server until TERM/INT.
+//! `cargo run --release --example demo -- --tour` enqueues a few jobs, runs them, and prints
+//! what happened, including a failure that went to the retry set.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use psychiq::cli::ServerArgs;
+use psychiq::{Client, Job, JobError, JobResult, NoArgs, Registry, Server, Worker};
+use serde_json::Value;
+
+struct Noop;
+impl Worker for Noop {
+    type Args = NoArgs;
+    async fn perform(&self, _: NoArgs) -> JobResult {
+        Ok(())
+    }
+}
+
+struct Echo;
+impl Worker for Echo {
+    type Args = Vec<Value>;
+    async fn perform(&self, args: Vec<Value>) -> JobResult {
+        append_line(args.first(), &args)
+    }
+}
+
+struct Fail;
+impl Worker for Fail {
+    type Args = Vec<Value>;
+    async fn perform(&self, args: Vec<Value>) -> JobResult {
+        Err(JobError::msg(text(args.first())))
+    }
+}
+
+struct Sleep;
+impl Worker for Sleep {
+    type Args = Vec<Value>;
+    async fn perform(&self, args: Vec<Value>) -> JobResult {
+        let ms = args.first().and_then(Value::as_u64).ok_or_else(|| {
+            JobError::new("ArgumentError", "Sleep takes [milliseconds, optional path]")
+        })?;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        match args.get(1) {
+            Some(path) => append_line(Some(path), &args),
+            None => Ok(()),
+        }
+    }
+}
+
+struct Panic;
+impl Worker for Panic {
+    type Args = Vec<Value>;
+    async fn perform(&self, args: Vec<Value>) -> JobResult {
+        panic!("{}", text(args.first()))
+    }
+}
+
+fn text(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+/// Appends `args` as one line with a single write, so concurrent lines never interleave.
+fn append_line(path: Option<&Value>, args: &[Value]) -> JobResult {
+    let path = path
+        .and_then(Value::as_str)
+        .ok_or_else(|| JobError::new("ArgumentError", "the first argument must be a file path"))?;
+    let mut line = serde_json::to_vec(args)?;
+    line.push(b'\n');
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(&line)?;
+    Ok(())
+}
+
+fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register(Noop)
+        .register(Echo)
+        .register(Fail)
+        .register(Sleep)
+        .register(Panic);
+    registry
+}
+
+#[derive(Parser)]
+#[command(
+    name = "demo",
+    version,
+    about = "Psychiq demo server with the Noop, Echo, Fail, Sleep and Panic workers"
+)]
+struct Args {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Enqueue a few jobs, run them, print what happened, and exit
+    #[arg(long)]
+    tour: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    args.server.init_logging();
+    let result = if args.tour {
+        tour(&args.server).await
+    } else {
+        Server::new(args.server.server_config(), registry())
+            .run()
+            .await
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Enqueues jobs of every kind, runs a server until they are done, and prints a summary.
+async fn tour(flags: &ServerArgs) -> psychiq::Result<()> {
+    let config = flags
+        .server_config()
+        .poll_interval(Duration::from_millis(500));
+    let client = Client::connect(&config.redis, &config.namespace).await?;
+    let echo_file = std::env::temp_dir().join(format!("psychiq-tour-{}.jsonl", std::process::id()));
+    let echo_path = echo_file.to_string_lossy().to_string();
+    let queue = config
+        .queues
+        .first()
+        .map_or("default".to_string(), |q| q.name.clone());
+    let on_queue = |job: Job| job.queue(queue.clone());
+
+    println!(
+        "Enqueuing into Redis {} (namespace {:?}, queue {queue:?}):",
+        config.redis.display_address(),
+        config.namespace
+    );
+    for word in ["hello", "héllo wörld ✓", "<b>bold</b>"] {
+        let jid = client
+            .push(on_queue(Job::new("Echo", (&echo_path, word))?))
+            .await?;
+        println!("  Echo  {word:<16} jid {jid}");
+    }
+    let bulk = (0..1000)
+        .map(|_| on_queue(Job::new("Noop", NoArgs).expect("[] is an array")))
+        .collect();
+    println!(
+        "  Noop  x1000 (bulk)     {} jids",
+        client.push_bulk(bulk).await?.len()
+    );
+    let jid = client
+        .push(on_queue(Job::new(
+            "Sleep",
+            (300, &echo_path, "slept 300 ms"),
+        )?))
+        .await?;
+    println!("  Sleep 300 ms           jid {jid}");
+    let jid = client
+        .push(on_queue(
+            Job::new("Echo", (&echo_path, "scheduled 2 s later"))?.delay(Duration::from_secs(2)),
+        ))
+        .await?;
+    println!("  Echo  in 2 s           jid {jid}");
+    let fail_jid = client
+        .push(on_queue(Job::new("Fail", ("card declined",))?))
+        .await?;
+    println!("  Fail  card declined    jid {fail_jid}");
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        Server::new(config.clone(), registry()).run_until(async move {
+            let _ = stop_rx.await;
+        }),
+    );
+
+    let started = Instant::now();
+    let mut conn = client.connection();
+    let retry_key = client.keys().retry();
+    let failed_entry = loop {
+        let lines = std::fs::read_to_string(&echo_file)
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
+        let retries: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&retry_key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| psychiq::Error::Other(e.to_string()))?;
+        let failed = retries.into_iter().find(|r| r.contains(&fail_jid));
+        if lines >= 5 && failed.is_some() {
+            break failed;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            println!(
+                "\nNot everything ran within 30 s (is another server taking this queue's jobs?)"
+            );
+            break failed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = stop_tx.send(());
+    server
+        .await
+        .map_err(|e| psychiq::Error::Other(e.to_string()))??;
+
+    println!(
+        "\nPerformed in {:.1} s. Lines the Echo and Sleep jobs wrote to {echo_path}:",
+        started.elapsed().as_secs_f64()
+    );
+    for line in std::fs::read_to_string(&echo_file)
+        .unwrap_or_default()
+        .lines()
+    {
+        println!("  {line}");
+    }
+    if let Some(entry) = failed_entry {
+        let job: Value = serde_json::from_str(&entry).unwrap_or_default();
+        println!(
+            "\nThe Fail job is in the retry set ({}): error_class={} error_message={:?} retry_count={}",
+            retry_key,
+            job["error_class"],
+            job["error_message"].as_str().unwrap_or(""),
+            job["retry_count"]
+        );
+    }
+    let processed: Option<u64> = redis::cmd("GET")
+        .arg(client.keys().stat("processed"))
+        .query_async(&mut conn)
+        .await
+        .ok()
+        .flatten();
+    let failed: Option<u64> = redis::cmd("GET")
+        .arg(client.keys().stat("failed"))
+        .query_async(&mut conn)
+        .await
+        .ok()
+        .flatten();
+    println!(
+        "Counters in Redis: {} = {}, {} = {}",
+        client.keys().stat("processed"),
+        processed.unwrap_or(0),
+        client.keys().stat("failed"),
+        failed.unwrap_or(0)
+    );
+    let _ = std::fs::remove_file(&echo_file);
+    Ok(())
+}

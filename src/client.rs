@@ -1,0 +1,320 @@
+//! The client: puts jobs into Redis, now, later or in bulk.
+//!
+//! One round trip per single enqueue (a pipeline of `SADD queues` and `LPUSH`), one per
+//! 1,000 jobs in bulk. A [`Client`] is cheap to clone: clones share one multiplexed
+//! connection that reconnects by itself.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::connection::RedisConfig;
+use crate::error::{Error, Result};
+use crate::keys::Keys;
+use crate::payload::{self, JobMap, Retry};
+use crate::worker::{Backtrace, Worker, WorkerOptions};
+
+/// Jobs per pipeline in bulk enqueues, as Sidekiq 7's `push_bulk` batches.
+pub const BULK_BATCH: usize = 1_000;
+
+/// One job to push: its class, arguments and options. Built from a [`Worker`] type with
+/// [`Job::of`], or from a class name for a worker that lives in another process or in Ruby
+/// with [`Job::new`].
+///
+/// ```
+/// use psychiq::{Job, Retry};
+/// let job = Job::new("Billing::InvoiceJob", (42, "eur"))?
+///     .queue("billing")
+///     .retry(Retry::Max(5))
+///     .option("tags", serde_json::json!(["q4"]));
+/// assert_eq!(job.class(), "Billing::InvoiceJob");
+/// # Ok::<(), psychiq::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Job {
+    class: String,
+    args: Box<RawValue>,
+    queue: String,
+    retry: Retry,
+    at: Option<SystemTime>,
+    jid: Option<String>,
+    options: JobMap,
+}
+
+impl Job {
+    /// A job for `class` with `args`, which must serialise to a JSON array
+    /// (a tuple, a `Vec` or a `serde_json::json!([...])`).
+    pub fn new(class: impl Into<String>, args: impl Serialize) -> Result<Job> {
+        let args = serde_json::value::to_raw_value(&args)
+            .map_err(|e| Error::Payload(format!("arguments do not serialise to JSON: {e}")))?;
+        if !args.get().starts_with('[') {
+            return Err(Error::Payload(format!(
+                "arguments must serialise to a JSON array (Sidekiq passes them as a list), got {}; use a tuple such as (id,) or a Vec",
+                args.get()
+            )));
+        }
+        Ok(Job {
+            class: class.into(),
+            args,
+            queue: "default".to_string(),
+            retry: Retry::Default,
+            at: None,
+            jid: None,
+            options: JobMap::new(),
+        })
+    }
+
+    /// A job for worker `W`, with `W`'s class name and options.
+    pub fn of<W: Worker>(args: &W::Args) -> Result<Job> {
+        Ok(Job::new(W::class_name(), args)?.with_options(&W::options()))
+    }
+
+    fn with_options(mut self, options: &WorkerOptions) -> Job {
+        self.queue.clone_from(&options.queue);
+        self.retry = options.retry;
+        match options.backtrace {
+            Backtrace::Off => {}
+            Backtrace::All => self = self.option("backtrace", Value::Bool(true)),
+            Backtrace::Lines(n) => self = self.option("backtrace", Value::from(n)),
+        }
+        if !options.dead {
+            self = self.option("dead", Value::Bool(false));
+        }
+        self
+    }
+
+    /// The class name written to the payload.
+    pub fn class(&self) -> &str {
+        &self.class
+    }
+
+    /// Sends the job to `queue` instead of the worker's.
+    pub fn queue(mut self, queue: impl Into<String>) -> Job {
+        self.queue = queue.into();
+        self
+    }
+
+    /// Overrides the retry policy for this job.
+    pub fn retry(mut self, retry: Retry) -> Job {
+        self.retry = retry;
+        self
+    }
+
+    /// Runs the job at `time` (at once if that is not in the future).
+    pub fn at(mut self, time: SystemTime) -> Job {
+        self.at = Some(time);
+        self
+    }
+
+    /// Runs the job after `delay`.
+    pub fn delay(self, delay: Duration) -> Job {
+        self.at(SystemTime::now() + delay)
+    }
+
+    /// Uses a given job id instead of a random one.
+    pub fn jid(mut self, jid: impl Into<String>) -> Job {
+        self.jid = Some(jid.into());
+        self
+    }
+
+    /// Adds any other payload field (Sidekiq option or middleware data such as `tags`).
+    pub fn option(mut self, key: impl Into<String>, value: Value) -> Job {
+        self.options.insert(key.into(), value);
+        self
+    }
+
+    /// When the job should run, if in the future (in epoch seconds).
+    fn scheduled_at(&self) -> Option<f64> {
+        let at = self.at?;
+        (!payload::secs_until(at).is_zero()).then(|| payload::epoch_secs(at))
+    }
+
+    /// The payload in Sidekiq's key order: options, then args, class, jid and timestamps.
+    fn to_json(&self, jid: &str, created_at: f64, enqueued_at: Option<f64>) -> Result<String> {
+        #[derive(Serialize)]
+        struct Payload<'a> {
+            retry: Value,
+            queue: &'a str,
+            #[serde(flatten)]
+            options: &'a JobMap,
+            args: &'a RawValue,
+            class: &'a str,
+            jid: &'a str,
+            created_at: f64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            enqueued_at: Option<f64>,
+        }
+        let payload = Payload {
+            retry: self.retry.to_value(),
+            queue: &self.queue,
+            options: &self.options,
+            args: &self.args,
+            class: &self.class,
+            jid,
+            created_at,
+            enqueued_at,
+        };
+        serde_json::to_string(&payload).map_err(|e| Error::Payload(e.to_string()))
+    }
+}
+
+/// Enqueues jobs. Cheap to clone and safe to share between tasks.
+///
+/// ```no_run
+/// use psychiq::{Client, JobResult, RedisConfig, Worker};
+/// struct Email;
+/// impl Worker for Email {
+///     type Args = (String,);
+///     async fn perform(&self, (to,): Self::Args) -> JobResult { Ok(()) }
+/// }
+/// # async fn demo() -> psychiq::Result<()> {
+/// let client = Client::connect(&RedisConfig::default(), "psychiq").await?;
+/// let jid = client.enqueue::<Email>(("ada@example.com".into(),)).await?;
+/// client.enqueue_in::<Email>(std::time::Duration::from_secs(60), ("bob@example.com".into(),)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    conn: ConnectionManager,
+    keys: Arc<Keys>,
+    config: RedisConfig,
+}
+
+impl Client {
+    /// Connects to Redis (checking it answers) and uses keys under `namespace`.
+    pub async fn connect(config: &RedisConfig, namespace: &str) -> Result<Client> {
+        let conn = config.connect().await?;
+        Ok(Client::from_connection(conn, config.clone(), namespace))
+    }
+
+    pub(crate) fn from_connection(
+        conn: ConnectionManager,
+        config: RedisConfig,
+        namespace: &str,
+    ) -> Client {
+        Client {
+            conn,
+            keys: Arc::new(Keys::new(namespace)),
+            config,
+        }
+    }
+
+    /// The keys this client writes to.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// A clone of the underlying connection, for commands of your own.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Enqueues a job for `W` now; returns its jid.
+    pub async fn enqueue<W: Worker>(&self, args: W::Args) -> Result<String> {
+        self.push(Job::of::<W>(&args)?).await
+    }
+
+    /// Enqueues a job for `W` to run after `delay`.
+    pub async fn enqueue_in<W: Worker>(&self, delay: Duration, args: W::Args) -> Result<String> {
+        self.push(Job::of::<W>(&args)?.delay(delay)).await
+    }
+
+    /// Enqueues a job for `W` to run at `time`.
+    pub async fn enqueue_at<W: Worker>(&self, time: SystemTime, args: W::Args) -> Result<String> {
+        self.push(Job::of::<W>(&args)?.at(time)).await
+    }
+
+    /// Enqueues one job for `W` per item of `many`, 1,000 to a round trip; returns the jids
+    /// in order.
+    pub async fn enqueue_bulk<W: Worker>(
+        &self,
+        many: impl IntoIterator<Item = W::Args>,
+    ) -> Result<Vec<String>> {
+        let jobs = many
+            .into_iter()
+            .map(|args| Job::of::<W>(&args))
+            .collect::<Result<Vec<_>>>()?;
+        self.push_bulk(jobs).await
+    }
+
+    /// Pushes one job, built with [`Job::new`] or [`Job::of`]; returns its jid.
+    pub async fn push(&self, job: Job) -> Result<String> {
+        let mut jids = self.push_bulk(vec![job]).await?;
+        Ok(jids.pop().unwrap_or_default())
+    }
+
+    /// Pushes many jobs, 1,000 to a pipeline; returns the jids in order.
+    ///
+    /// Jobs due now go to their queues (`SADD queues`, one `LPUSH` per queue); jobs for
+    /// later go to the `schedule` set, scored by their time.
+    pub async fn push_bulk(&self, jobs: Vec<Job>) -> Result<Vec<String>> {
+        let mut jids = Vec::with_capacity(jobs.len());
+        let now = payload::now_secs();
+        for chunk in jobs.chunks(BULK_BATCH) {
+            let mut pipe = redis::pipe();
+            let mut by_queue: Vec<(&str, Vec<String>)> = Vec::new();
+            let mut scheduled: Vec<(f64, String)> = Vec::new();
+            for job in chunk {
+                let jid = job.jid.clone().unwrap_or_else(payload::new_jid);
+                match job.scheduled_at() {
+                    Some(at) => scheduled.push((at, job.to_json(&jid, now, None)?)),
+                    None => {
+                        let json = job.to_json(&jid, now, Some(now))?;
+                        match by_queue.iter_mut().find(|(q, _)| *q == job.queue) {
+                            Some((_, list)) => list.push(json),
+                            None => by_queue.push((&job.queue, vec![json])),
+                        }
+                    }
+                }
+                jids.push(jid);
+            }
+            for (queue, list) in &by_queue {
+                pipe.sadd(self.keys.queues(), *queue).ignore();
+                pipe.lpush(self.keys.queue(queue), list).ignore();
+            }
+            if !scheduled.is_empty() {
+                pipe.zadd_multiple(self.keys.schedule(), &scheduled)
+                    .ignore();
+            }
+            let mut conn = self.conn.clone();
+            let () = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.config.redis_error(e))?;
+        }
+        Ok(jids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_keys_follow_sidekiq_order_and_keep_options() {
+        let job = Job::new("OkJob", (1, "two"))
+            .unwrap()
+            .option("tags", serde_json::json!(["a"]));
+        let json = job
+            .to_json(
+                "0123456789abcdef01234567",
+                1_700_000_000.0,
+                Some(1_700_000_000.5),
+            )
+            .unwrap();
+        assert_eq!(
+            json,
+            r#"{"retry":true,"queue":"default","tags":["a"],"args":[1,"two"],"class":"OkJob","jid":"0123456789abcdef01234567","created_at":1700000000.0,"enqueued_at":1700000000.5}"#
+        );
+    }
+
+    #[test]
+    fn arguments_must_be_an_array() {
+        let err = Job::new("X", serde_json::json!({"a": 1})).unwrap_err();
+        assert!(err.to_string().contains("JSON array"), "{err}");
+    }
+}

@@ -1,0 +1,36 @@
+//! The library's error type: every variant says what went wrong and what to do next.
+
+/// What can go wrong talking to Redis or building a job.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Redis could not be reached or answered with an error.
+    #[error(
+        "Redis at {address}: {source}. Check that redis-server is running and the address (--redis-url, -o/-p/-d) is right"
+    )]
+    Redis {
+        /// Where we tried to talk to (password hidden).
+        address: String,
+        /// What redis-rs reported.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// A Redis URL or address that cannot be used.
+    #[error(
+        "invalid Redis address {address:?}: {reason}. Use redis://[user:password@]host:port/db or rediss:// for TLS"
+    )]
+    InvalidAddress {
+        /// The address as given (password hidden).
+        address: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Job arguments or options that cannot be written as a Sidekiq payload.
+    #[error("cannot build the job payload: {0}")]
+    Payload(String),
+    /// A command failed for a reason not tied to one address (e.g. a transaction aborted).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

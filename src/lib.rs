@@ -1,0 +1,59 @@
+//! Psychiq: background jobs for Rust on Redis, in Sidekiq's wire format.
+//!
+//! Define a [`Worker`], enqueue jobs with a [`Client`], run them with a [`Server`]. Jobs
+//! are Sidekiq payloads in Sidekiq's keys, so Ruby's Sidekiq can enqueue jobs Psychiq runs,
+//! and the other way round.
+//!
+//! ```no_run
+//! use psychiq::{Client, JobResult, RedisConfig, Registry, Server, ServerConfig, Worker};
+//!
+//! struct SendWelcome;
+//!
+//! impl Worker for SendWelcome {
+//!     type Args = (u64, String);
+//!     async fn perform(&self, (user_id, email): Self::Args) -> JobResult {
+//!         println!("welcome mail for user {user_id} to {email}");
+//!         Ok(())
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> psychiq::Result<()> {
+//!     let redis = RedisConfig::from_url("redis://127.0.0.1:6379");
+//!     let client = Client::connect(&redis, "psychiq").await?;
+//!     client.enqueue::<SendWelcome>((42, "ada@example.com".into())).await?;
+//!
+//!     let mut registry = Registry::new();
+//!     registry.register(SendWelcome);
+//!     Server::new(ServerConfig::default().redis(redis), registry).run().await
+//! }
+//! ```
+//!
+//! The modules follow the life of a job: [`client`] pushes it, [`fetch`] takes it,
+//! `processor` runs it, [`retry`] decides where a failure goes, [`scheduler`] moves due
+//! jobs back to their queues, [`stats`] counts, [`server`] ties them together.
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod client;
+pub mod connection;
+pub mod error;
+pub mod fetch;
+pub mod keys;
+pub mod payload;
+mod processor;
+pub mod retry;
+pub mod scheduler;
+pub mod server;
+pub mod signals;
+pub mod stats;
+pub mod worker;
+
+pub use client::{Client, Job};
+pub use connection::RedisConfig;
+pub use error::{Error, Result};
+pub use fetch::QueueSpec;
+pub use keys::Keys;
+pub use payload::Retry;
+pub use server::{Server, ServerConfig};
+pub use worker::{Backtrace, JobError, JobResult, NoArgs, Registry, Worker, WorkerOptions};

@@ -1,0 +1,170 @@
+//! The job payload: Sidekiq's JSON object, how it is written and how it is read.
+//!
+//! Written: compact JSON, keys in Sidekiq's order, timestamps as float seconds that always
+//! carry a fraction (`1700000000.0`), which Sidekiq 6, 7 and 8 all read as seconds.
+//! Read: a timestamp may be a float (seconds) or an integer (milliseconds, as Sidekiq 8
+//! writes). A payload is kept as the exact string read from Redis; when it must be
+//! rewritten (retry, death) it is parsed into an order-preserving map so unknown keys
+//! survive.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// A parsed payload that can be rewritten without losing keys it does not know.
+pub type JobMap = Map<String, Value>;
+
+/// Seconds since the Unix epoch, as Sidekiq writes `created_at` and ZSET scores.
+pub fn now_secs() -> f64 {
+    epoch_secs(SystemTime::now())
+}
+
+/// A point in time as float seconds since the Unix epoch.
+pub fn epoch_secs(time: SystemTime) -> f64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
+}
+
+/// Reads a payload timestamp: a float is seconds, an integer is milliseconds (Sidekiq 8).
+///
+/// ```
+/// use psychiq::payload::timestamp_secs;
+/// use serde_json::json;
+/// assert_eq!(timestamp_secs(&json!(1700000000.5)), Some(1700000000.5));
+/// assert_eq!(timestamp_secs(&json!(1700000000500u64)), Some(1700000000.5));
+/// assert_eq!(timestamp_secs(&json!("soon")), None);
+/// ```
+pub fn timestamp_secs(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) if n.is_f64() => n.as_f64(),
+        Value::Number(n) => n.as_i64().map(|ms| ms as f64 / 1000.0),
+        _ => None,
+    }
+}
+
+/// A timestamp as JSON: always a float, so it is written with a fraction (`1700000000.0`).
+pub fn timestamp_value(secs: f64) -> Value {
+    serde_json::Number::from_f64(secs).map_or(Value::Null, Value::Number)
+}
+
+/// A timestamp as the text Redis and Lua scripts receive, with a fraction.
+pub(crate) fn timestamp_text(secs: f64) -> String {
+    format!("{secs:?}")
+}
+
+/// A new job id: 24 lowercase hex characters, like Sidekiq's `SecureRandom.hex(12)`.
+///
+/// ```
+/// let jid = psychiq::payload::new_jid();
+/// assert_eq!(jid.len(), 24);
+/// assert!(jid.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+/// ```
+pub fn new_jid() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes: [u8; 12] = rand::random();
+    let mut jid = String::with_capacity(24);
+    for b in bytes {
+        jid.push(HEX[(b >> 4) as usize] as char);
+        jid.push(HEX[(b & 0xf) as usize] as char);
+    }
+    jid
+}
+
+/// The fields the server needs to run a job, borrowed from the raw payload (parsed once).
+#[derive(Debug, Deserialize)]
+pub(crate) struct JobHead<'a> {
+    #[serde(borrow)]
+    pub class: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    pub args: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub jid: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// How often a failed job is retried, as the payload's `retry` field says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// `true`: up to the default maximum (25 retries).
+    Default,
+    /// An integer: at most this many retries; `0` sends a failed job straight to the dead set.
+    Max(u32),
+    /// `false`: a failed job is counted and dropped (no retry set, no dead set).
+    Off,
+}
+
+impl Retry {
+    /// The default number of retries, as in Sidekiq and the original.
+    pub const DEFAULT_MAX: u32 = 25;
+
+    /// The payload value: `true`, an integer or `false`.
+    pub fn to_value(self) -> Value {
+        match self {
+            Retry::Default => Value::Bool(true),
+            Retry::Max(n) => Value::from(n),
+            Retry::Off => Value::Bool(false),
+        }
+    }
+
+    /// Reads a payload's `retry` value; `None` when absent, `null` or not understood.
+    pub fn from_value(value: Option<&Value>) -> Option<Retry> {
+        match value? {
+            Value::Bool(true) => Some(Retry::Default),
+            Value::Bool(false) => Some(Retry::Off),
+            Value::Number(n) => n
+                .as_u64()
+                .map(|n| Retry::Max(n.min(u32::MAX as u64) as u32)),
+            _ => None,
+        }
+    }
+
+    /// The most retries allowed, or `None` when retries are off.
+    pub fn max_retries(self) -> Option<u32> {
+        match self {
+            Retry::Default => Some(Self::DEFAULT_MAX),
+            Retry::Max(n) => Some(n),
+            Retry::Off => None,
+        }
+    }
+}
+
+/// Seconds from now to `at`, never negative.
+pub(crate) fn secs_until(at: SystemTime) -> Duration {
+    at.duration_since(SystemTime::now()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_written_with_a_fraction() {
+        let json = serde_json::to_string(&timestamp_value(1_700_000_000.0)).unwrap();
+        assert_eq!(json, "1700000000.0");
+        assert_eq!(timestamp_text(1_700_000_000.0), "1700000000.0");
+        assert_eq!(
+            timestamp_text(1_795_714_845.369_764_8),
+            "1795714845.3697648"
+        );
+    }
+
+    #[test]
+    fn retry_values_follow_sidekiq() {
+        assert_eq!(
+            Retry::from_value(Some(&Value::Bool(true))),
+            Some(Retry::Default)
+        );
+        assert_eq!(
+            Retry::from_value(Some(&Value::from(0))),
+            Some(Retry::Max(0))
+        );
+        assert_eq!(Retry::from_value(Some(&Value::Null)), None);
+        assert_eq!(Retry::from_value(None), None);
+        assert_eq!(Retry::Max(3).to_value(), Value::from(3));
+        assert_eq!(Retry::Default.max_retries(), Some(25));
+        assert_eq!(Retry::Off.max_retries(), None);
+    }
+}

@@ -1,0 +1,347 @@
+//! The server: fetches jobs and runs them, N at a time, until told to stop.
+//!
+//! One fetch loop takes a job whenever one of the N slots is free and spawns it as a task;
+//! a poller moves due scheduled and retry jobs; the counters are flushed every few seconds
+//! and at shutdown. Stopping stops fetching, lets running jobs finish within the shutdown
+//! timeout, and pushes the ones still running back to their queues.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::connection::{COMMAND_TIMEOUT, RedisConfig};
+use crate::error::Result;
+use crate::fetch::{FETCH_TIMEOUT, Fetched, Fetcher, QueueSpec};
+use crate::keys::{DEFAULT_NAMESPACE, Keys};
+use crate::processor::Processor;
+use crate::stats::Stats;
+use crate::worker::Registry;
+use crate::{keys, scheduler};
+
+/// How often in-memory counters are written to Redis.
+const STATS_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A server's settings, with the original's defaults.
+///
+/// ```
+/// use psychiq::ServerConfig;
+/// let config = ServerConfig::default().concurrency(10).queue("critical", 3).queue("default", 1);
+/// assert_eq!(config.concurrency, 10);
+/// assert_eq!(ServerConfig::default().namespace, "psychiq");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where Redis is.
+    pub redis: RedisConfig,
+    /// Key namespace (`"psychiq"`; `""` for Sidekiq's bare keys).
+    pub namespace: String,
+    /// How many jobs run at once (25).
+    pub concurrency: usize,
+    /// Queues to serve; `default` when empty.
+    pub queues: Vec<QueueSpec>,
+    /// How long running jobs may finish after a stop before they are pushed back (25 s).
+    pub shutdown_timeout: Duration,
+    /// Mean time between polls of the schedule and retry sets (1 s).
+    pub poll_interval: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            redis: RedisConfig::default(),
+            namespace: DEFAULT_NAMESPACE.to_string(),
+            concurrency: 25,
+            queues: Vec::new(),
+            shutdown_timeout: Duration::from_secs(25),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Sets the Redis server.
+    pub fn redis(mut self, redis: RedisConfig) -> Self {
+        self.redis = redis;
+        self
+    }
+    /// Sets the key namespace.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+    /// Sets how many jobs run at once (at least 1).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+    /// Adds a queue with a weight (0 = strict order).
+    pub fn queue(mut self, name: impl Into<String>, weight: u32) -> Self {
+        self.queues.push(QueueSpec {
+            name: name.into(),
+            weight,
+        });
+        self
+    }
+    /// Sets the shutdown timeout.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+    /// Sets the scheduler's mean poll interval.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+}
+
+/// Runs jobs of the registered workers.
+///
+/// ```no_run
+/// use psychiq::{JobResult, Registry, Server, ServerConfig, Worker};
+/// struct Hello;
+/// impl Worker for Hello {
+///     type Args = (String,);
+///     async fn perform(&self, (name,): Self::Args) -> JobResult {
+///         println!("hello {name}");
+///         Ok(())
+///     }
+/// }
+/// # async fn demo() -> psychiq::Result<()> {
+/// let mut registry = Registry::new();
+/// registry.register(Hello);
+/// Server::new(ServerConfig::default(), registry).run().await
+/// # }
+/// ```
+pub struct Server {
+    config: ServerConfig,
+    registry: Registry,
+}
+
+/// The jobs running now: (queue, exact payload), to push back if a stop runs out of time.
+type Running = Arc<Mutex<HashMap<u64, (Arc<str>, Arc<str>)>>>;
+
+impl Server {
+    /// A server for `registry`'s workers.
+    pub fn new(config: ServerConfig, registry: Registry) -> Server {
+        Server { config, registry }
+    }
+
+    /// Runs until SIGINT or SIGTERM.
+    pub async fn run(self) -> Result<()> {
+        self.run_until(crate::signals::terminate()).await
+    }
+
+    /// Runs until `shutdown` completes, then stops gracefully.
+    ///
+    /// Fails only at start-up, when Redis cannot be reached; later Redis errors are logged
+    /// and retried.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let config = self.config;
+        let keys = Keys::new(&config.namespace);
+        let conn = config.redis.connect().await?;
+        let fetch_conn = config
+            .redis
+            .connect_with_timeout(FETCH_TIMEOUT + COMMAND_TIMEOUT)
+            .await?;
+        let queues = if config.queues.is_empty() {
+            vec![QueueSpec::parse("default")?]
+        } else {
+            config.queues.clone()
+        };
+        let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+        tracing::info!(
+            concurrency = config.concurrency,
+            redis = %config.redis.display_address(),
+            queues = ?names,
+            namespace = keys.namespace(),
+            "Starting processing"
+        );
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+
+        let stats = Arc::new(Stats::default());
+        let processor = Arc::new(Processor {
+            registry: Arc::new(self.registry),
+            keys: Arc::new(keys.clone()),
+            conn: conn.clone(),
+            stats: Arc::clone(&stats),
+        });
+        let poller = tokio::spawn(scheduler::run(
+            conn.clone(),
+            keys.clone(),
+            config.poll_interval,
+            stop_rx.clone(),
+        ));
+        let flusher = tokio::spawn(flush_stats_periodically(
+            Arc::clone(&stats),
+            conn.clone(),
+            keys.clone(),
+            stop_rx.clone(),
+        ));
+
+        let running: Running = Arc::default();
+        let mut tasks = JoinSet::new();
+        let mut fetcher = Fetcher::new(fetch_conn, &keys, &queues);
+        fetch_loop(
+            &mut fetcher,
+            &processor,
+            config.concurrency,
+            &running,
+            &mut tasks,
+            stop_rx,
+            &keys,
+            conn.clone(),
+        )
+        .await;
+
+        tracing::info!(
+            running = tasks.len(),
+            "Shutting down: waiting for running jobs"
+        );
+        let finished = tokio::time::timeout(config.shutdown_timeout, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if !finished {
+            let unfinished: Vec<(Arc<str>, Arc<str>)> = running
+                .lock()
+                .expect("running jobs lock")
+                .values()
+                .cloned()
+                .collect();
+            requeue(conn.clone(), &keys, &unfinished).await;
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        let _ = poller.await;
+        let _ = flusher.await;
+        let mut conn = conn;
+        if let Err(e) = stats.flush(&mut conn, &keys).await {
+            tracing::error!(error = %e, "could not flush the last counters to Redis");
+        }
+        tracing::info!("Exiting");
+        Ok(())
+    }
+}
+
+/// Takes a job whenever a slot is free, until `stop`.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_loop(
+    fetcher: &mut Fetcher,
+    processor: &Arc<Processor>,
+    concurrency: usize,
+    running: &Running,
+    tasks: &mut JoinSet<()>,
+    mut stop: watch::Receiver<bool>,
+    keys: &Keys,
+    conn: redis::aio::ConnectionManager,
+) {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut next_id: u64 = 0;
+    let mut failing_since: Option<Instant> = None;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => permit.expect("the semaphore is never closed"),
+            _ = stop.changed() => break,
+        };
+        if *stop.borrow() {
+            break;
+        }
+        // A BRPOP is never cancelled half-way: a job it popped would be lost.
+        let Fetched { queue, raw } = match fetcher.fetch().await {
+            Ok(Some(fetched)) => fetched,
+            Ok(None) => continue,
+            Err(e) => {
+                if failing_since.is_none() {
+                    tracing::error!(error = %e, "fetch: cannot reach Redis; will keep trying");
+                    failing_since = Some(Instant::now());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if let Some(since) = failing_since.take() {
+            tracing::info!(
+                downtime_s = since.elapsed().as_secs_f64(),
+                "fetch: Redis is back"
+            );
+            backoff = Duration::from_millis(100);
+        }
+        let raw: Arc<str> = Arc::from(raw);
+        if *stop.borrow() {
+            requeue(conn.clone(), keys, &[(queue, raw)]).await;
+            break;
+        }
+        next_id += 1;
+        let id = next_id;
+        running
+            .lock()
+            .expect("running jobs lock")
+            .insert(id, (Arc::clone(&queue), Arc::clone(&raw)));
+        let processor = Arc::clone(processor);
+        let running = Arc::clone(running);
+        tasks.spawn(async move {
+            processor.process(&queue, &raw).await;
+            running.lock().expect("running jobs lock").remove(&id);
+            drop(permit);
+        });
+    }
+}
+
+/// Pushes jobs back to the end of their queues that is popped next, so they run first.
+async fn requeue(
+    mut conn: redis::aio::ConnectionManager,
+    keys: &Keys,
+    jobs: &[(Arc<str>, Arc<str>)],
+) {
+    if jobs.is_empty() {
+        return;
+    }
+    let mut pipe = redis::pipe();
+    for (queue, raw) in jobs {
+        pipe.rpush(keys.queue(queue), &**raw).ignore();
+    }
+    match pipe.query_async::<()>(&mut conn).await {
+        Ok(()) => tracing::info!(count = jobs.len(), "Pushed unfinished jobs back to Redis"),
+        Err(e) => {
+            for (queue, raw) in jobs {
+                tracing::error!(error = %e, queue = &**queue, payload = &**raw, "could not push an unfinished job back; its payload is logged here");
+            }
+        }
+    }
+}
+
+async fn flush_stats_periodically(
+    stats: Arc<Stats>,
+    mut conn: redis::aio::ConnectionManager,
+    keys: keys::Keys,
+    mut stop: watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = tokio::time::sleep(STATS_FLUSH_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = stats.flush(&mut conn, &keys).await {
+            tracing::warn!(error = %e, "could not flush counters; they are kept for the next flush");
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! Workers: the code that runs a job, its options and the registry that finds it by class.
+//!
+//! A worker is a type implementing [`Worker`]. Its `Args` are deserialised with serde from
+//! the payload's `args` array, so a tuple `(u64, String)` reads `[42, "eur"]`. Its class
+//! name is the string in the payload's `class` field; by default the type's own name, and
+//! overridable so that `"Billing::InvoiceJob"` can be served by a Rust type.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::payload::{JobMap, Retry};
+
+/// The result of performing a job.
+pub type JobResult = Result<(), JobError>;
+
+/// Why a job failed: stored in the payload as `error_class` and `error_message`.
+///
+/// Any `std::error::Error` converts into it with `?`, taking the error type's name as its
+/// class; [`JobError::new`] names both explicitly.
+///
+/// ```
+/// use psychiq::JobError;
+/// let err: JobError = "42x".parse::<u32>().unwrap_err().into();
+/// assert_eq!(err.class(), "ParseIntError");
+/// let err = JobError::new("PaymentDeclined", "card expired");
+/// assert_eq!(err.message(), "card expired");
+/// ```
+#[derive(Debug, Clone)]
+pub struct JobError {
+    class: String,
+    message: String,
+    backtrace: Vec<String>,
+}
+
+impl JobError {
+    /// An error with an explicit class name and message.
+    pub fn new(class: impl Into<String>, message: impl Into<String>) -> Self {
+        JobError {
+            class: class.into(),
+            message: message.into(),
+            backtrace: Vec::new(),
+        }
+    }
+
+    /// An error whose class is `RuntimeError`, as Ruby's `raise "message"` gives.
+    pub fn msg(message: impl Into<String>) -> Self {
+        JobError::new("RuntimeError", message)
+    }
+
+    /// Adds lines to store as `error_backtrace` when the worker's `backtrace` option is on.
+    pub fn with_backtrace(mut self, lines: Vec<String>) -> Self {
+        self.backtrace = lines;
+        self
+    }
+
+    /// The class name stored in `error_class`.
+    pub fn class(&self) -> &str {
+        &self.class
+    }
+
+    /// The message stored in `error_message`.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The lines stored in `error_backtrace` (when the worker asks for a backtrace).
+    pub fn backtrace(&self) -> &[String] {
+        &self.backtrace
+    }
+}
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.class, self.message)
+    }
+}
+
+impl<E: std::error::Error> From<E> for JobError {
+    fn from(error: E) -> Self {
+        let mut backtrace = Vec::new();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            backtrace.push(format!("caused by: {cause}"));
+            source = cause.source();
+        }
+        JobError {
+            class: short_type_name(std::any::type_name::<E>()).to_string(),
+            message: error.to_string(),
+            backtrace,
+        }
+    }
+}
+
+/// The last path segment of a type name, without generic parameters:
+/// `my_app::jobs::SendEmail<T>` gives `SendEmail`.
+pub(crate) fn short_type_name(full: &str) -> &str {
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
+}
+
+/// Whether a failed job's payload keeps a backtrace (`error_backtrace`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backtrace {
+    /// No backtrace (the default, as in the original).
+    #[default]
+    Off,
+    /// Every line.
+    All,
+    /// The first N lines.
+    Lines(usize),
+}
+
+/// A worker's options, with the original's defaults: max retries 25, queue `"default"`,
+/// dead set on, backtrace off.
+///
+/// ```
+/// use psychiq::{Retry, WorkerOptions};
+/// let options = WorkerOptions::default().queue("critical").retry(Retry::Max(3));
+/// assert_eq!(options.queue, "critical");
+/// assert!(options.dead);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerOptions {
+    /// The queue jobs go to unless the enqueue says otherwise.
+    pub queue: String,
+    /// How often a failing job is retried.
+    pub retry: Retry,
+    /// Whether a job whose retries are exhausted goes to the dead set (else it is dropped).
+    pub dead: bool,
+    /// Whether failures keep a backtrace in the payload.
+    pub backtrace: Backtrace,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            queue: "default".to_string(),
+            retry: Retry::Default,
+            dead: true,
+            backtrace: Backtrace::Off,
+        }
+    }
+}
+
+impl WorkerOptions {
+    /// Sets the queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+    /// Sets the retry policy.
+    pub fn retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+    /// Turns the dead set on or off for exhausted jobs.
+    pub fn dead(mut self, dead: bool) -> Self {
+        self.dead = dead;
+        self
+    }
+    /// Keeps a backtrace of failures.
+    pub fn backtrace(mut self, backtrace: Backtrace) -> Self {
+        self.backtrace = backtrace;
+        self
+    }
+}
+
+/// A job type: its arguments, its class name, its options and the work it does.
+///
+/// ```
+/// use psychiq::{JobResult, Worker};
+///
+/// struct SendInvoice;
+///
+/// impl Worker for SendInvoice {
+///     type Args = (u64, String);
+///     // Served under the name a Ruby app already uses:
+///     fn class_name() -> String { "Billing::InvoiceJob".into() }
+///     async fn perform(&self, (invoice_id, currency): Self::Args) -> JobResult {
+///         println!("invoice {invoice_id} in {currency}");
+///         Ok(())
+///     }
+/// }
+/// assert_eq!(SendInvoice::class_name(), "Billing::InvoiceJob");
+/// ```
+pub trait Worker: Send + Sync + 'static {
+    /// The job's arguments, read from the payload's `args` array.
+    type Args: Serialize + DeserializeOwned + Send + 'static;
+
+    /// The `class` string in the payload; the type's own name by default.
+    fn class_name() -> String {
+        short_type_name(std::any::type_name::<Self>()).to_string()
+    }
+
+    /// Options used when enqueuing and when the payload does not say otherwise.
+    fn options() -> WorkerOptions {
+        WorkerOptions::default()
+    }
+
+    /// Does the work.
+    fn perform(&self, args: Self::Args) -> impl Future<Output = JobResult> + Send;
+
+    /// Seconds to wait before retry number `count + 1`, replacing `count^4 + 15`
+    /// (jitter is still added). `None` keeps Sidekiq's formula.
+    fn retry_in(&self, count: u32, error: &JobError) -> Option<Duration> {
+        let _ = (count, error);
+        None
+    }
+
+    /// Called once when a job has failed for the last time, before it goes to the dead set.
+    fn retries_exhausted(&self, job: &JobMap, error: &JobError) {
+        let _ = (job, error);
+    }
+}
+
+/// Arguments for a job that takes none: written as `[]`, and reads `[]` or any array.
+///
+/// (`()` would read only `null`, which is not what Sidekiq writes.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoArgs;
+
+impl Serialize for NoArgs {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        <[(); 0]>::serialize(&[], serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for NoArgs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<serde::de::IgnoredAny>::deserialize(deserializer).map(|_| NoArgs)
+    }
+}
+
+pub(crate) type JobFuture = Pin<Box<dyn Future<Output = JobResult> + Send>>;
+
+/// A worker with its type erased, so the registry can hold workers of any type.
+pub(crate) trait Handler: Send + Sync {
+    /// Deserialises the arguments and starts the job; a shape error is returned, not run.
+    fn start(&self, args: &str) -> Result<JobFuture, serde_json::Error>;
+    fn options(&self) -> &WorkerOptions;
+    fn retry_in(&self, count: u32, error: &JobError) -> Option<Duration>;
+    fn retries_exhausted(&self, job: &JobMap, error: &JobError);
+}
+
+struct Typed<W> {
+    worker: Arc<W>,
+    options: WorkerOptions,
+}
+
+impl<W: Worker> Handler for Typed<W> {
+    fn start(&self, args: &str) -> Result<JobFuture, serde_json::Error> {
+        let args: W::Args = serde_json::from_str(args)?;
+        let worker = Arc::clone(&self.worker);
+        Ok(Box::pin(async move { worker.perform(args).await }))
+    }
+    fn options(&self) -> &WorkerOptions {
+        &self.options
+    }
+    fn retry_in(&self, count: u32, error: &JobError) -> Option<Duration> {
+        self.worker.retry_in(count, error)
+    }
+    fn retries_exhausted(&self, job: &JobMap, error: &JobError) {
+        self.worker.retries_exhausted(job, error)
+    }
+}
+
+/// The workers a server can run, found by class name (never evaluated: a plain lookup).
+///
+/// ```
+/// use psychiq::{JobResult, NoArgs, Registry, Worker};
+/// struct Ping;
+/// impl Worker for Ping {
+///     type Args = NoArgs;
+///     async fn perform(&self, _: NoArgs) -> JobResult { Ok(()) }
+/// }
+/// let mut registry = Registry::new();
+/// registry.register(Ping);
+/// assert_eq!(registry.class_names(), vec!["Ping".to_string()]);
+/// ```
+#[derive(Default, Clone)]
+pub struct Registry {
+    handlers: HashMap<String, Arc<dyn Handler>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// Adds a worker under its class name; a later registration of the same name replaces it.
+    pub fn register<W: Worker>(&mut self, worker: W) -> &mut Self {
+        let handler = Typed {
+            worker: Arc::new(worker),
+            options: W::options(),
+        };
+        self.handlers.insert(W::class_name(), Arc::new(handler));
+        self
+    }
+
+    /// Adds every worker of `other`.
+    pub fn merge(&mut self, other: &Registry) -> &mut Self {
+        for (name, handler) in &other.handlers {
+            self.handlers.insert(name.clone(), Arc::clone(handler));
+        }
+        self
+    }
+
+    /// The registered class names, sorted.
+    pub fn class_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.handlers.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Whether no worker is registered.
+    pub fn is_empty(&self) -> bool {
+        self.handlers.is_empty()
+    }
+
+    pub(crate) fn get(&self, class: &str) -> Option<&Arc<dyn Handler>> {
+        self.handlers.get(class)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_class_name_is_the_type_name() {
+        assert_eq!(short_type_name("a::b::SendEmail<c::D>"), "SendEmail");
+        assert_eq!(short_type_name("Plain"), "Plain");
+    }
+
+    #[test]
+    fn no_args_reads_any_array_and_writes_an_empty_one() {
+        assert_eq!(serde_json::to_string(&NoArgs).unwrap(), "[]");
+        assert!(serde_json::from_str::<NoArgs>("[1, \"x\"]").is_ok());
+        assert!(serde_json::from_str::<NoArgs>("{}").is_err());
+    }
+
+    #[test]
+    fn errors_convert_with_their_type_name_and_causes() {
+        let err: JobError = std::io::Error::other("disk full").into();
+        assert_eq!(err.class(), "Error");
+        assert_eq!(err.message(), "disk full");
+    }
+}
