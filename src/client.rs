@@ -47,10 +47,14 @@ pub struct Job {
 
 impl Job {
     /// A job for `class` with `args`, which must serialise to a JSON array
-    /// (a tuple, a `Vec` or a `serde_json::json!([...])`).
+    /// (a tuple, a `Vec` or a `serde_json::json!([...])`); `()` gives `[]`.
     pub fn new(class: impl Into<String>, args: impl Serialize) -> Result<Job> {
-        let args = serde_json::value::to_raw_value(&args)
+        let mut args = serde_json::value::to_raw_value(&args)
             .map_err(|e| Error::Payload(format!("arguments do not serialise to JSON: {e}")))?;
+        if args.get() == "null" {
+            // `()`: a job without arguments, which Sidekiq writes as `[]`.
+            args = RawValue::from_string("[]".to_string()).expect("[] is JSON");
+        }
         if !args.get().starts_with('[') {
             return Err(Error::Payload(format!(
                 "arguments must serialise to a JSON array (Sidekiq passes them as a list), got {}; use a tuple such as (id,) or a Vec",

@@ -106,6 +106,14 @@ impl Processor {
     }
 
     async fn run(&self, queue: &str, raw: &str) -> Outcome<'_> {
+        // serde would also read a struct from a JSON array; a payload must be an object.
+        if !raw.trim_start().starts_with('{') {
+            let reason = match serde_json::from_str::<serde::de::IgnoredAny>(raw) {
+                Ok(_) => "payload is JSON but not a JSON object".to_string(),
+                Err(e) => format!("payload is not a JSON object: {e}"),
+            };
+            return Outcome::Unreadable { reason };
+        }
         let head: JobHead = match serde_json::from_str(raw) {
             Ok(head) => head,
             Err(e) => {

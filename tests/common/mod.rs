@@ -1,0 +1,212 @@
+//! Shared test helpers: a fresh namespace per test on the real Redis, a server running in
+//! the background, and workers that record what they were given.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use psychiq::{
+    Client, JobError, JobResult, Keys, RedisConfig, Registry, Server, ServerConfig, Worker,
+};
+use redis::Commands;
+use redis::aio::ConnectionManager;
+use serde_json::Value;
+
+/// The Redis the tests use: `REDIS_URL`, or the local default.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+}
+
+/// A namespace of its own for one test; its keys are deleted when it is dropped.
+pub struct TestNs {
+    pub namespace: String,
+    pub redis: RedisConfig,
+    pub client: Client,
+}
+
+impl TestNs {
+    pub async fn new() -> TestNs {
+        let namespace = format!("psychiq-test-{}", &psychiq::payload::new_jid()[..12]);
+        let redis = RedisConfig::from_url(redis_url());
+        let client = Client::connect(&redis, &namespace)
+            .await
+            .expect("tests need Redis: see README");
+        TestNs {
+            namespace,
+            redis,
+            client,
+        }
+    }
+
+    pub fn keys(&self) -> Keys {
+        Keys::new(&self.namespace)
+    }
+
+    pub fn conn(&self) -> ConnectionManager {
+        self.client.connection()
+    }
+
+    pub fn config(&self) -> ServerConfig {
+        ServerConfig::default()
+            .redis(self.redis.clone())
+            .namespace(self.namespace.clone())
+            .poll_interval(Duration::from_millis(200))
+            .shutdown_timeout(Duration::from_secs(5))
+    }
+
+    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> T {
+        cmd.query_async(&mut self.conn())
+            .await
+            .expect("redis command")
+    }
+
+    pub async fn zrange(&self, key: &str) -> Vec<String> {
+        self.query(redis::cmd("ZRANGE").arg(key).arg(0).arg(-1))
+            .await
+    }
+
+    pub async fn lrange(&self, key: &str) -> Vec<String> {
+        self.query(redis::cmd("LRANGE").arg(key).arg(0).arg(-1))
+            .await
+    }
+
+    pub async fn get_u64(&self, key: &str) -> u64 {
+        let v: Option<u64> = self.query(redis::cmd("GET").arg(key)).await;
+        v.unwrap_or(0)
+    }
+
+    pub async fn lpush_raw(&self, queue: &str, raw: &str) {
+        let () = self
+            .query(redis::cmd("LPUSH").arg(self.keys().queue(queue)).arg(raw))
+            .await;
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(redis_url()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = match conn.scan_match(format!("{}:*", self.namespace)) {
+            Ok(iter) => iter.filter_map(Result::ok).collect(),
+            Err(_) => return,
+        };
+        for chunk in keys.chunks(500) {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+        }
+    }
+}
+
+/// A server running in the background until [`RunningServer::stop`].
+pub struct RunningServer {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<psychiq::Result<()>>,
+}
+
+impl RunningServer {
+    pub fn start(config: ServerConfig, registry: Registry) -> RunningServer {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(Server::new(config, registry).run_until(async move {
+            let _ = rx.await;
+        }));
+        RunningServer {
+            stop: Some(tx),
+            handle,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().expect("stopped once").send(());
+        self.handle.await.expect("server task").expect("server ran");
+    }
+}
+
+/// Waits until `check` holds, failing the test with `what` after `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Records the arguments of every job it runs, in order. Class name `Record`.
+#[derive(Clone, Default)]
+pub struct Record {
+    pub seen: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Record {
+    pub fn seen(&self) -> Vec<Value> {
+        self.seen.lock().unwrap().clone()
+    }
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+impl Worker for Record {
+    type Args = Vec<Value>;
+    async fn perform(&self, args: Vec<Value>) -> JobResult {
+        self.seen.lock().unwrap().push(Value::Array(args));
+        Ok(())
+    }
+}
+
+/// Always fails, keeping a backtrace. Class name `Flaky`.
+pub struct Flaky;
+
+impl Worker for Flaky {
+    type Args = Vec<Value>;
+    fn options() -> psychiq::WorkerOptions {
+        psychiq::WorkerOptions::default().backtrace(psychiq::Backtrace::All)
+    }
+    async fn perform(&self, args: Vec<Value>) -> JobResult {
+        Err(JobError::new(
+            "PaymentDeclined",
+            format!("declined {}", Value::Array(args)),
+        )
+        .with_backtrace(vec!["src/billing.rs:10".into(), "src/jobs.rs:42".into()]))
+    }
+}
+
+/// Typed arguments, to test shape errors. Class name `Typed`.
+pub struct Typed;
+
+impl Worker for Typed {
+    type Args = (u32, String);
+    async fn perform(&self, _: (u32, String)) -> JobResult {
+        Ok(())
+    }
+}
+
+/// Panics. Class name `Panicky`.
+pub struct Panicky;
+
+impl Worker for Panicky {
+    type Args = Vec<Value>;
+    async fn perform(&self, _: Vec<Value>) -> JobResult {
+        panic!("worker exploded")
+    }
+}
+
+pub fn registry_with(record: &Record) -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register(record.clone())
+        .register(Flaky)
+        .register(Typed)
+        .register(Panicky);
+    registry
+}
