@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use psychiq::{Client, Job, JobResult, NoArgs, RedisConfig, Registry, Server, ServerConfig, Worker};
+use psychiq::{
+    Client, Job, JobResult, NoArgs, RedisConfig, Registry, Server, ServerConfig, Worker,
+};
 
 /// Counts its runs; served as `Noop`, like the demo's worker.
 struct Noop(Arc<AtomicUsize>);
@@ -42,14 +44,19 @@ async fn main() -> psychiq::Result<()> {
     let client = Client::connect(&redis, &namespace).await?;
 
     let started = Instant::now();
-    let jobs: Vec<Job> = (0..args.jobs).map(|_| Job::new("Noop", NoArgs).expect("[] is an array")).collect();
+    let jobs: Vec<Job> = (0..args.jobs)
+        .map(|_| Job::new("Noop", NoArgs).expect("[] is an array"))
+        .collect();
     client.push_bulk(jobs).await?;
     let enqueue = started.elapsed();
 
     let done = Arc::new(AtomicUsize::new(0));
     let mut registry = Registry::new();
     registry.register(Noop(Arc::clone(&done)));
-    let config = ServerConfig::default().redis(redis).namespace(namespace.clone()).concurrency(args.concurrency);
+    let config = ServerConfig::default()
+        .redis(redis)
+        .namespace(namespace.clone())
+        .concurrency(args.concurrency);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
     let server = tokio::spawn(Server::new(config, registry).run_until(async move {
@@ -63,7 +70,11 @@ async fn main() -> psychiq::Result<()> {
     server.await.expect("server task")?;
 
     let mut conn = client.connection();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{namespace}:*")).query_async(&mut conn).await.unwrap_or_default();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{namespace}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
     if !keys.is_empty() {
         let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
     }

@@ -21,7 +21,9 @@ fn ruby_sidekiq_available() -> bool {
             std::env::var("PSYCHIQ_REQUIRE_RUBY").is_err(),
             "Ruby Sidekiq is required here: apt-get install ruby-sidekiq ruby-redis-namespace"
         );
-        eprintln!("skipped: Ruby Sidekiq not installed (apt-get install ruby-sidekiq ruby-redis-namespace)");
+        eprintln!(
+            "skipped: Ruby Sidekiq not installed (apt-get install ruby-sidekiq ruby-redis-namespace)"
+        );
     }
     ok
 }
@@ -68,7 +70,11 @@ async fn jobs_pushed_by_ruby_sidekiq_run_with_their_arguments() {
         .env("REDIS_URL", redis_url())
         .output()
         .expect("ruby runs");
-    assert!(out.status.success(), "ruby failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ruby failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let record = Record::default();
     let invoice = Invoice::default();
@@ -89,6 +95,9 @@ async fn jobs_pushed_by_ruby_sidekiq_run_with_their_arguments() {
     );
     let mut rest: Vec<Value> = seen[1..].to_vec();
     rest.sort_by_key(|v| v.to_string());
-    assert_eq!(rest, vec![json!(["bulk", 1]), json!(["bulk", 2]), json!(["later"])]);
+    assert_eq!(
+        rest,
+        vec![json!(["bulk", 1]), json!(["bulk", 2]), json!(["later"])]
+    );
     assert_eq!(invoice.seen.seen(), vec![json!([42, "eur"])]);
 }
