@@ -541,3 +541,62 @@ async fn unreachable_redis_is_one_clear_error() -> psychiq::Result<()> {
     assert!(result.is_err());
     Ok(())
 }
+
+/// Fails; asks for a 100 s delay and counts `retries_exhausted` calls. Class name `Hooked`.
+#[derive(Clone, Default)]
+struct Hooked {
+    exhausted: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl psychiq::Worker for Hooked {
+    type Args = Vec<Value>;
+    async fn perform(&self, _: Vec<Value>) -> psychiq::JobResult {
+        Err(psychiq::JobError::msg("always"))
+    }
+    fn retry_in(&self, count: u32, _: &psychiq::JobError) -> Option<Duration> {
+        Some(Duration::from_secs(100 * (u64::from(count) + 1)))
+    }
+    fn retries_exhausted(&self, job: &psychiq::payload::JobMap, error: &psychiq::JobError) {
+        let jid = job["jid"].as_str().unwrap_or_default();
+        self.exhausted
+            .lock()
+            .unwrap()
+            .push(format!("{jid}: {}", error.message()));
+    }
+}
+
+#[tokio::test]
+async fn worker_hooks_set_the_delay_and_see_exhaustion() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    ns.client.push(Job::new("Hooked", ())?.jid("later")).await?;
+    ns.client
+        .push(Job::new("Hooked", ())?.jid("dies").retry(Retry::Max(0)))
+        .await?;
+    let hooked = Hooked::default();
+    let mut registry = registry_with(&Record::default());
+    registry.register(hooked.clone());
+    let server = RunningServer::start(ns.config(), registry);
+    let (retry_key, dead_key) = (ns.keys().retry(), ns.keys().dead());
+    wait_until(
+        Duration::from_secs(5),
+        "one retry and one death",
+        || async {
+            ns.zrange(&retry_key).await.len() == 1 && ns.zrange(&dead_key).await.len() == 1
+        },
+    )
+    .await;
+    server.stop().await;
+    let raw = ns.zrange(&retry_key).await.remove(0);
+    let score: f64 = ns
+        .query(redis::cmd("ZSCORE").arg(&retry_key).arg(&raw))
+        .await;
+    let failed_at = parse(&raw)["failed_at"].as_f64().unwrap();
+    // retry_in's 100 s replaces count^4 + 15; Sidekiq's jitter rand(10) * 1 is still added.
+    assert!(
+        (failed_at + 100.0..=failed_at + 109.0).contains(&(score)),
+        "delay {}",
+        score - failed_at
+    );
+    assert_eq!(*hooked.exhausted.lock().unwrap(), ["dies: always"]);
+    Ok(())
+}
