@@ -262,11 +262,28 @@ impl<W: Worker> Handler for Typed<W> {
     fn options(&self) -> &WorkerOptions {
         &self.options
     }
+    // A panicking hook must not take the job's failure record down with it.
     fn retry_in(&self, count: u32, error: &JobError) -> Option<Duration> {
-        self.worker.retry_in(count, error)
+        guard("retry_in", || self.worker.retry_in(count, error)).flatten()
     }
     fn retries_exhausted(&self, job: &JobMap, error: &JobError) {
-        self.worker.retries_exhausted(job, error)
+        guard("retries_exhausted", || {
+            self.worker.retries_exhausted(job, error)
+        });
+    }
+}
+
+/// Runs a worker hook, logging a panic instead of unwinding into the server.
+fn guard<T>(hook: &str, f: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            tracing::error!(
+                hook,
+                "a worker hook panicked; Sidekiq's default is used instead"
+            );
+            None
+        }
     }
 }
 
