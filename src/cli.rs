@@ -57,6 +57,9 @@ pub struct ServerArgs {
     /// Seconds running jobs get to finish on shutdown before they are pushed back
     #[arg(short = 't', long, default_value_t = 25)]
     pub timeout: u64,
+    /// Tag shown with this process in dashboards
+    #[arg(short = 'g', long, default_value = "")]
+    pub tag: String,
     /// Print debug logs
     #[arg(short = 'v', long)]
     pub verbose: bool,
@@ -83,6 +86,7 @@ impl ServerArgs {
             concurrency: self.concurrency as usize,
             queues: self.queues.clone(),
             shutdown_timeout: Duration::from_secs(self.timeout),
+            tag: self.tag.clone(),
             ..ServerConfig::default()
         }
     }

@@ -39,6 +39,7 @@ pub mod client;
 pub mod connection;
 pub mod error;
 pub mod fetch;
+mod heartbeat;
 pub mod keys;
 pub mod payload;
 mod processor;

@@ -5,9 +5,8 @@
 //! and at shutdown. Stopping stops fetching, lets running jobs finish within the shutdown
 //! timeout, and pushes the ones still running back to their queues.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, watch};
@@ -16,14 +15,12 @@ use tokio::task::JoinSet;
 use crate::connection::{COMMAND_TIMEOUT, RedisConfig};
 use crate::error::Result;
 use crate::fetch::{FETCH_TIMEOUT, Fetched, Fetcher, QueueSpec};
+use crate::heartbeat::{Control, Heartbeat, Running, RunningJob};
 use crate::keys::{DEFAULT_NAMESPACE, Keys};
 use crate::processor::Processor;
 use crate::stats::Stats;
 use crate::worker::Registry;
-use crate::{keys, scheduler};
-
-/// How often in-memory counters are written to Redis.
-const STATS_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+use crate::{payload, scheduler};
 
 /// A server's settings, with the original's defaults.
 ///
@@ -47,6 +44,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Mean time between polls of the schedule and retry sets (1 s).
     pub poll_interval: Duration,
+    /// A tag shown with the process in dashboards (e.g. the app's name).
+    pub tag: String,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +57,7 @@ impl Default for ServerConfig {
             queues: Vec::new(),
             shutdown_timeout: Duration::from_secs(25),
             poll_interval: Duration::from_secs(1),
+            tag: String::new(),
         }
     }
 }
@@ -121,27 +121,33 @@ pub struct Server {
     registry: Registry,
 }
 
-/// The jobs running now: (queue, exact payload), to push back if a stop runs out of time.
-type Running = Arc<Mutex<HashMap<u64, (Arc<str>, Arc<str>)>>>;
-
 impl Server {
     /// A server for `registry`'s workers.
     pub fn new(config: ServerConfig, registry: Registry) -> Server {
         Server { config, registry }
     }
 
-    /// Runs until SIGINT or SIGTERM.
+    /// Runs until SIGINT or SIGTERM (or a remote `TERM`). SIGTSTP quiets the server and
+    /// SIGTTIN logs the running jobs.
     pub async fn run(self) -> Result<()> {
-        self.run_until(crate::signals::terminate()).await
+        self.start(crate::signals::terminate(), true).await
     }
 
-    /// Runs until `shutdown` completes, then stops gracefully.
+    /// Runs until `shutdown` completes (or a remote `TERM`), then stops gracefully.
     ///
     /// Fails only at start-up, when Redis cannot be reached; later Redis errors are logged
     /// and retried.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        self.start(shutdown, false).await
+    }
+
+    async fn start(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        listen_to_signals: bool,
     ) -> Result<()> {
         let config = self.config;
         let keys = Keys::new(&config.namespace);
@@ -156,19 +162,29 @@ impl Server {
             config.queues.clone()
         };
         let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+        let identity = Heartbeat::identity();
         tracing::info!(
             concurrency = config.concurrency,
             redis = %config.redis.display_address(),
             queues = ?names,
             namespace = keys.namespace(),
+            identity,
             "Starting processing"
         );
 
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let control = Control::new();
+        let on_shutdown = control.clone();
         tokio::spawn(async move {
             shutdown.await;
-            let _ = stop_tx.send(true);
+            on_shutdown.stop();
         });
+        let running: Running = Arc::default();
+        if listen_to_signals {
+            tokio::spawn(crate::signals::quiet_and_dump(
+                control.clone(),
+                Arc::clone(&running),
+            ));
+        }
 
         let stats = Arc::new(Stats::default());
         let processor = Arc::new(Processor {
@@ -181,29 +197,39 @@ impl Server {
             conn.clone(),
             keys.clone(),
             config.poll_interval,
-            stop_rx.clone(),
+            control.quiet.subscribe(),
         ));
-        let flusher = tokio::spawn(flush_stats_periodically(
-            Arc::clone(&stats),
-            conn.clone(),
-            keys.clone(),
-            stop_rx.clone(),
-        ));
+        let weights: Vec<(String, u32)> =
+            queues.iter().map(|q| (q.name.clone(), q.weight)).collect();
+        let (beat_done, beat_done_rx) = watch::channel(false);
+        let heartbeat = tokio::spawn(
+            Heartbeat {
+                conn: conn.clone(),
+                keys: keys.clone(),
+                info: Heartbeat::info(&identity, &config.tag, config.concurrency, &weights),
+                identity,
+                concurrency: config.concurrency,
+                running: Arc::clone(&running),
+                stats: Arc::clone(&stats),
+                control: control.clone(),
+            }
+            .run(beat_done_rx),
+        );
 
-        let running: Running = Arc::default();
         let mut tasks = JoinSet::new();
         let mut fetcher = Fetcher::new(fetch_conn, &keys, &queues);
-        fetch_loop(
-            &mut fetcher,
-            &processor,
-            config.concurrency,
-            &running,
-            &mut tasks,
-            stop_rx,
-            &keys,
-            conn.clone(),
-        )
-        .await;
+        let slots = FetchSlots {
+            processor: &processor,
+            concurrency: config.concurrency,
+            running: &running,
+            keys: &keys,
+            conn: conn.clone(),
+        };
+        slots
+            .fetch_until_quiet(&mut fetcher, &mut tasks, control.quiet.subscribe())
+            .await;
+        // Quiet: keep running jobs and beating until told to stop.
+        let _ = control.stop.subscribe().wait_for(|stop| *stop).await;
 
         tracing::info!(
             running = tasks.len(),
@@ -219,90 +245,99 @@ impl Server {
                 .lock()
                 .expect("running jobs lock")
                 .values()
-                .cloned()
+                .map(|job| (Arc::clone(&job.queue), Arc::clone(&job.raw)))
                 .collect();
             requeue(conn.clone(), &keys, &unfinished).await;
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
         let _ = poller.await;
-        let _ = flusher.await;
-        let mut conn = conn;
-        if let Err(e) = stats.flush(&mut conn, &keys).await {
-            tracing::error!(error = %e, "could not flush the last counters to Redis");
-        }
+        // The heartbeat flushes the last counters and deregisters the process.
+        let _ = beat_done.send(true);
+        let _ = heartbeat.await;
         tracing::info!("Exiting");
         Ok(())
     }
 }
 
-/// Takes a job whenever a slot is free, until `stop`.
-#[allow(clippy::too_many_arguments)]
-async fn fetch_loop(
-    fetcher: &mut Fetcher,
-    processor: &Arc<Processor>,
+/// What the fetch loop hands each job.
+struct FetchSlots<'a> {
+    processor: &'a Arc<Processor>,
     concurrency: usize,
-    running: &Running,
-    tasks: &mut JoinSet<()>,
-    mut stop: watch::Receiver<bool>,
-    keys: &Keys,
+    running: &'a Running,
+    keys: &'a Keys,
     conn: redis::aio::ConnectionManager,
-) {
-    let slots = Arc::new(Semaphore::new(concurrency));
-    let mut next_id: u64 = 0;
-    let mut failing_since: Option<Instant> = None;
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        while tasks.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            permit = Arc::clone(&slots).acquire_owned() => permit.expect("the semaphore is never closed"),
-            _ = stop.changed() => break,
-        };
-        if *stop.borrow() {
-            break;
-        }
-        // A BRPOP is never cancelled half-way: a job it popped would be lost.
-        let Fetched { queue, raw } = match fetcher.fetch().await {
-            Ok(Some(fetched)) => fetched,
-            Ok(None) => continue,
-            Err(e) => {
-                if failing_since.is_none() {
-                    tracing::error!(error = %e, "fetch: cannot reach Redis; will keep trying");
-                    failing_since = Some(Instant::now());
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
+}
+
+impl FetchSlots<'_> {
+    /// Takes a job whenever a slot is free, until the server is quieted (or stopped).
+    async fn fetch_until_quiet(
+        &self,
+        fetcher: &mut Fetcher,
+        tasks: &mut JoinSet<()>,
+        mut quiet: watch::Receiver<bool>,
+    ) {
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let mut next_id: u64 = 0;
+        let mut failing_since: Option<Instant> = None;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                permit = Arc::clone(&slots).acquire_owned() => permit.expect("the semaphore is never closed"),
+                _ = quiet.wait_for(|quiet| *quiet) => break,
+            };
+            if *quiet.borrow() {
+                break;
             }
-        };
-        if let Some(since) = failing_since.take() {
-            tracing::info!(
-                downtime_s = since.elapsed().as_secs_f64(),
-                "fetch: Redis is back"
-            );
-            backoff = Duration::from_millis(100);
+            // A BRPOP is never cancelled half-way: a job it popped would be lost.
+            let Fetched { queue, raw } = match fetcher.fetch().await {
+                Ok(Some(fetched)) => fetched,
+                Ok(None) => continue,
+                Err(e) => {
+                    if failing_since.is_none() {
+                        tracing::error!(error = %e, "fetch: cannot reach Redis; will keep trying");
+                        failing_since = Some(Instant::now());
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = quiet.wait_for(|quiet| *quiet) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            if let Some(since) = failing_since.take() {
+                tracing::info!(
+                    downtime_s = since.elapsed().as_secs_f64(),
+                    "fetch: Redis is back"
+                );
+                backoff = Duration::from_millis(100);
+            }
+            let raw: Arc<str> = Arc::from(raw);
+            if *quiet.borrow() {
+                requeue(self.conn.clone(), self.keys, &[(queue, raw)]).await;
+                break;
+            }
+            next_id += 1;
+            let id = next_id;
+            let job = RunningJob {
+                queue: Arc::clone(&queue),
+                raw: Arc::clone(&raw),
+                run_at: payload::now_secs() as u64,
+            };
+            self.running
+                .lock()
+                .expect("running jobs lock")
+                .insert(id, job);
+            let processor = Arc::clone(self.processor);
+            let running = Arc::clone(self.running);
+            tasks.spawn(async move {
+                processor.process(&queue, &raw).await;
+                running.lock().expect("running jobs lock").remove(&id);
+                drop(permit);
+            });
         }
-        let raw: Arc<str> = Arc::from(raw);
-        if *stop.borrow() {
-            requeue(conn.clone(), keys, &[(queue, raw)]).await;
-            break;
-        }
-        next_id += 1;
-        let id = next_id;
-        running
-            .lock()
-            .expect("running jobs lock")
-            .insert(id, (Arc::clone(&queue), Arc::clone(&raw)));
-        let processor = Arc::clone(processor);
-        let running = Arc::clone(running);
-        tasks.spawn(async move {
-            processor.process(&queue, &raw).await;
-            running.lock().expect("running jobs lock").remove(&id);
-            drop(permit);
-        });
     }
 }
 
@@ -325,23 +360,6 @@ async fn requeue(
             for (queue, raw) in jobs {
                 tracing::error!(error = %e, queue = &**queue, payload = &**raw, "could not push an unfinished job back; its payload is logged here");
             }
-        }
-    }
-}
-
-async fn flush_stats_periodically(
-    stats: Arc<Stats>,
-    mut conn: redis::aio::ConnectionManager,
-    keys: keys::Keys,
-    mut stop: watch::Receiver<bool>,
-) {
-    while !*stop.borrow() {
-        tokio::select! {
-            _ = tokio::time::sleep(STATS_FLUSH_INTERVAL) => {}
-            _ = stop.changed() => return,
-        }
-        if let Err(e) = stats.flush(&mut conn, &keys).await {
-            tracing::warn!(error = %e, "could not flush counters; they are kept for the next flush");
         }
     }
 }

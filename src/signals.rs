@@ -22,3 +22,28 @@ pub async fn terminate() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// Quiets the server on SIGTSTP and logs its running jobs on SIGTTIN.
+pub(crate) async fn quiet_and_dump(
+    control: crate::heartbeat::Control,
+    running: crate::heartbeat::Running,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut tstp), Ok(mut ttin)) = (
+            signal(SignalKind::from_raw(20)),
+            signal(SignalKind::from_raw(21)),
+        ) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tstp.recv() => control.quiet(),
+                _ = ttin.recv() => crate::heartbeat::log_running(&running),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (control, running);
+}

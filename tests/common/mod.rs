@@ -119,6 +119,15 @@ impl RunningServer {
         }
     }
 
+    /// Waits for the server to stop by itself (e.g. a remote TERM).
+    pub async fn wait(self, limit: Duration) {
+        tokio::time::timeout(limit, self.handle)
+            .await
+            .expect("server stopped in time")
+            .expect("server task")
+            .expect("server ran");
+    }
+
     pub async fn stop(mut self) {
         let _ = self.stop.take().expect("stopped once").send(());
         self.handle.await.expect("server task").expect("server ran");
@@ -207,6 +216,18 @@ pub fn registry_with(record: &Record) -> Registry {
         .register(record.clone())
         .register(Flaky)
         .register(Typed)
-        .register(Panicky);
+        .register(Panicky)
+        .register(Nap);
     registry
+}
+
+/// Sleeps its first argument in milliseconds. Class name `Nap`.
+pub struct Nap;
+
+impl Worker for Nap {
+    type Args = (u64,);
+    async fn perform(&self, (ms,): (u64,)) -> JobResult {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(())
+    }
 }

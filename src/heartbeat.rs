@@ -1,0 +1,284 @@
+//! The heartbeat: registers the process where Sidekiq's dashboards look, and carries remote
+//! control.
+//!
+//! Every 5 s (Sidekiq 6.4's pace) it flushes the counters, writes the running jobs to
+//! `IDENTITY:work` (and `IDENTITY:workers`, which Sidekiq 6.4.1's dashboard reads), and in
+//! one transaction adds the identity to `processes`, writes the identity hash (`info`,
+//! `busy`, `beat`, `quiet`, `rss`, `rtt_us`, `concurrency`) with a 60 s TTL, and pops one
+//! command from `IDENTITY-signals`: `TSTP` quiets the process, `TERM` stops it, `TTIN` logs
+//! what is running. On exit the process removes itself.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::keys::Keys;
+use crate::payload;
+use crate::stats::Stats;
+
+/// Time between beats.
+const BEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// Lifetime of the process's keys without a beat (Sidekiq's 60 s).
+const PROCESS_TTL_SECS: i64 = 60;
+
+/// A job that is running now.
+#[derive(Debug, Clone)]
+pub(crate) struct RunningJob {
+    pub queue: Arc<str>,
+    /// The exact payload fetched, to show and to push back on a hard stop.
+    pub raw: Arc<str>,
+    /// When it started, in whole epoch seconds (as Sidekiq writes `run_at`).
+    pub run_at: u64,
+}
+
+/// The jobs running now, by slot id.
+pub(crate) type Running = Arc<Mutex<HashMap<u64, RunningJob>>>;
+
+/// The switches a server obeys: quiet (stop taking work) and stop.
+#[derive(Clone)]
+pub(crate) struct Control {
+    pub quiet: Arc<watch::Sender<bool>>,
+    pub stop: Arc<watch::Sender<bool>>,
+}
+
+impl Control {
+    pub fn new() -> Control {
+        Control {
+            quiet: Arc::new(watch::channel(false).0),
+            stop: Arc::new(watch::channel(false).0),
+        }
+    }
+    /// Stops fetching and scheduling; running jobs go on and the heartbeat keeps beating.
+    pub fn quiet(&self) {
+        if !self.quiet.send_replace(true) {
+            tracing::info!("Quiet: no new jobs will be fetched");
+        }
+    }
+    /// Quiets, then starts the graceful shutdown.
+    pub fn stop(&self) {
+        self.quiet();
+        self.stop.send_replace(true);
+    }
+}
+
+/// What the heartbeat writes about this process.
+pub(crate) struct Heartbeat {
+    pub conn: ConnectionManager,
+    pub keys: Keys,
+    pub identity: String,
+    pub info: String,
+    pub concurrency: usize,
+    pub running: Running,
+    pub stats: Arc<Stats>,
+    pub control: Control,
+}
+
+impl Heartbeat {
+    /// A process identity as Sidekiq makes them: `hostname:pid:12 hex chars`.
+    pub fn identity() -> String {
+        format!(
+            "{}:{}:{}",
+            hostname(),
+            std::process::id(),
+            &payload::new_jid()[..12]
+        )
+    }
+
+    /// The `info` JSON, written once at start and re-sent with every beat.
+    pub fn info(identity: &str, tag: &str, concurrency: usize, queues: &[(String, u32)]) -> String {
+        let names: Vec<&str> = queues.iter().map(|(name, _)| name.as_str()).collect();
+        let weights: serde_json::Map<String, Value> = queues
+            .iter()
+            .map(|(name, weight)| (name.clone(), Value::from(*weight)))
+            .collect();
+        json!({
+            "hostname": hostname(),
+            "started_at": payload::timestamp_value(payload::now_secs()),
+            "pid": std::process::id(),
+            "tag": tag,
+            "concurrency": concurrency,
+            "queues": names,
+            "weights": [weights],
+            "labels": [],
+            "identity": identity,
+            "version": env!("CARGO_PKG_VERSION"),
+            "embedded": false,
+        })
+        .to_string()
+    }
+
+    /// Beats until stopped, then removes the process from Redis.
+    pub async fn run(mut self, mut done: watch::Receiver<bool>) {
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            match self.beat().await {
+                Ok(obeyed) => {
+                    if let Some(since) = failing_since.take() {
+                        tracing::info!(
+                            downtime_s = since.elapsed().as_secs_f64(),
+                            "heartbeat: Redis is back"
+                        );
+                    }
+                    if obeyed {
+                        continue; // beat again at once, so dashboards see the new state
+                    }
+                }
+                Err(e) if failing_since.is_none() => {
+                    tracing::error!(error = %e, "heartbeat: cannot reach Redis; will keep trying");
+                    failing_since = Some(Instant::now());
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(BEAT_INTERVAL) => {}
+                _ = done.wait_for(|done| *done) => break,
+            }
+        }
+        if let Err(e) = self.stats.flush(&mut self.conn, &self.keys).await {
+            tracing::error!(error = %e, "could not flush the last counters to Redis");
+        }
+        let mut pipe = redis::pipe();
+        pipe.srem(self.keys.key("processes"), &self.identity)
+            .ignore();
+        pipe.del(&self.process_keys()[..]).ignore();
+        if let Err(e) = pipe.query_async::<()>(&mut self.conn).await {
+            tracing::warn!(error = %e, "could not deregister; the entry expires in 60 s");
+        }
+    }
+
+    fn process_keys(&self) -> [String; 3] {
+        let id = self.keys.key(&self.identity);
+        [format!("{id}:work"), format!("{id}:workers"), id]
+    }
+
+    /// One beat; returns whether a remote signal was obeyed.
+    async fn beat(&mut self) -> redis::RedisResult<bool> {
+        if let Err(e) = self.stats.flush(&mut self.conn, &self.keys).await {
+            tracing::warn!(error = %e, "could not flush counters; they are kept for the next beat");
+        }
+        let rtt = Instant::now();
+        let () = redis::cmd("PING").query_async(&mut self.conn).await?;
+        let rtt_us = rtt.elapsed().as_micros() as u64;
+
+        let work: Vec<(String, String)> = {
+            let running = self.running.lock().expect("running jobs lock");
+            running
+                .iter()
+                .map(|(slot, job)| {
+                    let value =
+                        json!({"queue": &*job.queue, "payload": &*job.raw, "run_at": job.run_at});
+                    (radix36(*slot), value.to_string())
+                })
+                .collect()
+        };
+        let [work_key, workers_key, id_key] = self.process_keys();
+        let quiet = *self.control.quiet.borrow();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.del(&[&work_key, &workers_key]).ignore();
+        if !work.is_empty() {
+            for key in [&work_key, &workers_key] {
+                pipe.hset_multiple(key, &work).ignore();
+                pipe.expire(key, PROCESS_TTL_SECS).ignore();
+            }
+        }
+        pipe.sadd(self.keys.key("processes"), &self.identity)
+            .ignore();
+        pipe.hset_multiple(
+            &id_key,
+            &[
+                ("info", self.info.clone()),
+                ("busy", work.len().to_string()),
+                ("beat", payload::timestamp_text(payload::now_secs())),
+                ("quiet", quiet.to_string()),
+                ("rss", rss_kb().to_string()),
+                ("rtt_us", rtt_us.to_string()),
+                ("concurrency", self.concurrency.to_string()),
+            ],
+        )
+        .ignore();
+        pipe.expire(&id_key, PROCESS_TTL_SECS).ignore();
+        pipe.rpop(format!("{id_key}-signals"), None);
+        let (signal,): (Option<String>,) = pipe.query_async(&mut self.conn).await?;
+        if let Some(signal) = &signal {
+            self.obey(signal);
+        }
+        Ok(signal.is_some())
+    }
+
+    fn obey(&self, signal: &str) {
+        tracing::info!(signal, "remote signal received");
+        match signal {
+            "TSTP" | "USR1" => self.control.quiet(),
+            "TERM" | "INT" => self.control.stop(),
+            "TTIN" => log_running(&self.running),
+            other => tracing::warn!(
+                signal = other,
+                "unknown remote signal ignored (TSTP, TERM and TTIN are known)"
+            ),
+        }
+    }
+}
+
+/// Logs every running job (TTIN).
+pub(crate) fn log_running(running: &Running) {
+    let running = running.lock().expect("running jobs lock");
+    tracing::info!(busy = running.len(), "TTIN: running jobs");
+    for (slot, job) in running.iter() {
+        tracing::info!(
+            slot = radix36(*slot),
+            queue = &*job.queue,
+            run_at = job.run_at,
+            payload = &*job.raw,
+            "running"
+        );
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("DYNO")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Resident memory in KB (Linux `VmRSS`; 0 where unknown).
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+fn radix36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ascii digits")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slot_ids_are_base36() {
+        assert_eq!(super::radix36(0), "0");
+        assert_eq!(super::radix36(36 * 36 + 35), "10z");
+    }
+}
