@@ -114,3 +114,40 @@ impl RedisConfig {
         Ok(conn)
     }
 }
+
+/// Logs a Redis outage once when it starts and once when it ends, with its length.
+#[derive(Debug)]
+pub(crate) struct Outage {
+    /// Which part of the server is talking (e.g. "fetch").
+    what: &'static str,
+    since: Option<std::time::Instant>,
+}
+
+impl Outage {
+    pub fn new(what: &'static str) -> Outage {
+        Outage { what, since: None }
+    }
+
+    /// A command failed: logs it if this starts an outage.
+    pub fn failed(&mut self, error: &redis::RedisError) {
+        if self.since.is_none() {
+            tracing::error!(error = %error, "{}: cannot reach Redis; will keep trying", self.what);
+            self.since = Some(std::time::Instant::now());
+        }
+    }
+
+    /// A command succeeded: logs the recovery if an outage was going on; returns whether it was.
+    pub fn ok(&mut self) -> bool {
+        match self.since.take() {
+            Some(since) => {
+                tracing::info!(
+                    downtime_s = since.elapsed().as_secs_f64(),
+                    "{}: Redis is back",
+                    self.what
+                );
+                true
+            }
+            None => false,
+        }
+    }
+}

@@ -16,6 +16,7 @@ use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::connection::Outage;
 use crate::keys::Keys;
 use crate::payload;
 use crate::stats::Stats;
@@ -113,25 +114,16 @@ impl Heartbeat {
 
     /// Beats until stopped, then removes the process from Redis.
     pub async fn run(mut self, mut done: watch::Receiver<bool>) {
-        let mut failing_since: Option<Instant> = None;
+        let mut outage = Outage::new("heartbeat");
         loop {
             match self.beat().await {
                 Ok(obeyed) => {
-                    if let Some(since) = failing_since.take() {
-                        tracing::info!(
-                            downtime_s = since.elapsed().as_secs_f64(),
-                            "heartbeat: Redis is back"
-                        );
-                    }
+                    outage.ok();
                     if obeyed {
                         continue; // beat again at once, so dashboards see the new state
                     }
                 }
-                Err(e) if failing_since.is_none() => {
-                    tracing::error!(error = %e, "heartbeat: cannot reach Redis; will keep trying");
-                    failing_since = Some(Instant::now());
-                }
-                Err(_) => {}
+                Err(e) => outage.failed(&e),
             }
             tokio::select! {
                 _ = tokio::time::sleep(BEAT_INTERVAL) => {}

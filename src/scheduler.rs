@@ -15,6 +15,7 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
+use crate::connection::Outage;
 use crate::keys::Keys;
 use crate::payload;
 
@@ -92,26 +93,16 @@ pub(crate) async fn run(
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut failing_since: Option<std::time::Instant> = None;
+    let mut outage = Outage::new("scheduler");
     while !*stop.borrow() {
         match enqueue_due(&mut conn, &keys).await {
             Ok(moved) => {
-                if let Some(since) = failing_since.take() {
-                    tracing::info!(
-                        downtime_s = since.elapsed().as_secs_f64(),
-                        "scheduler: Redis is back"
-                    );
-                }
+                outage.ok();
                 if moved > 0 {
                     tracing::debug!(moved, "scheduler: enqueued due jobs");
                 }
             }
-            Err(e) => {
-                if failing_since.is_none() {
-                    tracing::error!(error = %e, "scheduler: cannot reach Redis; will keep trying");
-                    failing_since = Some(std::time::Instant::now());
-                }
-            }
+            Err(e) => outage.failed(&e),
         }
         // Uniform in [0.5, 1.0) × interval, so servers started together spread out.
         let pause = interval.mul_f64(0.5 + rand::random::<f64>() * 0.5);

@@ -7,12 +7,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::connection::{COMMAND_TIMEOUT, RedisConfig};
+use crate::connection::{COMMAND_TIMEOUT, Outage, RedisConfig};
 use crate::error::Result;
 use crate::fetch::{FETCH_TIMEOUT, Fetched, Fetcher, QueueSpec};
 use crate::heartbeat::{Control, Heartbeat, Running, RunningJob};
@@ -279,7 +279,7 @@ impl FetchSlots<'_> {
     ) {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let mut next_id: u64 = 0;
-        let mut failing_since: Option<Instant> = None;
+        let mut outage = Outage::new("fetch");
         let mut backoff = Duration::from_millis(100);
         loop {
             while tasks.try_join_next().is_some() {}
@@ -295,10 +295,7 @@ impl FetchSlots<'_> {
                 Ok(Some(fetched)) => fetched,
                 Ok(None) => continue,
                 Err(e) => {
-                    if failing_since.is_none() {
-                        tracing::error!(error = %e, "fetch: cannot reach Redis; will keep trying");
-                        failing_since = Some(Instant::now());
-                    }
+                    outage.failed(&e);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = quiet.wait_for(|quiet| *quiet) => {}
@@ -307,11 +304,7 @@ impl FetchSlots<'_> {
                     continue;
                 }
             };
-            if let Some(since) = failing_since.take() {
-                tracing::info!(
-                    downtime_s = since.elapsed().as_secs_f64(),
-                    "fetch: Redis is back"
-                );
+            if outage.ok() {
                 backoff = Duration::from_millis(100);
             }
             let raw: Arc<str> = Arc::from(raw);
