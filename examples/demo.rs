@@ -10,94 +10,12 @@
 //! `cargo run --release --example demo -- --tour` enqueues a few jobs, runs them, and prints
 //! what happened, including a failure that went to the retry set.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use psychiq::cli::ServerArgs;
-use psychiq::{Client, Job, JobError, JobResult, NoArgs, Registry, Server, Worker};
+use psychiq::{Client, Job, NoArgs, Server};
 use serde_json::Value;
-
-struct Noop;
-impl Worker for Noop {
-    type Args = NoArgs;
-    async fn perform(&self, _: NoArgs) -> JobResult {
-        Ok(())
-    }
-}
-
-struct Echo;
-impl Worker for Echo {
-    type Args = Vec<Value>;
-    async fn perform(&self, args: Vec<Value>) -> JobResult {
-        append_line(args.first(), &args)
-    }
-}
-
-struct Fail;
-impl Worker for Fail {
-    type Args = Vec<Value>;
-    async fn perform(&self, args: Vec<Value>) -> JobResult {
-        Err(JobError::msg(text(args.first())))
-    }
-}
-
-struct Sleep;
-impl Worker for Sleep {
-    type Args = Vec<Value>;
-    async fn perform(&self, args: Vec<Value>) -> JobResult {
-        let ms = args.first().and_then(Value::as_u64).ok_or_else(|| {
-            JobError::new("ArgumentError", "Sleep takes [milliseconds, optional path]")
-        })?;
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        match args.get(1) {
-            Some(path) => append_line(Some(path), &args),
-            None => Ok(()),
-        }
-    }
-}
-
-struct Panic;
-impl Worker for Panic {
-    type Args = Vec<Value>;
-    async fn perform(&self, args: Vec<Value>) -> JobResult {
-        panic!("{}", text(args.first()))
-    }
-}
-
-fn text(value: Option<&Value>) -> String {
-    match value {
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    }
-}
-
-/// Appends `args` as one line with a single write, so concurrent lines never interleave.
-fn append_line(path: Option<&Value>, args: &[Value]) -> JobResult {
-    let path = path
-        .and_then(Value::as_str)
-        .ok_or_else(|| JobError::new("ArgumentError", "the first argument must be a file path"))?;
-    let mut line = serde_json::to_vec(args)?;
-    line.push(b'\n');
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    file.write_all(&line)?;
-    Ok(())
-}
-
-fn registry() -> Registry {
-    let mut registry = Registry::new();
-    registry
-        .register(Noop)
-        .register(Echo)
-        .register(Fail)
-        .register(Sleep)
-        .register(Panic);
-    registry
-}
 
 #[derive(Parser)]
 #[command(
@@ -120,7 +38,7 @@ async fn main() {
     let result = if args.tour {
         tour(&args.server).await
     } else {
-        Server::new(args.server.server_config(), registry())
+        Server::new(args.server.server_config(), psychiq::demo::registry())
             .run()
             .await
     };
@@ -182,7 +100,7 @@ async fn tour(flags: &ServerArgs) -> psychiq::Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
-        Server::new(config.clone(), registry()).run_until(async move {
+        Server::new(config.clone(), psychiq::demo::registry()).run_until(async move {
             let _ = stop_rx.await;
         }),
     );

@@ -24,11 +24,16 @@
 
 use std::time::Duration;
 
-use clap::Args;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Args, Parser};
 
 use crate::connection::RedisConfig;
 use crate::fetch::QueueSpec;
-use crate::server::ServerConfig;
+use crate::server::{Server, ServerConfig};
+use crate::worker::Registry;
 
 /// The server's flags.
 #[derive(Debug, Clone, Args)]
@@ -63,6 +68,18 @@ pub struct ServerArgs {
     /// Print debug logs
     #[arg(short = 'v', long)]
     pub verbose: bool,
+    /// Log format: text for people, json (one object a line) for log shippers
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 fn parse_queue(spec: &str) -> Result<QueueSpec, String> {
@@ -96,9 +113,167 @@ impl ServerArgs {
         let default = if self.verbose { "debug" } else { "info" };
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-        let _ = tracing_subscriber::fmt()
+        let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .try_init();
+            .with_writer(std::io::stderr);
+        let _ = match self.log_format {
+            LogFormat::Text => builder.try_init(),
+            LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        };
+    }
+}
+
+/// The whole command line of a server binary: the server flags plus the systems to load.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Runs Psychiq job servers: Sidekiq-compatible background jobs on Redis.",
+    after_help = "SYSTEM is a named worker set the binary registered, or, where the binary accepts them, \
+a TOML file of command workers. Without -s every registered system is loaded.\n\
+Signals: TERM/INT stop gracefully, TSTP quiets (no new jobs), TTIN logs the running jobs."
+)]
+pub struct CliArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub server: ServerArgs,
+    /// Worker set to load; repeat for more (default: all)
+    #[arg(short = 's', long = "system", value_name = "SYSTEM")]
+    pub systems: Vec<String>,
+}
+
+type Loader = Box<dyn Fn(&str) -> Option<Result<Registry, String>>>;
+
+/// A server binary in a few lines: register named worker sets ("systems"), then `run()`.
+///
+/// ```no_run
+/// use psychiq::cli::Cli;
+/// fn main() -> std::process::ExitCode {
+///     Cli::new("billing-worker")
+///         .system("billing", psychiq::demo::registry())
+///         .run()
+/// }
+/// ```
+pub struct Cli {
+    name: String,
+    systems: BTreeMap<String, Registry>,
+    loader: Option<Loader>,
+}
+
+impl Cli {
+    /// A CLI for the binary called `name` (used in the help text).
+    pub fn new(name: impl Into<String>) -> Cli {
+        Cli {
+            name: name.into(),
+            systems: BTreeMap::new(),
+            loader: None,
+        }
+    }
+
+    /// Registers a named worker set, picked with `-s NAME`.
+    pub fn system(mut self, name: impl Into<String>, registry: Registry) -> Cli {
+        self.systems.insert(name.into(), registry);
+        self
+    }
+
+    /// Resolves `-s` values that are not registered names (e.g. files); `None` means
+    /// "not mine", which is reported as an unknown system.
+    pub fn loader(
+        mut self,
+        loader: impl Fn(&str) -> Option<Result<Registry, String>> + 'static,
+    ) -> Cli {
+        self.loader = Some(Box::new(loader));
+        self
+    }
+
+    /// Parses the process's arguments and runs the server until it is stopped.
+    ///
+    /// Exit status: 0 after a graceful stop, 1 when Redis cannot be reached, 2 for a wrong
+    /// flag, value or system.
+    pub fn run(self) -> ExitCode {
+        self.run_from(std::env::args_os())
+    }
+
+    /// As [`Cli::run`], with the arguments given.
+    pub fn run_from(self, args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
+        let command = <CliArgs as clap::CommandFactory>::command().bin_name(self.name.clone());
+        let matches = match command.try_get_matches_from(args) {
+            Ok(matches) => matches,
+            Err(e) => e.exit(),
+        };
+        let args = match <CliArgs as clap::FromArgMatches>::from_arg_matches(&matches) {
+            Ok(args) => args,
+            Err(e) => e.exit(),
+        };
+        let registry = match self.registry_for(&args.systems) {
+            Ok(registry) => registry,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::from(2);
+            }
+        };
+        args.server.init_logging();
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(classes = ?registry.class_names(), "workers loaded");
+        match runtime.block_on(Server::new(args.server.server_config(), registry).run()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// The workers of the named systems (all registered ones when none is named).
+    fn registry_for(&self, names: &[String]) -> Result<Registry, String> {
+        let mut registry = Registry::new();
+        if names.is_empty() {
+            for system in self.systems.values() {
+                registry.merge(system);
+            }
+        }
+        for name in names {
+            if let Some(system) = self.systems.get(name) {
+                registry.merge(system);
+                continue;
+            }
+            match self.loader.as_ref().and_then(|load| load(name)) {
+                Some(loaded) => {
+                    registry.merge(&loaded?);
+                }
+                None => {
+                    let known: Vec<&str> = self.systems.keys().map(String::as_str).collect();
+                    return Err(format!(
+                        "unknown system {name:?}; {} knows: {}{}",
+                        self.name,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        },
+                        if self.loader.is_some() {
+                            " (or a file it can load)"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+            }
+        }
+        if registry.is_empty() {
+            return Err(format!(
+                "no workers to run: {} registered no system; pass -s",
+                self.name
+            ));
+        }
+        Ok(registry)
     }
 }

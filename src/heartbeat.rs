@@ -125,8 +125,12 @@ impl Heartbeat {
                 }
                 Err(e) => outage.failed(&e),
             }
+            let mut quiet = self.control.quiet.subscribe();
+            let already_quiet = *quiet.borrow_and_update();
             tokio::select! {
                 _ = tokio::time::sleep(BEAT_INTERVAL) => {}
+                // Beat at once when the process goes quiet, so dashboards see it.
+                _ = quiet.wait_for(|quiet| *quiet), if !already_quiet => {}
                 _ = done.wait_for(|done| *done) => break,
             }
         }

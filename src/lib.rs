@@ -36,7 +36,9 @@
 
 pub mod cli;
 pub mod client;
+pub mod command;
 pub mod connection;
+pub mod demo;
 pub mod error;
 pub mod fetch;
 mod heartbeat;

@@ -19,7 +19,7 @@ use crate::keys::Keys;
 use crate::payload::{self, JobHead, JobMap};
 use crate::retry::{self, Disposition};
 use crate::stats::Stats;
-use crate::worker::{Handler, JobError, JobFuture, JobResult, Registry};
+use crate::worker::{Handler, JobError, JobFuture, JobInfo, JobResult, Registry};
 
 /// Everything a job needs to run, shared by all running jobs of a server.
 pub(crate) struct Processor {
@@ -54,10 +54,7 @@ impl Processor {
         self.stats.record(failed);
         let now = payload::now_secs();
         let disposition = match outcome {
-            Outcome::Done => {
-                tracing::debug!(queue, elapsed_ms, "done");
-                return;
-            }
+            Outcome::Done => return,
             Outcome::Unreadable { reason } => {
                 tracing::warn!(queue, %reason, "unreadable payload moved to the dead set");
                 Disposition::Dead {
@@ -150,7 +147,13 @@ impl Processor {
                 exhaust_now: false,
             };
         };
-        let future = match handler.start(args.get()) {
+        let info = JobInfo {
+            class,
+            jid,
+            queue,
+            args: args.get(),
+        };
+        let future = match handler.start(&info) {
             Ok(future) => future,
             Err(e) => {
                 return Outcome::Failed {
@@ -163,13 +166,18 @@ impl Processor {
                 };
             }
         };
-        tracing::debug!(class, jid, queue, "start");
+        tracing::info!(class, jid, queue, "start");
+        let started = Instant::now();
         let result = match (CatchUnwind { future }).await {
             Ok(result) => result,
             Err(panic) => Err(JobError::new("Panic", panic_message(panic.as_ref()))),
         };
         match result {
-            Ok(()) => Outcome::Done,
+            Ok(()) => {
+                let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+                tracing::info!(class, jid, queue, elapsed_ms, "done");
+                Outcome::Done
+            }
             Err(error) => Outcome::Failed {
                 error,
                 handler: Some(handler),

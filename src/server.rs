@@ -164,12 +164,12 @@ impl Server {
         let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
         let identity = Heartbeat::identity();
         tracing::info!(
-            concurrency = config.concurrency,
-            redis = %config.redis.display_address(),
-            queues = ?names,
-            namespace = keys.namespace(),
             identity,
-            "Starting processing"
+            "Starting processing (concurrency={}) with Redis ({}), queues {:?}, namespace {:?}",
+            config.concurrency,
+            config.redis.display_address(),
+            names,
+            keys.namespace()
         );
 
         let control = Control::new();

@@ -239,10 +239,19 @@ impl<'de> Deserialize<'de> for NoArgs {
 
 pub(crate) type JobFuture = Pin<Box<dyn Future<Output = JobResult> + Send>>;
 
+/// What a handler is told about the job it starts.
+pub(crate) struct JobInfo<'a> {
+    pub class: &'a str,
+    pub jid: &'a str,
+    pub queue: &'a str,
+    /// The raw `args` array.
+    pub args: &'a str,
+}
+
 /// A worker with its type erased, so the registry can hold workers of any type.
 pub(crate) trait Handler: Send + Sync {
     /// Deserialises the arguments and starts the job; a shape error is returned, not run.
-    fn start(&self, args: &str) -> Result<JobFuture, serde_json::Error>;
+    fn start(&self, job: &JobInfo<'_>) -> Result<JobFuture, serde_json::Error>;
     fn options(&self) -> &WorkerOptions;
     fn retry_in(&self, count: u32, error: &JobError) -> Option<Duration>;
     fn retries_exhausted(&self, job: &JobMap, error: &JobError);
@@ -254,8 +263,8 @@ struct Typed<W> {
 }
 
 impl<W: Worker> Handler for Typed<W> {
-    fn start(&self, args: &str) -> Result<JobFuture, serde_json::Error> {
-        let args: W::Args = serde_json::from_str(args)?;
+    fn start(&self, job: &JobInfo<'_>) -> Result<JobFuture, serde_json::Error> {
+        let args: W::Args = serde_json::from_str(job.args)?;
         let worker = Arc::clone(&self.worker);
         Ok(Box::pin(async move { worker.perform(args).await }))
     }
@@ -305,6 +314,12 @@ pub struct Registry {
     handlers: HashMap<String, Arc<dyn Handler>>,
 }
 
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("classes", &self.class_names()).finish()
+    }
+}
+
 impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
@@ -318,6 +333,12 @@ impl Registry {
             options: W::options(),
         };
         self.handlers.insert(W::class_name(), Arc::new(handler));
+        self
+    }
+
+    /// Adds a worker whose type is erased (e.g. a command worker) under `class`.
+    pub(crate) fn insert(&mut self, class: String, handler: Arc<dyn Handler>) -> &mut Self {
+        self.handlers.insert(class, handler);
         self
     }
 

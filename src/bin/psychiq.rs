@@ -1,0 +1,18 @@
+//! The `psychiq` server: the demo workers as the system `demo`, and any TOML file of
+//! command workers given with `-s FILE.toml`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use psychiq::cli::Cli;
+
+fn main() -> ExitCode {
+    Cli::new("psychiq")
+        .system("demo", psychiq::demo::registry())
+        .loader(|name| {
+            let path = Path::new(name);
+            (name.ends_with(".toml") || path.is_file())
+                .then(|| psychiq::command::load_workers(path))
+        })
+        .run()
+}

@@ -1,0 +1,214 @@
+//! Command workers: jobs run by any program, described in a TOML file.
+//!
+//! Each job class maps to a program. The job's `args` array is written as JSON to the
+//! program's standard input; `PSYCHIQ_JID`, `PSYCHIQ_CLASS` and `PSYCHIQ_QUEUE` are in its
+//! environment. Exit status 0 is success; any other status, a signal, or running past the
+//! timeout is a failure whose `error_message` is the end of what the program wrote to
+//! standard error, and the usual retry rules apply. Its standard output goes to the
+//! server's standard output.
+//!
+//! ```toml
+//! [workers."Reports::Generate"]
+//! command = ["python3", "reports/generate.py"]   # argv; no shell is involved
+//! dir = "/srv/app"                                # optional working directory
+//! env = { PYTHONUNBUFFERED = "1" }                # optional extra environment
+//! timeout = 300                                   # optional, seconds
+//! ```
+//!
+//! ```
+//! let registry = psychiq::command::parse_workers(r#"
+//!     [workers.Hello]
+//!     command = ["echo", "hello"]
+//! "#).unwrap();
+//! assert_eq!(registry.class_names(), ["Hello"]);
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::payload::JobMap;
+use crate::worker::{Handler, JobError, JobFuture, JobInfo, Registry, WorkerOptions};
+
+/// How much of the end of standard error becomes the `error_message`.
+const STDERR_TAIL_BYTES: usize = 4_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    workers: BTreeMap<String, CommandSpec>,
+}
+
+/// One command worker as the TOML file describes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandSpec {
+    command: Vec<String>,
+    dir: Option<PathBuf>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    timeout: Option<f64>,
+}
+
+/// Reads a TOML file of command workers into a registry.
+pub fn load_workers(path: &Path) -> Result<Registry, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse_workers(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses TOML text of command workers into a registry.
+pub fn parse_workers(text: &str) -> Result<Registry, String> {
+    let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+    if file.workers.is_empty() {
+        return Err(
+            "no [workers.\"ClassName\"] table; see the README's command workers section".into(),
+        );
+    }
+    let mut registry = Registry::new();
+    for (class, spec) in file.workers {
+        if spec.command.is_empty() || spec.command[0].is_empty() {
+            return Err(format!(
+                "worker {class:?}: command must name a program, e.g. command = [\"python3\", \"job.py\"]"
+            ));
+        }
+        if let Some(t) = spec.timeout
+            && !(t > 0.0 && t.is_finite())
+        {
+            return Err(format!(
+                "worker {class:?}: timeout must be a positive number of seconds"
+            ));
+        }
+        let handler = CommandWorker {
+            spec: Arc::new(spec),
+            options: WorkerOptions::default(),
+        };
+        registry.insert(class, Arc::new(handler));
+    }
+    Ok(registry)
+}
+
+struct CommandWorker {
+    spec: Arc<CommandSpec>,
+    options: WorkerOptions,
+}
+
+impl Handler for CommandWorker {
+    fn start(&self, job: &JobInfo<'_>) -> Result<JobFuture, serde_json::Error> {
+        let spec = Arc::clone(&self.spec);
+        let mut command = tokio::process::Command::new(&spec.command[0]);
+        command
+            .args(&spec.command[1..])
+            .envs(&spec.env)
+            .env("PSYCHIQ_JID", job.jid)
+            .env("PSYCHIQ_CLASS", job.class)
+            .env("PSYCHIQ_QUEUE", job.queue)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(dir) = &spec.dir {
+            command.current_dir(dir);
+        }
+        let input = job.args.as_bytes().to_vec();
+        Ok(Box::pin(async move {
+            let run = run(command, input, &spec.command);
+            match spec.timeout {
+                None => run.await,
+                Some(secs) => tokio::time::timeout(Duration::from_secs_f64(secs), run)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(JobError::new(
+                            "Psychiq::CommandTimeout",
+                            format!(
+                                "{:?} did not finish within {secs} s and was killed",
+                                spec.command
+                            ),
+                        ))
+                    }),
+            }
+        }))
+    }
+    fn options(&self) -> &WorkerOptions {
+        &self.options
+    }
+    fn retry_in(&self, _: u32, _: &JobError) -> Option<Duration> {
+        None
+    }
+    fn retries_exhausted(&self, _: &JobMap, _: &JobError) {}
+}
+
+/// Runs the program with `input` on stdin; the child is killed if this future is dropped.
+async fn run(
+    mut command: tokio::process::Command,
+    input: Vec<u8>,
+    argv: &[String],
+) -> Result<(), JobError> {
+    let mut child = command.spawn().map_err(|e| {
+        JobError::new(
+            "Psychiq::CommandFailed",
+            format!("cannot start {argv:?}: {e}"),
+        )
+    })?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    // Write stdin and read stderr together, so neither pipe can fill up and stall the other.
+    let write = async move {
+        // A program that exits without reading its input is not an error in itself.
+        let _ = stdin.write_all(&input).await;
+        drop(stdin);
+    };
+    let mut err = Vec::new();
+    let read = stderr.read_to_end(&mut err);
+    let ((), read) = tokio::join!(write, read);
+    read.map_err(|e| {
+        JobError::new(
+            "Psychiq::CommandFailed",
+            format!("reading stderr of {argv:?}: {e}"),
+        )
+    })?;
+    let status = child.wait().await.map_err(|e| {
+        JobError::new(
+            "Psychiq::CommandFailed",
+            format!("waiting for {argv:?}: {e}"),
+        )
+    })?;
+    if status.success() {
+        return Ok(());
+    }
+    let tail = &err[err.len().saturating_sub(STDERR_TAIL_BYTES)..];
+    let tail = String::from_utf8_lossy(tail).trim().to_string();
+    let message = if tail.is_empty() {
+        format!("{argv:?} {status}")
+    } else {
+        tail
+    };
+    Err(JobError::new("Psychiq::CommandFailed", message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        assert!(parse_workers("").unwrap_err().contains("no [workers"));
+        assert!(
+            parse_workers("[workers.X]\ncommand = []")
+                .unwrap_err()
+                .contains("must name a program")
+        );
+        assert!(
+            parse_workers("[workers.X]\ncommand = [\"a\"]\ntimeout = -1")
+                .unwrap_err()
+                .contains("timeout")
+        );
+        assert!(parse_workers("[workers.X]\ncommand = [\"a\"]\nbogus = 1").is_err());
+    }
+}

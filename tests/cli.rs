@@ -1,0 +1,329 @@
+//! The real `psychiq` binary: flags and their errors, TERM/TSTP, remote control and command
+//! workers. Each test spawns the binary against its own namespace.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use psychiq::Job;
+use serde_json::Value;
+
+fn psychiq() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_psychiq"));
+    command.env_remove("REDIS_URL").env_remove("RUST_LOG");
+    command
+}
+
+/// A server process, killed if the test ends before it exits.
+struct Spawned {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Spawned {
+    fn start(ns: &TestNs, args: &[&str]) -> Spawned {
+        let log = std::env::temp_dir().join(format!("{}.log", ns.namespace));
+        let child = psychiq()
+            .args(["--redis-url", &redis_url(), "-n", &ns.namespace])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("the psychiq binary starts");
+        Spawned { child, log }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> i32 {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().expect("exited, not killed");
+            }
+            assert!(
+                started.elapsed() < limit,
+                "did not exit within {limit:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+async fn identity(ns: &TestNs) -> String {
+    let processes = ns.keys().key("processes");
+    wait_until(
+        Duration::from_secs(10),
+        "the process to register",
+        || async {
+            let members: Vec<String> = ns.query(redis::cmd("SMEMBERS").arg(&processes)).await;
+            !members.is_empty()
+        },
+    )
+    .await;
+    let members: Vec<String> = ns.query(redis::cmd("SMEMBERS").arg(&processes)).await;
+    members[0].clone()
+}
+
+async fn wait_quiet(ns: &TestNs, identity: &str) {
+    let key = ns.keys().key(identity);
+    wait_until(Duration::from_secs(8), "quiet=true", || async {
+        let quiet: Option<String> = ns.query(redis::cmd("HGET").arg(&key).arg("quiet")).await;
+        quiet.as_deref() == Some("true")
+    })
+    .await;
+}
+
+#[test]
+fn help_version_and_flag_errors() {
+    let out = psychiq().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--host",
+        "--port",
+        "--db",
+        "--queue",
+        "--concurrency",
+        "--system",
+        "--namespace",
+        "--redis-url",
+        "--timeout",
+        "--tag",
+        "--verbose",
+    ] {
+        assert!(help.contains(flag), "help lacks {flag}");
+    }
+    let out = psychiq().arg("-V").output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("psychiq {}", env!("CARGO_PKG_VERSION"))
+    );
+
+    for (args, says) in [
+        (vec!["-c", "abc"], "invalid value 'abc'"),
+        (vec!["-c", "0"], "--concurrency"),
+        (vec!["-q", "q,x"], "whole number"),
+        (vec!["-p", "99999"], "99999"),
+        (vec!["--bogus"], "--bogus"),
+        (vec!["-s", "nope"], "knows: demo"),
+        (vec!["-s", "/nonexistent/workers.toml"], "cannot read"),
+    ] {
+        let out = psychiq().args(&args).output().unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error:") && stderr.contains(says),
+            "{args:?}: {stderr}"
+        );
+    }
+
+    let out = psychiq()
+        .args(["-o", "127.0.0.1", "-p", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("redis://127.0.0.1:1")
+            && errors[0].contains("Check that redis-server is running")
+    );
+}
+
+#[tokio::test]
+async fn term_lets_short_jobs_finish_and_pushes_long_ones_back() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let out = std::env::temp_dir().join(format!("{}-sleep.jsonl", ns.namespace));
+    let out_path = out.to_string_lossy().to_string();
+    for _ in 0..2 {
+        ns.client.push(Job::new("Sleep", (300, &out_path))?).await?;
+    }
+    for _ in 0..3 {
+        ns.client.push(Job::new("Sleep", (30_000,))?).await?;
+    }
+    let queue = ns.keys().queue("default");
+    let mut pushed = ns.lrange(&queue).await;
+    pushed.retain(|raw| raw.contains("30000"));
+
+    let mut server = Spawned::start(&ns, &["-s", "demo", "-c", "5", "-t", "2"]);
+    wait_until(Duration::from_secs(10), "all five jobs fetched", || async {
+        ns.lrange(&queue).await.is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopped_at = Instant::now();
+    server.signal("TERM");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(8)),
+        0,
+        "log:\n{}",
+        server.log_text()
+    );
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(5),
+        "exited {:?} after TERM with -t 2",
+        stopped_at.elapsed()
+    );
+
+    let lines = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    assert_eq!(lines.lines().count(), 2, "the short jobs finished");
+    let mut back = ns.lrange(&queue).await;
+    back.sort();
+    pushed.sort();
+    assert_eq!(back, pushed, "the unfinished jobs are back, byte for byte");
+    assert!(server.log_text().contains("Pushed unfinished jobs back"));
+    assert_eq!(ns.get_u64(&ns.keys().stat("processed")).await, 2);
+    let members: Vec<String> = ns
+        .query(redis::cmd("SMEMBERS").arg(ns.keys().key("processes")))
+        .await;
+    assert!(members.is_empty(), "deregistered on exit");
+    Ok(())
+}
+
+#[tokio::test]
+async fn tstp_quiets_and_term_stops() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let mut server = Spawned::start(&ns, &["-s", "demo"]);
+    let identity = identity(&ns).await;
+    server.signal("TSTP");
+    wait_quiet(&ns, &identity).await;
+    ns.client.push(Job::new("Noop", ())?).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        ns.lrange(&ns.keys().queue("default")).await.len(),
+        1,
+        "quiet: nothing fetched"
+    );
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(8)), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn remote_quiet_and_stop_through_the_signals_list() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let mut server = Spawned::start(&ns, &["-s", "demo", "-g", "remote"]);
+    let identity = identity(&ns).await;
+    let signals = format!("{}-signals", ns.keys().key(&identity));
+    let () = ns
+        .query(redis::cmd("LPUSH").arg(&signals).arg("TSTP"))
+        .await;
+    wait_quiet(&ns, &identity).await;
+    let () = ns
+        .query(redis::cmd("LPUSH").arg(&signals).arg("TTIN"))
+        .await;
+    let () = ns
+        .query(redis::cmd("LPUSH").arg(&signals).arg("TERM"))
+        .await;
+    assert_eq!(server.wait_exit(Duration::from_secs(15)), 0);
+    let log = server.log_text();
+    assert!(log.contains("TTIN: running jobs"), "{log}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn command_workers_run_programs_from_a_toml_file() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let dir = std::env::temp_dir().join(&ns.namespace);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out.txt");
+    let toml = format!(
+        r#"
+[workers."Shell::Record"]
+command = ["sh", "-c", 'cat >> "$OUT"; printf "\n%s %s %s %s\n" "$PSYCHIQ_JID" "$PSYCHIQ_CLASS" "$PSYCHIQ_QUEUE" "$(pwd)" >> "$OUT"']
+dir = "{dir}"
+env = {{ OUT = "{out}" }}
+
+[workers."Shell::Fail"]
+command = ["sh", "-c", 'echo "noise"; echo "first line" >&2; echo "bad things happened" >&2; exit 3']
+
+[workers."Shell::Slow"]
+command = ["sleep", "30"]
+timeout = 1
+"#,
+        dir = dir.display(),
+        out = out.display()
+    );
+    let file = dir.join("workers.toml");
+    std::fs::write(&file, toml).unwrap();
+
+    let jid = ns
+        .client
+        .push(Job::new("Shell::Record", ("ünï 😀 עברית", { 1 }, [true]))?.queue("shell"))
+        .await?;
+    ns.client
+        .push(Job::new("Shell::Fail", ())?.queue("shell"))
+        .await?;
+    ns.client
+        .push(Job::new("Shell::Slow", ())?.queue("shell"))
+        .await?;
+    let mut server = Spawned::start(&ns, &["-s", file.to_str().unwrap(), "-q", "shell"]);
+
+    let retry_key = ns.keys().retry();
+    wait_until(
+        Duration::from_secs(10),
+        "one success and two failures",
+        || async {
+            ns.zrange(&retry_key).await.len() == 2
+                && std::fs::read_to_string(&out).is_ok_and(|s| s.lines().count() >= 2)
+        },
+    )
+    .await;
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(8)), 0);
+
+    let written = std::fs::read_to_string(&out).unwrap();
+    let mut lines = written.lines();
+    let args: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(args, serde_json::json!(["ünï 😀 עברית", 1, [true]]));
+    assert_eq!(
+        lines.next().unwrap(),
+        format!("{jid} Shell::Record shell {}", dir.display())
+    );
+
+    let failures: Vec<Value> = ns
+        .zrange(&retry_key)
+        .await
+        .iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect();
+    let fail = failures
+        .iter()
+        .find(|j| j["class"] == "Shell::Fail")
+        .unwrap();
+    assert_eq!(fail["error_class"], "Psychiq::CommandFailed");
+    assert_eq!(fail["error_message"], "first line\nbad things happened");
+    let slow = failures
+        .iter()
+        .find(|j| j["class"] == "Shell::Slow")
+        .unwrap();
+    assert_eq!(slow["error_class"], "Psychiq::CommandTimeout");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
