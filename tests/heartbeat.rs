@@ -16,6 +16,16 @@ Sidekiq.configure_client { |c| c.redis = { url: ENV.fetch("REDIS_URL", "redis://
 puts Sidekiq::ProcessSet.new.map { |p| %w[identity concurrency queues busy quiet rss tag hostname pid].to_h { |k| [k, p[k]] } }.to_json
 "#;
 
+const RUBY_WEB_BUSY: &str = r#"
+require "sidekiq"; require "sidekiq/web"; require "rack/mock"
+Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
+Sidekiq.configure_client { |c| c.redis = { url: ENV.fetch("REDIS_URL", "redis://127.0.0.1:6379"), namespace: ARGV[0] } }
+app = Rack::Builder.new { use Rack::Session::Cookie, secret: "s" * 64; run Sidekiq::Web }.to_app
+res = Rack::MockRequest.new(app).get("/busy")
+abort "status #{res.status}" unless res.status == 200
+puts res.body
+"#;
+
 #[tokio::test]
 async fn heartbeat_registers_shows_work_and_obeys_remote_quiet_and_stop() -> psychiq::Result<()> {
     let ns = TestNs::new().await;
@@ -111,6 +121,27 @@ async fn heartbeat_registers_shows_work_and_obeys_remote_quiet_and_stop() -> psy
         assert_eq!(process["busy"], 2);
         assert_eq!(process["queues"], json!(["default", "low"]));
         assert_eq!(process["quiet"], "false");
+        // Sidekiq 6.4.1's own dashboard lists the process and its running jobs (from :workers).
+        let out = Command::new("ruby")
+            .args(["-e", RUBY_WEB_BUSY, &ns.namespace])
+            .env("REDIS_URL", redis_url())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let page = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            page.contains(&identity) && page.contains("billing"),
+            "the busy page lists the process"
+        );
+        assert_eq!(
+            page.matches(r#"<div class="args">8000</div>"#).count(),
+            2,
+            "the busy page lists both running jobs"
+        );
     } else {
         assert!(
             std::env::var("PSYCHIQ_REQUIRE_RUBY").is_err(),
