@@ -327,3 +327,44 @@ timeout = 1
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+#[tokio::test]
+async fn json_logs_carry_each_jobs_context() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let jid = ns.client.push(Job::new("Noop", ())?).await?;
+    let failed_jid = ns.client.push(Job::new("Fail", ("nope",))?).await?;
+    let mut server = Spawned::start(&ns, &["-s", "demo", "--log-format", "json"]);
+    wait_until(Duration::from_secs(10), "both jobs run", || async {
+        ns.zrange(&ns.keys().retry()).await.len() == 1
+            && ns.lrange(&ns.keys().queue("default")).await.is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.signal("INT");
+    assert_eq!(server.wait_exit(Duration::from_secs(8)), 0);
+    let lines: Vec<Value> = server
+        .log_text()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every log line is JSON"))
+        .collect();
+    let find = |message: &str, jid: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == message && l["jid"] == jid)
+            .cloned()
+    };
+    let done = find("done", &jid).expect("a done line for the Noop job");
+    assert_eq!(done["class"], "Noop");
+    assert_eq!(done["queue"], "default");
+    assert!(done["elapsed_ms"].is_number());
+    assert!(find("start", &jid).is_some());
+    let failed = find("job failed", &failed_jid).expect("a failure line");
+    assert_eq!(failed["class"], "Fail");
+    assert!(failed["error"].as_str().unwrap().contains("nope"));
+    assert!(lines.iter().any(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Starting processing (concurrency=25)"))
+    }));
+    Ok(())
+}
