@@ -31,6 +31,9 @@ struct Args {
     /// Jobs run at once
     #[arg(short = 'c', long, default_value_t = 25)]
     concurrency: usize,
+    /// Fetch mode: reliable (crash-safe) or basic (BRPOP)
+    #[arg(long, value_enum, default_value_t = psychiq::FetchMode::Reliable)]
+    fetch: psychiq::FetchMode,
     /// Redis URL
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
@@ -57,6 +60,10 @@ async fn main() -> psychiq::Result<()> {
         .redis(redis)
         .namespace(namespace.clone())
         .concurrency(args.concurrency);
+    let config = ServerConfig {
+        fetch: args.fetch,
+        ..config
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
     let server = tokio::spawn(Server::new(config, registry).run_until(async move {
@@ -85,9 +92,10 @@ async fn main() -> psychiq::Result<()> {
         args.jobs as f64 / enqueue.as_secs_f64()
     );
     println!(
-        "drain {} jobs at -c {}: {:.2} s = {:.0} jobs/s",
+        "drain {} jobs at -c {} ({:?} fetch): {:.2} s = {:.0} jobs/s",
         args.jobs,
         args.concurrency,
+        args.fetch,
         drain.as_secs_f64(),
         args.jobs as f64 / drain.as_secs_f64()
     );

@@ -62,6 +62,12 @@ pub struct ServerArgs {
     /// Seconds running jobs get to finish on shutdown before they are pushed back
     #[arg(short = 't', long, default_value_t = 25)]
     pub timeout: u64,
+    /// Fetch mode: reliable (crash-safe, the default) or basic (Sidekiq OSS's BRPOP)
+    #[arg(long, value_enum, default_value_t = crate::fetch::FetchMode::Reliable)]
+    pub fetch: crate::fetch::FetchMode,
+    /// Cancel jobs running longer than this many seconds (off unless set; a worker's own timeout wins)
+    #[arg(long, value_name = "SECONDS", value_parser = parse_secs)]
+    pub job_timeout: Option<Duration>,
     /// Tag shown with this process in dashboards
     #[arg(short = 'g', long, default_value = "")]
     pub tag: String,
@@ -80,6 +86,13 @@ pub enum LogFormat {
     Text,
     /// One JSON object a line.
     Json,
+}
+
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs.is_finite() => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(format!("{text:?} is not a positive number of seconds")),
+    }
 }
 
 fn parse_queue(spec: &str) -> Result<QueueSpec, String> {
@@ -104,6 +117,8 @@ impl ServerArgs {
             queues: self.queues.clone(),
             shutdown_timeout: Duration::from_secs(self.timeout),
             tag: self.tag.clone(),
+            fetch: self.fetch,
+            job_timeout: self.job_timeout,
             ..ServerConfig::default()
         }
     }

@@ -4,13 +4,19 @@
 //! taken from the first queue that has one, so higher queues can starve lower ones.
 //! With weights, every fetch shuffles a list holding each queue `weight` times and keeps
 //! the first occurrence of each, so a queue comes first with probability proportional to
-//! its weight (Sidekiq's algorithm). The pop is one `BRPOP` over that order, on a
-//! connection of its own so it never blocks other commands.
+//! its weight (Sidekiq's algorithm).
+//!
+//! Reliable fetch (the default) moves up to as many jobs as there are free slots, in that
+//! order, from the queues into this process's in-progress lists with one Lua call, and waits
+//! with `BLMOVE` when they are empty; a job stays in the in-progress list until it is
+//! acknowledged. Basic fetch is Sidekiq OSS's `BRPOP`. Both use a connection of their own,
+//! so a blocking wait never holds up other commands.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use rand::seq::SliceRandom;
+use redis::Script;
 use redis::aio::ConnectionManager;
 
 use crate::error::{Error, Result};
@@ -62,30 +68,79 @@ impl QueueSpec {
     }
 }
 
+/// How jobs are taken from their queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum FetchMode {
+    /// Crash-safe (the default): a job moves atomically from its queue into this process's
+    /// in-progress list and leaves it only when it has finished, failed into `retry` or
+    /// died into `dead`. If the process dies, live processes put its jobs back.
+    #[default]
+    Reliable,
+    /// Sidekiq OSS's `BRPOP`: a job in flight is lost if the process dies.
+    Basic,
+}
+
 /// A job taken from a queue, with the exact bytes read from Redis.
 pub(crate) struct Fetched {
     pub queue: Arc<str>,
     pub raw: String,
+    /// The in-progress list holding it until it is acknowledged (reliable fetch only).
+    pub inprogress: Option<Arc<str>>,
 }
 
-/// Takes jobs from the configured queues with `BRPOP`.
+/// One queue as the fetcher sees it.
+struct Source {
+    name: Arc<str>,
+    key: String,
+    /// This process's in-progress list for the queue.
+    inprogress: Arc<str>,
+}
+
+/// Moves up to ARGV[1] jobs, queue by queue in the given order, from each queue (KEYS[2i-1])
+/// to its in-progress list (KEYS[2i]); returns {index, job, index, job, ...}.
+const FETCH_BATCH: &str = r#"
+local max, out = tonumber(ARGV[1]), {}
+for i = 1, #KEYS, 2 do
+  while #out < 2 * max do
+    local job = redis.call('rpoplpush', KEYS[i], KEYS[i + 1])
+    if not job then break end
+    out[#out + 1] = tostring((i - 1) / 2)
+    out[#out + 1] = job
+  end
+  if #out >= 2 * max then break end
+end
+return out
+"#;
+
+/// Takes jobs from the configured queues.
 pub(crate) struct Fetcher {
     conn: ConnectionManager,
-    /// (queue name, its key) in configured order, de-duplicated.
-    queues: Vec<(Arc<str>, String)>,
-    /// Indexes into `queues`, each repeated by weight; `None` when the order is strict.
+    mode: FetchMode,
+    /// The queues in configured order, de-duplicated.
+    sources: Vec<Source>,
+    /// Indexes into `sources`, each repeated by weight; `None` when the order is strict.
     weighted: Option<Vec<usize>>,
 }
 
 impl Fetcher {
-    pub fn new(conn: ConnectionManager, keys: &Keys, specs: &[QueueSpec]) -> Fetcher {
-        let mut queues: Vec<(Arc<str>, String)> = Vec::new();
+    pub fn new(
+        conn: ConnectionManager,
+        keys: &Keys,
+        specs: &[QueueSpec],
+        mode: FetchMode,
+        identity: &str,
+    ) -> Fetcher {
+        let mut sources: Vec<Source> = Vec::new();
         let mut weights: Vec<u32> = Vec::new();
         for spec in specs {
-            match queues.iter().position(|(name, _)| **name == *spec.name) {
+            match sources.iter().position(|s| *s.name == *spec.name) {
                 Some(i) => weights[i] = weights[i].max(spec.weight),
                 None => {
-                    queues.push((Arc::from(spec.name.as_str()), keys.queue(&spec.name)));
+                    sources.push(Source {
+                        name: Arc::from(spec.name.as_str()),
+                        key: keys.queue(&spec.name),
+                        inprogress: Arc::from(keys.inprogress(identity, &spec.name)),
+                    });
                     weights.push(spec.weight);
                 }
             }
@@ -99,41 +154,96 @@ impl Fetcher {
         });
         Fetcher {
             conn,
-            queues,
+            mode,
+            sources,
             weighted,
         }
     }
 
-    /// The queue keys in the order this fetch should try them.
-    fn order(&self) -> Vec<&str> {
+    /// The queues, as indexes into `sources`, in the order this fetch should try them.
+    fn order(&self) -> Vec<usize> {
         match &self.weighted {
-            None => self.queues.iter().map(|(_, key)| key.as_str()).collect(),
+            None => (0..self.sources.len()).collect(),
             Some(expanded) => {
                 let mut shuffled = expanded.clone();
                 shuffled.shuffle(&mut rand::rng());
-                let mut seen = vec![false; self.queues.len()];
+                let mut seen = vec![false; self.sources.len()];
                 shuffled
                     .into_iter()
                     .filter(|&i| !std::mem::replace(&mut seen[i], true))
-                    .map(|i| self.queues[i].1.as_str())
                     .collect()
             }
         }
     }
 
-    /// Waits up to [`FETCH_TIMEOUT`] for a job; `None` when every queue stayed empty.
-    pub async fn fetch(&mut self) -> redis::RedisResult<Option<Fetched>> {
-        let mut cmd = redis::cmd("BRPOP");
-        cmd.arg(self.order()).arg(FETCH_TIMEOUT.as_secs());
-        let popped: Option<(String, String)> = cmd.query_async(&mut self.conn).await?;
-        Ok(popped.map(|(key, raw)| {
-            let queue = self
-                .queues
-                .iter()
-                .find(|(_, k)| *k == key)
-                .map_or_else(|| Arc::from(key.as_str()), |(name, _)| Arc::clone(name));
-            Fetched { queue, raw }
-        }))
+    fn fetched(&self, index: usize, raw: String) -> Fetched {
+        let source = &self.sources[index];
+        Fetched {
+            queue: Arc::clone(&source.name),
+            raw,
+            inprogress: (self.mode == FetchMode::Reliable).then(|| Arc::clone(&source.inprogress)),
+        }
+    }
+
+    /// Takes up to `max` jobs, waiting up to about [`FETCH_TIMEOUT`] when every queue is empty.
+    pub async fn fetch(&mut self, max: usize) -> redis::RedisResult<Vec<Fetched>> {
+        let order = self.order();
+        match self.mode {
+            FetchMode::Basic => {
+                let mut cmd = redis::cmd("BRPOP");
+                for &i in &order {
+                    cmd.arg(&self.sources[i].key);
+                }
+                cmd.arg(FETCH_TIMEOUT.as_secs());
+                let popped: Option<(String, String)> = cmd.query_async(&mut self.conn).await?;
+                Ok(popped
+                    .map(|(key, raw)| {
+                        let index = self.sources.iter().position(|s| s.key == key).unwrap_or(0);
+                        self.fetched(index, raw)
+                    })
+                    .into_iter()
+                    .collect())
+            }
+            FetchMode::Reliable => {
+                static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FETCH_BATCH));
+                let mut invocation = SCRIPT.prepare_invoke();
+                for &i in &order {
+                    invocation
+                        .key(&self.sources[i].key)
+                        .key(&*self.sources[i].inprogress);
+                }
+                let flat: Vec<String> = invocation.arg(max).invoke_async(&mut self.conn).await?;
+                if !flat.is_empty() {
+                    let mut jobs = Vec::with_capacity(flat.len() / 2);
+                    let mut items = flat.into_iter();
+                    while let (Some(position), Some(raw)) = (items.next(), items.next()) {
+                        let position: usize = position.parse().unwrap_or(0);
+                        jobs.push(self.fetched(order[position], raw));
+                    }
+                    return Ok(jobs);
+                }
+                // Nothing waiting: block on the first queue of this round. With several
+                // queues the wait is shorter, so the others are looked at again soon.
+                let first = order[0];
+                let wait = if self.sources.len() == 1 {
+                    FETCH_TIMEOUT
+                } else {
+                    FETCH_TIMEOUT / 2
+                };
+                let moved: Option<String> = redis::cmd("BLMOVE")
+                    .arg(&self.sources[first].key)
+                    .arg(&*self.sources[first].inprogress)
+                    .arg("RIGHT")
+                    .arg("LEFT")
+                    .arg(wait.as_secs_f64())
+                    .query_async(&mut self.conn)
+                    .await?;
+                Ok(moved
+                    .map(|raw| self.fetched(first, raw))
+                    .into_iter()
+                    .collect())
+            }
+        }
     }
 }
 

@@ -32,6 +32,8 @@ pub(crate) struct RunningJob {
     pub queue: Arc<str>,
     /// The exact payload fetched, to show and to push back on a hard stop.
     pub raw: Arc<str>,
+    /// The in-progress list holding it (reliable fetch).
+    pub inprogress: Option<Arc<str>>,
     /// When it started, in whole epoch seconds (as Sidekiq writes `run_at`).
     pub run_at: u64,
 }

@@ -77,6 +77,17 @@ impl Keys {
         self.key("dead")
     }
 
+    /// The set of process identities that may own in-progress lists (`inprogress`).
+    pub fn inprogress_owners(&self) -> String {
+        self.key("inprogress")
+    }
+
+    /// A process's list of jobs fetched from `queue` and not yet finished
+    /// (`inprogress:IDENTITY:QUEUE`). Sidekiq does not read these keys.
+    pub fn inprogress(&self, identity: &str, queue: &str) -> String {
+        format!("{}inprogress:{identity}:{queue}", self.prefix)
+    }
+
     /// A total counter, e.g. `stat:processed`.
     pub fn stat(&self, name: &str) -> String {
         format!("{}stat:{name}", self.prefix)

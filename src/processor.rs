@@ -14,6 +14,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
+
+use crate::connection::Outage;
+use crate::manager::Ack;
 
 use crate::keys::Keys;
 use crate::payload::{self, JobHead, JobMap};
@@ -27,6 +31,10 @@ pub(crate) struct Processor {
     pub keys: Arc<Keys>,
     pub conn: ConnectionManager,
     pub stats: Arc<Stats>,
+    /// Where finished jobs are acknowledged (reliable fetch).
+    pub acks: mpsc::UnboundedSender<Ack>,
+    /// The server's default job timeout.
+    pub job_timeout: Option<Duration>,
 }
 
 /// How one run ended.
@@ -45,8 +53,9 @@ enum Outcome<'a> {
 }
 
 impl Processor {
-    /// Runs the job `raw` fetched from `queue`, counts it and records a failure in Redis.
-    pub async fn process(&self, queue: &str, raw: &str) {
+    /// Runs the job `raw` fetched from `queue`, counts it, records a failure in Redis and
+    /// acknowledges it (removes it from its in-progress list, if it has one).
+    pub async fn process(&self, queue: &str, raw: &Arc<str>, inprogress: Option<&Arc<str>>) {
         let started = Instant::now();
         let outcome = self.run(queue, raw).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -54,7 +63,13 @@ impl Processor {
         self.stats.record(failed);
         let now = payload::now_secs();
         let disposition = match outcome {
-            Outcome::Done => return,
+            Outcome::Done => {
+                if let Some(list) = inprogress {
+                    // The acknowledger outlives every processor, so this cannot fail.
+                    let _ = self.acks.send((Arc::clone(list), Arc::clone(raw)));
+                }
+                return;
+            }
             Outcome::Unreadable { reason } => {
                 tracing::warn!(queue, %reason, "unreadable payload moved to the dead set");
                 Disposition::Dead {
@@ -70,7 +85,9 @@ impl Processor {
                 let Ok(mut job) = serde_json::from_str::<JobMap>(raw) else {
                     let reason = format!("payload is not a JSON object ({error})");
                     let payload = retry::wrap_unreadable(raw, queue, &reason, now);
-                    return self.write(&Disposition::Dead { payload }, now, raw).await;
+                    return self
+                        .write(&Disposition::Dead { payload }, now, raw, inprogress)
+                        .await;
                 };
                 let class = job
                     .get("class")
@@ -99,7 +116,7 @@ impl Processor {
                 disposition
             }
         };
-        self.write(&disposition, now, raw).await;
+        self.write(&disposition, now, raw, inprogress).await;
     }
 
     async fn run(&self, queue: &str, raw: &str) -> Outcome<'_> {
@@ -168,7 +185,22 @@ impl Processor {
         };
         tracing::info!(class, jid, queue, "start");
         let started = Instant::now();
-        let result = match (CatchUnwind { future }).await {
+        let timeout = handler.options().timeout.or(self.job_timeout);
+        let caught = CatchUnwind { future };
+        let caught = match timeout {
+            None => caught.await,
+            Some(limit) => match tokio::time::timeout(limit, caught).await {
+                Ok(caught) => caught,
+                Err(_) => Ok(Err(JobError::new(
+                    "Psychiq::JobTimeout",
+                    format!(
+                        "job ran longer than its {:.3} s timeout and was cancelled",
+                        limit.as_secs_f64()
+                    ),
+                ))),
+            },
+        };
+        let result = match caught {
             Ok(result) => result,
             Err(panic) => Err(JobError::new("Panic", panic_message(panic.as_ref()))),
         };
@@ -186,26 +218,40 @@ impl Processor {
         }
     }
 
-    /// Writes a failed job to `retry` or `dead`, retrying while Redis is unreachable.
-    async fn write(&self, disposition: &Disposition, now: f64, raw: &str) {
-        let Some(pipe) = retry::commands(disposition, &self.keys, now) else {
-            return;
-        };
-        let mut delay = Duration::from_millis(100);
-        for attempt in 1..=8 {
-            let mut conn = self.conn.clone();
-            match pipe.query_async::<()>(&mut conn).await {
-                Ok(()) => return,
-                Err(e) if attempt == 8 => {
-                    tracing::error!(error = %e, payload = raw, "could not record a failed job in Redis; its payload is logged here so it can be pushed again");
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "recording a failed job: Redis error, retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
+    /// Writes a failed job to `retry` or `dead` and removes it from its in-progress list,
+    /// in one transaction, retrying while Redis is unreachable.
+    async fn write(
+        &self,
+        disposition: &Disposition,
+        now: f64,
+        raw: &str,
+        inprogress: Option<&Arc<str>>,
+    ) {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        retry::commands(disposition, &self.keys, now, &mut pipe);
+        if let Some(list) = inprogress {
+            pipe.lrem(&**list, 1, raw).ignore();
         }
+        if pipe.cmd_iter().next().is_none() {
+            return;
+        }
+        let mut outage = Outage::new("recording a failed job");
+        let mut delay = Duration::from_millis(100);
+        let mut conn = self.conn.clone();
+        // Until it works: with reliable fetch the job is safe in its list meanwhile.
+        while let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            outage.failed(&e);
+            if inprogress.is_none() {
+                tracing::warn!(
+                    payload = raw,
+                    "the failed job exists only in this process until Redis answers"
+                );
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        outage.ok();
     }
 }
 

@@ -161,24 +161,20 @@ pub(crate) fn add_to_dead(pipe: &mut redis::Pipeline, keys: &Keys, payload: &str
     pipe.zremrangebyrank(&dead, 0, -DEAD_MAX_JOBS).ignore();
 }
 
-/// The Redis commands that carry out `disposition`.
+/// Adds the Redis commands that carry out `disposition` to `pipe`.
 pub(crate) fn commands(
     disposition: &Disposition,
     keys: &Keys,
     now: f64,
-) -> Option<redis::Pipeline> {
-    let mut pipe = redis::pipe();
+    pipe: &mut redis::Pipeline,
+) {
     match disposition {
         Disposition::Retry { at, payload } => {
             pipe.zadd(keys.retry(), payload, *at).ignore();
         }
-        Disposition::Dead { payload } => {
-            pipe.atomic();
-            add_to_dead(&mut pipe, keys, payload, now);
-        }
-        Disposition::Drop => return None,
+        Disposition::Dead { payload } => add_to_dead(pipe, keys, payload, now),
+        Disposition::Drop => {}
     }
-    Some(pipe)
 }
 
 fn to_json(job: &JobMap) -> String {

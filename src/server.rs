@@ -9,18 +9,19 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::connection::{COMMAND_TIMEOUT, Outage, RedisConfig};
+use crate::connection::{COMMAND_TIMEOUT, RedisConfig};
 use crate::error::Result;
-use crate::fetch::{FETCH_TIMEOUT, Fetched, Fetcher, QueueSpec};
+use crate::fetch::{FETCH_TIMEOUT, FetchMode, Fetcher, QueueSpec};
 use crate::heartbeat::{Control, Heartbeat, Running, RunningJob};
 use crate::keys::{DEFAULT_NAMESPACE, Keys};
+use crate::manager::{self, Manager};
 use crate::processor::Processor;
+use crate::scheduler;
 use crate::stats::Stats;
 use crate::worker::Registry;
-use crate::{payload, scheduler};
 
 /// A server's settings, with the original's defaults.
 ///
@@ -46,6 +47,11 @@ pub struct ServerConfig {
     pub poll_interval: Duration,
     /// A tag shown with the process in dashboards (e.g. the app's name).
     pub tag: String,
+    /// How jobs are fetched: crash-safe by default.
+    pub fetch: FetchMode,
+    /// Cancel a job that runs longer than this, unless its worker sets its own timeout
+    /// (off by default).
+    pub job_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +64,8 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(25),
             poll_interval: Duration::from_secs(1),
             tag: String::new(),
+            fetch: FetchMode::Reliable,
+            job_timeout: None,
         }
     }
 }
@@ -187,11 +195,22 @@ impl Server {
         }
 
         let stats = Arc::new(Stats::default());
+        let mut ack_conn = conn.clone();
+        let () = redis::cmd("SADD")
+            .arg(keys.inprogress_owners())
+            .arg(&identity)
+            .query_async(&mut ack_conn)
+            .await
+            .map_err(|e| config.redis.redis_error(e))?;
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+        let acker = tokio::spawn(manager::acknowledge(ack_rx, ack_conn));
         let processor = Arc::new(Processor {
             registry: Arc::new(self.registry),
             keys: Arc::new(keys.clone()),
             conn: conn.clone(),
             stats: Arc::clone(&stats),
+            acks: ack_tx,
+            job_timeout: config.job_timeout,
         });
         let poller = tokio::spawn(scheduler::run(
             conn.clone(),
@@ -207,7 +226,7 @@ impl Server {
                 conn: conn.clone(),
                 keys: keys.clone(),
                 info: Heartbeat::info(&identity, &config.tag, config.concurrency, &weights),
-                identity,
+                identity: identity.clone(),
                 concurrency: config.concurrency,
                 running: Arc::clone(&running),
                 stats: Arc::clone(&stats),
@@ -217,15 +236,15 @@ impl Server {
         );
 
         let mut tasks = JoinSet::new();
-        let mut fetcher = Fetcher::new(fetch_conn, &keys, &queues);
-        let slots = FetchSlots {
+        let mut fetcher = Fetcher::new(fetch_conn, &keys, &queues, config.fetch, &identity);
+        let manager = Manager {
             processor: &processor,
             concurrency: config.concurrency,
             running: &running,
             keys: &keys,
             conn: conn.clone(),
         };
-        slots
+        manager
             .fetch_until_quiet(&mut fetcher, &mut tasks, control.quiet.subscribe())
             .await;
         // Quiet: keep running jobs and beating until told to stop.
@@ -241,15 +260,25 @@ impl Server {
         .await
         .is_ok();
         if !finished {
-            let unfinished: Vec<(Arc<str>, Arc<str>)> = running
+            let unfinished: Vec<RunningJob> = running
                 .lock()
                 .expect("running jobs lock")
                 .values()
-                .map(|job| (Arc::clone(&job.queue), Arc::clone(&job.raw)))
+                .cloned()
                 .collect();
-            requeue(conn.clone(), &keys, &unfinished).await;
+            manager::requeue(conn.clone(), &keys, &unfinished).await;
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
+        }
+        // The last acknowledgements; if Redis is gone they stay listed and are recovered.
+        drop(processor);
+        if tokio::time::timeout(Duration::from_secs(5), acker)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "could not acknowledge every finished job; they will be recovered and may run again"
+            );
         }
         let _ = poller.await;
         // The heartbeat flushes the last counters and deregisters the process.
@@ -257,102 +286,5 @@ impl Server {
         let _ = heartbeat.await;
         tracing::info!("Exiting");
         Ok(())
-    }
-}
-
-/// What the fetch loop hands each job.
-struct FetchSlots<'a> {
-    processor: &'a Arc<Processor>,
-    concurrency: usize,
-    running: &'a Running,
-    keys: &'a Keys,
-    conn: redis::aio::ConnectionManager,
-}
-
-impl FetchSlots<'_> {
-    /// Takes a job whenever a slot is free, until the server is quieted (or stopped).
-    async fn fetch_until_quiet(
-        &self,
-        fetcher: &mut Fetcher,
-        tasks: &mut JoinSet<()>,
-        mut quiet: watch::Receiver<bool>,
-    ) {
-        let slots = Arc::new(Semaphore::new(self.concurrency));
-        let mut next_id: u64 = 0;
-        let mut outage = Outage::new("fetch");
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            while tasks.try_join_next().is_some() {}
-            let permit = tokio::select! {
-                permit = Arc::clone(&slots).acquire_owned() => permit.expect("the semaphore is never closed"),
-                _ = quiet.wait_for(|quiet| *quiet) => break,
-            };
-            if *quiet.borrow() {
-                break;
-            }
-            // A BRPOP is never cancelled half-way: a job it popped would be lost.
-            let Fetched { queue, raw } = match fetcher.fetch().await {
-                Ok(Some(fetched)) => fetched,
-                Ok(None) => continue,
-                Err(e) => {
-                    outage.failed(&e);
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = quiet.wait_for(|quiet| *quiet) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-            };
-            if outage.ok() {
-                backoff = Duration::from_millis(100);
-            }
-            let raw: Arc<str> = Arc::from(raw);
-            if *quiet.borrow() {
-                requeue(self.conn.clone(), self.keys, &[(queue, raw)]).await;
-                break;
-            }
-            next_id += 1;
-            let id = next_id;
-            let job = RunningJob {
-                queue: Arc::clone(&queue),
-                raw: Arc::clone(&raw),
-                run_at: payload::now_secs() as u64,
-            };
-            self.running
-                .lock()
-                .expect("running jobs lock")
-                .insert(id, job);
-            let processor = Arc::clone(self.processor);
-            let running = Arc::clone(self.running);
-            tasks.spawn(async move {
-                processor.process(&queue, &raw).await;
-                running.lock().expect("running jobs lock").remove(&id);
-                drop(permit);
-            });
-        }
-    }
-}
-
-/// Pushes jobs back to the end of their queues that is popped next, so they run first.
-async fn requeue(
-    mut conn: redis::aio::ConnectionManager,
-    keys: &Keys,
-    jobs: &[(Arc<str>, Arc<str>)],
-) {
-    if jobs.is_empty() {
-        return;
-    }
-    let mut pipe = redis::pipe();
-    for (queue, raw) in jobs {
-        pipe.rpush(keys.queue(queue), &**raw).ignore();
-    }
-    match pipe.query_async::<()>(&mut conn).await {
-        Ok(()) => tracing::info!(count = jobs.len(), "Pushed unfinished jobs back to Redis"),
-        Err(e) => {
-            for (queue, raw) in jobs {
-                tracing::error!(error = %e, queue = &**queue, payload = &**raw, "could not push an unfinished job back; its payload is logged here");
-            }
-        }
     }
 }

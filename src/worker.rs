@@ -135,6 +135,9 @@ pub struct WorkerOptions {
     pub dead: bool,
     /// Whether failures keep a backtrace in the payload.
     pub backtrace: Backtrace,
+    /// Cancel a run that takes longer (it fails with `Psychiq::JobTimeout` and follows the
+    /// retry rules). `None` uses the server's default, which is off unless set.
+    pub timeout: Option<Duration>,
 }
 
 impl Default for WorkerOptions {
@@ -144,6 +147,7 @@ impl Default for WorkerOptions {
             retry: Retry::Default,
             dead: true,
             backtrace: Backtrace::Off,
+            timeout: None,
         }
     }
 }
@@ -162,6 +166,11 @@ impl WorkerOptions {
     /// Turns the dead set on or off for exhausted jobs.
     pub fn dead(mut self, dead: bool) -> Self {
         self.dead = dead;
+        self
+    }
+    /// Cancels runs longer than `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
         self
     }
     /// Keeps a backtrace of failures.

@@ -1,0 +1,171 @@
+//! The manager: keeps up to N jobs running, acknowledges finished ones, and on a hard stop
+//! pushes unfinished ones back.
+//!
+//! It takes as many jobs as there are free slots in one fetch, spawns each as a task that
+//! holds its slot, and records `(queue, payload, in-progress list)` so the heartbeat can show
+//! it and a stop that runs out of time can push exactly those bytes back. Successful jobs
+//! are acknowledged (`LREM` from the in-progress list) by one task in pipelines, so a busy
+//! server pays a fraction of a round trip per job for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::connection::Outage;
+use crate::fetch::{Fetched, Fetcher};
+use crate::heartbeat::{Running, RunningJob};
+use crate::keys::Keys;
+use crate::payload;
+use crate::processor::Processor;
+
+/// Acknowledgements sent in one pipeline at most.
+const ACK_BATCH: usize = 1_000;
+
+/// An acknowledgement: remove `raw` from the in-progress list `list`.
+pub(crate) type Ack = (Arc<str>, Arc<str>);
+
+/// Runs jobs in up to `concurrency` slots.
+pub(crate) struct Manager<'a> {
+    pub processor: &'a Arc<Processor>,
+    pub concurrency: usize,
+    pub running: &'a Running,
+    pub keys: &'a Keys,
+    pub conn: ConnectionManager,
+}
+
+impl Manager<'_> {
+    /// Takes jobs whenever slots are free, until the server is quieted (or stopped).
+    pub async fn fetch_until_quiet(
+        &self,
+        fetcher: &mut Fetcher,
+        tasks: &mut JoinSet<()>,
+        mut quiet: watch::Receiver<bool>,
+    ) {
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let mut next_id: u64 = 0;
+        let mut outage = Outage::new("fetch");
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let first = tokio::select! {
+                permit = Arc::clone(&slots).acquire_owned() => permit.expect("the semaphore is never closed"),
+                _ = quiet.wait_for(|quiet| *quiet) => break,
+            };
+            if *quiet.borrow() {
+                break;
+            }
+            let mut permits = vec![first];
+            while let Ok(more) = Arc::clone(&slots).try_acquire_owned() {
+                permits.push(more);
+            }
+            // A fetch is never cancelled half-way: jobs it took would be stranded.
+            let fetched = match fetcher.fetch(permits.len()).await {
+                Ok(fetched) => fetched,
+                Err(e) => {
+                    outage.failed(&e);
+                    drop(permits);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = quiet.wait_for(|quiet| *quiet) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            if outage.ok() {
+                backoff = Duration::from_millis(100);
+            }
+            if *quiet.borrow() {
+                let back: Vec<RunningJob> =
+                    fetched.into_iter().map(|f| running_job(f, 0)).collect();
+                requeue(self.conn.clone(), self.keys, &back).await;
+                break;
+            }
+            let run_at = payload::now_secs() as u64;
+            for (job, permit) in fetched.into_iter().zip(permits.drain(..)) {
+                next_id += 1;
+                let id = next_id;
+                let job = running_job(job, run_at);
+                self.running
+                    .lock()
+                    .expect("running jobs lock")
+                    .insert(id, job.clone());
+                let processor = Arc::clone(self.processor);
+                let running = Arc::clone(self.running);
+                tasks.spawn(async move {
+                    processor
+                        .process(&job.queue, &job.raw, job.inprogress.as_ref())
+                        .await;
+                    running.lock().expect("running jobs lock").remove(&id);
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+fn running_job(fetched: Fetched, run_at: u64) -> RunningJob {
+    RunningJob {
+        queue: fetched.queue,
+        raw: Arc::from(fetched.raw),
+        inprogress: fetched.inprogress,
+        run_at,
+    }
+}
+
+/// Pushes jobs back to the end of their queues that is popped next, so they run first,
+/// removing them from their in-progress lists in the same transaction.
+pub(crate) async fn requeue(mut conn: ConnectionManager, keys: &Keys, jobs: &[RunningJob]) {
+    if jobs.is_empty() {
+        return;
+    }
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for job in jobs {
+        if let Some(list) = &job.inprogress {
+            pipe.lrem(&**list, 1, &*job.raw).ignore();
+        }
+        pipe.rpush(keys.queue(&job.queue), &*job.raw).ignore();
+    }
+    match pipe.query_async::<()>(&mut conn).await {
+        Ok(()) => tracing::info!(count = jobs.len(), "Pushed unfinished jobs back to Redis"),
+        Err(e) => {
+            let safe = jobs.iter().all(|job| job.inprogress.is_some());
+            for job in jobs {
+                tracing::error!(error = %e, queue = &*job.queue, payload = &*job.raw, "could not push an unfinished job back");
+            }
+            if safe {
+                tracing::warn!(
+                    "those jobs stay in this process's in-progress lists and are recovered once its heartbeat expires"
+                );
+            }
+        }
+    }
+}
+
+/// Acknowledges finished jobs in pipelines until every sender is gone.
+pub(crate) async fn acknowledge(
+    mut acks: mpsc::UnboundedReceiver<Ack>,
+    mut conn: ConnectionManager,
+) {
+    let mut batch: Vec<Ack> = Vec::new();
+    let mut outage = Outage::new("acknowledge");
+    while acks.recv_many(&mut batch, ACK_BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        for (list, raw) in &batch {
+            pipe.lrem(&**list, 1, &**raw).ignore();
+        }
+        let mut backoff = Duration::from_millis(100);
+        // Until it works: an unacknowledged job would run again after a recovery.
+        while let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            outage.failed(&e);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        outage.ok();
+        batch.clear();
+    }
+}
