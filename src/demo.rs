@@ -1,10 +1,11 @@
-//! Five small workers that demos, tests and benchmarks rely on, by these class names:
-//! `Noop`, `Echo`, `Fail`, `Sleep` and `Panic`. The `psychiq` binary serves them as the
+//! Small workers that demos, tests and benchmarks rely on, by these class names:
+//! `Noop`, `Echo`, `Fail`, `Sleep`, `Panic` and `Abort` (which kills its own process, for
+//! crash tests). The `psychiq` binary serves them as the
 //! system `demo` (`psychiq -s demo`).
 //!
 //! ```
 //! let registry = psychiq::demo::registry();
-//! assert_eq!(registry.class_names(), ["Echo", "Fail", "Noop", "Panic", "Sleep"]);
+//! assert_eq!(registry.class_names(), ["Abort", "Echo", "Fail", "Noop", "Panic", "Sleep"]);
 //! ```
 
 use std::io::Write;
@@ -89,7 +90,16 @@ fn append_line(path: Option<&Value>, args: &[Value]) -> JobResult {
     Ok(())
 }
 
-/// A registry with all five workers.
+/// Aborts its own process at once, like a segfault or the OOM killer would: for crash tests.
+pub struct Abort;
+impl Worker for Abort {
+    type Args = Vec<Value>;
+    async fn perform(&self, _: Vec<Value>) -> JobResult {
+        std::process::abort()
+    }
+}
+
+/// A registry with all the demo workers.
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     registry
@@ -97,6 +107,7 @@ pub fn registry() -> Registry {
         .register(Echo)
         .register(Fail)
         .register(Sleep)
-        .register(Panic);
+        .register(Panic)
+        .register(Abort);
     registry
 }

@@ -98,19 +98,34 @@ struct Source {
 
 /// Moves up to ARGV[1] jobs, queue by queue in the given order, from each queue (KEYS[2i-1])
 /// to its in-progress list (KEYS[2i]); returns {index, job, index, job, ...}.
+///
+/// A job that was recovered from a dead process (it carries `recovery_count`) is a suspect:
+/// it is only ever fetched alone (index prefixed with `s`), so if it takes this process down
+/// too, no innocent job shares its fate and its recovery count.
 const FETCH_BATCH: &str = r#"
 local max, out = tonumber(ARGV[1]), {}
 for i = 1, #KEYS, 2 do
   while #out < 2 * max do
     local job = redis.call('rpoplpush', KEYS[i], KEYS[i + 1])
     if not job then break end
-    out[#out + 1] = tostring((i - 1) / 2)
+    local index = tostring((i - 1) / 2)
+    if string.find(job, '"recovery_count":', 1, true) then
+      if #out == 0 then return { 's' .. index, job } end
+      redis.call('lmove', KEYS[i + 1], KEYS[i], 'LEFT', 'RIGHT')
+      return out
+    end
+    out[#out + 1] = index
     out[#out + 1] = job
   end
   if #out >= 2 * max then break end
 end
 return out
 "#;
+
+/// Whether a payload was recovered from a dead process (see [`crate::recovery`]).
+pub(crate) fn is_suspect(raw: &str) -> bool {
+    raw.contains("\"recovery_count\":")
+}
 
 /// Takes jobs from the configured queues.
 pub(crate) struct Fetcher {
@@ -217,7 +232,7 @@ impl Fetcher {
                     let mut jobs = Vec::with_capacity(flat.len() / 2);
                     let mut items = flat.into_iter();
                     while let (Some(position), Some(raw)) = (items.next(), items.next()) {
-                        let position: usize = position.parse().unwrap_or(0);
+                        let position: usize = position.trim_start_matches('s').parse().unwrap_or(0);
                         jobs.push(self.fetched(order[position], raw));
                     }
                     return Ok(jobs);

@@ -121,6 +121,12 @@ impl Heartbeat {
             match self.beat().await {
                 Ok(obeyed) => {
                     outage.ok();
+                    if let Err(e) =
+                        crate::recovery::recover_orphans(&mut self.conn, &self.keys, &self.identity)
+                            .await
+                    {
+                        tracing::warn!(error = %e, "orphan recovery failed; it runs again next beat");
+                    }
                     if obeyed {
                         continue; // beat again at once, so dashboards see the new state
                     }
@@ -143,9 +149,27 @@ impl Heartbeat {
         pipe.srem(self.keys.key("processes"), &self.identity)
             .ignore();
         pipe.del(&self.process_keys()[..]).ignore();
+        if self.inprogress_is_empty().await {
+            pipe.srem(self.keys.inprogress_owners(), &self.identity)
+                .ignore();
+        }
         if let Err(e) = pipe.query_async::<()>(&mut self.conn).await {
             tracing::warn!(error = %e, "could not deregister; the entry expires in 60 s");
         }
+    }
+
+    /// Whether this process holds no in-progress job (Redis deletes empty lists).
+    async fn inprogress_is_empty(&mut self) -> bool {
+        let pattern = format!("{}*", self.keys.inprogress(&self.identity, ""));
+        let found: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+            .arg(0)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut self.conn)
+            .await;
+        matches!(found, Ok((0, keys)) if keys.is_empty())
     }
 
     fn process_keys(&self) -> [String; 3] {
@@ -154,7 +178,7 @@ impl Heartbeat {
     }
 
     /// One beat; returns whether a remote signal was obeyed.
-    async fn beat(&mut self) -> redis::RedisResult<bool> {
+    pub async fn beat(&mut self) -> redis::RedisResult<bool> {
         if let Err(e) = self.stats.flush(&mut self.conn, &self.keys).await {
             tracing::warn!(error = %e, "could not flush counters; they are kept for the next beat");
         }
@@ -185,6 +209,9 @@ impl Heartbeat {
             }
         }
         pipe.sadd(self.keys.key("processes"), &self.identity)
+            .ignore();
+        // Every beat, so recovery always knows this process may own in-progress lists.
+        pipe.sadd(self.keys.inprogress_owners(), &self.identity)
             .ignore();
         pipe.hset_multiple(
             &id_key,
@@ -237,7 +264,8 @@ pub(crate) fn log_running(running: &Running) {
     }
 }
 
-fn hostname() -> String {
+/// This machine's name, as Sidekiq takes it (`DYNO` first, for Heroku).
+pub(crate) fn hostname() -> String {
     std::env::var("DYNO")
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())

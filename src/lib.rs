@@ -46,6 +46,7 @@ pub mod keys;
 mod manager;
 pub mod payload;
 mod processor;
+pub mod recovery;
 pub mod retry;
 pub mod scheduler;
 pub mod server;

@@ -11,15 +11,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::connection::Outage;
-use crate::fetch::{Fetched, Fetcher};
+use crate::fetch::{Fetched, Fetcher, is_suspect};
 use crate::heartbeat::{Running, RunningJob};
 use crate::keys::Keys;
 use crate::payload;
 use crate::processor::Processor;
+
+/// How long a job recovered from a dead process runs alone before other jobs start.
+const SUSPECT_ALONE: Duration = Duration::from_secs(1);
 
 /// Acknowledgements sent in one pipeline at most.
 const ACK_BATCH: usize = 1_000;
@@ -85,10 +88,15 @@ impl Manager<'_> {
                 break;
             }
             let run_at = payload::now_secs() as u64;
+            let mut suspect_done = None;
             for (job, permit) in fetched.into_iter().zip(permits.drain(..)) {
                 next_id += 1;
                 let id = next_id;
                 let job = running_job(job, run_at);
+                let (done_tx, done_rx) = oneshot::channel::<()>();
+                if is_suspect(&job.raw) {
+                    suspect_done = Some(done_rx);
+                }
                 self.running
                     .lock()
                     .expect("running jobs lock")
@@ -101,7 +109,17 @@ impl Manager<'_> {
                         .await;
                     running.lock().expect("running jobs lock").remove(&id);
                     drop(permit);
+                    let _ = done_tx.send(());
                 });
+            }
+            // A job recovered from a dead process runs alone for a moment: if it kills this
+            // process too, no other job is caught with it.
+            if let Some(done) = suspect_done {
+                tokio::select! {
+                    _ = done => {}
+                    _ = tokio::time::sleep(SUSPECT_ALONE) => {}
+                    _ = quiet.wait_for(|quiet| *quiet) => {}
+                }
             }
         }
     }

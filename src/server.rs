@@ -195,15 +195,8 @@ impl Server {
         }
 
         let stats = Arc::new(Stats::default());
-        let mut ack_conn = conn.clone();
-        let () = redis::cmd("SADD")
-            .arg(keys.inprogress_owners())
-            .arg(&identity)
-            .query_async(&mut ack_conn)
-            .await
-            .map_err(|e| config.redis.redis_error(e))?;
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-        let acker = tokio::spawn(manager::acknowledge(ack_rx, ack_conn));
+        let acker = tokio::spawn(manager::acknowledge(ack_rx, conn.clone()));
         let processor = Arc::new(Processor {
             registry: Arc::new(self.registry),
             keys: Arc::new(keys.clone()),
@@ -221,19 +214,22 @@ impl Server {
         let weights: Vec<(String, u32)> =
             queues.iter().map(|q| (q.name.clone(), q.weight)).collect();
         let (beat_done, beat_done_rx) = watch::channel(false);
-        let heartbeat = tokio::spawn(
-            Heartbeat {
-                conn: conn.clone(),
-                keys: keys.clone(),
-                info: Heartbeat::info(&identity, &config.tag, config.concurrency, &weights),
-                identity: identity.clone(),
-                concurrency: config.concurrency,
-                running: Arc::clone(&running),
-                stats: Arc::clone(&stats),
-                control: control.clone(),
-            }
-            .run(beat_done_rx),
-        );
+        let mut heartbeat = Heartbeat {
+            conn: conn.clone(),
+            keys: keys.clone(),
+            info: Heartbeat::info(&identity, &config.tag, config.concurrency, &weights),
+            identity: identity.clone(),
+            concurrency: config.concurrency,
+            running: Arc::clone(&running),
+            stats: Arc::clone(&stats),
+            control: control.clone(),
+        };
+        // Registered (and listed as an owner of in-progress lists) before the first fetch.
+        heartbeat
+            .beat()
+            .await
+            .map_err(|e| config.redis.redis_error(e))?;
+        let heartbeat = tokio::spawn(heartbeat.run(beat_done_rx));
 
         let mut tasks = JoinSet::new();
         let mut fetcher = Fetcher::new(fetch_conn, &keys, &queues, config.fetch, &identity);

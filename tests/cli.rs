@@ -3,75 +3,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use psychiq::Job;
 use serde_json::Value;
-
-fn psychiq() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_psychiq"));
-    command.env_remove("REDIS_URL").env_remove("RUST_LOG");
-    command
-}
-
-/// A server process, killed if the test ends before it exits.
-struct Spawned {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Spawned {
-    fn start(ns: &TestNs, args: &[&str]) -> Spawned {
-        let log = std::env::temp_dir().join(format!("{}.log", ns.namespace));
-        let child = psychiq()
-            .args(["--redis-url", &redis_url(), "-n", &ns.namespace])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("the psychiq binary starts");
-        Spawned { child, log }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self, limit: Duration) -> i32 {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().expect("exited, not killed");
-            }
-            assert!(
-                started.elapsed() < limit,
-                "did not exit within {limit:?}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
 
 async fn identity(ns: &TestNs) -> String {
     let processes = ns.keys().key("processes");

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,7 @@ pub fn redis_url() -> String {
 
 /// A namespace of its own for one test; its keys are deleted when it is dropped.
 pub struct TestNs {
+    pub url: String,
     pub namespace: String,
     pub redis: RedisConfig,
     pub client: Client,
@@ -27,12 +30,18 @@ pub struct TestNs {
 
 impl TestNs {
     pub async fn new() -> TestNs {
+        TestNs::on(&redis_url()).await
+    }
+
+    /// A namespace on the Redis at `url`.
+    pub async fn on(url: &str) -> TestNs {
         let namespace = format!("psychiq-test-{}", &psychiq::payload::new_jid()[..12]);
-        let redis = RedisConfig::from_url(redis_url());
+        let redis = RedisConfig::from_url(url);
         let client = Client::connect(&redis, &namespace)
             .await
             .expect("tests need Redis: see README");
         TestNs {
+            url: url.to_string(),
             namespace,
             redis,
             client,
@@ -55,10 +64,18 @@ impl TestNs {
             .shutdown_timeout(Duration::from_secs(5))
     }
 
+    /// Runs a command, retrying for a few seconds (a test may have restarted its Redis).
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> T {
-        cmd.query_async(&mut self.conn())
-            .await
-            .expect("redis command")
+        let started = Instant::now();
+        loop {
+            match cmd.query_async(&mut self.conn()).await {
+                Ok(value) => return value,
+                Err(e) if started.elapsed() > Duration::from_secs(10) => {
+                    panic!("redis command: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     pub async fn zrange(&self, key: &str) -> Vec<String> {
@@ -85,7 +102,7 @@ impl TestNs {
 
 impl Drop for TestNs {
     fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(redis_url()) else {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
             return;
         };
         let Ok(mut conn) = client.get_connection() else {
@@ -229,5 +246,90 @@ impl Worker for Nap {
     async fn perform(&self, (ms,): (u64,)) -> JobResult {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok(())
+    }
+}
+
+/// The real `psychiq` binary, with no Redis settings from the environment.
+pub fn psychiq() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_psychiq"));
+    command.env_remove("REDIS_URL").env_remove("RUST_LOG");
+    command
+}
+
+/// A server process, killed if the test ends before it exits.
+pub struct Spawned {
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl Spawned {
+    pub fn start(ns: &TestNs, args: &[&str]) -> Spawned {
+        let log = std::env::temp_dir().join(format!(
+            "{}-{}.log",
+            ns.namespace,
+            psychiq::payload::new_jid()
+        ));
+        let child = psychiq()
+            .args(["--redis-url", &ns.url, "-n", &ns.namespace])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("the psychiq binary starts");
+        Spawned { child, log }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn wait_exit(&mut self, limit: Duration) -> i32 {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().expect("exited, not killed");
+            }
+            assert!(
+                started.elapsed() < limit,
+                "did not exit within {limit:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, and reap it, so its pid is gone as after a real crash.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Waits for it to exit; `None` when a signal ended it (e.g. an abort).
+    pub fn wait_status(&mut self, limit: Duration) -> Option<Option<i32>> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status.code());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
