@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Drains the same no-op workload with Ruby Sidekiq 6.4.1, Psychiq, and Ruby again, on a
+# Drains the same no-op workload with Ruby Sidekiq 6.4.1 and Psychiq (basic BRPOP fetch and
+# crash-safe reliable fetch), alternating, on a
 # private redis-server (127.0.0.1:6399, started and stopped here) so Ruby can use bare keys
 # without touching anyone's data. Usage: bench/compare.sh [JOBS] [CONCURRENCY] [RUNS]
 set -euo pipefail
@@ -16,6 +17,8 @@ for run in $(seq "$runs"); do
   echo "--- run $run"
   redis-cli -p $port flushall >/dev/null
   NAMESPACE="" ruby bench/sidekiq_drain.rb "$jobs" "$concurrency" 2>/dev/null
-  redis-cli -p $port flushall >/dev/null
-  ./target/release/examples/load --jobs "$jobs" -c "$concurrency"
+  for fetch in basic reliable; do
+    redis-cli -p $port flushall >/dev/null
+    ./target/release/examples/load --jobs "$jobs" -c "$concurrency" --fetch $fetch
+  done
 done
