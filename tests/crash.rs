@@ -341,6 +341,12 @@ async fn killed_connections_and_a_redis_restart_lose_nothing() -> psychiq::Resul
         "redis faults: {JOBS} jobs, lost 0, duplicates {}",
         lines - JOBS as usize
     );
+    // Counters that could not be written during the outage were kept and written later.
+    let processed = ns.get_u64(&ns.keys().stat("processed")).await;
+    assert!(
+        processed >= (JOBS + JOBS / 20) as u64,
+        "processed {processed}"
+    );
     Ok(())
 }
 
