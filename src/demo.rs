@@ -1,11 +1,11 @@
 //! Small workers that demos, tests and benchmarks rely on, by these class names:
-//! `Noop`, `Echo`, `Fail`, `Sleep`, `Panic` and `Abort` (which kills its own process, for
-//! crash tests). The `psychiq` binary serves them as the
+//! `Noop`, `Echo`, `Fail`, `Sleep`, `Panic`, `Abort` (which kills its own process, for
+//! crash tests) and `Clock` (which records when it started, for latency measurements). The `psychiq` binary serves them as the
 //! system `demo` (`psychiq -s demo`).
 //!
 //! ```
 //! let registry = psychiq::demo::registry();
-//! assert_eq!(registry.class_names(), ["Abort", "Echo", "Fail", "Noop", "Panic", "Sleep"]);
+//! assert_eq!(registry.class_names(), ["Abort", "Clock", "Echo", "Fail", "Noop", "Panic", "Sleep"]);
 //! ```
 
 use std::io::Write;
@@ -90,6 +90,18 @@ fn append_line(path: Option<&Value>, args: &[Value]) -> JobResult {
     Ok(())
 }
 
+/// `[path, ...]`: appends `[started_at, ...args]` as one JSON line to `path`, where
+/// `started_at` is when the job started, in epoch seconds: for latency measurements.
+pub struct Clock;
+impl Worker for Clock {
+    type Args = Vec<Value>;
+    async fn perform(&self, args: Vec<Value>) -> JobResult {
+        let mut line = vec![Value::from(crate::payload::now_secs())];
+        line.extend(args.iter().cloned());
+        append_line(args.first(), &line)
+    }
+}
+
 /// Aborts its own process at once, like a segfault or the OOM killer would: for crash tests.
 pub struct Abort;
 impl Worker for Abort {
@@ -108,6 +120,7 @@ pub fn registry() -> Registry {
         .register(Fail)
         .register(Sleep)
         .register(Panic)
-        .register(Abort);
+        .register(Abort)
+        .register(Clock);
     registry
 }
