@@ -135,6 +135,8 @@ pub(crate) struct Fetcher {
     sources: Vec<Source>,
     /// Indexes into `sources`, each repeated by weight; `None` when the order is strict.
     weighted: Option<Vec<usize>>,
+    /// The last fetch found nothing: with a single queue, go straight back to blocking.
+    idle: bool,
 }
 
 impl Fetcher {
@@ -172,6 +174,7 @@ impl Fetcher {
             mode,
             sources,
             weighted,
+            idle: false,
         }
     }
 
@@ -220,6 +223,9 @@ impl Fetcher {
                     .collect())
             }
             FetchMode::Reliable => {
+                if self.idle && self.sources.len() == 1 {
+                    return self.wait_for_one(order[0]).await;
+                }
                 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FETCH_BATCH));
                 let mut invocation = SCRIPT.prepare_invoke();
                 for &i in &order {
@@ -237,28 +243,34 @@ impl Fetcher {
                     }
                     return Ok(jobs);
                 }
-                // Nothing waiting: block on the first queue of this round. With several
-                // queues the wait is shorter, so the others are looked at again soon.
-                let first = order[0];
-                let wait = if self.sources.len() == 1 {
-                    FETCH_TIMEOUT
-                } else {
-                    FETCH_TIMEOUT / 2
-                };
-                let moved: Option<String> = redis::cmd("BLMOVE")
-                    .arg(&self.sources[first].key)
-                    .arg(&*self.sources[first].inprogress)
-                    .arg("RIGHT")
-                    .arg("LEFT")
-                    .arg(wait.as_secs_f64())
-                    .query_async(&mut self.conn)
-                    .await?;
-                Ok(moved
-                    .map(|raw| self.fetched(first, raw))
-                    .into_iter()
-                    .collect())
+                // Nothing waiting: block on the first queue of this round.
+                self.wait_for_one(order[0]).await
             }
         }
+    }
+
+    /// Blocks on one queue with `BLMOVE` into its in-progress list. With several queues the
+    /// wait is shorter, so the others are looked at again soon.
+    async fn wait_for_one(&mut self, index: usize) -> redis::RedisResult<Vec<Fetched>> {
+        let wait = if self.sources.len() == 1 {
+            FETCH_TIMEOUT
+        } else {
+            FETCH_TIMEOUT / 2
+        };
+        let source = &self.sources[index];
+        let moved: Option<String> = redis::cmd("BLMOVE")
+            .arg(&source.key)
+            .arg(&*source.inprogress)
+            .arg("RIGHT")
+            .arg("LEFT")
+            .arg(wait.as_secs_f64())
+            .query_async(&mut self.conn)
+            .await?;
+        self.idle = moved.is_none();
+        Ok(moved
+            .map(|raw| self.fetched(index, raw))
+            .into_iter()
+            .collect())
     }
 }
 

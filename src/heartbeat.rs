@@ -78,6 +78,8 @@ pub(crate) struct Heartbeat {
     pub running: Running,
     pub stats: Arc<Stats>,
     pub control: Control,
+    /// Whether the last beat wrote running jobs (so this one must clear them).
+    pub had_work: bool,
 }
 
 impl Heartbeat {
@@ -199,9 +201,12 @@ impl Heartbeat {
         };
         let [work_key, workers_key, id_key] = self.process_keys();
         let quiet = *self.control.quiet.borrow();
+        // A plain pipeline (one round trip; no MULTI/EXEC, which would add two commands).
         let mut pipe = redis::pipe();
-        pipe.atomic();
-        pipe.del(&[&work_key, &workers_key]).ignore();
+        if self.had_work || !work.is_empty() {
+            pipe.del(&[&work_key, &workers_key]).ignore();
+        }
+        self.had_work = !work.is_empty();
         if !work.is_empty() {
             for key in [&work_key, &workers_key] {
                 pipe.hset_multiple(key, &work).ignore();

@@ -23,9 +23,14 @@ use crate::payload;
 const BATCH: usize = 100;
 
 const ENQUEUE_DUE: &str = r#"
--- KEYS[1]: the sorted set; ARGV: now (score), key prefix, batch size, enqueued_at text
-local set, now, prefix, batch, stamp = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+-- KEYS: the sorted sets (retry, schedule); ARGV: now (score), key prefix, batch size per
+-- set, enqueued_at text. Returns {jobs moved, the most moved from one set}.
+local now, prefix, batch, stamp = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local most, total = 0, 0
+for _, set in ipairs(KEYS) do
 local jobs = redis.call('zrangebyscore', set, '-inf', now, 'LIMIT', 0, batch)
+if #jobs > most then most = #jobs end
+total = total + #jobs
 for _, job in ipairs(jobs) do
   redis.call('zrem', set, job)
   local ok, decoded = pcall(cjson.decode, job)
@@ -56,7 +61,8 @@ for _, job in ipairs(jobs) do
     redis.call('zadd', prefix .. 'dead', now, dead)
   end
 end
-return #jobs
+end
+return { total, most }
 "#;
 
 /// Moves every due job of the `retry` and `schedule` sets to its queue; returns how many.
@@ -65,22 +71,43 @@ return #jobs
 pub async fn enqueue_due(conn: &mut ConnectionManager, keys: &Keys) -> redis::RedisResult<usize> {
     static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ENQUEUE_DUE));
     let script = &*SCRIPT;
+    // A cheap look first (the earliest score of each set), so an idle poll costs two
+    // commands and the script runs only when something is due.
+    let now = payload::now_secs();
+    type First = Vec<(String, f64)>; // the lowest-scored member, if any
+    let (retry_first, schedule_first): (First, First) = redis::pipe()
+        .cmd("ZRANGE")
+        .arg(keys.retry())
+        .arg(0)
+        .arg(0)
+        .arg("WITHSCORES")
+        .cmd("ZRANGE")
+        .arg(keys.schedule())
+        .arg(0)
+        .arg(0)
+        .arg("WITHSCORES")
+        .query_async(conn)
+        .await?;
+    let due = |first: &[(String, f64)]| first.first().is_some_and(|(_, score)| *score <= now);
+    if !due(&retry_first) && !due(&schedule_first) {
+        return Ok(0);
+    }
     let mut moved = 0;
-    for set in [keys.retry(), keys.schedule()] {
-        loop {
-            let now = payload::now_secs();
-            let count: usize = script
-                .key(&set)
-                .arg(payload::timestamp_text(now))
-                .arg(keys.prefix())
-                .arg(BATCH)
-                .arg(payload::timestamp_text(now))
-                .invoke_async(conn)
-                .await?;
-            moved += count;
-            if count < BATCH {
-                break;
-            }
+    // One call looks at both sets; call again while a set may hold more due jobs.
+    loop {
+        let now = payload::now_secs();
+        let (total, most): (usize, usize) = script
+            .key(keys.retry())
+            .key(keys.schedule())
+            .arg(payload::timestamp_text(now))
+            .arg(keys.prefix())
+            .arg(BATCH)
+            .arg(payload::timestamp_text(now))
+            .invoke_async(conn)
+            .await?;
+        moved += total;
+        if most < BATCH {
+            break;
         }
     }
     Ok(moved)
@@ -104,8 +131,8 @@ pub(crate) async fn run(
             }
             Err(e) => outage.failed(&e),
         }
-        // Uniform in [0.5, 1.0) × interval, so servers started together spread out.
-        let pause = interval.mul_f64(0.5 + rand::random::<f64>() * 0.5);
+        // Uniform in [0.5, 1.5) × interval, as Sidekiq does, so servers spread out.
+        let pause = interval.mul_f64(0.5 + rand::random::<f64>());
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = stop.changed() => {}

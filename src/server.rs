@@ -223,6 +223,7 @@ impl Server {
             running: Arc::clone(&running),
             stats: Arc::clone(&stats),
             control: control.clone(),
+            had_work: false,
         };
         // Registered (and listed as an owner of in-progress lists) before the first fetch.
         heartbeat

@@ -20,7 +20,10 @@ use psychiq::{Client, Job, NoArgs, RedisConfig};
 use redis::aio::ConnectionManager;
 
 #[derive(Parser)]
-#[command(version, about = "Load test: enqueue and drain no-op jobs with the psychiq server, and report rates, CPU, memory, Redis commands and latency")]
+#[command(
+    version,
+    about = "Load test: enqueue and drain no-op jobs with the psychiq server, and report rates, CPU, memory, Redis commands and latency"
+)]
 struct Args {
     /// No-op jobs to enqueue in bulk and drain
     #[arg(long, default_value_t = 100_000)]
@@ -72,14 +75,24 @@ async fn run(args: Args) -> Fallible<()> {
         None => std::env::current_exe()?.with_file_name("psychiq"),
     };
     if !server_bin.exists() {
-        return Err(format!("{} not found: build it with cargo build --release --bin psychiq, or pass --server", server_bin.display()).into());
+        return Err(format!(
+            "{} not found: build it with cargo build --release --bin psychiq, or pass --server",
+            server_bin.display()
+        )
+        .into());
     }
     let result = measure(&args, &client, &mut conn, &namespace, &server_bin).await;
     cleanup(&mut conn, &namespace).await;
     result
 }
 
-async fn measure(args: &Args, client: &Client, conn: &mut ConnectionManager, namespace: &str, server_bin: &PathBuf) -> Fallible<()> {
+async fn measure(
+    args: &Args,
+    client: &Client,
+    conn: &mut ConnectionManager,
+    namespace: &str,
+    server_bin: &PathBuf,
+) -> Fallible<()> {
     let mut report: Vec<(String, String)> = Vec::new();
     let noop = || Job::new("Noop", NoArgs).expect("[] is an array");
 
@@ -88,14 +101,20 @@ async fn measure(args: &Args, client: &Client, conn: &mut ConnectionManager, nam
     let started = Instant::now();
     client.push_bulk(jobs).await?;
     let bulk = args.jobs as f64 / started.elapsed().as_secs_f64();
-    report.push(("enqueue, bulk (1,000 a round trip)".into(), format!("{bulk:.0} jobs/s")));
+    report.push((
+        "enqueue, bulk (1,000 a round trip)".into(),
+        format!("{bulk:.0} jobs/s"),
+    ));
 
     let started = Instant::now();
     for _ in 0..args.singles {
         client.push(noop().queue("load-single")).await?;
     }
     let single = args.singles as f64 / started.elapsed().as_secs_f64();
-    report.push(("enqueue, single, 1 task".into(), format!("{single:.0} jobs/s")));
+    report.push((
+        "enqueue, single, 1 task".into(),
+        format!("{single:.0} jobs/s"),
+    ));
 
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -104,7 +123,13 @@ async fn measure(args: &Args, client: &Client, conn: &mut ConnectionManager, nam
         let count = args.singles / 32;
         tasks.push(tokio::spawn(async move {
             for _ in 0..count {
-                client.push(Job::new("Noop", NoArgs).expect("array").queue("load-single")).await?;
+                client
+                    .push(
+                        Job::new("Noop", NoArgs)
+                            .expect("array")
+                            .queue("load-single"),
+                    )
+                    .await?;
             }
             Ok::<(), psychiq::Error>(())
         }));
@@ -113,8 +138,14 @@ async fn measure(args: &Args, client: &Client, conn: &mut ConnectionManager, nam
         task.await??;
     }
     let multi = (args.singles / 32 * 32) as f64 / started.elapsed().as_secs_f64();
-    report.push(("enqueue, single, 32 tasks".into(), format!("{multi:.0} jobs/s")));
-    let _: () = redis::cmd("DEL").arg(client.keys().queue("load-single")).query_async(conn).await?;
+    report.push((
+        "enqueue, single, 32 tasks".into(),
+        format!("{multi:.0} jobs/s"),
+    ));
+    let _: () = redis::cmd("DEL")
+        .arg(client.keys().queue("load-single"))
+        .query_async(conn)
+        .await?;
 
     // Drain.
     let before = redis_info(conn).await?;
@@ -122,7 +153,10 @@ async fn measure(args: &Args, client: &Client, conn: &mut ConnectionManager, nam
     let processes = client.keys().key("processes");
     let boot = Instant::now();
     loop {
-        let members: Vec<String> = redis::cmd("SMEMBERS").arg(&processes).query_async(conn).await?;
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&processes)
+            .query_async(conn)
+            .await?;
         if !members.is_empty() {
             break;
         }
@@ -142,23 +176,46 @@ async fn measure(args: &Args, client: &Client, conn: &mut ConnectionManager, nam
         }
         if last_print.elapsed() > Duration::from_millis(250) {
             let done = args.jobs - left;
-            eprint!("\rdraining: {done:>8} / {} jobs, {:>7.0} jobs/s", args.jobs, done as f64 / started.elapsed().as_secs_f64());
+            eprint!(
+                "\rdraining: {done:>8} / {} jobs, {:>7.0} jobs/s",
+                args.jobs,
+                done as f64 / started.elapsed().as_secs_f64()
+            );
             let _ = std::io::stderr().flush();
             last_print = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let drain = started.elapsed().as_secs_f64();
-    eprintln!("\rdrained {} jobs in {drain:.2} s{}", args.jobs, " ".repeat(30));
+    eprintln!(
+        "\rdrained {} jobs in {drain:.2} s{}",
+        args.jobs,
+        " ".repeat(30)
+    );
     let cpu = process_cpu_secs(server.id()) - cpu_at_start;
     let after = redis_info(conn).await?;
     let peak_rss = proc_status_kb(server.id(), "VmHWM:");
     let n = args.jobs as f64;
-    report.push((format!("drain {} jobs at -c {}", args.jobs, args.concurrency), format!("{:.0} jobs/s ({drain:.2} s)", n / drain)));
-    report.push(("server CPU per job".into(), format!("{:.1} µs", cpu * 1e6 / n)));
-    report.push(("Redis CPU per job".into(), format!("{:.1} µs", (after.cpu - before.cpu) * 1e6 / n)));
-    report.push(("Redis commands per job".into(), format!("{:.2}", commands_between(&before, &after) as f64 / n)));
-    report.push(("server peak RSS while draining".into(), format!("{:.1} MB", peak_rss as f64 / 1024.0)));
+    report.push((
+        format!("drain {} jobs at -c {}", args.jobs, args.concurrency),
+        format!("{:.0} jobs/s ({drain:.2} s)", n / drain),
+    ));
+    report.push((
+        "server CPU per job".into(),
+        format!("{:.1} µs", cpu * 1e6 / n),
+    ));
+    report.push((
+        "Redis CPU per job".into(),
+        format!("{:.1} µs", (after.cpu - before.cpu) * 1e6 / n),
+    ));
+    report.push((
+        "Redis commands per job".into(),
+        format!("{:.2}", commands_between(&before, &after) as f64 / n),
+    ));
+    report.push((
+        "server peak RSS while draining".into(),
+        format!("{:.1} MB", peak_rss as f64 / 1024.0),
+    ));
 
     // Idle.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -166,8 +223,17 @@ async fn measure(args: &Args, client: &Client, conn: &mut ConnectionManager, nam
     tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
     let idle_after = redis_info(conn).await?;
     let idle_cmds = commands_between(&idle_before, &idle_after) as f64 / args.idle_secs as f64;
-    report.push(("idle server: Redis commands per second".into(), format!("{idle_cmds:.1}")));
-    report.push(("idle server: RSS".into(), format!("{:.1} MB", proc_status_kb(server.id(), "VmRSS:") as f64 / 1024.0)));
+    report.push((
+        "idle server: Redis commands per second".into(),
+        format!("{idle_cmds:.1}"),
+    ));
+    report.push((
+        "idle server: RSS".into(),
+        format!(
+            "{:.1} MB",
+            proc_status_kb(server.id(), "VmRSS:") as f64 / 1024.0
+        ),
+    ));
 
     // Latency of a trickle on the idle server.
     let stamps = std::env::temp_dir().join(format!("{namespace}-clock.jsonl"));
@@ -182,11 +248,16 @@ async fn measure(args: &Args, client: &Client, conn: &mut ConnectionManager, nam
     let waited = Instant::now();
     let mut latencies = loop {
         let text = std::fs::read_to_string(&stamps).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
         if lines.len() >= args.trickle || waited.elapsed() > Duration::from_secs(10) {
             break lines
                 .iter()
-                .filter_map(|l| Some((l[0].as_f64()? - sent.get(&(l[2].as_u64()? as usize))?) * 1000.0))
+                .filter_map(|l| {
+                    Some((l[0].as_f64()? - sent.get(&(l[2].as_u64()? as usize))?) * 1000.0)
+                })
                 .collect::<Vec<f64>>();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -195,12 +266,27 @@ async fn measure(args: &Args, client: &Client, conn: &mut ConnectionManager, nam
     latencies.sort_by(|a, b| a.total_cmp(b));
     if !latencies.is_empty() {
         let pick = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
-        report.push(("enqueue→start latency, idle server".into(), format!("p50 {:.2} ms, p99 {:.2} ms ({} jobs)", pick(0.5), pick(0.99), latencies.len())));
+        report.push((
+            "enqueue→start latency, idle server".into(),
+            format!(
+                "p50 {:.2} ms, p99 {:.2} ms ({} jobs)",
+                pick(0.5),
+                pick(0.99),
+                latencies.len()
+            ),
+        ));
     }
 
     stop_server(&mut server);
-    let width = report.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
-    println!("psychiq-load: {} jobs, -c {}, server flags {:?}", args.jobs, args.concurrency, args.server_flags);
+    let width = report
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    println!(
+        "psychiq-load: {} jobs, -c {}, server flags {:?}",
+        args.jobs, args.concurrency, args.server_flags
+    );
     for (name, value) in report {
         println!("  {name:<width$}  {value}");
     }
@@ -210,7 +296,16 @@ async fn measure(args: &Args, client: &Client, conn: &mut ConnectionManager, nam
 fn start_server(args: &Args, namespace: &str, bin: &PathBuf) -> Fallible<Child> {
     let mut command = Command::new(bin);
     command
-        .args(["--redis-url", &args.redis_url, "-n", namespace, "-s", "demo", "-c", &args.concurrency.to_string()])
+        .args([
+            "--redis-url",
+            &args.redis_url,
+            "-n",
+            namespace,
+            "-s",
+            "demo",
+            "-c",
+            &args.concurrency.to_string(),
+        ])
         .args(args.server_flags.split_whitespace())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -219,7 +314,10 @@ fn start_server(args: &Args, namespace: &str, bin: &PathBuf) -> Fallible<Child> 
 }
 
 fn stop_server(server: &mut Child) {
-    let _ = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status();
     let _ = server.wait();
 }
 
@@ -233,7 +331,10 @@ async fn redis_info(conn: &mut ConnectionManager) -> Fallible<RedisInfo> {
     let mut cpu = 0.0;
     let mut calls = HashMap::new();
     for line in text.lines() {
-        if let Some(v) = line.strip_prefix("used_cpu_sys:").or_else(|| line.strip_prefix("used_cpu_user:")) {
+        if let Some(v) = line
+            .strip_prefix("used_cpu_sys:")
+            .or_else(|| line.strip_prefix("used_cpu_user:"))
+        {
             cpu += v.trim().parse::<f64>().unwrap_or(0.0);
         }
         if let Some(rest) = line.strip_prefix("cmdstat_")
@@ -258,12 +359,26 @@ fn commands_between(before: &RedisInfo, after: &RedisInfo) -> u64 {
 }
 
 async fn inprogress(conn: &mut ConnectionManager, namespace: &str) -> Fallible<usize> {
-    let (_, keys): (u64, Vec<String>) = redis::cmd("SCAN").arg(0).arg("MATCH").arg(format!("{namespace}:inprogress:*:*")).arg("COUNT").arg(100_000).query_async(conn).await?;
+    let (_, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+        .arg(0)
+        .arg("MATCH")
+        .arg(format!("{namespace}:inprogress:*:*"))
+        .arg("COUNT")
+        .arg(100_000)
+        .query_async(conn)
+        .await?;
     Ok(keys.len())
 }
 
 async fn cleanup(conn: &mut ConnectionManager, namespace: &str) {
-    let keys: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN").arg(0).arg("MATCH").arg(format!("{namespace}:*")).arg("COUNT").arg(100_000).query_async(conn).await;
+    let keys: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+        .arg(0)
+        .arg("MATCH")
+        .arg(format!("{namespace}:*"))
+        .arg("COUNT")
+        .arg(100_000)
+        .query_async(conn)
+        .await;
     if let Ok((_, keys)) = keys
         && !keys.is_empty()
     {
@@ -276,7 +391,12 @@ fn process_cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
