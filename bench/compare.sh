@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Drains the same no-op workload with Ruby Sidekiq 6.4.1 and Psychiq (basic BRPOP fetch and
-# crash-safe reliable fetch), alternating, on a
-# private redis-server (127.0.0.1:6399, started and stopped here) so Ruby can use bare keys
-# without touching anyone's data. Usage: bench/compare.sh [JOBS] [CONCURRENCY] [RUNS]
+# Ruby Sidekiq 6.4.1 and Psychiq on the same workload, alternating, on a private
+# redis-server (127.0.0.1:6399, started and stopped here) so Ruby can use bare keys without
+# touching anyone's data. Prints every run, then medians and ratios.
+# Usage: bench/compare.sh [JOBS] [CONCURRENCY] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${1:-100000}; concurrency=${2:-25}; runs=${3:-3}
@@ -11,14 +11,17 @@ redis-server --daemonize yes --bind 127.0.0.1 --port $port --save "" --appendonl
   --dir /tmp --logfile /tmp/psychiq-bench-redis.log --pidfile /tmp/psychiq-bench-redis.pid
 trap 'redis-cli -p $port shutdown nosave >/dev/null 2>&1 || true' EXIT
 for _ in $(seq 50); do redis-cli -p $port ping >/dev/null 2>&1 && break; sleep 0.1; done
-cargo build --release --example load -q
+cargo build --release --bin psychiq --bin psychiq-load -q
 export REDIS_URL=redis://127.0.0.1:$port
+out=$(mktemp)
 for run in $(seq "$runs"); do
-  echo "--- run $run"
+  echo "--- run $run" | tee -a "$out"
   redis-cli -p $port flushall >/dev/null
-  NAMESPACE="" ruby bench/sidekiq_drain.rb "$jobs" "$concurrency" 2>/dev/null
-  for fetch in basic reliable; do
+  NAMESPACE="" ruby bench/sidekiq_drain.rb "$jobs" "$concurrency" 2>/dev/null | tee -a "$out"
+  for fetch in reliable basic; do
     redis-cli -p $port flushall >/dev/null
-    ./target/release/examples/load --jobs "$jobs" -c "$concurrency" --fetch $fetch
+    ./target/release/psychiq-load --jobs "$jobs" -c "$concurrency" --server-flags "--fetch $fetch" 2>/dev/null | tee -a "$out"
   done
 done
+python3 bench/summary.py < "$out"
+rm -f "$out"

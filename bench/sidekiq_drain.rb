@@ -23,6 +23,12 @@ class Noop
   def perform(*) = nil
 end
 
+singles = 10_000
+started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+singles.times { Noop.set(queue: "load-single").perform_async }
+single = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
+Sidekiq.redis { |c| c.del("queue:load-single") }
+
 started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
 (jobs / 1000).times { Sidekiq::Client.push_bulk("class" => Noop, "args" => Array.new(1000) { [] }) }
 enqueue = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
@@ -39,4 +45,5 @@ drain = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
 launcher.stop
 Sidekiq.redis { |c| c.keys("*").each { |k| c.del(k) } } unless namespace.empty?
 puts format("ruby sidekiq %s: enqueue %d jobs (push_bulk): %.2f s = %.0f jobs/s", Sidekiq::VERSION, jobs, enqueue, jobs / enqueue)
+puts format("ruby sidekiq %s: enqueue, single, 1 thread (perform_async): %.0f jobs/s", Sidekiq::VERSION, singles / single)
 puts format("ruby sidekiq %s: drain %d jobs at -c %d: %.2f s = %.0f jobs/s", Sidekiq::VERSION, jobs, concurrency, drain, jobs / drain)
