@@ -34,7 +34,15 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    args.server.init_logging();
+    if args.tour && !args.server.verbose && std::env::var_os("RUST_LOG").is_none() {
+        // The tour prints its own summary; per-job lines would drown it.
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        args.server.init_logging();
+    }
     let result = if args.tour {
         tour(&args.server).await
     } else {

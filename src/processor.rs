@@ -58,7 +58,7 @@ impl Processor {
     pub async fn process(&self, queue: &str, raw: &Arc<str>, inprogress: Option<&Arc<str>>) {
         let started = Instant::now();
         let outcome = self.run(queue, raw).await;
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0;
         let failed = !matches!(outcome, Outcome::Done);
         self.stats.record(failed);
         let now = payload::now_secs();
@@ -206,7 +206,7 @@ impl Processor {
         };
         match result {
             Ok(()) => {
-                let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0;
                 tracing::info!(class, jid, queue, elapsed_ms, "done");
                 Outcome::Done
             }
