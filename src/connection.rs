@@ -24,6 +24,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// assert_eq!(config.display_address(), "redis://localhost:6379/2");
 /// let config = RedisConfig::from_url("redis://app:secret@10.0.0.5:6380/1");
 /// assert_eq!(config.display_address(), "redis://app:***@10.0.0.5:6380/1");
+/// let config = RedisConfig::from_url("redis://app:p@ss@10.0.0.5/1");
+/// assert_eq!(config.display_address(), "redis://app:***@10.0.0.5/1");
 /// ```
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
@@ -62,7 +64,12 @@ impl RedisConfig {
         let Some((scheme, rest)) = self.url.split_once("://") else {
             return self.url.clone();
         };
-        match rest.split_once('@') {
+        // The credentials end at the last '@' before the path.
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        match rest[..authority_end]
+            .rsplit_once('@')
+            .map(|(auth, _)| (auth, &rest[auth.len() + 1..]))
+        {
             Some((auth, host)) => match auth.split_once(':') {
                 Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
                 None => format!("{scheme}://***@{host}"),

@@ -123,9 +123,13 @@ impl Heartbeat {
             match self.beat().await {
                 Ok(obeyed) => {
                     outage.ok();
-                    if let Err(e) =
-                        crate::recovery::recover_orphans(&mut self.conn, &self.keys, &self.identity)
-                            .await
+                    if let Err(e) = crate::recovery::recover_orphans(
+                        &mut self.conn,
+                        &self.keys,
+                        &self.identity,
+                        machine_id(),
+                    )
+                    .await
                     {
                         tracing::warn!(error = %e, "orphan recovery failed; it runs again next beat");
                     }
@@ -162,7 +166,8 @@ impl Heartbeat {
 
     /// Whether this process holds no in-progress job (Redis deletes empty lists).
     async fn inprogress_is_empty(&mut self) -> bool {
-        let pattern = format!("{}*", self.keys.inprogress(&self.identity, ""));
+        let prefix = self.keys.inprogress(&self.identity, "");
+        let pattern = format!("{}*", crate::recovery::glob_escape(&prefix));
         let found: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
             .arg(0)
             .arg("MATCH")
@@ -213,11 +218,7 @@ impl Heartbeat {
                 pipe.expire(key, PROCESS_TTL_SECS).ignore();
             }
         }
-        pipe.sadd(self.keys.key("processes"), &self.identity)
-            .ignore();
-        // Every beat, so recovery always knows this process may own in-progress lists.
-        pipe.sadd(self.keys.inprogress_owners(), &self.identity)
-            .ignore();
+        // The hash first: another process must never see this one listed but not beating.
         pipe.hset_multiple(
             &id_key,
             &[
@@ -228,10 +229,16 @@ impl Heartbeat {
                 ("rss", rss_kb().to_string()),
                 ("rtt_us", rtt_us.to_string()),
                 ("concurrency", self.concurrency.to_string()),
+                ("machine", machine_id().to_string()),
             ],
         )
         .ignore();
         pipe.expire(&id_key, PROCESS_TTL_SECS).ignore();
+        pipe.sadd(self.keys.key("processes"), &self.identity)
+            .ignore();
+        // Every beat, so recovery always knows this process may own in-progress lists.
+        pipe.sadd(self.keys.inprogress_owners(), &self.identity)
+            .ignore();
         pipe.rpop(format!("{id_key}-signals"), None);
         let (signal,): (Option<String>,) = pipe.query_async(&mut self.conn).await?;
         if let Some(signal) = &signal {
@@ -267,6 +274,26 @@ pub(crate) fn log_running(running: &Running) {
             "running"
         );
     }
+}
+
+/// This machine's boot and pid namespace (Linux: boot id and `/proc/self/ns/pid`), written to
+/// the heartbeat so a process can tell whether a pid it sees missing was really in its own
+/// pid namespace; empty elsewhere, where no process is ever declared gone by its pid.
+pub(crate) fn machine_id() -> &'static str {
+    static MACHINE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        if !cfg!(target_os = "linux") {
+            return String::new();
+        }
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let pidns = std::fs::read_link("/proc/self/ns/pid")
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        if boot.trim().is_empty() || pidns.is_empty() {
+            return String::new();
+        }
+        format!("{}/{pidns}", boot.trim())
+    });
+    &MACHINE
 }
 
 /// This machine's name, as Sidekiq takes it (`DYNO` first, for Heroku).

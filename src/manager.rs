@@ -7,9 +7,10 @@
 //! are acknowledged (`LREM` from the in-progress list) by one task in pipelines, so a busy
 //! server pays a fraction of a round trip per job for it.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use redis::Script;
 use redis::aio::ConnectionManager;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -134,28 +135,40 @@ fn running_job(fetched: Fetched, run_at: u64) -> RunningJob {
     }
 }
 
-/// Pushes jobs back to the end of their queues that is popped next, so they run first,
-/// removing them from their in-progress lists in the same transaction.
+/// Pushes jobs back where they are popped next; with reliable fetch only those still in
+/// their in-progress list (one that finished meanwhile is not run again).
+/// ARGV: (in-progress list or "", queue key, payload) triples.
+const REQUEUE: &str = r#"
+local moved = 0
+for i = 1, #ARGV, 3 do
+  if ARGV[i] == '' or redis.call('lrem', ARGV[i], 1, ARGV[i + 2]) == 1 then
+    redis.call('rpush', ARGV[i + 1], ARGV[i + 2])
+    moved = moved + 1
+  end
+end
+return moved
+"#;
+
+/// Pushes unfinished jobs back to the front of their queues, in one atomic call.
 pub(crate) async fn requeue(mut conn: ConnectionManager, keys: &Keys, jobs: &[RunningJob]) {
     if jobs.is_empty() {
         return;
     }
-    let mut pipe = redis::pipe();
-    pipe.atomic();
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REQUEUE));
+    let mut invocation = SCRIPT.prepare_invoke();
     for job in jobs {
-        if let Some(list) = &job.inprogress {
-            pipe.lrem(&**list, 1, &*job.raw).ignore();
-        }
-        pipe.rpush(keys.queue(&job.queue), &*job.raw).ignore();
+        invocation
+            .arg(job.inprogress.as_deref().unwrap_or(""))
+            .arg(keys.queue(&job.queue))
+            .arg(&*job.raw);
     }
-    match pipe.query_async::<()>(&mut conn).await {
-        Ok(()) => tracing::info!(count = jobs.len(), "Pushed unfinished jobs back to Redis"),
+    match invocation.invoke_async::<usize>(&mut conn).await {
+        Ok(count) => tracing::info!(count, "Pushed unfinished jobs back to Redis"),
         Err(e) => {
-            let safe = jobs.iter().all(|job| job.inprogress.is_some());
             for job in jobs {
                 tracing::error!(error = %e, queue = &*job.queue, payload = &*job.raw, "could not push an unfinished job back");
             }
-            if safe {
+            if jobs.iter().all(|job| job.inprogress.is_some()) {
                 tracing::warn!(
                     "those jobs stay in this process's in-progress lists and are recovered once its heartbeat expires"
                 );

@@ -81,9 +81,9 @@ impl Processor {
                 handler,
                 exhaust_now,
             } => {
-                // `run` parsed it as an object already, so this only fails on memory trouble.
+                // `run` read its head; the whole of it can still fail (e.g. a number too large).
                 let Ok(mut job) = serde_json::from_str::<JobMap>(raw) else {
-                    let reason = format!("payload is not a JSON object ({error})");
+                    let reason = format!("payload could not be parsed in full ({error})");
                     let payload = retry::wrap_unreadable(raw, queue, &reason, now);
                     return self
                         .write(&Disposition::Dead { payload }, now, raw, inprogress)
@@ -132,7 +132,9 @@ impl Processor {
             Ok(head) => head,
             Err(e) => {
                 return Outcome::Unreadable {
-                    reason: format!("payload is not a JSON object: {e}"),
+                    reason: format!(
+                        "payload could not be read as a job (class and jid must be strings): {e}"
+                    ),
                 };
             }
         };

@@ -9,8 +9,10 @@
 //! for the third time has now taken three processes down with it and goes to the dead set
 //! instead, so a poison job cannot take every server down in turn forever.
 
-use redis::AsyncCommands;
+use std::sync::LazyLock;
+
 use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
 use serde_json::Value;
 
 use crate::keys::Keys;
@@ -20,24 +22,69 @@ use crate::retry;
 /// Recoveries after which a job is considered poison and goes to the dead set.
 pub const MAX_RECOVERIES: u64 = 3;
 
+/// Moves recovered jobs back, each only if it was still in the dead owner's list, so two
+/// recoverers (say, after a lock expired half-way) never push one job twice.
+/// KEYS: list, queue, queues set, dead set. ARGV: queue name, now, dead cutoff, then
+/// (old payload, new payload, "queue" | "dead") triples.
+const RECOVER: &str = r#"
+local list, queue, queues, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local name, now, cutoff = ARGV[1], ARGV[2], ARGV[3]
+local moved, died = 0, 0
+for i = 4, #ARGV, 3 do
+  if redis.call('lrem', list, 1, ARGV[i]) == 1 then
+    if ARGV[i + 2] == 'dead' then
+      redis.call('zadd', dead, now, ARGV[i + 1])
+      died = died + 1
+    else
+      redis.call('sadd', queues, name)
+      redis.call('rpush', queue, ARGV[i + 1])
+    end
+    moved = moved + 1
+  end
+end
+if died > 0 then
+  redis.call('zremrangebyscore', dead, '-inf', '(' .. cutoff)
+  redis.call('zremrangebyrank', dead, 0, -10000)
+end
+return moved
+"#;
+
+/// Releases a lock only if it still holds our token.
+const UNLOCK: &str = r#"
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"#;
+
 /// Recovers the jobs of every dead process but `me`; returns how many jobs moved.
+///
+/// `machine` identifies this machine and pid namespace (see `heartbeat::machine_id`); a
+/// process is provably gone only if it wrote the same one and its pid no longer exists.
 pub(crate) async fn recover_orphans(
     conn: &mut ConnectionManager,
     keys: &Keys,
     me: &str,
+    machine: &str,
 ) -> redis::RedisResult<usize> {
     let owners: Vec<String> = conn.smembers(keys.inprogress_owners()).await?;
     let mut moved = 0;
     for owner in owners.iter().filter(|owner| *owner != me) {
-        let beating: bool = conn.exists(keys.key(owner)).await?;
-        let gone = provably_gone(owner);
+        let (beating, their_machine): (bool, Option<String>) = redis::pipe()
+            .exists(keys.key(owner))
+            .hget(keys.key(owner), "machine")
+            .query_async(conn)
+            .await?;
+        let gone = beating
+            && !machine.is_empty()
+            && their_machine.as_deref() == Some(machine)
+            && pid_is_gone(owner);
         if beating && !gone {
             continue;
         }
         let lock = keys.key(&format!("recovering:{owner}"));
+        let token = format!("{me}:{}", payload::new_jid());
         let acquired: Option<String> = redis::cmd("SET")
             .arg(&lock)
-            .arg(me)
+            .arg(&token)
             .arg("NX")
             .arg("EX")
             .arg(60)
@@ -47,10 +94,40 @@ pub(crate) async fn recover_orphans(
             continue; // another process is on it
         }
         let result = recover_owner(conn, keys, owner, gone).await;
-        let _: redis::RedisResult<()> = conn.del(&lock).await;
+        static UNLOCK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNLOCK));
+        let _: redis::RedisResult<i64> = UNLOCK_SCRIPT
+            .key(&lock)
+            .arg(&token)
+            .invoke_async(conn)
+            .await;
         moved += result?;
     }
     Ok(moved)
+}
+
+/// The owner's in-progress lists, found with SCAN (1,000 keys a step).
+async fn owner_lists(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+) -> redis::RedisResult<Vec<String>> {
+    let pattern = format!("{}*", glob_escape(prefix));
+    let mut lists = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1_000)
+            .query_async(conn)
+            .await?;
+        lists.extend(keys);
+        if next == 0 {
+            return Ok(lists);
+        }
+        cursor = next;
+    }
 }
 
 async fn recover_owner(
@@ -59,34 +136,30 @@ async fn recover_owner(
     owner: &str,
     gone: bool,
 ) -> redis::RedisResult<usize> {
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RECOVER));
     let prefix = keys.inprogress(owner, "");
-    let lists: Vec<String> = {
-        let mut iter: redis::AsyncIter<String> = conn
-            .scan_match(format!("{}*", glob_escape(&prefix)))
-            .await?;
-        let mut lists = Vec::new();
-        while let Some(key) = iter.next_item().await {
-            lists.push(key?);
-        }
-        lists
-    };
     let mut moved = 0;
-    for list in &lists {
+    for list in owner_lists(conn, &prefix).await? {
         let queue = &list[prefix.len()..];
-        let jobs: Vec<String> = conn.lrange(list, 0, -1).await?;
+        let jobs: Vec<String> = conn.lrange(&list, 0, -1).await?;
         if jobs.is_empty() {
             continue;
         }
         let now = payload::now_secs();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
+        let mut invocation = SCRIPT.prepare_invoke();
+        invocation
+            .key(&list)
+            .key(keys.queue(queue))
+            .key(keys.queues())
+            .key(keys.dead())
+            .arg(queue)
+            .arg(payload::timestamp_text(now))
+            .arg(payload::timestamp_text(now - retry::DEAD_TIMEOUT_SECS));
         for raw in &jobs {
-            pipe.lrem(list, 1, raw).ignore();
             match bump(raw, now) {
                 Bumped::Requeue(job, jid) => {
                     tracing::warn!(jid, queue, owner, "recovered a job from a dead process");
-                    pipe.sadd(keys.queues(), queue).ignore();
-                    pipe.rpush(keys.queue(queue), job).ignore();
+                    invocation.arg(raw).arg(job).arg("queue");
                 }
                 Bumped::Poison(job, jid) => {
                     tracing::error!(
@@ -95,12 +168,12 @@ async fn recover_owner(
                         owner,
                         "job recovered {MAX_RECOVERIES} times from crashed processes: moved to the dead set"
                     );
-                    retry::add_to_dead(&mut pipe, keys, &job, now);
+                    invocation.arg(raw).arg(job).arg("dead");
                 }
             }
         }
-        let () = pipe.query_async(conn).await?;
-        moved += jobs.len();
+        let count: usize = invocation.invoke_async(conn).await?;
+        moved += count;
     }
     if gone {
         // Its heartbeat may still be there for up to a minute; it is not running.
@@ -113,7 +186,10 @@ async fn recover_owner(
             .query_async(conn)
             .await?;
     }
-    let _: () = conn.srem(keys.inprogress_owners(), owner).await?;
+    // Only if nothing is left: a list that appeared meanwhile keeps its owner listed.
+    if owner_lists(conn, &prefix).await?.is_empty() {
+        let _: () = conn.srem(keys.inprogress_owners(), owner).await?;
+    }
     Ok(moved)
 }
 
@@ -164,21 +240,23 @@ fn bump(raw: &str, now: f64) -> Bumped {
     )
 }
 
-/// Whether `identity` (`host:pid:nonce`) is a process on this host that no longer exists.
-fn provably_gone(identity: &str) -> bool {
+/// Whether the pid in `identity` (`host:pid:nonce`) no longer exists here (Linux only; the
+/// caller has checked that it ran on this machine, in this pid namespace).
+fn pid_is_gone(identity: &str) -> bool {
     let mut parts = identity.rsplitn(3, ':');
-    let (_nonce, Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+    let (_nonce, Some(pid)) = (parts.next(), parts.next()) else {
         return false;
     };
     let Ok(pid) = pid.parse::<u32>() else {
         return false;
     };
-    host == crate::heartbeat::hostname()
+    cfg!(target_os = "linux")
         && pid != std::process::id()
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn glob_escape(text: &str) -> String {
+/// Escapes Redis glob characters so a name matches only itself in `SCAN MATCH`.
+pub(crate) fn glob_escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {
@@ -218,14 +296,13 @@ mod tests {
     }
 
     #[test]
-    fn only_dead_local_pids_are_provably_gone() {
-        let host = crate::heartbeat::hostname();
-        assert!(!provably_gone(&format!(
-            "{host}:{}:abc",
-            std::process::id()
-        )));
-        assert!(provably_gone(&format!("{host}:4000000000:abc")));
-        assert!(!provably_gone("other-host:4000000000:abc"));
-        assert_eq!(glob_escape("a*b[c]"), "a\\*b\\[c\\]");
+    fn only_dead_pids_are_gone() {
+        assert!(!pid_is_gone(&format!("host:{}:abc", std::process::id())));
+        assert_eq!(
+            pid_is_gone("host:4000000000:abc"),
+            cfg!(target_os = "linux")
+        );
+        assert!(!pid_is_gone("no-pid"));
+        assert_eq!(glob_escape("a*b[c]"), r"a\*b\[c\]");
     }
 }

@@ -73,6 +73,8 @@ pub(crate) fn plan_failure(
         return Disposition::Drop;
     };
 
+    // It ran to an ordinary failure, so it is not what took earlier processes down.
+    job.shift_remove("recovery_count");
     let retry_queue = job
         .get("retry_queue")
         .and_then(Value::as_str)

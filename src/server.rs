@@ -257,6 +257,9 @@ impl Server {
         .await
         .is_ok();
         if !finished {
+            // Stop them first, then push back exactly those still unfinished.
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
             let unfinished: Vec<RunningJob> = running
                 .lock()
                 .expect("running jobs lock")
@@ -264,8 +267,6 @@ impl Server {
                 .cloned()
                 .collect();
             manager::requeue(conn.clone(), &keys, &unfinished).await;
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
         }
         // The last acknowledgements; if Redis is gone they stay listed and are recovered.
         drop(processor);

@@ -44,6 +44,6 @@ pub(crate) async fn quiet_and_dump(
             }
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(not(target_os = "linux"))]
     let _ = (control, running);
 }
