@@ -40,6 +40,15 @@ struct Args {
     /// Seconds the idle server is watched
     #[arg(long, default_value_t = 10)]
     idle_secs: u64,
+    /// Server processes to start
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+    /// Queues the jobs are spread over (all of weight 1 when more than one)
+    #[arg(long, default_value_t = 1)]
+    queues: usize,
+    /// Drain `Sleep` jobs of this many milliseconds instead of `Noop`
+    #[arg(long, default_value_t = 0)]
+    sleep_ms: u64,
     /// Extra flags for the server, e.g. "--fetch basic"
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     server_flags: String,
@@ -97,7 +106,20 @@ async fn measure(
     let noop = || Job::new("Noop", NoArgs).expect("[] is an array");
 
     // Enqueue rates. The singles go to queues the server never reads, then are deleted.
-    let jobs: Vec<Job> = (0..args.jobs).map(|_| noop()).collect();
+    let queue_names: Vec<String> = match args.queues {
+        0 | 1 => vec!["default".to_string()],
+        n => (1..=n).map(|i| format!("q{i}")).collect(),
+    };
+    let jobs: Vec<Job> = (0..args.jobs)
+        .map(|i| {
+            let job = if args.sleep_ms > 0 {
+                Job::new("Sleep", (args.sleep_ms,)).expect("array")
+            } else {
+                noop()
+            };
+            job.queue(queue_names[i % queue_names.len()].clone())
+        })
+        .collect();
     let started = Instant::now();
     client.push_bulk(jobs).await?;
     let bulk = args.jobs as f64 / started.elapsed().as_secs_f64();
@@ -149,7 +171,9 @@ async fn measure(
 
     // Drain.
     let before = redis_info(conn).await?;
-    let mut server = start_server(args, namespace, server_bin)?;
+    let mut servers = (0..args.processes.max(1))
+        .map(|_| start_server(args, namespace, server_bin, &queue_names))
+        .collect::<Fallible<Vec<Child>>>()?;
     let processes = client.keys().key("processes");
     let boot = Instant::now();
     loop {
@@ -157,7 +181,7 @@ async fn measure(
             .arg(&processes)
             .query_async(conn)
             .await?;
-        if !members.is_empty() {
+        if members.len() >= servers.len() {
             break;
         }
         if boot.elapsed() > Duration::from_secs(15) {
@@ -165,13 +189,24 @@ async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let cpu_at_start = process_cpu_secs(server.id());
+    let cpu_of = |servers: &[Child]| {
+        servers
+            .iter()
+            .map(|s| process_cpu_secs(s.id()))
+            .sum::<f64>()
+    };
+    let cpu_at_start = cpu_of(&servers);
     let started = Instant::now();
-    let queue = client.keys().queue("default");
+    let queue_keys: Vec<String> = queue_names.iter().map(|q| client.keys().queue(q)).collect();
     let mut last_print = Instant::now();
     loop {
         // Light polling (its commands are left out of the figures; its CPU is not).
-        let left: usize = redis::cmd("LLEN").arg(&queue).query_async(conn).await?;
+        let mut pipe = redis::pipe();
+        for key in &queue_keys {
+            pipe.llen(key);
+        }
+        let lengths: Vec<usize> = pipe.query_async(conn).await?;
+        let left: usize = lengths.iter().sum();
         if left == 0 && inprogress(conn, namespace).await? == 0 {
             break;
         }
@@ -193,9 +228,13 @@ async fn measure(
         args.jobs,
         " ".repeat(30)
     );
-    let cpu = process_cpu_secs(server.id()) - cpu_at_start;
+    let cpu = cpu_of(&servers) - cpu_at_start;
     let after = redis_info(conn).await?;
-    let peak_rss = proc_status_kb(server.id(), "VmHWM:");
+    let peak_rss = servers
+        .iter()
+        .map(|s| proc_status_kb(s.id(), "VmHWM:"))
+        .max()
+        .unwrap_or(0);
     let n = args.jobs as f64;
     report.push((
         format!("drain {} jobs at -c {}", args.jobs, args.concurrency),
@@ -232,7 +271,7 @@ async fn measure(
         "idle server: RSS".into(),
         format!(
             "{:.1} MB",
-            proc_status_kb(server.id(), "VmRSS:") as f64 / 1024.0
+            proc_status_kb(servers[0].id(), "VmRSS:") as f64 / 1024.0
         ),
     ));
 
@@ -278,15 +317,26 @@ async fn measure(
         ));
     }
 
-    stop_server(&mut server);
+    for server in &mut servers {
+        stop_server(server);
+    }
     let width = report
         .iter()
         .map(|(k, _)| k.chars().count())
         .max()
         .unwrap_or(0);
     println!(
-        "psychiq-load: {} jobs, -c {}, server flags {:?}",
-        args.jobs, args.concurrency, args.server_flags
+        "psychiq-load: {} {} jobs, -c {}, {} process(es), {} queue(s), server flags {:?}",
+        args.jobs,
+        if args.sleep_ms > 0 {
+            format!("Sleep {} ms", args.sleep_ms)
+        } else {
+            "Noop".to_string()
+        },
+        args.concurrency,
+        servers.len(),
+        queue_names.len(),
+        args.server_flags
     );
     for (name, value) in report {
         println!("  {name:<width$}  {value}");
@@ -294,7 +344,7 @@ async fn measure(
     Ok(())
 }
 
-fn start_server(args: &Args, namespace: &str, bin: &PathBuf) -> Fallible<Child> {
+fn start_server(args: &Args, namespace: &str, bin: &PathBuf, queues: &[String]) -> Fallible<Child> {
     let mut command = Command::new(bin);
     command
         .args([
@@ -307,6 +357,16 @@ fn start_server(args: &Args, namespace: &str, bin: &PathBuf) -> Fallible<Child> 
             "-c",
             &args.concurrency.to_string(),
         ])
+        .args(queues.iter().flat_map(|q| {
+            [
+                "-q".to_string(),
+                if queues.len() > 1 {
+                    format!("{q},1")
+                } else {
+                    q.clone()
+                },
+            ]
+        }))
         .args(args.server_flags.split_whitespace())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
