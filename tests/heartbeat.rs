@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -99,22 +98,9 @@ async fn heartbeat_registers_shows_work_and_obeys_remote_quiet_and_stop() -> psy
         }
     }
 
-    if Command::new("ruby")
-        .args(["-e", "require 'sidekiq'; require 'redis-namespace'"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        let out = Command::new("ruby")
-            .args(["-e", RUBY_PROCESS_SET, &ns.namespace])
-            .env("REDIS_URL", redis_url())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    if ruby_sidekiq_available() {
+        let out = ruby(RUBY_PROCESS_SET, &ns.namespace, &redis_url());
+        let seen: Value = serde_json::from_slice(&out).unwrap();
         let process = &seen[0];
         assert_eq!(process["identity"], identity.as_str());
         assert_eq!(process["concurrency"], 3);
@@ -122,17 +108,8 @@ async fn heartbeat_registers_shows_work_and_obeys_remote_quiet_and_stop() -> psy
         assert_eq!(process["queues"], json!(["default", "low"]));
         assert_eq!(process["quiet"], "false");
         // Sidekiq 6.4.1's own dashboard lists the process and its running jobs (from :workers).
-        let out = Command::new("ruby")
-            .args(["-e", RUBY_WEB_BUSY, &ns.namespace])
-            .env("REDIS_URL", redis_url())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let page = String::from_utf8_lossy(&out.stdout);
+        let out = ruby(RUBY_WEB_BUSY, &ns.namespace, &redis_url());
+        let page = String::from_utf8_lossy(&out);
         assert!(
             page.contains(&identity) && page.contains("billing"),
             "the busy page lists the process"
@@ -141,11 +118,6 @@ async fn heartbeat_registers_shows_work_and_obeys_remote_quiet_and_stop() -> psy
             page.matches(r#"<div class="args">8000</div>"#).count(),
             2,
             "the busy page lists both running jobs"
-        );
-    } else {
-        assert!(
-            std::env::var("PSYCHIQ_REQUIRE_RUBY").is_err(),
-            "Ruby Sidekiq is required here"
         );
     }
 

@@ -4,29 +4,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use psychiq::{JobResult, Worker};
 use serde_json::{Value, json};
-
-fn ruby_sidekiq_available() -> bool {
-    let ok = Command::new("ruby")
-        .args(["-e", "require 'sidekiq'; require 'redis-namespace'"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("PSYCHIQ_REQUIRE_RUBY").is_err(),
-            "Ruby Sidekiq is required here: apt-get install ruby-sidekiq ruby-redis-namespace"
-        );
-        eprintln!(
-            "skipped: Ruby Sidekiq not installed (apt-get install ruby-sidekiq ruby-redis-namespace)"
-        );
-    }
-    ok
-}
 
 /// Served under the class name a Ruby app uses.
 #[derive(Clone, Default)]
@@ -65,16 +47,7 @@ async fn jobs_pushed_by_ruby_sidekiq_run_with_their_arguments() {
         return;
     }
     let ns = TestNs::new().await;
-    let out = Command::new("ruby")
-        .args(["-e", RUBY_CLIENT, &ns.namespace])
-        .env("REDIS_URL", redis_url())
-        .output()
-        .expect("ruby runs");
-    assert!(
-        out.status.success(),
-        "ruby failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ruby(RUBY_CLIENT, &ns.namespace, &redis_url());
 
     let record = Record::default();
     let invoice = Invoice::default();

@@ -333,3 +333,38 @@ impl Drop for Spawned {
         let _ = std::fs::remove_file(&self.log);
     }
 }
+
+/// Whether Debian's Ruby Sidekiq (with redis-namespace) is installed. Without it, Ruby checks
+/// are skipped with a message, unless `PSYCHIQ_REQUIRE_RUBY` is set (as `.ci/run` does).
+pub fn ruby_sidekiq_available() -> bool {
+    let ok = Command::new("ruby")
+        .args(["-e", "require 'sidekiq'; require 'redis-namespace'"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("PSYCHIQ_REQUIRE_RUBY").is_err(),
+            "Ruby Sidekiq is required here: apt-get install ruby-sidekiq ruby-redis-namespace"
+        );
+        eprintln!(
+            "skipped: Ruby Sidekiq not installed (apt-get install ruby-sidekiq ruby-redis-namespace)"
+        );
+    }
+    ok
+}
+
+/// Runs a Ruby script with `namespace` as its argument and `url` as `REDIS_URL`; returns its
+/// standard output, failing the test with its standard error.
+pub fn ruby(script: &str, namespace: &str, url: &str) -> Vec<u8> {
+    let out = Command::new("ruby")
+        .args(["-e", script, namespace])
+        .env("REDIS_URL", url)
+        .output()
+        .expect("ruby runs");
+    assert!(
+        out.status.success(),
+        "ruby failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
