@@ -194,6 +194,17 @@ impl Fetcher {
         }
     }
 
+    /// (queue name, this process's in-progress list) for each queue; empty for basic fetch.
+    pub fn inprogress_lists(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        if self.mode != FetchMode::Reliable {
+            return Vec::new();
+        }
+        self.sources
+            .iter()
+            .map(|s| (Arc::clone(&s.name), Arc::clone(&s.inprogress)))
+            .collect()
+    }
+
     fn fetched(&self, index: usize, raw: String) -> Fetched {
         let source = &self.sources[index];
         Fetched {

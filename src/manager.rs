@@ -7,11 +7,12 @@
 //! are acknowledged (`LREM` from the in-progress list) by one task in pipelines, so a busy
 //! server pays a fraction of a round trip per job for it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::Script;
 use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
@@ -31,6 +32,36 @@ const ACK_BATCH: usize = 1_000;
 /// An acknowledgement: remove `raw` from the in-progress list `list`.
 pub(crate) type Ack = (Arc<str>, Arc<str>);
 
+/// Sends acknowledgements to [`acknowledge`] and counts those not yet written to Redis.
+#[derive(Clone)]
+pub(crate) struct Acks {
+    tx: mpsc::UnboundedSender<Ack>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Acks {
+    /// A sender and the receiver [`acknowledge`] drains.
+    pub fn channel() -> (Acks, mpsc::UnboundedReceiver<Ack>, Arc<AtomicUsize>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        (
+            Acks {
+                tx,
+                pending: Arc::clone(&pending),
+            },
+            rx,
+            pending,
+        )
+    }
+
+    /// Queues the removal of a finished job from its in-progress list.
+    pub fn send(&self, list: &Arc<str>, raw: &Arc<str>) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        // The acknowledger outlives every sender, so this cannot fail.
+        let _ = self.tx.send((Arc::clone(list), Arc::clone(raw)));
+    }
+}
+
 /// Runs jobs in up to `concurrency` slots.
 pub(crate) struct Manager<'a> {
     pub processor: &'a Arc<Processor>,
@@ -38,6 +69,8 @@ pub(crate) struct Manager<'a> {
     pub running: &'a Running,
     pub keys: &'a Keys,
     pub conn: ConnectionManager,
+    /// Acknowledgements not yet written to Redis.
+    pub pending_acks: &'a AtomicUsize,
 }
 
 impl Manager<'_> {
@@ -51,9 +84,18 @@ impl Manager<'_> {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let mut next_id: u64 = 0;
         let mut outage = Outage::new("fetch");
+        // After a failed fetch, Redis may have moved jobs whose reply never arrived.
+        let mut maybe_stranded = false;
         let mut backoff = Duration::from_millis(100);
         loop {
             while tasks.try_join_next().is_some() {}
+            if maybe_stranded
+                && slots.available_permits() == self.concurrency
+                && self.pending_acks.load(Ordering::SeqCst) == 0
+            {
+                // Nothing runs and every ack is written: whatever is in our lists is stranded.
+                maybe_stranded = !self.push_back_stranded(fetcher).await;
+            }
             let first = tokio::select! {
                 permit = Arc::clone(&slots).acquire_owned() => permit.expect("the semaphore is never closed"),
                 _ = quiet.wait_for(|quiet| *quiet) => break,
@@ -70,6 +112,7 @@ impl Manager<'_> {
                 Ok(fetched) => fetched,
                 Err(e) => {
                     outage.failed(&e);
+                    maybe_stranded = true;
                     drop(permits);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -126,6 +169,34 @@ impl Manager<'_> {
     }
 }
 
+impl Manager<'_> {
+    /// Pushes back every job in this process's in-progress lists; call only when none is
+    /// running and every acknowledgement is written. Returns whether that succeeded.
+    async fn push_back_stranded(&self, fetcher: &Fetcher) -> bool {
+        let mut conn = self.conn.clone();
+        let mut stranded = Vec::new();
+        for (queue, list) in fetcher.inprogress_lists() {
+            match conn.lrange::<_, Vec<String>>(&*list, 0, -1).await {
+                Ok(jobs) => stranded.extend(jobs.into_iter().map(|raw| RunningJob {
+                    queue: Arc::clone(&queue),
+                    raw: Arc::from(raw),
+                    inprogress: Some(Arc::clone(&list)),
+                    run_at: 0,
+                })),
+                Err(_) => return false,
+            }
+        }
+        if stranded.is_empty() {
+            return true;
+        }
+        tracing::warn!(
+            count = stranded.len(),
+            "jobs were moved by a fetch whose reply was lost; pushing them back"
+        );
+        requeue(self.conn.clone(), self.keys, &stranded).await
+    }
+}
+
 fn running_job(fetched: Fetched, run_at: u64) -> RunningJob {
     RunningJob {
         queue: fetched.queue,
@@ -150,9 +221,9 @@ return moved
 "#;
 
 /// Pushes unfinished jobs back to the front of their queues, in one atomic call.
-pub(crate) async fn requeue(mut conn: ConnectionManager, keys: &Keys, jobs: &[RunningJob]) {
+pub(crate) async fn requeue(mut conn: ConnectionManager, keys: &Keys, jobs: &[RunningJob]) -> bool {
     if jobs.is_empty() {
-        return;
+        return true;
     }
     static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REQUEUE));
     let mut invocation = SCRIPT.prepare_invoke();
@@ -163,7 +234,10 @@ pub(crate) async fn requeue(mut conn: ConnectionManager, keys: &Keys, jobs: &[Ru
             .arg(&*job.raw);
     }
     match invocation.invoke_async::<usize>(&mut conn).await {
-        Ok(count) => tracing::info!(count, "Pushed unfinished jobs back to Redis"),
+        Ok(count) => {
+            tracing::info!(count, "Pushed unfinished jobs back to Redis");
+            true
+        }
         Err(e) => {
             for job in jobs {
                 tracing::error!(error = %e, queue = &*job.queue, payload = &*job.raw, "could not push an unfinished job back");
@@ -173,6 +247,7 @@ pub(crate) async fn requeue(mut conn: ConnectionManager, keys: &Keys, jobs: &[Ru
                     "those jobs stay in this process's in-progress lists and are recovered once its heartbeat expires"
                 );
             }
+            false
         }
     }
 }
@@ -181,6 +256,7 @@ pub(crate) async fn requeue(mut conn: ConnectionManager, keys: &Keys, jobs: &[Ru
 pub(crate) async fn acknowledge(
     mut acks: mpsc::UnboundedReceiver<Ack>,
     mut conn: ConnectionManager,
+    pending: Arc<AtomicUsize>,
 ) {
     let mut batch: Vec<Ack> = Vec::new();
     let mut outage = Outage::new("acknowledge");
@@ -197,6 +273,7 @@ pub(crate) async fn acknowledge(
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         outage.ok();
+        pending.fetch_sub(batch.len(), Ordering::SeqCst);
         batch.clear();
     }
 }

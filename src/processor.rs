@@ -14,10 +14,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
-use tokio::sync::mpsc;
 
 use crate::connection::Outage;
-use crate::manager::Ack;
+use crate::manager::Acks;
 
 use crate::keys::Keys;
 use crate::payload::{self, JobHead, JobMap};
@@ -32,7 +31,7 @@ pub(crate) struct Processor {
     pub conn: ConnectionManager,
     pub stats: Arc<Stats>,
     /// Where finished jobs are acknowledged (reliable fetch).
-    pub acks: mpsc::UnboundedSender<Ack>,
+    pub acks: Acks,
     /// The server's default job timeout.
     pub job_timeout: Option<Duration>,
 }
@@ -65,8 +64,7 @@ impl Processor {
         let disposition = match outcome {
             Outcome::Done => {
                 if let Some(list) = inprogress {
-                    // The acknowledger outlives every processor, so this cannot fail.
-                    let _ = self.acks.send((Arc::clone(list), Arc::clone(raw)));
+                    self.acks.send(list, raw);
                 }
                 return;
             }

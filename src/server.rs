@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::connection::{COMMAND_TIMEOUT, RedisConfig};
@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::fetch::{FETCH_TIMEOUT, FetchMode, Fetcher, QueueSpec};
 use crate::heartbeat::{Control, Heartbeat, Running, RunningJob};
 use crate::keys::{DEFAULT_NAMESPACE, Keys};
-use crate::manager::{self, Manager};
+use crate::manager::{self, Acks, Manager};
 use crate::processor::Processor;
 use crate::scheduler;
 use crate::stats::Stats;
@@ -195,14 +195,18 @@ impl Server {
         }
 
         let stats = Arc::new(Stats::default());
-        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-        let acker = tokio::spawn(manager::acknowledge(ack_rx, conn.clone()));
+        let (acks, ack_rx, pending_acks) = Acks::channel();
+        let acker = tokio::spawn(manager::acknowledge(
+            ack_rx,
+            conn.clone(),
+            Arc::clone(&pending_acks),
+        ));
         let processor = Arc::new(Processor {
             registry: Arc::new(self.registry),
             keys: Arc::new(keys.clone()),
             conn: conn.clone(),
             stats: Arc::clone(&stats),
-            acks: ack_tx,
+            acks,
             job_timeout: config.job_timeout,
         });
         let poller = tokio::spawn(scheduler::run(
@@ -240,6 +244,7 @@ impl Server {
             running: &running,
             keys: &keys,
             conn: conn.clone(),
+            pending_acks: &pending_acks,
         };
         manager
             .fetch_until_quiet(&mut fetcher, &mut tasks, control.quiet.subscribe())

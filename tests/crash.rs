@@ -436,3 +436,43 @@ async fn live_servers_recover_an_expired_process_once_and_leave_live_ones_alone(
     assert!(!owners.iter().any(|o| o == gone));
     Ok(())
 }
+
+#[tokio::test]
+async fn jobs_stranded_by_a_lost_fetch_reply_are_pushed_back() -> psychiq::Result<()> {
+    // Its own Redis: CLIENT KILL must not touch anyone else's connections.
+    let redis = OwnRedis::start();
+    let ns = TestNs::on(&redis.url()).await;
+    let record = Record::default();
+    let server = RunningServer::start(ns.config(), registry_with(&record));
+    let processes = ns.keys().key("processes");
+    wait_until(
+        Duration::from_secs(10),
+        "the server to register",
+        || async {
+            let members: Vec<String> = ns.query(redis::cmd("SMEMBERS").arg(&processes)).await;
+            !members.is_empty()
+        },
+    )
+    .await;
+    let members: Vec<String> = ns.query(redis::cmd("SMEMBERS").arg(&processes)).await;
+    // As if Redis had moved this job for a fetch whose reply was then lost.
+    let raw =
+        r#"{"retry":true,"queue":"default","class":"Record","args":["stranded"],"jid":"stranded"}"#;
+    let () = ns
+        .query(
+            redis::cmd("LPUSH")
+                .arg(ns.keys().inprogress(&members[0], "default"))
+                .arg(raw),
+        )
+        .await;
+    redis.cli(&["client", "kill", "type", "normal"]);
+    wait_until(
+        Duration::from_secs(15),
+        "the stranded job to run",
+        || async { record.count() == 1 },
+    )
+    .await;
+    server.stop().await;
+    assert_eq!(record.seen(), vec![serde_json::json!(["stranded"])]);
+    Ok(())
+}
