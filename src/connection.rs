@@ -158,3 +158,19 @@ impl Outage {
         }
     }
 }
+
+/// Runs `pipe` until Redis answers, with capped backoff (100 ms doubling to 5 s), logging
+/// the outage once through `outage`. For writes that must not be dropped.
+pub(crate) async fn query_until_ok(
+    conn: &mut ConnectionManager,
+    pipe: &redis::Pipeline,
+    outage: &mut Outage,
+) {
+    let mut backoff = Duration::from_millis(100);
+    while let Err(e) = pipe.query_async::<()>(conn).await {
+        outage.failed(&e);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    outage.ok();
+}

@@ -167,16 +167,9 @@ impl Heartbeat {
     /// Whether this process holds no in-progress job (Redis deletes empty lists).
     async fn inprogress_is_empty(&mut self) -> bool {
         let prefix = self.keys.inprogress(&self.identity, "");
-        let pattern = format!("{}*", crate::recovery::glob_escape(&prefix));
-        let found: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
-            .arg(0)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(&mut self.conn)
-            .await;
-        matches!(found, Ok((0, keys)) if keys.is_empty())
+        crate::recovery::owner_lists(&mut self.conn, &prefix)
+            .await
+            .is_ok_and(|lists| lists.is_empty())
     }
 
     fn process_keys(&self) -> [String; 3] {

@@ -16,7 +16,7 @@ use redis::{AsyncCommands, Script};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::connection::Outage;
+use crate::connection::{Outage, query_until_ok};
 use crate::fetch::{Fetched, Fetcher, is_suspect};
 use crate::heartbeat::{Running, RunningJob};
 use crate::keys::Keys;
@@ -265,14 +265,8 @@ pub(crate) async fn acknowledge(
         for (list, raw) in &batch {
             pipe.lrem(&**list, 1, &**raw).ignore();
         }
-        let mut backoff = Duration::from_millis(100);
         // Until it works: an unacknowledged job would run again after a recovery.
-        while let Err(e) = pipe.query_async::<()>(&mut conn).await {
-            outage.failed(&e);
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-        outage.ok();
+        query_until_ok(&mut conn, &pipe, &mut outage).await;
         pending.fetch_sub(batch.len(), Ordering::SeqCst);
         batch.clear();
     }

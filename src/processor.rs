@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 
-use crate::connection::Outage;
+use crate::connection::{Outage, query_until_ok};
 use crate::manager::Acks;
 
 use crate::keys::Keys;
@@ -36,9 +36,8 @@ pub(crate) struct Processor {
     pub job_timeout: Option<Duration>,
 }
 
-/// How one run ended.
-enum Outcome<'a> {
-    Done,
+/// Why a run did not succeed.
+enum Failure<'a> {
     /// Failed; `exhaust_now` sends it to the dead set whatever its retries say.
     Failed {
         error: JobError,
@@ -46,9 +45,7 @@ enum Outcome<'a> {
         exhaust_now: bool,
     },
     /// Not a JSON object: it cannot be rewritten, so it is wrapped for the dead set.
-    Unreadable {
-        reason: String,
-    },
+    Unreadable { reason: String },
 }
 
 impl Processor {
@@ -56,25 +53,25 @@ impl Processor {
     /// acknowledges it (removes it from its in-progress list, if it has one).
     pub async fn process(&self, queue: &str, raw: &Arc<str>, inprogress: Option<&Arc<str>>) {
         let started = Instant::now();
-        let outcome = self.run(queue, raw).await;
-        let elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0;
-        let failed = !matches!(outcome, Outcome::Done);
-        self.stats.record(failed);
-        let now = payload::now_secs();
-        let disposition = match outcome {
-            Outcome::Done => {
-                if let Some(list) = inprogress {
-                    self.acks.send(list, raw);
-                }
-                return;
+        let Err(failure) = self.run(queue, raw).await else {
+            self.stats.record(false);
+            if let Some(list) = inprogress {
+                self.acks.send(list, raw);
             }
-            Outcome::Unreadable { reason } => {
+            return;
+        };
+        // Only failures need the time and a rewrite.
+        self.stats.record(true);
+        let elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0;
+        let now = payload::now_secs();
+        let disposition = match failure {
+            Failure::Unreadable { reason } => {
                 tracing::warn!(queue, %reason, "unreadable payload moved to the dead set");
                 Disposition::Dead {
                     payload: retry::wrap_unreadable(raw, queue, &reason, now),
                 }
             }
-            Outcome::Failed {
+            Failure::Failed {
                 error,
                 handler,
                 exhaust_now,
@@ -117,23 +114,23 @@ impl Processor {
         self.write(&disposition, now, raw, inprogress).await;
     }
 
-    async fn run(&self, queue: &str, raw: &str) -> Outcome<'_> {
+    async fn run(&self, queue: &str, raw: &str) -> Result<(), Failure<'_>> {
         // serde would also read a struct from a JSON array; a payload must be an object.
         if !raw.trim_start().starts_with('{') {
             let reason = match serde_json::from_str::<serde::de::IgnoredAny>(raw) {
                 Ok(_) => "payload is JSON but not a JSON object".to_string(),
                 Err(e) => format!("payload is not a JSON object: {e}"),
             };
-            return Outcome::Unreadable { reason };
+            return Err(Failure::Unreadable { reason });
         }
         let head: JobHead = match serde_json::from_str(raw) {
             Ok(head) => head,
             Err(e) => {
-                return Outcome::Unreadable {
+                return Err(Failure::Unreadable {
                     reason: format!(
                         "payload could not be read as a job (class and jid must be strings): {e}"
                     ),
-                };
+                });
             }
         };
         let (Some(class), Some(args)) = (head.class.as_deref(), head.args) else {
@@ -142,18 +139,18 @@ impl Processor {
             } else {
                 "args"
             };
-            return Outcome::Failed {
+            return Err(Failure::Failed {
                 error: JobError::new(
                     "Psychiq::InvalidPayload",
                     format!("payload has no \"{missing}\" field"),
                 ),
                 handler: None,
                 exhaust_now: true,
-            };
+            });
         };
         let jid = head.jid.as_deref().unwrap_or("");
         let Some(handler) = self.registry.get(class) else {
-            return Outcome::Failed {
+            return Err(Failure::Failed {
                 error: JobError::new(
                     "Psychiq::UnknownClass",
                     format!(
@@ -162,7 +159,7 @@ impl Processor {
                 ),
                 handler: None,
                 exhaust_now: false,
-            };
+            });
         };
         let info = JobInfo {
             class,
@@ -173,14 +170,14 @@ impl Processor {
         let future = match handler.start(&info) {
             Ok(future) => future,
             Err(e) => {
-                return Outcome::Failed {
+                return Err(Failure::Failed {
                     error: JobError::new(
                         "Psychiq::InvalidArguments",
                         format!("arguments {} do not fit worker {class}: {e}", args.get()),
                     ),
                     handler: Some(handler),
                     exhaust_now: true,
-                };
+                });
             }
         };
         tracing::info!(class, jid, queue, "start");
@@ -208,13 +205,13 @@ impl Processor {
             Ok(()) => {
                 let elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0;
                 tracing::info!(class, jid, queue, elapsed_ms, "done");
-                Outcome::Done
+                Ok(())
             }
-            Err(error) => Outcome::Failed {
+            Err(error) => Err(Failure::Failed {
                 error,
                 handler: Some(handler),
                 exhaust_now: false,
-            },
+            }),
         }
     }
 
@@ -236,22 +233,16 @@ impl Processor {
         if pipe.cmd_iter().next().is_none() {
             return;
         }
-        let mut outage = Outage::new("recording a failed job");
-        let mut delay = Duration::from_millis(100);
-        let mut conn = self.conn.clone();
-        // Until it works: with reliable fetch the job is safe in its list meanwhile.
-        while let Err(e) = pipe.query_async::<()>(&mut conn).await {
-            outage.failed(&e);
-            if inprogress.is_none() {
-                tracing::warn!(
-                    payload = raw,
-                    "the failed job exists only in this process until Redis answers"
-                );
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+        if inprogress.is_none() {
+            // Basic fetch: only this process holds the job until the write goes through.
+            tracing::debug!(
+                payload = raw,
+                "recording a failed job fetched without an in-progress list"
+            );
         }
-        outage.ok();
+        let mut outage = Outage::new("recording a failed job");
+        // Until it works: with reliable fetch the job is safe in its list meanwhile.
+        query_until_ok(&mut self.conn.clone(), &pipe, &mut outage).await;
     }
 }
 

@@ -105,8 +105,8 @@ pub(crate) async fn recover_orphans(
     Ok(moved)
 }
 
-/// The owner's in-progress lists, found with SCAN (1,000 keys a step).
-async fn owner_lists(
+/// The in-progress lists whose keys start with `prefix`, found with SCAN (1,000 keys a step).
+pub(crate) async fn owner_lists(
     conn: &mut ConnectionManager,
     prefix: &str,
 ) -> redis::RedisResult<Vec<String>> {
