@@ -9,21 +9,6 @@ use common::*;
 use psychiq::Job;
 use serde_json::Value;
 
-async fn identity(ns: &TestNs) -> String {
-    let processes = ns.keys().key("processes");
-    wait_until(
-        Duration::from_secs(10),
-        "the process to register",
-        || async {
-            let members: Vec<String> = ns.query(redis::cmd("SMEMBERS").arg(&processes)).await;
-            !members.is_empty()
-        },
-    )
-    .await;
-    let members: Vec<String> = ns.query(redis::cmd("SMEMBERS").arg(&processes)).await;
-    members[0].clone()
-}
-
 async fn wait_quiet(ns: &TestNs, identity: &str) {
     let key = ns.keys().key(identity);
     wait_until(Duration::from_secs(8), "quiet=true", || async {
@@ -146,7 +131,7 @@ async fn term_lets_short_jobs_finish_and_pushes_long_ones_back() -> psychiq::Res
 async fn tstp_quiets_and_term_stops() -> psychiq::Result<()> {
     let ns = TestNs::new().await;
     let mut server = Spawned::start(&ns, &["-s", "demo"]);
-    let identity = identity(&ns).await;
+    let identity = ns.registered_identity().await;
     server.signal("TSTP");
     wait_quiet(&ns, &identity).await;
     ns.client.push(Job::new("Noop", ())?).await?;
@@ -165,7 +150,7 @@ async fn tstp_quiets_and_term_stops() -> psychiq::Result<()> {
 async fn remote_quiet_and_stop_through_the_signals_list() -> psychiq::Result<()> {
     let ns = TestNs::new().await;
     let mut server = Spawned::start(&ns, &["-s", "demo", "-g", "remote"]);
-    let identity = identity(&ns).await;
+    let identity = ns.registered_identity().await;
     let signals = format!("{}-signals", ns.keys().key(&identity));
     let () = ns
         .query(redis::cmd("LPUSH").arg(&signals).arg("TSTP"))

@@ -444,24 +444,14 @@ async fn jobs_stranded_by_a_lost_fetch_reply_are_pushed_back() -> psychiq::Resul
     let ns = TestNs::on(&redis.url()).await;
     let record = Record::default();
     let server = RunningServer::start(ns.config(), registry_with(&record));
-    let processes = ns.keys().key("processes");
-    wait_until(
-        Duration::from_secs(10),
-        "the server to register",
-        || async {
-            let members: Vec<String> = ns.query(redis::cmd("SMEMBERS").arg(&processes)).await;
-            !members.is_empty()
-        },
-    )
-    .await;
-    let members: Vec<String> = ns.query(redis::cmd("SMEMBERS").arg(&processes)).await;
+    let identity = ns.registered_identity().await;
     // As if Redis had moved this job for a fetch whose reply was then lost.
     let raw =
         r#"{"retry":true,"queue":"default","class":"Record","args":["stranded"],"jid":"stranded"}"#;
     let () = ns
         .query(
             redis::cmd("LPUSH")
-                .arg(ns.keys().inprogress(&members[0], "default"))
+                .arg(ns.keys().inprogress(&identity, "default"))
                 .arg(raw),
         )
         .await;

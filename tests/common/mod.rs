@@ -93,6 +93,18 @@ impl TestNs {
         v.unwrap_or(0)
     }
 
+    /// Waits until a server has registered in this namespace; returns its identity.
+    pub async fn registered_identity(&self) -> String {
+        let processes = self.keys().key("processes");
+        wait_until(Duration::from_secs(10), "a server to register", || async {
+            let members: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(&processes)).await;
+            !members.is_empty()
+        })
+        .await;
+        let members: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(&processes)).await;
+        members[0].clone()
+    }
+
     pub async fn lpush_raw(&self, queue: &str, raw: &str) {
         let () = self
             .query(redis::cmd("LPUSH").arg(self.keys().queue(queue)).arg(raw))
