@@ -212,7 +212,7 @@ fn running_job(fetched: Fetched, run_at: u64) -> RunningJob {
 const REQUEUE: &str = r#"
 local moved = 0
 for i = 1, #ARGV, 3 do
-  if ARGV[i] == '' or redis.call('lrem', ARGV[i], 1, ARGV[i + 2]) == 1 then
+  if ARGV[i] == '' or redis.call('lrem', ARGV[i], -1, ARGV[i + 2]) == 1 then
     redis.call('rpush', ARGV[i + 1], ARGV[i + 2])
     moved = moved + 1
   end
@@ -263,7 +263,9 @@ pub(crate) async fn acknowledge(
     while acks.recv_many(&mut batch, ACK_BATCH).await > 0 {
         let mut pipe = redis::pipe();
         for (list, raw) in &batch {
-            pipe.lrem(&**list, 1, &**raw).ignore();
+            // From the tail: the list is pushed at its head, so the oldest job, the one most
+            // likely done, is found first rather than after every newer one.
+            pipe.lrem(&**list, -1, &**raw).ignore();
         }
         // Until it works: an unacknowledged job would run again after a recovery.
         query_until_ok(&mut conn, &pipe, &mut outage).await;

@@ -228,7 +228,7 @@ impl Processor {
         pipe.atomic();
         retry::commands(disposition, &self.keys, now, &mut pipe);
         if let Some(list) = inprogress {
-            pipe.lrem(&**list, 1, raw).ignore();
+            pipe.lrem(&**list, -1, raw).ignore(); // from the oldest end, as acks do
         }
         if pipe.cmd_iter().next().is_none() {
             return;

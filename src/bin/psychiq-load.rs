@@ -199,6 +199,8 @@ async fn measure(
     let started = Instant::now();
     let queue_keys: Vec<String> = queue_names.iter().map(|q| client.keys().queue(q)).collect();
     let mut last_print = Instant::now();
+    // With sleeping jobs: how many jobs the servers hold while the queue still has work.
+    let mut held_samples: Vec<usize> = Vec::new();
     loop {
         // Light polling (its commands are left out of the figures; its CPU is not).
         let mut pipe = redis::pipe();
@@ -209,6 +211,9 @@ async fn measure(
         let left: usize = lengths.iter().sum();
         if left == 0 && inprogress(conn, namespace).await? == 0 {
             break;
+        }
+        if args.sleep_ms > 0 && left > 0 && started.elapsed() > Duration::from_millis(100) {
+            held_samples.push(held(conn, namespace).await?);
         }
         if last_print.elapsed() > Duration::from_millis(250) {
             let done = args.jobs - left;
@@ -252,6 +257,14 @@ async fn measure(
         "Redis commands per job".into(),
         format!("{:.2}", commands_between(&before, &after) as f64 / n),
     ));
+    if !held_samples.is_empty() {
+        let mean = held_samples.iter().sum::<usize>() as f64 / held_samples.len() as f64;
+        let min = held_samples.iter().min().copied().unwrap_or(0);
+        report.push((
+            "jobs held at once (in-progress lists)".into(),
+            format!("mean {mean:.0}, min {min} ({} samples)", held_samples.len()),
+        ));
+    }
     report.push((
         "server peak RSS while draining".into(),
         format!("{:.1} MB", peak_rss as f64 / 1024.0),
@@ -429,6 +442,25 @@ async fn inprogress(conn: &mut ConnectionManager, namespace: &str) -> Fallible<u
         .query_async(conn)
         .await?;
     Ok(keys.len())
+}
+
+/// Jobs in every in-progress list: those running plus those finished and not yet
+/// acknowledged (acknowledgements go out within a round trip).
+async fn held(conn: &mut ConnectionManager, namespace: &str) -> Fallible<usize> {
+    let (_, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+        .arg(0)
+        .arg("MATCH")
+        .arg(format!("{namespace}:inprogress:*:*"))
+        .arg("COUNT")
+        .arg(100_000)
+        .query_async(conn)
+        .await?;
+    let mut pipe = redis::pipe();
+    for key in &keys {
+        pipe.llen(key);
+    }
+    let lengths: Vec<usize> = pipe.query_async(conn).await?;
+    Ok(lengths.iter().sum())
 }
 
 async fn cleanup(conn: &mut ConnectionManager, namespace: &str) {
