@@ -34,6 +34,7 @@
 //! jobs back to their queues, [`stats`] counts, [`server`] ties them together.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod cli;
 pub mod client;
 pub mod command;

@@ -1,0 +1,797 @@
+//! The data API: what Sidekiq's `Stats`, `Queue`, `ScheduledSet` / `RetrySet` / `DeadSet`,
+//! `ProcessSet` and `Workers` give Ruby code, for Rust code, the `psychiq` admin commands
+//! and the dashboard.
+//!
+//! Reads never change anything. Every removal names the exact bytes that were read
+//! (`LREM` / `ZREM` of that string), so a job that someone else changed or took meanwhile
+//! is left alone and the call reports `false` instead of touching another job.
+//!
+//! ```no_run
+//! # async fn demo() -> psychiq::Result<()> {
+//! use psychiq::api::{Api, SetKind};
+//! let api = Api::connect(&psychiq::RedisConfig::default(), "psychiq").await?;
+//! let stats = api.stats().await?;
+//! println!("{} processed, {} failed, {} waiting", stats.processed, stats.failed, stats.enqueued);
+//! for job in api.set_page(SetKind::Retry, 0, 25).await? {
+//!     println!("{} {} {:?}", job.jid(), job.display_class(), job.error_message());
+//!     api.retry_now(SetKind::Retry, &job).await?; // back to its queue, at once
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime};
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::connection::RedisConfig;
+use crate::error::{Error, Result};
+use crate::keys::Keys;
+use crate::payload::{self, JobMap};
+use crate::retry::{DEAD_MAX_JOBS, DEAD_TIMEOUT_SECS, decode_backtrace};
+
+/// Totals, as `Sidekiq::Stats` gives them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Jobs run, failures included (`stat:processed`).
+    pub processed: u64,
+    /// Jobs that failed (`stat:failed`).
+    pub failed: u64,
+    /// Jobs waiting in all queues.
+    pub enqueued: u64,
+    /// Jobs in the `schedule` set.
+    pub scheduled: u64,
+    /// Jobs in the `retry` set.
+    pub retries: u64,
+    /// Jobs in the `dead` set.
+    pub dead: u64,
+    /// Server processes with a live heartbeat.
+    pub processes: u64,
+    /// Jobs running now, summed over the live processes' heartbeats.
+    pub busy: u64,
+    /// Seconds the oldest job of queue `default` has waited (0 when it is empty).
+    pub default_queue_latency: f64,
+    /// Every known queue, by name.
+    pub queues: Vec<QueueSummary>,
+}
+
+/// One queue's size and latency.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueSummary {
+    /// The queue name, without `queue:`.
+    pub name: String,
+    /// Jobs waiting.
+    pub size: u64,
+    /// Seconds the oldest waiting job has waited (its `enqueued_at`).
+    pub latency: f64,
+}
+
+/// One UTC day's counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct DayStats {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// Jobs run that day.
+    pub processed: u64,
+    /// Jobs failed that day.
+    pub failed: u64,
+}
+
+/// The three sorted sets of jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SetKind {
+    /// Jobs to run later (`schedule`).
+    Scheduled,
+    /// Failed jobs waiting for their next attempt (`retry`).
+    Retry,
+    /// Jobs that will not be retried (`dead`).
+    Dead,
+}
+
+impl SetKind {
+    /// The set's key under `keys`.
+    pub fn key(self, keys: &Keys) -> String {
+        match self {
+            SetKind::Scheduled => keys.schedule(),
+            SetKind::Retry => keys.retry(),
+            SetKind::Dead => keys.dead(),
+        }
+    }
+
+    /// A name for people: `scheduled`, `retries`, `dead`.
+    pub fn label(self) -> &'static str {
+        match self {
+            SetKind::Scheduled => "scheduled",
+            SetKind::Retry => "retries",
+            SetKind::Dead => "dead",
+        }
+    }
+}
+
+/// A job as stored: the exact bytes, and what could be read from them.
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    raw: String,
+    item: Option<JobMap>,
+    score: Option<f64>,
+    queue: String,
+}
+
+impl JobRecord {
+    fn new(raw: String, score: Option<f64>, queue: Option<&str>) -> JobRecord {
+        let item = serde_json::from_str::<JobMap>(&raw).ok();
+        let queue = queue.map(str::to_string).unwrap_or_else(|| {
+            item.as_ref()
+                .and_then(|i| i.get("queue"))
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_string()
+        });
+        JobRecord {
+            raw,
+            item,
+            score,
+            queue,
+        }
+    }
+
+    /// The exact payload stored in Redis.
+    pub fn raw(&self) -> &str {
+        &self.raw
+    }
+
+    /// The parsed payload; `None` when it is not a JSON object.
+    pub fn item(&self) -> Option<&JobMap> {
+        self.item.as_ref()
+    }
+
+    /// The score in its sorted set (when it runs, or when it failed or died).
+    pub fn score(&self) -> Option<f64> {
+        self.score
+    }
+
+    /// The queue it is in or will go to.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    fn str_field(&self, key: &str) -> Option<&str> {
+        self.item.as_ref()?.get(key)?.as_str()
+    }
+
+    fn time_field(&self, key: &str) -> Option<f64> {
+        payload::timestamp_secs(self.item.as_ref()?.get(key)?)
+    }
+
+    /// The job id (empty when the payload has none).
+    pub fn jid(&self) -> &str {
+        self.str_field("jid").unwrap_or("")
+    }
+
+    /// The `class` field.
+    pub fn class(&self) -> &str {
+        self.str_field("class").unwrap_or("")
+    }
+
+    /// The class to show: ActiveJob's `wrapped` class when there is one.
+    pub fn display_class(&self) -> &str {
+        self.str_field("wrapped").unwrap_or_else(|| self.class())
+    }
+
+    /// The arguments (`Null` when missing).
+    pub fn args(&self) -> &Value {
+        static NULL: Value = Value::Null;
+        self.item
+            .as_ref()
+            .and_then(|i| i.get("args"))
+            .unwrap_or(&NULL)
+    }
+
+    /// When it was pushed to its queue, as float seconds.
+    pub fn enqueued_at(&self) -> Option<f64> {
+        self.time_field("enqueued_at")
+    }
+
+    /// When it was created.
+    pub fn created_at(&self) -> Option<f64> {
+        self.time_field("created_at")
+    }
+
+    /// When it last failed.
+    pub fn failed_at(&self) -> Option<f64> {
+        self.time_field("failed_at")
+    }
+
+    /// Failed attempts so far, minus one (Sidekiq's `retry_count`).
+    pub fn retry_count(&self) -> Option<u64> {
+        self.item.as_ref()?.get("retry_count")?.as_u64()
+    }
+
+    /// The last error's class.
+    pub fn error_class(&self) -> Option<&str> {
+        self.str_field("error_class")
+    }
+
+    /// The last error's message.
+    pub fn error_message(&self) -> Option<&str> {
+        self.str_field("error_message")
+    }
+
+    /// The last error's backtrace, when the job kept one.
+    pub fn backtrace(&self) -> Option<Vec<String>> {
+        match self.item.as_ref()?.get("error_backtrace")? {
+            Value::String(encoded) => decode_backtrace(encoded),
+            Value::Array(lines) => Some(
+                lines
+                    .iter()
+                    .map(|l| l.as_str().map_or_else(|| l.to_string(), str::to_string))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Seconds since it was pushed to its queue.
+    pub fn latency(&self) -> f64 {
+        self.enqueued_at()
+            .map_or(0.0, |at| (payload::now_secs() - at).max(0.0))
+    }
+}
+
+/// A server process, from its heartbeat.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessInfo {
+    /// `hostname:pid:hex`.
+    pub identity: String,
+    /// The `info` JSON (hostname, pid, tag, concurrency, queues, started_at, version...).
+    pub info: Value,
+    /// Jobs running at the last beat.
+    pub busy: u64,
+    /// The last beat, float seconds.
+    pub beat: f64,
+    /// Whether it is quiet (takes no new jobs).
+    pub quiet: bool,
+    /// Resident memory in KB.
+    pub rss: u64,
+}
+
+/// A job running now, from a process's heartbeat.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunningWork {
+    /// The process running it.
+    pub process: String,
+    /// The slot (Sidekiq's thread id).
+    pub thread: String,
+    /// The queue it came from.
+    pub queue: String,
+    /// When it started, seconds.
+    pub run_at: f64,
+    /// The job.
+    pub payload: Value,
+}
+
+/// Reads and steers one namespace's jobs. Cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    conn: ConnectionManager,
+    keys: Keys,
+    config: RedisConfig,
+}
+
+/// Removes ARGV[1] from the sorted set KEYS[1] and, only if it was there, pushes ARGV[2] to
+/// the queue KEYS[3] (adding ARGV[3] to the queue set KEYS[2]).
+const MOVE_TO_QUEUE: &str = r#"
+if redis.call('zrem', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('sadd', KEYS[2], ARGV[3])
+redis.call('lpush', KEYS[3], ARGV[2])
+return 1
+"#;
+
+/// Removes ARGV[1] from KEYS[1] (a list when ARGV[4] is 'list') and, only if it was there,
+/// adds ARGV[2] to the dead set KEYS[2] at ARGV[3], trimmed as Sidekiq trims it.
+const KILL: &str = r#"
+local removed
+if ARGV[4] == 'list' then removed = redis.call('lrem', KEYS[1], 1, ARGV[1])
+else removed = redis.call('zrem', KEYS[1], ARGV[1]) end
+if removed == 0 then return 0 end
+redis.call('zadd', KEYS[2], ARGV[3], ARGV[2])
+redis.call('zremrangebyscore', KEYS[2], '-inf', '(' .. ARGV[5])
+redis.call('zremrangebyrank', KEYS[2], 0, -tonumber(ARGV[6]))
+return 1
+"#;
+
+impl Api {
+    /// Connects to Redis and reads keys under `namespace`.
+    pub async fn connect(config: &RedisConfig, namespace: &str) -> Result<Api> {
+        let conn = config.connect().await?;
+        Ok(Api {
+            conn,
+            keys: Keys::new(namespace),
+            config: config.clone(),
+        })
+    }
+
+    /// The keys this API reads.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        cmd.query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.config.redis_error(e))
+    }
+
+    async fn query_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        if pipe.cmd_iter().next().is_none() {
+            // Nothing to ask (no queues, no processes): an empty reply, not a round trip.
+            return T::from_redis_value(redis::Value::Array(Vec::new()))
+                .map_err(|e| self.config.redis_error(e.into()));
+        }
+        pipe.query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.config.redis_error(e))
+    }
+
+    /// Totals, queue sizes and latencies, and the live processes' busy count.
+    pub async fn stats(&self) -> Result<Stats> {
+        let mut pipe = redis::pipe();
+        pipe.get(self.keys.stat("processed"))
+            .get(self.keys.stat("failed"))
+            .zcard(self.keys.schedule())
+            .zcard(self.keys.retry())
+            .zcard(self.keys.dead());
+        let (processed, failed, scheduled, retries, dead): (
+            Option<u64>,
+            Option<u64>,
+            u64,
+            u64,
+            u64,
+        ) = self.query_pipe(&pipe).await?;
+        let queues = self.queues().await?;
+        let processes = self.processes().await?;
+        Ok(Stats {
+            processed: processed.unwrap_or(0),
+            failed: failed.unwrap_or(0),
+            enqueued: queues.iter().map(|q| q.size).sum(),
+            scheduled,
+            retries,
+            dead,
+            processes: processes.len() as u64,
+            busy: processes.iter().map(|p| p.busy).sum(),
+            default_queue_latency: queues
+                .iter()
+                .find(|q| q.name == "default")
+                .map_or(0.0, |q| q.latency),
+            queues,
+        })
+    }
+
+    /// Processed and failed per UTC day, newest first, for the `days` days up to `until`.
+    pub async fn history(&self, days: u32, until: SystemTime) -> Result<Vec<DayStats>> {
+        let dates: Vec<String> = (0..days.clamp(1, 5 * 366))
+            .map(|back| crate::stats::utc_date(until - Duration::from_secs(86_400 * back as u64)))
+            .collect();
+        let mut pipe = redis::pipe();
+        for name in ["processed", "failed"] {
+            let keys: Vec<String> = dates
+                .iter()
+                .map(|d| self.keys.stat_daily(name, d))
+                .collect();
+            pipe.cmd("MGET").arg(keys);
+        }
+        let (processed, failed): (Vec<Option<u64>>, Vec<Option<u64>>) =
+            self.query_pipe(&pipe).await?;
+        Ok(dates
+            .into_iter()
+            .zip(processed.into_iter().zip(failed))
+            .map(|(date, (p, f))| DayStats {
+                date,
+                processed: p.unwrap_or(0),
+                failed: f.unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// Every queue in the `queues` set, sorted by name, with size and latency.
+    pub async fn queues(&self) -> Result<Vec<QueueSummary>> {
+        let mut names: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(self.keys.queues()))
+            .await?;
+        names.sort();
+        let mut pipe = redis::pipe();
+        for name in &names {
+            pipe.llen(self.keys.queue(name))
+                .lindex(self.keys.queue(name), -1);
+        }
+        let rows: Vec<(u64, Option<String>)> = self.query_pipe(&pipe).await?;
+        Ok(names
+            .into_iter()
+            .zip(rows)
+            .map(|(name, (size, oldest))| QueueSummary {
+                latency: oldest.map_or(0.0, |raw| JobRecord::new(raw, None, None).latency()),
+                name,
+                size,
+            })
+            .collect())
+    }
+
+    /// Up to `count` jobs of a queue from position `start`, the next to run last (as
+    /// Sidekiq's dashboard lists them: newest first).
+    pub async fn queue_jobs(&self, queue: &str, start: u64, count: u64) -> Result<Vec<JobRecord>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let raws: Vec<String> = self
+            .query(
+                redis::cmd("LRANGE")
+                    .arg(self.keys.queue(queue))
+                    .arg(start)
+                    .arg(start + count - 1),
+            )
+            .await?;
+        Ok(raws
+            .into_iter()
+            .map(|raw| JobRecord::new(raw, None, Some(queue)))
+            .collect())
+    }
+
+    /// Jobs waiting in a queue.
+    pub async fn queue_size(&self, queue: &str) -> Result<u64> {
+        self.query(redis::cmd("LLEN").arg(self.keys.queue(queue)))
+            .await
+    }
+
+    /// The job of a queue with this jid, looking through the whole queue.
+    pub async fn find_in_queue(&self, queue: &str, jid: &str) -> Result<Option<JobRecord>> {
+        const PAGE: u64 = 1_000;
+        let mut start = 0;
+        loop {
+            let page = self.queue_jobs(queue, start, PAGE).await?;
+            if let Some(found) = page.iter().find(|j| j.jid() == jid) {
+                return Ok(Some(found.clone()));
+            }
+            if (page.len() as u64) < PAGE {
+                return Ok(None);
+            }
+            start += PAGE;
+        }
+    }
+
+    /// Deletes one job from its queue; `false` if it was no longer there.
+    pub async fn delete_from_queue(&self, job: &JobRecord) -> Result<bool> {
+        let removed: u64 = self
+            .query(
+                redis::cmd("LREM")
+                    .arg(self.keys.queue(job.queue()))
+                    .arg(1)
+                    .arg(job.raw()),
+            )
+            .await?;
+        Ok(removed == 1)
+    }
+
+    /// Deletes a queue and every job in it; returns how many jobs it held.
+    pub async fn clear_queue(&self, queue: &str) -> Result<u64> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .llen(self.keys.queue(queue))
+            .del(self.keys.queue(queue))
+            .ignore()
+            .srem(self.keys.queues(), queue)
+            .ignore();
+        let (size,): (u64,) = self.query_pipe(&pipe).await?;
+        Ok(size)
+    }
+
+    /// Jobs in a sorted set.
+    pub async fn set_size(&self, kind: SetKind) -> Result<u64> {
+        self.query(redis::cmd("ZCARD").arg(kind.key(&self.keys)))
+            .await
+    }
+
+    /// Up to `count` jobs of a set from position `start`: scheduled and retries soonest
+    /// first, dead newest first, as Sidekiq's dashboard shows them.
+    pub async fn set_page(&self, kind: SetKind, start: u64, count: u64) -> Result<Vec<JobRecord>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(kind.key(&self.keys))
+            .arg(start)
+            .arg(start + count - 1);
+        if kind == SetKind::Dead {
+            cmd.arg("REV");
+        }
+        cmd.arg("WITHSCORES");
+        let rows: Vec<(String, f64)> = self.query(&cmd).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(raw, score)| JobRecord::new(raw, Some(score), None))
+            .collect())
+    }
+
+    /// Jobs of a set whose payload contains `text` (class, arguments, error, jid...).
+    pub async fn set_search(
+        &self,
+        kind: SetKind,
+        text: &str,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>> {
+        let pattern = format!("*{}*", crate::recovery::glob_escape(text));
+        let mut cursor: u64 = 0;
+        let mut found = Vec::new();
+        loop {
+            let (next, rows): (u64, Vec<(String, f64)>) = self
+                .query(
+                    redis::cmd("ZSCAN")
+                        .arg(kind.key(&self.keys))
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1_000),
+                )
+                .await?;
+            found.extend(
+                rows.into_iter()
+                    .map(|(raw, score)| JobRecord::new(raw, Some(score), None)),
+            );
+            cursor = next;
+            if cursor == 0 || found.len() >= limit {
+                break;
+            }
+        }
+        found.truncate(limit);
+        found.sort_by(|a, b| a.score.unwrap_or(0.0).total_cmp(&b.score.unwrap_or(0.0)));
+        Ok(found)
+    }
+
+    /// The job of a set with this jid.
+    pub async fn set_find(&self, kind: SetKind, jid: &str) -> Result<Option<JobRecord>> {
+        Ok(self
+            .set_search(kind, jid, usize::MAX)
+            .await?
+            .into_iter()
+            .find(|job| job.jid() == jid))
+    }
+
+    /// Moves a job of a set to its queue now. From the retry and dead sets its
+    /// `retry_count` goes down by one first, as Sidekiq's "Retry Now" does, so the attempt
+    /// does not count against its retries. `false` if it was no longer in the set.
+    pub async fn retry_now(&self, kind: SetKind, job: &JobRecord) -> Result<bool> {
+        self.move_to_queue(kind, job, kind != SetKind::Scheduled)
+            .await
+    }
+
+    /// Moves a job of a set to its queue now, as it is ("Add to queue").
+    pub async fn add_to_queue(&self, kind: SetKind, job: &JobRecord) -> Result<bool> {
+        self.move_to_queue(kind, job, false).await
+    }
+
+    async fn move_to_queue(&self, kind: SetKind, job: &JobRecord, uncount: bool) -> Result<bool> {
+        let Some(mut item) = job.item.clone() else {
+            return Err(Error::Payload(format!(
+                "the job is not a JSON object, so it cannot be queued; delete it instead: {}",
+                job.raw
+            )));
+        };
+        if uncount && let Some(count) = item.get("retry_count").and_then(Value::as_u64) {
+            item.insert("retry_count".into(), Value::from(count.saturating_sub(1)));
+        }
+        item.remove("at");
+        item.insert(
+            "enqueued_at".into(),
+            payload::timestamp_value(payload::now_secs()),
+        );
+        let new = serde_json::to_string(&item).map_err(|e| Error::Payload(e.to_string()))?;
+        static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(MOVE_TO_QUEUE));
+        let moved: u64 = SCRIPT
+            .key(kind.key(&self.keys))
+            .key(self.keys.queues())
+            .key(self.keys.queue(job.queue()))
+            .arg(job.raw())
+            .arg(new)
+            .arg(job.queue())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.config.redis_error(e))?;
+        Ok(moved == 1)
+    }
+
+    /// Deletes a job from a set; `false` if it was no longer there.
+    pub async fn delete(&self, kind: SetKind, job: &JobRecord) -> Result<bool> {
+        let removed: u64 = self
+            .query(redis::cmd("ZREM").arg(kind.key(&self.keys)).arg(job.raw()))
+            .await?;
+        Ok(removed == 1)
+    }
+
+    /// Moves a job of a set (or, with `kind = None`, of its queue) to the dead set.
+    pub async fn kill(&self, kind: Option<SetKind>, job: &JobRecord) -> Result<bool> {
+        if kind == Some(SetKind::Dead) {
+            return Ok(false);
+        }
+        let now = payload::now_secs();
+        let (from, shape) = match kind {
+            Some(kind) => (kind.key(&self.keys), "set"),
+            None => (self.keys.queue(job.queue()), "list"),
+        };
+        static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(KILL));
+        let moved: u64 = SCRIPT
+            .key(from)
+            .key(self.keys.dead())
+            .arg(job.raw())
+            .arg(job.raw())
+            .arg(payload::timestamp_text(now))
+            .arg(shape)
+            .arg(payload::timestamp_text(now - DEAD_TIMEOUT_SECS))
+            .arg(DEAD_MAX_JOBS)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.config.redis_error(e))?;
+        Ok(moved == 1)
+    }
+
+    /// Retries every job of a set now; returns how many moved.
+    pub async fn retry_all(&self, kind: SetKind) -> Result<u64> {
+        self.for_all(
+            kind,
+            |api, job| async move { api.retry_now(kind, &job).await },
+        )
+        .await
+    }
+
+    /// Moves every job of the retry or scheduled set to the dead set.
+    pub async fn kill_all(&self, kind: SetKind) -> Result<u64> {
+        self.for_all(
+            kind,
+            |api, job| async move { api.kill(Some(kind), &job).await },
+        )
+        .await
+    }
+
+    /// Deletes a whole set; returns how many jobs it held.
+    pub async fn clear(&self, kind: SetKind) -> Result<u64> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .zcard(kind.key(&self.keys))
+            .del(kind.key(&self.keys))
+            .ignore();
+        let (size,): (u64,) = self.query_pipe(&pipe).await?;
+        Ok(size)
+    }
+
+    async fn for_all<F, Fut>(&self, kind: SetKind, action: F) -> Result<u64>
+    where
+        F: Fn(Api, JobRecord) -> Fut,
+        Fut: Future<Output = Result<bool>>,
+    {
+        let mut done = 0;
+        loop {
+            let page = self.set_page(kind, 0, 100).await?;
+            if page.is_empty() {
+                return Ok(done);
+            }
+            let mut moved_any = false;
+            for job in page {
+                if action(self.clone(), job).await? {
+                    done += 1;
+                    moved_any = true;
+                }
+            }
+            if !moved_any {
+                // Jobs that cannot move (e.g. not JSON) would be read again forever.
+                return Ok(done);
+            }
+        }
+    }
+
+    /// Live server processes (their heartbeat has not expired), by identity.
+    pub async fn processes(&self) -> Result<Vec<ProcessInfo>> {
+        let mut identities: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(self.keys.key("processes")))
+            .await?;
+        identities.sort();
+        let mut pipe = redis::pipe();
+        for id in &identities {
+            pipe.hgetall(self.keys.key(id));
+        }
+        let hashes: Vec<HashMap<String, String>> = self.query_pipe(&pipe).await?;
+        Ok(identities
+            .into_iter()
+            .zip(hashes)
+            .filter(|(_, fields)| fields.contains_key("info"))
+            .map(|(identity, fields)| {
+                let number = |k: &str| fields.get(k).and_then(|v| v.parse::<f64>().ok());
+                ProcessInfo {
+                    info: serde_json::from_str(&fields["info"]).unwrap_or(Value::Null),
+                    busy: number("busy").unwrap_or(0.0) as u64,
+                    beat: number("beat").unwrap_or(0.0),
+                    quiet: fields.get("quiet").is_some_and(|q| q == "true"),
+                    rss: number("rss").unwrap_or(0.0) as u64,
+                    identity,
+                }
+            })
+            .collect())
+    }
+
+    /// Asks a process to stop taking jobs (Sidekiq's `quiet!`, the `TSTP` signal).
+    pub async fn quiet(&self, identity: &str) -> Result<()> {
+        self.signal(identity, "TSTP").await
+    }
+
+    /// Asks a process to finish its jobs and exit (Sidekiq's `stop!`, `TERM`).
+    pub async fn stop(&self, identity: &str) -> Result<()> {
+        self.signal(identity, "TERM").await
+    }
+
+    async fn signal(&self, identity: &str, signal: &str) -> Result<()> {
+        let key = self.keys.key(&format!("{identity}-signals"));
+        let mut pipe = redis::pipe();
+        pipe.lpush(&key, signal).ignore().expire(&key, 60).ignore();
+        self.query_pipe(&pipe).await
+    }
+
+    /// Jobs running now in every live process, longest running first.
+    pub async fn running(&self) -> Result<Vec<RunningWork>> {
+        let processes = self.processes().await?;
+        let mut pipe = redis::pipe();
+        for p in &processes {
+            pipe.hgetall(self.keys.key(&format!("{}:work", p.identity)));
+        }
+        let works: Vec<HashMap<String, String>> = self.query_pipe(&pipe).await?;
+        let mut running = Vec::new();
+        for (p, work) in processes.iter().zip(works) {
+            for (thread, entry) in work {
+                let Ok(entry) = serde_json::from_str::<Value>(&entry) else {
+                    continue;
+                };
+                let payload = match &entry["payload"] {
+                    Value::String(raw) => serde_json::from_str(raw).unwrap_or(Value::Null),
+                    other => other.clone(),
+                };
+                running.push(RunningWork {
+                    process: p.identity.clone(),
+                    thread,
+                    queue: entry["queue"].as_str().unwrap_or("").to_string(),
+                    run_at: entry["run_at"].as_f64().unwrap_or(0.0),
+                    payload,
+                });
+            }
+        }
+        running.sort_by(|a, b| a.run_at.total_cmp(&b.run_at));
+        Ok(running)
+    }
+
+    /// A clone of the connection, for commands of your own.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_reads_sidekiq_fields_and_survives_garbage() {
+        let job = JobRecord::new(
+            r#"{"class":"X","wrapped":"Y","args":[1],"jid":"j","retry_count":2,"error_message":"boom","failed_at":1700000000000}"#.into(),
+            Some(1.5),
+            None,
+        );
+        assert_eq!(job.display_class(), "Y");
+        assert_eq!(job.retry_count(), Some(2));
+        assert_eq!(job.failed_at(), Some(1_700_000_000.0));
+        assert_eq!(job.queue(), "default");
+        let bad = JobRecord::new("not json".into(), None, Some("low"));
+        assert_eq!((bad.jid(), bad.class(), bad.queue()), ("", "", "low"));
+        assert!(bad.args().is_null());
+    }
+}
