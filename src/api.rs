@@ -275,6 +275,50 @@ pub struct RunningWork {
     pub payload: Value,
 }
 
+/// Runs of one worker class, summed over every server since the metrics began.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassMetrics {
+    /// The job class.
+    pub class: String,
+    /// Runs of `perform`.
+    pub count: u64,
+    /// Runs that failed.
+    pub failed: u64,
+    /// Total seconds spent in `perform`.
+    pub secs: f64,
+    /// Runs per bucket of [`crate::stats::DURATION_BUCKETS`] (not cumulative), plus one
+    /// past the last bound.
+    pub buckets: Vec<u64>,
+}
+
+impl ClassMetrics {
+    /// Mean seconds a run.
+    pub fn mean(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.secs / self.count as f64
+        }
+    }
+
+    /// The upper bound of the bucket holding the 95th percentile run (`INFINITY` when it is
+    /// past the last bound).
+    pub fn p95(&self) -> f64 {
+        let target = (self.count as f64 * 0.95).ceil() as u64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= target.max(1) {
+                return crate::stats::DURATION_BUCKETS
+                    .get(i)
+                    .copied()
+                    .unwrap_or(f64::INFINITY);
+            }
+        }
+        0.0
+    }
+}
+
 /// Reads and steers one namespace's jobs. Cheap to clone.
 #[derive(Clone)]
 pub struct Api {
@@ -767,6 +811,53 @@ impl Api {
         }
         running.sort_by(|a, b| a.run_at.total_cmp(&b.run_at));
         Ok(running)
+    }
+
+    /// Per-class run metrics, busiest class first.
+    pub async fn class_metrics(&self) -> Result<Vec<ClassMetrics>> {
+        let classes: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(self.keys.key("metrics:classes")))
+            .await?;
+        let mut pipe = redis::pipe();
+        for class in &classes {
+            pipe.hgetall(self.keys.class_metrics(class));
+        }
+        let hashes: Vec<HashMap<String, String>> = self.query_pipe(&pipe).await?;
+        let mut metrics: Vec<ClassMetrics> = classes
+            .into_iter()
+            .zip(hashes)
+            .map(|(class, fields)| {
+                let int = |k: &str| {
+                    fields
+                        .get(k)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                ClassMetrics {
+                    count: int("count"),
+                    failed: int("failed"),
+                    secs: fields
+                        .get("secs")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0.0),
+                    buckets: (0..=crate::stats::DURATION_BUCKETS.len())
+                        .map(|i| int(&format!("b{i}")))
+                        .collect(),
+                    class,
+                }
+            })
+            .collect();
+        metrics.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.class.cmp(&b.class)));
+        Ok(metrics)
+    }
+
+    /// A client pushing to the same Redis and namespace.
+    pub fn client(&self) -> crate::Client {
+        crate::Client::from_connection(
+            self.conn.clone(),
+            self.config.clone(),
+            self.keys.namespace(),
+        )
     }
 
     /// A clone of the connection, for commands of your own.

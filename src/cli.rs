@@ -35,30 +35,49 @@ use crate::fetch::QueueSpec;
 use crate::server::{Server, ServerConfig};
 use crate::worker::Registry;
 
+/// Where Redis is and which namespace to use: taken by the server and every admin command,
+/// before or after the command name (`psychiq -n '' stats` or `psychiq stats -n ''`).
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    /// Redis host
+    #[arg(short = 'o', long, default_value = "localhost", global = true)]
+    pub host: String,
+    /// Redis port
+    #[arg(short = 'p', long, default_value_t = 6379, value_parser = clap::value_parser!(u16).range(1..), global = true)]
+    pub port: u16,
+    /// Redis database number
+    #[arg(short = 'd', long, global = true)]
+    pub db: Option<u32>,
+    /// Redis URL, e.g. redis://user:password@host:6379/0 or rediss:// for TLS (overrides -o/-p/-d)
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// Key namespace ('' for Sidekiq's bare keys)
+    #[arg(short = 'n', long, default_value = crate::keys::DEFAULT_NAMESPACE, global = true)]
+    pub namespace: String,
+}
+
+impl RedisArgs {
+    /// The Redis connection settings: `--redis-url` if given, else host, port and db.
+    pub fn redis_config(&self) -> RedisConfig {
+        match &self.redis_url {
+            Some(url) => RedisConfig::from_url(url.clone()),
+            None => RedisConfig::from_parts(&self.host, self.port, self.db),
+        }
+    }
+}
+
 /// The server's flags.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
-    /// Redis host
-    #[arg(short = 'o', long, default_value = "localhost")]
-    pub host: String,
-    /// Redis port
-    #[arg(short = 'p', long, default_value_t = 6379, value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: u16,
-    /// Redis database number
-    #[arg(short = 'd', long)]
-    pub db: Option<u32>,
-    /// Redis URL, e.g. redis://user:password@host:6379/0 or rediss:// for TLS (overrides -o/-p/-d)
-    #[arg(long, env = "REDIS_URL")]
-    pub redis_url: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub redis: RedisArgs,
     /// Queue to process, with an optional weight; repeat for more (default: "default")
     #[arg(short = 'q', long = "queue", value_name = "QUEUE[,WEIGHT]", value_parser = parse_queue)]
     pub queues: Vec<QueueSpec>,
     /// Number of jobs run at once
     #[arg(short = 'c', long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub concurrency: u32,
-    /// Key namespace ('' for Sidekiq's bare keys)
-    #[arg(short = 'n', long, default_value = crate::keys::DEFAULT_NAMESPACE)]
-    pub namespace: String,
     /// Seconds running jobs get to finish on shutdown before they are pushed back
     #[arg(short = 't', long, default_value_t = 25)]
     pub timeout: u64,
@@ -102,17 +121,14 @@ fn parse_queue(spec: &str) -> Result<QueueSpec, String> {
 impl ServerArgs {
     /// Where Redis is: the URL if given, else host, port and db.
     pub fn redis_config(&self) -> RedisConfig {
-        match &self.redis_url {
-            Some(url) => RedisConfig::from_url(url.clone()),
-            None => RedisConfig::from_parts(&self.host, self.port, self.db),
-        }
+        self.redis.redis_config()
     }
 
     /// The server settings these flags describe.
     pub fn server_config(&self) -> ServerConfig {
         ServerConfig {
             redis: self.redis_config(),
-            namespace: self.namespace.clone(),
+            namespace: self.redis.namespace.clone(),
             concurrency: self.concurrency as usize,
             queues: self.queues.clone(),
             shutdown_timeout: Duration::from_secs(self.timeout),
@@ -148,6 +164,12 @@ a TOML file of command workers. Without -s every registered system is loaded.\n\
 Signals: TERM/INT stop gracefully, TSTP quiets (no new jobs), TTIN logs the running jobs."
 )]
 pub struct CliArgs {
+    /// An admin command; without one, a server runs.
+    #[command(subcommand)]
+    pub command: Option<crate::admin::AdminCommand>,
+    /// Admin commands: print JSON instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub server: ServerArgs,
@@ -219,6 +241,23 @@ impl Cli {
             Ok(args) => args,
             Err(e) => e.exit(),
         };
+        if let Some(command) = args.command {
+            if let Some(flag) = server_only_flag(&matches) {
+                eprintln!(
+                    "error: {flag} applies to the server only; drop it, or run the server without a command"
+                );
+                return ExitCode::from(2);
+            }
+            if matches!(command, crate::admin::AdminCommand::Web(_)) {
+                args.server.init_logging();
+            }
+            return match runtime() {
+                Ok(runtime) => {
+                    runtime.block_on(crate::admin::run(command, &args.server.redis, args.json))
+                }
+                Err(code) => code,
+            };
+        }
         let registry = match self.registry_for(&args.systems) {
             Ok(registry) => registry,
             Err(message) => {
@@ -227,15 +266,9 @@ impl Cli {
             }
         };
         args.server.init_logging();
-        let runtime = match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
+        let runtime = match runtime() {
             Ok(runtime) => runtime,
-            Err(e) => {
-                eprintln!("error: cannot start the async runtime: {e}");
-                return ExitCode::FAILURE;
-            }
+            Err(code) => return code,
         };
         tracing::info!(classes = ?registry.class_names(), "workers loaded");
         match runtime.block_on(Server::new(args.server.server_config(), registry).run()) {
@@ -291,4 +324,32 @@ impl Cli {
         }
         Ok(registry)
     }
+}
+
+/// A server-only flag given on the command line together with an admin command.
+fn server_only_flag(matches: &clap::ArgMatches) -> Option<String> {
+    let command = <CliArgs as clap::CommandFactory>::command();
+    command
+        .get_arguments()
+        .filter(|arg| !arg.is_global_set() && !matches!(arg.get_id().as_str(), "json" | "verbose"))
+        .find(|arg| {
+            matches.value_source(arg.get_id().as_str())
+                == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .map(|arg| match (arg.get_long(), arg.get_short()) {
+            (Some(long), _) => format!("--{long}"),
+            (None, Some(short)) => format!("-{short}"),
+            _ => arg.get_id().to_string(),
+        })
+}
+
+/// The multi-threaded runtime, or the exit status after saying why there is none.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
 }

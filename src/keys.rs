@@ -93,6 +93,11 @@ impl Keys {
         format!("{}stat:{name}", self.prefix)
     }
 
+    /// A class's run metrics (`metrics:class:CLASS`): count, failed, secs, b0..b14.
+    pub fn class_metrics(&self, class: &str) -> String {
+        format!("{}metrics:class:{class}", self.prefix)
+    }
+
     /// A daily counter, e.g. `stat:processed:2026-11-27` (the date is UTC).
     pub fn stat_daily(&self, name: &str, date: &str) -> String {
         format!("{}stat:{name}:{date}", self.prefix)

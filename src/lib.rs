@@ -34,6 +34,7 @@
 //! jobs back to their queues, [`stats`] counts, [`server`] ties them together.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod client;
@@ -53,6 +54,7 @@ pub mod scheduler;
 pub mod server;
 pub mod signals;
 pub mod stats;
+pub mod web;
 pub mod worker;
 
 pub use client::{Client, Job};

@@ -201,6 +201,8 @@ impl Processor {
             Ok(result) => result,
             Err(panic) => Err(JobError::new("Panic", panic_message(panic.as_ref()))),
         };
+        self.stats
+            .record_class(class, started.elapsed(), result.is_err());
         match result {
             Ok(()) => {
                 let elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0;

@@ -2,11 +2,15 @@
 //!
 //! Keys as Sidekiq writes them: `stat:processed` (every run, failures included),
 //! `stat:failed`, and the UTC-dated `stat:processed:YYYY-MM-DD` / `stat:failed:YYYY-MM-DD`
-//! with a 5-year TTL. Counting in memory keeps Redis off the per-job path; a flush that
+//! with a 5-year TTL. Per-class metrics (runs, failures, total seconds and a duration
+//! histogram) go to `metrics:class:CLASS` hashes, listed in the `metrics:classes` set; they
+//! are Psychiq's own (Sidekiq 7's metrics use another layout). Counting in memory keeps Redis off the per-job path; a flush that
 //! fails puts its counts back to be flushed next time.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use redis::aio::ConnectionManager;
 
@@ -15,11 +19,27 @@ use crate::keys::Keys;
 /// Sidekiq's `STATS_TTL`: daily counters live five years.
 pub const STATS_TTL_SECS: i64 = 5 * 365 * 24 * 60 * 60;
 
+/// Upper bounds (seconds) of the per-class duration histogram, as Prometheus buckets.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0,
+];
+
+/// Runs of one class since the last flush.
+#[derive(Debug, Default, Clone)]
+struct ClassCounts {
+    count: u64,
+    failed: u64,
+    secs: f64,
+    /// Runs per bucket of [`DURATION_BUCKETS`], plus one past the last bound.
+    buckets: [u64; DURATION_BUCKETS.len() + 1],
+}
+
 /// Counters of one server process not yet written to Redis.
 #[derive(Debug, Default)]
 pub struct Stats {
     processed: AtomicU64,
     failed: AtomicU64,
+    classes: Mutex<HashMap<String, ClassCounts>>,
 }
 
 impl Stats {
@@ -31,15 +51,48 @@ impl Stats {
         }
     }
 
+    /// Counts one run of `perform` for the per-class metrics (count, failures, duration).
+    pub fn record_class(&self, class: &str, elapsed: Duration, failed: bool) {
+        let secs = elapsed.as_secs_f64();
+        let bucket = DURATION_BUCKETS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(DURATION_BUCKETS.len());
+        let mut classes = self.classes.lock().expect("class metrics lock");
+        let counts = match classes.get_mut(class) {
+            Some(counts) => counts,
+            None => classes.entry(class.to_string()).or_default(),
+        };
+        counts.count += 1;
+        counts.failed += u64::from(failed);
+        counts.secs += secs;
+        counts.buckets[bucket] += 1;
+    }
+
     /// Adds the pending counts to Redis; on error they are kept for the next flush.
     pub async fn flush(&self, conn: &mut ConnectionManager, keys: &Keys) -> redis::RedisResult<()> {
         let processed = self.processed.swap(0, Ordering::Relaxed);
         let failed = self.failed.swap(0, Ordering::Relaxed);
-        if processed == 0 && failed == 0 {
+        let classes = std::mem::take(&mut *self.classes.lock().expect("class metrics lock"));
+        if processed == 0 && failed == 0 && classes.is_empty() {
             return Ok(());
         }
         let date = utc_date(SystemTime::now());
         let mut pipe = redis::pipe();
+        for (class, counts) in &classes {
+            let key = keys.class_metrics(class);
+            pipe.sadd(keys.key("metrics:classes"), class).ignore();
+            pipe.hincr(&key, "count", counts.count).ignore();
+            pipe.hincr(&key, "failed", counts.failed).ignore();
+            pipe.cmd("HINCRBYFLOAT")
+                .arg(&key)
+                .arg("secs")
+                .arg(counts.secs)
+                .ignore();
+            for (i, n) in counts.buckets.iter().enumerate().filter(|(_, n)| **n > 0) {
+                pipe.hincr(&key, format!("b{i}"), *n).ignore();
+            }
+        }
         for (name, count) in [("processed", processed), ("failed", failed)] {
             if count > 0 {
                 let daily = keys.stat_daily(name, &date);
@@ -52,6 +105,16 @@ impl Stats {
         if result.is_err() {
             self.processed.fetch_add(processed, Ordering::Relaxed);
             self.failed.fetch_add(failed, Ordering::Relaxed);
+            let mut pending = self.classes.lock().expect("class metrics lock");
+            for (class, counts) in classes {
+                let into = pending.entry(class).or_default();
+                into.count += counts.count;
+                into.failed += counts.failed;
+                into.secs += counts.secs;
+                for (a, b) in into.buckets.iter_mut().zip(counts.buckets) {
+                    *a += b;
+                }
+            }
         }
         result
     }

@@ -1,0 +1,736 @@
+//! The `psychiq` admin commands: `stats`, `queues`, `jobs`, `scheduled` / `retries` / `dead`,
+//! `processes`, `enqueue` and `web`, each a thin layer over [`crate::api`].
+//!
+//! Output is a readable table unless `--json` is given. Bad input (arguments that are not a
+//! JSON array, an unreadable time, an unknown jid) prints one `error:` line that says what
+//! to do and exits with status 2; an unreachable Redis exits with status 1.
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::api::{Api, JobRecord, SetKind};
+use crate::cli::RedisArgs;
+use crate::client::Job;
+use crate::error::Error;
+use crate::payload::{self, Retry};
+
+/// An admin command; with none, `psychiq` runs a server.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Totals and per-day history
+    Stats {
+        /// Days of history to show (1-180)
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=180))]
+        days: u32,
+    },
+    /// Every queue with its size and latency
+    Queues,
+    /// The jobs of one queue: list, show, delete or clear
+    Jobs {
+        /// The queue name, e.g. default
+        queue: String,
+        #[command(subcommand)]
+        #[allow(missing_docs)]
+        action: Option<JobsAction>,
+    },
+    /// Jobs scheduled for later
+    Scheduled {
+        #[command(subcommand)]
+        #[allow(missing_docs)]
+        action: Option<SetAction>,
+    },
+    /// Failed jobs waiting for a retry
+    Retries {
+        #[command(subcommand)]
+        #[allow(missing_docs)]
+        action: Option<SetAction>,
+    },
+    /// Jobs that will not be retried
+    Dead {
+        #[command(subcommand)]
+        #[allow(missing_docs)]
+        action: Option<SetAction>,
+    },
+    /// Running server processes; quiet or stop one
+    Processes {
+        #[command(subcommand)]
+        #[allow(missing_docs)]
+        action: Option<ProcessAction>,
+    },
+    /// Push one job, e.g. `psychiq enqueue Billing::InvoiceJob '[42, "eur"]' --in 60`
+    Enqueue(EnqueueArgs),
+    /// Serve the web dashboard
+    Web(crate::web::WebArgs),
+}
+
+/// What to do with one queue's jobs.
+#[derive(Debug, Clone, Subcommand)]
+pub enum JobsAction {
+    /// One page of jobs, newest first (the default)
+    List(PageArgs),
+    /// One job in full
+    Show {
+        /// Its jid
+        jid: String,
+    },
+    /// Delete one job
+    Delete {
+        /// Its jid
+        jid: String,
+    },
+    /// Delete the queue and every job in it
+    Clear,
+}
+
+/// What to do with a scheduled, retry or dead set.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SetAction {
+    /// One page of jobs (the default); --search filters by any text in the job
+    List(PageArgs),
+    /// One job in full, with its error and backtrace
+    Show {
+        /// Its jid
+        jid: String,
+    },
+    /// Put one job back on its queue now
+    Retry {
+        /// Its jid
+        jid: String,
+    },
+    /// Delete one job
+    Delete {
+        /// Its jid
+        jid: String,
+    },
+    /// Move one job to the dead set
+    Kill {
+        /// Its jid
+        jid: String,
+    },
+    /// Put every job back on its queue now
+    RetryAll,
+    /// Delete every job
+    Clear,
+}
+
+/// Paging and searching.
+#[derive(Debug, Clone, Args, Default)]
+pub struct PageArgs {
+    /// Page number, from 1
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub page: u64,
+    /// Jobs a page (1-1000)
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    pub per_page: u64,
+    /// Only jobs whose payload contains this text (sets only)
+    #[arg(long)]
+    pub search: Option<String>,
+}
+
+/// Quiet or stop a process.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ProcessAction {
+    /// List processes (the default)
+    List,
+    /// Stop taking new jobs (like TSTP)
+    Quiet {
+        /// Its identity, as `psychiq processes` shows it
+        identity: String,
+    },
+    /// Finish running jobs and exit (like TERM)
+    Stop {
+        /// Its identity, as `psychiq processes` shows it
+        identity: String,
+    },
+}
+
+/// `psychiq enqueue`.
+#[derive(Debug, Clone, Args)]
+pub struct EnqueueArgs {
+    /// The job class, e.g. Billing::InvoiceJob
+    pub class: String,
+    /// The arguments as a JSON array, e.g. '[42, "eur"]'
+    #[arg(default_value = "[]")]
+    pub args: String,
+    /// Queue to push to
+    #[arg(long, default_value = "default")]
+    pub queue: String,
+    /// Run after this many seconds
+    #[arg(long = "in", value_name = "SECONDS", conflicts_with = "at")]
+    pub delay: Option<f64>,
+    /// Run at this time: RFC 3339 (2026-11-28T09:00:00Z) or Unix seconds
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Retries: a number, true (25) or false
+    #[arg(long)]
+    pub retry: Option<String>,
+}
+
+/// A failure of an admin command: bad input (status 2) or anything else (status 1).
+enum Failure {
+    BadInput(String),
+    Other(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Other(e)
+    }
+}
+
+type Outcome = std::result::Result<(), Failure>;
+
+/// Runs an admin command; prints its result and returns the exit status.
+pub async fn run(command: AdminCommand, redis: &RedisArgs, json_output: bool) -> ExitCode {
+    let result = match command {
+        AdminCommand::Web(args) => crate::web::serve(args, redis).await.map_err(Failure::from),
+        command => match Api::connect(&redis.redis_config(), &redis.namespace).await {
+            Ok(api) => {
+                let out = Out { json: json_output };
+                dispatch(command, &api, &out).await
+            }
+            Err(e) => Err(Failure::Other(e)),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::BadInput(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: AdminCommand, api: &Api, out: &Out) -> Outcome {
+    match command {
+        AdminCommand::Stats { days } => stats(api, out, days).await,
+        AdminCommand::Queues => queues(api, out).await,
+        AdminCommand::Jobs { queue, action } => jobs(api, out, &queue, action).await,
+        AdminCommand::Scheduled { action } => set(api, out, SetKind::Scheduled, action).await,
+        AdminCommand::Retries { action } => set(api, out, SetKind::Retry, action).await,
+        AdminCommand::Dead { action } => set(api, out, SetKind::Dead, action).await,
+        AdminCommand::Processes { action } => processes(api, out, action).await,
+        AdminCommand::Enqueue(args) => enqueue(api, out, args).await,
+        AdminCommand::Web(_) => unreachable!("served before connecting"),
+    }
+}
+
+/// Prints tables for people or JSON for scripts.
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn print(&self, value: &Value, headers: &[&str], rows: Vec<Vec<String>>) {
+        if self.json {
+            println!("{value}");
+        } else {
+            print!("{}", table(headers, &rows));
+        }
+    }
+
+    fn done(&self, value: Value, message: String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{message}");
+        }
+    }
+}
+
+/// Columns padded to their widest cell; long cells cut at 60 characters.
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    const MAX: usize = 60;
+    let cut = |cell: &str| -> String {
+        let one_line = cell.replace(['\n', '\r', '\t'], " ");
+        if one_line.chars().count() > MAX {
+            one_line.chars().take(MAX - 1).chain(['…']).collect()
+        } else {
+            one_line
+        }
+    };
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| cut(c)).collect())
+        .collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut text = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ");
+        text.truncate(text.trim_end().len());
+        text.push('\n');
+        text
+    };
+    let mut text = line(headers.to_vec());
+    for row in &rows {
+        text += &line(row.iter().map(String::as_str).collect());
+    }
+    if rows.is_empty() {
+        text += "(none)\n";
+    }
+    text
+}
+
+/// A Unix time as `2026-11-27 23:40:01`, UTC.
+pub(crate) fn utc_text(secs: f64) -> String {
+    if !secs.is_finite() || secs <= 0.0 {
+        return String::new();
+    }
+    let time = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs);
+    humantime::format_rfc3339_seconds(time)
+        .to_string()
+        .replace('T', " ")
+        .trim_end_matches('Z')
+        .to_string()
+}
+
+/// Seconds as `42s`, `3m 5s`, `2h 10m`, `4d 3h`.
+pub(crate) fn span_text(secs: f64) -> String {
+    let s = secs.abs().round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3_600 => format!("{}m {}s", s / 60, s % 60),
+        3_600..86_400 => format!("{}h {}m", s / 3_600, s % 3_600 / 60),
+        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3_600),
+    }
+}
+
+fn job_json(job: &JobRecord) -> Value {
+    json!({
+        "jid": job.jid(),
+        "class": job.display_class(),
+        "queue": job.queue(),
+        "score": job.score(),
+        "item": job.item().map_or_else(|| Value::String(job.raw().to_string()), |i| Value::Object(i.clone())),
+    })
+}
+
+async fn stats(api: &Api, out: &Out, days: u32) -> Outcome {
+    let stats = api.stats().await?;
+    let history = api.history(days, SystemTime::now()).await?;
+    if out.json {
+        println!("{}", json!({"stats": stats, "history": history}));
+        return Ok(());
+    }
+    let rows = vec![
+        vec!["processed".into(), stats.processed.to_string()],
+        vec!["failed".into(), stats.failed.to_string()],
+        vec!["enqueued".into(), stats.enqueued.to_string()],
+        vec!["scheduled".into(), stats.scheduled.to_string()],
+        vec!["retries".into(), stats.retries.to_string()],
+        vec!["dead".into(), stats.dead.to_string()],
+        vec!["processes".into(), stats.processes.to_string()],
+        vec!["busy".into(), stats.busy.to_string()],
+        vec![
+            "default queue latency".into(),
+            span_text(stats.default_queue_latency),
+        ],
+    ];
+    print!("{}", table(&["total", "value"], &rows));
+    println!();
+    let rows = history
+        .iter()
+        .map(|d| {
+            vec![
+                d.date.clone(),
+                d.processed.to_string(),
+                d.failed.to_string(),
+            ]
+        })
+        .collect::<Vec<_>>();
+    print!("{}", table(&["date (UTC)", "processed", "failed"], &rows));
+    Ok(())
+}
+
+async fn queues(api: &Api, out: &Out) -> Outcome {
+    let queues = api.queues().await?;
+    let rows = queues
+        .iter()
+        .map(|q| vec![q.name.clone(), q.size.to_string(), span_text(q.latency)])
+        .collect();
+    out.print(&json!(queues), &["queue", "size", "latency"], rows);
+    Ok(())
+}
+
+fn not_found(what: &str, jid: &str) -> Failure {
+    Failure::BadInput(format!(
+        "no job with jid {jid:?} in {what}; list them with `psychiq {what}` (it may have run or moved meanwhile)"
+    ))
+}
+
+fn job_rows(jobs: &[JobRecord], set: Option<SetKind>) -> Vec<Vec<String>> {
+    jobs.iter()
+        .map(|j| {
+            let when = match set {
+                Some(_) => utc_text(j.score().unwrap_or(0.0)),
+                None => utc_text(j.enqueued_at().unwrap_or(0.0)),
+            };
+            let mut row = vec![
+                j.jid().to_string(),
+                j.display_class().to_string(),
+                j.queue().to_string(),
+                when,
+                j.args().to_string(),
+            ];
+            if matches!(set, Some(SetKind::Retry | SetKind::Dead)) {
+                row.push(format!(
+                    "{}: {}",
+                    j.error_class().unwrap_or(""),
+                    j.error_message().unwrap_or("")
+                ));
+            }
+            row
+        })
+        .collect()
+}
+
+fn show(out: &Out, job: &JobRecord) {
+    if out.json {
+        println!("{}", job_json(job));
+        return;
+    }
+    let item = job.item().map_or_else(
+        || job.raw().to_string(),
+        |i| serde_json::to_string_pretty(i).unwrap_or_default(),
+    );
+    println!("{item}");
+    if let Some(lines) = job.backtrace() {
+        println!("\nbacktrace:");
+        for line in lines {
+            println!("  {line}");
+        }
+    }
+}
+
+async fn jobs(api: &Api, out: &Out, queue: &str, action: Option<JobsAction>) -> Outcome {
+    match action.unwrap_or(JobsAction::List(PageArgs {
+        page: 1,
+        per_page: 25,
+        search: None,
+    })) {
+        JobsAction::List(page) => {
+            let start = (page.page - 1) * page.per_page;
+            let jobs = api.queue_jobs(queue, start, page.per_page).await?;
+            let value = json!(jobs.iter().map(job_json).collect::<Vec<_>>());
+            out.print(
+                &value,
+                &["jid", "class", "queue", "enqueued at (UTC)", "args"],
+                job_rows(&jobs, None),
+            );
+        }
+        JobsAction::Show { jid } => {
+            let job = api
+                .find_in_queue(queue, &jid)
+                .await?
+                .ok_or_else(|| not_found(&format!("jobs {queue}"), &jid))?;
+            show(out, &job);
+        }
+        JobsAction::Delete { jid } => {
+            let job = api
+                .find_in_queue(queue, &jid)
+                .await?
+                .ok_or_else(|| not_found(&format!("jobs {queue}"), &jid))?;
+            let deleted = api.delete_from_queue(&job).await?;
+            out.done(
+                json!({"deleted": deleted}),
+                if deleted {
+                    format!("deleted {jid} from queue {queue}")
+                } else {
+                    format!("{jid} left queue {queue} before it could be deleted")
+                },
+            );
+        }
+        JobsAction::Clear => {
+            let count = api.clear_queue(queue).await?;
+            out.done(
+                json!({"deleted": count}),
+                format!("cleared queue {queue}: {count} jobs deleted"),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn set(api: &Api, out: &Out, kind: SetKind, action: Option<SetAction>) -> Outcome {
+    let what = kind.label();
+    let find = |jid: String| async move {
+        api.set_find(kind, &jid)
+            .await?
+            .ok_or_else(|| not_found(what, &jid))
+    };
+    match action.unwrap_or(SetAction::List(PageArgs {
+        page: 1,
+        per_page: 25,
+        search: None,
+    })) {
+        SetAction::List(page) => {
+            let jobs = match &page.search {
+                Some(text) => api.set_search(kind, text, page.per_page as usize).await?,
+                None => {
+                    let start = (page.page - 1) * page.per_page;
+                    api.set_page(kind, start, page.per_page).await?
+                }
+            };
+            let value = json!(jobs.iter().map(job_json).collect::<Vec<_>>());
+            let when = match kind {
+                SetKind::Scheduled => "runs at (UTC)",
+                SetKind::Retry => "next retry (UTC)",
+                SetKind::Dead => "died at (UTC)",
+            };
+            let mut headers = vec!["jid", "class", "queue", when, "args"];
+            if kind != SetKind::Scheduled {
+                headers.push("error");
+            }
+            out.print(&value, &headers, job_rows(&jobs, Some(kind)));
+        }
+        SetAction::Show { jid } => show(out, &find(jid).await?),
+        SetAction::Retry { jid } => {
+            let job = find(jid.clone()).await?;
+            let moved = api.retry_now(kind, &job).await?;
+            out.done(
+                json!({"retried": moved}),
+                if moved {
+                    format!("{jid} is back on queue {}", job.queue())
+                } else {
+                    format!("{jid} left {what} before it could be retried")
+                },
+            );
+        }
+        SetAction::Delete { jid } => {
+            let job = find(jid.clone()).await?;
+            let deleted = api.delete(kind, &job).await?;
+            out.done(
+                json!({"deleted": deleted}),
+                if deleted {
+                    format!("deleted {jid} from {what}")
+                } else {
+                    format!("{jid} left {what} before it could be deleted")
+                },
+            );
+        }
+        SetAction::Kill { jid } => {
+            if kind == SetKind::Dead {
+                return Err(Failure::BadInput(format!(
+                    "{jid} is already dead; use `psychiq dead retry {jid}` or `psychiq dead delete {jid}`"
+                )));
+            }
+            let job = find(jid.clone()).await?;
+            let killed = api.kill(Some(kind), &job).await?;
+            out.done(
+                json!({"killed": killed}),
+                if killed {
+                    format!("{jid} moved to the dead set")
+                } else {
+                    format!("{jid} left {what} before it could be killed")
+                },
+            );
+        }
+        SetAction::RetryAll => {
+            let count = api.retry_all(kind).await?;
+            out.done(
+                json!({"retried": count}),
+                format!("{count} jobs from {what} are back on their queues"),
+            );
+        }
+        SetAction::Clear => {
+            let count = api.clear(kind).await?;
+            out.done(
+                json!({"deleted": count}),
+                format!("cleared {what}: {count} jobs deleted"),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn processes(api: &Api, out: &Out, action: Option<ProcessAction>) -> Outcome {
+    let known = |identity: String| async move {
+        let all = api.processes().await?;
+        if all.iter().any(|p| p.identity == identity) {
+            Ok(identity)
+        } else {
+            Err(Failure::BadInput(format!(
+                "no live process {identity:?}; `psychiq processes` lists them"
+            )))
+        }
+    };
+    match action.unwrap_or(ProcessAction::List) {
+        ProcessAction::List => {
+            let list = api.processes().await?;
+            let now = payload::now_secs();
+            let rows = list
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.identity.clone(),
+                        p.info["tag"].as_str().unwrap_or("").to_string(),
+                        p.info["queues"]
+                            .as_array()
+                            .map(|q| {
+                                q.iter()
+                                    .filter_map(Value::as_str)
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            })
+                            .unwrap_or_default(),
+                        format!("{}/{}", p.busy, p.info["concurrency"]),
+                        if p.quiet { "quiet" } else { "running" }.into(),
+                        format!("{:.1} MB", p.rss as f64 / 1024.0),
+                        format!("{} ago", span_text(now - p.beat)),
+                    ]
+                })
+                .collect();
+            out.print(
+                &json!(list),
+                &[
+                    "identity",
+                    "tag",
+                    "queues",
+                    "busy",
+                    "state",
+                    "rss",
+                    "last beat",
+                ],
+                rows,
+            );
+        }
+        ProcessAction::Quiet { identity } => {
+            let identity = known(identity).await?;
+            api.quiet(&identity).await?;
+            out.done(
+                json!({"quiet": identity}),
+                format!("asked {identity} to quiet (it obeys within a heartbeat, 5 s)"),
+            );
+        }
+        ProcessAction::Stop { identity } => {
+            let identity = known(identity).await?;
+            api.stop(&identity).await?;
+            out.done(
+                json!({"stop": identity}),
+                format!("asked {identity} to stop (it obeys within a heartbeat, 5 s)"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Reads `--at`: RFC 3339 or Unix seconds.
+pub(crate) fn parse_time(text: &str) -> Option<SystemTime> {
+    if let Ok(secs) = text.parse::<f64>()
+        && secs.is_finite()
+        && secs >= 0.0
+    {
+        return Some(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs));
+    }
+    humantime::parse_rfc3339_weak(text).ok()
+}
+
+async fn enqueue(api: &Api, out: &Out, args: EnqueueArgs) -> Outcome {
+    let values: Value = serde_json::from_str(&args.args).map_err(|e| {
+        Failure::BadInput(format!(
+            "ARGS must be a JSON array, e.g. '[42, \"eur\"]' (quote it for the shell): {e}"
+        ))
+    })?;
+    if !values.is_array() {
+        return Err(Failure::BadInput(format!(
+            "ARGS must be a JSON array, e.g. '[{}]', not {}",
+            args.args, args.args
+        )));
+    }
+    if args.class.trim().is_empty() {
+        return Err(Failure::BadInput("CLASS must not be empty".into()));
+    }
+    if args.queue.trim().is_empty() {
+        return Err(Failure::BadInput("--queue must not be empty".into()));
+    }
+    let mut job = Job::new(args.class.clone(), values)
+        .map_err(|e| Failure::BadInput(e.to_string()))?
+        .queue(args.queue.clone());
+    if let Some(retry) = &args.retry {
+        job = job.retry(match retry.as_str() {
+            "true" => Retry::Default,
+            "false" => Retry::Off,
+            n => Retry::Max(n.parse().map_err(|_| {
+                Failure::BadInput(format!("--retry takes a number, true or false, not {n:?}"))
+            })?),
+        });
+    }
+    if let Some(secs) = args.delay {
+        if !(secs.is_finite() && secs >= 0.0) {
+            return Err(Failure::BadInput(format!(
+                "--in takes a number of seconds, not {secs}"
+            )));
+        }
+        job = job.delay(Duration::from_secs_f64(secs));
+    }
+    if let Some(at) = &args.at {
+        let time = parse_time(at).ok_or_else(|| {
+            Failure::BadInput(format!(
+                "--at {at:?}: use RFC 3339 (2026-11-28T09:00:00Z) or Unix seconds"
+            ))
+        })?;
+        job = job.at(time);
+    }
+    let client = api.client();
+    let jid = client.push(job).await?;
+    let place = if args.delay.is_some() || args.at.is_some() {
+        "scheduled".to_string()
+    } else {
+        format!("queue {}", args.queue)
+    };
+    out.done(
+        json!({"jid": jid, "class": args.class, "queue": args.queue}),
+        format!("enqueued {} as {jid} ({place})", args.class),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_spans_read_and_print() {
+        assert_eq!(utc_text(1_795_714_845.0), "2026-11-26 15:00:45");
+        assert_eq!(
+            parse_time("2026-11-26T15:00:45Z"),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_714_845))
+        );
+        assert!(parse_time("1795714845.5").is_some());
+        assert!(parse_time("tomorrow").is_none());
+        assert_eq!(span_text(59.6), "1m 0s");
+        assert_eq!(span_text(3_725.0), "1h 2m");
+    }
+
+    #[test]
+    fn tables_pad_columns_and_cut_long_cells() {
+        let text = table(
+            &["a", "b"],
+            &[
+                vec!["long cell".into(), "x\ny".into()],
+                vec!["s".into(), "z".repeat(80)],
+            ],
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "a          b");
+        assert_eq!(lines[1], "long cell  x y");
+        assert!(lines[2].ends_with('…') && lines[2].chars().count() == 11 + 60);
+        assert_eq!(table(&["a"], &[]), "a\n(none)\n");
+    }
+}

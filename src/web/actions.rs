@@ -1,0 +1,176 @@
+//! The dashboard's state changes: POSTed forms, each checked against the anti-forgery token,
+//! then a redirect (303) back to the list with a notice of what happened.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::pages::{WebError, segment, set_kind};
+use super::{Ctx, Web, same_secret};
+use crate::api::SetKind;
+
+/// The fields of a posted form, in order (a field may repeat, e.g. `jid`).
+type Fields = axum::Form<Vec<(String, String)>>;
+
+/// Most jobs one request may act on.
+const MAX_SELECTED: usize = 1_000;
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The refusal to send when the form's token does not match the cookie's.
+fn forged(ctx: &Ctx, fields: &[(String, String)]) -> Option<Response> {
+    match field(fields, "_csrf") {
+        Some(token) if same_secret(token.as_bytes(), ctx.csrf.as_bytes()) => None,
+        _ => Some((
+            StatusCode::FORBIDDEN,
+            "the form's security token is missing or stale; reload the page and try again\n",
+        )
+            .into_response()),
+    }
+}
+
+fn back(to: &str, notice: &str) -> Response {
+    let location = format!("{to}?notice={}", segment(notice));
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+}
+
+fn bad(message: &str) -> Response {
+    (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
+}
+
+pub(super) async fn busy(
+    State(web): State<Arc<Web>>,
+    Extension(ctx): Extension<Ctx>,
+    axum::Form(fields): Fields,
+) -> Result<Response, WebError> {
+    if let Some(refused) = forged(&ctx, &fields) {
+        return Ok(refused);
+    }
+    let Some(identity) = field(&fields, "identity") else {
+        return Ok(bad("which process? (identity is missing)"));
+    };
+    let to = format!("{}/busy", ctx.base);
+    match field(&fields, "action") {
+        Some("quiet") => web.api.quiet(identity).await?,
+        Some("stop") => web.api.stop(identity).await?,
+        _ => return Ok(bad("action must be quiet or stop")),
+    }
+    Ok(back(
+        &to,
+        &format!(
+            "Asked {identity} to {}; it obeys within 5 s.",
+            field(&fields, "action").unwrap_or("")
+        ),
+    ))
+}
+
+pub(super) async fn queue(
+    State(web): State<Arc<Web>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+    axum::Form(fields): Fields,
+) -> Result<Response, WebError> {
+    if let Some(refused) = forged(&ctx, &fields) {
+        return Ok(refused);
+    }
+    let to = format!("{}/queues/{}", ctx.base, segment(&name));
+    match field(&fields, "action") {
+        Some("clear") => {
+            let count = web.api.clear_queue(&name).await?;
+            Ok(back(
+                &format!("{}/queues", ctx.base),
+                &format!("Cleared {name}: {count} jobs deleted."),
+            ))
+        }
+        Some("delete") => {
+            let Some(jid) = field(&fields, "jid") else {
+                return Ok(bad("which job? (jid is missing)"));
+            };
+            let deleted = match web.api.find_in_queue(&name, jid).await? {
+                Some(job) => web.api.delete_from_queue(&job).await?,
+                None => false,
+            };
+            Ok(back(
+                &to,
+                &if deleted {
+                    format!("Deleted {jid}.")
+                } else {
+                    format!("{jid} had already left the queue.")
+                },
+            ))
+        }
+        _ => Ok(bad("action must be delete or clear")),
+    }
+}
+
+pub(super) async fn set(
+    State(web): State<Arc<Web>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+    axum::Form(fields): Fields,
+) -> Result<Response, WebError> {
+    if let Some(refused) = forged(&ctx, &fields) {
+        return Ok(refused);
+    }
+    let Some(kind) = set_kind(&name) else {
+        return Ok((StatusCode::NOT_FOUND, "no such set\n").into_response());
+    };
+    let to = format!("{}/{name}", ctx.base);
+    let api = &web.api;
+    let action = field(&fields, "action").unwrap_or("");
+    let notice = match action {
+        "retry_all" if kind != SetKind::Scheduled => format!(
+            "{} jobs are back on their queues.",
+            api.retry_all(kind).await?
+        ),
+        "delete_all" => format!("Deleted {} jobs.", api.clear(kind).await?),
+        "kill_all" if kind != SetKind::Dead => {
+            format!("Moved {} jobs to the dead set.", api.kill_all(kind).await?)
+        }
+        "retry" | "add" | "delete" | "kill" => {
+            let jids: Vec<&str> = fields
+                .iter()
+                .filter(|(k, _)| k == "jid")
+                .map(|(_, v)| v.as_str())
+                .take(MAX_SELECTED)
+                .collect();
+            if jids.is_empty() {
+                return Ok(back(&to, "Select at least one job first."));
+            }
+            let mut done = 0;
+            for jid in &jids {
+                let Some(job) = api.set_find(kind, jid).await? else {
+                    continue;
+                };
+                let ok = match action {
+                    "retry" => api.retry_now(kind, &job).await?,
+                    "add" => api.add_to_queue(kind, &job).await?,
+                    "delete" => api.delete(kind, &job).await?,
+                    _ => api.kill(Some(kind), &job).await?,
+                };
+                done += usize::from(ok);
+            }
+            let verb = match action {
+                "retry" | "add" => "put back on their queues",
+                "delete" => "deleted",
+                _ => "moved to the dead set",
+            };
+            let missed = jids.len() - done;
+            if missed > 0 {
+                format!("{done} jobs {verb}; {missed} had already moved.")
+            } else {
+                format!("{done} jobs {verb}.")
+            }
+        }
+        _ => return Ok(bad("unknown action for this set")),
+    };
+    Ok(back(&to, &notice))
+}

@@ -1,0 +1,195 @@
+//! `/metrics`: Prometheus' text format (version 0.0.4).
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::Web;
+use super::pages::WebError;
+use crate::api::{ClassMetrics, Stats};
+use crate::stats::DURATION_BUCKETS;
+
+/// Escapes a label value: backslash, double quote and newline.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub(super) async fn metrics(State(web): State<Arc<Web>>) -> Result<impl IntoResponse, WebError> {
+    let stats = web.api.stats().await?;
+    let classes = web.api.class_metrics().await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&stats, &classes),
+    ))
+}
+
+/// The exposition text for these figures.
+pub(crate) fn render(stats: &Stats, classes: &[ClassMetrics]) -> String {
+    let mut out = String::new();
+    let mut gauge = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    gauge(
+        "psychiq_processed_total",
+        "counter",
+        "Jobs run, failures included.",
+        stats.processed as f64,
+    );
+    gauge(
+        "psychiq_failed_total",
+        "counter",
+        "Jobs that failed.",
+        stats.failed as f64,
+    );
+    gauge(
+        "psychiq_busy",
+        "gauge",
+        "Jobs running now in live processes.",
+        stats.busy as f64,
+    );
+    gauge(
+        "psychiq_processes",
+        "gauge",
+        "Live server processes.",
+        stats.processes as f64,
+    );
+    gauge(
+        "psychiq_scheduled",
+        "gauge",
+        "Jobs in the scheduled set.",
+        stats.scheduled as f64,
+    );
+    gauge(
+        "psychiq_retries",
+        "gauge",
+        "Jobs in the retry set.",
+        stats.retries as f64,
+    );
+    gauge(
+        "psychiq_dead",
+        "gauge",
+        "Jobs in the dead set.",
+        stats.dead as f64,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP psychiq_queue_size Jobs waiting in a queue.\n# TYPE psychiq_queue_size gauge"
+    );
+    for q in &stats.queues {
+        let _ = writeln!(
+            out,
+            "psychiq_queue_size{{queue=\"{}\"}} {}",
+            label(&q.name),
+            q.size
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP psychiq_queue_latency_seconds How long the oldest job of a queue has waited.\n# TYPE psychiq_queue_latency_seconds gauge"
+    );
+    for q in &stats.queues {
+        let _ = writeln!(
+            out,
+            "psychiq_queue_latency_seconds{{queue=\"{}\"}} {}",
+            label(&q.name),
+            q.latency
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP psychiq_job_failures_total Failed runs per class.\n# TYPE psychiq_job_failures_total counter"
+    );
+    for c in classes {
+        let _ = writeln!(
+            out,
+            "psychiq_job_failures_total{{class=\"{}\"}} {}",
+            label(&c.class),
+            c.failed
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP psychiq_job_duration_seconds Time in perform per class.\n# TYPE psychiq_job_duration_seconds histogram"
+    );
+    for c in classes {
+        let class = label(&c.class);
+        let mut cumulative = 0;
+        for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
+            cumulative += c.buckets.get(i).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "psychiq_job_duration_seconds_bucket{{class=\"{class}\",le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "psychiq_job_duration_seconds_bucket{{class=\"{class}\",le=\"+Inf\"}} {}",
+            c.count
+        );
+        let _ = writeln!(
+            out,
+            "psychiq_job_duration_seconds_sum{{class=\"{class}\"}} {}",
+            c.secs
+        );
+        let _ = writeln!(
+            out,
+            "psychiq_job_duration_seconds_count{{class=\"{class}\"}} {}",
+            c.count
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_labels_escaped() {
+        let stats = Stats {
+            processed: 3,
+            failed: 1,
+            enqueued: 0,
+            scheduled: 0,
+            retries: 0,
+            dead: 0,
+            processes: 1,
+            busy: 0,
+            default_queue_latency: 0.0,
+            queues: vec![],
+        };
+        let mut buckets = vec![0; DURATION_BUCKETS.len() + 1];
+        buckets[0] = 2;
+        buckets[3] = 1;
+        let class = ClassMetrics {
+            class: "Evil\"Job".into(),
+            count: 3,
+            failed: 1,
+            secs: 0.03,
+            buckets,
+        };
+        let text = render(&stats, &[class]);
+        assert!(text.contains("psychiq_processed_total 3\n"));
+        assert!(text.contains(
+            "psychiq_job_duration_seconds_bucket{class=\"Evil\\\"Job\",le=\"0.001\"} 2\n"
+        ));
+        assert!(text.contains(
+            "psychiq_job_duration_seconds_bucket{class=\"Evil\\\"Job\",le=\"0.025\"} 3\n"
+        ));
+        assert!(text.contains(
+            "psychiq_job_duration_seconds_bucket{class=\"Evil\\\"Job\",le=\"+Inf\"} 3\n"
+        ));
+    }
+}

@@ -1,0 +1,327 @@
+//! The web dashboard: an axum [`Router`] to serve with `psychiq web` or to mount in your own
+//! app under a prefix.
+//!
+//! Pages: Dashboard (totals, a live chart, history), Busy (processes with quiet/stop, running
+//! jobs), Queues, Retries, Scheduled, Dead (page, search, select many), a job page, per-class
+//! metrics; `/metrics` for Prometheus and `/api/stats` as JSON. Every asset is compiled in.
+//!
+//! Security: every state change is a POST carrying a token that must match a
+//! `SameSite=Strict` cookie (double submit) from the same origin; everything shown is
+//! HTML-escaped (maud) and a Content-Security-Policy allows only the dashboard's own script,
+//! so injected markup cannot run; numbers from the URL are bounded; optional basic or bearer
+//! authentication.
+//!
+//! ```no_run
+//! # async fn demo() -> psychiq::Result<()> {
+//! use psychiq::api::Api;
+//! use psychiq::web::{WebConfig, router};
+//! let api = Api::connect(&psychiq::RedisConfig::default(), "psychiq").await?;
+//! let app = axum::Router::new().nest("/jobs", router(api, WebConfig::default()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
+//! axum::serve(listener, app).await.unwrap();
+//! # Ok(()) }
+//! ```
+
+mod actions;
+mod metrics;
+mod pages;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{OriginalUri, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use clap::Args;
+
+use crate::api::Api;
+use crate::cli::RedisArgs;
+use crate::error::{Error, Result};
+
+/// `psychiq web` flags.
+#[derive(Debug, Clone, Args)]
+pub struct WebArgs {
+    /// Address to listen on; anything but loopback exposes the dashboard to the network
+    #[arg(long, default_value = "127.0.0.1:7433")]
+    pub bind: SocketAddr,
+    /// Require HTTP basic authentication with these credentials (USER:PASSWORD)
+    #[arg(
+        long,
+        env = "PSYCHIQ_WEB_BASIC_AUTH",
+        value_name = "USER:PASSWORD",
+        hide_env_values = true
+    )]
+    pub basic_auth: Option<String>,
+    /// Require this bearer token (`Authorization: Bearer TOKEN`), e.g. for a metrics scraper
+    #[arg(
+        long,
+        env = "PSYCHIQ_WEB_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
+/// How the dashboard guards itself.
+#[derive(Debug, Clone, Default)]
+pub struct WebConfig {
+    /// `USER:PASSWORD` for HTTP basic authentication.
+    pub basic_auth: Option<String>,
+    /// A bearer token accepted instead of (or besides) basic credentials.
+    pub token: Option<String>,
+}
+
+/// Shared by every handler.
+pub(crate) struct Web {
+    pub api: Api,
+    pub config: WebConfig,
+}
+
+/// Per request: where the dashboard is mounted and the anti-forgery token.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    /// The mount prefix, e.g. `""` or `"/jobs"`.
+    pub base: String,
+    /// The token forms must send back (`_csrf`).
+    pub csrf: String,
+}
+
+const CSRF_COOKIE: &str = "psychiq_csrf";
+
+/// The dashboard as a router; mount it with `Router::nest` under any prefix.
+pub fn router(api: Api, config: WebConfig) -> Router {
+    let web = Arc::new(Web { api, config });
+    Router::new()
+        .route("/", get(pages::dashboard))
+        .route("/busy", get(pages::busy).post(actions::busy))
+        .route("/queues", get(pages::queues))
+        .route("/queues/{name}", get(pages::queue).post(actions::queue))
+        .route("/queues/{name}/{jid}", get(pages::queue_job))
+        .route("/classes", get(pages::classes))
+        .route("/{set}", get(pages::set).post(actions::set))
+        .route("/{set}/{jid}", get(pages::set_job))
+        .route("/api/stats", get(pages::api_stats))
+        .route("/api/history", get(pages::api_history))
+        .route("/metrics", get(metrics::metrics))
+        .route("/assets/app.css", get(pages::css))
+        .route("/assets/app.js", get(pages::js))
+        .fallback(pages::not_found)
+        .layer(middleware::from_fn(guard_forms))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&web),
+            authenticate,
+        ))
+        .with_state(web)
+}
+
+/// `psychiq web`: serves the dashboard until TERM or Ctrl-C.
+pub async fn serve(args: WebArgs, redis: &RedisArgs) -> Result<()> {
+    let api = Api::connect(&redis.redis_config(), &redis.namespace).await?;
+    if let Some(pair) = &args.basic_auth
+        && !pair.contains(':')
+    {
+        return Err(Error::Other(
+            "--basic-auth takes USER:PASSWORD (with a colon)".into(),
+        ));
+    }
+    let open = args.basic_auth.is_none() && args.token.is_none();
+    if !args.bind.ip().is_loopback() && open {
+        tracing::warn!(
+            bind = %args.bind,
+            "the dashboard is reachable from the network without authentication; pass --basic-auth USER:PASSWORD or --token"
+        );
+    }
+    let app = router(
+        api,
+        WebConfig {
+            basic_auth: args.basic_auth,
+            token: args.token,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .map_err(|e| {
+            Error::Other(format!(
+                "cannot listen on {}: {e}; pick another with --bind ADDR:PORT",
+                args.bind
+            ))
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Error::Other(e.to_string()))?;
+    tracing::info!(namespace = %redis.namespace, "Psychiq dashboard on http://{address}/");
+    println!("Psychiq dashboard on http://{address}/ (Ctrl-C stops it)");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(crate::signals::terminate())
+        .await
+        .map_err(|e| Error::Other(format!("the dashboard stopped: {e}")))
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Basic or bearer authentication, when configured.
+async fn authenticate(State(web): State<Arc<Web>>, request: Request, next: Next) -> Response {
+    let config = &web.config;
+    if config.basic_auth.is_none() && config.token.is_none() {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let ok = match given.split_once(' ') {
+        Some(("Basic", encoded)) => config.basic_auth.as_ref().is_some_and(|pair| {
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .is_ok_and(|decoded| same_secret(&decoded, pair.as_bytes()))
+        }),
+        Some(("Bearer", token)) => config
+            .token
+            .as_ref()
+            .is_some_and(|t| same_secret(token.trim().as_bytes(), t.as_bytes())),
+        _ => false,
+    };
+    if ok {
+        return next.run(request).await;
+    }
+    let mut response = (StatusCode::UNAUTHORIZED, "authentication required\n").into_response();
+    if config.basic_auth.is_some() {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"Psychiq\", charset=\"UTF-8\""),
+        );
+    }
+    response
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Whether a POST comes from a page of this dashboard: same origin, and (checked by the
+/// handler) a form token equal to the cookie.
+fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && site != "same-origin"
+        && site != "none"
+    {
+        return false;
+    }
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(origin) => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            origin
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest == host)
+        }
+    }
+}
+
+/// Gives every request its [`Ctx`], refuses cross-origin POSTs, sets the token cookie when
+/// it is new, and adds the security headers.
+async fn guard_forms(
+    OriginalUri(original): OriginalUri,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_string();
+    let full = original.path();
+    let base = full
+        .strip_suffix(path.as_str())
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .to_string();
+    if request.method() == axum::http::Method::POST && !same_origin(request.headers()) {
+        return (StatusCode::FORBIDDEN, "cross-site request refused\n").into_response();
+    }
+    let existing = cookie(request.headers(), CSRF_COOKIE)
+        .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_string);
+    let fresh = existing.is_none();
+    let csrf = existing.unwrap_or_else(|| {
+        let bytes: [u8; 16] = rand::random();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    });
+    request.extensions_mut().insert(Ctx {
+        base: base.clone(),
+        csrf: csrf.clone(),
+    });
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if fresh {
+        let path = if base.is_empty() { "/" } else { base.as_str() };
+        if let Ok(value) = HeaderValue::from_str(&format!(
+            "{CSRF_COOKIE}={csrf}; Path={path}; HttpOnly; SameSite=Strict"
+        )) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn origins_must_match_the_host() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:7433"));
+        assert!(same_origin(&headers));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:7433"),
+        );
+        assert!(same_origin(&headers));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
+        assert!(!same_origin(&headers));
+        headers.remove(header::ORIGIN);
+        headers.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&headers));
+    }
+}
