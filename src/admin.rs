@@ -707,9 +707,9 @@ mod tests {
 
     #[test]
     fn times_and_spans_read_and_print() {
-        assert_eq!(utc_text(1_795_714_845.0), "2026-11-26 15:00:45");
+        assert_eq!(utc_text(1_795_714_845.0), "2026-11-26 17:40:45");
         assert_eq!(
-            parse_time("2026-11-26T15:00:45Z"),
+            parse_time("2026-11-26T17:40:45Z"),
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_714_845))
         );
         assert!(parse_time("1795714845.5").is_some());
