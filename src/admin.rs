@@ -187,6 +187,14 @@ type Outcome = std::result::Result<(), Failure>;
 pub async fn run(command: AdminCommand, redis: &RedisArgs, json_output: bool) -> ExitCode {
     let result = match command {
         AdminCommand::Web(args) => crate::web::serve(args, redis).await.map_err(Failure::from),
+        // Bad input is reported before Redis is asked anything.
+        AdminCommand::Enqueue(args) => match job_to_enqueue(&args) {
+            Ok(job) => match Api::connect(&redis.redis_config(), &redis.namespace).await {
+                Ok(api) => enqueue(&api, &Out { json: json_output }, &args, job).await,
+                Err(e) => Err(Failure::Other(e)),
+            },
+            Err(bad) => Err(bad),
+        },
         command => match Api::connect(&redis.redis_config(), &redis.namespace).await {
             Ok(api) => {
                 let out = Out { json: json_output };
@@ -217,8 +225,9 @@ async fn dispatch(command: AdminCommand, api: &Api, out: &Out) -> Outcome {
         AdminCommand::Retries { action } => set(api, out, SetKind::Retry, action).await,
         AdminCommand::Dead { action } => set(api, out, SetKind::Dead, action).await,
         AdminCommand::Processes { action } => processes(api, out, action).await,
-        AdminCommand::Enqueue(args) => enqueue(api, out, args).await,
-        AdminCommand::Web(_) => unreachable!("served before connecting"),
+        AdminCommand::Enqueue(_) | AdminCommand::Web(_) => {
+            unreachable!("run() handles these before connecting")
+        }
     }
 }
 
@@ -641,7 +650,8 @@ pub(crate) fn parse_time(text: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(text).ok()
 }
 
-async fn enqueue(api: &Api, out: &Out, args: EnqueueArgs) -> Outcome {
+/// The job `psychiq enqueue` describes, or what is wrong with the input.
+fn job_to_enqueue(args: &EnqueueArgs) -> std::result::Result<Job, Failure> {
     let values: Value = serde_json::from_str(&args.args).map_err(|e| {
         Failure::BadInput(format!(
             "ARGS must be a JSON array, e.g. '[42, \"eur\"]' (quote it for the shell): {e}"
@@ -687,8 +697,11 @@ async fn enqueue(api: &Api, out: &Out, args: EnqueueArgs) -> Outcome {
         })?;
         job = job.at(time);
     }
-    let client = api.client();
-    let jid = client.push(job).await?;
+    Ok(job)
+}
+
+async fn enqueue(api: &Api, out: &Out, args: &EnqueueArgs, job: Job) -> Outcome {
+    let jid = api.client().push(job).await?;
     let place = if args.delay.is_some() || args.at.is_some() {
         "scheduled".to_string()
     } else {

@@ -29,11 +29,13 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
 fn forged(ctx: &Ctx, fields: &[(String, String)]) -> Option<Response> {
     match field(fields, "_csrf") {
         Some(token) if same_secret(token.as_bytes(), ctx.csrf.as_bytes()) => None,
-        _ => Some((
-            StatusCode::FORBIDDEN,
-            "the form's security token is missing or stale; reload the page and try again\n",
-        )
-            .into_response()),
+        _ => Some(
+            (
+                StatusCode::FORBIDDEN,
+                "the form's security token is missing or stale; reload the page and try again\n",
+            )
+                .into_response(),
+        ),
     }
 }
 

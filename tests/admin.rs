@@ -1,0 +1,232 @@
+//! The `psychiq` admin commands, run as the real binary against a namespace of their own.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use psychiq::api::{Api, SetKind};
+use psychiq::{Job, Retry};
+use serde_json::{Value, json};
+
+/// Runs `psychiq ARGS --redis-url URL -n NS`; returns (status, stdout, stderr).
+fn admin(ns: &TestNs, args: &[&str]) -> (i32, String, String) {
+    let out = psychiq()
+        .args(args)
+        .args(["--redis-url", &ns.url, "-n", &ns.namespace])
+        .output()
+        .expect("the psychiq binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn ok_json(ns: &TestNs, args: &[&str]) -> Value {
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    let (code, out, err) = admin(ns, &with_json);
+    assert_eq!(code, 0, "psychiq {args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("psychiq {args:?} printed {out:?}: {e}"))
+}
+
+#[tokio::test]
+async fn enqueue_list_show_and_steer_jobs_from_the_command_line() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let api = Api::connect(&ns.redis, &ns.namespace).await.unwrap();
+
+    // enqueue: now, later, at a time; then the queue and the schedule hold them.
+    let now = ok_json(&ns, &["enqueue", "Billing::InvoiceJob", r#"[42, "eur"]"#]);
+    let jid = now["jid"].as_str().unwrap().to_string();
+    let (code, out, _) = admin(
+        &ns,
+        &["enqueue", "Echo", "[1]", "--queue", "low", "--in", "600"],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("scheduled"), "{out}");
+    ok_json(
+        &ns,
+        &[
+            "enqueue",
+            "Echo",
+            "[2]",
+            "--at",
+            "2031-01-01T00:00:00Z",
+            "--retry",
+            "3",
+        ],
+    );
+    let queued = api.queue_jobs("default", 0, 10).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].args(), &json!([42, "eur"]));
+    assert_eq!(queued[0].class(), "Billing::InvoiceJob");
+    let scheduled = api.set_page(SetKind::Scheduled, 0, 10).await.unwrap();
+    assert_eq!(scheduled.len(), 2);
+    assert_eq!(scheduled[1].score(), Some(1_924_992_000.0));
+    assert_eq!(scheduled[1].item().unwrap()["retry"], 3);
+
+    // queues, jobs, show; the table and the JSON agree.
+    let (_, table, _) = admin(&ns, &["queues"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("default") && l.contains(" 1 ")),
+        "{table}"
+    );
+    let queues = ok_json(&ns, &["queues"]);
+    assert_eq!(queues[0]["name"], "default");
+    let listed = ok_json(&ns, &["jobs", "default"]);
+    assert_eq!(listed[0]["jid"], jid.as_str());
+    let shown = ok_json(&ns, &["jobs", "default", "show", &jid]);
+    assert_eq!(shown["item"]["args"], json!([42, "eur"]));
+    let (code, _, err) = admin(&ns, &["jobs", "default", "show", "nope"]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("error: no job with jid \"nope\""), "{err}");
+
+    // Failures to steer: one in retries, one dead.
+    for (args, retry) in [("[\"a\"]", Retry::Default), ("[\"b\"]", Retry::Max(0))] {
+        ns.client
+            .push(
+                Job::new("Fail", serde_json::from_str::<Value>(args).unwrap())?
+                    .queue("failing")
+                    .retry(retry),
+            )
+            .await?;
+    }
+    // The binary's demo Fail worker fails them.
+    let mut runner = Spawned::start(&ns, &["-s", "demo", "-q", "failing"]);
+    wait_until(
+        Duration::from_secs(10),
+        "one retry and one dead",
+        || async {
+            api.set_size(SetKind::Retry).await.unwrap() == 1
+                && api.set_size(SetKind::Dead).await.unwrap() == 1
+        },
+    )
+    .await;
+    runner.signal("TERM");
+    assert_eq!(runner.wait_exit(Duration::from_secs(10)), 0);
+
+    let retries = ok_json(&ns, &["retries"]);
+    let retry_jid = retries[0]["jid"].as_str().unwrap().to_string();
+    assert_eq!(retries[0]["item"]["error_class"], "RuntimeError");
+    let (_, table, _) = admin(&ns, &["retries"]);
+    assert!(table.contains("RuntimeError"), "{table}");
+    let searched = ok_json(&ns, &["retries", "list", "--search", "\"a\""]);
+    assert_eq!(searched.as_array().unwrap().len(), 1);
+    assert_eq!(
+        ok_json(&ns, &["retries", "list", "--search", "zzz"]),
+        json!([])
+    );
+    let dead = ok_json(&ns, &["dead"]);
+    let dead_jid = dead[0]["jid"].as_str().unwrap().to_string();
+
+    // kill a retry, retry a dead job, delete, retry-all, clear.
+    assert_eq!(
+        ok_json(&ns, &["retries", "kill", &retry_jid])["killed"],
+        true
+    );
+    assert_eq!(api.set_size(SetKind::Dead).await?, 2);
+    assert_eq!(ok_json(&ns, &["dead", "retry", &dead_jid])["retried"], true);
+    let requeued = api.find_in_queue("failing", &dead_jid).await?.unwrap();
+    // Retried from the dead set, its retry_count goes down by one (never below 0).
+    assert_eq!(requeued.item().unwrap()["retry_count"], 0);
+    assert_eq!(
+        ok_json(&ns, &["dead", "delete", &retry_jid])["deleted"],
+        true
+    );
+    assert_eq!(api.set_size(SetKind::Dead).await?, 0);
+    let (code, _, err) = admin(&ns, &["dead", "kill", &retry_jid]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(ok_json(&ns, &["scheduled", "retry-all"])["retried"], 2);
+    assert_eq!(api.set_size(SetKind::Scheduled).await?, 0);
+    assert_eq!(api.queue_size("low").await?, 1);
+    assert_eq!(ok_json(&ns, &["jobs", "low", "clear"])["deleted"], 1);
+    assert_eq!(
+        ok_json(&ns, &["jobs", "default", "delete", &jid])["deleted"],
+        true
+    );
+
+    // stats agree with what happened.
+    let stats = ok_json(&ns, &["stats", "--days", "3"]);
+    assert_eq!(stats["stats"]["failed"], 2);
+    assert_eq!(stats["history"].as_array().unwrap().len(), 3);
+    assert_eq!(stats["history"][0]["failed"], 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn processes_can_be_listed_quieted_and_stopped() {
+    let ns = TestNs::new().await;
+    let mut server = Spawned::start(&ns, &["-s", "demo", "-g", "billing"]);
+    let identity = ns.registered_identity().await;
+    let listed = ok_json(&ns, &["processes"]);
+    assert_eq!(listed[0]["identity"], identity.as_str());
+    let (_, table, _) = admin(&ns, &["processes"]);
+    assert!(
+        table.contains("billing") && table.contains("running"),
+        "{table}"
+    );
+
+    ok_json(&ns, &["processes", "quiet", &identity]);
+    wait_until(Duration::from_secs(8), "quiet", || async {
+        ok_json(&ns, &["processes"])[0]["quiet"] == true
+    })
+    .await;
+    let (code, _, err) = admin(&ns, &["processes", "stop", "nobody:1:abc"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("psychiq processes"), "{err}");
+    ok_json(&ns, &["processes", "stop", &identity]);
+    assert_eq!(server.wait_exit(Duration::from_secs(10)), 0);
+    assert_eq!(ok_json(&ns, &["processes"]), json!([]));
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line_saying_what_to_do() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["enqueue", "Echo", "not json"],
+            "ARGS must be a JSON array",
+        ),
+        (
+            &["enqueue", "Echo", r#"{"a":1}"#],
+            "ARGS must be a JSON array",
+        ),
+        (&["enqueue", "Echo", "[]", "--at", "tomorrow"], "RFC 3339"),
+        (
+            &["enqueue", "Echo", "[]", "--retry", "lots"],
+            "--retry takes a number",
+        ),
+        (
+            &["enqueue", "Echo", "[]", "--in", "5", "--at", "0"],
+            "cannot be used with",
+        ),
+        (&["stats", "--days", "999"], "999"),
+        (&["retries", "list", "--per-page", "0"], "0"),
+        (
+            &["-c", "5", "stats"],
+            "--concurrency applies to the server only",
+        ),
+        (&["retries", "frobnicate"], "unrecognized subcommand"),
+    ];
+    for (args, expected) in cases {
+        let out = psychiq()
+            .args(*args)
+            .args(["-p", "1"]) // never reached: input is checked first
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(err.starts_with("error:"), "{args:?}: {err}");
+    }
+    // An unreachable Redis is not bad input: status 1, one line.
+    let out = psychiq().args(["stats", "-p", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: Redis at") && err.lines().count() == 1,
+        "{err}"
+    );
+}
