@@ -1,0 +1,422 @@
+//! The dashboard over HTTP, in process (`tower::ServiceExt::oneshot` on the router): every
+//! page escapes hostile job data, state changes need a same-origin POST with the token,
+//! authentication, mounting under a prefix, bounded URLs and `/metrics`.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::*;
+use psychiq::api::{Api, SetKind};
+use psychiq::web::{WebConfig, router};
+use serde_json::json;
+use tower::ServiceExt;
+
+const SCRIPT: &str = "<script>alert(1)</script>";
+const IMG: &str = r#""><img src=x onerror=alert(1)>"#;
+
+struct Page {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+async fn send(app: &Router, request: Request<Body>) -> Page {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 10 << 20)
+        .await
+        .unwrap();
+    Page {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+async fn get(app: &Router, path: &str) -> Page {
+    send(app, Request::get(path).body(Body::empty()).unwrap()).await
+}
+
+async fn post(
+    app: &Router,
+    path: &str,
+    form: &str,
+    cookie: Option<&str>,
+    origin: Option<&str>,
+) -> Page {
+    let mut request = Request::post(path)
+        .header(header::HOST, "127.0.0.1:7433")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    if let Some(origin) = origin {
+        request = request.header(header::ORIGIN, origin);
+    }
+    send(app, request.body(Body::from(form.to_string())).unwrap()).await
+}
+
+/// The token cookie a page set, as `name=value`.
+fn cookie_of(page: &Page) -> String {
+    let set = page.headers[header::SET_COOKIE].to_str().unwrap();
+    set.split(';').next().unwrap().to_string()
+}
+
+fn token_of(page: &Page) -> String {
+    let at = page
+        .body
+        .find(r#"name="_csrf" value=""#)
+        .expect("a form with a token")
+        + 20;
+    page.body[at..at + 32].to_string()
+}
+
+async fn app(ns: &TestNs, config: WebConfig) -> (Router, Api) {
+    let api = Api::connect(&ns.redis, &ns.namespace).await.unwrap();
+    (router(api.clone(), config), api)
+}
+
+/// A job in every place the dashboard shows, each carrying hostile text.
+async fn seed_hostile(ns: &TestNs) {
+    let keys = ns.keys();
+    let hostile_queue = format!("q{IMG}");
+    let job = |extra: serde_json::Value| {
+        let mut job = json!({
+            "retry": true, "queue": hostile_queue, "class": format!("Evil{SCRIPT}"),
+            "args": [SCRIPT, IMG, {"k": SCRIPT}], "jid": "0123456789abcdef01234567",
+            "created_at": 1795714853.5, "enqueued_at": 1795714853.5,
+            "error_class": format!("Err{IMG}"), "error_message": format!("msg {SCRIPT}"),
+            "failed_at": 1795714854.5, "retry_count": 1, "wrapped": format!("W{SCRIPT}"), "tags": [IMG]
+        });
+        job.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        job.to_string()
+    };
+    let mut pipe = redis::pipe();
+    pipe.sadd(keys.queues(), &hostile_queue)
+        .lpush(keys.queue(&hostile_queue), job(json!({})))
+        .zadd(keys.retry(), job(json!({})), 1_795_714_900.0)
+        .zadd(keys.dead(), job(json!({})), 1_795_714_900.0)
+        .zadd(keys.schedule(), job(json!({})), 1_995_714_900.0)
+        .sadd(keys.key("processes"), format!("host{SCRIPT}:1:abc"))
+        .hset_multiple(
+            keys.key(&format!("host{SCRIPT}:1:abc")),
+            &[
+                ("info", json!({"hostname": IMG, "tag": SCRIPT, "queues": [IMG], "concurrency": 5, "started_at": 1795714853.5}).to_string()),
+                ("busy", "1".into()),
+                ("beat", "1795714853.5".into()),
+                ("quiet", "false".into()),
+                ("rss", "1024".into()),
+            ],
+        )
+        .hset(
+            keys.key(&format!("host{SCRIPT}:1:abc:work")),
+            IMG,
+            json!({"queue": IMG, "payload": job(json!({})), "run_at": 1795714853}).to_string(),
+        )
+        .sadd(keys.key("metrics:classes"), format!("Evil{SCRIPT}"))
+        .hset(keys.class_metrics(&format!("Evil{SCRIPT}")), "count", 1);
+    let () = pipe.query_async(&mut ns.conn()).await.unwrap();
+}
+
+#[tokio::test]
+async fn every_page_escapes_hostile_job_data() {
+    let ns = TestNs::new().await;
+    seed_hostile(&ns).await;
+    let (app, _) = app(&ns, WebConfig::default()).await;
+    let queue = format!("q{IMG}");
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    let jid = "0123456789abcdef01234567";
+    let paths = [
+        "/".to_string(),
+        "/busy".into(),
+        "/queues".into(),
+        format!("/queues/{}", enc(&queue)),
+        format!("/queues/{}/{jid}", enc(&queue)),
+        "/retries".into(),
+        format!("/retries/{jid}"),
+        "/scheduled".into(),
+        format!("/scheduled/{jid}"),
+        "/dead".into(),
+        format!("/dead/{jid}"),
+        format!("/retries?q={}", enc(SCRIPT)),
+        format!("/retries?notice={}", enc(SCRIPT)),
+        "/classes".into(),
+    ];
+    for path in &paths {
+        let page = get(&app, path).await;
+        assert_eq!(page.status, StatusCode::OK, "GET {path}");
+        for raw in [SCRIPT, "<img src=x onerror=alert(1)>"] {
+            assert!(
+                !page.body.contains(raw),
+                "GET {path} prints {raw} unescaped"
+            );
+        }
+        let csp = page.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert_eq!(page.headers[header::X_FRAME_OPTIONS], "DENY");
+    }
+    // The hostile text is shown, escaped, where it belongs.
+    let retries = get(&app, "/retries").await.body;
+    assert!(
+        retries.contains("Err&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"),
+        "{retries}"
+    );
+    assert!(get(&app, "/busy").await.body.contains("host&lt;script&gt;"));
+    let metrics = get(&app, "/metrics").await.body;
+    assert!(
+        metrics.contains(r#"psychiq_queue_size{queue="q\"><img src=x onerror=alert(1)>"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn state_changes_need_a_same_origin_post_with_the_token() {
+    let ns = TestNs::new().await;
+    let (app, api) = app(&ns, WebConfig::default()).await;
+    for n in 0..3 {
+        let () = ns
+            .query(redis::cmd("ZADD").arg(ns.keys().dead()).arg(1_795_714_900.0 + n as f64).arg(
+                json!({"retry": true, "queue": "default", "class": "Echo", "args": [n], "jid": format!("{n:024}"), "created_at": 1795714853.5, "error_class": "E", "error_message": "m", "retry_count": 0}).to_string(),
+            ))
+            .await;
+    }
+    let page = get(&app, "/dead").await;
+    let cookie = cookie_of(&page);
+    let token = token_of(&page);
+    assert!(
+        page.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("SameSite=Strict; HttpOnly")
+            || page.headers[header::SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .contains("HttpOnly; SameSite=Strict")
+    );
+    let form = |t: &str| format!("_csrf={t}&action=retry&jid={:024}&jid={:024}", 0, 1);
+
+    // GET never changes anything.
+    assert_eq!(
+        get(&app, &format!("/dead?{}", form(&token))).await.status,
+        StatusCode::OK
+    );
+    // No token, a wrong token, no cookie, another origin: refused, nothing moved.
+    for (form, cookie, origin) in [
+        (
+            format!("action=retry&jid={:024}", 0),
+            Some(cookie.as_str()),
+            None,
+        ),
+        (form(&"0".repeat(32)), Some(cookie.as_str()), None),
+        (form(&token), None, None),
+        (
+            form(&token),
+            Some(cookie.as_str()),
+            Some("http://evil.example"),
+        ),
+    ] {
+        let refused = post(&app, "/dead", &form, cookie, origin).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{form} {cookie:?} {origin:?}"
+        );
+        assert_eq!(api.set_size(SetKind::Dead).await.unwrap(), 3);
+    }
+    // The dashboard's own form: two selected jobs go back to their queue.
+    let done = post(
+        &app,
+        "/dead",
+        &form(&token),
+        Some(&cookie),
+        Some("http://127.0.0.1:7433"),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert!(
+        done.headers[header::LOCATION]
+            .to_str()
+            .unwrap()
+            .starts_with("/dead?notice=2%20jobs")
+    );
+    assert_eq!(api.set_size(SetKind::Dead).await.unwrap(), 1);
+    assert_eq!(api.queue_size("default").await.unwrap(), 2);
+    // Delete one from its queue, then kill... and delete all.
+    let form = format!("_csrf={token}&action=delete&jid={:024}", 0);
+    assert_eq!(
+        post(&app, "/queues/default", &form, Some(&cookie), None)
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(api.queue_size("default").await.unwrap(), 1);
+    let form = format!("_csrf={token}&action=delete_all");
+    assert_eq!(
+        post(&app, "/dead", &form, Some(&cookie), None).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(api.set_size(SetKind::Dead).await.unwrap(), 0);
+    let form = format!("_csrf={token}&action=explode");
+    assert_eq!(
+        post(&app, "/dead", &form, Some(&cookie), None).await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn authentication_when_configured() {
+    let ns = TestNs::new().await;
+    let config = WebConfig {
+        basic_auth: Some("ops:s3cret".into()),
+        token: Some("scrape-me".into()),
+    };
+    let (app, _) = app(&ns, config).await;
+    let with = |value: &str| {
+        Request::get("/metrics")
+            .header(header::AUTHORIZATION, value)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let open = get(&app, "/").await;
+    assert_eq!(open.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        open.headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    assert_eq!(
+        send(&app, with("Basic b3BzOndyb25n")).await.status,
+        StatusCode::UNAUTHORIZED
+    ); // ops:wrong
+    assert_eq!(
+        send(&app, with("Bearer nope")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&app, with("Basic b3BzOnMzY3JldA==")).await.status,
+        StatusCode::OK
+    ); // ops:s3cret
+    assert_eq!(
+        send(&app, with("Bearer scrape-me")).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn mounted_under_a_prefix_every_link_stays_inside_it() {
+    let ns = TestNs::new().await;
+    let (inner, _) = app(&ns, WebConfig::default()).await;
+    let app = Router::new().nest("/admin/jobs", inner);
+    let page = get(&app, "/admin/jobs/retries").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(r#"src="/admin/jobs/assets/app.js""#));
+    assert!(page.body.contains(r#"href="/admin/jobs/queues""#));
+    assert!(page.body.contains(r#"action="/admin/jobs/retries""#));
+    assert!(
+        page.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Path=/admin/jobs")
+    );
+    assert_eq!(
+        get(&app, "/admin/jobs/assets/app.js").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(get(&app, "/retries").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn numbers_and_text_from_the_url_are_bounded() {
+    let ns = TestNs::new().await;
+    let (app, _) = app(&ns, WebConfig::default()).await;
+    for path in [
+        "/retries?page=99999999999999999999",
+        "/retries?page=-1",
+        "/dead?page=abc",
+        "/queues/default?page=18446744073709551615",
+    ] {
+        assert_eq!(get(&app, path).await.status, StatusCode::OK, "{path}");
+    }
+    let long = "x".repeat(20_000);
+    let page = get(&app, &format!("/retries?q={long}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        !page.body.contains(&"x".repeat(201)),
+        "search text is cut at 200"
+    );
+    let history = get(&app, "/api/history?days=100000").await;
+    let days: serde_json::Value = serde_json::from_str(&history.body).unwrap();
+    assert_eq!(days.as_array().unwrap().len(), 180);
+    assert_eq!(
+        get(&app, "/nope/nope/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(get(&app, "/bogus-set").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn metrics_report_totals_queues_and_per_class_durations() {
+    let ns = TestNs::new().await;
+    let record = Record::default();
+    let server = RunningServer::start(ns.config(), registry_with(&record));
+    for n in 0..5 {
+        ns.client
+            .push(psychiq::Job::new("Record", (n,)).unwrap())
+            .await
+            .unwrap();
+    }
+    ns.client
+        .push(psychiq::Job::new("Flaky", (1,)).unwrap())
+        .await
+        .unwrap();
+    ns.client
+        .push(psychiq::Job::new("Record", (9,)).unwrap().queue("idle"))
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(10), "six runs", || async {
+        record.count() == 5
+    })
+    .await;
+    server.stop().await; // flushes the counters
+    let (app, api) = app(&ns, WebConfig::default()).await;
+    let text = get(&app, "/metrics").await.body;
+    for line in [
+        "psychiq_processed_total 6",
+        "psychiq_failed_total 1",
+        "psychiq_retries 1",
+        "psychiq_queue_size{queue=\"idle\"} 1",
+        "psychiq_job_duration_seconds_count{class=\"Record\"} 5",
+        "psychiq_job_duration_seconds_bucket{class=\"Record\",le=\"+Inf\"} 5",
+        "psychiq_job_failures_total{class=\"Flaky\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    let classes = api.class_metrics().await.unwrap();
+    assert_eq!(classes[0].class, "Record");
+    assert!(classes[0].mean() < 1.0 && classes[0].p95() <= 1.0);
+    let page = get(&app, "/classes").await.body;
+    assert!(page.contains("Record") && page.contains("Flaky"));
+}
