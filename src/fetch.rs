@@ -12,6 +12,7 @@
 //! acknowledged. Basic fetch is Sidekiq OSS's `BRPOP`. Both use a connection of their own,
 //! so a blocking wait never holds up other commands.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -136,7 +137,7 @@ pub(crate) struct Fetcher {
     /// Indexes into `sources`, each repeated by weight; `None` when the order is strict.
     weighted: Option<Vec<usize>>,
     /// The last fetch found nothing: with a single queue, go straight back to blocking.
-    idle: bool,
+    idle: AtomicBool,
 }
 
 impl Fetcher {
@@ -174,7 +175,7 @@ impl Fetcher {
             mode,
             sources,
             weighted,
-            idle: false,
+            idle: AtomicBool::new(false),
         }
     }
 
@@ -214,9 +215,17 @@ impl Fetcher {
         }
     }
 
-    /// Takes up to `max` jobs, waiting up to about [`FETCH_TIMEOUT`] when every queue is empty.
-    pub async fn fetch(&mut self, max: usize) -> redis::RedisResult<Vec<Fetched>> {
+    /// Whether fetches may run side by side on the fetch connection (reliable fetch never
+    /// blocks while another fetch is in flight; `BRPOP` always may).
+    pub fn can_overlap(&self) -> bool {
+        self.mode == FetchMode::Reliable
+    }
+
+    /// Takes up to `max` jobs. When every queue is empty it waits up to about
+    /// [`FETCH_TIMEOUT`] if `may_block`, else returns at once with none.
+    pub async fn fetch(&self, max: usize, may_block: bool) -> redis::RedisResult<Vec<Fetched>> {
         let order = self.order();
+        let mut conn = self.conn.clone();
         match self.mode {
             FetchMode::Basic => {
                 let mut cmd = redis::cmd("BRPOP");
@@ -224,7 +233,7 @@ impl Fetcher {
                     cmd.arg(&self.sources[i].key);
                 }
                 cmd.arg(FETCH_TIMEOUT.as_secs());
-                let popped: Option<(String, String)> = cmd.query_async(&mut self.conn).await?;
+                let popped: Option<(String, String)> = cmd.query_async(&mut conn).await?;
                 Ok(popped
                     .map(|(key, raw)| {
                         let index = self.sources.iter().position(|s| s.key == key).unwrap_or(0);
@@ -234,7 +243,7 @@ impl Fetcher {
                     .collect())
             }
             FetchMode::Reliable => {
-                if self.idle && self.sources.len() == 1 {
+                if may_block && self.idle.load(Ordering::Relaxed) && self.sources.len() == 1 {
                     return self.wait_for_one(order[0]).await;
                 }
                 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FETCH_BATCH));
@@ -244,7 +253,7 @@ impl Fetcher {
                         .key(&self.sources[i].key)
                         .key(&*self.sources[i].inprogress);
                 }
-                let flat: Vec<String> = invocation.arg(max).invoke_async(&mut self.conn).await?;
+                let flat: Vec<String> = invocation.arg(max).invoke_async(&mut conn).await?;
                 if !flat.is_empty() {
                     let mut jobs = Vec::with_capacity(flat.len() / 2);
                     let mut items = flat.into_iter();
@@ -254,6 +263,9 @@ impl Fetcher {
                     }
                     return Ok(jobs);
                 }
+                if !may_block {
+                    return Ok(Vec::new());
+                }
                 // Nothing waiting: block on the first queue of this round.
                 self.wait_for_one(order[0]).await
             }
@@ -262,7 +274,7 @@ impl Fetcher {
 
     /// Blocks on one queue with `BLMOVE` into its in-progress list. With several queues the
     /// wait is shorter, so the others are looked at again soon.
-    async fn wait_for_one(&mut self, index: usize) -> redis::RedisResult<Vec<Fetched>> {
+    async fn wait_for_one(&self, index: usize) -> redis::RedisResult<Vec<Fetched>> {
         let wait = if self.sources.len() == 1 {
             FETCH_TIMEOUT
         } else {
@@ -275,9 +287,9 @@ impl Fetcher {
             .arg("RIGHT")
             .arg("LEFT")
             .arg(wait.as_secs_f64())
-            .query_async(&mut self.conn)
+            .query_async(&mut self.conn.clone())
             .await?;
-        self.idle = moved.is_none();
+        self.idle.store(moved.is_none(), Ordering::Relaxed);
         Ok(moved
             .map(|raw| self.fetched(index, raw))
             .into_iter()

@@ -1,7 +1,8 @@
 //! The manager: keeps up to N jobs running, acknowledges finished ones, and on a hard stop
 //! pushes unfinished ones back.
 //!
-//! It takes as many jobs as there are free slots in one fetch, spawns each as a task that
+//! It takes as many jobs as there are free slots in one fetch (up to three fetches in flight
+//! while the queues have work), spawns each as a task that
 //! holds its slot, and records `(queue, payload, in-progress list)` so the heartbeat can show
 //! it and a stop that runs out of time can push exactly those bytes back. Successful jobs
 //! are acknowledged (`LREM` from the in-progress list) by one task in pipelines, so a busy
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::connection::{Outage, query_until_ok};
@@ -73,103 +74,168 @@ pub(crate) struct Manager<'a> {
     pub pending_acks: &'a AtomicUsize,
 }
 
+/// Fetches in flight at once (reliable fetch). With one, slots freed while a fetch's reply is
+/// on its way wait a whole round trip; with more, they are asked for meanwhile. Each fetch
+/// asks only for slots it holds, so no more than `concurrency` jobs are ever taken. Three
+/// drained no-op jobs ~45% faster than one and ~15% faster than two here; four, no faster.
+const MAX_FETCHES: usize = 3;
+
+/// What a fetch task hands back: the slots it held and the jobs it took for them.
+type FetchReply = (Vec<OwnedSemaphorePermit>, redis::RedisResult<Vec<Fetched>>);
+
 impl Manager<'_> {
     /// Takes jobs whenever slots are free, until the server is quieted (or stopped).
     pub async fn fetch_until_quiet(
         &self,
-        fetcher: &mut Fetcher,
+        fetcher: &Arc<Fetcher>,
         tasks: &mut JoinSet<()>,
         mut quiet: watch::Receiver<bool>,
     ) {
         let slots = Arc::new(Semaphore::new(self.concurrency));
+        let max_fetches = if fetcher.can_overlap() {
+            MAX_FETCHES
+        } else {
+            1
+        };
+        // Spawned, so a fetch is never cancelled half-way (jobs it took would be stranded).
+        let mut fetches: JoinSet<FetchReply> = JoinSet::new();
         let mut next_id: u64 = 0;
         let mut outage = Outage::new("fetch");
         // After a failed fetch, Redis may have moved jobs whose reply never arrived.
         let mut maybe_stranded = false;
         let mut backoff = Duration::from_millis(100);
+        // The last fetch brought jobs: the queues have work, so a second fetch pays off.
+        let mut busy = false;
         loop {
             while tasks.try_join_next().is_some() {}
             if maybe_stranded
+                && fetches.is_empty()
                 && slots.available_permits() == self.concurrency
                 && self.pending_acks.load(Ordering::SeqCst) == 0
             {
                 // Nothing runs and every ack is written: whatever is in our lists is stranded.
                 maybe_stranded = !self.push_back_stranded(fetcher).await;
             }
-            let first = tokio::select! {
-                permit = Arc::clone(&slots).acquire_owned() => permit.expect("the semaphore is never closed"),
-                _ = quiet.wait_for(|quiet| *quiet) => break,
-            };
-            if *quiet.borrow() {
-                break;
-            }
-            let mut permits = vec![first];
-            while let Ok(more) = Arc::clone(&slots).try_acquire_owned() {
-                permits.push(more);
-            }
-            // A fetch is never cancelled half-way: jobs it took would be stranded.
-            let fetched = match fetcher.fetch(permits.len()).await {
-                Ok(fetched) => fetched,
-                Err(e) => {
-                    outage.failed(&e);
-                    maybe_stranded = true;
-                    drop(permits);
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = quiet.wait_for(|quiet| *quiet) => {}
+            let can_fetch = fetches.len() < max_fetches && (fetches.is_empty() || busy);
+            // A clone to wait on, so the branches below may borrow `quiet` themselves.
+            let mut quieted = quiet.clone();
+            tokio::select! {
+                biased;
+                _ = until_quiet(&mut quieted) => break,
+                Some(reply) = fetches.join_next(), if !fetches.is_empty() => {
+                    let (permits, result) = match reply {
+                        Ok(reply) => reply,
+                        Err(e) => {
+                            tracing::error!(error = %e, "a fetch task failed");
+                            maybe_stranded = true;
+                            continue;
+                        }
+                    };
+                    match result {
+                        Ok(fetched) => {
+                            if outage.ok() {
+                                backoff = Duration::from_millis(100);
+                            }
+                            busy = !fetched.is_empty();
+                            if fetched.iter().any(|job| is_suspect(&job.raw)) {
+                                // A job recovered from a crash runs alone: jobs that fetches
+                                // beside it took go back first, so a crash it causes does not
+                                // count against them.
+                                busy = false;
+                                self.push_back_in_flight(&mut fetches).await;
+                            }
+                            self.start(fetched, permits, tasks, &mut next_id, &mut quiet).await;
+                        }
+                        Err(e) => {
+                            outage.failed(&e);
+                            maybe_stranded = true;
+                            busy = false;
+                            drop(permits);
+                            tokio::select! {
+                                _ = tokio::time::sleep(backoff) => {}
+                                _ = until_quiet(&mut quiet) => {}
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
                 }
-            };
-            if outage.ok() {
-                backoff = Duration::from_millis(100);
-            }
-            if *quiet.borrow() {
-                let back: Vec<RunningJob> =
-                    fetched.into_iter().map(|f| running_job(f, 0)).collect();
-                requeue(self.conn.clone(), self.keys, &back).await;
-                break;
-            }
-            let run_at = payload::now_secs() as u64;
-            let mut suspect_done = None;
-            for (job, permit) in fetched.into_iter().zip(permits.drain(..)) {
-                next_id += 1;
-                let id = next_id;
-                let job = running_job(job, run_at);
-                let (done_tx, done_rx) = oneshot::channel::<()>();
-                if is_suspect(&job.raw) {
-                    suspect_done = Some(done_rx);
+                first = Arc::clone(&slots).acquire_owned(), if can_fetch => {
+                    let mut permits = vec![first.expect("the semaphore is never closed")];
+                    while let Ok(more) = Arc::clone(&slots).try_acquire_owned() {
+                        permits.push(more);
+                    }
+                    // Only a fetch with none beside it may block waiting for work.
+                    let may_block = fetches.is_empty();
+                    let fetcher = Arc::clone(fetcher);
+                    fetches.spawn(async move {
+                        let result = fetcher.fetch(permits.len(), may_block).await;
+                        (permits, result)
+                    });
                 }
-                self.running
-                    .lock()
-                    .expect("running jobs lock")
-                    .insert(id, job.clone());
-                let processor = Arc::clone(self.processor);
-                let running = Arc::clone(self.running);
-                tasks.spawn(async move {
-                    processor
-                        .process(&job.queue, &job.raw, job.inprogress.as_ref())
-                        .await;
-                    running.lock().expect("running jobs lock").remove(&id);
-                    drop(permit);
-                    let _ = done_tx.send(());
-                });
             }
-            // A job recovered from a dead process runs alone for a moment: if it kills this
-            // process too, no other job is caught with it.
-            if let Some(done) = suspect_done {
-                tokio::select! {
-                    _ = done => {}
-                    _ = tokio::time::sleep(SUSPECT_ALONE) => {}
-                    _ = quiet.wait_for(|quiet| *quiet) => {}
-                }
+        }
+        // Quiet: let the fetches in flight finish and push back what they took.
+        self.push_back_in_flight(&mut fetches).await;
+    }
+
+    /// Runs fetched jobs, each holding one of `permits`. A job recovered from a dead process
+    /// runs alone for a moment: if it kills this process too, no job fetched after it is
+    /// caught with it.
+    async fn start(
+        &self,
+        fetched: Vec<Fetched>,
+        mut permits: Vec<OwnedSemaphorePermit>,
+        tasks: &mut JoinSet<()>,
+        next_id: &mut u64,
+        quiet: &mut watch::Receiver<bool>,
+    ) {
+        let run_at = payload::now_secs() as u64;
+        let mut suspect_done = None;
+        for (job, permit) in fetched.into_iter().zip(permits.drain(..)) {
+            *next_id += 1;
+            let id = *next_id;
+            let job = running_job(job, run_at);
+            let (done_tx, done_rx) = oneshot::channel::<()>();
+            if is_suspect(&job.raw) {
+                suspect_done = Some(done_rx);
+            }
+            self.running
+                .lock()
+                .expect("running jobs lock")
+                .insert(id, job.clone());
+            let processor = Arc::clone(self.processor);
+            let running = Arc::clone(self.running);
+            tasks.spawn(async move {
+                processor
+                    .process(&job.queue, &job.raw, job.inprogress.as_ref())
+                    .await;
+                running.lock().expect("running jobs lock").remove(&id);
+                drop(permit);
+                let _ = done_tx.send(());
+            });
+        }
+        if let Some(done) = suspect_done {
+            tokio::select! {
+                _ = done => {}
+                _ = tokio::time::sleep(SUSPECT_ALONE) => {}
+                _ = until_quiet(quiet) => {}
             }
         }
     }
 }
 
 impl Manager<'_> {
+    /// Waits for the fetches in flight and pushes back whatever they took.
+    async fn push_back_in_flight(&self, fetches: &mut JoinSet<FetchReply>) {
+        let mut back = Vec::new();
+        while let Some(reply) = fetches.join_next().await {
+            if let Ok((_, Ok(fetched))) = reply {
+                back.extend(fetched.into_iter().map(|f| running_job(f, 0)));
+            }
+        }
+        requeue(self.conn.clone(), self.keys, &back).await;
+    }
+
     /// Pushes back every job in this process's in-progress lists; call only when none is
     /// running and every acknowledgement is written. Returns whether that succeeded.
     async fn push_back_stranded(&self, fetcher: &Fetcher) -> bool {
@@ -195,6 +261,12 @@ impl Manager<'_> {
         );
         requeue(self.conn.clone(), self.keys, &stranded).await
     }
+}
+
+/// Completes once the server is quiet; holds no borrow of the flag afterwards, so it can sit
+/// in a `select!` whose other branches await.
+async fn until_quiet(quiet: &mut watch::Receiver<bool>) {
+    let _ = quiet.wait_for(|quiet| *quiet).await;
 }
 
 fn running_job(fetched: Fetched, run_at: u64) -> RunningJob {

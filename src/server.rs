@@ -237,7 +237,13 @@ impl Server {
         let heartbeat = tokio::spawn(heartbeat.run(beat_done_rx));
 
         let mut tasks = JoinSet::new();
-        let mut fetcher = Fetcher::new(fetch_conn, &keys, &queues, config.fetch, &identity);
+        let fetcher = Arc::new(Fetcher::new(
+            fetch_conn,
+            &keys,
+            &queues,
+            config.fetch,
+            &identity,
+        ));
         let manager = Manager {
             processor: &processor,
             concurrency: config.concurrency,
@@ -247,7 +253,7 @@ impl Server {
             pending_acks: &pending_acks,
         };
         manager
-            .fetch_until_quiet(&mut fetcher, &mut tasks, control.quiet.subscribe())
+            .fetch_until_quiet(&fetcher, &mut tasks, control.quiet.subscribe())
             .await;
         // Quiet: keep running jobs and beating until told to stop.
         let _ = control.stop.subscribe().wait_for(|stop| *stop).await;

@@ -95,6 +95,39 @@ async fn jobs_run_in_fifo_order_with_their_arguments() -> psychiq::Result<()> {
 }
 
 #[tokio::test]
+async fn a_server_never_holds_more_jobs_than_its_concurrency() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let record = Record::default();
+    // Mixed lengths, so slots free up while fetches are in flight.
+    let jobs: Vec<Job> = (0..120)
+        .map(|i| Job::new("Nap", (i % 4 * 5,)).unwrap())
+        .collect();
+    ns.client.push_bulk(jobs).await?;
+    let server = RunningServer::start(ns.config().concurrency(3), registry_with(&record));
+    let identity = ns.registered_identity().await;
+    let list = ns.keys().inprogress(&identity, "default");
+    let queue = ns.keys().queue("default");
+    let mut most = 0;
+    loop {
+        let (held, waiting): (usize, usize) = redis::pipe()
+            .llen(&list)
+            .llen(&queue)
+            .query_async(&mut ns.conn())
+            .await
+            .unwrap();
+        most = most.max(held);
+        if waiting == 0 && held == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    server.stop().await;
+    assert!(most <= 3, "held {most} jobs at once with concurrency 3");
+    assert!(most >= 2, "the test saw the server work ({most} at most)");
+    Ok(())
+}
+
+#[tokio::test]
 async fn bulk_enqueue_returns_jids_in_order_across_batches() -> psychiq::Result<()> {
     let ns = TestNs::new().await;
     let jids = ns
