@@ -5,8 +5,8 @@
 //! no job is enqueued twice or lost between the pop and the push. A member that is not
 //! JSON is moved to the dead set with an error instead of being dropped.
 //!
-//! Servers poll every `poll_interval` (1 s by default) with jitter, so a due job starts
-//! within about a second (Sidekiq's default is 2.5–7.5 s).
+//! Servers poll every `poll_interval` (2 s by default) with jitter, so a due job starts
+//! within about two seconds (Sidekiq's default is 2.5–7.5 s).
 
 use std::sync::LazyLock;
 use std::time::Duration;

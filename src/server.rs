@@ -43,7 +43,7 @@ pub struct ServerConfig {
     pub queues: Vec<QueueSpec>,
     /// How long running jobs may finish after a stop before they are pushed back (25 s).
     pub shutdown_timeout: Duration,
-    /// Mean time between polls of the schedule and retry sets (1 s).
+    /// Mean time between polls of the schedule and retry sets (2 s).
     pub poll_interval: Duration,
     /// A tag shown with the process in dashboards (e.g. the app's name).
     pub tag: String,
@@ -62,7 +62,7 @@ impl Default for ServerConfig {
             concurrency: 25,
             queues: Vec::new(),
             shutdown_timeout: Duration::from_secs(25),
-            poll_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(2),
             tag: String::new(),
             fetch: FetchMode::Reliable,
             job_timeout: None,
