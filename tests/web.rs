@@ -420,3 +420,42 @@ async fn metrics_report_totals_queues_and_per_class_durations() {
     let page = get(&app, "/classes").await.body;
     assert!(page.contains("Record") && page.contains("Flaky"));
 }
+
+#[tokio::test]
+async fn quiet_and_stop_buttons_signal_the_process() {
+    let ns = TestNs::new().await;
+    let (app, _) = app(&ns, WebConfig::default()).await;
+    let server = RunningServer::start(ns.config(), registry_with(&Record::default()));
+    let identity = ns.registered_identity().await;
+    let page = get(&app, "/busy").await;
+    assert!(page.body.contains(&identity));
+    let (cookie, token) = (cookie_of(&page), token_of(&page));
+    let form = |action: &str| {
+        format!(
+            "_csrf={token}&identity={}&action={action}",
+            identity.replace(':', "%3A")
+        )
+    };
+    let quiet = post(&app, "/busy", &form("quiet"), Some(&cookie), None).await;
+    assert_eq!(quiet.status, StatusCode::SEE_OTHER);
+    wait_until(Duration::from_secs(8), "the server to be quiet", || async {
+        get(&app, "/busy").await.body.contains("badge quiet")
+    })
+    .await;
+    let missing = post(
+        &app,
+        "/busy",
+        &format!("_csrf={token}&action=stop"),
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        post(&app, "/busy", &form("stop"), Some(&cookie), None)
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    server.wait(Duration::from_secs(15)).await;
+}
