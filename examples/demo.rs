@@ -183,6 +183,11 @@ async fn tour(flags: &ServerArgs) -> psychiq::Result<()> {
         client.keys().stat("failed"),
         failed.unwrap_or(0)
     );
+    println!(
+        "\nSee it all: `cargo run --release --bin psychiq -- web -n {ns}`, then open http://127.0.0.1:7433/ \
+         (or `cargo run --release --bin psychiq -- retries -n {ns}` in the terminal).",
+        ns = client.keys().namespace()
+    );
     let _ = std::fs::remove_file(&echo_file);
     Ok(())
 }
