@@ -195,10 +195,12 @@ impl Manager<'_> {
             *next_id += 1;
             let id = *next_id;
             let job = running_job(job, run_at);
-            let (done_tx, done_rx) = oneshot::channel::<()>();
-            if is_suspect(&job.raw) {
-                suspect_done = Some(done_rx);
-            }
+            // Only a suspect is waited for; other jobs need no channel.
+            let done_tx = is_suspect(&job.raw).then(|| {
+                let (tx, rx) = oneshot::channel::<()>();
+                suspect_done = Some(rx);
+                tx
+            });
             self.running
                 .lock()
                 .expect("running jobs lock")
@@ -211,7 +213,9 @@ impl Manager<'_> {
                     .await;
                 running.lock().expect("running jobs lock").remove(&id);
                 drop(permit);
-                let _ = done_tx.send(());
+                if let Some(done) = done_tx {
+                    let _ = done.send(());
+                }
             });
         }
         if let Some(done) = suspect_done {
