@@ -296,10 +296,17 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     text
 }
 
-/// A Unix time as `2026-11-27 23:40:01`, UTC.
+/// The first second of the year 10000: RFC 3339 (and humantime) stop before it.
+const YEAR_10000: f64 = 253_402_300_800.0;
+
+/// A Unix time as `2026-11-27 23:40:01`, UTC; a number out of that range (say, milliseconds
+/// written where seconds belong) is shown as it is.
 pub(crate) fn utc_text(secs: f64) -> String {
     if !secs.is_finite() || secs <= 0.0 {
         return String::new();
+    }
+    if secs >= YEAR_10000 {
+        return secs.to_string();
     }
     let time = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs);
     humantime::format_rfc3339_seconds(time)
@@ -641,11 +648,9 @@ async fn processes(api: &Api, out: &Out, action: Option<ProcessAction>) -> Outco
 
 /// Reads `--at`: RFC 3339 or Unix seconds.
 pub(crate) fn parse_time(text: &str) -> Option<SystemTime> {
-    if let Ok(secs) = text.parse::<f64>()
-        && secs.is_finite()
-        && secs >= 0.0
-    {
-        return Some(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs));
+    if let Ok(secs) = text.parse::<f64>() {
+        return (secs.is_finite() && (0.0..YEAR_10000).contains(&secs))
+            .then(|| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs));
     }
     humantime::parse_rfc3339_weak(text).ok()
 }
@@ -682,9 +687,9 @@ fn job_to_enqueue(args: &EnqueueArgs) -> std::result::Result<Job, Failure> {
         });
     }
     if let Some(secs) = args.delay {
-        if !(secs.is_finite() && secs >= 0.0) {
+        if !(secs.is_finite() && (0.0..YEAR_10000 / 2.0).contains(&secs)) {
             return Err(Failure::BadInput(format!(
-                "--in takes a number of seconds, not {secs}"
+                "--in takes a number of seconds from now (e.g. 60), not {secs}"
             )));
         }
         job = job.delay(Duration::from_secs_f64(secs));
@@ -727,6 +732,8 @@ mod tests {
         );
         assert!(parse_time("1795714845.5").is_some());
         assert!(parse_time("tomorrow").is_none());
+        assert!(parse_time("1e20").is_none());
+        assert_eq!(utc_text(1.7e12), "1700000000000");
         assert_eq!(span_text(59.6), "1m 0s");
         assert_eq!(span_text(3_725.0), "1h 2m");
     }

@@ -207,9 +207,10 @@ impl JobRecord {
         self.time_field("failed_at")
     }
 
-    /// Failed attempts so far, minus one (Sidekiq's `retry_count`).
-    pub fn retry_count(&self) -> Option<u64> {
-        self.item.as_ref()?.get("retry_count")?.as_u64()
+    /// Failed attempts so far, minus one (Sidekiq's `retry_count`; -1 after a "Retry Now"
+    /// of a job that had failed once).
+    pub fn retry_count(&self) -> Option<i64> {
+        self.item.as_ref()?.get("retry_count")?.as_i64()
     }
 
     /// The last error's class.
@@ -491,11 +492,13 @@ impl Api {
             .await
     }
 
-    /// The job of a queue with this jid, looking through the whole queue.
+    /// The job of a queue with this jid, looking through its first 100,000 jobs (newest
+    /// first), so a huge queue cannot make one request read it all.
     pub async fn find_in_queue(&self, queue: &str, jid: &str) -> Result<Option<JobRecord>> {
         const PAGE: u64 = 1_000;
+        const MOST: u64 = 100_000;
         let mut start = 0;
-        loop {
+        while start < MOST {
             let page = self.queue_jobs(queue, start, PAGE).await?;
             if let Some(found) = page.iter().find(|j| j.jid() == jid) {
                 return Ok(Some(found.clone()));
@@ -505,6 +508,7 @@ impl Api {
             }
             start += PAGE;
         }
+        Ok(None)
     }
 
     /// Deletes one job from its queue; `false` if it was no longer there.
@@ -591,18 +595,78 @@ impl Api {
                 break;
             }
         }
-        found.truncate(limit);
+        // As the set's pages list them: soonest first, or newest first for the dead.
         found.sort_by(|a, b| a.score.unwrap_or(0.0).total_cmp(&b.score.unwrap_or(0.0)));
+        if kind == SetKind::Dead {
+            found.reverse();
+        }
+        found.truncate(limit);
         Ok(found)
     }
 
-    /// The job of a set with this jid.
+    /// The job of a set with this jid: a scan for `"jid":"JID"`, stopping at the first match.
     pub async fn set_find(&self, kind: SetKind, jid: &str) -> Result<Option<JobRecord>> {
-        Ok(self
-            .set_search(kind, jid, usize::MAX)
-            .await?
+        let pattern = format!("*\"jid\":\"{}\"*", crate::recovery::glob_escape(jid));
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, rows): (u64, Vec<(String, f64)>) = self
+                .query(
+                    redis::cmd("ZSCAN")
+                        .arg(kind.key(&self.keys))
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1_000),
+                )
+                .await?;
+            if let Some(job) = rows
+                .into_iter()
+                .map(|(raw, score)| JobRecord::new(raw, Some(score), None))
+                .find(|job| job.jid() == jid)
+            {
+                return Ok(Some(job));
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The job of a set with this score and jid (Sidekiq's `SCORE-JID` key): one
+    /// `ZRANGE … BYSCORE`, however large the set.
+    pub async fn set_find_at(
+        &self,
+        kind: SetKind,
+        score: f64,
+        jid: &str,
+    ) -> Result<Option<JobRecord>> {
+        let rows: Vec<(String, f64)> = self
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(kind.key(&self.keys))
+                    .arg(score)
+                    .arg(score)
+                    .arg("BYSCORE")
+                    .arg("WITHSCORES"),
+            )
+            .await?;
+        Ok(rows
             .into_iter()
+            .map(|(raw, score)| JobRecord::new(raw, Some(score), None))
             .find(|job| job.jid() == jid))
+    }
+
+    /// A job of a set by `SCORE-JID` (as the dashboard links it) or by jid alone.
+    pub async fn set_find_key(&self, kind: SetKind, key: &str) -> Result<Option<JobRecord>> {
+        if let Some((score, jid)) = key.split_once('-')
+            && let Ok(score) = score.parse::<f64>()
+            && score.is_finite()
+        {
+            return self.set_find_at(kind, score, jid).await;
+        }
+        self.set_find(kind, key).await
     }
 
     /// Moves a job of a set to its queue now. From the retry and dead sets its
@@ -625,8 +689,9 @@ impl Api {
                 job.raw
             )));
         };
-        if uncount && let Some(count) = item.get("retry_count").and_then(Value::as_u64) {
-            item.insert("retry_count".into(), Value::from(count.saturating_sub(1)));
+        if uncount && let Some(count) = item.get("retry_count").and_then(Value::as_i64) {
+            // As Sidekiq: 0 becomes -1, so the next failure is counted as the first retry again.
+            item.insert("retry_count".into(), Value::from(count - 1));
         }
         item.remove("at");
         item.insert(
@@ -717,20 +782,24 @@ impl Api {
         Fut: Future<Output = Result<bool>>,
     {
         let mut done = 0;
+        // Jobs that cannot move (not JSON, say) stay where they are and are stepped over.
+        let mut stuck = 0;
         loop {
-            let page = self.set_page(kind, 0, 100).await?;
+            let page = self.set_page(kind, stuck, 100).await?;
             if page.is_empty() {
                 return Ok(done);
             }
-            let mut moved_any = false;
+            let before = (done, stuck);
             for job in page {
-                if action(self.clone(), job).await? {
-                    done += 1;
-                    moved_any = true;
+                match action(self.clone(), job).await {
+                    Ok(true) => done += 1,
+                    Ok(false) => {}
+                    Err(Error::Payload(_)) => stuck += 1,
+                    Err(e) => return Err(e),
                 }
             }
-            if !moved_any {
-                // Jobs that cannot move (e.g. not JSON) would be read again forever.
+            if (done, stuck) == before {
+                // Nothing moved and nothing was stepped over: stop rather than loop.
                 return Ok(done);
             }
         }

@@ -80,8 +80,13 @@ pub(crate) struct Manager<'a> {
 /// drained no-op jobs ~45% faster than one and ~15% faster than two here; four, no faster.
 const MAX_FETCHES: usize = 3;
 
-/// What a fetch task hands back: the slots it held and the jobs it took for them.
-type FetchReply = (Vec<OwnedSemaphorePermit>, redis::RedisResult<Vec<Fetched>>);
+/// What a fetch task hands back: the slots it held, whether it could block, and the jobs it
+/// took for them.
+type FetchReply = (
+    Vec<OwnedSemaphorePermit>,
+    bool,
+    redis::RedisResult<Vec<Fetched>>,
+);
 
 impl Manager<'_> {
     /// Takes jobs whenever slots are free, until the server is quieted (or stopped).
@@ -106,6 +111,7 @@ impl Manager<'_> {
         let mut backoff = Duration::from_millis(100);
         // The last fetch brought jobs: the queues have work, so a second fetch pays off.
         let mut busy = false;
+        let mut blocking_in_flight = false;
         loop {
             while tasks.try_join_next().is_some() {}
             if maybe_stranded
@@ -116,7 +122,9 @@ impl Manager<'_> {
                 // Nothing runs and every ack is written: whatever is in our lists is stranded.
                 maybe_stranded = !self.push_back_stranded(fetcher).await;
             }
-            let can_fetch = fetches.len() < max_fetches && (fetches.is_empty() || busy);
+            // A blocking fetch (BLMOVE) holds the shared fetch connection: nothing joins it.
+            let can_fetch = fetches.len() < max_fetches
+                && (fetches.is_empty() || (busy && !blocking_in_flight));
             // A clone to wait on, so the branches below may borrow `quiet` themselves.
             let mut quieted = quiet.clone();
             tokio::select! {
@@ -124,10 +132,16 @@ impl Manager<'_> {
                 _ = until_quiet(&mut quieted) => break,
                 Some(reply) = fetches.join_next(), if !fetches.is_empty() => {
                     let (permits, result) = match reply {
-                        Ok(reply) => reply,
+                        Ok((permits, could_block, result)) => {
+                            if could_block {
+                                blocking_in_flight = false;
+                            }
+                            (permits, result)
+                        }
                         Err(e) => {
                             tracing::error!(error = %e, "a fetch task failed");
                             maybe_stranded = true;
+                            blocking_in_flight = false;
                             continue;
                         }
                     };
@@ -142,7 +156,10 @@ impl Manager<'_> {
                                 // beside it took go back first, so a crash it causes does not
                                 // count against them.
                                 busy = false;
-                                self.push_back_in_flight(&mut fetches).await;
+                                blocking_in_flight = false;
+                                if !self.push_back_in_flight(&mut fetches).await {
+                                    maybe_stranded = true;
+                                }
                             }
                             self.start(fetched, permits, tasks, &mut next_id, &mut quiet).await;
                         }
@@ -164,18 +181,24 @@ impl Manager<'_> {
                     while let Ok(more) = Arc::clone(&slots).try_acquire_owned() {
                         permits.push(more);
                     }
-                    // Only a fetch with none beside it may block waiting for work.
-                    let may_block = fetches.is_empty();
+                    // Only a fetch with none beside it, after the queues looked empty, may
+                    // block waiting for work; while they are busy, an empty look returns.
+                    let may_block = fetches.is_empty() && !busy;
+                    blocking_in_flight |= may_block;
                     let fetcher = Arc::clone(fetcher);
                     fetches.spawn(async move {
                         let result = fetcher.fetch(permits.len(), may_block).await;
-                        (permits, result)
+                        (permits, may_block, result)
                     });
                 }
             }
         }
         // Quiet: let the fetches in flight finish and push back what they took.
-        self.push_back_in_flight(&mut fetches).await;
+        if !self.push_back_in_flight(&mut fetches).await {
+            tracing::warn!(
+                "some fetched jobs could not be pushed back; they stay in this process's in-progress lists and are recovered after it exits"
+            );
+        }
     }
 
     /// Runs fetched jobs, each holding one of `permits`. A job recovered from a dead process
@@ -229,15 +252,20 @@ impl Manager<'_> {
 }
 
 impl Manager<'_> {
-    /// Waits for the fetches in flight and pushes back whatever they took.
-    async fn push_back_in_flight(&self, fetches: &mut JoinSet<FetchReply>) {
+    /// Waits for the fetches in flight and pushes back whatever they took. `false` when a
+    /// fetch failed or the push-back did: jobs may be left in this process's lists.
+    async fn push_back_in_flight(&self, fetches: &mut JoinSet<FetchReply>) -> bool {
         let mut back = Vec::new();
+        let mut all_known = true;
         while let Some(reply) = fetches.join_next().await {
-            if let Ok((_, Ok(fetched))) = reply {
-                back.extend(fetched.into_iter().map(|f| running_job(f, 0)));
+            match reply {
+                Ok((_, _, Ok(fetched))) => {
+                    back.extend(fetched.into_iter().map(|f| running_job(f, 0)));
+                }
+                _ => all_known = false,
             }
         }
-        requeue(self.conn.clone(), self.keys, &back).await;
+        requeue(self.conn.clone(), self.keys, &back).await && all_known
     }
 
     /// Pushes back every job in this process's in-progress lists; call only when none is
@@ -303,7 +331,9 @@ pub(crate) async fn requeue(mut conn: ConnectionManager, keys: &Keys, jobs: &[Ru
     }
     static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REQUEUE));
     let mut invocation = SCRIPT.prepare_invoke();
-    for job in jobs {
+    // RPUSH puts each job where it is popped next: the last pushed runs first, so push in
+    // reverse to keep the order they were taken in.
+    for job in jobs.iter().rev() {
         invocation
             .arg(job.inprogress.as_deref().unwrap_or(""))
             .arg(keys.queue(&job.queue))

@@ -88,10 +88,11 @@ pub(crate) fn plan_failure(
         Value::from(truncate(error.message())),
     );
     job.insert("error_class".into(), Value::from(error.class()));
-    let count = match job.get("retry_count").and_then(Value::as_u64) {
+    // Ruby's "Retry Now" leaves -1 after a first failure, so the next failure is 0 again.
+    let count = match job.get("retry_count").and_then(Value::as_i64) {
         Some(previous) => {
             job.insert("retried_at".into(), payload::timestamp_value(now));
-            previous as u32 + 1
+            (previous + 1).clamp(0, u32::MAX as i64) as u32
         }
         None => {
             job.insert("failed_at".into(), payload::timestamp_value(now));
@@ -230,8 +231,11 @@ pub fn decode_backtrace(encoded: &str) -> Option<Vec<String>> {
     let compressed = base64::engine::general_purpose::STANDARD
         .decode(compact)
         .ok()?;
+    // Bounded: a crafted payload must not inflate to gigabytes on a dashboard page view.
+    const MAX_BACKTRACE_BYTES: u64 = 1 << 20;
     let mut json = Vec::new();
     flate2::read::ZlibDecoder::new(compressed.as_slice())
+        .take(MAX_BACKTRACE_BYTES)
         .read_to_end(&mut json)
         .ok()?;
     serde_json::from_slice(&json).ok()

@@ -130,8 +130,8 @@ async fn enqueue_list_show_and_steer_jobs_from_the_command_line() -> psychiq::Re
     assert_eq!(api.set_size(SetKind::Dead).await?, 2);
     assert_eq!(ok_json(&ns, &["dead", "retry", &dead_jid])["retried"], true);
     let requeued = api.find_in_queue("failing", &dead_jid).await?.unwrap();
-    // Retried from the dead set, its retry_count goes down by one (never below 0).
-    assert_eq!(requeued.item().unwrap()["retry_count"], 0);
+    // Retried from the dead set, its retry_count goes down by one, as Ruby's "Retry Now" does.
+    assert_eq!(requeued.item().unwrap()["retry_count"], -1);
     assert_eq!(
         ok_json(&ns, &["dead", "delete", &retry_jid])["deleted"],
         true
@@ -194,6 +194,8 @@ fn bad_input_exits_2_with_one_line_saying_what_to_do() {
             "ARGS must be a JSON array",
         ),
         (&["enqueue", "Echo", "[]", "--at", "tomorrow"], "RFC 3339"),
+        (&["enqueue", "Echo", "[]", "--at", "1e20"], "RFC 3339"),
+        (&["enqueue", "Echo", "[]", "--in", "1e300"], "--in takes"),
         (
             &["enqueue", "Echo", "[]", "--retry", "lots"],
             "--retry takes a number",

@@ -288,8 +288,16 @@ async fn authentication_when_configured() {
     let config = WebConfig {
         basic_auth: Some("ops:s3cret".into()),
         token: Some("scrape-me".into()),
+        allowed_hosts: vec![],
     };
     let (app, _) = app(&ns, config).await;
+    // With authentication on, any Host may be used (a rebound page cannot authenticate).
+    let elsewhere = Request::get("/metrics")
+        .header(header::HOST, "jobs.example.com")
+        .header(header::AUTHORIZATION, "Bearer scrape-me")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, elsewhere).await.status, StatusCode::OK);
     let with = |value: &str| {
         Request::get("/metrics")
             .header(header::AUTHORIZATION, value)
@@ -323,6 +331,38 @@ async fn authentication_when_configured() {
 }
 
 #[tokio::test]
+async fn without_authentication_only_loopback_or_allowed_hosts_are_served() {
+    let ns = TestNs::new().await;
+    let config = WebConfig {
+        allowed_hosts: vec!["jobs.internal".into()],
+        ..WebConfig::default()
+    };
+    let (app, _) = app(&ns, config).await;
+    let at = |host: &str| {
+        Request::get("/retries")
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap()
+    };
+    // A page on another name re-pointed at 127.0.0.1 (DNS rebinding) sends its own Host.
+    let rebound = send(&app, at("attacker.example:7433")).await;
+    assert_eq!(rebound.status, StatusCode::MISDIRECTED_REQUEST);
+    assert!(
+        rebound.body.contains("--allowed-host attacker.example"),
+        "{}",
+        rebound.body
+    );
+    for host in [
+        "127.0.0.1:7433",
+        "localhost:7433",
+        "[::1]:7433",
+        "jobs.internal",
+    ] {
+        assert_eq!(send(&app, at(host)).await.status, StatusCode::OK, "{host}");
+    }
+}
+
+#[tokio::test]
 async fn mounted_under_a_prefix_every_link_stays_inside_it() {
     let ns = TestNs::new().await;
     let (inner, _) = app(&ns, WebConfig::default()).await;
@@ -343,6 +383,21 @@ async fn mounted_under_a_prefix_every_link_stays_inside_it() {
         StatusCode::OK
     );
     assert_eq!(get(&app, "/retries").await.status, StatusCode::NOT_FOUND);
+    // The root of the mount is the dashboard, and its links stay inside too.
+    let home = get(&app, "/admin/jobs").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(
+        home.body.contains(r#"href="/admin/jobs/busy""#),
+        "{}",
+        home.body
+    );
+    assert!(home.body.contains(r#"href="/admin/jobs?days=7""#));
+    assert!(
+        home.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Path=/admin/jobs")
+    );
 }
 
 #[tokio::test]
@@ -372,6 +427,17 @@ async fn numbers_and_text_from_the_url_are_bounded() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(get(&app, "/bogus-set").await.status, StatusCode::NOT_FOUND);
+    // A score in milliseconds where seconds belong (a buggy client) is shown, not a crash.
+    let () = ns
+        .query(redis::cmd("ZADD").arg(ns.keys().schedule()).arg(1.7e12).arg(
+            r#"{"class":"X","args":[],"jid":"abcabcabcabcabcabcabcabc","queue":"default","created_at":1.7e12}"#,
+        ))
+        .await;
+    let scheduled = get(&app, "/scheduled").await;
+    assert_eq!(scheduled.status, StatusCode::OK);
+    assert!(scheduled.body.contains("1700000000000"));
+    let job = get(&app, "/scheduled/1700000000000-abcabcabcabcabcabcabcabc").await;
+    assert_eq!(job.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -451,6 +517,13 @@ async fn quiet_and_stop_buttons_signal_the_process() {
     )
     .await;
     assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    // Only live processes: a made-up identity would otherwise write an arbitrary key.
+    let bogus_form = format!("_csrf={token}&action=stop&identity=queue%3Adefault");
+    let bogus = post(&app, "/busy", &bogus_form, Some(&cookie), None).await;
+    assert_eq!(bogus.status, StatusCode::BAD_REQUEST);
+    let signals = ns.keys().key("queue:default-signals");
+    let exists: bool = ns.query(redis::cmd("EXISTS").arg(&signals)).await;
+    assert!(!exists);
     assert_eq!(
         post(&app, "/busy", &form("stop"), Some(&cookie), None)
             .await

@@ -16,7 +16,7 @@ use crate::api::SetKind;
 type Fields = axum::Form<Vec<(String, String)>>;
 
 /// Most jobs one request may act on.
-const MAX_SELECTED: usize = 1_000;
+const MAX_SELECTED: usize = 100;
 
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
     fields
@@ -59,6 +59,18 @@ pub(super) async fn busy(
     let Some(identity) = field(&fields, "identity") else {
         return Ok(bad("which process? (identity is missing)"));
     };
+    // Only a live process: an arbitrary name would push into an arbitrary key.
+    if !web
+        .api
+        .processes()
+        .await?
+        .iter()
+        .any(|p| p.identity == identity)
+    {
+        return Ok(bad(
+            "no live process has that identity; reload the Busy page",
+        ));
+    }
     let to = format!("{}/busy", ctx.base);
     match field(&fields, "action") {
         Some("quiet") => web.api.quiet(identity).await?,
@@ -138,39 +150,51 @@ pub(super) async fn set(
             format!("Moved {} jobs to the dead set.", api.kill_all(kind).await?)
         }
         "retry" | "add" | "delete" | "kill" => {
-            let jids: Vec<&str> = fields
+            // SCORE-JID keys, each found with one ZRANGE BYSCORE; at most a few pages' worth.
+            let mut keys: Vec<&str> = fields
                 .iter()
-                .filter(|(k, _)| k == "jid")
+                .filter(|(k, _)| k == "key" || k == "jid")
                 .map(|(_, v)| v.as_str())
-                .take(MAX_SELECTED)
                 .collect();
-            if jids.is_empty() {
+            keys.sort_unstable();
+            keys.dedup();
+            keys.truncate(MAX_SELECTED);
+            if keys.is_empty() {
                 return Ok(back(&to, "Select at least one job first."));
             }
             let mut done = 0;
-            for jid in &jids {
-                let Some(job) = api.set_find(kind, jid).await? else {
+            let mut unmovable = 0;
+            for key in &keys {
+                let Some(job) = api.set_find_key(kind, key).await? else {
                     continue;
                 };
-                let ok = match action {
-                    "retry" => api.retry_now(kind, &job).await?,
-                    "add" => api.add_to_queue(kind, &job).await?,
-                    "delete" => api.delete(kind, &job).await?,
-                    _ => api.kill(Some(kind), &job).await?,
+                let moved = match action {
+                    "retry" => api.retry_now(kind, &job).await,
+                    "add" => api.add_to_queue(kind, &job).await,
+                    "delete" => api.delete(kind, &job).await,
+                    _ => api.kill(Some(kind), &job).await,
                 };
-                done += usize::from(ok);
+                match moved {
+                    Ok(ok) => done += usize::from(ok),
+                    // Not JSON: it cannot be queued, only deleted.
+                    Err(crate::error::Error::Payload(_)) => unmovable += 1,
+                    Err(e) => return Err(e.into()),
+                }
             }
             let verb = match action {
                 "retry" | "add" => "put back on their queues",
                 "delete" => "deleted",
                 _ => "moved to the dead set",
             };
-            let missed = jids.len() - done;
+            let missed = keys.len() - done - unmovable;
+            let mut notice = format!("{done} jobs {verb}.");
             if missed > 0 {
-                format!("{done} jobs {verb}; {missed} had already moved.")
-            } else {
-                format!("{done} jobs {verb}.")
+                notice += &format!(" {missed} had already moved.");
             }
+            if unmovable > 0 {
+                notice += &format!(" {unmovable} are not JSON and can only be deleted.");
+            }
+            notice
         }
         _ => return Ok(bad("unknown action for this set")),
     };

@@ -64,6 +64,10 @@ pub struct WebArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// Another host name the dashboard may be reached by without authentication (repeatable;
+    /// loopback names and the --bind address are always allowed)
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// How the dashboard guards itself.
@@ -73,6 +77,10 @@ pub struct WebConfig {
     pub basic_auth: Option<String>,
     /// A bearer token accepted instead of (or besides) basic credentials.
     pub token: Option<String>,
+    /// Without authentication, requests must name a loopback host (`localhost`,
+    /// `127.0.0.1`, `[::1]`) or one of these in their `Host` header: a web page whose name
+    /// was re-pointed at 127.0.0.1 (DNS rebinding) is refused.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Shared by every handler.
@@ -88,6 +96,18 @@ pub(crate) struct Ctx {
     pub base: String,
     /// The token forms must send back (`_csrf`).
     pub csrf: String,
+}
+
+impl Ctx {
+    /// The dashboard's own address: `/`, or the prefix itself (axum's `nest` serves the
+    /// root of `/jobs` at `/jobs`, not `/jobs/`).
+    pub fn home(&self) -> &str {
+        if self.base.is_empty() {
+            "/"
+        } else {
+            &self.base
+        }
+    }
 }
 
 const CSRF_COOKIE: &str = "psychiq_csrf";
@@ -135,11 +155,19 @@ pub async fn serve(args: WebArgs, redis: &RedisArgs) -> Result<()> {
             "the dashboard is reachable from the network without authentication; pass --basic-auth USER:PASSWORD or --token"
         );
     }
+    let mut allowed_hosts = args.allowed_hosts;
+    if !args.bind.ip().is_unspecified() {
+        allowed_hosts.push(match args.bind.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        });
+    }
     let app = router(
         api,
         WebConfig {
             basic_auth: args.basic_auth,
             token: args.token,
+            allowed_hosts,
         },
     );
     let listener = tokio::net::TcpListener::bind(args.bind)
@@ -161,6 +189,28 @@ pub async fn serve(args: WebArgs, redis: &RedisArgs) -> Result<()> {
         .map_err(|e| Error::Other(format!("the dashboard stopped: {e}")))
 }
 
+/// The host part of a `Host` header: `[::1]:7433` → `[::1]`, `example.com:80` → `example.com`.
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// Loopback names, and those the operator allowed.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = host_name(host);
+    ["localhost", "127.0.0.1", "[::1]"]
+        .iter()
+        .any(|ok| name.eq_ignore_ascii_case(ok))
+        || allowed
+            .iter()
+            .any(|ok| name.eq_ignore_ascii_case(host_name(ok)))
+}
+
 /// Compares secrets in time independent of where they differ.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -170,6 +220,19 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 async fn authenticate(State(web): State<Arc<Web>>, request: Request, next: Next) -> Response {
     let config = &web.config;
     if config.basic_auth.is_none() && config.token.is_none() {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok());
+        if let Some(host) = host
+            && !host_allowed(host, &config.allowed_hosts)
+        {
+            let message = format!(
+                "this dashboard does not answer to Host {host:?}; start it with --allowed-host {} (or with --basic-auth / --token)\n",
+                host_name(host)
+            );
+            return (StatusCode::MISDIRECTED_REQUEST, message).into_response();
+        }
         return next.run(request).await;
     }
     let given = request
@@ -245,11 +308,23 @@ async fn guard_forms(
 ) -> Response {
     let path = request.uri().path().to_string();
     let full = original.path();
-    let base = full
-        .strip_suffix(path.as_str())
-        .unwrap_or("")
-        .trim_end_matches('/')
-        .to_string();
+    let base = if path == "/" {
+        // The root of a nested router: `/jobs` arrives as `/`.
+        full.trim_end_matches('/')
+    } else {
+        full.strip_suffix(path.as_str()).unwrap_or("")
+    }
+    .trim_end_matches('/')
+    .to_string();
+    // Only plain path characters go into links and the cookie's Path.
+    let base = if base
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-._~%".contains(&b))
+    {
+        base
+    } else {
+        String::new()
+    };
     if request.method() == axum::http::Method::POST && !same_origin(request.headers()) {
         return (StatusCode::FORBIDDEN, "cross-site request refused\n").into_response();
     }
@@ -303,6 +378,23 @@ mod tests {
         assert!(same_secret(b"abc", b"abc"));
         assert!(!same_secret(b"abc", b"abd"));
         assert!(!same_secret(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn only_loopback_and_allowed_hosts_without_authentication() {
+        let allowed = vec!["jobs.internal".to_string()];
+        for host in [
+            "localhost:7433",
+            "127.0.0.1",
+            "[::1]:7433",
+            "LOCALHOST",
+            "jobs.internal:80",
+        ] {
+            assert!(host_allowed(host, &allowed), "{host}");
+        }
+        for host in ["attacker.example:7433", "127.0.0.1.evil.example", "[::2]"] {
+            assert!(!host_allowed(host, &allowed), "{host}");
+        }
     }
 
     #[test]

@@ -142,10 +142,14 @@ fn layout(
             }
             body data-base=(base) {
                 header {
-                    a.brand href={ (base) "/" } { "Psychiq" }
+                    a.brand href=(ctx.home()) { "Psychiq" }
                     nav {
                         @for (path, label) in nav {
-                            a.active[active == path] href={ (base) "/" (path) } { (label) }
+                            @if path.is_empty() {
+                                a.active[active == path] href=(ctx.home()) { (label) }
+                            } @else {
+                                a.active[active == path] href={ (base) "/" (path) } { (label) }
+                            }
                         }
                     }
                     div.strip {
@@ -187,6 +191,11 @@ fn pager(ctx: &Ctx, path: &str, page: u64, total: u64, search: Option<&str>) -> 
     }
 }
 
+/// Sidekiq's `SCORE-JID` key of a job in a set: found again with one `ZRANGE … BYSCORE`.
+pub(super) fn job_key(job: &JobRecord) -> String {
+    format!("{}-{}", job.score().unwrap_or(0.0), job.jid())
+}
+
 fn args_text(job: &JobRecord) -> String {
     let text = job.args().to_string();
     if text.chars().count() > 120 {
@@ -217,7 +226,7 @@ pub(super) async fn dashboard(
         }
         section {
             h2 { "History (UTC days)" }
-            p.tabs { @for d in [7, 30, 90, 180] { a.active[d == days] href={ (base) "/?days=" (d) } { (d) " days" } } }
+            p.tabs { @for d in [7, 30, 90, 180] { a.active[d == days] href={ (ctx.home()) "?days=" (d) } { (d) " days" } } }
             (chart)
         }
         section {
@@ -506,8 +515,8 @@ pub(super) async fn set(
                     @for job in &jobs {
                         @let at = job.score().unwrap_or(0.0);
                         tr {
-                            td { input type="checkbox" name="jid" value=(job.jid()) aria-label="select"; }
-                            td { a href={ (base) "/" (name) "/" (segment(job.jid())) } title=(utc_text(at)) {
+                            td { input type="checkbox" name="key" value=(job_key(job)) aria-label="select"; }
+                            td { a href={ (base) "/" (name) "/" (segment(&job_key(job))) } title=(utc_text(at)) {
                                 @if at > now { "in " (span_text(at - now)) } @else { (span_text(now - at)) " ago" }
                             } }
                             td.class { (job.display_class()) }
@@ -601,14 +610,14 @@ pub(super) async fn set_job(
     let Some(kind) = set_kind(&name) else {
         return Ok(not_found(Extension(ctx)).await.into_response());
     };
-    let Some(job) = web.api.set_find(kind, &jid).await? else {
+    let Some(job) = web.api.set_find_key(kind, &jid).await? else {
         return Ok(gone(&ctx, &format!("{}/{name}", ctx.base)));
     };
     let base = &ctx.base;
     let actions = html! {
         form method="post" action={ (base) "/" (name) } {
             (csrf_field(&ctx))
-            input type="hidden" name="jid" value=(job.jid());
+            input type="hidden" name="key" value=(job_key(&job));
             @match kind {
                 SetKind::Scheduled => { button name="action" value="add" { "Add to queue" } }
                 _ => { button name="action" value="retry" { "Retry now" } }
@@ -732,7 +741,7 @@ pub(super) async fn js() -> impl IntoResponse {
 }
 
 pub(super) async fn not_found(Extension(ctx): Extension<Ctx>) -> Response {
-    let body = html! { h1 { "Not found" } p { a href={ (ctx.base) "/" } { "Dashboard" } } };
+    let body = html! { h1 { "Not found" } p { a href=(ctx.home()) { "Dashboard" } } };
     (
         StatusCode::NOT_FOUND,
         layout(&ctx, "Not found", "", false, None, body),
