@@ -564,6 +564,31 @@ impl Api {
             .collect())
     }
 
+    /// One `ZSCAN` step over a set with a `MATCH` pattern: the next cursor and the jobs.
+    async fn zscan(
+        &self,
+        kind: SetKind,
+        cursor: u64,
+        pattern: &str,
+    ) -> Result<(u64, Vec<JobRecord>)> {
+        let (next, rows): (u64, Vec<(String, f64)>) = self
+            .query(
+                redis::cmd("ZSCAN")
+                    .arg(kind.key(&self.keys))
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1_000),
+            )
+            .await?;
+        let jobs = rows
+            .into_iter()
+            .map(|(raw, score)| JobRecord::new(raw, Some(score), None))
+            .collect();
+        Ok((next, jobs))
+    }
+
     /// Jobs of a set whose payload contains `text` (class, arguments, error, jid...).
     pub async fn set_search(
         &self,
@@ -575,21 +600,8 @@ impl Api {
         let mut cursor: u64 = 0;
         let mut found = Vec::new();
         loop {
-            let (next, rows): (u64, Vec<(String, f64)>) = self
-                .query(
-                    redis::cmd("ZSCAN")
-                        .arg(kind.key(&self.keys))
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1_000),
-                )
-                .await?;
-            found.extend(
-                rows.into_iter()
-                    .map(|(raw, score)| JobRecord::new(raw, Some(score), None)),
-            );
+            let (next, jobs) = self.zscan(kind, cursor, &pattern).await?;
+            found.extend(jobs);
             cursor = next;
             if cursor == 0 || found.len() >= limit {
                 break;
@@ -609,22 +621,8 @@ impl Api {
         let pattern = format!("*\"jid\":\"{}\"*", crate::recovery::glob_escape(jid));
         let mut cursor: u64 = 0;
         loop {
-            let (next, rows): (u64, Vec<(String, f64)>) = self
-                .query(
-                    redis::cmd("ZSCAN")
-                        .arg(kind.key(&self.keys))
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1_000),
-                )
-                .await?;
-            if let Some(job) = rows
-                .into_iter()
-                .map(|(raw, score)| JobRecord::new(raw, Some(score), None))
-                .find(|job| job.jid() == jid)
-            {
+            let (next, jobs) = self.zscan(kind, cursor, &pattern).await?;
+            if let Some(job) = jobs.into_iter().find(|job| job.jid() == jid) {
                 return Ok(Some(job));
             }
             cursor = next;

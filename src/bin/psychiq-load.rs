@@ -432,7 +432,8 @@ fn commands_between(before: &RedisInfo, after: &RedisInfo) -> u64 {
         .sum()
 }
 
-async fn inprogress(conn: &mut ConnectionManager, namespace: &str) -> Fallible<usize> {
+/// The namespace's in-progress lists (one SCAN: the load test's namespace is small).
+async fn inprogress_lists(conn: &mut ConnectionManager, namespace: &str) -> Fallible<Vec<String>> {
     let (_, keys): (u64, Vec<String>) = redis::cmd("SCAN")
         .arg(0)
         .arg("MATCH")
@@ -441,20 +442,17 @@ async fn inprogress(conn: &mut ConnectionManager, namespace: &str) -> Fallible<u
         .arg(100_000)
         .query_async(conn)
         .await?;
-    Ok(keys.len())
+    Ok(keys)
+}
+
+async fn inprogress(conn: &mut ConnectionManager, namespace: &str) -> Fallible<usize> {
+    Ok(inprogress_lists(conn, namespace).await?.len())
 }
 
 /// Jobs in every in-progress list: those running plus those finished and not yet
 /// acknowledged (acknowledgements go out within a round trip).
 async fn held(conn: &mut ConnectionManager, namespace: &str) -> Fallible<usize> {
-    let (_, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-        .arg(0)
-        .arg("MATCH")
-        .arg(format!("{namespace}:inprogress:*:*"))
-        .arg("COUNT")
-        .arg(100_000)
-        .query_async(conn)
-        .await?;
+    let keys = inprogress_lists(conn, namespace).await?;
     let mut pipe = redis::pipe();
     for key in &keys {
         pipe.llen(key);
