@@ -117,7 +117,7 @@ pub enum SetAction {
 }
 
 /// Paging and searching.
-#[derive(Debug, Clone, Args, Default)]
+#[derive(Debug, Clone, Args)]
 pub struct PageArgs {
     /// Page number, from 1
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -128,6 +128,17 @@ pub struct PageArgs {
     /// Only jobs whose payload contains this text (sets only)
     #[arg(long)]
     pub search: Option<String>,
+}
+
+impl Default for PageArgs {
+    /// The first page of 25, as the flags default to.
+    fn default() -> PageArgs {
+        PageArgs {
+            page: 1,
+            per_page: 25,
+            search: None,
+        }
+    }
 }
 
 /// Quiet or stop a process.
@@ -435,11 +446,7 @@ fn show(out: &Out, job: &JobRecord) {
 }
 
 async fn jobs(api: &Api, out: &Out, queue: &str, action: Option<JobsAction>) -> Outcome {
-    match action.unwrap_or(JobsAction::List(PageArgs {
-        page: 1,
-        per_page: 25,
-        search: None,
-    })) {
+    match action.unwrap_or_else(|| JobsAction::List(PageArgs::default())) {
         JobsAction::List(page) => {
             let start = (page.page - 1) * page.per_page;
             let jobs = api.queue_jobs(queue, start, page.per_page).await?;
@@ -490,11 +497,7 @@ async fn set(api: &Api, out: &Out, kind: SetKind, action: Option<SetAction>) -> 
             .await?
             .ok_or_else(|| not_found(what, &jid))
     };
-    match action.unwrap_or(SetAction::List(PageArgs {
-        page: 1,
-        per_page: 25,
-        search: None,
-    })) {
+    match action.unwrap_or_else(|| SetAction::List(PageArgs::default())) {
         SetAction::List(page) => {
             let jobs = match &page.search {
                 Some(text) => api.set_search(kind, text, page.per_page as usize).await?,

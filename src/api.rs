@@ -852,8 +852,14 @@ impl Api {
     /// Jobs running now in every live process, longest running first.
     pub async fn running(&self) -> Result<Vec<RunningWork>> {
         let processes = self.processes().await?;
+        self.running_of(&processes).await
+    }
+
+    /// Jobs running now in these processes (as [`Api::processes`] read them), longest
+    /// running first: one round trip.
+    pub async fn running_of(&self, processes: &[ProcessInfo]) -> Result<Vec<RunningWork>> {
         let mut pipe = redis::pipe();
-        for p in &processes {
+        for p in processes {
             pipe.hgetall(self.keys.key(&format!("{}:work", p.identity)));
         }
         let works: Vec<HashMap<String, String>> = self.query_pipe(&pipe).await?;

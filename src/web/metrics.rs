@@ -32,6 +32,20 @@ pub(super) async fn metrics(State(web): State<Arc<Web>>) -> Result<impl IntoResp
     ))
 }
 
+/// A metric with one sample per label set: `NAME{LABELS} VALUE` lines under its HELP/TYPE.
+fn family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl Iterator<Item = (String, f64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
 /// The exposition text for these figures.
 pub(crate) fn render(stats: &Stats, classes: &[ClassMetrics]) -> String {
     let mut out = String::new();
@@ -83,42 +97,35 @@ pub(crate) fn render(stats: &Stats, classes: &[ClassMetrics]) -> String {
         "Jobs in the dead set.",
         stats.dead as f64,
     );
-    let _ = writeln!(
-        out,
-        "# HELP psychiq_queue_size Jobs waiting in a queue.\n# TYPE psychiq_queue_size gauge"
+    family(
+        &mut out,
+        "psychiq_queue_size",
+        "gauge",
+        "Jobs waiting in a queue.",
+        stats
+            .queues
+            .iter()
+            .map(|q| (format!("queue=\"{}\"", label(&q.name)), q.size as f64)),
     );
-    for q in &stats.queues {
-        let _ = writeln!(
-            out,
-            "psychiq_queue_size{{queue=\"{}\"}} {}",
-            label(&q.name),
-            q.size
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP psychiq_queue_latency_seconds How long the oldest job of a queue has waited.\n# TYPE psychiq_queue_latency_seconds gauge"
+    family(
+        &mut out,
+        "psychiq_queue_latency_seconds",
+        "gauge",
+        "How long the oldest job of a queue has waited.",
+        stats
+            .queues
+            .iter()
+            .map(|q| (format!("queue=\"{}\"", label(&q.name)), q.latency)),
     );
-    for q in &stats.queues {
-        let _ = writeln!(
-            out,
-            "psychiq_queue_latency_seconds{{queue=\"{}\"}} {}",
-            label(&q.name),
-            q.latency
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP psychiq_job_failures_total Failed runs per class.\n# TYPE psychiq_job_failures_total counter"
+    family(
+        &mut out,
+        "psychiq_job_failures_total",
+        "counter",
+        "Failed runs per class.",
+        classes
+            .iter()
+            .map(|c| (format!("class=\"{}\"", label(&c.class)), c.failed as f64)),
     );
-    for c in classes {
-        let _ = writeln!(
-            out,
-            "psychiq_job_failures_total{{class=\"{}\"}} {}",
-            label(&c.class),
-            c.failed
-        );
-    }
     let _ = writeln!(
         out,
         "# HELP psychiq_job_duration_seconds Time in perform per class.\n# TYPE psychiq_job_duration_seconds histogram"

@@ -329,7 +329,7 @@ pub(super) async fn busy(
     Query(params): Query<Params>,
 ) -> Page {
     let processes = web.api.processes().await?;
-    let running = web.api.running().await?;
+    let running = web.api.running_of(&processes).await?;
     let now = payload::now_secs();
     let base = &ctx.base;
     let body = html! {
