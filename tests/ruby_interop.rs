@@ -139,6 +139,16 @@ impl Worker for Charge {
     }
 }
 
+impl Charge {
+    /// A charge that fails until `failing` is cleared.
+    fn failing() -> Charge {
+        Charge {
+            failing: Arc::new(AtomicBool::new(true)),
+            record: Record::default(),
+        }
+    }
+}
+
 /// Fails straight into the dead set (`retry: 0`). Class `Interop::Once`.
 #[derive(Clone)]
 struct Once(Charge);
@@ -280,11 +290,8 @@ async fn ruby_reads_retries_and_reschedules_what_psychiq_failed() -> psychiq::Re
     }
     let ns = TestNs::new().await;
     let api = Api::connect(&ns.redis, &ns.namespace).await.unwrap();
-    let failing = Arc::new(AtomicBool::new(true));
-    let charge = Charge {
-        failing: Arc::clone(&failing),
-        record: Record::default(),
-    };
+    let charge = Charge::failing();
+    let failing = Arc::clone(&charge.failing);
     let mut registry = psychiq::Registry::new();
     registry
         .register(charge.clone())
@@ -383,11 +390,7 @@ async fn ruby_api_and_web_ui_see_and_steer_a_running_psychiq_server() -> psychiq
     }
     let ns = TestNs::new().await;
     let api = Api::connect(&ns.redis, &ns.namespace).await.unwrap();
-    let failing = Arc::new(AtomicBool::new(true));
-    let charge = Charge {
-        failing,
-        record: Record::default(),
-    };
+    let charge = Charge::failing();
     let mut registry = registry_with(&Record::default());
     registry.register(charge.clone()).register(Once(charge));
     let mut config = ns.config().concurrency(4);
