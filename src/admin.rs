@@ -81,8 +81,16 @@ pub enum JobsAction {
         /// Its jid
         jid: String,
     },
-    /// Delete the queue and every job in it
-    Clear,
+    /// Delete the queue and every job in it (asks first; --yes for scripts)
+    Clear(Confirm),
+}
+
+/// Confirmation for a command that changes many jobs at once.
+#[derive(Debug, Clone, Args)]
+pub struct Confirm {
+    /// Do it without asking (for scripts; without a terminal the command refuses otherwise)
+    #[arg(short = 'y', long)]
+    pub yes: bool,
 }
 
 /// What to do with a scheduled, retry or dead set.
@@ -110,10 +118,10 @@ pub enum SetAction {
         /// Its jid
         jid: String,
     },
-    /// Put every job back on its queue now
-    RetryAll,
-    /// Delete every job
-    Clear,
+    /// Put every job back on its queue now (asks first; --yes for scripts)
+    RetryAll(Confirm),
+    /// Delete every job (asks first; --yes for scripts)
+    Clear(Confirm),
 }
 
 /// Paging and searching.
@@ -180,10 +188,41 @@ pub struct EnqueueArgs {
     pub retry: Option<String>,
 }
 
-/// A failure of an admin command: bad input (status 2) or anything else (status 1).
+/// A failure of an admin command: bad input (status 2), or what it names is not there or
+/// anything else (status 1).
 enum Failure {
     BadInput(String),
+    NotFound(String),
     Other(Error),
+}
+
+impl Confirm {
+    /// Goes on with `what` if `--yes` was given or the person at the terminal types `yes`.
+    fn ask(&self, what: &str) -> std::result::Result<(), Failure> {
+        use std::io::{BufRead, IsTerminal, Write};
+        if self.yes {
+            return Ok(());
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure::BadInput(format!(
+                "this would {what}; add --yes to confirm (nothing was changed)"
+            )));
+        }
+        eprint!(
+            "This will {}. Type yes to go on: ",
+            crate::text::printable(what)
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() == "yes" {
+            Ok(())
+        } else {
+            Err(Failure::BadInput(
+                "not confirmed; nothing was changed".into(),
+            ))
+        }
+    }
 }
 
 impl From<Error> for Failure {
@@ -217,8 +256,12 @@ pub async fn run(command: AdminCommand, redis: &RedisArgs, json_output: bool) ->
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::BadInput(message)) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", crate::text::printable(&message));
             ExitCode::from(2)
+        }
+        Err(Failure::NotFound(message)) => {
+            eprintln!("error: {}", crate::text::printable(&message));
+            ExitCode::FAILURE
         }
         Err(Failure::Other(e)) => {
             eprintln!("error: {e}");
@@ -269,7 +312,8 @@ impl Out {
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     const MAX: usize = 60;
     let cut = |cell: &str| -> String {
-        let one_line = cell.replace(['\n', '\r', '\t'], " ");
+        // Control characters a job carries (ESC, BEL, ...) must not reach the terminal.
+        let one_line = crate::text::printable(&cell.replace(['\n', '\r', '\t'], " ")).into_owned();
         if one_line.chars().count() > MAX {
             one_line.chars().take(MAX - 1).chain(['…']).collect()
         } else {
@@ -432,15 +476,19 @@ fn show(out: &Out, job: &JobRecord) {
         println!("{}", job_json(job));
         return;
     }
+    // JSON escapes control characters inside strings; raw text and backtraces are escaped here.
     let item = job.item().map_or_else(
-        || job.raw().to_string(),
+        || crate::text::printable(job.raw()).into_owned(),
         |i| serde_json::to_string_pretty(i).unwrap_or_default(),
     );
     println!("{item}");
+    if !job.is_utf8() {
+        println!("(the stored bytes are not UTF-8; those that are not are shown as \\xHH)");
+    }
     if let Some(lines) = job.backtrace() {
         println!("\nbacktrace:");
         for line in lines {
-            println!("  {line}");
+            println!("  {}", crate::text::printable(&line));
         }
     }
 }
@@ -479,7 +527,14 @@ async fn jobs(api: &Api, out: &Out, queue: &str, action: Option<JobsAction>) -> 
                 },
             );
         }
-        JobsAction::Clear => {
+        JobsAction::Clear(confirm) => {
+            if !api.queue_exists(queue).await? {
+                return Err(Failure::NotFound(format!(
+                    "there is no queue {queue:?}; `psychiq queues` lists them"
+                )));
+            }
+            let size = api.queue_size(queue).await?;
+            confirm.ask(&format!("delete queue {queue} and its {size} jobs"))?;
             let count = api.clear_queue(queue).await?;
             out.done(
                 json!({"deleted": count}),
@@ -560,14 +615,20 @@ async fn set(api: &Api, out: &Out, kind: SetKind, action: Option<SetAction>) -> 
                 },
             );
         }
-        SetAction::RetryAll => {
+        SetAction::RetryAll(confirm) => {
+            let size = api.set_size(kind).await?;
+            confirm.ask(&format!(
+                "put all {size} jobs of {what} back on their queues"
+            ))?;
             let count = api.retry_all(kind).await?;
             out.done(
                 json!({"retried": count}),
                 format!("{count} jobs from {what} are back on their queues"),
             );
         }
-        SetAction::Clear => {
+        SetAction::Clear(confirm) => {
+            let size = api.set_size(kind).await?;
+            confirm.ask(&format!("delete all {size} jobs of {what}"))?;
             let count = api.clear(kind).await?;
             out.done(
                 json!({"deleted": count}),
@@ -649,11 +710,31 @@ async fn processes(api: &Api, out: &Out, action: Option<ProcessAction>) -> Outco
     Ok(())
 }
 
-/// Reads `--at`: RFC 3339 or Unix seconds.
+/// Reads `--at`: RFC 3339 (`Z` or an offset such as `+05:00`) or Unix seconds.
 pub(crate) fn parse_time(text: &str) -> Option<SystemTime> {
     if let Ok(secs) = text.parse::<f64>() {
         return (secs.is_finite() && (0.0..YEAR_10000).contains(&secs))
             .then(|| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs));
+    }
+    // humantime reads only `Z`: an offset is taken off by hand.
+    let split = text
+        .len()
+        .checked_sub(6)
+        .filter(|&i| text.is_char_boundary(i));
+    if let Some(i) = split
+        && let (local, offset) = text.split_at(i)
+        && let [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] = *offset.as_bytes()
+        && [h1, h2, m1, m2].iter().all(u8::is_ascii_digit)
+    {
+        let hours = u64::from((h1 - b'0') * 10 + (h2 - b'0'));
+        let minutes = u64::from((m1 - b'0') * 10 + (m2 - b'0'));
+        let offset = Duration::from_secs(hours * 3_600 + minutes * 60);
+        let local = humantime::parse_rfc3339_weak(&format!("{local}Z")).ok()?;
+        return if sign == b'+' {
+            local.checked_sub(offset)
+        } else {
+            local.checked_add(offset)
+        };
     }
     humantime::parse_rfc3339_weak(text).ok()
 }
@@ -733,6 +814,15 @@ mod tests {
             parse_time("2026-11-26T17:40:45Z"),
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_714_845))
         );
+        assert_eq!(
+            parse_time("2026-11-26T22:40:45+05:00"),
+            parse_time("2026-11-26T17:40:45Z")
+        );
+        assert_eq!(
+            parse_time("2026-11-26T12:10:45.5-05:30"),
+            parse_time("2026-11-26T17:40:45.5Z")
+        );
+        assert!(parse_time("2026-11-26T17:40:45+5:00").is_none());
         assert!(parse_time("1795714845.5").is_some());
         assert!(parse_time("tomorrow").is_none());
         assert!(parse_time("1e20").is_none());

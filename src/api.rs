@@ -6,6 +6,12 @@
 //! (`LREM` / `ZREM` of that string), so a job that someone else changed or took meanwhile
 //! is left alone and the call reports `false` instead of touching another job.
 //!
+//! Everything is read as bytes. A payload that is not UTF-8 is shown escaped
+//! ([`crate::text::lossless`]) and can still be deleted or killed by its exact bytes; a name
+//! (queue, process identity, class) that is not UTF-8 is given as its [`crate::text::escape`]d
+//! form, and every method taking a name takes that form back, so such a queue can be listed,
+//! cleared and so on. A counter that is not a number reads as 0.
+//!
 //! ```no_run
 //! # async fn demo() -> psychiq::Result<()> {
 //! use psychiq::api::{Api, SetKind};
@@ -24,15 +30,15 @@ use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use redis::Script;
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::connection::RedisConfig;
+use crate::connection::{Connection, RedisConfig};
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::payload::{self, JobMap};
 use crate::retry::{DEAD_MAX_JOBS, DEAD_TIMEOUT_SECS, decode_backtrace};
+use crate::text::{escape, lossless, unescape};
 
 /// Totals, as `Sidekiq::Stats` gives them.
 #[derive(Debug, Clone, Serialize)]
@@ -116,15 +122,18 @@ impl SetKind {
 /// A job as stored: the exact bytes, and what could be read from them.
 #[derive(Debug, Clone)]
 pub struct JobRecord {
-    raw: String,
+    raw: Vec<u8>,
+    /// `raw` as text: itself when it is UTF-8, else escaped.
+    text: String,
     item: Option<JobMap>,
     score: Option<f64>,
     queue: String,
 }
 
 impl JobRecord {
-    fn new(raw: String, score: Option<f64>, queue: Option<&str>) -> JobRecord {
-        let item = serde_json::from_str::<JobMap>(&raw).ok();
+    fn new(raw: Vec<u8>, score: Option<f64>, queue: Option<&str>) -> JobRecord {
+        let item = serde_json::from_slice::<JobMap>(&raw).ok();
+        let text = lossless(&raw).into_owned();
         let queue = queue.map(str::to_string).unwrap_or_else(|| {
             item.as_ref()
                 .and_then(|i| i.get("queue"))
@@ -134,15 +143,27 @@ impl JobRecord {
         });
         JobRecord {
             raw,
+            text,
             item,
             score,
             queue,
         }
     }
 
-    /// The exact payload stored in Redis.
+    /// The payload stored in Redis, as text: exact when it is UTF-8, else with the bytes
+    /// that are not shown as `\xHH` (see [`crate::text::escape`]).
     pub fn raw(&self) -> &str {
+        &self.text
+    }
+
+    /// The exact bytes stored in Redis.
+    pub fn raw_bytes(&self) -> &[u8] {
         &self.raw
+    }
+
+    /// Whether the stored bytes are not valid UTF-8 (so no tool can read them as JSON).
+    pub fn is_utf8(&self) -> bool {
+        std::str::from_utf8(&self.raw).is_ok()
     }
 
     /// The parsed payload; `None` when it is not a JSON object.
@@ -323,7 +344,7 @@ impl ClassMetrics {
 /// Reads and steers one namespace's jobs. Cheap to clone.
 #[derive(Clone)]
 pub struct Api {
-    conn: ConnectionManager,
+    conn: Connection,
     keys: Keys,
     config: RedisConfig,
 }
@@ -366,6 +387,26 @@ impl Api {
         &self.keys
     }
 
+    /// The list of the queue with these exact bytes as its name.
+    fn raw_queue_key(&self, name: &[u8]) -> Vec<u8> {
+        [self.keys.queue("").as_bytes(), name].concat()
+    }
+
+    /// The list of the queue named `queue` (as [`Api::queues`] shows it: escaped).
+    fn queue_key(&self, queue: &str) -> Vec<u8> {
+        self.raw_queue_key(&unescape(queue))
+    }
+
+    /// The key `NAMESPACE:` + the bytes of `name` (shown escaped) + `suffix`.
+    fn named_key(&self, name: &str, suffix: &str) -> Vec<u8> {
+        [
+            self.keys.prefix().as_bytes(),
+            &unescape(name),
+            suffix.as_bytes(),
+        ]
+        .concat()
+    }
+
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
         cmd.query_async(&mut self.conn.clone())
             .await
@@ -392,17 +433,18 @@ impl Api {
             .zcard(self.keys.retry())
             .zcard(self.keys.dead());
         let (processed, failed, scheduled, retries, dead): (
-            Option<u64>,
-            Option<u64>,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
             u64,
             u64,
             u64,
         ) = self.query_pipe(&pipe).await?;
+        let (processed, failed) = (counter(processed), counter(failed));
         let queues = self.queues().await?;
         let processes = self.processes().await?;
         Ok(Stats {
-            processed: processed.unwrap_or(0),
-            failed: failed.unwrap_or(0),
+            processed,
+            failed,
             enqueued: queues.iter().map(|q| q.size).sum(),
             scheduled,
             retries,
@@ -430,37 +472,37 @@ impl Api {
                 .collect();
             pipe.cmd("MGET").arg(keys);
         }
-        let (processed, failed): (Vec<Option<u64>>, Vec<Option<u64>>) =
-            self.query_pipe(&pipe).await?;
+        type Counts = Vec<Option<Vec<u8>>>;
+        let (processed, failed): (Counts, Counts) = self.query_pipe(&pipe).await?;
         Ok(dates
             .into_iter()
             .zip(processed.into_iter().zip(failed))
             .map(|(date, (p, f))| DayStats {
                 date,
-                processed: p.unwrap_or(0),
-                failed: f.unwrap_or(0),
+                processed: counter(p),
+                failed: counter(f),
             })
             .collect())
     }
 
     /// Every queue in the `queues` set, sorted by name, with size and latency.
     pub async fn queues(&self) -> Result<Vec<QueueSummary>> {
-        let mut names: Vec<String> = self
+        let mut names: Vec<Vec<u8>> = self
             .query(redis::cmd("SMEMBERS").arg(self.keys.queues()))
             .await?;
         names.sort();
         let mut pipe = redis::pipe();
         for name in &names {
-            pipe.llen(self.keys.queue(name))
-                .lindex(self.keys.queue(name), -1);
+            let key = self.raw_queue_key(name);
+            pipe.llen(&key).lindex(&key, -1);
         }
-        let rows: Vec<(u64, Option<String>)> = self.query_pipe(&pipe).await?;
+        let rows: Vec<(u64, Option<Vec<u8>>)> = self.query_pipe(&pipe).await?;
         Ok(names
             .into_iter()
             .zip(rows)
             .map(|(name, (size, oldest))| QueueSummary {
                 latency: oldest.map_or(0.0, |raw| JobRecord::new(raw, None, None).latency()),
-                name,
+                name: escape(&name).into_owned(),
                 size,
             })
             .collect())
@@ -472,10 +514,10 @@ impl Api {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let raws: Vec<String> = self
+        let raws: Vec<Vec<u8>> = self
             .query(
                 redis::cmd("LRANGE")
-                    .arg(self.keys.queue(queue))
+                    .arg(self.queue_key(queue))
                     .arg(start)
                     .arg(start + count - 1),
             )
@@ -488,8 +530,17 @@ impl Api {
 
     /// Jobs waiting in a queue.
     pub async fn queue_size(&self, queue: &str) -> Result<u64> {
-        self.query(redis::cmd("LLEN").arg(self.keys.queue(queue)))
+        self.query(redis::cmd("LLEN").arg(self.queue_key(queue)))
             .await
+    }
+
+    /// Whether a queue by this name is known (in the `queues` set) or holds jobs.
+    pub async fn queue_exists(&self, queue: &str) -> Result<bool> {
+        let mut pipe = redis::pipe();
+        pipe.sismember(self.keys.queues(), &*unescape(queue))
+            .exists(self.queue_key(queue));
+        let (known, exists): (bool, bool) = self.query_pipe(&pipe).await?;
+        Ok(known || exists)
     }
 
     /// The job of a queue with this jid, looking through its first 100,000 jobs (newest
@@ -516,9 +567,9 @@ impl Api {
         let removed: u64 = self
             .query(
                 redis::cmd("LREM")
-                    .arg(self.keys.queue(job.queue()))
+                    .arg(self.queue_key(job.queue()))
                     .arg(1)
-                    .arg(job.raw()),
+                    .arg(job.raw_bytes()),
             )
             .await?;
         Ok(removed == 1)
@@ -528,10 +579,10 @@ impl Api {
     pub async fn clear_queue(&self, queue: &str) -> Result<u64> {
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .llen(self.keys.queue(queue))
-            .del(self.keys.queue(queue))
+            .llen(self.queue_key(queue))
+            .del(self.queue_key(queue))
             .ignore()
-            .srem(self.keys.queues(), queue)
+            .srem(self.keys.queues(), &*unescape(queue))
             .ignore();
         let (size,): (u64,) = self.query_pipe(&pipe).await?;
         Ok(size)
@@ -557,7 +608,7 @@ impl Api {
             cmd.arg("REV");
         }
         cmd.arg("WITHSCORES");
-        let rows: Vec<(String, f64)> = self.query(&cmd).await?;
+        let rows: Vec<(Vec<u8>, f64)> = self.query(&cmd).await?;
         Ok(rows
             .into_iter()
             .map(|(raw, score)| JobRecord::new(raw, Some(score), None))
@@ -571,7 +622,7 @@ impl Api {
         cursor: u64,
         pattern: &str,
     ) -> Result<(u64, Vec<JobRecord>)> {
-        let (next, rows): (u64, Vec<(String, f64)>) = self
+        let (next, rows): (u64, Vec<(Vec<u8>, f64)>) = self
             .query(
                 redis::cmd("ZSCAN")
                     .arg(kind.key(&self.keys))
@@ -616,9 +667,13 @@ impl Api {
         Ok(found)
     }
 
-    /// The job of a set with this jid: a scan for `"jid":"JID"`, stopping at the first match.
+    /// The job of a set with this jid: a scan for members holding the jid, stopping at the
+    /// first whose `jid` field is it (however the JSON is spaced).
     pub async fn set_find(&self, kind: SetKind, jid: &str) -> Result<Option<JobRecord>> {
-        let pattern = format!("*\"jid\":\"{}\"*", crate::recovery::glob_escape(jid));
+        if jid.is_empty() {
+            return Ok(None);
+        }
+        let pattern = format!("*{}*", crate::recovery::glob_escape(jid));
         let mut cursor: u64 = 0;
         loop {
             let (next, jobs) = self.zscan(kind, cursor, &pattern).await?;
@@ -640,12 +695,13 @@ impl Api {
         score: f64,
         jid: &str,
     ) -> Result<Option<JobRecord>> {
-        let rows: Vec<(String, f64)> = self
+        let score = score_text(score);
+        let rows: Vec<(Vec<u8>, f64)> = self
             .query(
                 redis::cmd("ZRANGE")
                     .arg(kind.key(&self.keys))
-                    .arg(score)
-                    .arg(score)
+                    .arg(&score)
+                    .arg(&score)
                     .arg("BYSCORE")
                     .arg("WITHSCORES"),
             )
@@ -656,15 +712,13 @@ impl Api {
             .find(|job| job.jid() == jid))
     }
 
-    /// A job of a set by `SCORE-JID` (as the dashboard links it) or by jid alone.
+    /// A job of a set by `SCORE-JID` (as the dashboard links it; the score may be negative
+    /// or infinite) or by jid alone.
     pub async fn set_find_key(&self, kind: SetKind, key: &str) -> Result<Option<JobRecord>> {
-        if let Some((score, jid)) = key.split_once('-')
-            && let Ok(score) = score.parse::<f64>()
-            && score.is_finite()
-        {
-            return self.set_find_at(kind, score, jid).await;
+        match split_key(key) {
+            Some((score, jid)) => self.set_find_at(kind, score, jid).await,
+            None => self.set_find(kind, key).await,
         }
-        self.set_find(kind, key).await
     }
 
     /// Moves a job of a set to its queue now. From the retry and dead sets its
@@ -681,10 +735,14 @@ impl Api {
     }
 
     async fn move_to_queue(&self, kind: SetKind, job: &JobRecord, uncount: bool) -> Result<bool> {
-        let Some(mut item) = job.item.clone() else {
+        // Rewritten field by field: what is not changed keeps its exact text (big integers).
+        let rewrite = std::str::from_utf8(&job.raw)
+            .ok()
+            .and_then(|text| payload::Rewrite::parse(text).ok());
+        let Some(mut item) = rewrite else {
             return Err(Error::Payload(format!(
                 "the job is not a JSON object, so it cannot be queued; delete it instead: {}",
-                job.raw
+                crate::text::printable(&job.text)
             )));
         };
         if uncount && let Some(count) = item.get("retry_count").and_then(Value::as_i64) {
@@ -696,15 +754,15 @@ impl Api {
             "enqueued_at".into(),
             payload::timestamp_value(payload::now_secs()),
         );
-        let new = serde_json::to_string(&item).map_err(|e| Error::Payload(e.to_string()))?;
+        let new = item.to_json();
         static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(MOVE_TO_QUEUE));
         let moved: u64 = SCRIPT
             .key(kind.key(&self.keys))
             .key(self.keys.queues())
-            .key(self.keys.queue(job.queue()))
-            .arg(job.raw())
+            .key(self.queue_key(job.queue()))
+            .arg(job.raw_bytes())
             .arg(new)
-            .arg(job.queue())
+            .arg(&*unescape(job.queue()))
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|e| self.config.redis_error(e))?;
@@ -714,7 +772,11 @@ impl Api {
     /// Deletes a job from a set; `false` if it was no longer there.
     pub async fn delete(&self, kind: SetKind, job: &JobRecord) -> Result<bool> {
         let removed: u64 = self
-            .query(redis::cmd("ZREM").arg(kind.key(&self.keys)).arg(job.raw()))
+            .query(
+                redis::cmd("ZREM")
+                    .arg(kind.key(&self.keys))
+                    .arg(job.raw_bytes()),
+            )
             .await?;
         Ok(removed == 1)
     }
@@ -726,15 +788,15 @@ impl Api {
         }
         let now = payload::now_secs();
         let (from, shape) = match kind {
-            Some(kind) => (kind.key(&self.keys), "set"),
-            None => (self.keys.queue(job.queue()), "list"),
+            Some(kind) => (kind.key(&self.keys).into_bytes(), "set"),
+            None => (self.queue_key(job.queue()), "list"),
         };
         static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(KILL));
         let moved: u64 = SCRIPT
             .key(from)
             .key(self.keys.dead())
-            .arg(job.raw())
-            .arg(job.raw())
+            .arg(job.raw_bytes())
+            .arg(job.raw_bytes())
             .arg(payload::timestamp_text(now))
             .arg(shape)
             .arg(payload::timestamp_text(now - DEAD_TIMEOUT_SECS))
@@ -805,18 +867,18 @@ impl Api {
 
     /// Live server processes (their heartbeat has not expired), by identity.
     pub async fn processes(&self) -> Result<Vec<ProcessInfo>> {
-        let mut identities: Vec<String> = self
+        let mut identities: Vec<Vec<u8>> = self
             .query(redis::cmd("SMEMBERS").arg(self.keys.key("processes")))
             .await?;
         identities.sort();
         let mut pipe = redis::pipe();
         for id in &identities {
-            pipe.hgetall(self.keys.key(id));
+            pipe.hgetall([self.keys.prefix().as_bytes(), id].concat());
         }
-        let hashes: Vec<HashMap<String, String>> = self.query_pipe(&pipe).await?;
+        let hashes: Vec<HashMap<Vec<u8>, Vec<u8>>> = self.query_pipe(&pipe).await?;
         Ok(identities
             .into_iter()
-            .zip(hashes)
+            .zip(hashes.into_iter().map(text_map))
             .filter(|(_, fields)| fields.contains_key("info"))
             .map(|(identity, fields)| {
                 let number = |k: &str| fields.get(k).and_then(|v| v.parse::<f64>().ok());
@@ -826,7 +888,7 @@ impl Api {
                     beat: number("beat").unwrap_or(0.0),
                     quiet: fields.get("quiet").is_some_and(|q| q == "true"),
                     rss: number("rss").unwrap_or(0.0) as u64,
-                    identity,
+                    identity: escape(&identity).into_owned(),
                 }
             })
             .collect())
@@ -843,7 +905,7 @@ impl Api {
     }
 
     async fn signal(&self, identity: &str, signal: &str) -> Result<()> {
-        let key = self.keys.key(&format!("{identity}-signals"));
+        let key = self.named_key(identity, "-signals");
         let mut pipe = redis::pipe();
         pipe.lpush(&key, signal).ignore().expire(&key, 60).ignore();
         self.query_pipe(&pipe).await
@@ -860,11 +922,11 @@ impl Api {
     pub async fn running_of(&self, processes: &[ProcessInfo]) -> Result<Vec<RunningWork>> {
         let mut pipe = redis::pipe();
         for p in processes {
-            pipe.hgetall(self.keys.key(&format!("{}:work", p.identity)));
+            pipe.hgetall(self.named_key(&p.identity, ":work"));
         }
-        let works: Vec<HashMap<String, String>> = self.query_pipe(&pipe).await?;
+        let works: Vec<HashMap<Vec<u8>, Vec<u8>>> = self.query_pipe(&pipe).await?;
         let mut running = Vec::new();
-        for (p, work) in processes.iter().zip(works) {
+        for (p, work) in processes.iter().zip(works.into_iter().map(text_map)) {
             for (thread, entry) in work {
                 let Ok(entry) = serde_json::from_str::<Value>(&entry) else {
                     continue;
@@ -888,17 +950,17 @@ impl Api {
 
     /// Per-class run metrics, busiest class first.
     pub async fn class_metrics(&self) -> Result<Vec<ClassMetrics>> {
-        let classes: Vec<String> = self
+        let classes: Vec<Vec<u8>> = self
             .query(redis::cmd("SMEMBERS").arg(self.keys.key("metrics:classes")))
             .await?;
         let mut pipe = redis::pipe();
         for class in &classes {
-            pipe.hgetall(self.keys.class_metrics(class));
+            pipe.hgetall([self.keys.class_metrics("").as_bytes(), class].concat());
         }
-        let hashes: Vec<HashMap<String, String>> = self.query_pipe(&pipe).await?;
+        let hashes: Vec<HashMap<Vec<u8>, Vec<u8>>> = self.query_pipe(&pipe).await?;
         let mut metrics: Vec<ClassMetrics> = classes
             .into_iter()
-            .zip(hashes)
+            .zip(hashes.into_iter().map(text_map))
             .map(|(class, fields)| {
                 let int = |k: &str| {
                     fields
@@ -916,7 +978,7 @@ impl Api {
                     buckets: (0..=crate::stats::DURATION_BUCKETS.len())
                         .map(|i| int(&format!("b{i}")))
                         .collect(),
-                    class,
+                    class: escape(&class).into_owned(),
                 }
             })
             .collect();
@@ -934,9 +996,41 @@ impl Api {
     }
 
     /// A clone of the connection, for commands of your own.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> Connection {
         self.conn.clone()
     }
+}
+
+/// A counter as stored; anything that is not a whole number reads as 0.
+fn counter(value: Option<Vec<u8>>) -> u64 {
+    value
+        .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A hash read as bytes, as text (bytes that are not UTF-8 shown escaped).
+fn text_map(hash: HashMap<Vec<u8>, Vec<u8>>) -> HashMap<String, String> {
+    hash.into_iter()
+        .map(|(k, v)| (lossless(&k).into_owned(), lossless(&v).into_owned()))
+        .collect()
+}
+
+/// A score as Redis reads it back exactly (`+inf` / `-inf` for the infinite ones).
+fn score_text(score: f64) -> String {
+    if score.is_infinite() {
+        if score > 0.0 { "+inf" } else { "-inf" }.to_string()
+    } else {
+        payload::timestamp_text(score)
+    }
+}
+
+/// Splits Sidekiq's `SCORE-JID` key at the first `-` after which what comes before is a
+/// number, so negative (`-5.0-JID`) and infinite (`inf-JID`) scores work.
+fn split_key(key: &str) -> Option<(f64, &str)> {
+    key.match_indices('-').find_map(|(i, _)| {
+        let score = key[..i].parse::<f64>().ok().filter(|s| !s.is_nan())?;
+        Some((score, &key[i + 1..]))
+    })
 }
 
 #[cfg(test)]
@@ -944,9 +1038,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn keys_with_negative_and_infinite_scores_split() {
+        assert_eq!(split_key("12.5-abc"), Some((12.5, "abc")));
+        assert_eq!(split_key("-5.0-abc"), Some((-5.0, "abc")));
+        assert_eq!(split_key("inf-a-b"), Some((f64::INFINITY, "a-b")));
+        assert_eq!(split_key("-inf-x"), Some((f64::NEG_INFINITY, "x")));
+        assert_eq!(split_key("abc"), None);
+        assert_eq!(score_text(f64::NEG_INFINITY), "-inf");
+    }
+
+    #[test]
     fn a_record_reads_sidekiq_fields_and_survives_garbage() {
         let job = JobRecord::new(
-            r#"{"class":"X","wrapped":"Y","args":[1],"jid":"j","retry_count":2,"error_message":"boom","failed_at":1700000000000}"#.into(),
+            br#"{"class":"X","wrapped":"Y","args":[1],"jid":"j","retry_count":2,"error_message":"boom","failed_at":1700000000000}"#.to_vec(),
             Some(1.5),
             None,
         );
@@ -954,7 +1058,9 @@ mod tests {
         assert_eq!(job.retry_count(), Some(2));
         assert_eq!(job.failed_at(), Some(1_700_000_000.0));
         assert_eq!(job.queue(), "default");
-        let bad = JobRecord::new("not json".into(), None, Some("low"));
+        let bad = JobRecord::new(b"not json \xff".to_vec(), None, Some("low"));
+        assert_eq!(bad.raw(), "not json \\xff");
+        assert!(!bad.is_utf8());
         assert_eq!((bad.jid(), bad.class(), bad.queue()), ("", "", "low"));
         assert!(bad.args().is_null());
     }

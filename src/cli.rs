@@ -49,7 +49,7 @@ pub struct RedisArgs {
     #[arg(short = 'd', long, global = true)]
     pub db: Option<u32>,
     /// Redis URL, e.g. redis://user:password@host:6379/0 or rediss:// for TLS (overrides -o/-p/-d)
-    #[arg(long, env = "REDIS_URL", global = true)]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<String>,
     /// Key namespace ('' for Sidekiq's bare keys)
     #[arg(short = 'n', long, default_value = crate::keys::DEFAULT_NAMESPACE, global = true)]

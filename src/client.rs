@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use redis::aio::ConnectionManager;
+use crate::connection::Connection;
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -185,7 +185,7 @@ impl Job {
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    conn: ConnectionManager,
+    conn: Connection,
     keys: Arc<Keys>,
     config: RedisConfig,
 }
@@ -198,7 +198,7 @@ impl Client {
     }
 
     pub(crate) fn from_connection(
-        conn: ConnectionManager,
+        conn: Connection,
         config: RedisConfig,
         namespace: &str,
     ) -> Client {
@@ -215,7 +215,7 @@ impl Client {
     }
 
     /// A clone of the underlying connection, for commands of your own.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> Connection {
         self.conn.clone()
     }
 

@@ -105,6 +105,11 @@ impl Handler for CommandWorker {
         let mut command = tokio::process::Command::new(&spec.command[0]);
         command
             .args(&spec.command[1..])
+            // A job's program gets no Redis or dashboard credentials from the server's
+            // environment; a TOML `env` entry may still pass what it needs on purpose.
+            .env_remove("REDIS_URL")
+            .env_remove("PSYCHIQ_WEB_BASIC_AUTH")
+            .env_remove("PSYCHIQ_WEB_TOKEN")
             .envs(&spec.env)
             .env("PSYCHIQ_JID", job.jid)
             .env("PSYCHIQ_CLASS", job.class)

@@ -1,13 +1,20 @@
 //! Where Redis is, and how to open connections to it.
 //!
 //! One [`RedisConfig`] describes the server (host/port/db or a URL with password, ACL user
-//! and `rediss://` TLS). It opens two kinds of connections: a shared multiplexed one for
-//! ordinary commands and a dedicated one for blocking fetches, so a `BRPOP` never holds up
-//! an enqueue or an acknowledgement.
+//! and `rediss://` TLS). It opens [`Connection`]s: a shared multiplexed one for ordinary
+//! commands and a dedicated one for blocking fetches, so a `BRPOP` never holds up an
+//! enqueue or an acknowledgement.
+//!
+//! A [`Connection`] reconnects by itself after a dropped connection or a Redis restart, and
+//! also after a login that failed once (a rotated password, a failover to a replica whose
+//! ACLs lag): redis-rs keeps a failed login for good, so the connection is rebuilt, at most
+//! once a second, until Redis accepts it again.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 
 use crate::error::{Error, Result};
 
@@ -15,6 +22,8 @@ use crate::error::{Error, Result};
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long opening a TCP/TLS connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The least time between two rebuilds of a connection whose login failed.
+const REBUILD_EVERY: Duration = Duration::from_secs(1);
 
 /// The Redis server to use.
 ///
@@ -24,12 +33,23 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// assert_eq!(config.display_address(), "redis://localhost:6379/2");
 /// let config = RedisConfig::from_url("redis://app:secret@10.0.0.5:6380/1");
 /// assert_eq!(config.display_address(), "redis://app:***@10.0.0.5:6380/1");
-/// let config = RedisConfig::from_url("redis://app:p@ss@10.0.0.5/1");
+/// let config = RedisConfig::from_url("redis://app:p@ss/w0rd@10.0.0.5/1");
 /// assert_eq!(config.display_address(), "redis://app:***@10.0.0.5/1");
+/// let config = RedisConfig::from_url("redis+unix:///run/redis.sock?db=2&pass=secret");
+/// assert_eq!(config.display_address(), "redis+unix:///run/redis.sock?db=2&pass=***");
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RedisConfig {
     url: String,
+}
+
+/// Debug shows the address with its password hidden, so a config can be logged safely.
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.display_address())
+            .finish()
+    }
 }
 
 impl Default for RedisConfig {
@@ -40,7 +60,7 @@ impl Default for RedisConfig {
 
 impl RedisConfig {
     /// A server given by URL: `redis://[user:password@]host:port/db`, `rediss://` for TLS,
-    /// or `redis+unix:///path`.
+    /// or `redis+unix:///path[?db=N&user=U&pass=P]`.
     pub fn from_url(url: impl Into<String>) -> Self {
         RedisConfig { url: url.into() }
     }
@@ -59,23 +79,35 @@ impl RedisConfig {
         RedisConfig { url }
     }
 
-    /// The address for logs and error messages, with any password replaced by `***`.
+    /// The address for logs and error messages, with any password replaced by `***`: in the
+    /// user part (up to the last `@`, so a password holding `/` or `@` is hidden whole) and
+    /// in a `pass=` / `password=` query parameter.
     pub fn display_address(&self) -> String {
-        let Some((scheme, rest)) = self.url.split_once("://") else {
-            return self.url.clone();
+        let (base, query) = match self.url.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (self.url.as_str(), None),
         };
-        // The credentials end at the last '@' before the path.
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        match rest[..authority_end]
-            .rsplit_once('@')
-            .map(|(auth, _)| (auth, &rest[auth.len() + 1..]))
-        {
-            Some((auth, host)) => match auth.split_once(':') {
-                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-                None => format!("{scheme}://***@{host}"),
+        let mut shown = match base.split_once("://") {
+            Some((scheme, rest)) => match rest.rsplit_once('@') {
+                Some((auth, host)) => match auth.split_once(':') {
+                    Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                    None => format!("{scheme}://***@{host}"),
+                },
+                None => base.to_string(),
             },
-            None => self.url.clone(),
+            None => base.to_string(),
+        };
+        if let Some(query) = query {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if matches!(key, "pass" | "password") => format!("{key}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            shown = format!("{shown}?{}", pairs.join("&"));
         }
+        shown
     }
 
     fn client(&self) -> Result<redis::Client> {
@@ -96,29 +128,217 @@ impl RedisConfig {
     ///
     /// Cheap to clone; every clone shares one socket. Commands time out after 3 s, so a
     /// caller never hangs on an unreachable server.
-    pub async fn connect(&self) -> Result<ConnectionManager> {
+    pub async fn connect(&self) -> Result<Connection> {
         self.connect_with_timeout(COMMAND_TIMEOUT).await
     }
 
     /// Opens a connection whose commands may block for up to `timeout` (for `BRPOP`).
-    pub(crate) async fn connect_with_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<ConnectionManager> {
-        let client = self.client()?;
+    pub(crate) async fn connect_with_timeout(&self, timeout: Duration) -> Result<Connection> {
+        let mut manager = self
+            .manager(timeout)
+            .await
+            .map_err(|e| self.redis_error(e))?;
+        let _: () = redis::cmd("PING")
+            .query_async(&mut manager)
+            .await
+            .map_err(|e| self.redis_error(e))?;
+        Ok(Connection {
+            shared: Arc::new(Shared {
+                config: self.clone(),
+                timeout,
+                current: Mutex::new(Current {
+                    manager,
+                    generation: 0,
+                    rebuilt: Instant::now(),
+                }),
+                rebuilding: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    async fn manager(&self, timeout: Duration) -> redis::RedisResult<ConnectionManager> {
+        let client = self.client().map_err(|e| {
+            RedisError::from((ErrorKind::InvalidClientConfig, "bad address", e.to_string()))
+        })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let mut conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| self.redis_error(e))?;
-        let _: () = redis::cmd("PING")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.redis_error(e))?;
-        Ok(conn)
+        ConnectionManager::new_with_config(client, config).await
+    }
+}
+
+/// A connection to Redis that comes back by itself: after a dropped connection or a restart
+/// (redis-rs reconnects), and after a refused login (it is rebuilt, at most once a second,
+/// until Redis accepts the login again). Cheap to clone; clones share one socket.
+///
+/// Use it with redis-rs's commands as any async connection:
+///
+/// ```no_run
+/// # async fn demo() -> psychiq::Result<()> {
+/// use redis::AsyncCommands;
+/// let mut conn = psychiq::RedisConfig::default().connect().await?;
+/// let size: u64 = conn.llen("psychiq:queue:default").await.unwrap_or(0);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: RedisConfig,
+    timeout: Duration,
+    current: Mutex<Current>,
+    /// Held while a rebuild connects, so one failure wave rebuilds once.
+    rebuilding: tokio::sync::Mutex<()>,
+}
+
+struct Current {
+    manager: ConnectionManager,
+    /// Bumped by every rebuild, so a caller that saw an older one knows it was replaced.
+    generation: u64,
+    rebuilt: Instant,
+}
+
+impl Connection {
+    fn current(&self) -> (ConnectionManager, u64) {
+        let current = self.shared.current.lock().expect("connection lock");
+        (current.manager.clone(), current.generation)
+    }
+
+    /// After a refused login: opens a new connection manager, unless one was opened since
+    /// `seen` or less than a second ago. A failure leaves the old one; the caller's next
+    /// command (after its own backoff) tries again.
+    async fn rebuild(&self, seen: u64) {
+        let _rebuilding = self.shared.rebuilding.lock().await;
+        {
+            let current = self.shared.current.lock().expect("connection lock");
+            if current.generation != seen || current.rebuilt.elapsed() < REBUILD_EVERY {
+                return;
+            }
+        }
+        let fresh = self.shared.config.manager(self.shared.timeout).await;
+        let mut current = self.shared.current.lock().expect("connection lock");
+        current.rebuilt = Instant::now();
+        if let Ok(manager) = fresh {
+            current.manager = manager;
+            current.generation += 1;
+            tracing::info!(
+                "Redis accepted the login again on a new connection to {}",
+                self.shared.config.display_address()
+            );
+        }
+    }
+
+    async fn after<T>(
+        &self,
+        generation: u64,
+        result: redis::RedisResult<T>,
+    ) -> redis::RedisResult<T> {
+        if let Err(e) = &result
+            && login_refused(e)
+        {
+            self.rebuild(generation).await;
+        }
+        result
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let (mut manager, generation) = self.current();
+            let result = manager.send_packed_command(cmd).await;
+            self.after(generation, result).await
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let (mut manager, generation) = self.current();
+            let result = manager.send_packed_commands(pipeline, offset, count).await;
+            self.after(generation, result).await
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.current().0.get_db()
+    }
+}
+
+/// The server's error code (`OOM`, `BUSY`, ...), also for a pipeline whose commands failed.
+fn error_code(e: &RedisError) -> Option<String> {
+    if let Some(code) = e.code() {
+        return Some(code.to_string());
+    }
+    let failures = e.clone().into_server_errors()?;
+    failures.first().map(|(_, first)| first.code().to_string())
+}
+
+/// Whether Redis refused the login (wrong password, unknown or disabled ACL user, or a
+/// password now required): the connection must log in anew.
+fn login_refused(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::AuthenticationFailed
+        || matches!(error_code(e).as_deref(), Some("NOAUTH" | "WRONGPASS"))
+}
+
+/// What a Redis error means and what to do about it, in one sentence for logs and the CLI.
+///
+/// ```
+/// let e = redis::RedisError::from((redis::ErrorKind::AuthenticationFailed, "WRONGPASS"));
+/// assert!(psychiq::connection::explain(&e).contains("refused the login"));
+/// ```
+pub fn explain(e: &RedisError) -> &'static str {
+    if login_refused(e) {
+        return "Redis refused the login. Check the user and password in --redis-url / REDIS_URL against Redis's requirepass or ACL (a server logs in again until it is accepted)";
+    }
+    const UNREACHABLE: &str = "Cannot reach Redis. Check that redis-server is running and the address (--redis-url, -o/-p/-d) is right";
+    match e.kind() {
+        ErrorKind::Server(ServerErrorKind::NoPerm) => {
+            "The Redis ACL user lacks a permission Psychiq needs. Grant it its keys (~* or ~NAMESPACE:*), channels (&*) and commands (+@all, or +@read +@write +@list +@sortedset +@set +@hash +@string +@scripting +@connection +@keyspace)"
+        }
+        ErrorKind::Server(ServerErrorKind::ReadOnly) => {
+            "This Redis is a read-only replica (a failover demoted it?). Point --redis-url at the master"
+        }
+        ErrorKind::Server(ServerErrorKind::BusyLoading) => {
+            "Redis is loading its data set after a restart. Wait until it is ready"
+        }
+        ErrorKind::Server(ServerErrorKind::NoScript) => {
+            "Redis lost its script cache (a restart or SCRIPT FLUSH). The script is sent again"
+        }
+        ErrorKind::Server(
+            ServerErrorKind::MasterDown | ServerErrorKind::ClusterDown | ServerErrorKind::TryAgain,
+        ) => "Redis's master is down or its cluster is not serving. Wait for the failover",
+        ErrorKind::Io => UNREACHABLE,
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
+            "Redis answered with data of an unexpected shape (a key of the wrong type, or bytes that are not UTF-8 where text is needed)"
+        }
+        _ => match error_code(e).as_deref() {
+            Some("OOM") => {
+                "Redis is out of memory (maxmemory reached). Free memory or raise maxmemory"
+            }
+            Some("BUSY") => {
+                "Redis is busy running a long script. Wait, or stop it with SCRIPT KILL / FUNCTION KILL"
+            }
+            Some("MISCONF") => {
+                "Redis cannot save to disk and refuses writes (MISCONF). Fix its disk or its save settings"
+            }
+            Some("WRONGTYPE") => {
+                "A Redis key Psychiq uses holds the wrong type of value (did another program write it?)"
+            }
+            _ if e.is_timeout() => {
+                "Redis did not answer in time (overloaded, or the network is down)"
+            }
+            _ if e.is_connection_dropped() || e.is_connection_refusal() => UNREACHABLE,
+            _ => "Redis answered with an error",
+        },
     }
 }
 
@@ -127,19 +347,27 @@ impl RedisConfig {
 pub(crate) struct Outage {
     /// Which part of the server is talking (e.g. "fetch").
     what: &'static str,
-    since: Option<std::time::Instant>,
+    since: Option<Instant>,
+    /// What the last logged error meant, so a change of cause is logged too.
+    cause: &'static str,
 }
 
 impl Outage {
     pub fn new(what: &'static str) -> Outage {
-        Outage { what, since: None }
+        Outage {
+            what,
+            since: None,
+            cause: "",
+        }
     }
 
-    /// A command failed: logs it if this starts an outage.
+    /// A command failed: logs it if this starts an outage or its cause changed.
     pub fn failed(&mut self, error: &redis::RedisError) {
-        if self.since.is_none() {
-            tracing::error!(error = %error, "{}: cannot reach Redis; will keep trying", self.what);
-            self.since = Some(std::time::Instant::now());
+        let cause = explain(error);
+        if self.since.is_none() || self.cause != cause {
+            tracing::error!(error = %error, "{}: {cause}; will keep trying", self.what);
+            self.since.get_or_insert_with(Instant::now);
+            self.cause = cause;
         }
     }
 
@@ -162,7 +390,7 @@ impl Outage {
 /// Runs `pipe` until Redis answers, with capped backoff (100 ms doubling to 5 s), logging
 /// the outage once through `outage`. For writes that must not be dropped.
 pub(crate) async fn query_until_ok(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     pipe: &redis::Pipeline,
     outage: &mut Outage,
 ) {
@@ -173,4 +401,22 @@ pub(crate) async fn query_until_ok(
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
     outage.ok();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden_whole() {
+        let shown = |url: &str| RedisConfig::from_url(url).display_address();
+        assert_eq!(shown("redis://:a/b@c@h:1/2"), "redis://:***@h:1/2");
+        assert_eq!(shown("rediss://u:x@h"), "rediss://u:***@h");
+        assert_eq!(shown("redis://h:1/0"), "redis://h:1/0");
+        assert_eq!(
+            shown("redis+unix:///s?user=u&password=p"),
+            "redis+unix:///s?user=u&password=***"
+        );
+        assert!(!format!("{:?}", RedisConfig::from_url("redis://:top@h")).contains("top"));
+    }
 }

@@ -4,9 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Redis could not be reached or answered with an error.
-    #[error(
-        "Redis at {address}: {source}. Check that redis-server is running and the address (--redis-url, -o/-p/-d) is right"
-    )]
+    #[error("Redis at {address}: {source}. {}", crate::connection::explain(source))]
     Redis {
         /// Where we tried to talk to (password hidden).
         address: String,

@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use crate::connection::Connection;
 use rand::seq::SliceRandom;
 use redis::Script;
-use redis::aio::ConnectionManager;
 
 use crate::error::{Error, Result};
 use crate::keys::Keys;
@@ -81,10 +81,11 @@ pub enum FetchMode {
     Basic,
 }
 
-/// A job taken from a queue, with the exact bytes read from Redis.
+/// A job taken from a queue, with the exact bytes read from Redis (UTF-8 or not: a payload
+/// that is not is a bad job for the processor to report, never a fetch error).
 pub(crate) struct Fetched {
     pub queue: Arc<str>,
-    pub raw: String,
+    pub raw: Vec<u8>,
     /// The in-progress list holding it until it is acknowledged (reliable fetch only).
     pub inprogress: Option<Arc<str>>,
 }
@@ -124,13 +125,14 @@ return out
 "#;
 
 /// Whether a payload was recovered from a dead process (see [`crate::recovery`]).
-pub(crate) fn is_suspect(raw: &str) -> bool {
-    raw.contains("\"recovery_count\":")
+pub(crate) fn is_suspect(raw: &[u8]) -> bool {
+    const MARK: &[u8] = b"\"recovery_count\":";
+    raw.windows(MARK.len()).any(|window| window == MARK)
 }
 
 /// Takes jobs from the configured queues.
 pub(crate) struct Fetcher {
-    conn: ConnectionManager,
+    conn: Connection,
     mode: FetchMode,
     /// The queues in configured order, de-duplicated.
     sources: Vec<Source>,
@@ -142,7 +144,7 @@ pub(crate) struct Fetcher {
 
 impl Fetcher {
     pub fn new(
-        conn: ConnectionManager,
+        conn: Connection,
         keys: &Keys,
         specs: &[QueueSpec],
         mode: FetchMode,
@@ -206,7 +208,7 @@ impl Fetcher {
             .collect()
     }
 
-    fn fetched(&self, index: usize, raw: String) -> Fetched {
+    fn fetched(&self, index: usize, raw: Vec<u8>) -> Fetched {
         let source = &self.sources[index];
         Fetched {
             queue: Arc::clone(&source.name),
@@ -233,10 +235,14 @@ impl Fetcher {
                     cmd.arg(&self.sources[i].key);
                 }
                 cmd.arg(FETCH_TIMEOUT.as_secs());
-                let popped: Option<(String, String)> = cmd.query_async(&mut conn).await?;
+                let popped: Option<(Vec<u8>, Vec<u8>)> = cmd.query_async(&mut conn).await?;
                 Ok(popped
                     .map(|(key, raw)| {
-                        let index = self.sources.iter().position(|s| s.key == key).unwrap_or(0);
+                        let index = self
+                            .sources
+                            .iter()
+                            .position(|s| s.key.as_bytes() == key)
+                            .unwrap_or(0);
                         self.fetched(index, raw)
                     })
                     .into_iter()
@@ -253,12 +259,16 @@ impl Fetcher {
                         .key(&self.sources[i].key)
                         .key(&*self.sources[i].inprogress);
                 }
-                let flat: Vec<String> = invocation.arg(max).invoke_async(&mut conn).await?;
+                // Positions are ASCII; jobs are whatever bytes the queue held.
+                let flat: Vec<Vec<u8>> = invocation.arg(max).invoke_async(&mut conn).await?;
                 if !flat.is_empty() {
                     let mut jobs = Vec::with_capacity(flat.len() / 2);
                     let mut items = flat.into_iter();
                     while let (Some(position), Some(raw)) = (items.next(), items.next()) {
-                        let position: usize = position.trim_start_matches('s').parse().unwrap_or(0);
+                        let position: usize = std::str::from_utf8(&position)
+                            .ok()
+                            .and_then(|p| p.trim_start_matches('s').parse().ok())
+                            .unwrap_or(0);
                         jobs.push(self.fetched(order[position], raw));
                     }
                     return Ok(jobs);
@@ -281,7 +291,7 @@ impl Fetcher {
             FETCH_TIMEOUT / 2
         };
         let source = &self.sources[index];
-        let moved: Option<String> = redis::cmd("BLMOVE")
+        let moved: Option<Vec<u8>> = redis::cmd("BLMOVE")
             .arg(&source.key)
             .arg(&*source.inprogress)
             .arg("RIGHT")

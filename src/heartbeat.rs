@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use crate::connection::Connection;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -31,7 +31,7 @@ const PROCESS_TTL_SECS: i64 = 60;
 pub(crate) struct RunningJob {
     pub queue: Arc<str>,
     /// The exact payload fetched, to show and to push back on a hard stop.
-    pub raw: Arc<str>,
+    pub raw: Arc<[u8]>,
     /// The in-progress list holding it (reliable fetch).
     pub inprogress: Option<Arc<str>>,
     /// When it started, in whole epoch seconds (as Sidekiq writes `run_at`).
@@ -70,7 +70,7 @@ impl Control {
 
 /// What the heartbeat writes about this process.
 pub(crate) struct Heartbeat {
-    pub conn: ConnectionManager,
+    pub conn: Connection,
     pub keys: Keys,
     pub identity: String,
     pub info: String,
@@ -192,7 +192,7 @@ impl Heartbeat {
                 .iter()
                 .map(|(slot, job)| {
                     let value =
-                        json!({"queue": &*job.queue, "payload": &*job.raw, "run_at": job.run_at});
+                        json!({"queue": &*job.queue, "payload": String::from_utf8_lossy(&job.raw), "run_at": job.run_at});
                     (radix36(*slot), value.to_string())
                 })
                 .collect()
@@ -233,9 +233,9 @@ impl Heartbeat {
         pipe.sadd(self.keys.inprogress_owners(), &self.identity)
             .ignore();
         pipe.rpop(format!("{id_key}-signals"), None);
-        let (signal,): (Option<String>,) = pipe.query_async(&mut self.conn).await?;
+        let (signal,): (Option<Vec<u8>>,) = pipe.query_async(&mut self.conn).await?;
         if let Some(signal) = &signal {
-            self.obey(signal);
+            self.obey(&String::from_utf8_lossy(signal));
         }
         Ok(signal.is_some())
     }
@@ -263,7 +263,7 @@ pub(crate) fn log_running(running: &Running) {
             slot = radix36(*slot),
             queue = &*job.queue,
             run_at = job.run_at,
-            payload = &*job.raw,
+            payload = %String::from_utf8_lossy(&job.raw),
             "running"
         );
     }

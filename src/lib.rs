@@ -54,6 +54,7 @@ pub mod scheduler;
 pub mod server;
 pub mod signals;
 pub mod stats;
+pub mod text;
 pub mod web;
 pub mod worker;
 

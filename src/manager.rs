@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::connection::Connection;
 use redis::{AsyncCommands, Script};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -31,7 +31,7 @@ const SUSPECT_ALONE: Duration = Duration::from_secs(1);
 const ACK_BATCH: usize = 1_000;
 
 /// An acknowledgement: remove `raw` from the in-progress list `list`.
-pub(crate) type Ack = (Arc<str>, Arc<str>);
+pub(crate) type Ack = (Arc<str>, Arc<[u8]>);
 
 /// Sends acknowledgements to [`acknowledge`] and counts those not yet written to Redis.
 #[derive(Clone)]
@@ -56,7 +56,7 @@ impl Acks {
     }
 
     /// Queues the removal of a finished job from its in-progress list.
-    pub fn send(&self, list: &Arc<str>, raw: &Arc<str>) {
+    pub fn send(&self, list: &Arc<str>, raw: &Arc<[u8]>) {
         self.pending.fetch_add(1, Ordering::SeqCst);
         // The acknowledger outlives every sender, so this cannot fail.
         let _ = self.tx.send((Arc::clone(list), Arc::clone(raw)));
@@ -69,7 +69,7 @@ pub(crate) struct Manager<'a> {
     pub concurrency: usize,
     pub running: &'a Running,
     pub keys: &'a Keys,
-    pub conn: ConnectionManager,
+    pub conn: Connection,
     /// Acknowledgements not yet written to Redis.
     pub pending_acks: &'a AtomicUsize,
 }
@@ -274,7 +274,7 @@ impl Manager<'_> {
         let mut conn = self.conn.clone();
         let mut stranded = Vec::new();
         for (queue, list) in fetcher.inprogress_lists() {
-            match conn.lrange::<_, Vec<String>>(&*list, 0, -1).await {
+            match conn.lrange::<_, Vec<Vec<u8>>>(&*list, 0, -1).await {
                 Ok(jobs) => stranded.extend(jobs.into_iter().map(|raw| RunningJob {
                     queue: Arc::clone(&queue),
                     raw: Arc::from(raw),
@@ -325,7 +325,7 @@ return moved
 "#;
 
 /// Pushes unfinished jobs back to the front of their queues, in one atomic call.
-pub(crate) async fn requeue(mut conn: ConnectionManager, keys: &Keys, jobs: &[RunningJob]) -> bool {
+pub(crate) async fn requeue(mut conn: Connection, keys: &Keys, jobs: &[RunningJob]) -> bool {
     if jobs.is_empty() {
         return true;
     }
@@ -346,7 +346,7 @@ pub(crate) async fn requeue(mut conn: ConnectionManager, keys: &Keys, jobs: &[Ru
         }
         Err(e) => {
             for job in jobs {
-                tracing::error!(error = %e, queue = &*job.queue, payload = &*job.raw, "could not push an unfinished job back");
+                tracing::error!(error = %e, queue = &*job.queue, payload = %crate::text::escape(&job.raw), "could not push an unfinished job back");
             }
             if jobs.iter().all(|job| job.inprogress.is_some()) {
                 tracing::warn!(
@@ -361,7 +361,7 @@ pub(crate) async fn requeue(mut conn: ConnectionManager, keys: &Keys, jobs: &[Ru
 /// Acknowledges finished jobs in pipelines until every sender is gone.
 pub(crate) async fn acknowledge(
     mut acks: mpsc::UnboundedReceiver<Ack>,
-    mut conn: ConnectionManager,
+    mut conn: Connection,
     pending: Arc<AtomicUsize>,
 ) {
     let mut batch: Vec<Ack> = Vec::new();

@@ -74,6 +74,67 @@ pub fn new_jid() -> String {
     jid
 }
 
+/// A payload parsed to be changed (a retry, a death, a recovery, "Retry Now"): the fields as
+/// an order-preserving map to edit, and the exact text each had, so that every field left
+/// unchanged is written back byte for byte. Integers past 64 bits (which a map holds only as
+/// floats) and numbers spelled `1e3` or `2.50` survive as they were written.
+///
+/// ```ignore
+/// let mut job = Rewrite::parse(r#"{"args":[123456789012345678901234],"retry_count":1}"#)?;
+/// job.insert("retry_count".into(), 2.into());
+/// assert_eq!(job.to_json(), r#"{"args":[123456789012345678901234],"retry_count":2}"#);
+/// ```
+#[derive(Debug)]
+pub(crate) struct Rewrite {
+    job: JobMap,
+    original: JobMap,
+    text: std::collections::HashMap<String, Box<RawValue>>,
+}
+
+impl Rewrite {
+    /// Parses a payload that must be a JSON object.
+    pub fn parse(payload: &str) -> serde_json::Result<Rewrite> {
+        let job: JobMap = serde_json::from_str(payload)?;
+        let text = serde_json::from_str(payload)?;
+        Ok(Rewrite {
+            original: job.clone(),
+            job,
+            text,
+        })
+    }
+
+    /// The payload as JSON: changed fields written anew, the others as they were.
+    pub fn to_json(&self) -> String {
+        let mut out = String::from("{");
+        for (i, (key, value)) in self.job.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::to_string(key).expect("a string serialises"));
+            out.push(':');
+            match self.text.get(key) {
+                Some(raw) if self.original.get(key) == Some(value) => out.push_str(raw.get()),
+                _ => out.push_str(&serde_json::to_string(value).expect("a JSON value serialises")),
+            }
+        }
+        out.push('}');
+        out
+    }
+}
+
+impl std::ops::Deref for Rewrite {
+    type Target = JobMap;
+    fn deref(&self) -> &JobMap {
+        &self.job
+    }
+}
+
+impl std::ops::DerefMut for Rewrite {
+    fn deref_mut(&mut self) -> &mut JobMap {
+        &mut self.job
+    }
+}
+
 /// The fields the server needs to run a job, borrowed from the raw payload (parsed once).
 #[derive(Debug, Deserialize)]
 pub(crate) struct JobHead<'a> {
@@ -139,6 +200,21 @@ pub(crate) fn secs_until(at: SystemTime) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rewrites_keep_unchanged_fields_byte_for_byte() {
+        let raw =
+            r#"{"args":[123456789012345678901234567890,1e3,"\u00e9"],"retry_count":1,"x":2.50}"#;
+        let mut job = Rewrite::parse(raw).unwrap();
+        assert_eq!(job.to_json(), raw);
+        job.insert("retry_count".into(), Value::from(2));
+        job.shift_remove("x");
+        job.insert("error_message".into(), Value::from("boom"));
+        assert_eq!(
+            job.to_json(),
+            r#"{"args":[123456789012345678901234567890,1e3,"\u00e9"],"retry_count":2,"error_message":"boom"}"#
+        );
+    }
 
     #[test]
     fn timestamps_are_written_with_a_fraction() {

@@ -13,22 +13,23 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use crate::connection::Connection;
 
 use crate::connection::{Outage, query_until_ok};
 use crate::manager::Acks;
 
 use crate::keys::Keys;
-use crate::payload::{self, JobHead, JobMap};
+use crate::payload::{self, JobHead, Rewrite};
 use crate::retry::{self, Disposition};
 use crate::stats::Stats;
+use crate::text;
 use crate::worker::{Handler, JobError, JobFuture, JobInfo, JobResult, Registry};
 
 /// Everything a job needs to run, shared by all running jobs of a server.
 pub(crate) struct Processor {
     pub registry: Arc<Registry>,
     pub keys: Arc<Keys>,
-    pub conn: ConnectionManager,
+    pub conn: Connection,
     pub stats: Arc<Stats>,
     /// Where finished jobs are acknowledged (reliable fetch).
     pub acks: Acks,
@@ -51,9 +52,17 @@ enum Failure<'a> {
 impl Processor {
     /// Runs the job `raw` fetched from `queue`, counts it, records a failure in Redis and
     /// acknowledges it (removes it from its in-progress list, if it has one).
-    pub async fn process(&self, queue: &str, raw: &Arc<str>, inprogress: Option<&Arc<str>>) {
+    pub async fn process(&self, queue: &str, raw: &Arc<[u8]>, inprogress: Option<&Arc<str>>) {
         let started = Instant::now();
-        let Err(failure) = self.run(queue, raw).await else {
+        let outcome = match std::str::from_utf8(raw) {
+            Ok(text) => self.run(queue, text).await,
+            Err(e) => Err(Failure::Unreadable {
+                reason: format!(
+                    "payload is not valid UTF-8 ({e}); its exact bytes are kept base64-encoded in raw_base64"
+                ),
+            }),
+        };
+        let Err(failure) = outcome else {
             self.stats.record(false);
             if let Some(list) = inprogress {
                 self.acks.send(list, raw);
@@ -66,7 +75,7 @@ impl Processor {
         let now = payload::now_secs();
         let disposition = match failure {
             Failure::Unreadable { reason } => {
-                tracing::warn!(queue, %reason, "unreadable payload moved to the dead set");
+                tracing::warn!(queue = %text::printable(queue), reason = %text::printable(&reason), "unreadable payload moved to the dead set");
                 Disposition::Dead {
                     payload: retry::wrap_unreadable(raw, queue, &reason, now),
                 }
@@ -77,7 +86,9 @@ impl Processor {
                 exhaust_now,
             } => {
                 // `run` read its head; the whole of it can still fail (e.g. a number too large).
-                let Ok(mut job) = serde_json::from_str::<JobMap>(raw) else {
+                // `run` got this far only with UTF-8.
+                let text = std::str::from_utf8(raw).unwrap_or_default();
+                let Ok(mut job) = Rewrite::parse(text) else {
                     let reason = format!("payload could not be parsed in full ({error})");
                     let payload = retry::wrap_unreadable(raw, queue, &reason, now);
                     return self
@@ -107,7 +118,16 @@ impl Processor {
                     Disposition::Dead { .. } => "dead".to_string(),
                     Disposition::Drop => "dropped (retry: false or dead: false)".to_string(),
                 };
-                tracing::warn!(class, jid, queue, elapsed_ms, error = %error, next, "job failed");
+                tracing::warn!(
+                    class = %text::printable(&class),
+                    jid = %text::printable(&jid),
+                    queue = %text::printable(queue),
+                    elapsed_ms,
+                    error = %text::printable(retry::truncate(error.message())),
+                    error_class = %text::printable(error.class()),
+                    next,
+                    "job failed"
+                );
                 disposition
             }
         };
@@ -180,7 +200,12 @@ impl Processor {
                 });
             }
         };
-        tracing::info!(class, jid, queue, "start");
+        tracing::info!(
+            class = %text::printable(class),
+            jid = %text::printable(jid),
+            queue = %text::printable(queue),
+            "start"
+        );
         let started = Instant::now();
         let timeout = handler.options().timeout.or(self.job_timeout);
         let caught = CatchUnwind { future };
@@ -206,7 +231,13 @@ impl Processor {
         match result {
             Ok(()) => {
                 let elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0;
-                tracing::info!(class, jid, queue, elapsed_ms, "done");
+                tracing::info!(
+                    class = %text::printable(class),
+                    jid = %text::printable(jid),
+                    queue = %text::printable(queue),
+                    elapsed_ms,
+                    "done"
+                );
                 Ok(())
             }
             Err(error) => Err(Failure::Failed {
@@ -223,7 +254,7 @@ impl Processor {
         &self,
         disposition: &Disposition,
         now: f64,
-        raw: &str,
+        raw: &[u8],
         inprogress: Option<&Arc<str>>,
     ) {
         let mut pipe = redis::pipe();
@@ -238,7 +269,7 @@ impl Processor {
         if inprogress.is_none() {
             // Basic fetch: only this process holds the job until the write goes through.
             tracing::debug!(
-                payload = raw,
+                payload = %text::lossless(raw),
                 "recording a failed job fetched without an in-progress list"
             );
         }

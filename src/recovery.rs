@@ -11,12 +11,12 @@
 
 use std::sync::LazyLock;
 
-use redis::aio::ConnectionManager;
+use crate::connection::Connection;
 use redis::{AsyncCommands, Script};
 use serde_json::Value;
 
 use crate::keys::Keys;
-use crate::payload::{self, JobMap};
+use crate::payload::{self, Rewrite};
 use crate::retry;
 
 /// Recoveries after which a job is considered poison and goes to the dead set.
@@ -59,30 +59,64 @@ return 0
 ///
 /// `machine` identifies this machine and pid namespace (see `heartbeat::machine_id`); a
 /// process is provably gone only if it wrote the same one and its pid no longer exists.
+/// A failure with one owner is logged and the others are still recovered; the error is
+/// returned only when the list of owners itself cannot be read.
 pub(crate) async fn recover_orphans(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     keys: &Keys,
     me: &str,
     machine: &str,
 ) -> redis::RedisResult<usize> {
-    let owners: Vec<String> = conn.smembers(keys.inprogress_owners()).await?;
+    let owners: Vec<Vec<u8>> = conn.smembers(keys.inprogress_owners()).await?;
     let mut moved = 0;
-    for owner in owners.iter().filter(|owner| *owner != me) {
-        let (beating, their_machine): (bool, Option<String>) = redis::pipe()
+    for owner in owners
+        .iter()
+        .filter(|owner| owner.as_slice() != me.as_bytes())
+    {
+        let Ok(owner) = std::str::from_utf8(owner) else {
+            // No Psychiq process has such an identity: someone wrote it by hand.
+            tracing::warn!(
+                owner = %crate::text::escape(owner),
+                "an in-progress owner whose identity is not UTF-8 is not a Psychiq process; left alone"
+            );
+            continue;
+        };
+        match recover_if_dead(conn, keys, me, machine, owner).await {
+            Ok(count) => moved += count,
+            Err(e) => tracing::warn!(
+                owner,
+                error = %e,
+                "could not recover this process's jobs; the others go on, and it is tried again next beat"
+            ),
+        }
+    }
+    Ok(moved)
+}
+
+/// Recovers `owner`'s jobs if it is dead, under the recovery lock.
+async fn recover_if_dead(
+    conn: &mut Connection,
+    keys: &Keys,
+    me: &str,
+    machine: &str,
+    owner: &str,
+) -> redis::RedisResult<usize> {
+    {
+        let (beating, their_machine): (bool, Option<Vec<u8>>) = redis::pipe()
             .exists(keys.key(owner))
             .hget(keys.key(owner), "machine")
             .query_async(conn)
             .await?;
         let gone = beating
             && !machine.is_empty()
-            && their_machine.as_deref() == Some(machine)
+            && their_machine.as_deref() == Some(machine.as_bytes())
             && pid_is_gone(owner);
         if beating && !gone {
-            continue;
+            return Ok(0);
         }
         let lock = keys.key(&format!("recovering:{owner}"));
         let token = format!("{me}:{}", payload::new_jid());
-        let acquired: Option<String> = redis::cmd("SET")
+        let acquired: Option<String> = redis::cmd("SET") // "OK", or nil when taken
             .arg(&lock)
             .arg(&token)
             .arg("NX")
@@ -91,7 +125,7 @@ pub(crate) async fn recover_orphans(
             .query_async(conn)
             .await?;
         if acquired.is_none() {
-            continue; // another process is on it
+            return Ok(0); // another process is on it
         }
         let result = recover_owner(conn, keys, owner, gone).await;
         static UNLOCK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNLOCK));
@@ -100,21 +134,21 @@ pub(crate) async fn recover_orphans(
             .arg(&token)
             .invoke_async(conn)
             .await;
-        moved += result?;
+        result
     }
-    Ok(moved)
 }
 
 /// The in-progress lists whose keys start with `prefix`, found with SCAN (1,000 keys a step).
+/// Keys are bytes: a list whose queue name is not UTF-8 is found and recovered too.
 pub(crate) async fn owner_lists(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     prefix: &str,
-) -> redis::RedisResult<Vec<String>> {
+) -> redis::RedisResult<Vec<Vec<u8>>> {
     let pattern = format!("{}*", glob_escape(prefix));
     let mut lists = Vec::new();
     let mut cursor: u64 = 0;
     loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
             .arg(&pattern)
@@ -131,7 +165,7 @@ pub(crate) async fn owner_lists(
 }
 
 async fn recover_owner(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     keys: &Keys,
     owner: &str,
     gone: bool,
@@ -140,8 +174,13 @@ async fn recover_owner(
     let prefix = keys.inprogress(owner, "");
     let mut moved = 0;
     for list in owner_lists(conn, &prefix).await? {
-        let queue = &list[prefix.len()..];
-        let jobs: Vec<String> = conn.lrange(&list, 0, -1).await?;
+        let Some(queue) = list.get(prefix.len()..) else {
+            continue;
+        };
+        let queue_key = [keys.queue("").as_bytes(), queue].concat();
+        let queue = crate::text::escape(queue);
+        let queue = queue.as_ref();
+        let jobs: Vec<Vec<u8>> = conn.lrange(&list, 0, -1).await?;
         if jobs.is_empty() {
             continue;
         }
@@ -149,10 +188,10 @@ async fn recover_owner(
         let mut invocation = SCRIPT.prepare_invoke();
         invocation
             .key(&list)
-            .key(keys.queue(queue))
+            .key(&queue_key)
             .key(keys.queues())
             .key(keys.dead())
-            .arg(queue)
+            .arg(&queue_key[keys.queue("").len()..])
             .arg(payload::timestamp_text(now))
             .arg(payload::timestamp_text(now - retry::DEAD_TIMEOUT_SECS));
         for raw in &jobs {
@@ -194,15 +233,19 @@ async fn recover_owner(
 }
 
 enum Bumped {
-    Requeue(String, String),
-    Poison(String, String),
+    Requeue(Vec<u8>, String),
+    Poison(Vec<u8>, String),
 }
 
 /// Counts one more recovery in the payload; poison after [`MAX_RECOVERIES`].
-fn bump(raw: &str, now: f64) -> Bumped {
-    let Ok(mut job) = serde_json::from_str::<JobMap>(raw) else {
-        // Unreadable: put it back as it is; a server will move it to the dead set with a reason.
-        return Bumped::Requeue(raw.to_string(), "?".to_string());
+fn bump(raw: &[u8], now: f64) -> Bumped {
+    let Some(mut job) = std::str::from_utf8(raw)
+        .ok()
+        .and_then(|text| Rewrite::parse(text).ok())
+    else {
+        // Unreadable (not JSON, or not UTF-8): put it back as it is; a server moves it to
+        // the dead set with the reason.
+        return Bumped::Requeue(raw.to_vec(), "?".to_string());
     };
     let jid = job
         .get("jid")
@@ -216,10 +259,7 @@ fn bump(raw: &str, now: f64) -> Bumped {
         + 1;
     job.insert("recovery_count".into(), Value::from(count));
     if count < MAX_RECOVERIES {
-        return Bumped::Requeue(
-            serde_json::to_string(&job).expect("a JSON map serialises"),
-            jid,
-        );
+        return Bumped::Requeue(job.to_json().into_bytes(), jid);
     }
     job.insert("error_class".into(), Value::from("Psychiq::ProcessCrashed"));
     job.insert(
@@ -234,10 +274,7 @@ fn bump(raw: &str, now: f64) -> Bumped {
         job.insert("retried_at".into(), payload::timestamp_value(now));
     }
     job.entry("retry_count").or_insert(Value::from(0));
-    Bumped::Poison(
-        serde_json::to_string(&job).expect("a JSON map serialises"),
-        jid,
-    )
+    Bumped::Poison(job.to_json().into_bytes(), jid)
 }
 
 /// Whether the pid in `identity` (`host:pid:nonce`) no longer exists here (Linux only; the
@@ -274,7 +311,7 @@ mod tests {
     #[test]
     fn the_third_recovery_is_poison() {
         let raw = r#"{"class":"X","args":[],"jid":"j","tags":["t"]}"#;
-        let Bumped::Requeue(once, _) = bump(raw, 1.0) else {
+        let Bumped::Requeue(once, _) = bump(raw.as_bytes(), 1.0) else {
             panic!()
         };
         let Bumped::Requeue(twice, _) = bump(&once, 1.0) else {
@@ -283,7 +320,7 @@ mod tests {
         let Bumped::Poison(dead, jid) = bump(&twice, 1.0) else {
             panic!()
         };
-        let dead: JobMap = serde_json::from_str(&dead).unwrap();
+        let dead: crate::payload::JobMap = serde_json::from_slice(&dead).unwrap();
         assert_eq!(jid, "j");
         assert_eq!(dead["recovery_count"], 3);
         assert_eq!(dead["tags"], serde_json::json!(["t"]));

@@ -17,7 +17,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use crate::keys::Keys;
-use crate::payload::{self, JobMap, Retry};
+use crate::payload::{self, JobMap, Retry, Rewrite};
 use crate::worker::{Backtrace, Handler, JobError};
 
 /// Jobs older than this leave the dead set (Sidekiq's `dead_timeout_in_seconds`, 180 days).
@@ -59,7 +59,7 @@ fn jitter_secs(count: u32) -> u64 {
 /// the payload is silent, and its hooks are called. `exhaust_now` skips the retries
 /// (arguments that can never fit the worker).
 pub(crate) fn plan_failure(
-    job: &mut JobMap,
+    job: &mut Rewrite,
     queue: &str,
     error: &JobError,
     handler: Option<&dyn Handler>,
@@ -120,7 +120,7 @@ pub(crate) fn plan_failure(
             return Disposition::Drop;
         }
         return Disposition::Dead {
-            payload: to_json(job),
+            payload: job.to_json(),
         };
     }
 
@@ -132,18 +132,28 @@ pub(crate) fn plan_failure(
     let at = now + (base + jitter_secs(count)) as f64;
     Disposition::Retry {
         at,
-        payload: to_json(job),
+        payload: job.to_json(),
     }
 }
 
 /// A payload that is not a JSON object, wrapped so the dead set shows why, with the
-/// original bytes kept as its only argument.
-pub(crate) fn wrap_unreadable(raw: &str, queue: &str, reason: &str, now: f64) -> String {
+/// original kept: as its only argument, and, when it is not UTF-8 (a JSON string cannot hold
+/// such bytes), shown escaped there and kept exactly, base64-encoded, in `raw_base64`.
+pub(crate) fn wrap_unreadable(raw: &[u8], queue: &str, reason: &str, now: f64) -> String {
     let mut job = JobMap::new();
     job.insert("retry".into(), Value::Bool(false));
     job.insert("queue".into(), Value::from(queue));
     job.insert("class".into(), Value::from("Psychiq::InvalidPayload"));
-    job.insert("args".into(), Value::Array(vec![Value::from(raw)]));
+    job.insert(
+        "args".into(),
+        Value::Array(vec![Value::from(crate::text::lossless(raw))]),
+    );
+    if std::str::from_utf8(raw).is_err() {
+        job.insert(
+            "raw_base64".into(),
+            Value::from(base64::engine::general_purpose::STANDARD.encode(raw)),
+        );
+    }
     job.insert("jid".into(), Value::from(payload::new_jid()));
     job.insert("error_message".into(), Value::from(truncate(reason)));
     job.insert("error_class".into(), Value::from("Psychiq::InvalidPayload"));
@@ -184,10 +194,11 @@ fn to_json(job: &JobMap) -> String {
     serde_json::to_string(job).expect("a JSON map always serialises")
 }
 
-fn truncate(message: &str) -> String {
+/// `message` cut to the 10,000 characters an `error_message` keeps (logs cut it too).
+pub(crate) fn truncate(message: &str) -> &str {
     match message.char_indices().nth(MAX_MESSAGE_CHARS) {
-        Some((cut, _)) => message[..cut].to_string(),
-        None => message.to_string(),
+        Some((cut, _)) => &message[..cut],
+        None => message,
     }
 }
 
@@ -245,8 +256,8 @@ pub fn decode_backtrace(encoded: &str) -> Option<Vec<String>> {
 mod tests {
     use super::*;
 
-    fn job(json: &str) -> JobMap {
-        serde_json::from_str(json).unwrap()
+    fn job(json: &str) -> Rewrite {
+        Rewrite::parse(json).unwrap()
     }
 
     #[test]

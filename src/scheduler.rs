@@ -3,7 +3,9 @@
 //! One Lua script takes up to 100 due jobs from a set, stamps `enqueued_at`, and pushes
 //! each to its queue, all atomically, so any number of servers can poll the same sets and
 //! no job is enqueued twice or lost between the pop and the push. A member that is not
-//! JSON is moved to the dead set with an error instead of being dropped.
+//! JSON is moved to the dead set with an error instead of being dropped. Members are bytes:
+//! one that is not UTF-8 is moved like any other, and the server that takes it moves it to
+//! the dead set with its exact bytes, so it never stops the others.
 //!
 //! Servers poll every `poll_interval` (2 s by default) with jitter, so a due job starts
 //! within about two seconds (Sidekiq's default is 2.5–7.5 s).
@@ -11,8 +13,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::connection::Connection;
 use redis::Script;
-use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
 use crate::connection::Outage;
@@ -38,19 +40,25 @@ for _, job in ipairs(jobs) do
     local queue = decoded['queue']
     if type(queue) ~= 'string' or queue == '' then queue = 'default' end
     local stamped = job
-    if decoded['enqueued_at'] == nil then
+    local stamp_type = type(decoded['enqueued_at'])
+    if stamp_type == 'nil' then
       local brace = string.find(job, '}%s*$')
       if brace then
         stamped = string.sub(job, 1, brace - 1) .. ',"enqueued_at":' .. stamp .. string.sub(job, brace)
       end
-    else
+    elseif stamp_type == 'number' then
+      -- Only a numeric top-level value is replaced, and only when it is the one numeric
+      -- occurrence: one inside args must never be edited instead.
       local replaced, count = string.gsub(job, '"enqueued_at":%-?[%d%.eE%+%-]+', '"enqueued_at":' .. stamp)
       if count == 1 then stamped = replaced end
     end
     redis.call('sadd', prefix .. 'queues', queue)
     redis.call('lpush', prefix .. 'queue:' .. queue, stamped)
-  elseif ok and type(decoded) == 'table' then
-    -- JSON without a class: let a server report it (it goes to the dead set with a reason)
+  elseif (ok and type(decoded) == 'table') or string.find(job, '[\128-\255]') then
+    -- JSON without a class, or bytes this script cannot wrap exactly (they may not be
+    -- UTF-8): a server reports it, keeping its exact bytes (it goes to the dead set with a
+    -- reason)
+    redis.call('sadd', prefix .. 'queues', 'default')
     redis.call('lpush', prefix .. 'queue:default', job)
   else
     local reason = 'a member of ' .. set .. ' is not JSON; the original is the only argument'
@@ -68,13 +76,13 @@ return { total, most }
 /// Moves every due job of the `retry` and `schedule` sets to its queue; returns how many.
 ///
 /// Safe to call from many processes at once: each job is moved exactly once.
-pub async fn enqueue_due(conn: &mut ConnectionManager, keys: &Keys) -> redis::RedisResult<usize> {
+pub async fn enqueue_due(conn: &mut Connection, keys: &Keys) -> redis::RedisResult<usize> {
     static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ENQUEUE_DUE));
     let script = &*SCRIPT;
     // A cheap look first (the earliest score of each set), so an idle poll costs two
     // commands and the script runs only when something is due.
     let now = payload::now_secs();
-    type First = Vec<(String, f64)>; // the lowest-scored member, if any
+    type First = Vec<(Vec<u8>, f64)>; // the lowest-scored member (any bytes), if any
     let (retry_first, schedule_first): (First, First) = redis::pipe()
         .cmd("ZRANGE")
         .arg(keys.retry())
@@ -88,7 +96,7 @@ pub async fn enqueue_due(conn: &mut ConnectionManager, keys: &Keys) -> redis::Re
         .arg("WITHSCORES")
         .query_async(conn)
         .await?;
-    let due = |first: &[(String, f64)]| first.first().is_some_and(|(_, score)| *score <= now);
+    let due = |first: &[(Vec<u8>, f64)]| first.first().is_some_and(|(_, score)| *score <= now);
     if !due(&retry_first) && !due(&schedule_first) {
         return Ok(0);
     }
@@ -115,7 +123,7 @@ pub async fn enqueue_due(conn: &mut ConnectionManager, keys: &Keys) -> redis::Re
 
 /// Polls until `stop` turns true.
 pub(crate) async fn run(
-    mut conn: ConnectionManager,
+    mut conn: Connection,
     keys: Keys,
     interval: Duration,
     mut stop: watch::Receiver<bool>,

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use redis::aio::ConnectionManager;
+use crate::connection::Connection;
 
 use crate::keys::Keys;
 
@@ -70,7 +70,7 @@ impl Stats {
     }
 
     /// Adds the pending counts to Redis; on error they are kept for the next flush.
-    pub async fn flush(&self, conn: &mut ConnectionManager, keys: &Keys) -> redis::RedisResult<()> {
+    pub async fn flush(&self, conn: &mut Connection, keys: &Keys) -> redis::RedisResult<()> {
         let processed = self.processed.swap(0, Ordering::Relaxed);
         let failed = self.failed.swap(0, Ordering::Relaxed);
         let classes = std::mem::take(&mut *self.classes.lock().expect("class metrics lock"));

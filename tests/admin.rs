@@ -139,10 +139,24 @@ async fn enqueue_list_show_and_steer_jobs_from_the_command_line() -> psychiq::Re
     assert_eq!(api.set_size(SetKind::Dead).await?, 0);
     let (code, _, err) = admin(&ns, &["dead", "kill", &retry_jid]);
     assert_eq!(code, 2, "{err}");
-    assert_eq!(ok_json(&ns, &["scheduled", "retry-all"])["retried"], 2);
+    // Without a terminal, commands that change many jobs need --yes and change nothing.
+    let (code, _, err) = admin(&ns, &["scheduled", "retry-all"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("add --yes"), "{err}");
+    assert_eq!(api.set_size(SetKind::Scheduled).await?, 2);
+    assert_eq!(
+        ok_json(&ns, &["scheduled", "retry-all", "--yes"])["retried"],
+        2
+    );
     assert_eq!(api.set_size(SetKind::Scheduled).await?, 0);
     assert_eq!(api.queue_size("low").await?, 1);
-    assert_eq!(ok_json(&ns, &["jobs", "low", "clear"])["deleted"], 1);
+    let (code, _, err) = admin(&ns, &["jobs", "low", "clear"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(api.queue_size("low").await?, 1);
+    assert_eq!(ok_json(&ns, &["jobs", "low", "clear", "-y"])["deleted"], 1);
+    let (code, _, err) = admin(&ns, &["jobs", "no-such-queue", "clear", "--yes"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("there is no queue \"no-such-queue\""), "{err}");
     assert_eq!(
         ok_json(&ns, &["jobs", "default", "delete", &jid])["deleted"],
         true

@@ -224,6 +224,23 @@ async fn the_dashboard_in_chromium() -> psychiq::Result<()> {
     let shown: String = eval(&page, "document.querySelector('td.error').textContent").await;
     assert!(shown.contains("<script>window.__xss=1</script>"), "{shown}");
 
+    // "Select all" ticks every job's box on a set page.
+    page.goto(format!("{base}/retries")).await.unwrap();
+    page.wait_for_navigation().await.unwrap();
+    page.find_element("#select-all")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let ticked: bool = eval(
+        &page,
+        "(() => { const boxes = [...document.querySelectorAll('#selection input[name=key]')]; \
+         return boxes.length > 0 && boxes.every(b => b.checked); })()",
+    )
+    .await;
+    assert!(ticked, "select-all ticks every box");
+
     // Clicking "Retry now" on the dead job's page moves it to its queue.
     page.goto(format!("{base}/dead/{dead_jid}")).await.unwrap();
     page.wait_for_navigation().await.unwrap();

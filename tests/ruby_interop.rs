@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use common::*;
 use psychiq::api::{Api, SetKind};
+use psychiq::connection::Connection;
 use psychiq::{Job, JobError, JobResult, Worker, WorkerOptions, payload};
-use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -81,7 +81,7 @@ impl RubyServer {
 /// namespace's `performed` list, as the Ruby one does.
 #[derive(Clone)]
 struct Recorder {
-    conn: ConnectionManager,
+    conn: Connection,
     key: String,
 }
 

@@ -252,12 +252,9 @@ async fn state_changes_need_a_same_origin_post_with_the_token() {
     )
     .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER);
-    assert!(
-        done.headers[header::LOCATION]
-            .to_str()
-            .unwrap()
-            .starts_with("/dead?notice=2%20jobs")
-    );
+    let location = done.headers[header::LOCATION].to_str().unwrap();
+    assert!(location.starts_with("/dead?notice="), "{location}");
+    assert!(get(&app, location).await.body.contains("2 jobs put back"));
     assert_eq!(api.set_size(SetKind::Dead).await.unwrap(), 1);
     assert_eq!(api.queue_size("default").await.unwrap(), 2);
     // Delete one from its queue, then kill... and delete all.
@@ -288,7 +285,7 @@ async fn authentication_when_configured() {
     let config = WebConfig {
         basic_auth: Some("ops:s3cret".into()),
         token: Some("scrape-me".into()),
-        allowed_hosts: vec![],
+        ..WebConfig::default()
     };
     let (app, _) = app(&ns, config).await;
     // With authentication on, any Host may be used (a rebound page cannot authenticate).
@@ -531,4 +528,168 @@ async fn quiet_and_stop_buttons_signal_the_process() {
         StatusCode::SEE_OTHER
     );
     server.wait(Duration::from_secs(15)).await;
+}
+
+/// Names and payloads that are not UTF-8 and carry ESC, BEL and CR: every page renders,
+/// `/metrics` stays parseable, and the odd queue can be opened and cleared by its link.
+#[tokio::test]
+async fn bytes_that_are_not_utf8_are_shown_escaped_everywhere() {
+    let ns = TestNs::new().await;
+    let prefix = ns.keys().key("").into_bytes();
+    let key = |name: &[u8]| [prefix.clone(), name.to_vec()].concat();
+    let now = psychiq::payload::now_secs();
+    let mut pipe = redis::pipe();
+    pipe.sadd(key(b"queues"), &b"q\xff\r\x1b"[..])
+        .lpush(
+            key(b"queue:q\xff\r\x1b"),
+            &b"{\"class\":\"A\",\"args\":[\"\xfe\"],\"jid\":\"j1\"}"[..],
+        )
+        .zadd(key(b"dead"), &b"not json \xff"[..], now)
+        .zadd(
+            key(b"retry"),
+            &b"{\"class\":\"B\xff\",\"args\":[],\"jid\":\"j2\"}"[..],
+            now,
+        )
+        .sadd(key(b"processes"), &b"h\xff:1:abc"[..])
+        .hset_multiple(
+            key(b"h\xff:1:abc"),
+            &[
+                ("info", "{\"hostname\":\"h\"}"),
+                ("busy", "0"),
+                ("beat", "1"),
+            ],
+        )
+        .sadd(key(b"metrics:classes"), &b"C\xff\r"[..])
+        .hset(key(b"metrics:class:C\xff\r"), "count", 2);
+    let () = pipe.query_async(&mut ns.conn()).await.unwrap();
+    let (app, api) = app(&ns, WebConfig::default()).await;
+    for path in [
+        "/",
+        "/busy",
+        "/queues",
+        "/retries",
+        "/dead",
+        "/classes",
+        "/api/stats",
+    ] {
+        let page = get(&app, path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        assert!(!page.body.contains('\u{1b}'), "{path}");
+    }
+    let metrics = get(&app, "/metrics").await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(!metrics.body.contains('\r') && !metrics.body.contains('\u{1b}'));
+    assert!(
+        metrics.body.contains(r#"queue="q\\xff\\x0d\\x1b""#),
+        "{}",
+        metrics.body
+    );
+
+    // The queue's link, as the Queues page writes it, opens it and clears it.
+    let queues = get(&app, "/queues").await.body;
+    let link = "/queues/q%5Cxff%5Cx0d%5Cx1b";
+    assert!(queues.contains(link), "{queues}");
+    let page = get(&app, link).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("j1"));
+    let form = format!("_csrf={}&action=clear", token_of(&page));
+    let cleared = post(&app, link, &form, Some(&cookie_of(&page)), None).await;
+    assert_eq!(cleared.status, StatusCode::SEE_OTHER);
+    assert!(api.queues().await.unwrap().is_empty());
+}
+
+/// Jobs scored below zero or at infinity (written by hand or by a buggy client) open and
+/// can be acted on.
+#[tokio::test]
+async fn jobs_with_negative_or_infinite_scores_can_be_acted_on() {
+    let ns = TestNs::new().await;
+    let job =
+        |jid: &str| json!({"class": "X", "args": [], "jid": jid, "queue": "default"}).to_string();
+    let mut pipe = redis::pipe();
+    pipe.zadd(ns.keys().dead(), job("neg"), -5.5)
+        .cmd("ZADD")
+        .arg(ns.keys().dead())
+        .arg("+inf")
+        .arg(job("inf"));
+    let () = pipe.query_async(&mut ns.conn()).await.unwrap();
+    let (app, api) = app(&ns, WebConfig::default()).await;
+    let list = get(&app, "/dead").await;
+    assert!(
+        list.body.contains("-5.5-neg") && list.body.contains("inf-inf"),
+        "{}",
+        list.body
+    );
+    assert_eq!(get(&app, "/dead/-5.5-neg").await.status, StatusCode::OK);
+    assert_eq!(get(&app, "/dead/inf-inf").await.status, StatusCode::OK);
+    let form = format!(
+        "_csrf={}&action=delete&key=-5.5-neg&key=inf-inf",
+        token_of(&list)
+    );
+    let done = post(&app, "/dead", &form, Some(&cookie_of(&list)), None).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(api.set_size(SetKind::Dead).await.unwrap(), 0);
+
+    // The notice is named by an id the server gave: it shows once, and a link's own text never.
+    let location = done.headers[header::LOCATION].to_str().unwrap().to_string();
+    let notice = get(&app, &location).await;
+    assert!(notice.body.contains("2 jobs deleted."), "{}", notice.body);
+    assert!(!get(&app, &location).await.body.contains("2 jobs deleted."));
+    let forged = get(&app, "/dead?notice=Your+session+expired%2C+call+555-0100").await;
+    assert!(!forged.body.contains("session expired"));
+}
+
+/// A page of another site cannot make the dashboard work for it (an `<img>` pointing at a
+/// job page scans the set); following a link to it still works.
+#[tokio::test]
+async fn requests_embedded_in_other_sites_are_refused() {
+    let ns = TestNs::new().await;
+    let (app, _) = app(&ns, WebConfig::default()).await;
+    let fetch = |site: &'static str, mode: &'static str| {
+        Request::get("/dead/x")
+            .header("sec-fetch-site", site)
+            .header("sec-fetch-mode", mode)
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        send(&app, fetch("cross-site", "no-cors")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(&app, fetch("same-site", "cors")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(&app, fetch("cross-site", "navigate")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(&app, fetch("same-origin", "cors")).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn auth_schemes_are_case_insensitive_and_the_cookie_can_be_secure() {
+    let ns = TestNs::new().await;
+    let config = WebConfig {
+        basic_auth: Some("ops:s3cret".into()),
+        secure_cookie: true,
+        ..WebConfig::default()
+    };
+    let (app, _) = app(&ns, config).await;
+    let encoded = "b3BzOnMzY3JldA=="; // ops:s3cret
+    for scheme in ["Basic", "basic", "BASIC"] {
+        let page = send(
+            &app,
+            Request::get("/")
+                .header(header::AUTHORIZATION, format!("{scheme} {encoded}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(page.status, StatusCode::OK, "{scheme}");
+        let cookie = page.headers[header::SET_COOKIE].to_str().unwrap();
+        assert!(cookie.ends_with("; Secure"), "{cookie}");
+    }
 }

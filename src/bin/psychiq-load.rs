@@ -16,8 +16,8 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use psychiq::connection::Connection;
 use psychiq::{Client, Job, NoArgs, RedisConfig};
-use redis::aio::ConnectionManager;
 
 #[derive(Parser)]
 #[command(
@@ -98,7 +98,7 @@ async fn run(args: Args) -> Fallible<()> {
 async fn measure(
     args: &Args,
     client: &Client,
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     namespace: &str,
     server_bin: &PathBuf,
 ) -> Fallible<()> {
@@ -400,7 +400,7 @@ struct RedisInfo {
     calls: HashMap<String, u64>,
 }
 
-async fn redis_info(conn: &mut ConnectionManager) -> Fallible<RedisInfo> {
+async fn redis_info(conn: &mut Connection) -> Fallible<RedisInfo> {
     let text: String = redis::cmd("INFO").arg("all").query_async(conn).await?;
     let mut cpu = 0.0;
     let mut calls = HashMap::new();
@@ -433,7 +433,7 @@ fn commands_between(before: &RedisInfo, after: &RedisInfo) -> u64 {
 }
 
 /// The namespace's in-progress lists (one SCAN: the load test's namespace is small).
-async fn inprogress_lists(conn: &mut ConnectionManager, namespace: &str) -> Fallible<Vec<String>> {
+async fn inprogress_lists(conn: &mut Connection, namespace: &str) -> Fallible<Vec<String>> {
     let (_, keys): (u64, Vec<String>) = redis::cmd("SCAN")
         .arg(0)
         .arg("MATCH")
@@ -445,13 +445,13 @@ async fn inprogress_lists(conn: &mut ConnectionManager, namespace: &str) -> Fall
     Ok(keys)
 }
 
-async fn inprogress(conn: &mut ConnectionManager, namespace: &str) -> Fallible<usize> {
+async fn inprogress(conn: &mut Connection, namespace: &str) -> Fallible<usize> {
     Ok(inprogress_lists(conn, namespace).await?.len())
 }
 
 /// Jobs in every in-progress list: those running plus those finished and not yet
 /// acknowledged (acknowledgements go out within a round trip).
-async fn held(conn: &mut ConnectionManager, namespace: &str) -> Fallible<usize> {
+async fn held(conn: &mut Connection, namespace: &str) -> Fallible<usize> {
     let keys = inprogress_lists(conn, namespace).await?;
     let mut pipe = redis::pipe();
     for key in &keys {
@@ -461,7 +461,7 @@ async fn held(conn: &mut ConnectionManager, namespace: &str) -> Fallible<usize> 
     Ok(lengths.iter().sum())
 }
 
-async fn cleanup(conn: &mut ConnectionManager, namespace: &str) {
+async fn cleanup(conn: &mut Connection, namespace: &str) {
     let keys: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
         .arg(0)
         .arg("MATCH")

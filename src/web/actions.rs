@@ -39,8 +39,9 @@ fn forged(ctx: &Ctx, fields: &[(String, String)]) -> Option<Response> {
     }
 }
 
-fn back(to: &str, notice: &str) -> Response {
-    let location = format!("{to}?notice={}", segment(notice));
+/// Redirects to `to`, where `notice` is shown once (kept on the server, named by an id).
+fn back(web: &Web, to: &str, notice: &str) -> Response {
+    let location = format!("{to}?notice={}", web.notices.put(notice.to_string()));
     (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 
@@ -78,6 +79,7 @@ pub(super) async fn busy(
         _ => return Ok(bad("action must be quiet or stop")),
     }
     Ok(back(
+        &web,
         &to,
         &format!(
             "Asked {identity} to {}; it obeys within 5 s.",
@@ -100,6 +102,7 @@ pub(super) async fn queue(
         Some("clear") => {
             let count = web.api.clear_queue(&name).await?;
             Ok(back(
+                &web,
                 &format!("{}/queues", ctx.base),
                 &format!("Cleared {name}: {count} jobs deleted."),
             ))
@@ -113,6 +116,7 @@ pub(super) async fn queue(
                 None => false,
             };
             Ok(back(
+                &web,
                 &to,
                 &if deleted {
                     format!("Deleted {jid}.")
@@ -160,7 +164,7 @@ pub(super) async fn set(
             keys.dedup();
             keys.truncate(MAX_SELECTED);
             if keys.is_empty() {
-                return Ok(back(&to, "Select at least one job first."));
+                return Ok(back(&web, &to, "Select at least one job first."));
             }
             let mut done = 0;
             let mut unmovable = 0;
@@ -198,5 +202,5 @@ pub(super) async fn set(
         }
         _ => return Ok(bad("unknown action for this set")),
     };
-    Ok(back(&to, &notice))
+    Ok(back(&web, &to, &notice))
 }

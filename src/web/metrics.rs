@@ -12,9 +12,10 @@ use super::pages::WebError;
 use crate::api::{ClassMetrics, Stats};
 use crate::stats::DURATION_BUCKETS;
 
-/// Escapes a label value: backslash, double quote and newline.
+/// Escapes a label value: control characters first (a carriage return breaks parsers such
+/// as Python's `prometheus_client`), then backslash, double quote and newline.
 fn label(value: &str) -> String {
-    value
+    crate::text::printable(value)
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

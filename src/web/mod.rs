@@ -68,6 +68,9 @@ pub struct WebArgs {
     /// loopback names and the --bind address are always allowed)
     #[arg(long = "allowed-host", value_name = "HOST")]
     pub allowed_hosts: Vec<String>,
+    /// Mark the dashboard's cookie Secure, for a dashboard served over HTTPS by a TLS proxy
+    #[arg(long)]
+    pub secure_cookie: bool,
 }
 
 /// How the dashboard guards itself.
@@ -81,12 +84,47 @@ pub struct WebConfig {
     /// `127.0.0.1`, `[::1]`) or one of these in their `Host` header: a web page whose name
     /// was re-pointed at 127.0.0.1 (DNS rebinding) is refused.
     pub allowed_hosts: Vec<String>,
+    /// Mark the anti-forgery cookie `Secure` (the dashboard is served over HTTPS, e.g.
+    /// behind a TLS proxy), so a browser never sends it over plain HTTP.
+    pub secure_cookie: bool,
 }
 
 /// Shared by every handler.
 pub(crate) struct Web {
     pub api: Api,
     pub config: WebConfig,
+    /// What the last actions did, shown once on the page they redirect to.
+    pub notices: Notices,
+}
+
+/// Notices kept on the server and named in the redirect by a random id, so a link from
+/// elsewhere (`?notice=...`) cannot put its own words on a dashboard page.
+#[derive(Default)]
+pub(crate) struct Notices(std::sync::Mutex<std::collections::VecDeque<(String, String)>>);
+
+impl Notices {
+    /// Notices kept at most (the oldest unshown ones are dropped).
+    const KEPT: usize = 256;
+
+    /// Keeps `text`; returns the id to put in the redirect.
+    pub fn put(&self, text: String) -> String {
+        let id: [u8; 8] = rand::random();
+        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let mut notices = self.0.lock().expect("notices lock");
+        if notices.len() >= Self::KEPT {
+            notices.pop_front();
+        }
+        notices.push_back((id.clone(), text));
+        id
+    }
+
+    /// The notice with this id, once.
+    pub fn take(&self, id: Option<&str>) -> Option<String> {
+        let id = id?;
+        let mut notices = self.0.lock().expect("notices lock");
+        let at = notices.iter().position(|(known, _)| known == id)?;
+        notices.remove(at).map(|(_, text)| text)
+    }
 }
 
 /// Per request: where the dashboard is mounted and the anti-forgery token.
@@ -114,7 +152,11 @@ const CSRF_COOKIE: &str = "psychiq_csrf";
 
 /// The dashboard as a router; mount it with `Router::nest` under any prefix.
 pub fn router(api: Api, config: WebConfig) -> Router {
-    let web = Arc::new(Web { api, config });
+    let web = Arc::new(Web {
+        api,
+        config,
+        notices: Notices::default(),
+    });
     Router::new()
         .route("/", get(pages::dashboard))
         .route("/busy", get(pages::busy).post(actions::busy))
@@ -130,7 +172,10 @@ pub fn router(api: Api, config: WebConfig) -> Router {
         .route("/assets/app.css", get(pages::css))
         .route("/assets/app.js", get(pages::js))
         .fallback(pages::not_found)
-        .layer(middleware::from_fn(guard_forms))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&web),
+            guard_forms,
+        ))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&web),
             authenticate,
@@ -168,6 +213,7 @@ pub async fn serve(args: WebArgs, redis: &RedisArgs) -> Result<()> {
             basic_auth: args.basic_auth,
             token: args.token,
             allowed_hosts,
+            secure_cookie: args.secure_cookie,
         },
     );
     let listener = tokio::net::TcpListener::bind(args.bind)
@@ -240,13 +286,16 @@ async fn authenticate(State(web): State<Arc<Web>>, request: Request, next: Next)
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let ok = match given.split_once(' ') {
-        Some(("Basic", encoded)) => config.basic_auth.as_ref().is_some_and(|pair| {
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .is_ok_and(|decoded| same_secret(&decoded, pair.as_bytes()))
-        }),
-        Some(("Bearer", token)) => config
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    let ok = match given.trim_start().split_once(' ') {
+        Some((scheme, encoded)) if scheme.eq_ignore_ascii_case("basic") => {
+            config.basic_auth.as_ref().is_some_and(|pair| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(encoded.trim())
+                    .is_ok_and(|decoded| same_secret(&decoded, pair.as_bytes()))
+            })
+        }
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => config
             .token
             .as_ref()
             .is_some_and(|t| same_secret(token.trim().as_bytes(), t.as_bytes())),
@@ -299,9 +348,19 @@ fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
-/// Gives every request its [`Ctx`], refuses cross-origin POSTs, sets the token cookie when
-/// it is new, and adds the security headers.
+/// Whether a request was made by another site's page without the person navigating (an
+/// `<img>`, a script, a `fetch`): browsers say so in `Sec-Fetch-Site` / `Sec-Fetch-Mode`.
+/// Such requests are refused, so no web page can make an open dashboard scan big sets.
+fn embedded_from_elsewhere(headers: &HeaderMap) -> bool {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    matches!(get("sec-fetch-site"), Some("cross-site" | "same-site"))
+        && get("sec-fetch-mode") != Some("navigate")
+}
+
+/// Gives every request its [`Ctx`], refuses cross-origin POSTs and requests embedded in
+/// other sites' pages, sets the token cookie when it is new, and adds the security headers.
 async fn guard_forms(
+    State(web): State<Arc<Web>>,
     OriginalUri(original): OriginalUri,
     mut request: Request,
     next: Next,
@@ -328,6 +387,13 @@ async fn guard_forms(
     if request.method() == axum::http::Method::POST && !same_origin(request.headers()) {
         return (StatusCode::FORBIDDEN, "cross-site request refused\n").into_response();
     }
+    if embedded_from_elsewhere(request.headers()) {
+        return (
+            StatusCode::FORBIDDEN,
+            "the dashboard does not serve requests embedded in other sites' pages\n",
+        )
+            .into_response();
+    }
     let existing = cookie(request.headers(), CSRF_COOKIE)
         .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(str::to_string);
@@ -345,7 +411,12 @@ async fn guard_forms(
     if fresh {
         let path = if base.is_empty() { "/" } else { base.as_str() };
         if let Ok(value) = HeaderValue::from_str(&format!(
-            "{CSRF_COOKIE}={csrf}; Path={path}; HttpOnly; SameSite=Strict"
+            "{CSRF_COOKIE}={csrf}; Path={path}; HttpOnly; SameSite=Strict{}",
+            if web.config.secure_cookie {
+                "; Secure"
+            } else {
+                ""
+            }
         )) {
             headers.append(header::SET_COOKIE, value);
         }

@@ -38,7 +38,7 @@ impl IntoResponse for WebError {
         let body = html! {
             (DOCTYPE)
             html { head { meta charset="utf-8"; title { "Psychiq: Redis unavailable" } }
-            body { h1 { "Redis did not answer" } p { (self.0.to_string()) } p { "Reload when Redis is back." } } }
+            body { h1 { "Redis error" } p { (self.0.to_string()) } p { "Reload when that is mended." } } }
         };
         (StatusCode::SERVICE_UNAVAILABLE, Html(body.into_string())).into_response()
     }
@@ -73,11 +73,6 @@ impl Params {
             .and_then(|d| d.parse::<u32>().ok())
             .unwrap_or(30)
             .clamp(1, 180)
-    }
-    fn notice(&self) -> Option<String> {
-        self.notice
-            .as_deref()
-            .map(|n| n.chars().take(120).collect())
     }
 }
 
@@ -196,8 +191,13 @@ pub(super) fn job_key(job: &JobRecord) -> String {
     format!("{}-{}", job.score().unwrap_or(0.0), job.jid())
 }
 
+/// The arguments, or for a payload that is not a JSON object (or not UTF-8) the stored
+/// text itself, escaped, so it can be recognised before it is deleted.
 fn args_text(job: &JobRecord) -> String {
-    let text = job.args().to_string();
+    let text = match job.item() {
+        Some(_) => job.args().to_string(),
+        None => crate::text::printable(job.raw()).into_owned(),
+    };
     if text.chars().count() > 120 {
         text.chars().take(119).chain(['…']).collect()
     } else {
@@ -234,7 +234,14 @@ pub(super) async fn dashboard(
             (queue_table(&ctx, &stats, false))
         }
     };
-    Ok(layout(&ctx, "Dashboard", "", true, params.notice(), body))
+    Ok(layout(
+        &ctx,
+        "Dashboard",
+        "",
+        true,
+        web.notices.take(params.notice.as_deref()),
+        body,
+    ))
 }
 
 fn cards(stats: &Stats) -> Vec<(&'static str, &'static str, u64)> {
@@ -379,7 +386,14 @@ pub(super) async fn busy(
             }
         }
     };
-    Ok(layout(&ctx, "Busy", "busy", true, params.notice(), body))
+    Ok(layout(
+        &ctx,
+        "Busy",
+        "busy",
+        true,
+        web.notices.take(params.notice.as_deref()),
+        body,
+    ))
 }
 
 pub(super) async fn queues(
@@ -394,7 +408,7 @@ pub(super) async fn queues(
         "Queues",
         "queues",
         true,
-        params.notice(),
+        web.notices.take(params.notice.as_deref()),
         body,
     ))
 }
@@ -447,7 +461,7 @@ pub(super) async fn queue(
         &format!("Queue {name}"),
         "queues",
         false,
-        params.notice(),
+        web.notices.take(params.notice.as_deref()),
         body,
     ))
 }
@@ -550,7 +564,15 @@ pub(super) async fn set(
             @if kind != SetKind::Dead { button.danger name="action" value="kill_all" { "Kill all" } }
         }
     };
-    Ok(layout(&ctx, title, &name, false, params.notice(), body).into_response())
+    Ok(layout(
+        &ctx,
+        title,
+        &name,
+        false,
+        web.notices.take(params.notice.as_deref()),
+        body,
+    )
+    .into_response())
 }
 
 fn job_page(

@@ -8,11 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use psychiq::connection::Connection;
 use psychiq::{
     Client, JobError, JobResult, Keys, RedisConfig, Registry, Server, ServerConfig, Worker,
 };
 use redis::Commands;
-use redis::aio::ConnectionManager;
 use serde_json::Value;
 
 /// The Redis the tests use: `REDIS_URL`, or the local default.
@@ -52,7 +52,7 @@ impl TestNs {
         Keys::new(&self.namespace)
     }
 
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> Connection {
         self.client.connection()
     }
 
@@ -379,4 +379,111 @@ pub fn ruby(script: &str, namespace: &str, url: &str) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// A Redis of this test's own (AOF on, so a restart keeps the data), on a free port, for
+/// tests that restart it, cut its connections or change its settings.
+pub struct OwnRedis {
+    pub port: u16,
+    /// Extra `redis-server` arguments (e.g. `--requirepass`), kept for restarts.
+    args: Vec<String>,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    pub fn start() -> OwnRedis {
+        OwnRedis::start_with(&[])
+    }
+
+    /// Started with extra `redis-server` arguments.
+    pub fn start_with(args: &[&str]) -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("psychiq-redis-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = OwnRedis {
+            port,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            dir,
+            child: None,
+        };
+        redis.launch();
+        redis
+    }
+
+    pub fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(&self.args)
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let started = Instant::now();
+        // Up when it answers at all (with a password set, it answers NOAUTH).
+        while Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "ping"])
+            .output()
+            .map(|o| o.stdout.is_empty())
+            .unwrap_or(true)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "own redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        let _ = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "shutdown"])
+            .output();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.cli_as(None, args)
+    }
+
+    /// redis-cli logged in with `password` (for the default user).
+    pub fn cli_as(&self, password: Option<&str>, args: &[&str]) -> String {
+        let mut command = Command::new("redis-cli");
+        command.arg("-p").arg(self.port.to_string());
+        if let Some(password) = password {
+            command.args(["--no-auth-warning", "-a", password]);
+        }
+        let out = command.args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -80,7 +80,7 @@
   });
   document.addEventListener("change", function (e) {
     if (e.target.id !== "select-all") return;
-    document.querySelectorAll("#selection input[name=jid]").forEach(function (box) {
+    document.querySelectorAll("#selection input[name=key], #selection input[name=jid]").forEach(function (box) {
       box.checked = e.target.checked;
     });
   });
