@@ -246,3 +246,44 @@ fn bad_input_exits_2_with_one_line_saying_what_to_do() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn jobs_are_found_however_their_json_is_spaced_and_at_takes_offsets() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let api = Api::connect(&ns.redis, &ns.namespace).await.unwrap();
+    // As Python's json.dumps writes it: a space after every colon and comma.
+    let spaced = r#"{"class": "Py", "args": [1, 2], "jid": "spaced0000000000000000000", "queue": "default"}"#;
+    let () = ns
+        .query(
+            redis::cmd("ZADD")
+                .arg(ns.keys().dead())
+                .arg(1_795_714_900.0)
+                .arg(spaced),
+        )
+        .await;
+    let shown = ok_json(&ns, &["dead", "show", "spaced0000000000000000000"]);
+    assert_eq!(shown["jid"], "spaced0000000000000000000");
+    assert_eq!(
+        ok_json(&ns, &["dead", "retry", "spaced0000000000000000000"])["retried"],
+        true
+    );
+    assert_eq!(api.queue_size("default").await?, 1);
+
+    // 10:00 at +05:00 is 05:00 UTC.
+    let at = ok_json(
+        &ns,
+        &[
+            "enqueue",
+            "Later",
+            "[]",
+            "--at",
+            "2030-01-01T10:00:00+05:00",
+        ],
+    );
+    let job = api
+        .set_find(SetKind::Scheduled, at["jid"].as_str().unwrap())
+        .await?
+        .unwrap();
+    assert_eq!(job.score(), Some(1_893_474_000.0));
+    Ok(())
+}

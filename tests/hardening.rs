@@ -607,6 +607,20 @@ async fn redis_errors_that_are_not_outages_are_named() {
     assert!(oom.contains("out of memory"), "{oom}");
     redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
 
+    // A script that runs past busy-reply-threshold makes Redis answer BUSY to everyone.
+    redis.cli(&["CONFIG", "SET", "busy-reply-threshold", "100"]);
+    let mut script = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "EVAL", "while true do end", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let busy = message(redis.url()).await;
+    redis.cli(&["SCRIPT", "KILL"]);
+    let _ = script.wait();
+    assert!(busy.contains("busy running a long script"), "{busy}");
+
     // A replica (of a master that is not there) refuses writes.
     redis.cli(&["REPLICAOF", "127.0.0.1", "1"]);
     let readonly = message(redis.url()).await;
