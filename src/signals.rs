@@ -31,9 +31,10 @@ pub(crate) async fn quiet_and_dump(
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
+        // The platform's numbers: 20 is SIGTSTP on Linux but SIGCHLD on macOS.
         let (Ok(mut tstp), Ok(mut ttin)) = (
-            signal(SignalKind::from_raw(20)),
-            signal(SignalKind::from_raw(21)),
+            signal(SignalKind::from_raw(libc::SIGTSTP)),
+            signal(SignalKind::from_raw(libc::SIGTTIN)),
         ) else {
             return;
         };
@@ -44,6 +45,6 @@ pub(crate) async fn quiet_and_dump(
             }
         }
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(unix))]
     let _ = (control, running);
 }

@@ -21,8 +21,9 @@ pub type JobResult = Result<(), JobError>;
 
 /// Why a job failed: stored in the payload as `error_class` and `error_message`.
 ///
-/// Any `std::error::Error` converts into it with `?`, taking the error type's name as its
-/// class; [`JobError::new`] names both explicitly.
+/// Errors convert into it with `?` (any `std::error::Error`, `anyhow::Error`, boxed errors
+/// and messages), taking the error type's name as its class; [`JobError::new`] names both
+/// explicitly.
 ///
 /// ```
 /// use psychiq::JobError;
@@ -81,8 +82,18 @@ impl std::fmt::Display for JobError {
     }
 }
 
-impl<E: std::error::Error> From<E> for JobError {
+/// Anything `Box<dyn Error + Send + Sync>` takes converts with `?`: every `std::error::Error`
+/// (io, serde, sqlx, reqwest ...), `anyhow::Error`, boxed errors, and `String` / `&str`
+/// messages. The class is the error's type, with its crate or module when the type is
+/// just called `Error` (`io::Error`, `reqwest::Error`); a message is a `RuntimeError`, as
+/// Ruby's `raise "..."`. The chain of causes becomes the backtrace.
+impl<E> From<E> for JobError
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     fn from(error: E) -> Self {
+        let class = error_class(std::any::type_name::<E>());
+        let error: Box<dyn std::error::Error + Send + Sync> = error.into();
         let mut backtrace = Vec::new();
         let mut source = error.source();
         while let Some(cause) = source {
@@ -90,10 +101,32 @@ impl<E: std::error::Error> From<E> for JobError {
             source = cause.source();
         }
         JobError {
-            class: short_type_name(std::any::type_name::<E>()).to_string(),
+            class,
             message: error.to_string(),
             backtrace,
         }
+    }
+}
+
+/// The `error_class` for an error of the type named `full`.
+fn error_class(full: &str) -> String {
+    match full {
+        "alloc::string::String" | "&str" | "alloc::borrow::Cow<str>" => {
+            return "RuntimeError".to_string();
+        }
+        _ if full.starts_with("alloc::boxed::Box<") => return "Error".to_string(),
+        _ => {}
+    }
+    let base = full.split('<').next().unwrap_or(full);
+    let mut segments = base.rsplit("::");
+    let name = segments.next().unwrap_or(base);
+    if name != "Error" {
+        return name.to_string();
+    }
+    // `std::io::error::Error` → `io::Error`: the nearest module not itself named `error`.
+    match segments.find(|s| *s != "error" && !s.is_empty()) {
+        Some(module) => format!("{module}::Error"),
+        None => name.to_string(),
     }
 }
 
@@ -398,7 +431,41 @@ mod tests {
     #[test]
     fn errors_convert_with_their_type_name_and_causes() {
         let err: JobError = std::io::Error::other("disk full").into();
-        assert_eq!(err.class(), "Error");
+        assert_eq!(err.class(), "io::Error");
         assert_eq!(err.message(), "disk full");
+        let boxed: Box<dyn std::error::Error + Send + Sync> = "boom".into();
+        let err: JobError = boxed.into();
+        assert_eq!((err.class(), err.message()), ("Error", "boom"));
+        let err: JobError = String::from("card expired").into();
+        assert_eq!(err.class(), "RuntimeError");
+        let err: JobError = "x".parse::<u8>().unwrap_err().into();
+        assert_eq!(err.class(), "ParseIntError");
+        assert_eq!(error_class("sqlx_core::error::Error"), "sqlx_core::Error");
+        assert_eq!(error_class("reqwest::error::Error"), "reqwest::Error");
+    }
+
+    fn question_mark_works_on_common_error_types() -> JobResult {
+        fn boxed() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            Err("boxed".into())
+        }
+        boxed()?;
+        Err(anyhow::anyhow!("from anyhow"))?;
+        std::fs::read("/nonexistent")?;
+        Err("a message")?
+    }
+
+    #[test]
+    fn question_mark_converts() {
+        assert_eq!(
+            question_mark_works_on_common_error_types()
+                .unwrap_err()
+                .class(),
+            "Error"
+        );
+        let err: JobError = anyhow::anyhow!("from anyhow").into();
+        assert_eq!(
+            (err.class(), err.message()),
+            ("anyhow::Error", "from anyhow")
+        );
     }
 }
