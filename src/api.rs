@@ -134,12 +134,14 @@ impl JobRecord {
     fn new(raw: Vec<u8>, score: Option<f64>, queue: Option<&str>) -> JobRecord {
         let item = serde_json::from_slice::<JobMap>(&raw).ok();
         let text = lossless(&raw).into_owned();
+        // Shown as every queue name is (escaped), so the methods taking a name read it back.
         let queue = queue.map(str::to_string).unwrap_or_else(|| {
-            item.as_ref()
+            let name = item
+                .as_ref()
                 .and_then(|i| i.get("queue"))
                 .and_then(Value::as_str)
-                .unwrap_or("default")
-                .to_string()
+                .unwrap_or("default");
+            escape(name.as_bytes()).into_owned()
         });
         JobRecord {
             raw,

@@ -83,20 +83,22 @@ impl RedisConfig {
     /// user part (up to the last `@`, so a password holding `/` or `@` is hidden whole) and
     /// in a `pass=` / `password=` query parameter.
     pub fn display_address(&self) -> String {
-        let (base, query) = match self.url.split_once('?') {
-            Some((base, query)) => (base, Some(query)),
-            None => (self.url.as_str(), None),
-        };
-        let mut shown = match base.split_once("://") {
+        // The credentials end at the last '@' (a password may hold '/', '?' or '@').
+        let (start, after) = match self.url.split_once("://") {
             Some((scheme, rest)) => match rest.rsplit_once('@') {
-                Some((auth, host)) => match auth.split_once(':') {
-                    Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-                    None => format!("{scheme}://***@{host}"),
+                Some((auth, after)) => match auth.split_once(':') {
+                    Some((user, _)) => (format!("{scheme}://{user}:***@"), after),
+                    None => (format!("{scheme}://***@"), after),
                 },
-                None => base.to_string(),
+                None => (format!("{scheme}://"), rest),
             },
-            None => base.to_string(),
+            None => (String::new(), self.url.as_str()),
         };
+        let (host, query) = match after.split_once('?') {
+            Some((host, query)) => (host, Some(query)),
+            None => (after, None),
+        };
+        let mut shown = format!("{start}{host}");
         if let Some(query) = query {
             let pairs: Vec<String> = query
                 .split('&')
@@ -134,6 +136,7 @@ impl RedisConfig {
 
     /// Opens a connection whose commands may block for up to `timeout` (for `BRPOP`).
     pub(crate) async fn connect_with_timeout(&self, timeout: Duration) -> Result<Connection> {
+        self.client()?; // a bad address is named as one, not as a Redis error
         let mut manager = self
             .manager(timeout)
             .await
@@ -411,6 +414,7 @@ mod tests {
     fn passwords_are_hidden_whole() {
         let shown = |url: &str| RedisConfig::from_url(url).display_address();
         assert_eq!(shown("redis://:a/b@c@h:1/2"), "redis://:***@h:1/2");
+        assert_eq!(shown("redis://u:pa?ss@h/0"), "redis://u:***@h/0");
         assert_eq!(shown("rediss://u:x@h"), "rediss://u:***@h");
         assert_eq!(shown("redis://h:1/0"), "redis://h:1/0");
         assert_eq!(

@@ -80,6 +80,8 @@ pub(crate) struct Heartbeat {
     pub control: Control,
     /// Whether the last beat wrote running jobs (so this one must clear them).
     pub had_work: bool,
+    /// Fired after every beat ([`crate::events::Event::Heartbeat`]).
+    pub hooks: Arc<crate::events::Hooks>,
 }
 
 impl Heartbeat {
@@ -123,6 +125,7 @@ impl Heartbeat {
             match self.beat().await {
                 Ok(obeyed) => {
                     outage.ok();
+                    self.hooks.fire(crate::events::Event::Heartbeat).await;
                     if let Err(e) = crate::recovery::recover_orphans(
                         &mut self.conn,
                         &self.keys,

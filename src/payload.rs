@@ -146,6 +146,18 @@ pub(crate) struct JobHead<'a> {
     pub jid: Option<std::borrow::Cow<'a, str>>,
 }
 
+/// The payload's `retry_count`, found without parsing the whole payload (for the job's
+/// tracing span); `None` when absent or not a plain integer.
+pub(crate) fn retry_count_hint(text: &str) -> Option<i64> {
+    let at = text.find("\"retry_count\":")? + "\"retry_count\":".len();
+    let rest = text[at..].trim_start();
+    let end = rest
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
+        .map_or(rest.len(), |(i, _)| i);
+    rest[..end].parse().ok()
+}
+
 /// How often a failed job is retried, as the payload's `retry` field says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
@@ -214,6 +226,14 @@ mod tests {
             job.to_json(),
             r#"{"args":[123456789012345678901234567890,1e3,"\u00e9"],"retry_count":2,"error_message":"boom"}"#
         );
+    }
+
+    #[test]
+    fn retry_counts_are_found_cheaply() {
+        assert_eq!(retry_count_hint(r#"{"retry_count":12,"x":1}"#), Some(12));
+        assert_eq!(retry_count_hint(r#"{"retry_count": -1}"#), Some(-1));
+        assert_eq!(retry_count_hint(r#"{"retry_count":null}"#), None);
+        assert_eq!(retry_count_hint(r#"{"args":[]}"#), None);
     }
 
     #[test]

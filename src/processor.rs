@@ -1,9 +1,12 @@
-//! Runs one fetched job: reads the payload, finds the worker, performs it, and on failure
-//! hands the job to the retry rules.
+//! Runs one fetched job in two steps: [`Processor::execute`] decides its outcome without
+//! touching Redis (read the payload, find the worker, run the server middleware around
+//! `perform`, catch panics and timeouts), and [`Processor::dispose`] writes that outcome
+//! (acknowledge; retry or dead set; back to the schedule for a snooze).
 //!
-//! Nothing here can take the server down: a payload that is not JSON, a missing class or
-//! arguments, an unknown class, arguments of the wrong shape and a panic inside `perform`
-//! all end as a failed job with an error message that says what was wrong.
+//! Nothing here can take the server down: a payload that is not UTF-8 or not JSON, a
+//! missing class or arguments, an unknown class, arguments of the wrong shape and a panic
+//! inside `perform` or a middleware all end as a failed job with an error message that says
+//! what was wrong.
 
 use std::any::Any;
 use std::future::Future;
@@ -13,17 +16,19 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::connection::Connection;
+use tracing::Instrument;
 
-use crate::connection::{Outage, query_until_ok};
-use crate::manager::Acks;
-
+use crate::connection::{Connection, Outage, query_until_ok};
+use crate::context::{self, JobContext};
+use crate::events::{FailedJob, Hooks};
 use crate::keys::Keys;
+use crate::manager::Acks;
+use crate::middleware::{Next, Outcome, ServerChain};
 use crate::payload::{self, JobHead, Rewrite};
 use crate::retry::{self, Disposition};
 use crate::stats::Stats;
 use crate::text;
-use crate::worker::{Handler, JobError, JobFuture, JobInfo, JobResult, Registry};
+use crate::worker::{Handler, JobError, JobInfo, Registry};
 
 /// Everything a job needs to run, shared by all running jobs of a server.
 pub(crate) struct Processor {
@@ -35,122 +40,74 @@ pub(crate) struct Processor {
     pub acks: Acks,
     /// The server's default job timeout.
     pub job_timeout: Option<Duration>,
+    pub middleware: ServerChain,
+    pub hooks: Arc<Hooks>,
 }
 
-/// Why a run did not succeed.
-enum Failure<'a> {
-    /// Failed; `exhaust_now` sends it to the dead set whatever its retries say.
-    Failed {
-        error: JobError,
+/// What [`Processor::execute`] decided.
+pub(crate) enum Verdict<'a> {
+    /// The run's outcome. `exhaust_now` sends a failure to the dead set whatever its
+    /// retries say (arguments that can never fit).
+    Ran {
+        outcome: Outcome,
         handler: Option<&'a Arc<dyn Handler>>,
         exhaust_now: bool,
     },
-    /// Not a JSON object: it cannot be rewritten, so it is wrapped for the dead set.
+    /// Not UTF-8 or not a JSON object: it cannot be rewritten, so it is wrapped for the dead set.
     Unreadable { reason: String },
 }
 
+impl Verdict<'_> {
+    fn failed(
+        error: JobError,
+        handler: Option<&Arc<dyn Handler>>,
+        exhaust_now: bool,
+    ) -> Verdict<'_> {
+        Verdict::Ran {
+            outcome: Outcome::Failed(error),
+            handler,
+            exhaust_now,
+        }
+    }
+}
+
 impl Processor {
-    /// Runs the job `raw` fetched from `queue`, counts it, records a failure in Redis and
-    /// acknowledges it (removes it from its in-progress list, if it has one).
-    pub async fn process(&self, queue: &str, raw: &Arc<[u8]>, inprogress: Option<&Arc<str>>) {
+    /// Runs the job `raw` fetched from `queue`, counts it, and writes what became of it
+    /// (acknowledging it from its in-progress list, if it has one).
+    pub async fn process(&self, queue: &Arc<str>, raw: &Arc<[u8]>, inprogress: Option<&Arc<str>>) {
         let started = Instant::now();
-        let outcome = match std::str::from_utf8(raw) {
-            Ok(text) => self.run(queue, text).await,
-            Err(e) => Err(Failure::Unreadable {
-                reason: format!(
-                    "payload is not valid UTF-8 ({e}); its exact bytes are kept base64-encoded in raw_base64"
-                ),
-            }),
-        };
-        let Err(failure) = outcome else {
-            self.stats.record(false);
-            if let Some(list) = inprogress {
-                self.acks.send(list, raw);
-            }
-            return;
-        };
-        // Only failures need the time and a rewrite.
-        self.stats.record(true);
-        let elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0;
-        let now = payload::now_secs();
-        let disposition = match failure {
-            Failure::Unreadable { reason } => {
-                tracing::warn!(queue = %text::printable(queue), reason = %text::printable(&reason), "unreadable payload moved to the dead set");
-                Disposition::Dead {
-                    payload: retry::wrap_unreadable(raw, queue, &reason, now),
-                }
-            }
-            Failure::Failed {
-                error,
-                handler,
-                exhaust_now,
-            } => {
-                // `run` read its head; the whole of it can still fail (e.g. a number too large).
-                // `run` got this far only with UTF-8.
-                let text = std::str::from_utf8(raw).unwrap_or_default();
-                let Ok(mut job) = Rewrite::parse(text) else {
-                    let reason = format!("payload could not be parsed in full ({error})");
-                    let payload = retry::wrap_unreadable(raw, queue, &reason, now);
-                    return self
-                        .write(&Disposition::Dead { payload }, now, raw, inprogress)
-                        .await;
-                };
-                let class = job
-                    .get("class")
-                    .and_then(|c| c.as_str())
-                    .unwrap_or("?")
-                    .to_string();
-                let jid = job
-                    .get("jid")
-                    .and_then(|c| c.as_str())
-                    .unwrap_or("?")
-                    .to_string();
-                let disposition = retry::plan_failure(
-                    &mut job,
-                    queue,
-                    &error,
-                    handler.map(|h| h.as_ref()),
-                    exhaust_now,
-                    now,
-                );
-                let next = match &disposition {
-                    Disposition::Retry { at, .. } => format!("retry in {:.0} s", at - now),
-                    Disposition::Dead { .. } => "dead".to_string(),
-                    Disposition::Drop => "dropped (retry: false or dead: false)".to_string(),
-                };
-                tracing::warn!(
-                    class = %text::printable(&class),
-                    jid = %text::printable(&jid),
-                    queue = %text::printable(queue),
-                    elapsed_ms,
-                    error = %text::printable(retry::truncate(error.message())),
-                    error_class = %text::printable(error.class()),
-                    next,
-                    "job failed"
-                );
-                disposition
-            }
-        };
-        self.write(&disposition, now, raw, inprogress).await;
+        let verdict = self.execute(queue, raw).await;
+        self.dispose(verdict, queue, raw, inprogress, started).await;
     }
 
-    async fn run(&self, queue: &str, raw: &str) -> Result<(), Failure<'_>> {
+    /// Decides the job's outcome; never writes to Redis.
+    pub(crate) async fn execute(&self, queue: &Arc<str>, raw: &Arc<[u8]>) -> Verdict<'_> {
+        let text = match std::str::from_utf8(raw) {
+            Ok(text) => text,
+            Err(e) => {
+                return Verdict::Unreadable {
+                    reason: format!(
+                        "payload is not valid UTF-8 ({e}); its exact bytes are kept base64-encoded in raw_base64"
+                    ),
+                };
+            }
+        };
         // serde would also read a struct from a JSON array; a payload must be an object.
-        if !raw.trim_start().starts_with('{') {
-            let reason = match serde_json::from_str::<serde::de::IgnoredAny>(raw) {
+        if !text.trim_start().starts_with('{') {
+            let reason = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
                 Ok(_) => "payload is JSON but not a JSON object".to_string(),
                 Err(e) => format!("payload is not a JSON object: {e}"),
             };
-            return Err(Failure::Unreadable { reason });
+            return Verdict::Unreadable { reason };
         }
-        let head: JobHead = match serde_json::from_str(raw) {
+        let head: JobHead = match serde_json::from_str(text) {
             Ok(head) => head,
             Err(e) => {
-                return Err(Failure::Unreadable {
+                return Verdict::Unreadable {
                     reason: format!(
                         "payload could not be read as a job (class and jid must be strings): {e}"
                     ),
-                });
+                };
             }
         };
         let (Some(class), Some(args)) = (head.class.as_deref(), head.args) else {
@@ -159,27 +116,21 @@ impl Processor {
             } else {
                 "args"
             };
-            return Err(Failure::Failed {
-                error: JobError::new(
-                    "Psychiq::InvalidPayload",
-                    format!("payload has no \"{missing}\" field"),
-                ),
-                handler: None,
-                exhaust_now: true,
-            });
+            let error = JobError::new(
+                "Psychiq::InvalidPayload",
+                format!("payload has no \"{missing}\" field"),
+            );
+            return Verdict::failed(error, None, true);
         };
         let jid = head.jid.as_deref().unwrap_or("");
         let Some(handler) = self.registry.get(class) else {
-            return Err(Failure::Failed {
-                error: JobError::new(
-                    "Psychiq::UnknownClass",
-                    format!(
-                        "no worker is registered for class \"{class}\" in this process; it will be retried in case a deploy has not reached it yet"
-                    ),
+            let error = JobError::new(
+                "Psychiq::UnknownClass",
+                format!(
+                    "no worker is registered for class \"{class}\" in this process; it will be retried in case a deploy has not reached it yet"
                 ),
-                handler: None,
-                exhaust_now: false,
-            });
+            );
+            return Verdict::failed(error, None, false);
         };
         let info = JobInfo {
             class,
@@ -190,17 +141,32 @@ impl Processor {
         let future = match handler.start(&info) {
             Ok(future) => future,
             Err(e) => {
-                return Err(Failure::Failed {
-                    error: JobError::new(
-                        "Psychiq::InvalidArguments",
-                        format!("arguments {} do not fit worker {class}: {e}", args.get()),
-                    ),
-                    handler: Some(handler),
-                    exhaust_now: true,
-                });
+                let error = JobError::new(
+                    "Psychiq::InvalidArguments",
+                    format!("arguments {} do not fit worker {class}: {e}", args.get()),
+                );
+                return Verdict::failed(error, Some(handler), true);
             }
         };
+        let job = Arc::new(JobContext::new(
+            Arc::clone(raw),
+            Arc::clone(queue),
+            class,
+            jid,
+            args.get(),
+        ));
+        // Every log line of the job (the worker's own too) carries these.
+        let span = tracing::info_span!(
+            "job",
+            class = %text::printable(class),
+            jid = %text::printable(jid),
+            queue = %text::printable(queue),
+            retry_count = payload::retry_count_hint(text),
+        );
+        // Psychiq's own start and done lines name the job themselves (top-level fields in
+        // JSON logs); the worker's lines inside the span carry the span's.
         tracing::info!(
+            parent: None,
             class = %text::printable(class),
             jid = %text::printable(jid),
             queue = %text::printable(queue),
@@ -208,44 +174,212 @@ impl Processor {
         );
         let started = Instant::now();
         let timeout = handler.options().timeout.or(self.job_timeout);
-        let caught = CatchUnwind { future };
-        let caught = match timeout {
-            None => caught.await,
-            Some(limit) => match tokio::time::timeout(limit, caught).await {
-                Ok(caught) => caught,
-                Err(_) => Ok(Err(JobError::new(
-                    "Psychiq::JobTimeout",
-                    format!(
-                        "job ran longer than its {:.3} s timeout and was cancelled",
-                        limit.as_secs_f64()
-                    ),
-                ))),
-            },
-        };
-        let result = match caught {
-            Ok(result) => result,
-            Err(panic) => Err(JobError::new("Panic", panic_message(panic.as_ref()))),
-        };
-        self.stats
-            .record_class(class, started.elapsed(), result.is_err());
-        match result {
-            Ok(()) => {
-                let elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0;
-                tracing::info!(
-                    class = %text::printable(class),
-                    jid = %text::printable(jid),
-                    queue = %text::printable(queue),
-                    elapsed_ms,
-                    "done"
-                );
-                Ok(())
-            }
-            Err(error) => Err(Failure::Failed {
-                error,
-                handler: Some(handler),
-                exhaust_now: false,
-            }),
+        let outcome = self.perform(&job, future, timeout).instrument(span).await;
+        let failed = matches!(outcome, Outcome::Failed(_));
+        if !matches!(outcome, Outcome::Skipped(_) | Outcome::Snoozed(_)) {
+            self.stats.record_class(class, started.elapsed(), failed);
         }
+        if outcome.is_done() {
+            let elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0;
+            tracing::info!(
+                parent: None,
+                class = %text::printable(class),
+                jid = %text::printable(jid),
+                queue = %text::printable(queue),
+                elapsed_ms,
+                "done"
+            );
+        }
+        Verdict::Ran {
+            outcome,
+            handler: Some(handler),
+            exhaust_now: false,
+        }
+    }
+
+    /// `perform` inside the middleware chain, with the job as the current context, a
+    /// timeout, and panics caught.
+    async fn perform(
+        &self,
+        job: &Arc<JobContext>,
+        future: crate::worker::JobFuture,
+        timeout: Option<Duration>,
+    ) -> Outcome {
+        let chain = async {
+            if self.middleware.is_empty() {
+                // No chain: no box, no dynamic call.
+                CatchUnwind::new(future).await.map(Outcome::from_result)
+            } else {
+                CatchUnwind::new(Next::new(&self.middleware, job, future).run()).await
+            }
+        };
+        let caught = context::scope(Arc::clone(job), async {
+            match timeout {
+                None => chain.await,
+                Some(limit) => match tokio::time::timeout(limit, chain).await {
+                    Ok(caught) => caught,
+                    Err(_) => Ok(Outcome::Failed(JobError::new(
+                        "Psychiq::JobTimeout",
+                        format!(
+                            "job ran longer than its {:.3} s timeout and was cancelled",
+                            limit.as_secs_f64()
+                        ),
+                    ))),
+                },
+            }
+        })
+        .await;
+        match caught {
+            Ok(outcome) => outcome,
+            Err(panic) => Outcome::Failed(JobError::new("Panic", panic_message(panic.as_ref()))),
+        }
+    }
+
+    /// Writes what became of the job.
+    async fn dispose(
+        &self,
+        verdict: Verdict<'_>,
+        queue: &str,
+        raw: &Arc<[u8]>,
+        inprogress: Option<&Arc<str>>,
+        started: Instant,
+    ) {
+        let (error, handler, exhaust_now) = match verdict {
+            Verdict::Ran {
+                outcome: Outcome::Done,
+                ..
+            } => {
+                self.stats.record(false);
+                self.acknowledge(raw, inprogress);
+                return;
+            }
+            Verdict::Ran {
+                outcome: Outcome::Skipped(reason),
+                ..
+            } => {
+                tracing::info!(queue = %text::printable(queue), reason = %text::printable(&reason), "job skipped by a middleware");
+                self.stats.record(false);
+                self.acknowledge(raw, inprogress);
+                return;
+            }
+            Verdict::Ran {
+                outcome: Outcome::Discarded(reason),
+                ..
+            } => {
+                tracing::warn!(queue = %text::printable(queue), reason = %text::printable(&reason), "job discarded");
+                self.stats.record(false);
+                self.acknowledge(raw, inprogress);
+                return;
+            }
+            Verdict::Ran {
+                outcome: Outcome::Snoozed(delay),
+                ..
+            } => {
+                self.stats.record(false);
+                return self.snooze(raw, inprogress, delay).await;
+            }
+            Verdict::Unreadable { reason } => {
+                self.stats.record(true);
+                tracing::warn!(queue = %text::printable(queue), reason = %text::printable(&reason), "unreadable payload moved to the dead set");
+                let now = payload::now_secs();
+                let payload = retry::wrap_unreadable(raw, queue, &reason, now);
+                let error = JobError::new("Psychiq::InvalidPayload", reason);
+                self.report(&payload, &error, queue, true).await;
+                return self
+                    .write(&Disposition::Dead { payload }, now, raw, inprogress)
+                    .await;
+            }
+            Verdict::Ran {
+                outcome: Outcome::Failed(error),
+                handler,
+                exhaust_now,
+            } => (error, handler, exhaust_now),
+        };
+        // Only failures need the time and a rewrite.
+        self.stats.record(true);
+        let elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0;
+        let now = payload::now_secs();
+        // `execute` read its head; the whole of it can still fail (e.g. nesting too deep).
+        let text = std::str::from_utf8(raw).unwrap_or_default();
+        let Ok(mut job) = Rewrite::parse(text) else {
+            let reason = format!("payload could not be parsed in full ({error})");
+            let payload = retry::wrap_unreadable(raw, queue, &reason, now);
+            self.report(&payload, &error, queue, true).await;
+            return self
+                .write(&Disposition::Dead { payload }, now, raw, inprogress)
+                .await;
+        };
+        let field = |name: &str| {
+            job.get(name)
+                .and_then(|c| c.as_str())
+                .unwrap_or("?")
+                .to_string()
+        };
+        let (class, jid) = (field("class"), field("jid"));
+        let disposition = retry::plan_failure(
+            &mut job,
+            queue,
+            &error,
+            handler.map(|h| h.as_ref()),
+            exhaust_now,
+            now,
+        );
+        let next = match &disposition {
+            Disposition::Retry { at, .. } => format!("retry in {:.0} s", at - now),
+            Disposition::Dead { .. } => "dead".to_string(),
+            Disposition::Drop => "dropped (retry: false or dead: false)".to_string(),
+        };
+        tracing::warn!(
+            class = %text::printable(&class),
+            jid = %text::printable(&jid),
+            queue = %text::printable(queue),
+            elapsed_ms,
+            error = %text::printable(retry::truncate(error.message())),
+            error_class = %text::printable(error.class()),
+            next,
+            "job failed"
+        );
+        match &disposition {
+            Disposition::Retry { payload, .. } | Disposition::Dead { payload } => {
+                let dead = matches!(disposition, Disposition::Dead { .. });
+                self.report(payload, &error, queue, dead).await;
+            }
+            Disposition::Drop => self.report(&job.to_json(), &error, queue, false).await,
+        }
+        self.write(&disposition, now, raw, inprogress).await;
+    }
+
+    fn acknowledge(&self, raw: &Arc<[u8]>, inprogress: Option<&Arc<str>>) {
+        if let Some(list) = inprogress {
+            self.acks.send(list, raw);
+        }
+    }
+
+    /// Calls the error (and death) handlers, if there are any.
+    async fn report(&self, payload: &str, error: &JobError, queue: &str, dead: bool) {
+        if !self.hooks.wants_failures() {
+            return;
+        }
+        let failed = FailedJob {
+            payload: serde_json::from_str(payload).unwrap_or_default(),
+            error: error.clone(),
+            queue: queue.to_string(),
+            dead,
+        };
+        self.hooks.failed(failed).await;
+    }
+
+    /// Puts a snoozed job back in the schedule, as it is, and removes it from its
+    /// in-progress list, in one transaction.
+    async fn snooze(&self, raw: &[u8], inprogress: Option<&Arc<str>>, delay: Duration) {
+        let at = payload::now_secs() + delay.as_secs_f64();
+        let mut pipe = redis::pipe();
+        pipe.atomic().zadd(self.keys.schedule(), raw, at).ignore();
+        if let Some(list) = inprogress {
+            pipe.lrem(&**list, -1, raw).ignore();
+        }
+        let mut outage = Outage::new("snoozing a job");
+        query_until_ok(&mut self.conn.clone(), &pipe, &mut outage).await;
     }
 
     /// Writes a failed job to `retry` or `dead` and removes it from its in-progress list,
@@ -279,17 +413,23 @@ impl Processor {
     }
 }
 
-/// Polls a job's future, turning a panic into an `Err` instead of unwinding the server.
-struct CatchUnwind {
-    future: JobFuture,
+/// Polls a future, turning a panic into an `Err` instead of unwinding the server.
+pub(crate) struct CatchUnwind<F> {
+    future: F,
 }
 
-impl Future for CatchUnwind {
-    type Output = Result<JobResult, Box<dyn Any + Send>>;
+impl<F> CatchUnwind<F> {
+    pub fn new(future: F) -> Self {
+        CatchUnwind { future }
+    }
+}
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let future = &mut self.future;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *future).poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
             Err(panic) => Poll::Ready(Err(panic)),

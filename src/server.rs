@@ -14,10 +14,12 @@ use tokio::task::JoinSet;
 
 use crate::connection::{COMMAND_TIMEOUT, RedisConfig};
 use crate::error::Result;
+use crate::events::{Event, FailedJob, Hooks};
 use crate::fetch::{FETCH_TIMEOUT, FetchMode, Fetcher, QueueSpec};
 use crate::heartbeat::{Control, Heartbeat, Running, RunningJob};
 use crate::keys::{DEFAULT_NAMESPACE, Keys};
 use crate::manager::{self, Acks, Manager};
+use crate::middleware::ServerChain;
 use crate::processor::Processor;
 use crate::scheduler;
 use crate::stats::Stats;
@@ -127,12 +129,56 @@ impl ServerConfig {
 pub struct Server {
     config: ServerConfig,
     registry: Registry,
+    middleware: ServerChain,
+    hooks: Hooks,
 }
 
 impl Server {
     /// A server for `registry`'s workers.
     pub fn new(config: ServerConfig, registry: Registry) -> Server {
-        Server { config, registry }
+        Server {
+            config,
+            registry,
+            middleware: ServerChain::default(),
+            hooks: Hooks::default(),
+        }
+    }
+
+    /// The server middleware chain, to add, insert and remove middleware (see
+    /// [`crate::middleware`]). Empty by default.
+    pub fn middleware(&mut self) -> &mut ServerChain {
+        &mut self.middleware
+    }
+
+    /// Runs `hook` at every `event` (see [`crate::events`]), after hooks added before it.
+    pub fn on<F, Fut>(&mut self, event: Event, hook: F) -> &mut Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.on(event, hook);
+        self
+    }
+
+    /// Runs `hook` after every failed run (retried, dead or dropped), with the job as
+    /// written and the error (Sidekiq's `error_handlers`).
+    pub fn on_error<F, Fut>(&mut self, hook: F) -> &mut Self
+    where
+        F: Fn(Arc<FailedJob>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.on_error(hook);
+        self
+    }
+
+    /// Runs `hook` when a job goes to the dead set (Sidekiq's `death_handlers`).
+    pub fn on_death<F, Fut>(&mut self, hook: F) -> &mut Self
+    where
+        F: Fn(Arc<FailedJob>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.on_death(hook);
+        self
     }
 
     /// Runs until SIGINT or SIGTERM (or a remote `TERM`). SIGTSTP quiets the server and
@@ -158,6 +204,7 @@ impl Server {
         listen_to_signals: bool,
     ) -> Result<()> {
         let config = self.config;
+        let hooks = Arc::new(self.hooks);
         let keys = Keys::new(&config.namespace);
         let conn = config.redis.connect().await?;
         let fetch_conn = config
@@ -208,6 +255,8 @@ impl Server {
             stats: Arc::clone(&stats),
             acks,
             job_timeout: config.job_timeout,
+            middleware: self.middleware,
+            hooks: Arc::clone(&hooks),
         });
         let poller = tokio::spawn(scheduler::run(
             conn.clone(),
@@ -228,6 +277,7 @@ impl Server {
             stats: Arc::clone(&stats),
             control: control.clone(),
             had_work: false,
+            hooks: Arc::clone(&hooks),
         };
         // Registered (and listed as an owner of in-progress lists) before the first fetch.
         heartbeat
@@ -252,11 +302,14 @@ impl Server {
             conn: conn.clone(),
             pending_acks: &pending_acks,
         };
+        hooks.fire(Event::Startup).await;
         manager
             .fetch_until_quiet(&fetcher, &mut tasks, control.quiet.subscribe())
             .await;
+        hooks.fire(Event::Quiet).await;
         // Quiet: keep running jobs and beating until told to stop.
         let _ = control.stop.subscribe().wait_for(|stop| *stop).await;
+        hooks.fire(Event::Shutdown).await;
 
         tracing::info!(
             running = tasks.len(),
@@ -293,6 +346,7 @@ impl Server {
         // The heartbeat flushes the last counters and deregisters the process.
         let _ = beat_done.send(true);
         let _ = heartbeat.await;
+        hooks.fire(Event::Stopped).await;
         tracing::info!("Exiting");
         Ok(())
     }

@@ -23,7 +23,7 @@ use std::fmt::Write;
 /// ```
 pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
     if let Ok(text) = std::str::from_utf8(bytes)
-        && !text.chars().any(|c| c == '\\' || c.is_control())
+        && !text.chars().any(|c| c == '\\' || hidden(c))
     {
         return Cow::Borrowed(text);
     }
@@ -32,7 +32,7 @@ pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
         for c in chunk.valid().chars() {
             if c == '\\' {
                 out.push_str("\\\\");
-            } else if c.is_control() {
+            } else if hidden(c) {
                 let mut buf = [0; 4];
                 for b in c.encode_utf8(&mut buf).bytes() {
                     let _ = write!(out, "\\x{b:02x}");
@@ -78,6 +78,7 @@ pub fn unescape(text: &str) -> Cow<'_, [u8]> {
             Some(b'x') => {
                 let hex = bytes
                     .get(i + 2..i + 4)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                     .and_then(|h| std::str::from_utf8(h).ok());
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(b) => {
@@ -101,7 +102,7 @@ pub fn unescape(text: &str) -> Cow<'_, [u8]> {
 /// assert_eq!(psychiq::text::printable("ok\x1b[2J\r\n"), "ok\\x1b[2J\\x0d\\n");
 /// ```
 pub fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(hidden) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
@@ -112,13 +113,21 @@ pub fn printable(text: &str) -> Cow<'_, str> {
             c if (c as u32) < 0x80 && c.is_control() => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
-            c if c.is_control() => {
+            c if hidden(c) => {
                 let _ = write!(out, "\\u{{{:04x}}}", c as u32);
             }
             c => out.push(c),
         }
     }
     Cow::Owned(out)
+}
+
+/// Control characters, and the invisible ones that reorder or hide text (bidirectional
+/// overrides and isolates, zero-width characters, the byte-order mark): what must not
+/// reach a terminal or a page as itself.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 /// Bytes as text for a person to read: UTF-8 as it is, anything else escaped (see
@@ -141,12 +150,12 @@ mod tests {
             b"\\",
             b"\\x41",
             b"\xff\xfe\x00\x1b",
-            "é\u{85}\u{7f}".as_bytes(),
+            "é\u{85}\u{7f}\u{202e}".as_bytes(),
             b"\xe2\x82",
         ];
         for bytes in samples {
             let shown = escape(bytes);
-            assert!(!shown.chars().any(char::is_control), "{shown:?}");
+            assert!(!shown.chars().any(hidden), "{shown:?}");
             assert_eq!(&*unescape(&shown), bytes, "{shown:?}");
         }
         for byte in 0..=255u8 {

@@ -37,6 +37,15 @@ pub struct JobError {
     class: String,
     message: String,
     backtrace: Vec<String>,
+    /// Not a failure but a request for another outcome.
+    wish: Wish,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Wish {
+    Fail,
+    Snooze(Duration),
+    Discard,
 }
 
 impl JobError {
@@ -46,6 +55,41 @@ impl JobError {
             class: class.into(),
             message: message.into(),
             backtrace: Vec::new(),
+            wish: Wish::Fail,
+        }
+    }
+
+    /// Not a failure: run the job again after `delay` (it goes back to the schedule, is not
+    /// counted as failed and keeps its retry count). `return Err(JobError::snooze(d))`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let later = psychiq::JobError::snooze(Duration::from_secs(30));
+    /// assert!(matches!(later.into_outcome(), psychiq::Outcome::Snoozed(d) if d.as_secs() == 30));
+    /// ```
+    pub fn snooze(delay: Duration) -> Self {
+        JobError {
+            wish: Wish::Snooze(delay),
+            ..JobError::new("Psychiq::Snoozed", format!("snoozed for {delay:?}"))
+        }
+    }
+
+    /// Not a failure: drop the job for good, with the reason (logged and counted, never
+    /// retried, not put in the dead set). `return Err(JobError::discard("order cancelled"))`.
+    pub fn discard(reason: impl Into<String>) -> Self {
+        JobError {
+            wish: Wish::Discard,
+            ..JobError::new("Psychiq::Discarded", reason)
+        }
+    }
+
+    /// The outcome this means: a failure, or what [`JobError::snooze`] or
+    /// [`JobError::discard`] asked for.
+    pub fn into_outcome(self) -> crate::Outcome {
+        match self.wish {
+            Wish::Fail => crate::Outcome::Failed(self),
+            Wish::Snooze(delay) => crate::Outcome::Snoozed(delay),
+            Wish::Discard => crate::Outcome::Discarded(self.message),
         }
     }
 
@@ -104,6 +148,7 @@ where
             class,
             message: error.to_string(),
             backtrace,
+            wish: Wish::Fail,
         }
     }
 }
@@ -372,11 +417,17 @@ impl Registry {
 
     /// Adds a worker under its class name; a later registration of the same name replaces it.
     pub fn register<W: Worker>(&mut self, worker: W) -> &mut Self {
+        self.register_as(W::class_name(), worker)
+    }
+
+    /// Adds a worker under a class name of your choosing instead of its own (one worker type
+    /// serving several classes, or a name decided at run time).
+    pub fn register_as<W: Worker>(&mut self, class: impl Into<String>, worker: W) -> &mut Self {
         let handler = Typed {
             worker: Arc::new(worker),
             options: W::options(),
         };
-        self.handlers.insert(W::class_name(), Arc::new(handler));
+        self.handlers.insert(class.into(), Arc::new(handler));
         self
     }
 

@@ -663,6 +663,13 @@ async fn requests_embedded_in_other_sites_are_refused() {
         send(&app, fetch("cross-site", "navigate")).await.status,
         StatusCode::NOT_FOUND
     );
+    let framed = Request::get("/dead/x")
+        .header("sec-fetch-site", "cross-site")
+        .header("sec-fetch-mode", "navigate")
+        .header("sec-fetch-dest", "iframe")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, framed).await.status, StatusCode::FORBIDDEN);
     assert_eq!(
         send(&app, fetch("same-origin", "cors")).await.status,
         StatusCode::NOT_FOUND

@@ -348,13 +348,15 @@ fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
-/// Whether a request was made by another site's page without the person navigating (an
-/// `<img>`, a script, a `fetch`): browsers say so in `Sec-Fetch-Site` / `Sec-Fetch-Mode`.
-/// Such requests are refused, so no web page can make an open dashboard scan big sets.
+/// Whether a request was made by another site's page without the person opening the
+/// dashboard (an `<img>`, a script, a `fetch`, an `<iframe>`): browsers say so in
+/// `Sec-Fetch-Site`, `-Mode` and `-Dest`. Such requests are refused, so no web page can
+/// make an open dashboard scan big sets; following a link (a top-level navigation) works.
 fn embedded_from_elsewhere(headers: &HeaderMap) -> bool {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     matches!(get("sec-fetch-site"), Some("cross-site" | "same-site"))
-        && get("sec-fetch-mode") != Some("navigate")
+        && (get("sec-fetch-mode") != Some("navigate")
+            || !matches!(get("sec-fetch-dest"), None | Some("document")))
 }
 
 /// Gives every request its [`Ctx`], refuses cross-origin POSTs and requests embedded in

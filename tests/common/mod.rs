@@ -138,8 +138,13 @@ pub struct RunningServer {
 
 impl RunningServer {
     pub fn start(config: ServerConfig, registry: Registry) -> RunningServer {
+        RunningServer::start_server(Server::new(config, registry))
+    }
+
+    /// Runs a server built by the test (with middleware or hooks).
+    pub fn start_server(server: Server) -> RunningServer {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(Server::new(config, registry).run_until(async move {
+        let handle = tokio::spawn(server.run_until(async move {
             let _ = rx.await;
         }));
         RunningServer {

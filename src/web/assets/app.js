@@ -69,7 +69,10 @@
         // Keep the live chart's canvas (and its samples) in place.
         const oldCanvas = main.querySelector("#live"), newCanvas = fresh.querySelector("#live");
         if (oldCanvas && newCanvas) newCanvas.replaceWith(oldCanvas);
+        // A notice is shown once by the server: keep it through refreshes.
+        const notice = main.querySelector(".notice");
         main.replaceChildren(...fresh.childNodes);
+        if (notice && !main.querySelector(".notice")) main.prepend(notice);
       })
       .catch(function () {});
   }
@@ -84,6 +87,13 @@
       box.checked = e.target.checked;
     });
   });
+
+  // The notice id is spent once shown: drop it from the address (reloads, refreshes).
+  if (new URLSearchParams(location.search).has("notice")) {
+    const url = new URL(location.href);
+    url.searchParams.delete("notice");
+    history.replaceState(null, "", url);
+  }
 
   poll();
   setInterval(poll, 2000);

@@ -1,0 +1,280 @@
+//! Server middleware: code that runs around every job's `perform`, in order.
+//!
+//! A middleware sees the job ([`JobContext`]: class, jid, queue, args, retry count and every
+//! payload field), runs code before and after calling [`Next::run`], and returns the job's
+//! [`Outcome`]: the one it got, a changed one, or its own without running the job at all
+//! (`Outcome::Skipped` to skip it, `Outcome::Failed` to fail it, `Outcome::Snoozed` to run
+//! it later). A middleware that panics fails the job like a job that panics; the server
+//! goes on. With no middleware registered, a job costs exactly what it did without them.
+//!
+//! ```
+//! use psychiq::middleware::{BoxFuture, Next, ServerMiddleware};
+//! use psychiq::{context::JobContext, Outcome};
+//!
+//! /// Logs how long each job took.
+//! struct Timing;
+//!
+//! impl ServerMiddleware for Timing {
+//!     fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+//!         Box::pin(async move {
+//!             let started = std::time::Instant::now();
+//!             let outcome = next.run().await;
+//!             println!("{} {} took {:?}: {outcome:?}", job.class(), job.jid(), started.elapsed());
+//!             outcome
+//!         })
+//!     }
+//! }
+//!
+//! let mut server = psychiq::Server::new(Default::default(), psychiq::Registry::new());
+//! server.middleware().add(Timing);
+//! ```
+
+use std::any::TypeId;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::context::JobContext;
+use crate::worker::{JobError, JobFuture};
+
+/// A boxed, sendable future, as middleware return them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How a job's run ended, as the server writes it to Redis.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// It succeeded: acknowledged and counted.
+    Done,
+    /// It failed (also a panic, `Panic`, and a timeout, `Psychiq::JobTimeout`): the retry
+    /// rules decide whether it runs again or goes to the dead set.
+    Failed(JobError),
+    /// Run it again after this long: it goes back to the schedule, not counted as a failure,
+    /// its retry count unchanged (what a rate limit answers).
+    Snoozed(Duration),
+    /// Dropped on purpose, with the reason: acknowledged, counted and logged, never retried
+    /// (an expired job, say).
+    Discarded(String),
+    /// Not run at all, with the reason: acknowledged, counted and logged.
+    Skipped(String),
+}
+
+impl Outcome {
+    /// Whether this is [`Outcome::Done`].
+    pub fn is_done(&self) -> bool {
+        matches!(self, Outcome::Done)
+    }
+}
+
+/// A server middleware. `call` must call `next.run()` to run the rest of the chain and the
+/// job, or return an outcome of its own instead.
+pub trait ServerMiddleware: Send + Sync + 'static {
+    /// Runs around the rest of the chain.
+    fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome>;
+}
+
+/// The rest of the chain, then the job.
+pub struct Next<'a> {
+    rest: &'a [Entry<dyn ServerMiddleware>],
+    job: &'a JobContext,
+    perform: JobFuture,
+}
+
+impl<'a> Next<'a> {
+    pub(crate) fn new(chain: &'a ServerChain, job: &'a JobContext, perform: JobFuture) -> Self {
+        Next {
+            rest: &chain.entries,
+            job,
+            perform,
+        }
+    }
+
+    /// Runs the next middleware, or the job itself after the last one.
+    pub fn run(self) -> BoxFuture<'a, Outcome> {
+        match self.rest.split_first() {
+            None => Box::pin(async move { Outcome::from_result(self.perform.await) }),
+            Some((first, rest)) => first.middleware.call(
+                self.job,
+                Next {
+                    rest,
+                    job: self.job,
+                    perform: self.perform,
+                },
+            ),
+        }
+    }
+}
+
+impl Outcome {
+    /// What a worker's `perform` result means: `JobError::snooze` and `JobError::discard`
+    /// ask for those outcomes.
+    pub(crate) fn from_result(result: crate::JobResult) -> Outcome {
+        match result {
+            Ok(()) => Outcome::Done,
+            Err(error) => error.into_outcome(),
+        }
+    }
+}
+
+struct Entry<M: ?Sized> {
+    type_id: TypeId,
+    middleware: Arc<M>,
+}
+
+/// An ordered list of middleware, added, inserted and removed by type as Sidekiq's
+/// `Middleware::Chain` does by class.
+pub struct Chain<M: ?Sized> {
+    entries: Vec<Entry<M>>,
+}
+
+/// The server's chain.
+pub type ServerChain = Chain<dyn ServerMiddleware>;
+
+impl<M: ?Sized> Default for Chain<M> {
+    fn default() -> Self {
+        Chain {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<M: ?Sized> Clone for Chain<M> {
+    fn clone(&self) -> Self {
+        Chain {
+            entries: self
+                .entries
+                .iter()
+                .map(|e| Entry {
+                    type_id: e.type_id,
+                    middleware: Arc::clone(&e.middleware),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl<M: ?Sized> Chain<M> {
+    /// How many middleware are in it.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it is empty (then jobs run with no middleware cost at all).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether a middleware of type `T` is in it.
+    pub fn contains<T: 'static>(&self) -> bool {
+        self.position::<T>().is_some()
+    }
+
+    /// Removes every middleware of type `T`.
+    pub fn remove<T: 'static>(&mut self) -> &mut Self {
+        self.entries.retain(|e| e.type_id != TypeId::of::<T>());
+        self
+    }
+
+    fn position<T: 'static>(&self) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| e.type_id == TypeId::of::<T>())
+    }
+
+    fn put(&mut self, at: usize, type_id: TypeId, middleware: Arc<M>) {
+        // As Sidekiq: a type appears once; adding it again moves it.
+        self.entries.retain(|e| e.type_id != type_id);
+        let at = at.min(self.entries.len());
+        self.entries.insert(
+            at,
+            Entry {
+                type_id,
+                middleware,
+            },
+        );
+    }
+}
+
+impl Chain<dyn ServerMiddleware> {
+    /// Adds `middleware` last (innermost, nearest the job).
+    pub fn add<T: ServerMiddleware>(&mut self, middleware: T) -> &mut Self {
+        let at = self.entries.len();
+        self.put(at, TypeId::of::<T>(), Arc::new(middleware));
+        self
+    }
+
+    /// Adds `middleware` first (outermost).
+    pub fn prepend<T: ServerMiddleware>(&mut self, middleware: T) -> &mut Self {
+        self.put(0, TypeId::of::<T>(), Arc::new(middleware));
+        self
+    }
+
+    /// Inserts `middleware` just before the one of type `Before` (last if there is none).
+    pub fn insert_before<Before: 'static, T: ServerMiddleware>(
+        &mut self,
+        middleware: T,
+    ) -> &mut Self {
+        let at = self.position::<Before>().unwrap_or(self.entries.len());
+        self.put(at, TypeId::of::<T>(), Arc::new(middleware));
+        self
+    }
+
+    /// Inserts `middleware` just after the one of type `After` (last if there is none).
+    pub fn insert_after<After: 'static, T: ServerMiddleware>(
+        &mut self,
+        middleware: T,
+    ) -> &mut Self {
+        let at = self
+            .position::<After>()
+            .map_or(self.entries.len(), |i| i + 1);
+        self.put(at, TypeId::of::<T>(), Arc::new(middleware));
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct A;
+    struct B;
+    struct C;
+    impl ServerMiddleware for A {
+        fn call<'a>(&'a self, _: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+            next.run()
+        }
+    }
+    impl ServerMiddleware for B {
+        fn call<'a>(&'a self, _: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+            next.run()
+        }
+    }
+    impl ServerMiddleware for C {
+        fn call<'a>(&'a self, _: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+            next.run()
+        }
+    }
+
+    fn order(chain: &ServerChain) -> Vec<TypeId> {
+        chain.entries.iter().map(|e| e.type_id).collect()
+    }
+
+    #[test]
+    fn add_insert_and_remove_by_type() {
+        let mut chain = ServerChain::default();
+        chain.add(A).add(C).insert_before::<C, _>(B);
+        assert_eq!(
+            order(&chain),
+            [TypeId::of::<A>(), TypeId::of::<B>(), TypeId::of::<C>()]
+        );
+        chain.insert_after::<C, _>(A);
+        assert_eq!(
+            order(&chain),
+            [TypeId::of::<B>(), TypeId::of::<C>(), TypeId::of::<A>()]
+        );
+        chain.remove::<C>();
+        assert_eq!(order(&chain), [TypeId::of::<B>(), TypeId::of::<A>()]);
+        assert!(chain.contains::<A>() && !chain.contains::<C>());
+    }
+}
