@@ -1,15 +1,20 @@
 //! A load test in the spirit of Sidekiq's `bin/sidekiqload`: enqueue N no-op jobs in bulk
 //! into a fresh namespace, then drain them with a server at concurrency C and report rates.
 //!
-//! `cargo run --release --example load -- [--jobs 100000] [-c 25] [--redis-url URL]`
+//! `cargo run --release --example load -- [--jobs 100000] [-c 25] [--middleware 3] [--redis-url URL]`
+//!
+//! `--middleware N` puts N pass-through server middleware around every job, to measure
+//! what the chain costs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use psychiq::context::JobContext;
+use psychiq::middleware::{BoxFuture, Next, ServerMiddleware};
 use psychiq::{
-    Client, Job, JobResult, NoArgs, RedisConfig, Registry, Server, ServerConfig, Worker,
+    Client, Job, JobResult, NoArgs, Outcome, RedisConfig, Registry, Server, ServerConfig, Worker,
 };
 
 /// Counts its runs; served as `Noop`, like the demo's worker.
@@ -20,6 +25,15 @@ impl Worker for Noop {
     async fn perform(&self, _: NoArgs) -> JobResult {
         self.0.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// Calls the rest of the chain and returns its outcome: the cost of a chain link alone.
+struct PassThrough<const N: usize>;
+
+impl<const N: usize> ServerMiddleware for PassThrough<N> {
+    fn call<'a>(&'a self, _: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+        next.run()
     }
 }
 
@@ -37,6 +51,9 @@ struct Args {
     /// Redis URL
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
+    /// Pass-through server middleware around every job (0 to 3)
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
+    middleware: u8,
 }
 
 #[tokio::main]
@@ -66,7 +83,18 @@ async fn main() -> psychiq::Result<()> {
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
-    let server = tokio::spawn(Server::new(config, registry).run_until(async move {
+    let mut server = Server::new(config, registry);
+    let chain = server.middleware();
+    if args.middleware >= 1 {
+        chain.add(PassThrough::<1>);
+    }
+    if args.middleware >= 2 {
+        chain.add(PassThrough::<2>);
+    }
+    if args.middleware >= 3 {
+        chain.add(PassThrough::<3>);
+    }
+    let server = tokio::spawn(server.run_until(async move {
         let _ = stop_rx.await;
     }));
     while done.load(Ordering::Relaxed) < args.jobs {
@@ -92,10 +120,11 @@ async fn main() -> psychiq::Result<()> {
         args.jobs as f64 / enqueue.as_secs_f64()
     );
     println!(
-        "drain {} jobs at -c {} ({:?} fetch): {:.2} s = {:.0} jobs/s",
+        "drain {} jobs at -c {} ({:?} fetch, {} middleware): {:.2} s = {:.0} jobs/s",
         args.jobs,
         args.concurrency,
         args.fetch,
+        args.middleware,
         drain.as_secs_f64(),
         args.jobs as f64 / drain.as_secs_f64()
     );
