@@ -8,8 +8,7 @@
 //! command from `IDENTITY-signals`: `TSTP` quiets the process, `TERM` stops it, `TTIN` logs
 //! what is running. On exit the process removes itself.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
@@ -18,6 +17,8 @@ use tokio::sync::watch;
 
 use crate::connection::Outage;
 use crate::keys::Keys;
+use crate::launcher::Control;
+use crate::manager::{Running, log_running};
 use crate::payload;
 use crate::stats::Stats;
 
@@ -25,48 +26,6 @@ use crate::stats::Stats;
 const BEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// Lifetime of the process's keys without a beat (Sidekiq's 60 s).
 const PROCESS_TTL_SECS: i64 = 60;
-
-/// A job that is running now.
-#[derive(Debug, Clone)]
-pub(crate) struct RunningJob {
-    pub queue: Arc<str>,
-    /// The exact payload fetched, to show and to push back on a hard stop.
-    pub raw: Arc<[u8]>,
-    /// The in-progress list holding it (reliable fetch).
-    pub inprogress: Option<Arc<str>>,
-    /// When it started, in whole epoch seconds (as Sidekiq writes `run_at`).
-    pub run_at: u64,
-}
-
-/// The jobs running now, by slot id.
-pub(crate) type Running = Arc<Mutex<HashMap<u64, RunningJob>>>;
-
-/// The switches a server obeys: quiet (stop taking work) and stop.
-#[derive(Clone)]
-pub(crate) struct Control {
-    pub quiet: Arc<watch::Sender<bool>>,
-    pub stop: Arc<watch::Sender<bool>>,
-}
-
-impl Control {
-    pub fn new() -> Control {
-        Control {
-            quiet: Arc::new(watch::channel(false).0),
-            stop: Arc::new(watch::channel(false).0),
-        }
-    }
-    /// Stops fetching and scheduling; running jobs go on and the heartbeat keeps beating.
-    pub fn quiet(&self) {
-        if !self.quiet.send_replace(true) {
-            tracing::info!("Quiet: no new jobs will be fetched");
-        }
-    }
-    /// Quiets, then starts the graceful shutdown.
-    pub fn stop(&self) {
-        self.quiet();
-        self.stop.send_replace(true);
-    }
-}
 
 /// What the heartbeat writes about this process.
 pub(crate) struct Heartbeat {
@@ -126,16 +85,6 @@ impl Heartbeat {
                 Ok(obeyed) => {
                     outage.ok();
                     self.hooks.fire(crate::events::Event::Heartbeat).await;
-                    if let Err(e) = crate::recovery::recover_orphans(
-                        &mut self.conn,
-                        &self.keys,
-                        &self.identity,
-                        machine_id(),
-                    )
-                    .await
-                    {
-                        tracing::warn!(error = %e, "orphan recovery failed; it runs again next beat");
-                    }
                     if obeyed {
                         continue; // beat again at once, so dashboards see the new state
                     }
@@ -257,21 +206,6 @@ impl Heartbeat {
     }
 }
 
-/// Logs every running job (TTIN).
-pub(crate) fn log_running(running: &Running) {
-    let running = running.lock().expect("running jobs lock");
-    tracing::info!(busy = running.len(), "TTIN: running jobs");
-    for (slot, job) in running.iter() {
-        tracing::info!(
-            slot = radix36(*slot),
-            queue = &*job.queue,
-            run_at = job.run_at,
-            payload = %String::from_utf8_lossy(&job.raw),
-            "running"
-        );
-    }
-}
-
 /// This machine's boot and pid namespace (Linux: boot id and `/proc/self/ns/pid`), written to
 /// the heartbeat so a process can tell whether a pid it sees missing was really in its own
 /// pid namespace; empty elsewhere, where no process is ever declared gone by its pid.
@@ -314,7 +248,7 @@ fn rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-fn radix36(mut n: u64) -> String {
+pub(crate) fn radix36(mut n: u64) -> String {
     const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut out = Vec::new();
     loop {

@@ -8,8 +8,9 @@
 //! are acknowledged (`LREM` from the in-progress list) by one task in pipelines, so a busy
 //! server pays a fraction of a round trip per job for it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use crate::connection::Connection;
@@ -19,7 +20,6 @@ use tokio::task::JoinSet;
 
 use crate::connection::{Outage, query_until_ok};
 use crate::fetch::{Fetched, Fetcher, is_suspect};
-use crate::heartbeat::{Running, RunningJob};
 use crate::keys::Keys;
 use crate::payload;
 use crate::processor::Processor;
@@ -377,5 +377,35 @@ pub(crate) async fn acknowledge(
         query_until_ok(&mut conn, &pipe, &mut outage).await;
         pending.fetch_sub(batch.len(), Ordering::SeqCst);
         batch.clear();
+    }
+}
+
+/// A job that is running now.
+#[derive(Debug, Clone)]
+pub(crate) struct RunningJob {
+    pub queue: Arc<str>,
+    /// The exact payload fetched, to show and to push back on a hard stop.
+    pub raw: Arc<[u8]>,
+    /// The in-progress list holding it (reliable fetch).
+    pub inprogress: Option<Arc<str>>,
+    /// When it started, in whole epoch seconds (as Sidekiq writes `run_at`).
+    pub run_at: u64,
+}
+
+/// The jobs running now, by slot id.
+pub(crate) type Running = Arc<Mutex<HashMap<u64, RunningJob>>>;
+
+/// Logs every running job (TTIN).
+pub(crate) fn log_running(running: &Running) {
+    let running = running.lock().expect("running jobs lock");
+    tracing::info!(busy = running.len(), "TTIN: running jobs");
+    for (slot, job) in running.iter() {
+        tracing::info!(
+            slot = crate::heartbeat::radix36(*slot),
+            queue = &*job.queue,
+            run_at = job.run_at,
+            payload = %String::from_utf8_lossy(&job.raw),
+            "running"
+        );
     }
 }

@@ -8,16 +8,14 @@
 //! the dead set with its exact bytes, so it never stops the others.
 //!
 //! Servers poll every `poll_interval` (2 s by default) with jitter, so a due job starts
-//! within about two seconds (Sidekiq's default is 2.5–7.5 s).
+//! within about two seconds (Sidekiq's default is 2.5–7.5 s): that loop is the poller plugin
+//! ([`crate::plugins::poller`]).
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use crate::connection::Connection;
 use redis::Script;
-use tokio::sync::watch;
 
-use crate::connection::Outage;
 use crate::keys::Keys;
 use crate::payload;
 
@@ -136,31 +134,4 @@ pub async fn enqueue_due(conn: &mut Connection, keys: &Keys) -> redis::RedisResu
         }
     }
     Ok(moved)
-}
-
-/// Polls until `stop` turns true.
-pub(crate) async fn run(
-    mut conn: Connection,
-    keys: Keys,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut outage = Outage::new("scheduler");
-    while !*stop.borrow() {
-        match enqueue_due(&mut conn, &keys).await {
-            Ok(moved) => {
-                outage.ok();
-                if moved > 0 {
-                    tracing::debug!(moved, "scheduler: enqueued due jobs");
-                }
-            }
-            Err(e) => outage.failed(&e),
-        }
-        // Uniform in [0.5, 1.5) × interval, as Sidekiq does, so servers spread out.
-        let pause = interval.mul_f64(0.5 + rand::random::<f64>());
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = stop.changed() => {}
-        }
-    }
 }

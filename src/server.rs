@@ -9,20 +9,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-
-use crate::connection::{COMMAND_TIMEOUT, RedisConfig};
+use crate::connection::RedisConfig;
 use crate::error::Result;
 use crate::events::{Event, FailedJob, Hooks};
-use crate::fetch::{FETCH_TIMEOUT, FetchMode, Fetcher, QueueSpec};
-use crate::heartbeat::{Control, Heartbeat, Running, RunningJob};
-use crate::keys::{DEFAULT_NAMESPACE, Keys};
-use crate::manager::{self, Acks, Manager};
+use crate::fetch::{FetchMode, QueueSpec};
+use crate::keys::DEFAULT_NAMESPACE;
+use crate::launcher::ServerHandle;
 use crate::middleware::ServerChain;
-use crate::processor::Processor;
-use crate::scheduler;
-use crate::stats::Stats;
+use crate::plugins::Plugin;
 use crate::worker::Registry;
 
 /// A server's settings, with the original's defaults.
@@ -127,10 +121,11 @@ impl ServerConfig {
 /// # }
 /// ```
 pub struct Server {
-    config: ServerConfig,
-    registry: Registry,
-    middleware: ServerChain,
-    hooks: Hooks,
+    pub(crate) config: ServerConfig,
+    pub(crate) registry: Registry,
+    pub(crate) middleware: ServerChain,
+    pub(crate) hooks: Hooks,
+    pub(crate) plugins: Vec<Arc<dyn Plugin>>,
 }
 
 impl Server {
@@ -141,6 +136,7 @@ impl Server {
             registry,
             middleware: ServerChain::default(),
             hooks: Hooks::default(),
+            plugins: Vec::new(),
         }
     }
 
@@ -181,10 +177,30 @@ impl Server {
         self
     }
 
+    /// Adds a plugin: a long-running task the server supervises (see [`crate::plugins`]).
+    /// The poller and orphan recovery are built in.
+    pub fn plugin<P: Plugin>(&mut self, plugin: P) -> &mut Self {
+        self.plugins.push(Arc::new(plugin));
+        self
+    }
+
+    /// Starts the server inside the running tokio runtime and returns once it has registered
+    /// in Redis; the [`ServerHandle`] quiets it, stops it and waits for it. Fails only when
+    /// Redis cannot be reached at start-up. Signals are left to the app.
+    pub async fn start(self) -> Result<ServerHandle> {
+        crate::launcher::launch(self, false).await
+    }
+
     /// Runs until SIGINT or SIGTERM (or a remote `TERM`). SIGTSTP quiets the server and
     /// SIGTTIN logs the running jobs.
     pub async fn run(self) -> Result<()> {
-        self.start(crate::signals::terminate(), true).await
+        let handle = crate::launcher::launch(self, true).await?;
+        tokio::select! {
+            _ = crate::signals::terminate() => handle.stop(),
+            _ = handle.stopped() => {}
+        }
+        handle.stopped().await;
+        Ok(())
     }
 
     /// Runs until `shutdown` completes (or a remote `TERM`), then stops gracefully.
@@ -195,159 +211,12 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        self.start(shutdown, false).await
-    }
-
-    async fn start(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-        listen_to_signals: bool,
-    ) -> Result<()> {
-        let config = self.config;
-        let hooks = Arc::new(self.hooks);
-        let keys = Keys::new(&config.namespace);
-        let conn = config.redis.connect().await?;
-        let fetch_conn = config
-            .redis
-            .connect_with_timeout(FETCH_TIMEOUT + COMMAND_TIMEOUT)
-            .await?;
-        let queues = if config.queues.is_empty() {
-            vec![QueueSpec::parse("default")?]
-        } else {
-            config.queues.clone()
-        };
-        let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
-        let identity = Heartbeat::identity();
-        tracing::info!(
-            identity,
-            "Starting processing (concurrency={}) with Redis ({}), queues {:?}, namespace {:?}",
-            config.concurrency,
-            config.redis.display_address(),
-            names,
-            keys.namespace()
-        );
-
-        let control = Control::new();
-        let on_shutdown = control.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            on_shutdown.stop();
-        });
-        let running: Running = Arc::default();
-        if listen_to_signals {
-            tokio::spawn(crate::signals::quiet_and_dump(
-                control.clone(),
-                Arc::clone(&running),
-            ));
+        let handle = self.start().await?;
+        tokio::select! {
+            _ = shutdown => handle.stop(),
+            _ = handle.stopped() => {}
         }
-
-        let stats = Arc::new(Stats::default());
-        let (acks, ack_rx, pending_acks) = Acks::channel();
-        let acker = tokio::spawn(manager::acknowledge(
-            ack_rx,
-            conn.clone(),
-            Arc::clone(&pending_acks),
-        ));
-        let processor = Arc::new(Processor {
-            registry: Arc::new(self.registry),
-            keys: Arc::new(keys.clone()),
-            conn: conn.clone(),
-            stats: Arc::clone(&stats),
-            acks,
-            job_timeout: config.job_timeout,
-            middleware: self.middleware,
-            hooks: Arc::clone(&hooks),
-        });
-        let poller = tokio::spawn(scheduler::run(
-            conn.clone(),
-            keys.clone(),
-            config.poll_interval,
-            control.quiet.subscribe(),
-        ));
-        let weights: Vec<(String, u32)> =
-            queues.iter().map(|q| (q.name.clone(), q.weight)).collect();
-        let (beat_done, beat_done_rx) = watch::channel(false);
-        let mut heartbeat = Heartbeat {
-            conn: conn.clone(),
-            keys: keys.clone(),
-            info: Heartbeat::info(&identity, &config.tag, config.concurrency, &weights),
-            identity: identity.clone(),
-            concurrency: config.concurrency,
-            running: Arc::clone(&running),
-            stats: Arc::clone(&stats),
-            control: control.clone(),
-            had_work: false,
-            hooks: Arc::clone(&hooks),
-        };
-        // Registered (and listed as an owner of in-progress lists) before the first fetch.
-        heartbeat
-            .beat()
-            .await
-            .map_err(|e| config.redis.redis_error(e))?;
-        let heartbeat = tokio::spawn(heartbeat.run(beat_done_rx));
-
-        let mut tasks = JoinSet::new();
-        let fetcher = Arc::new(Fetcher::new(
-            fetch_conn,
-            &keys,
-            &queues,
-            config.fetch,
-            &identity,
-        ));
-        let manager = Manager {
-            processor: &processor,
-            concurrency: config.concurrency,
-            running: &running,
-            keys: &keys,
-            conn: conn.clone(),
-            pending_acks: &pending_acks,
-        };
-        hooks.fire(Event::Startup).await;
-        manager
-            .fetch_until_quiet(&fetcher, &mut tasks, control.quiet.subscribe())
-            .await;
-        hooks.fire(Event::Quiet).await;
-        // Quiet: keep running jobs and beating until told to stop.
-        let _ = control.stop.subscribe().wait_for(|stop| *stop).await;
-        hooks.fire(Event::Shutdown).await;
-
-        tracing::info!(
-            running = tasks.len(),
-            "Shutting down: waiting for running jobs"
-        );
-        let finished = tokio::time::timeout(config.shutdown_timeout, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await
-        .is_ok();
-        if !finished {
-            // Stop them first, then push back exactly those still unfinished.
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
-            let unfinished: Vec<RunningJob> = running
-                .lock()
-                .expect("running jobs lock")
-                .values()
-                .cloned()
-                .collect();
-            manager::requeue(conn.clone(), &keys, &unfinished).await;
-        }
-        // The last acknowledgements; if Redis is gone they stay listed and are recovered.
-        drop(processor);
-        if tokio::time::timeout(Duration::from_secs(5), acker)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "could not acknowledge every finished job; they will be recovered and may run again"
-            );
-        }
-        let _ = poller.await;
-        // The heartbeat flushes the last counters and deregisters the process.
-        let _ = beat_done.send(true);
-        let _ = heartbeat.await;
-        hooks.fire(Event::Stopped).await;
-        tracing::info!("Exiting");
+        handle.stopped().await;
         Ok(())
     }
 }

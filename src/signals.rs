@@ -25,8 +25,8 @@ pub async fn terminate() {
 
 /// Quiets the server on SIGTSTP and logs its running jobs on SIGTTIN.
 pub(crate) async fn quiet_and_dump(
-    control: crate::heartbeat::Control,
-    running: crate::heartbeat::Running,
+    control: crate::launcher::Control,
+    running: crate::manager::Running,
 ) {
     #[cfg(unix)]
     {
@@ -41,7 +41,7 @@ pub(crate) async fn quiet_and_dump(
         loop {
             tokio::select! {
                 _ = tstp.recv() => control.quiet(),
-                _ = ttin.recv() => crate::heartbeat::log_running(&running),
+                _ = ttin.recv() => crate::manager::log_running(&running),
             }
         }
     }

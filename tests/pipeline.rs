@@ -359,3 +359,89 @@ async fn lifecycle_events_fire_in_order_and_handlers_see_failures() -> psychiq::
     );
     Ok(())
 }
+
+/// Fails its first two runs, then runs until told to stop. Counts its starts.
+struct Flappy {
+    starts: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl psychiq::plugins::Plugin for Flappy {
+    fn name(&self) -> &str {
+        "flappy"
+    }
+    fn run(
+        self: Arc<Self>,
+        mut ctx: psychiq::plugins::PluginContext,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async move {
+            let n = self
+                .starts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            match n {
+                0 => Err("first run fails".to_string()),
+                1 => panic!("second run panics"),
+                _ => {
+                    ctx.stopping().await;
+                    Ok(())
+                }
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_host_app_starts_watches_and_stops_the_server_from_code() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let log: Log = Log::default();
+    let mut registry = Registry::new();
+    registry.register(Nap);
+    let mut server = Server::new(ns.config(), registry);
+    for event in [
+        Event::Startup,
+        Event::Quiet,
+        Event::Shutdown,
+        Event::Stopped,
+    ] {
+        let log = Arc::clone(&log);
+        server.on(event, move || {
+            let log = Arc::clone(&log);
+            async move { log.lock().unwrap().push(format!("{event:?}")) }
+        });
+    }
+    let starts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    server.plugin(Flappy {
+        starts: Arc::clone(&starts),
+    });
+    let handle = server.start().await?;
+    assert_eq!(*log.lock().unwrap(), ["Startup"], "started and registered");
+    assert_eq!(ns.registered_identity().await, handle.identity());
+    ns.client.push(Job::new("Nap", (800,))?).await?;
+    wait_until(Duration::from_secs(10), "the job running", || async {
+        handle.running().len() == 1
+    })
+    .await;
+    assert!(handle.running()[0].payload.contains("\"Nap\""));
+    // Restarted after an error (1 s) and a panic (2 s), with backoff.
+    wait_until(
+        Duration::from_secs(10),
+        "the plugin's third start",
+        || async { starts.load(std::sync::atomic::Ordering::SeqCst) == 3 },
+    )
+    .await;
+    handle.stop();
+    handle.stopped().await;
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["Startup", "Quiet", "Shutdown", "Stopped"]
+    );
+    assert_eq!(
+        ns.get_u64(&ns.keys().stat("processed")).await,
+        1,
+        "the running job finished"
+    );
+    let processes: Vec<String> = ns
+        .query(redis::cmd("SMEMBERS").arg(ns.keys().key("processes")))
+        .await;
+    assert!(processes.is_empty(), "deregistered");
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! The launcher: starts a server's parts (heartbeat, fetch and job slots, plugins), fires
+//! the lifecycle events, and carries out quiet, stop and the hard stop; [`ServerHandle`]
+//! lets a host app do the same from code.
+//!
+//! ```no_run
+//! # async fn demo() -> psychiq::Result<()> {
+//! let handle = psychiq::Server::new(Default::default(), psychiq::Registry::new()).start().await?;
+//! // ... the app runs; then, say on its own shutdown:
+//! handle.stop();            // as TERM: no new jobs, running ones get the shutdown timeout
+//! handle.stopped().await;   // counters flushed, process deregistered
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::connection::COMMAND_TIMEOUT;
+use crate::error::Result;
+use crate::events::Event;
+use crate::fetch::{FETCH_TIMEOUT, Fetcher, QueueSpec};
+use crate::heartbeat::Heartbeat;
+use crate::keys::Keys;
+use crate::manager::{self, Acks, Manager, Running, RunningJob};
+use crate::plugins::{self, Plugin, poller::Poller, recovery::Recovery};
+use crate::processor::Processor;
+use crate::server::Server;
+use crate::stats::Stats;
+
+/// The switches a server obeys: quiet (stop taking work) and stop.
+#[derive(Clone)]
+pub(crate) struct Control {
+    pub quiet: Arc<watch::Sender<bool>>,
+    pub stop: Arc<watch::Sender<bool>>,
+}
+
+impl Control {
+    pub fn new() -> Control {
+        Control {
+            quiet: Arc::new(watch::channel(false).0),
+            stop: Arc::new(watch::channel(false).0),
+        }
+    }
+    /// Stops fetching and scheduling; running jobs go on and the heartbeat keeps beating.
+    pub fn quiet(&self) {
+        if !self.quiet.send_replace(true) {
+            tracing::info!("Quiet: no new jobs will be fetched");
+        }
+    }
+    /// Quiets, then starts the graceful shutdown.
+    pub fn stop(&self) {
+        self.quiet();
+        self.stop.send_replace(true);
+    }
+}
+
+/// A running server, for the app that started it: quiet it, stop it, wait for it, and see
+/// what it runs. Cheap to clone.
+#[derive(Clone)]
+pub struct ServerHandle {
+    control: Control,
+    running: Running,
+    identity: String,
+    done: watch::Receiver<bool>,
+}
+
+/// A job a server is running now.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RunningJobInfo {
+    /// The queue it came from.
+    pub queue: String,
+    /// The payload as fetched (bytes that are not UTF-8 shown escaped).
+    pub payload: String,
+    /// When it started, in epoch seconds.
+    pub run_at: u64,
+}
+
+impl ServerHandle {
+    /// The process identity in Redis (`host:pid:hex`), as dashboards show it.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Stops taking new jobs (as TSTP); running jobs go on, the heartbeat keeps beating.
+    pub fn quiet(&self) {
+        self.control.quiet();
+    }
+
+    /// Stops gracefully (as TERM): no new jobs, running jobs get the shutdown timeout, the
+    /// rest are pushed back. Returns at once; [`ServerHandle::stopped`] waits for the end.
+    pub fn stop(&self) {
+        self.control.stop();
+    }
+
+    /// Whether the server is quiet (or stopping).
+    pub fn is_quiet(&self) -> bool {
+        *self.control.quiet.borrow()
+    }
+
+    /// Completes once the server has stopped: jobs finished or pushed back, counters
+    /// flushed, the process deregistered.
+    pub async fn stopped(&self) {
+        let _ = self.done.clone().wait_for(|done| *done).await;
+    }
+
+    /// The jobs running now.
+    pub fn running(&self) -> Vec<RunningJobInfo> {
+        let running = self.running.lock().expect("running jobs lock");
+        let mut jobs: Vec<RunningJobInfo> = running
+            .values()
+            .map(|job| RunningJobInfo {
+                queue: job.queue.to_string(),
+                payload: crate::text::lossless(&job.raw).into_owned(),
+                run_at: job.run_at,
+            })
+            .collect();
+        jobs.sort_by_key(|job| job.run_at);
+        jobs
+    }
+}
+
+/// Connects, registers the process and starts everything; returns once the server runs.
+pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<ServerHandle> {
+    let Server {
+        config,
+        registry,
+        middleware,
+        hooks,
+        plugins,
+    } = server;
+    let hooks = Arc::new(hooks);
+    let keys = Keys::new(&config.namespace);
+    let conn = config.redis.connect().await?;
+    let fetch_conn = config
+        .redis
+        .connect_with_timeout(FETCH_TIMEOUT + COMMAND_TIMEOUT)
+        .await?;
+    let queues = if config.queues.is_empty() {
+        vec![QueueSpec::parse("default")?]
+    } else {
+        config.queues.clone()
+    };
+    let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+    let identity = Heartbeat::identity();
+    tracing::info!(
+        identity,
+        "Starting processing (concurrency={}) with Redis ({}), queues {:?}, namespace {:?}",
+        config.concurrency,
+        config.redis.display_address(),
+        names,
+        keys.namespace()
+    );
+
+    let control = Control::new();
+    let running: Running = Arc::default();
+    if listen_to_signals {
+        tokio::spawn(crate::signals::quiet_and_dump(
+            control.clone(),
+            Arc::clone(&running),
+        ));
+    }
+
+    let stats = Arc::new(Stats::default());
+    let (acks, ack_rx, pending_acks) = Acks::channel();
+    let acker = tokio::spawn(manager::acknowledge(
+        ack_rx,
+        conn.clone(),
+        Arc::clone(&pending_acks),
+    ));
+    let processor = Arc::new(Processor {
+        registry: Arc::new(registry),
+        keys: Arc::new(keys.clone()),
+        conn: conn.clone(),
+        stats: Arc::clone(&stats),
+        acks,
+        job_timeout: config.job_timeout,
+        middleware,
+        hooks: Arc::clone(&hooks),
+    });
+    let weights: Vec<(String, u32)> = queues.iter().map(|q| (q.name.clone(), q.weight)).collect();
+    let (beat_done, beat_done_rx) = watch::channel(false);
+    let mut heartbeat = Heartbeat {
+        conn: conn.clone(),
+        keys: keys.clone(),
+        info: Heartbeat::info(&identity, &config.tag, config.concurrency, &weights),
+        identity: identity.clone(),
+        concurrency: config.concurrency,
+        running: Arc::clone(&running),
+        stats: Arc::clone(&stats),
+        control: control.clone(),
+        had_work: false,
+        hooks: Arc::clone(&hooks),
+    };
+    // Registered (and listed as an owner of in-progress lists) before the first fetch.
+    heartbeat
+        .beat()
+        .await
+        .map_err(|e| config.redis.redis_error(e))?;
+    let heartbeat = tokio::spawn(heartbeat.run(beat_done_rx));
+
+    // Registered; the start-up hooks run before the first fetch and before start() returns.
+    hooks.fire(Event::Startup).await;
+    let handle_control = control.clone();
+    let handle_running = Arc::clone(&running);
+    let handle_identity = identity.clone();
+    let work = async move {
+        let mut tasks = JoinSet::new();
+        let fetcher = Arc::new(Fetcher::new(
+            fetch_conn,
+            &keys,
+            &queues,
+            config.fetch,
+            &identity,
+        ));
+        let manager = Manager {
+            processor: &processor,
+            concurrency: config.concurrency,
+            running: &running,
+            keys: &keys,
+            conn: conn.clone(),
+            pending_acks: &pending_acks,
+        };
+        // The built-in plugins first: the poller and the recovery of dead processes' jobs.
+        let mut all: Vec<Arc<dyn Plugin>> = vec![
+            Arc::new(Poller {
+                interval: config.poll_interval,
+            }),
+            Arc::new(Recovery),
+        ];
+        all.extend(plugins);
+        let identity: Arc<str> = Arc::from(identity.as_str());
+        let mut supervised = JoinSet::new();
+        for plugin in all {
+            supervised.spawn(plugins::supervise(
+                plugin,
+                conn.clone(),
+                keys.clone(),
+                Arc::clone(&identity),
+                control.quiet.subscribe(),
+            ));
+        }
+        manager
+            .fetch_until_quiet(&fetcher, &mut tasks, control.quiet.subscribe())
+            .await;
+        hooks.fire(Event::Quiet).await;
+        // Quiet: keep running jobs and beating until told to stop.
+        let _ = control.stop.subscribe().wait_for(|stop| *stop).await;
+        hooks.fire(Event::Shutdown).await;
+
+        tracing::info!(
+            running = tasks.len(),
+            "Shutting down: waiting for running jobs"
+        );
+        let finished = tokio::time::timeout(config.shutdown_timeout, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if !finished {
+            // Stop them first, then push back exactly those still unfinished.
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+            let unfinished: Vec<RunningJob> = running
+                .lock()
+                .expect("running jobs lock")
+                .values()
+                .cloned()
+                .collect();
+            manager::requeue(conn.clone(), &keys, &unfinished).await;
+        }
+        // The last acknowledgements; if Redis is gone they stay listed and are recovered.
+        drop(processor);
+        if tokio::time::timeout(Duration::from_secs(5), acker)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "could not acknowledge every finished job; they will be recovered and may run again"
+            );
+        }
+        while supervised.join_next().await.is_some() {}
+        // The heartbeat flushes the last counters and deregisters the process.
+        let _ = beat_done.send(true);
+        let _ = heartbeat.await;
+        hooks.fire(Event::Stopped).await;
+        tracing::info!("Exiting");
+    };
+    let (done_tx, done_rx) = watch::channel(false);
+    let task = tokio::spawn(work);
+    tokio::spawn(async move {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "the server's task failed");
+        }
+        let _ = done_tx.send(true);
+    });
+    Ok(ServerHandle {
+        control: handle_control,
+        running: handle_running,
+        identity: handle_identity,
+        done: done_rx,
+    })
+}
