@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use crate::connection::RedisConfig;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
+use crate::middleware::ClientChain;
 use crate::payload::{self, JobMap, Retry};
 use crate::worker::{Backtrace, Worker, WorkerOptions};
 
@@ -133,6 +134,43 @@ impl Job {
         self
     }
 
+    /// Sets a payload field in place (for client middleware).
+    pub fn set_option(&mut self, key: impl Into<String>, value: Value) -> &mut Job {
+        self.options.insert(key.into(), value);
+        self
+    }
+
+    /// A payload field set with [`Job::option`] / [`Job::set_option`].
+    pub fn get_option(&self, key: &str) -> Option<&Value> {
+        self.options.get(key)
+    }
+
+    /// Moves the job to another queue in place (for client middleware).
+    pub fn set_queue(&mut self, queue: impl Into<String>) -> &mut Job {
+        self.queue = queue.into();
+        self
+    }
+
+    /// The queue it goes to.
+    pub fn queue_name(&self) -> &str {
+        &self.queue
+    }
+
+    /// The arguments as JSON text (an array).
+    pub fn args_json(&self) -> &str {
+        self.args.get()
+    }
+
+    /// The jid given with [`Job::jid`], if any (else one is made when it is pushed).
+    pub fn given_jid(&self) -> Option<&str> {
+        self.jid.as_deref()
+    }
+
+    /// When it is to run, if later than now.
+    pub fn run_at(&self) -> Option<SystemTime> {
+        self.at
+    }
+
     /// When the job should run, if in the future (in epoch seconds).
     fn scheduled_at(&self) -> Option<f64> {
         let at = self.at?;
@@ -188,6 +226,27 @@ pub struct Client {
     conn: Connection,
     keys: Arc<Keys>,
     config: RedisConfig,
+    middleware: Arc<ClientChain>,
+}
+
+/// What became of a job handed to [`Client::try_push`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Push {
+    /// Written to Redis, with this jid.
+    Pushed(String),
+    /// A client middleware refused it, for this reason; nothing was written.
+    Refused(String),
+}
+
+impl Push {
+    /// The jid, if it was pushed.
+    pub fn jid(&self) -> Option<&str> {
+        match self {
+            Push::Pushed(jid) => Some(jid),
+            Push::Refused(_) => None,
+        }
+    }
 }
 
 impl Client {
@@ -206,7 +265,15 @@ impl Client {
             conn,
             keys: Arc::new(Keys::new(namespace)),
             config,
+            middleware: Arc::default(),
         }
+    }
+
+    /// The client middleware chain: every job this client pushes passes through it first
+    /// (see [`crate::middleware::ClientMiddleware`]). Clones made before a change keep the
+    /// chain they had.
+    pub fn middleware(&mut self) -> &mut ClientChain {
+        Arc::make_mut(&mut self.middleware)
     }
 
     /// The keys this client writes to.
@@ -247,18 +314,71 @@ impl Client {
         self.push_bulk(jobs).await
     }
 
-    /// Pushes one job, built with [`Job::new`] or [`Job::of`]; returns its jid.
+    /// Pushes one job, built with [`Job::new`] or [`Job::of`]; returns its jid, or
+    /// [`Error::NotPushed`] if a client middleware refused it.
     pub async fn push(&self, job: Job) -> Result<String> {
-        let mut jids = self.push_bulk(vec![job]).await?;
-        Ok(jids.pop().unwrap_or_default())
+        match self.try_push(job).await? {
+            Push::Pushed(jid) => Ok(jid),
+            Push::Refused(reason) => Err(Error::NotPushed { reason }),
+        }
     }
 
-    /// Pushes many jobs, 1,000 to a command and 10,000 to a round trip; returns the jids in
-    /// order.
+    /// Pushes one job; a refusal by a client middleware is a value, not an error.
+    pub async fn try_push(&self, job: Job) -> Result<Push> {
+        let mut pushes = self.try_push_bulk(vec![job]).await?;
+        Ok(pushes.pop().unwrap_or(Push::Refused(String::new())))
+    }
+
+    /// Pushes many jobs, 1,000 to a command and 10,000 to a round trip; returns the jids of
+    /// those pushed, in order (jobs a client middleware refused are left out).
     ///
     /// Jobs due now go to their queues (`SADD queues`, one `LPUSH` per queue); jobs for
     /// later go to the `schedule` set, scored by their time.
     pub async fn push_bulk(&self, jobs: Vec<Job>) -> Result<Vec<String>> {
+        let pushes = self.try_push_bulk(jobs).await?;
+        Ok(pushes
+            .into_iter()
+            .filter_map(|push| match push {
+                Push::Pushed(jid) => Some(jid),
+                Push::Refused(_) => None,
+            })
+            .collect())
+    }
+
+    /// Pushes many jobs; returns what became of each, in order.
+    pub async fn try_push_bulk(&self, mut jobs: Vec<Job>) -> Result<Vec<Push>> {
+        let mut refused: Vec<Option<String>> = Vec::new();
+        if !self.middleware.is_empty() {
+            refused.reserve(jobs.len());
+            for job in &mut jobs {
+                refused.push(self.middleware.admit(job).await.err());
+            }
+        }
+        let admitted: Vec<&Job> = if refused.is_empty() {
+            jobs.iter().collect()
+        } else {
+            jobs.iter()
+                .zip(&refused)
+                .filter(|(_, r)| r.is_none())
+                .map(|(job, _)| job)
+                .collect()
+        };
+        let jids = self.write(&admitted).await?;
+        if refused.is_empty() {
+            return Ok(jids.into_iter().map(Push::Pushed).collect());
+        }
+        let mut jids = jids.into_iter();
+        Ok(refused
+            .into_iter()
+            .map(|r| match r {
+                Some(reason) => Push::Refused(reason),
+                None => Push::Pushed(jids.next().unwrap_or_default()),
+            })
+            .collect())
+    }
+
+    /// Writes jobs: 1,000 to a command, 10,000 to a round trip.
+    async fn write(&self, jobs: &[&Job]) -> Result<Vec<String>> {
         let mut jids = Vec::with_capacity(jobs.len());
         let now = payload::now_secs();
         // Commands of up to 1,000 jobs each; ten of them share a round trip, which bounds
@@ -268,7 +388,7 @@ impl Client {
             for chunk in group.chunks(BULK_BATCH) {
                 let mut by_queue: Vec<(&str, Vec<String>)> = Vec::new();
                 let mut scheduled: Vec<(f64, String)> = Vec::new();
-                for job in chunk {
+                for &job in chunk {
                     let jid = job.jid.clone().unwrap_or_else(payload::new_jid);
                     match job.scheduled_at() {
                         Some(at) => scheduled.push((at, job.to_json(&jid, now, None)?)),
@@ -276,7 +396,7 @@ impl Client {
                             let json = job.to_json(&jid, now, Some(now))?;
                             match by_queue.iter_mut().find(|(q, _)| *q == job.queue) {
                                 Some((_, list)) => list.push(json),
-                                None => by_queue.push((&job.queue, vec![json])),
+                                None => by_queue.push((job.queue.as_str(), vec![json])),
                             }
                         }
                     }

@@ -25,6 +25,13 @@ pub enum Error {
     /// Job arguments or options that cannot be written as a Sidekiq payload.
     #[error("cannot build the job payload: {0}")]
     Payload(String),
+    /// A client middleware refused the push; nothing was written. (`Client::try_push` gives
+    /// a refusal as a value instead.)
+    #[error("not pushed: {reason}")]
+    NotPushed {
+        /// Why the middleware refused it.
+        reason: String,
+    },
     /// A command failed for a reason not tied to one address (e.g. a transaction aborted).
     #[error("{0}")]
     Other(String),

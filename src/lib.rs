@@ -63,7 +63,7 @@ pub mod text;
 pub mod web;
 pub mod worker;
 
-pub use client::{Client, Job};
+pub use client::{Client, Job, Push};
 pub use connection::RedisConfig;
 pub use error::{Error, Result};
 pub use fetch::{FetchMode, QueueSpec};

@@ -1,4 +1,7 @@
-//! Server middleware: code that runs around every job's `perform`, in order.
+//! Middleware: code that runs around every job's `perform` ([`ServerMiddleware`]), or
+//! before every push ([`ClientMiddleware`]), in the order registered.
+//!
+//! ## Server middleware
 //!
 //! A middleware sees the job ([`JobContext`]: class, jid, queue, args, retry count and every
 //! payload field), runs code before and after calling [`Next::run`], and returns the job's
@@ -35,8 +38,100 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::client::Job;
 use crate::context::JobContext;
 use crate::worker::{JobError, JobFuture};
+
+/// A client middleware: sees every job a [`crate::Client`] pushes (single, bulk, scheduled,
+/// raw [`crate::Job`]s, and jobs workers push with a client that has the chain), before it
+/// is written. It may change it ([`Job::set_option`], [`Job::set_queue`]) or refuse it:
+/// `Err(reason)`, and nothing is written ([`crate::Client::try_push`] returns
+/// `Push::Refused`, `push` returns [`crate::Error::NotPushed`]).
+///
+/// Jobs the poller moves from the schedule or retry set to their queues are not passed
+/// through it again: they were when first pushed.
+///
+/// ```
+/// use psychiq::middleware::{BoxFuture, ClientMiddleware};
+/// use psychiq::Job;
+///
+/// /// Stamps every job with the tenant it was pushed for.
+/// struct Tenant(&'static str);
+///
+/// impl ClientMiddleware for Tenant {
+///     fn call<'a>(&'a self, job: &'a mut Job) -> BoxFuture<'a, Result<(), String>> {
+///         Box::pin(async move {
+///             job.set_option("tenant_id", self.0.into());
+///             Ok(())
+///         })
+///     }
+/// }
+/// # async fn demo() -> psychiq::Result<()> {
+/// let mut client = psychiq::Client::connect(&Default::default(), "psychiq").await?;
+/// client.middleware().add(Tenant("acme"));
+/// # Ok(()) }
+/// ```
+pub trait ClientMiddleware: Send + Sync + 'static {
+    /// Changes `job` in place, or refuses it with a reason.
+    fn call<'a>(&'a self, job: &'a mut Job) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// The client's chain.
+pub type ClientChain = Chain<dyn ClientMiddleware>;
+
+impl Chain<dyn ClientMiddleware> {
+    /// Adds `middleware` last.
+    pub fn add<T: ClientMiddleware>(&mut self, middleware: T) -> &mut Self {
+        let at = self.entries.len();
+        self.put(at, TypeId::of::<T>(), Arc::new(middleware));
+        self
+    }
+
+    /// Adds `middleware` first.
+    pub fn prepend<T: ClientMiddleware>(&mut self, middleware: T) -> &mut Self {
+        self.put(0, TypeId::of::<T>(), Arc::new(middleware));
+        self
+    }
+
+    /// Inserts `middleware` just before the one of type `Before` (last if there is none).
+    pub fn insert_before<Before: 'static, T: ClientMiddleware>(
+        &mut self,
+        middleware: T,
+    ) -> &mut Self {
+        let at = self.position::<Before>().unwrap_or(self.entries.len());
+        self.put(at, TypeId::of::<T>(), Arc::new(middleware));
+        self
+    }
+
+    /// Inserts `middleware` just after the one of type `After` (last if there is none).
+    pub fn insert_after<After: 'static, T: ClientMiddleware>(
+        &mut self,
+        middleware: T,
+    ) -> &mut Self {
+        let at = self
+            .position::<After>()
+            .map_or(self.entries.len(), |i| i + 1);
+        self.put(at, TypeId::of::<T>(), Arc::new(middleware));
+        self
+    }
+
+    /// Runs every middleware on `job`, in order, until one refuses it. A middleware that
+    /// panics refuses the job (the panic is logged).
+    pub(crate) async fn admit(&self, job: &mut Job) -> Result<(), String> {
+        for entry in &self.entries {
+            let call = std::panic::AssertUnwindSafe(entry.middleware.call(job));
+            match crate::processor::CatchUnwind::new(call).await {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => return Err(reason),
+                Err(_) => {
+                    tracing::error!("a client middleware panicked; the job was not pushed");
+                    return Err("a client middleware panicked".to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 /// A boxed, sendable future, as middleware return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

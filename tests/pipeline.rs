@@ -445,3 +445,77 @@ async fn a_host_app_starts_watches_and_stops_the_server_from_code() -> psychiq::
     assert!(processes.is_empty(), "deregistered");
     Ok(())
 }
+
+/// Stamps `tenant_id`; refuses jobs for the `blocked` queue; sends `Slow` to queue `slow`.
+struct Tenant;
+impl psychiq::middleware::ClientMiddleware for Tenant {
+    fn call<'a>(&'a self, job: &'a mut Job) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if job.queue_name() == "blocked" {
+                return Err("the blocked queue takes no jobs".into());
+            }
+            if job.class() == "Slow" {
+                job.set_queue("slow");
+            }
+            job.set_option("tenant_id", "acme".into());
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn client_middleware_changes_and_refuses_every_kind_of_push() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let mut client = ns.client.clone();
+    client.middleware().add(Tenant);
+    let keys = ns.keys();
+    client.push(Job::new("Seer", (1,))?).await?;
+    client
+        .push(Job::new("Seer", (2,))?.delay(Duration::from_secs(3600)))
+        .await?;
+    client
+        .push_bulk(vec![Job::new("Seer", (3,))?, Job::new("Slow", ())?])
+        .await?;
+    let refused = client
+        .try_push(Job::new("Seer", (4,))?.queue("blocked"))
+        .await?;
+    assert_eq!(
+        refused,
+        psychiq::Push::Refused("the blocked queue takes no jobs".into())
+    );
+    let err = client
+        .push(Job::new("Seer", (5,))?.queue("blocked"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not pushed: the blocked queue"),
+        "{err}"
+    );
+    let bulk = client
+        .try_push_bulk(vec![
+            Job::new("Seer", (6,))?.queue("blocked"),
+            Job::new("Seer", (7,))?,
+        ])
+        .await?;
+    assert!(bulk[0].jid().is_none() && bulk[1].jid().is_some());
+
+    let stored: Vec<String> = [
+        ns.lrange(&keys.queue("default")).await,
+        ns.zrange(&keys.schedule()).await,
+        ns.lrange(&keys.queue("slow")).await,
+    ]
+    .concat();
+    assert_eq!(stored.len(), 5, "{stored:?}");
+    for raw in &stored {
+        let job: Value = serde_json::from_str(raw).unwrap();
+        assert_eq!(job["tenant_id"], "acme", "{raw}");
+    }
+    assert!(ns.lrange(&keys.queue("blocked")).await.is_empty());
+    // A client without the chain is not affected.
+    let plain = ns
+        .client
+        .push(Job::new("Seer", (8,))?.queue("blocked"))
+        .await;
+    assert!(plain.is_ok());
+    Ok(())
+}
