@@ -5,17 +5,19 @@
 //! JSON array, an unreadable time, an unknown jid) prints one `error:` line that says what
 //! to do and exits with status 2; an unreachable Redis exits with status 1.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::api::{Api, JobRecord, SetKind};
-use crate::cli::RedisArgs;
+use crate::api::{Api, JobRecord, SetKind, YEAR_10000, span_text, utc_text};
 use crate::client::Job;
+use crate::connection::RedisConfig;
 use crate::error::Error;
 use crate::payload::{self, Retry};
+use crate::web::{WebConfig, router};
 
 /// An admin command; with none, `psychiq` runs a server.
 #[derive(Debug, Subcommand)]
@@ -63,7 +65,7 @@ pub enum AdminCommand {
     /// Push one job, e.g. `psychiq enqueue Billing::InvoiceJob '[42, "eur"]' --in 60`
     Enqueue(EnqueueArgs),
     /// Serve the web dashboard
-    Web(crate::web::WebArgs),
+    Web(WebArgs),
 }
 
 /// What to do with one queue's jobs.
@@ -188,6 +190,68 @@ pub struct EnqueueArgs {
     pub retry: Option<String>,
 }
 
+/// Where Redis is and which namespace to use: taken by the server and every admin command,
+/// before or after the command name (`psychiq -n '' stats` or `psychiq stats -n ''`).
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    /// Redis host
+    #[arg(short = 'o', long, default_value = "localhost", global = true)]
+    pub host: String,
+    /// Redis port
+    #[arg(short = 'p', long, default_value_t = 6379, value_parser = clap::value_parser!(u16).range(1..), global = true)]
+    pub port: u16,
+    /// Redis database number
+    #[arg(short = 'd', long, global = true)]
+    pub db: Option<u32>,
+    /// Redis URL, e.g. redis://user:password@host:6379/0 or rediss:// for TLS (overrides -o/-p/-d)
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
+    pub redis_url: Option<String>,
+    /// Key namespace ('' for Sidekiq's bare keys)
+    #[arg(short = 'n', long, default_value = crate::keys::DEFAULT_NAMESPACE, global = true)]
+    pub namespace: String,
+}
+
+impl RedisArgs {
+    /// The Redis connection settings: `--redis-url` if given, else host, port and db.
+    pub fn redis_config(&self) -> RedisConfig {
+        match &self.redis_url {
+            Some(url) => RedisConfig::from_url(url.clone()),
+            None => RedisConfig::from_parts(&self.host, self.port, self.db),
+        }
+    }
+}
+
+/// `psychiq web` flags.
+#[derive(Debug, Clone, Args)]
+pub struct WebArgs {
+    /// Address to listen on; anything but loopback exposes the dashboard to the network
+    #[arg(long, default_value = "127.0.0.1:7433")]
+    pub bind: SocketAddr,
+    /// Require HTTP basic authentication with these credentials (USER:PASSWORD)
+    #[arg(
+        long,
+        env = "PSYCHIQ_WEB_BASIC_AUTH",
+        value_name = "USER:PASSWORD",
+        hide_env_values = true
+    )]
+    pub basic_auth: Option<String>,
+    /// Require this bearer token (`Authorization: Bearer TOKEN`), e.g. for a metrics scraper
+    #[arg(
+        long,
+        env = "PSYCHIQ_WEB_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Another host name the dashboard may be reached by without authentication (repeatable;
+    /// loopback names and the --bind address are always allowed)
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    pub allowed_hosts: Vec<String>,
+    /// Mark the dashboard's cookie Secure, for a dashboard served over HTTPS by a TLS proxy
+    #[arg(long)]
+    pub secure_cookie: bool,
+}
+
 /// A failure of an admin command: bad input (status 2), or what it names is not there or
 /// anything else (status 1).
 enum Failure {
@@ -236,7 +300,7 @@ type Outcome = std::result::Result<(), Failure>;
 /// Runs an admin command; prints its result and returns the exit status.
 pub async fn run(command: AdminCommand, redis: &RedisArgs, json_output: bool) -> ExitCode {
     let result = match command {
-        AdminCommand::Web(args) => crate::web::serve(args, redis).await.map_err(Failure::from),
+        AdminCommand::Web(args) => serve(args, redis).await.map_err(Failure::from),
         // Bad input is reported before Redis is asked anything.
         AdminCommand::Enqueue(args) => match job_to_enqueue(&args) {
             Ok(job) => match Api::connect(&redis.redis_config(), &redis.namespace).await {
@@ -349,37 +413,6 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         text += "(none)\n";
     }
     text
-}
-
-/// The first second of the year 10000: RFC 3339 (and humantime) stop before it.
-const YEAR_10000: f64 = 253_402_300_800.0;
-
-/// A Unix time as `2026-11-27 23:40:01`, UTC; a number out of that range (say, milliseconds
-/// written where seconds belong) is shown as it is.
-pub(crate) fn utc_text(secs: f64) -> String {
-    if !secs.is_finite() || secs <= 0.0 {
-        return String::new();
-    }
-    if secs >= YEAR_10000 {
-        return secs.to_string();
-    }
-    let time = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs);
-    humantime::format_rfc3339_seconds(time)
-        .to_string()
-        .replace('T', " ")
-        .trim_end_matches('Z')
-        .to_string()
-}
-
-/// Seconds as `42s`, `3m 5s`, `2h 10m`, `4d 3h`.
-pub(crate) fn span_text(secs: f64) -> String {
-    let s = secs.abs().round() as u64;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3_600 => format!("{}m {}s", s / 60, s % 60),
-        3_600..86_400 => format!("{}h {}m", s / 3_600, s % 3_600 / 60),
-        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3_600),
-    }
 }
 
 fn job_json(job: &JobRecord) -> Value {
@@ -801,6 +834,58 @@ async fn enqueue(api: &Api, out: &Out, args: &EnqueueArgs, job: Job) -> Outcome 
         format!("enqueued {} as {jid} ({place})", args.class),
     );
     Ok(())
+}
+
+/// `psychiq web`: serves the dashboard until TERM or Ctrl-C.
+pub async fn serve(args: WebArgs, redis: &RedisArgs) -> crate::Result<()> {
+    let api = Api::connect(&redis.redis_config(), &redis.namespace).await?;
+    if let Some(pair) = &args.basic_auth
+        && !pair.contains(':')
+    {
+        return Err(Error::Other(
+            "--basic-auth takes USER:PASSWORD (with a colon)".into(),
+        ));
+    }
+    let open = args.basic_auth.is_none() && args.token.is_none();
+    if !args.bind.ip().is_loopback() && open {
+        tracing::warn!(
+            bind = %args.bind,
+            "the dashboard is reachable from the network without authentication; pass --basic-auth USER:PASSWORD or --token"
+        );
+    }
+    let mut allowed_hosts = args.allowed_hosts;
+    if !args.bind.ip().is_unspecified() {
+        allowed_hosts.push(match args.bind.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        });
+    }
+    let app = router(
+        api,
+        WebConfig {
+            basic_auth: args.basic_auth,
+            token: args.token,
+            allowed_hosts,
+            secure_cookie: args.secure_cookie,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .map_err(|e| {
+            Error::Other(format!(
+                "cannot listen on {}: {e}; pick another with --bind ADDR:PORT",
+                args.bind
+            ))
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Error::Other(e.to_string()))?;
+    tracing::info!(namespace = %redis.namespace, "Psychiq dashboard on http://{address}/");
+    println!("Psychiq dashboard on http://{address}/ (Ctrl-C stops it)");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(crate::signals::terminate())
+        .await
+        .map_err(|e| Error::Other(format!("the dashboard stopped: {e}")))
 }
 
 #[cfg(test)]

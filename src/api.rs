@@ -1003,6 +1003,37 @@ impl Api {
     }
 }
 
+/// The first second of the year 10000: RFC 3339 (and humantime) stop before it.
+pub(crate) const YEAR_10000: f64 = 253_402_300_800.0;
+
+/// A Unix time as `2026-11-27 23:40:01`, UTC; a number out of that range (say, milliseconds
+/// written where seconds belong) is shown as it is.
+pub(crate) fn utc_text(secs: f64) -> String {
+    if !secs.is_finite() || secs <= 0.0 {
+        return String::new();
+    }
+    if secs >= YEAR_10000 {
+        return secs.to_string();
+    }
+    let time = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs);
+    humantime::format_rfc3339_seconds(time)
+        .to_string()
+        .replace('T', " ")
+        .trim_end_matches('Z')
+        .to_string()
+}
+
+/// Seconds as `42s`, `3m 5s`, `2h 10m`, `4d 3h`.
+pub(crate) fn span_text(secs: f64) -> String {
+    let s = secs.abs().round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3_600 => format!("{}m {}s", s / 60, s % 60),
+        3_600..86_400 => format!("{}h {}m", s / 3_600, s % 3_600 / 60),
+        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3_600),
+    }
+}
+
 /// A counter as stored; anything that is not a whole number reads as 0.
 fn counter(value: Option<Vec<u8>>) -> u64 {
     value

@@ -35,36 +35,7 @@ use crate::fetch::QueueSpec;
 use crate::server::{Server, ServerConfig};
 use crate::worker::Registry;
 
-/// Where Redis is and which namespace to use: taken by the server and every admin command,
-/// before or after the command name (`psychiq -n '' stats` or `psychiq stats -n ''`).
-#[derive(Debug, Clone, Args)]
-pub struct RedisArgs {
-    /// Redis host
-    #[arg(short = 'o', long, default_value = "localhost", global = true)]
-    pub host: String,
-    /// Redis port
-    #[arg(short = 'p', long, default_value_t = 6379, value_parser = clap::value_parser!(u16).range(1..), global = true)]
-    pub port: u16,
-    /// Redis database number
-    #[arg(short = 'd', long, global = true)]
-    pub db: Option<u32>,
-    /// Redis URL, e.g. redis://user:password@host:6379/0 or rediss:// for TLS (overrides -o/-p/-d)
-    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
-    pub redis_url: Option<String>,
-    /// Key namespace ('' for Sidekiq's bare keys)
-    #[arg(short = 'n', long, default_value = crate::keys::DEFAULT_NAMESPACE, global = true)]
-    pub namespace: String,
-}
-
-impl RedisArgs {
-    /// The Redis connection settings: `--redis-url` if given, else host, port and db.
-    pub fn redis_config(&self) -> RedisConfig {
-        match &self.redis_url {
-            Some(url) => RedisConfig::from_url(url.clone()),
-            None => RedisConfig::from_parts(&self.host, self.port, self.db),
-        }
-    }
-}
+pub use crate::admin::RedisArgs;
 
 /// The server's flags.
 #[derive(Debug, Clone, Args)]

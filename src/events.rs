@@ -144,7 +144,7 @@ impl Hooks {
 
 /// Awaits a hook, logging a panic instead of unwinding into the server.
 async fn guarded(what: &'static str, hook: BoxFuture<'static, ()>) {
-    let caught = crate::processor::CatchUnwind::new(AssertUnwindSafe(hook)).await;
+    let caught = crate::unwind::CatchUnwind::new(AssertUnwindSafe(hook)).await;
     if caught.is_err() {
         tracing::error!("{what} panicked; the server goes on");
     }

@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::connection::Outage;
+use crate::control::Control;
 use crate::keys::Keys;
-use crate::launcher::Control;
-use crate::manager::{Running, log_running};
+use crate::manager::{Running, log_running, radix36};
 use crate::payload;
 use crate::stats::Stats;
 
@@ -246,20 +246,6 @@ fn rss_kb() -> u64 {
             line.split_whitespace().nth(1)?.parse().ok()
         })
         .unwrap_or(0)
-}
-
-pub(crate) fn radix36(mut n: u64) -> String {
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = Vec::new();
-    loop {
-        out.push(DIGITS[(n % 36) as usize]);
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    out.reverse();
-    String::from_utf8(out).expect("ascii digits")
 }
 
 #[cfg(test)]

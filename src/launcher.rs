@@ -17,44 +17,19 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::acks::{self, Acks};
 use crate::connection::COMMAND_TIMEOUT;
+use crate::control::Control;
 use crate::error::Result;
 use crate::events::Event;
 use crate::fetch::{FETCH_TIMEOUT, Fetcher, QueueSpec};
 use crate::heartbeat::Heartbeat;
 use crate::keys::Keys;
-use crate::manager::{self, Acks, Manager, Running, RunningJob};
+use crate::manager::{self, Manager, Running, RunningJob};
 use crate::plugins::{self, Plugin, poller::Poller, recovery::Recovery};
 use crate::processor::Processor;
 use crate::server::Server;
 use crate::stats::Stats;
-
-/// The switches a server obeys: quiet (stop taking work) and stop.
-#[derive(Clone)]
-pub(crate) struct Control {
-    pub quiet: Arc<watch::Sender<bool>>,
-    pub stop: Arc<watch::Sender<bool>>,
-}
-
-impl Control {
-    pub fn new() -> Control {
-        Control {
-            quiet: Arc::new(watch::channel(false).0),
-            stop: Arc::new(watch::channel(false).0),
-        }
-    }
-    /// Stops fetching and scheduling; running jobs go on and the heartbeat keeps beating.
-    pub fn quiet(&self) {
-        if !self.quiet.send_replace(true) {
-            tracing::info!("Quiet: no new jobs will be fetched");
-        }
-    }
-    /// Quiets, then starts the graceful shutdown.
-    pub fn stop(&self) {
-        self.quiet();
-        self.stop.send_replace(true);
-    }
-}
 
 /// A running server, for the app that started it: quiet it, stop it, wait for it, and see
 /// what it runs. Cheap to clone.
@@ -165,7 +140,7 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
 
     let stats = Arc::new(Stats::default());
     let (acks, ack_rx, pending_acks) = Acks::channel();
-    let acker = tokio::spawn(manager::acknowledge(
+    let acker = tokio::spawn(acks::acknowledge(
         ack_rx,
         conn.clone(),
         Arc::clone(&pending_acks),

@@ -34,6 +34,7 @@
 //! jobs back to their queues, [`stats`] counts, [`server`] ties them together.
 #![warn(missing_docs)]
 
+mod acks;
 pub mod admin;
 pub mod api;
 pub mod cli;
@@ -41,6 +42,7 @@ pub mod client;
 pub mod command;
 pub mod connection;
 pub mod context;
+mod control;
 pub mod demo;
 pub mod error;
 pub mod events;
@@ -60,6 +62,7 @@ pub mod server;
 pub mod signals;
 pub mod stats;
 pub mod text;
+mod unwind;
 pub mod web;
 pub mod worker;
 

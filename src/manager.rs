@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use crate::connection::Connection;
 use redis::{AsyncCommands, Script};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::connection::{Outage, query_until_ok};
+use crate::connection::Outage;
 use crate::fetch::{Fetched, Fetcher, is_suspect};
 use crate::keys::Keys;
 use crate::payload;
@@ -26,42 +26,6 @@ use crate::processor::Processor;
 
 /// How long a job recovered from a dead process runs alone before other jobs start.
 const SUSPECT_ALONE: Duration = Duration::from_secs(1);
-
-/// Acknowledgements sent in one pipeline at most.
-const ACK_BATCH: usize = 1_000;
-
-/// An acknowledgement: remove `raw` from the in-progress list `list`.
-pub(crate) type Ack = (Arc<str>, Arc<[u8]>);
-
-/// Sends acknowledgements to [`acknowledge`] and counts those not yet written to Redis.
-#[derive(Clone)]
-pub(crate) struct Acks {
-    tx: mpsc::UnboundedSender<Ack>,
-    pending: Arc<AtomicUsize>,
-}
-
-impl Acks {
-    /// A sender and the receiver [`acknowledge`] drains.
-    pub fn channel() -> (Acks, mpsc::UnboundedReceiver<Ack>, Arc<AtomicUsize>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let pending = Arc::new(AtomicUsize::new(0));
-        (
-            Acks {
-                tx,
-                pending: Arc::clone(&pending),
-            },
-            rx,
-            pending,
-        )
-    }
-
-    /// Queues the removal of a finished job from its in-progress list.
-    pub fn send(&self, list: &Arc<str>, raw: &Arc<[u8]>) {
-        self.pending.fetch_add(1, Ordering::SeqCst);
-        // The acknowledger outlives every sender, so this cannot fail.
-        let _ = self.tx.send((Arc::clone(list), Arc::clone(raw)));
-    }
-}
 
 /// Runs jobs in up to `concurrency` slots.
 pub(crate) struct Manager<'a> {
@@ -358,28 +322,6 @@ pub(crate) async fn requeue(mut conn: Connection, keys: &Keys, jobs: &[RunningJo
     }
 }
 
-/// Acknowledges finished jobs in pipelines until every sender is gone.
-pub(crate) async fn acknowledge(
-    mut acks: mpsc::UnboundedReceiver<Ack>,
-    mut conn: Connection,
-    pending: Arc<AtomicUsize>,
-) {
-    let mut batch: Vec<Ack> = Vec::new();
-    let mut outage = Outage::new("acknowledge");
-    while acks.recv_many(&mut batch, ACK_BATCH).await > 0 {
-        let mut pipe = redis::pipe();
-        for (list, raw) in &batch {
-            // From the tail: the list is pushed at its head, so the oldest job, the one most
-            // likely done, is found first rather than after every newer one.
-            pipe.lrem(&**list, -1, &**raw).ignore();
-        }
-        // Until it works: an unacknowledged job would run again after a recovery.
-        query_until_ok(&mut conn, &pipe, &mut outage).await;
-        pending.fetch_sub(batch.len(), Ordering::SeqCst);
-        batch.clear();
-    }
-}
-
 /// A job that is running now.
 #[derive(Debug, Clone)]
 pub(crate) struct RunningJob {
@@ -401,11 +343,25 @@ pub(crate) fn log_running(running: &Running) {
     tracing::info!(busy = running.len(), "TTIN: running jobs");
     for (slot, job) in running.iter() {
         tracing::info!(
-            slot = crate::heartbeat::radix36(*slot),
+            slot = radix36(*slot),
             queue = &*job.queue,
             run_at = job.run_at,
             payload = %String::from_utf8_lossy(&job.raw),
             "running"
         );
     }
+}
+
+pub(crate) fn radix36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ascii digits")
 }

@@ -120,7 +120,7 @@ impl Chain<dyn ClientMiddleware> {
     pub(crate) async fn admit(&self, job: &mut Job) -> Result<(), String> {
         for entry in &self.entries {
             let call = std::panic::AssertUnwindSafe(entry.middleware.call(job));
-            match crate::processor::CatchUnwind::new(call).await {
+            match crate::unwind::CatchUnwind::new(call).await {
                 Ok(Ok(())) => {}
                 Ok(Err(reason)) => return Err(reason),
                 Err(_) => {

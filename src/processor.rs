@@ -8,26 +8,22 @@
 //! inside `perform` or a middleware all end as a failed job with an error message that says
 //! what was wrong.
 
-use std::any::Any;
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
+use crate::acks::Acks;
 use crate::connection::{Connection, Outage, query_until_ok};
 use crate::context::{self, JobContext};
 use crate::events::{FailedJob, Hooks};
 use crate::keys::Keys;
-use crate::manager::Acks;
 use crate::middleware::{Next, Outcome, ServerChain};
 use crate::payload::{self, JobHead, Rewrite};
 use crate::retry::{self, Disposition};
 use crate::stats::Stats;
 use crate::text;
+use crate::unwind::{CatchUnwind, panic_message};
 use crate::worker::{Handler, JobError, JobInfo, Registry};
 
 /// Everything a job needs to run, shared by all running jobs of a server.
@@ -410,39 +406,5 @@ impl Processor {
         let mut outage = Outage::new("recording a failed job");
         // Until it works: with reliable fetch the job is safe in its list meanwhile.
         query_until_ok(&mut self.conn.clone(), &pipe, &mut outage).await;
-    }
-}
-
-/// Polls a future, turning a panic into an `Err` instead of unwinding the server.
-pub(crate) struct CatchUnwind<F> {
-    future: F,
-}
-
-impl<F> CatchUnwind<F> {
-    pub fn new(future: F) -> Self {
-        CatchUnwind { future }
-    }
-}
-
-impl<F: Future + Unpin> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, Box<dyn Any + Send>>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let future = &mut self.future;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *future).poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
-    }
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panicked with a non-string payload".to_string()
     }
 }

@@ -25,7 +25,7 @@ pub async fn terminate() {
 
 /// Quiets the server on SIGTSTP and logs its running jobs on SIGTTIN.
 pub(crate) async fn quiet_and_dump(
-    control: crate::launcher::Control,
+    control: crate::control::Control,
     running: crate::manager::Running,
 ) {
     #[cfg(unix)]

@@ -119,7 +119,7 @@ pub(crate) async fn supervise(
     let mut backoff = Duration::from_secs(1);
     loop {
         let run = Arc::clone(&plugin).run(ctx.clone());
-        let result = crate::processor::CatchUnwind::new(AssertUnwindSafe(run)).await;
+        let result = crate::unwind::CatchUnwind::new(AssertUnwindSafe(run)).await;
         let error = match result {
             Ok(Ok(())) => return,
             Ok(Err(e)) => e,

@@ -26,7 +26,6 @@ mod actions;
 mod metrics;
 mod pages;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -36,42 +35,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
-use clap::Args;
 
 use crate::api::Api;
-use crate::cli::RedisArgs;
-use crate::error::{Error, Result};
-
-/// `psychiq web` flags.
-#[derive(Debug, Clone, Args)]
-pub struct WebArgs {
-    /// Address to listen on; anything but loopback exposes the dashboard to the network
-    #[arg(long, default_value = "127.0.0.1:7433")]
-    pub bind: SocketAddr,
-    /// Require HTTP basic authentication with these credentials (USER:PASSWORD)
-    #[arg(
-        long,
-        env = "PSYCHIQ_WEB_BASIC_AUTH",
-        value_name = "USER:PASSWORD",
-        hide_env_values = true
-    )]
-    pub basic_auth: Option<String>,
-    /// Require this bearer token (`Authorization: Bearer TOKEN`), e.g. for a metrics scraper
-    #[arg(
-        long,
-        env = "PSYCHIQ_WEB_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
-    /// Another host name the dashboard may be reached by without authentication (repeatable;
-    /// loopback names and the --bind address are always allowed)
-    #[arg(long = "allowed-host", value_name = "HOST")]
-    pub allowed_hosts: Vec<String>,
-    /// Mark the dashboard's cookie Secure, for a dashboard served over HTTPS by a TLS proxy
-    #[arg(long)]
-    pub secure_cookie: bool,
-}
 
 /// How the dashboard guards itself.
 #[derive(Debug, Clone, Default)]
@@ -181,58 +146,6 @@ pub fn router(api: Api, config: WebConfig) -> Router {
             authenticate,
         ))
         .with_state(web)
-}
-
-/// `psychiq web`: serves the dashboard until TERM or Ctrl-C.
-pub async fn serve(args: WebArgs, redis: &RedisArgs) -> Result<()> {
-    let api = Api::connect(&redis.redis_config(), &redis.namespace).await?;
-    if let Some(pair) = &args.basic_auth
-        && !pair.contains(':')
-    {
-        return Err(Error::Other(
-            "--basic-auth takes USER:PASSWORD (with a colon)".into(),
-        ));
-    }
-    let open = args.basic_auth.is_none() && args.token.is_none();
-    if !args.bind.ip().is_loopback() && open {
-        tracing::warn!(
-            bind = %args.bind,
-            "the dashboard is reachable from the network without authentication; pass --basic-auth USER:PASSWORD or --token"
-        );
-    }
-    let mut allowed_hosts = args.allowed_hosts;
-    if !args.bind.ip().is_unspecified() {
-        allowed_hosts.push(match args.bind.ip() {
-            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-            ip => ip.to_string(),
-        });
-    }
-    let app = router(
-        api,
-        WebConfig {
-            basic_auth: args.basic_auth,
-            token: args.token,
-            allowed_hosts,
-            secure_cookie: args.secure_cookie,
-        },
-    );
-    let listener = tokio::net::TcpListener::bind(args.bind)
-        .await
-        .map_err(|e| {
-            Error::Other(format!(
-                "cannot listen on {}: {e}; pick another with --bind ADDR:PORT",
-                args.bind
-            ))
-        })?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| Error::Other(e.to_string()))?;
-    tracing::info!(namespace = %redis.namespace, "Psychiq dashboard on http://{address}/");
-    println!("Psychiq dashboard on http://{address}/ (Ctrl-C stops it)");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(crate::signals::terminate())
-        .await
-        .map_err(|e| Error::Other(format!("the dashboard stopped: {e}")))
 }
 
 /// The host part of a `Host` header: `[::1]:7433` → `[::1]`, `example.com:80` → `example.com`.

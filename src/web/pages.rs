@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Ctx, Web};
-use crate::admin::{span_text, utc_text};
 use crate::api::{JobRecord, SetKind, Stats};
+use crate::api::{span_text, utc_text};
 use crate::error::Error;
 use crate::payload;
 
