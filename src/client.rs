@@ -347,6 +347,14 @@ impl Client {
 
     /// Pushes many jobs; returns what became of each, in order.
     pub async fn try_push_bulk(&self, mut jobs: Vec<Job>) -> Result<Vec<Push>> {
+        #[cfg(feature = "opentelemetry")]
+        if let Some(traceparent) = crate::otel::current_traceparent() {
+            for job in &mut jobs {
+                job.options
+                    .entry(crate::otel::TRACEPARENT)
+                    .or_insert_with(|| Value::from(traceparent.clone()));
+            }
+        }
         let mut refused: Vec<Option<String>> = Vec::new();
         if !self.middleware.is_empty() {
             refused.reserve(jobs.len());

@@ -52,6 +52,8 @@ pub mod keys;
 pub mod launcher;
 mod manager;
 pub mod middleware;
+#[cfg(feature = "opentelemetry")]
+pub mod otel;
 pub mod payload;
 pub mod plugins;
 mod processor;

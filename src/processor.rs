@@ -159,6 +159,10 @@ impl Processor {
             queue = %text::printable(queue),
             retry_count = payload::retry_count_hint(text),
         );
+        #[cfg(feature = "opentelemetry")]
+        if let Some(traceparent) = crate::otel::traceparent_in(text) {
+            crate::otel::continue_from(&span, traceparent);
+        }
         // Psychiq's own start and done lines name the job themselves (top-level fields in
         // JSON logs); the worker's lines inside the span carry the span's.
         tracing::info!(
