@@ -33,7 +33,12 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     jobs: usize,
     /// Redis URL
-    #[arg(long, env = "REDIS_URL", hide_env_values = true, default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        hide_env_values = true,
+        default_value = "redis://127.0.0.1:6379"
+    )]
     redis_url: String,
     /// Key namespace
     #[arg(short = 'n', long, default_value = "psychiq")]

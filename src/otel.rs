@@ -5,9 +5,7 @@
 //! (Sidekiq leaves keys it does not know alone). Install `tracing-opentelemetry`'s layer with
 //! your tracer provider in both processes; without one nothing is written.
 
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The payload key holding the W3C trace context (`00-TRACEID-SPANID-FLAGS`).
@@ -75,7 +73,10 @@ mod tests {
     fn traceparents_parse_strictly() {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let sc = parse(tp).unwrap();
-        assert_eq!(sc.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         assert!(sc.is_sampled());
         assert!(parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_none());
         assert!(parse("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none());

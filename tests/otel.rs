@@ -26,7 +26,13 @@ fn example() -> std::path::PathBuf {
     let binary = dir.join("examples").join("otel_server");
     if !binary.exists() {
         let built = Command::new(env!("CARGO"))
-            .args(["build", "--features", "opentelemetry", "--example", "otel_server"])
+            .args([
+                "build",
+                "--features",
+                "opentelemetry",
+                "--example",
+                "otel_server",
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .unwrap();
@@ -81,7 +87,11 @@ async fn a_jobs_span_is_a_child_of_the_span_that_enqueued_it_in_another_process(
     .expect("the server ran the job and stopped")
     .unwrap()
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let spans: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -91,5 +101,9 @@ async fn a_jobs_span_is_a_child_of_the_span_that_enqueued_it_in_another_process(
         .find(|s| s["name"] == "job")
         .unwrap_or_else(|| panic!("a job span in {spans:?}"));
     assert_eq!(job["trace_id"], trace_id.as_str(), "the same trace");
-    assert_eq!(job["parent_span_id"], span_id.as_str(), "a child of the request span");
+    assert_eq!(
+        job["parent_span_id"],
+        span_id.as_str(),
+        "a child of the request span"
+    );
 }
