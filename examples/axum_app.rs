@@ -17,6 +17,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use clap::Parser;
+use psychiq::events::Event;
 use psychiq::{Client, JobResult, RedisConfig, Registry, Server, ServerConfig, Worker};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -115,7 +116,21 @@ async fn run(args: Args) -> psychiq::Result<()> {
         .redis(redis.clone())
         .namespace(args.namespace.clone())
         .concurrency(5);
-    let jobs = Server::new(config, registry).start().await?;
+    let mut server = Server::new(config, registry);
+    for event in [
+        Event::Startup,
+        Event::Quiet,
+        Event::Shutdown,
+        Event::Stopped,
+    ] {
+        server.on(event, move || async move {
+            tracing::info!("job server: {event:?}")
+        });
+    }
+    server.on_death(|job| async move {
+        tracing::error!(class = job.class(), jid = job.jid(), error = %job.error, "a job died");
+    });
+    let jobs = server.start().await?;
 
     // The web app: its own routes, and the dashboard under /jobs.
     let client = Client::connect(&redis, &args.namespace).await?;

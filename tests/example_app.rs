@@ -111,6 +111,15 @@ async fn the_embedding_example_serves_enqueues_runs_and_stops() {
     assert!(status.success(), "{text}");
     assert!(text.contains("welcome mail sent"), "{text}");
     assert!(text.contains("stopped cleanly"), "{text}");
+    let events: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split("job server: ").nth(1))
+        .collect();
+    assert_eq!(
+        events,
+        ["Startup", "Quiet", "Shutdown", "Stopped"],
+        "{text}"
+    );
     let processes: Vec<String> = ns
         .query(redis::cmd("SMEMBERS").arg(ns.keys().key("processes")))
         .await;
