@@ -22,6 +22,7 @@ use redis::Script;
 
 use crate::error::{Error, Result};
 use crate::keys::Keys;
+use crate::work::UnitOfWork;
 
 /// How long one `BRPOP` waits for a job before returning empty (and checking for shutdown).
 pub(crate) const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -79,15 +80,6 @@ pub enum FetchMode {
     Reliable,
     /// Sidekiq OSS's `BRPOP`: a job in flight is lost if the process dies.
     Basic,
-}
-
-/// A job taken from a queue, with the exact bytes read from Redis (UTF-8 or not: a payload
-/// that is not is a bad job for the processor to report, never a fetch error).
-pub(crate) struct Fetched {
-    pub queue: Arc<str>,
-    pub raw: Vec<u8>,
-    /// The in-progress list holding it until it is acknowledged (reliable fetch only).
-    pub inprogress: Option<Arc<str>>,
 }
 
 /// One queue as the fetcher sees it.
@@ -208,12 +200,14 @@ impl Fetcher {
             .collect()
     }
 
-    fn fetched(&self, index: usize, raw: Vec<u8>) -> Fetched {
+    /// The unit of work for bytes taken from `sources[index]` (UTF-8 or not: a payload that
+    /// is not is a bad job for the processor to report, never a fetch error).
+    fn fetched(&self, index: usize, raw: Vec<u8>) -> UnitOfWork {
         let source = &self.sources[index];
-        Fetched {
-            queue: Arc::clone(&source.name),
-            raw,
-            inprogress: (self.mode == FetchMode::Reliable).then(|| Arc::clone(&source.inprogress)),
+        let (queue, raw) = (Arc::clone(&source.name), Arc::from(raw));
+        match self.mode {
+            FetchMode::Reliable => UnitOfWork::held(queue, raw, Arc::clone(&source.inprogress)),
+            FetchMode::Basic => UnitOfWork::unheld(queue, raw),
         }
     }
 
@@ -225,7 +219,7 @@ impl Fetcher {
 
     /// Takes up to `max` jobs. When every queue is empty it waits up to about
     /// [`FETCH_TIMEOUT`] if `may_block`, else returns at once with none.
-    pub async fn fetch(&self, max: usize, may_block: bool) -> redis::RedisResult<Vec<Fetched>> {
+    pub async fn fetch(&self, max: usize, may_block: bool) -> redis::RedisResult<Vec<UnitOfWork>> {
         let order = self.order();
         let mut conn = self.conn.clone();
         match self.mode {
@@ -284,7 +278,7 @@ impl Fetcher {
 
     /// Blocks on one queue with `BLMOVE` into its in-progress list. With several queues the
     /// wait is shorter, so the others are looked at again soon.
-    async fn wait_for_one(&self, index: usize) -> redis::RedisResult<Vec<Fetched>> {
+    async fn wait_for_one(&self, index: usize) -> redis::RedisResult<Vec<UnitOfWork>> {
         let wait = if self.sources.len() == 1 {
             FETCH_TIMEOUT
         } else {

@@ -144,7 +144,7 @@ impl Heartbeat {
                 .iter()
                 .map(|(slot, job)| {
                     let value =
-                        json!({"queue": &*job.queue, "payload": String::from_utf8_lossy(&job.raw), "run_at": job.run_at});
+                        json!({"queue": &*job.work.queue, "payload": String::from_utf8_lossy(&job.work.raw), "run_at": job.run_at});
                     (radix36(*slot), value.to_string())
                 })
                 .collect()

@@ -87,8 +87,8 @@ impl ServerHandle {
         let mut jobs: Vec<RunningJobInfo> = running
             .values()
             .map(|job| RunningJobInfo {
-                queue: job.queue.to_string(),
-                payload: crate::text::lossless(&job.raw).into_owned(),
+                queue: job.work.queue.to_string(),
+                payload: crate::text::lossless(&job.work.raw).into_owned(),
                 run_at: job.run_at,
             })
             .collect();

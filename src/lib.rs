@@ -66,6 +66,7 @@ pub mod stats;
 pub mod text;
 mod unwind;
 pub mod web;
+mod work;
 pub mod worker;
 
 pub use client::{Client, Job, Push};

@@ -19,10 +19,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::connection::Outage;
-use crate::fetch::{Fetched, Fetcher, is_suspect};
+use crate::fetch::{Fetcher, is_suspect};
 use crate::keys::Keys;
 use crate::payload;
 use crate::processor::Processor;
+use crate::work::UnitOfWork;
 
 /// How long a job recovered from a dead process runs alone before other jobs start.
 const SUSPECT_ALONE: Duration = Duration::from_secs(1);
@@ -49,7 +50,7 @@ const MAX_FETCHES: usize = 3;
 type FetchReply = (
     Vec<OwnedSemaphorePermit>,
     bool,
-    redis::RedisResult<Vec<Fetched>>,
+    redis::RedisResult<Vec<UnitOfWork>>,
 );
 
 impl Manager<'_> {
@@ -170,7 +171,7 @@ impl Manager<'_> {
     /// caught with it.
     async fn start(
         &self,
-        fetched: Vec<Fetched>,
+        fetched: Vec<UnitOfWork>,
         mut permits: Vec<OwnedSemaphorePermit>,
         tasks: &mut JoinSet<()>,
         next_id: &mut u64,
@@ -183,7 +184,7 @@ impl Manager<'_> {
             let id = *next_id;
             let job = running_job(job, run_at);
             // Only a suspect is waited for; other jobs need no channel.
-            let done_tx = is_suspect(&job.raw).then(|| {
+            let done_tx = is_suspect(&job.work.raw).then(|| {
                 let (tx, rx) = oneshot::channel::<()>();
                 suspect_done = Some(rx);
                 tx
@@ -195,9 +196,7 @@ impl Manager<'_> {
             let processor = Arc::clone(self.processor);
             let running = Arc::clone(self.running);
             tasks.spawn(async move {
-                processor
-                    .process(&job.queue, &job.raw, job.inprogress.as_ref())
-                    .await;
+                processor.process(&job.work).await;
                 running.lock().expect("running jobs lock").remove(&id);
                 drop(permit);
                 if let Some(done) = done_tx {
@@ -240,9 +239,7 @@ impl Manager<'_> {
         for (queue, list) in fetcher.inprogress_lists() {
             match conn.lrange::<_, Vec<Vec<u8>>>(&*list, 0, -1).await {
                 Ok(jobs) => stranded.extend(jobs.into_iter().map(|raw| RunningJob {
-                    queue: Arc::clone(&queue),
-                    raw: Arc::from(raw),
-                    inprogress: Some(Arc::clone(&list)),
+                    work: UnitOfWork::held(Arc::clone(&queue), Arc::from(raw), Arc::clone(&list)),
                     run_at: 0,
                 })),
                 Err(_) => return false,
@@ -265,13 +262,8 @@ async fn until_quiet(quiet: &mut watch::Receiver<bool>) {
     let _ = quiet.wait_for(|quiet| *quiet).await;
 }
 
-fn running_job(fetched: Fetched, run_at: u64) -> RunningJob {
-    RunningJob {
-        queue: fetched.queue,
-        raw: Arc::from(fetched.raw),
-        inprogress: fetched.inprogress,
-        run_at,
-    }
+fn running_job(work: UnitOfWork, run_at: u64) -> RunningJob {
+    RunningJob { work, run_at }
 }
 
 /// Pushes jobs back where they are popped next; with reliable fetch only those still in
@@ -299,9 +291,9 @@ pub(crate) async fn requeue(mut conn: Connection, keys: &Keys, jobs: &[RunningJo
     // reverse to keep the order they were taken in.
     for job in jobs.iter().rev() {
         invocation
-            .arg(job.inprogress.as_deref().unwrap_or(""))
-            .arg(keys.queue(&job.queue))
-            .arg(&*job.raw);
+            .arg(job.work.list_arg())
+            .arg(keys.queue(&job.work.queue))
+            .arg(&*job.work.raw);
     }
     match invocation.invoke_async::<usize>(&mut conn).await {
         Ok(count) => {
@@ -310,9 +302,9 @@ pub(crate) async fn requeue(mut conn: Connection, keys: &Keys, jobs: &[RunningJo
         }
         Err(e) => {
             for job in jobs {
-                tracing::error!(error = %e, queue = &*job.queue, payload = %crate::text::escape(&job.raw), "could not push an unfinished job back");
+                tracing::error!(error = %e, queue = &*job.work.queue, payload = %crate::text::escape(&job.work.raw), "could not push an unfinished job back");
             }
-            if jobs.iter().all(|job| job.inprogress.is_some()) {
+            if jobs.iter().all(|job| job.work.is_held()) {
                 tracing::warn!(
                     "those jobs stay in this process's in-progress lists and are recovered once its heartbeat expires"
                 );
@@ -325,11 +317,8 @@ pub(crate) async fn requeue(mut conn: Connection, keys: &Keys, jobs: &[RunningJo
 /// A job that is running now.
 #[derive(Debug, Clone)]
 pub(crate) struct RunningJob {
-    pub queue: Arc<str>,
-    /// The exact payload fetched, to show and to push back on a hard stop.
-    pub raw: Arc<[u8]>,
-    /// The in-progress list holding it (reliable fetch).
-    pub inprogress: Option<Arc<str>>,
+    /// The job: its exact bytes, to show and to push back on a hard stop, and what holds it.
+    pub work: UnitOfWork,
     /// When it started, in whole epoch seconds (as Sidekiq writes `run_at`).
     pub run_at: u64,
 }
@@ -344,9 +333,9 @@ pub(crate) fn log_running(running: &Running) {
     for (slot, job) in running.iter() {
         tracing::info!(
             slot = radix36(*slot),
-            queue = &*job.queue,
+            queue = &*job.work.queue,
             run_at = job.run_at,
-            payload = %String::from_utf8_lossy(&job.raw),
+            payload = %String::from_utf8_lossy(&job.work.raw),
             "running"
         );
     }

@@ -24,6 +24,7 @@ use crate::retry::{self, Disposition};
 use crate::stats::Stats;
 use crate::text;
 use crate::unwind::{CatchUnwind, panic_message};
+use crate::work::UnitOfWork;
 use crate::worker::{Handler, JobError, JobInfo, Registry};
 
 /// Everything a job needs to run, shared by all running jobs of a server.
@@ -70,10 +71,10 @@ impl Verdict<'_> {
 impl Processor {
     /// Runs the job `raw` fetched from `queue`, counts it, and writes what became of it
     /// (acknowledging it from its in-progress list, if it has one).
-    pub async fn process(&self, queue: &Arc<str>, raw: &Arc<[u8]>, inprogress: Option<&Arc<str>>) {
+    pub async fn process(&self, work: &UnitOfWork) {
         let started = Instant::now();
-        let verdict = self.execute(queue, raw).await;
-        self.dispose(verdict, queue, raw, inprogress, started).await;
+        let verdict = self.execute(&work.queue, &work.raw).await;
+        self.dispose(verdict, work, started).await;
     }
 
     /// Decides the job's outcome; never writes to Redis.
@@ -236,21 +237,15 @@ impl Processor {
     }
 
     /// Writes what became of the job.
-    async fn dispose(
-        &self,
-        verdict: Verdict<'_>,
-        queue: &str,
-        raw: &Arc<[u8]>,
-        inprogress: Option<&Arc<str>>,
-        started: Instant,
-    ) {
+    async fn dispose(&self, verdict: Verdict<'_>, work: &UnitOfWork, started: Instant) {
+        let (queue, raw) = (&*work.queue, &work.raw);
         let (error, handler, exhaust_now) = match verdict {
             Verdict::Ran {
                 outcome: Outcome::Done,
                 ..
             } => {
                 self.stats.record(false);
-                self.acknowledge(raw, inprogress);
+                work.acknowledge(&self.acks);
                 return;
             }
             Verdict::Ran {
@@ -259,7 +254,7 @@ impl Processor {
             } => {
                 tracing::info!(queue = %text::printable(queue), reason = %text::printable(&reason), "job skipped by a middleware");
                 self.stats.record(false);
-                self.acknowledge(raw, inprogress);
+                work.acknowledge(&self.acks);
                 return;
             }
             Verdict::Ran {
@@ -268,7 +263,7 @@ impl Processor {
             } => {
                 tracing::warn!(queue = %text::printable(queue), reason = %text::printable(&reason), "job discarded");
                 self.stats.record(false);
-                self.acknowledge(raw, inprogress);
+                work.acknowledge(&self.acks);
                 return;
             }
             Verdict::Ran {
@@ -276,7 +271,7 @@ impl Processor {
                 ..
             } => {
                 self.stats.record(false);
-                return self.snooze(raw, inprogress, delay).await;
+                return self.snooze(work, delay).await;
             }
             Verdict::Unreadable { reason } => {
                 self.stats.record(true);
@@ -285,9 +280,7 @@ impl Processor {
                 let payload = retry::wrap_unreadable(raw, queue, &reason, now);
                 let error = JobError::new("Psychiq::InvalidPayload", reason);
                 self.report(&payload, &error, queue, true).await;
-                return self
-                    .write(&Disposition::Dead { payload }, now, raw, inprogress)
-                    .await;
+                return self.write(&Disposition::Dead { payload }, now, work).await;
             }
             Verdict::Ran {
                 outcome: Outcome::Failed(error),
@@ -305,9 +298,7 @@ impl Processor {
             let reason = format!("payload could not be parsed in full ({error})");
             let payload = retry::wrap_unreadable(raw, queue, &reason, now);
             self.report(&payload, &error, queue, true).await;
-            return self
-                .write(&Disposition::Dead { payload }, now, raw, inprogress)
-                .await;
+            return self.write(&Disposition::Dead { payload }, now, work).await;
         };
         let field = |name: &str| {
             job.get(name)
@@ -346,13 +337,7 @@ impl Processor {
             }
             Disposition::Drop => self.report(&job.to_json(), &error, queue, false).await,
         }
-        self.write(&disposition, now, raw, inprogress).await;
-    }
-
-    fn acknowledge(&self, raw: &Arc<[u8]>, inprogress: Option<&Arc<str>>) {
-        if let Some(list) = inprogress {
-            self.acks.send(list, raw);
-        }
+        self.write(&disposition, now, work).await;
     }
 
     /// Calls the error (and death) handlers, if there are any.
@@ -371,39 +356,31 @@ impl Processor {
 
     /// Puts a snoozed job back in the schedule, as it is, and removes it from its
     /// in-progress list, in one transaction.
-    async fn snooze(&self, raw: &[u8], inprogress: Option<&Arc<str>>, delay: Duration) {
+    async fn snooze(&self, work: &UnitOfWork, delay: Duration) {
         let at = payload::now_secs() + delay.as_secs_f64();
         let mut pipe = redis::pipe();
-        pipe.atomic().zadd(self.keys.schedule(), raw, at).ignore();
-        if let Some(list) = inprogress {
-            pipe.lrem(&**list, -1, raw).ignore();
-        }
+        pipe.atomic()
+            .zadd(self.keys.schedule(), &*work.raw, at)
+            .ignore();
+        work.remove_in(&mut pipe);
         let mut outage = Outage::new("snoozing a job");
         query_until_ok(&mut self.conn.clone(), &pipe, &mut outage).await;
     }
 
     /// Writes a failed job to `retry` or `dead` and removes it from its in-progress list,
     /// in one transaction, retrying while Redis is unreachable.
-    async fn write(
-        &self,
-        disposition: &Disposition,
-        now: f64,
-        raw: &[u8],
-        inprogress: Option<&Arc<str>>,
-    ) {
+    async fn write(&self, disposition: &Disposition, now: f64, work: &UnitOfWork) {
         let mut pipe = redis::pipe();
         pipe.atomic();
         retry::commands(disposition, &self.keys, now, &mut pipe);
-        if let Some(list) = inprogress {
-            pipe.lrem(&**list, -1, raw).ignore(); // from the oldest end, as acks do
-        }
+        work.remove_in(&mut pipe);
         if pipe.cmd_iter().next().is_none() {
             return;
         }
-        if inprogress.is_none() {
+        if !work.is_held() {
             // Basic fetch: only this process holds the job until the write goes through.
             tracing::debug!(
-                payload = %text::lossless(raw),
+                payload = %text::lossless(&work.raw),
                 "recording a failed job fetched without an in-progress list"
             );
         }
