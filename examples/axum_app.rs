@@ -147,16 +147,17 @@ async fn run(args: Args) -> psychiq::Result<()> {
 
     // Ctrl-C or TERM: stop taking requests, then stop the job server gracefully.
     let stopping = jobs.clone();
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             psychiq::signals::terminate().await;
             tracing::info!("shutting down");
             stopping.stop();
         })
-        .await
-        .map_err(|e| psychiq::Error::Other(e.to_string()))?;
+        .await;
+    // Stopped either way, even if the web side failed.
     jobs.stop();
     jobs.stopped().await;
+    served.map_err(|e| psychiq::Error::Other(e.to_string()))?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -5,8 +5,10 @@
 //! remote quiet, or the first step of a stop), [`Event::Shutdown`] when the stop begins,
 //! before running jobs finish, and [`Event::Stopped`] after they have finished (or were
 //! pushed back), just before the server returns. Error handlers run on every failed run,
-//! death handlers when a job goes to the dead set; each gets the job as written and the
-//! error. A hook that panics is logged and the server goes on.
+//! after the failure is written, death handlers when a job goes to the dead set; each gets
+//! the job as written and the error. A hook that panics is logged and the server goes on;
+//! one that takes longer than 10 s is left behind (logged), so none can hold up a stop.
+//! Heartbeat hooks run beside the beat, never delaying it.
 //!
 //! ```no_run
 //! use psychiq::events::Event;
@@ -25,6 +27,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::middleware::BoxFuture;
 use crate::payload::JobMap;
@@ -124,7 +127,7 @@ impl Hooks {
     /// Runs the hooks for `event`, in the order they were registered.
     pub async fn fire(&self, event: Event) {
         for (_, hook) in self.events.iter().filter(|(e, _)| *e == event) {
-            guarded("event hook", hook()).await;
+            guarded("event hook", || hook()).await;
         }
     }
 
@@ -132,20 +135,33 @@ impl Hooks {
     pub async fn failed(&self, job: FailedJob) {
         let job = Arc::new(job);
         for hook in &self.errors {
-            guarded("error handler", hook(Arc::clone(&job))).await;
+            guarded("error handler", || hook(Arc::clone(&job))).await;
         }
         if job.dead {
             for hook in &self.deaths {
-                guarded("death handler", hook(Arc::clone(&job))).await;
+                guarded("death handler", || hook(Arc::clone(&job))).await;
             }
         }
     }
 }
 
-/// Awaits a hook, logging a panic instead of unwinding into the server.
-async fn guarded(what: &'static str, hook: BoxFuture<'static, ()>) {
-    let caught = crate::unwind::CatchUnwind::new(AssertUnwindSafe(hook)).await;
-    if caught.is_err() {
-        tracing::error!("{what} panicked; the server goes on");
+/// Longest a hook may run before the server goes on without it.
+const HOOK_LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs a hook, logging a panic (also one before its future exists) instead of unwinding
+/// into the server, and leaving it behind after [`HOOK_LIMIT`].
+async fn guarded(what: &'static str, hook: impl FnOnce() -> BoxFuture<'static, ()>) {
+    let run = Box::pin(async move { hook().await });
+    let caught = tokio::time::timeout(
+        HOOK_LIMIT,
+        crate::unwind::CatchUnwind::new(AssertUnwindSafe(run)),
+    )
+    .await;
+    match caught {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => tracing::error!("{what} panicked; the server goes on"),
+        Err(_) => {
+            tracing::error!("{what} ran longer than {HOOK_LIMIT:?}; the server goes on without it")
+        }
     }
 }

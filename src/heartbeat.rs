@@ -84,7 +84,9 @@ impl Heartbeat {
             match self.beat().await {
                 Ok(obeyed) => {
                     outage.ok();
-                    self.hooks.fire(crate::events::Event::Heartbeat).await;
+                    // Beside the beat: a slow hook must never hold the next one back.
+                    let hooks = Arc::clone(&self.hooks);
+                    tokio::spawn(async move { hooks.fire(crate::events::Event::Heartbeat).await });
                     if obeyed {
                         continue; // beat again at once, so dashboards see the new state
                     }

@@ -209,12 +209,17 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         let identity: Arc<str> = Arc::from(identity.as_str());
         let mut supervised = JoinSet::new();
         for plugin in all {
+            let stop = if plugin.runs_while_quiet() {
+                control.stop.subscribe()
+            } else {
+                control.quiet.subscribe()
+            };
             supervised.spawn(plugins::supervise(
                 plugin,
                 conn.clone(),
                 keys.clone(),
                 Arc::clone(&identity),
-                control.quiet.subscribe(),
+                stop,
             ));
         }
         manager
@@ -256,7 +261,15 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
                 "could not acknowledge every finished job; they will be recovered and may run again"
             );
         }
-        while supervised.join_next().await.is_some() {}
+        // Plugins were told to stop; one that does not is left behind after 5 s.
+        let plugins_done = tokio::time::timeout(Duration::from_secs(5), async {
+            while supervised.join_next().await.is_some() {}
+        })
+        .await;
+        if plugins_done.is_err() {
+            tracing::warn!("a plugin did not stop within 5 s; it was cancelled");
+            supervised.abort_all();
+        }
         // The heartbeat flushes the last counters and deregisters the process.
         let _ = beat_done.send(true);
         let _ = heartbeat.await;

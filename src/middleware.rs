@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use crate::client::Job;
 use crate::context::JobContext;
-use crate::worker::{JobError, JobFuture};
+use crate::worker::JobError;
 
 /// A client middleware: sees every job a [`crate::Client`] pushes (single, bulk, scheduled,
 /// raw [`crate::Job`]s, and jobs workers push with a client that has the chain), before it
@@ -82,6 +82,7 @@ pub type ClientChain = Chain<dyn ClientMiddleware>;
 impl Chain<dyn ClientMiddleware> {
     /// Adds `middleware` last.
     pub fn add<T: ClientMiddleware>(&mut self, middleware: T) -> &mut Self {
+        self.entries.retain(|e| e.type_id != TypeId::of::<T>());
         let at = self.entries.len();
         self.put(at, TypeId::of::<T>(), Arc::new(middleware));
         self
@@ -89,6 +90,7 @@ impl Chain<dyn ClientMiddleware> {
 
     /// Adds `middleware` first.
     pub fn prepend<T: ClientMiddleware>(&mut self, middleware: T) -> &mut Self {
+        self.entries.retain(|e| e.type_id != TypeId::of::<T>());
         self.put(0, TypeId::of::<T>(), Arc::new(middleware));
         self
     }
@@ -98,6 +100,7 @@ impl Chain<dyn ClientMiddleware> {
         &mut self,
         middleware: T,
     ) -> &mut Self {
+        self.entries.retain(|e| e.type_id != TypeId::of::<T>());
         let at = self.position::<Before>().unwrap_or(self.entries.len());
         self.put(at, TypeId::of::<T>(), Arc::new(middleware));
         self
@@ -108,6 +111,7 @@ impl Chain<dyn ClientMiddleware> {
         &mut self,
         middleware: T,
     ) -> &mut Self {
+        self.entries.retain(|e| e.type_id != TypeId::of::<T>());
         let at = self
             .position::<After>()
             .map_or(self.entries.len(), |i| i + 1);
@@ -119,7 +123,11 @@ impl Chain<dyn ClientMiddleware> {
     /// panics refuses the job (the panic is logged).
     pub(crate) async fn admit(&self, job: &mut Job) -> Result<(), String> {
         for entry in &self.entries {
-            let call = std::panic::AssertUnwindSafe(entry.middleware.call(job));
+            // Built inside the catcher: `call` may panic before its future exists.
+            let middleware = &entry.middleware;
+            let job = &mut *job;
+            let call =
+                std::panic::AssertUnwindSafe(Box::pin(async move { middleware.call(job).await }));
             match crate::unwind::CatchUnwind::new(call).await {
                 Ok(Ok(())) => {}
                 Ok(Err(reason)) => return Err(reason),
@@ -173,11 +181,17 @@ pub trait ServerMiddleware: Send + Sync + 'static {
 pub struct Next<'a> {
     rest: &'a [Entry<dyn ServerMiddleware>],
     job: &'a JobContext,
-    perform: JobFuture,
+    perform: BoxFuture<'static, Outcome>,
 }
 
 impl<'a> Next<'a> {
-    pub(crate) fn new(chain: &'a ServerChain, job: &'a JobContext, perform: JobFuture) -> Self {
+    /// The chain before `perform`, the job's own run (its panics and timeout already turned
+    /// into outcomes).
+    pub(crate) fn new(
+        chain: &'a ServerChain,
+        job: &'a JobContext,
+        perform: BoxFuture<'static, Outcome>,
+    ) -> Self {
         Next {
             rest: &chain.entries,
             job,
@@ -188,7 +202,7 @@ impl<'a> Next<'a> {
     /// Runs the next middleware, or the job itself after the last one.
     pub fn run(self) -> BoxFuture<'a, Outcome> {
         match self.rest.split_first() {
-            None => Box::pin(async move { Outcome::from_result(self.perform.await) }),
+            None => self.perform,
             Some((first, rest)) => first.middleware.call(
                 self.job,
                 Next {
@@ -277,9 +291,9 @@ impl<M: ?Sized> Chain<M> {
             .position(|e| e.type_id == TypeId::of::<T>())
     }
 
+    /// Inserts at `at`; callers removed any entry of the same type first (a type appears
+    /// once, as in Sidekiq: adding it again moves it).
     fn put(&mut self, at: usize, type_id: TypeId, middleware: Arc<M>) {
-        // As Sidekiq: a type appears once; adding it again moves it.
-        self.entries.retain(|e| e.type_id != type_id);
         let at = at.min(self.entries.len());
         self.entries.insert(
             at,
@@ -294,6 +308,7 @@ impl<M: ?Sized> Chain<M> {
 impl Chain<dyn ServerMiddleware> {
     /// Adds `middleware` last (innermost, nearest the job).
     pub fn add<T: ServerMiddleware>(&mut self, middleware: T) -> &mut Self {
+        self.entries.retain(|e| e.type_id != TypeId::of::<T>());
         let at = self.entries.len();
         self.put(at, TypeId::of::<T>(), Arc::new(middleware));
         self
@@ -301,6 +316,7 @@ impl Chain<dyn ServerMiddleware> {
 
     /// Adds `middleware` first (outermost).
     pub fn prepend<T: ServerMiddleware>(&mut self, middleware: T) -> &mut Self {
+        self.entries.retain(|e| e.type_id != TypeId::of::<T>());
         self.put(0, TypeId::of::<T>(), Arc::new(middleware));
         self
     }
@@ -310,6 +326,7 @@ impl Chain<dyn ServerMiddleware> {
         &mut self,
         middleware: T,
     ) -> &mut Self {
+        self.entries.retain(|e| e.type_id != TypeId::of::<T>());
         let at = self.position::<Before>().unwrap_or(self.entries.len());
         self.put(at, TypeId::of::<T>(), Arc::new(middleware));
         self
@@ -320,6 +337,7 @@ impl Chain<dyn ServerMiddleware> {
         &mut self,
         middleware: T,
     ) -> &mut Self {
+        self.entries.retain(|e| e.type_id != TypeId::of::<T>());
         let at = self
             .position::<After>()
             .map_or(self.entries.len(), |i| i + 1);
@@ -368,8 +386,19 @@ mod tests {
             order(&chain),
             [TypeId::of::<B>(), TypeId::of::<C>(), TypeId::of::<A>()]
         );
+        // Moving an entry next to one after it: [B, C, A] -> insert_before::<A>(B) -> [C, B, A].
+        chain.insert_before::<A, _>(B);
+        assert_eq!(
+            order(&chain),
+            [TypeId::of::<C>(), TypeId::of::<B>(), TypeId::of::<A>()]
+        );
+        chain.insert_after::<C, _>(A);
+        assert_eq!(
+            order(&chain),
+            [TypeId::of::<C>(), TypeId::of::<A>(), TypeId::of::<B>()]
+        );
         chain.remove::<C>();
-        assert_eq!(order(&chain), [TypeId::of::<B>(), TypeId::of::<A>()]);
+        assert_eq!(order(&chain), [TypeId::of::<A>(), TypeId::of::<B>()]);
         assert!(chain.contains::<A>() && !chain.contains::<C>());
     }
 }

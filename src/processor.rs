@@ -198,42 +198,33 @@ impl Processor {
         }
     }
 
-    /// `perform` inside the middleware chain, with the job as the current context, a
-    /// timeout, and panics caught.
+    /// `perform` inside the middleware chain, with the job as the current context. The
+    /// timeout and the panic catcher wrap `perform` itself, so middleware see a panic or a
+    /// timeout as an outcome; a second catcher around the chain turns a middleware's own
+    /// panic into a failure of the job.
     async fn perform(
         &self,
         job: &Arc<JobContext>,
         future: crate::worker::JobFuture,
         timeout: Option<Duration>,
     ) -> Outcome {
-        let chain = async {
+        context::scope(Arc::clone(job), async {
             if self.middleware.is_empty() {
                 // No chain: no box, no dynamic call.
-                CatchUnwind::new(future).await.map(Outcome::from_result)
-            } else {
-                CatchUnwind::new(Next::new(&self.middleware, job, future).run()).await
+                return guarded(future, timeout).await;
             }
-        };
-        let caught = context::scope(Arc::clone(job), async {
-            match timeout {
-                None => chain.await,
-                Some(limit) => match tokio::time::timeout(limit, chain).await {
-                    Ok(caught) => caught,
-                    Err(_) => Ok(Outcome::Failed(JobError::new(
-                        "Psychiq::JobTimeout",
-                        format!(
-                            "job ran longer than its {:.3} s timeout and was cancelled",
-                            limit.as_secs_f64()
-                        ),
-                    ))),
-                },
+            let perform = Box::pin(guarded(future, timeout));
+            // Built inside the catcher: a middleware's `call` may panic before its future.
+            let chain = Box::pin(async { Next::new(&self.middleware, job, perform).run().await });
+            match CatchUnwind::new(chain).await {
+                Ok(outcome) => outcome,
+                Err(panic) => Outcome::Failed(JobError::new(
+                    "Panic",
+                    format!("in a middleware: {}", panic_message(panic.as_ref())),
+                )),
             }
         })
-        .await;
-        match caught {
-            Ok(outcome) => outcome,
-            Err(panic) => Outcome::Failed(JobError::new("Panic", panic_message(panic.as_ref()))),
-        }
+        .await
     }
 
     /// Writes what became of the job.
@@ -270,7 +261,7 @@ impl Processor {
                 outcome: Outcome::Snoozed(delay),
                 ..
             } => {
-                self.stats.record(false);
+                // Not counted: it has not run to an end (rate limits snooze often).
                 return self.snooze(work, delay).await;
             }
             Verdict::Unreadable { reason } => {
@@ -279,8 +270,9 @@ impl Processor {
                 let now = payload::now_secs();
                 let payload = retry::wrap_unreadable(raw, queue, &reason, now);
                 let error = JobError::new("Psychiq::InvalidPayload", reason);
-                self.report(&payload, &error, queue, true).await;
-                return self.write(&Disposition::Dead { payload }, now, work).await;
+                let disposition = Disposition::Dead { payload };
+                self.write(&disposition, now, work).await;
+                return self.report(&disposition, &error, queue).await;
             }
             Verdict::Ran {
                 outcome: Outcome::Failed(error),
@@ -297,8 +289,9 @@ impl Processor {
         let Ok(mut job) = Rewrite::parse(text) else {
             let reason = format!("payload could not be parsed in full ({error})");
             let payload = retry::wrap_unreadable(raw, queue, &reason, now);
-            self.report(&payload, &error, queue, true).await;
-            return self.write(&Disposition::Dead { payload }, now, work).await;
+            let disposition = Disposition::Dead { payload };
+            self.write(&disposition, now, work).await;
+            return self.report(&disposition, &error, queue).await;
         };
         let field = |name: &str| {
             job.get(name)
@@ -330,21 +323,39 @@ impl Processor {
             next,
             "job failed"
         );
-        match &disposition {
-            Disposition::Retry { payload, .. } | Disposition::Dead { payload } => {
-                let dead = matches!(disposition, Disposition::Dead { .. });
-                self.report(payload, &error, queue, dead).await;
-            }
-            Disposition::Drop => self.report(&job.to_json(), &error, queue, false).await,
-        }
+        // Written first: a slow handler must not hold the failure back.
         self.write(&disposition, now, work).await;
+        if let Disposition::Drop = disposition {
+            let dropped = Disposition::Retry {
+                at: now,
+                payload: job.to_json(),
+            };
+            // Handlers see the failed payload; "dead: false" tells them it went nowhere.
+            return self.report_as(&dropped, &error, queue, false).await;
+        }
+        self.report(&disposition, &error, queue).await;
     }
 
-    /// Calls the error (and death) handlers, if there are any.
-    async fn report(&self, payload: &str, error: &JobError, queue: &str, dead: bool) {
+    /// Calls the error (and death) handlers, if there are any, after the failure is written.
+    async fn report(&self, disposition: &Disposition, error: &JobError, queue: &str) {
+        let dead = matches!(disposition, Disposition::Dead { .. });
+        self.report_as(disposition, error, queue, dead).await;
+    }
+
+    async fn report_as(
+        &self,
+        disposition: &Disposition,
+        error: &JobError,
+        queue: &str,
+        dead: bool,
+    ) {
         if !self.hooks.wants_failures() {
             return;
         }
+        let payload = match disposition {
+            Disposition::Retry { payload, .. } | Disposition::Dead { payload } => payload.as_str(),
+            Disposition::Drop => "{}",
+        };
         let failed = FailedJob {
             payload: serde_json::from_str(payload).unwrap_or_default(),
             error: error.clone(),
@@ -387,5 +398,28 @@ impl Processor {
         let mut outage = Outage::new("recording a failed job");
         // Until it works: with reliable fetch the job is safe in its list meanwhile.
         query_until_ok(&mut self.conn.clone(), &pipe, &mut outage).await;
+    }
+}
+
+/// A job's own future as an outcome: its panics caught, cancelled after `timeout`.
+async fn guarded(future: crate::worker::JobFuture, timeout: Option<Duration>) -> Outcome {
+    let caught = match timeout {
+        None => CatchUnwind::new(future).await,
+        Some(limit) => match tokio::time::timeout(limit, CatchUnwind::new(future)).await {
+            Ok(caught) => caught,
+            Err(_) => {
+                return Outcome::Failed(JobError::new(
+                    "Psychiq::JobTimeout",
+                    format!(
+                        "job ran longer than its {:.3} s timeout and was cancelled",
+                        limit.as_secs_f64()
+                    ),
+                ));
+            }
+        },
+    };
+    match caught {
+        Ok(result) => Outcome::from_result(result),
+        Err(panic) => Outcome::Failed(JobError::new("Panic", panic_message(panic.as_ref()))),
     }
 }

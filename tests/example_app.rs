@@ -1,6 +1,6 @@
 //! The embedding example (`examples/axum_app.rs`), driven over HTTP as a user would: a
 //! signup enqueues a job that the in-process server runs with the app's shared state, the
-//! dashboard answers under `/jobs`, and Ctrl-C stops everything cleanly.
+//! dashboard answers under `/jobs`, and TERM (as Ctrl-C) stops everything cleanly.
 
 mod common;
 
@@ -92,7 +92,7 @@ async fn the_embedding_example_serves_enqueues_runs_and_stops() {
     );
 
     let killed = Command::new("kill")
-        .args(["-INT", &app.id().to_string()])
+        .args(["-TERM", &app.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());

@@ -275,7 +275,8 @@ async fn snoozed_and_discarded_jobs_are_not_failures() -> psychiq::Result<()> {
     assert!((due - 10.0..=due + 1.0).contains(at), "{at}");
     assert!(ns.zrange(&ns.keys().retry()).await.is_empty());
     assert!(ns.zrange(&ns.keys().dead()).await.is_empty());
-    assert_eq!(ns.get_u64(&ns.keys().stat("processed")).await, 2);
+    // The discarded one ran to an end; the snoozed one has not yet.
+    assert_eq!(ns.get_u64(&ns.keys().stat("processed")).await, 1);
     assert_eq!(ns.get_u64(&ns.keys().stat("failed")).await, 0);
     Ok(())
 }
@@ -517,5 +518,82 @@ async fn client_middleware_changes_and_refuses_every_kind_of_push() -> psychiq::
         .push(Job::new("Seer", (8,))?.queue("blocked"))
         .await;
     assert!(plain.is_ok());
+    Ok(())
+}
+
+/// Sleeps past its own 100 ms timeout. Class name `Sleepy`.
+struct Sleepy;
+impl Worker for Sleepy {
+    type Args = Vec<Value>;
+    fn options() -> psychiq::WorkerOptions {
+        psychiq::WorkerOptions::default().timeout(Duration::from_millis(100))
+    }
+    async fn perform(&self, _: Vec<Value>) -> JobResult {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn middleware_see_a_panic_and_a_timeout_as_outcomes() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let log: Log = Log::default();
+    let mut registry = Registry::new();
+    registry.register(Panicky).register(Sleepy);
+    let mut server = Server::new(ns.config(), registry);
+    server.middleware().add(Around {
+        name: "seen",
+        log: Arc::clone(&log),
+    });
+    let running = RunningServer::start_server(server);
+    ns.client.push(Job::new("Panicky", ())?).await?;
+    ns.client.push(Job::new("Sleepy", ())?).await?;
+    drained(&ns).await;
+    running.stop().await;
+    let log = log.lock().unwrap().clone();
+    assert!(
+        log.contains(&"seen after Panicky: failed Panic".to_string()),
+        "{log:?}"
+    );
+    assert!(
+        log.contains(&"seen after Sleepy: failed Psychiq::JobTimeout".to_string()),
+        "{log:?}"
+    );
+    assert_eq!(ns.zrange(&ns.keys().retry()).await.len(), 2);
+    Ok(())
+}
+
+/// Panics in `call` itself, before any future exists.
+struct Eager;
+impl ServerMiddleware for Eager {
+    fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+        assert_ne!(job.class(), "Seer", "eager boom");
+        next.run()
+    }
+}
+
+#[tokio::test]
+async fn a_middleware_that_panics_before_its_future_fails_only_its_job() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let seer = Seer::default();
+    let mut server = Server::new(ns.config(), registry(&seer));
+    server.middleware().add(Eager);
+    let running = RunningServer::start_server(server);
+    ns.client.push(Job::new("Seer", (1,))?).await?;
+    drained(&ns).await;
+    wait_until(Duration::from_secs(10), "the failure recorded", || async {
+        ns.zrange(&ns.keys().retry()).await.len() == 1
+    })
+    .await;
+    running.stop().await;
+    let retry: Value = serde_json::from_str(&ns.zrange(&ns.keys().retry()).await[0]).unwrap();
+    assert_eq!(retry["error_class"], "Panic");
+    assert!(
+        retry["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("eager boom")
+    );
+    assert!(seer.seen.lock().unwrap().is_empty());
     Ok(())
 }

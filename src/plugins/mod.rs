@@ -55,6 +55,13 @@ pub trait Plugin: Send + Sync + 'static {
 
     /// Runs until [`PluginContext::stopping`]; `Err` (or a panic) has it restarted.
     fn run(self: Arc<Self>, ctx: PluginContext) -> BoxFuture<'static, Result<(), String>>;
+
+    /// Whether it goes on while the server is quiet (told to stop only at shutdown). Most
+    /// plugins stop on quiet; orphan recovery goes on, so a fleet quieted for a deploy
+    /// still puts back a crashed process's jobs.
+    fn runs_while_quiet(&self) -> bool {
+        false
+    }
 }
 
 /// What a plugin is given: the server's Redis connection and keys, its identity, and the
@@ -118,7 +125,10 @@ pub(crate) async fn supervise(
     };
     let mut backoff = Duration::from_secs(1);
     loop {
-        let run = Arc::clone(&plugin).run(ctx.clone());
+        let started = std::time::Instant::now();
+        let (plugin_run, ctx_run) = (Arc::clone(&plugin), ctx.clone());
+        // Built inside the catcher: `run` may panic before its future exists.
+        let run = Box::pin(async move { plugin_run.run(ctx_run).await });
         let result = crate::unwind::CatchUnwind::new(AssertUnwindSafe(run)).await;
         let error = match result {
             Ok(Ok(())) => return,
@@ -127,6 +137,9 @@ pub(crate) async fn supervise(
         };
         if ctx.is_stopping() {
             return;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_secs(1); // it had been healthy for a while
         }
         tracing::error!(
             plugin = plugin.name(),

@@ -18,6 +18,10 @@ impl Plugin for Recovery {
         "recovery"
     }
 
+    fn runs_while_quiet(&self) -> bool {
+        true
+    }
+
     fn run(self: Arc<Self>, mut ctx: PluginContext) -> BoxFuture<'static, Result<(), String>> {
         Box::pin(async move {
             let mut conn = ctx.connection();
