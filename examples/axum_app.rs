@@ -91,6 +91,7 @@ async fn sent(State(app): State<App>) -> Json<Value> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     match run(Args::parse()).await {

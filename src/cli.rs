@@ -110,13 +110,17 @@ impl ServerArgs {
         }
     }
 
-    /// Logs to stderr at info (debug with `-v`); `RUST_LOG` overrides.
+    /// Logs to stderr at info (debug with `-v`; `RUST_LOG` overrides), in colour only when
+    /// stderr is a terminal.
     pub fn init_logging(&self) {
         let default = if self.verbose { "debug" } else { "info" };
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        // Colours only for a terminal: a log file or a shipper gets plain text.
+        let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(colour)
             .with_writer(std::io::stderr);
         let _ = match self.log_format {
             LogFormat::Text => builder.try_init(),

@@ -383,6 +383,10 @@ async fn a_huge_error_message_is_cut_in_the_log_too() {
     server.wait_exit(Duration::from_secs(10));
     let log = server.log_text();
     assert!(log.contains("job failed"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes in a log file: {log}"
+    );
     let longest = log.lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 12_000, "a log line of {longest} bytes");
 }
