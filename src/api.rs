@@ -123,8 +123,8 @@ impl SetKind {
 #[derive(Debug, Clone)]
 pub struct JobRecord {
     raw: Vec<u8>,
-    /// `raw` as text: itself when it is UTF-8, else escaped.
-    text: String,
+    /// `raw` escaped, when it is not UTF-8 (when it is, `raw` is its own text).
+    escaped: Option<String>,
     item: Option<JobMap>,
     score: Option<f64>,
     queue: String,
@@ -133,7 +133,9 @@ pub struct JobRecord {
 impl JobRecord {
     fn new(raw: Vec<u8>, score: Option<f64>, queue: Option<&str>) -> JobRecord {
         let item = serde_json::from_slice::<JobMap>(&raw).ok();
-        let text = lossless(&raw).into_owned();
+        let escaped = std::str::from_utf8(&raw)
+            .is_err()
+            .then(|| escape(&raw).into_owned());
         // Shown as every queue name is (escaped), so the methods taking a name read it back.
         let queue = queue.map(str::to_string).unwrap_or_else(|| {
             let name = item
@@ -145,7 +147,7 @@ impl JobRecord {
         });
         JobRecord {
             raw,
-            text,
+            escaped,
             item,
             score,
             queue,
@@ -155,7 +157,10 @@ impl JobRecord {
     /// The payload stored in Redis, as text: exact when it is UTF-8, else with the bytes
     /// that are not shown as `\xHH` (see [`crate::text::escape`]).
     pub fn raw(&self) -> &str {
-        &self.text
+        match &self.escaped {
+            Some(escaped) => escaped,
+            None => std::str::from_utf8(&self.raw).unwrap_or_default(),
+        }
     }
 
     /// The exact bytes stored in Redis.
@@ -163,9 +168,9 @@ impl JobRecord {
         &self.raw
     }
 
-    /// Whether the stored bytes are not valid UTF-8 (so no tool can read them as JSON).
+    /// Whether the stored bytes are valid UTF-8 (if not, no tool can read them as JSON).
     pub fn is_utf8(&self) -> bool {
-        std::str::from_utf8(&self.raw).is_ok()
+        self.escaped.is_none()
     }
 
     /// The parsed payload; `None` when it is not a JSON object.
@@ -744,7 +749,7 @@ impl Api {
         let Some(mut item) = rewrite else {
             return Err(Error::Payload(format!(
                 "the job is not a JSON object, so it cannot be queued; delete it instead: {}",
-                crate::text::printable(&job.text)
+                crate::text::printable(job.raw())
             )));
         };
         if uncount && let Some(count) = item.get("retry_count").and_then(Value::as_i64) {

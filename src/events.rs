@@ -119,6 +119,11 @@ impl Hooks {
         self.deaths.push(Arc::new(move |job| Box::pin(hook(job))));
     }
 
+    /// Whether any hook waits for `event` (else firing it need not even spawn a task).
+    pub fn wants(&self, event: Event) -> bool {
+        self.events.iter().any(|(e, _)| *e == event)
+    }
+
     /// Whether any failure handler is registered (else no `FailedJob` is built).
     pub fn wants_failures(&self) -> bool {
         !self.errors.is_empty() || !self.deaths.is_empty()

@@ -116,12 +116,6 @@ end
 return out
 "#;
 
-/// Whether a payload was recovered from a dead process (see [`crate::recovery`]).
-pub(crate) fn is_suspect(raw: &[u8]) -> bool {
-    const MARK: &[u8] = b"\"recovery_count\":";
-    raw.windows(MARK.len()).any(|window| window == MARK)
-}
-
 /// Takes jobs from the configured queues.
 pub(crate) struct Fetcher {
     conn: Connection,

@@ -85,8 +85,12 @@ impl Heartbeat {
                 Ok(obeyed) => {
                     outage.ok();
                     // Beside the beat: a slow hook must never hold the next one back.
-                    let hooks = Arc::clone(&self.hooks);
-                    tokio::spawn(async move { hooks.fire(crate::events::Event::Heartbeat).await });
+                    if self.hooks.wants(crate::events::Event::Heartbeat) {
+                        let hooks = Arc::clone(&self.hooks);
+                        tokio::spawn(
+                            async move { hooks.fire(crate::events::Event::Heartbeat).await },
+                        );
+                    }
                     if obeyed {
                         continue; // beat again at once, so dashboards see the new state
                     }

@@ -19,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::connection::Outage;
-use crate::fetch::{Fetcher, is_suspect};
+use crate::fetch::Fetcher;
 use crate::keys::Keys;
 use crate::payload;
 use crate::processor::Processor;
@@ -116,7 +116,7 @@ impl Manager<'_> {
                                 backoff = Duration::from_millis(100);
                             }
                             busy = !fetched.is_empty();
-                            if fetched.iter().any(|job| is_suspect(&job.raw)) {
+                            if fetched.iter().any(UnitOfWork::is_suspect) {
                                 // A job recovered from a crash runs alone: jobs that fetches
                                 // beside it took go back first, so a crash it causes does not
                                 // count against them.
@@ -184,7 +184,7 @@ impl Manager<'_> {
             let id = *next_id;
             let job = running_job(job, run_at);
             // Only a suspect is waited for; other jobs need no channel.
-            let done_tx = is_suspect(&job.work.raw).then(|| {
+            let done_tx = job.work.is_suspect().then(|| {
                 let (tx, rx) = oneshot::channel::<()>();
                 suspect_done = Some(rx);
                 tx

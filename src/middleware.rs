@@ -80,45 +80,6 @@ pub trait ClientMiddleware: Send + Sync + 'static {
 pub type ClientChain = Chain<dyn ClientMiddleware>;
 
 impl Chain<dyn ClientMiddleware> {
-    /// Adds `middleware` last.
-    pub fn add<T: ClientMiddleware>(&mut self, middleware: T) -> &mut Self {
-        self.entries.retain(|e| e.type_id != TypeId::of::<T>());
-        let at = self.entries.len();
-        self.put(at, TypeId::of::<T>(), Arc::new(middleware));
-        self
-    }
-
-    /// Adds `middleware` first.
-    pub fn prepend<T: ClientMiddleware>(&mut self, middleware: T) -> &mut Self {
-        self.entries.retain(|e| e.type_id != TypeId::of::<T>());
-        self.put(0, TypeId::of::<T>(), Arc::new(middleware));
-        self
-    }
-
-    /// Inserts `middleware` just before the one of type `Before` (last if there is none).
-    pub fn insert_before<Before: 'static, T: ClientMiddleware>(
-        &mut self,
-        middleware: T,
-    ) -> &mut Self {
-        self.entries.retain(|e| e.type_id != TypeId::of::<T>());
-        let at = self.position::<Before>().unwrap_or(self.entries.len());
-        self.put(at, TypeId::of::<T>(), Arc::new(middleware));
-        self
-    }
-
-    /// Inserts `middleware` just after the one of type `After` (last if there is none).
-    pub fn insert_after<After: 'static, T: ClientMiddleware>(
-        &mut self,
-        middleware: T,
-    ) -> &mut Self {
-        self.entries.retain(|e| e.type_id != TypeId::of::<T>());
-        let at = self
-            .position::<After>()
-            .map_or(self.entries.len(), |i| i + 1);
-        self.put(at, TypeId::of::<T>(), Arc::new(middleware));
-        self
-    }
-
     /// Runs every middleware on `job`, in order, until one refuses it. A middleware that
     /// panics refuses the job (the panic is logged).
     pub(crate) async fn admit(&self, job: &mut Job) -> Result<(), String> {
@@ -291,58 +252,65 @@ impl<M: ?Sized> Chain<M> {
             .position(|e| e.type_id == TypeId::of::<T>())
     }
 
-    /// Inserts at `at`; callers removed any entry of the same type first (a type appears
-    /// once, as in Sidekiq: adding it again moves it).
-    fn put(&mut self, at: usize, type_id: TypeId, middleware: Arc<M>) {
-        let at = at.min(self.entries.len());
+    /// Adds `middleware` last (for the server chain: innermost, nearest the job).
+    pub fn add<T: Link<M>>(&mut self, middleware: T) -> &mut Self {
+        self.place(middleware, |_| None)
+    }
+
+    /// Adds `middleware` first (for the server chain: outermost).
+    pub fn prepend<T: Link<M>>(&mut self, middleware: T) -> &mut Self {
+        self.place(middleware, |_| Some(0))
+    }
+
+    /// Inserts `middleware` just before the one of type `Before` (last if there is none).
+    pub fn insert_before<Before: 'static, T: Link<M>>(&mut self, middleware: T) -> &mut Self {
+        self.place(middleware, |chain| chain.position::<Before>())
+    }
+
+    /// Inserts `middleware` just after the one of type `After` (last if there is none).
+    pub fn insert_after<After: 'static, T: Link<M>>(&mut self, middleware: T) -> &mut Self {
+        self.place(middleware, |chain| chain.position::<After>().map(|i| i + 1))
+    }
+
+    /// Puts `middleware` where `at` says (last when it says nothing). A type appears once,
+    /// as in Sidekiq: adding it again moves it, so its old entry goes before `at` looks.
+    fn place<T: Link<M>>(
+        &mut self,
+        middleware: T,
+        at: impl FnOnce(&Self) -> Option<usize>,
+    ) -> &mut Self {
+        let type_id = TypeId::of::<T>();
+        self.entries.retain(|e| e.type_id != type_id);
+        let at = at(self)
+            .unwrap_or(self.entries.len())
+            .min(self.entries.len());
         self.entries.insert(
             at,
             Entry {
                 type_id,
-                middleware,
+                middleware: middleware.into_link(),
             },
         );
+        self
     }
 }
 
-impl Chain<dyn ServerMiddleware> {
-    /// Adds `middleware` last (innermost, nearest the job).
-    pub fn add<T: ServerMiddleware>(&mut self, middleware: T) -> &mut Self {
-        self.entries.retain(|e| e.type_id != TypeId::of::<T>());
-        let at = self.entries.len();
-        self.put(at, TypeId::of::<T>(), Arc::new(middleware));
-        self
-    }
+/// What a chain of `M` takes: every [`ServerMiddleware`] for the server's chain, every
+/// [`ClientMiddleware`] for a client's. (Implemented for you; it only boxes the value.)
+pub trait Link<M: ?Sized>: Send + Sync + 'static {
+    /// The middleware as the chain holds it.
+    fn into_link(self) -> Arc<M>;
+}
 
-    /// Adds `middleware` first (outermost).
-    pub fn prepend<T: ServerMiddleware>(&mut self, middleware: T) -> &mut Self {
-        self.entries.retain(|e| e.type_id != TypeId::of::<T>());
-        self.put(0, TypeId::of::<T>(), Arc::new(middleware));
-        self
+impl<T: ServerMiddleware> Link<dyn ServerMiddleware> for T {
+    fn into_link(self) -> Arc<dyn ServerMiddleware> {
+        Arc::new(self)
     }
+}
 
-    /// Inserts `middleware` just before the one of type `Before` (last if there is none).
-    pub fn insert_before<Before: 'static, T: ServerMiddleware>(
-        &mut self,
-        middleware: T,
-    ) -> &mut Self {
-        self.entries.retain(|e| e.type_id != TypeId::of::<T>());
-        let at = self.position::<Before>().unwrap_or(self.entries.len());
-        self.put(at, TypeId::of::<T>(), Arc::new(middleware));
-        self
-    }
-
-    /// Inserts `middleware` just after the one of type `After` (last if there is none).
-    pub fn insert_after<After: 'static, T: ServerMiddleware>(
-        &mut self,
-        middleware: T,
-    ) -> &mut Self {
-        self.entries.retain(|e| e.type_id != TypeId::of::<T>());
-        let at = self
-            .position::<After>()
-            .map_or(self.entries.len(), |i| i + 1);
-        self.put(at, TypeId::of::<T>(), Arc::new(middleware));
-        self
+impl<T: ClientMiddleware> Link<dyn ClientMiddleware> for T {
+    fn into_link(self) -> Arc<dyn ClientMiddleware> {
+        Arc::new(self)
     }
 }
 

@@ -234,28 +234,20 @@ impl Processor {
             Verdict::Ran {
                 outcome: Outcome::Done,
                 ..
-            } => {
-                self.stats.record(false);
-                work.acknowledge(&self.acks);
-                return;
-            }
+            } => return self.let_go(work),
             Verdict::Ran {
                 outcome: Outcome::Skipped(reason),
                 ..
             } => {
                 tracing::info!(queue = %text::printable(queue), reason = %text::printable(&reason), "job skipped by a middleware");
-                self.stats.record(false);
-                work.acknowledge(&self.acks);
-                return;
+                return self.let_go(work);
             }
             Verdict::Ran {
                 outcome: Outcome::Discarded(reason),
                 ..
             } => {
                 tracing::warn!(queue = %text::printable(queue), reason = %text::printable(&reason), "job discarded");
-                self.stats.record(false);
-                work.acknowledge(&self.acks);
-                return;
+                return self.let_go(work);
             }
             Verdict::Ran {
                 outcome: Outcome::Snoozed(delay),
@@ -270,9 +262,15 @@ impl Processor {
                 let now = payload::now_secs();
                 let payload = retry::wrap_unreadable(raw, queue, &reason, now);
                 let error = JobError::new("Psychiq::InvalidPayload", reason);
-                let disposition = Disposition::Dead { payload };
-                self.write(&disposition, now, work).await;
-                return self.report(&disposition, &error, queue).await;
+                self.write(
+                    &Disposition::Dead {
+                        payload: payload.clone(),
+                    },
+                    now,
+                    work,
+                )
+                .await;
+                return self.report(&payload, &error, queue, true).await;
             }
             Verdict::Ran {
                 outcome: Outcome::Failed(error),
@@ -289,9 +287,15 @@ impl Processor {
         let Ok(mut job) = Rewrite::parse(text) else {
             let reason = format!("payload could not be parsed in full ({error})");
             let payload = retry::wrap_unreadable(raw, queue, &reason, now);
-            let disposition = Disposition::Dead { payload };
-            self.write(&disposition, now, work).await;
-            return self.report(&disposition, &error, queue).await;
+            self.write(
+                &Disposition::Dead {
+                    payload: payload.clone(),
+                },
+                now,
+                work,
+            )
+            .await;
+            return self.report(&payload, &error, queue, true).await;
         };
         let field = |name: &str| {
             job.get(name)
@@ -325,37 +329,28 @@ impl Processor {
         );
         // Written first: a slow handler must not hold the failure back.
         self.write(&disposition, now, work).await;
-        if let Disposition::Drop = disposition {
-            let dropped = Disposition::Retry {
-                at: now,
-                payload: job.to_json(),
+        if self.hooks.wants_failures() {
+            // A dropped job goes nowhere; handlers see it as it failed.
+            let (payload, dead) = match &disposition {
+                Disposition::Retry { payload, .. } => (payload.clone(), false),
+                Disposition::Dead { payload } => (payload.clone(), true),
+                Disposition::Drop => (job.to_json(), false),
             };
-            // Handlers see the failed payload; "dead: false" tells them it went nowhere.
-            return self.report_as(&dropped, &error, queue, false).await;
+            self.report(&payload, &error, queue, dead).await;
         }
-        self.report(&disposition, &error, queue).await;
     }
 
-    /// Calls the error (and death) handlers, if there are any, after the failure is written.
-    async fn report(&self, disposition: &Disposition, error: &JobError, queue: &str) {
-        let dead = matches!(disposition, Disposition::Dead { .. });
-        self.report_as(disposition, error, queue, dead).await;
+    /// A job done with, not to run again (done, skipped, discarded): counted, acknowledged.
+    fn let_go(&self, work: &UnitOfWork) {
+        self.stats.record(false);
+        work.acknowledge(&self.acks);
     }
 
-    async fn report_as(
-        &self,
-        disposition: &Disposition,
-        error: &JobError,
-        queue: &str,
-        dead: bool,
-    ) {
+    /// Calls the error (and, if it died, death) handlers, after the failure is written.
+    async fn report(&self, payload: &str, error: &JobError, queue: &str, dead: bool) {
         if !self.hooks.wants_failures() {
             return;
         }
-        let payload = match disposition {
-            Disposition::Retry { payload, .. } | Disposition::Dead { payload } => payload.as_str(),
-            Disposition::Drop => "{}",
-        };
         let failed = FailedJob {
             payload: serde_json::from_str(payload).unwrap_or_default(),
             error: error.clone(),

@@ -16,12 +16,22 @@ pub(crate) struct UnitOfWork {
     pub raw: Arc<[u8]>,
     /// The in-progress list holding it (reliable fetch), if any.
     held_in: Option<Arc<str>>,
+    /// Recovered from a dead process (it carries `recovery_count`): it runs alone.
+    suspect: bool,
+}
+
+/// Whether a payload was recovered from a dead process (see [`crate::recovery`]); the fetch
+/// script looks for the same text.
+fn is_suspect(raw: &[u8]) -> bool {
+    const MARK: &[u8] = b"\"recovery_count\":";
+    raw.windows(MARK.len()).any(|window| window == MARK)
 }
 
 impl UnitOfWork {
     /// A job held in the in-progress list `list` until it is done.
     pub fn held(queue: Arc<str>, raw: Arc<[u8]>, list: Arc<str>) -> UnitOfWork {
         UnitOfWork {
+            suspect: is_suspect(&raw),
             queue,
             raw,
             held_in: Some(list),
@@ -31,10 +41,16 @@ impl UnitOfWork {
     /// A job nothing holds (basic fetch): it exists only in this process until done.
     pub fn unheld(queue: Arc<str>, raw: Arc<[u8]>) -> UnitOfWork {
         UnitOfWork {
+            suspect: is_suspect(&raw),
             queue,
             raw,
             held_in: None,
         }
+    }
+
+    /// Whether it was recovered from a dead process (looked for once, at fetch).
+    pub fn is_suspect(&self) -> bool {
+        self.suspect
     }
 
     /// Whether an in-progress list holds it (so a crash cannot lose it).
