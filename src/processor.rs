@@ -259,18 +259,8 @@ impl Processor {
             Verdict::Unreadable { reason } => {
                 self.stats.record(true);
                 tracing::warn!(queue = %text::printable(queue), reason = %text::printable(&reason), "unreadable payload moved to the dead set");
-                let now = payload::now_secs();
-                let payload = retry::wrap_unreadable(raw, queue, &reason, now);
-                let error = JobError::new("Psychiq::InvalidPayload", reason);
-                self.write(
-                    &Disposition::Dead {
-                        payload: payload.clone(),
-                    },
-                    now,
-                    work,
-                )
-                .await;
-                return self.report(&payload, &error, queue, true).await;
+                let error = JobError::new("Psychiq::InvalidPayload", reason.clone());
+                return self.bury(work, &reason, &error, payload::now_secs()).await;
             }
             Verdict::Ran {
                 outcome: Outcome::Failed(error),
@@ -286,16 +276,7 @@ impl Processor {
         let text = std::str::from_utf8(raw).unwrap_or_default();
         let Ok(mut job) = Rewrite::parse(text) else {
             let reason = format!("payload could not be parsed in full ({error})");
-            let payload = retry::wrap_unreadable(raw, queue, &reason, now);
-            self.write(
-                &Disposition::Dead {
-                    payload: payload.clone(),
-                },
-                now,
-                work,
-            )
-            .await;
-            return self.report(&payload, &error, queue, true).await;
+            return self.bury(work, &reason, &error, now).await;
         };
         let field = |name: &str| {
             job.get(name)
@@ -338,6 +319,17 @@ impl Processor {
             };
             self.report(&payload, &error, queue, dead).await;
         }
+    }
+
+    /// A payload that cannot be rewritten goes to the dead set wrapped, with `reason` and
+    /// its exact bytes; the handlers hear of it after the write.
+    async fn bury(&self, work: &UnitOfWork, reason: &str, error: &JobError, now: f64) {
+        let payload = retry::wrap_unreadable(&work.raw, &work.queue, reason, now);
+        let dead = Disposition::Dead {
+            payload: payload.clone(),
+        };
+        self.write(&dead, now, work).await;
+        self.report(&payload, error, &work.queue, true).await;
     }
 
     /// A job done with, not to run again (done, skipped, discarded): counted, acknowledged.
