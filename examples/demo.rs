@@ -114,7 +114,7 @@ async fn tour(flags: &ServerArgs) -> psychiq::Result<()> {
     );
 
     let started = Instant::now();
-    let mut conn = client.connection();
+    let mut conn = client.redis_connection().expect("a Redis client");
     let retry_key = client.keys().retry();
     let failed_entry = loop {
         let lines = std::fs::read_to_string(&echo_file)

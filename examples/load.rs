@@ -104,7 +104,7 @@ async fn main() -> psychiq::Result<()> {
     let _ = stop_tx.send(());
     server.await.expect("server task")?;
 
-    let mut conn = client.connection();
+    let mut conn = client.redis_connection().expect("a Redis client");
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{namespace}:*"))
         .query_async(&mut conn)

@@ -171,6 +171,15 @@ impl Job {
         self.at
     }
 
+    /// The payload as a client would write it now, with a new jid unless one was given.
+    #[cfg(feature = "server")]
+    pub(crate) fn payload_now(&self) -> String {
+        let jid = self.jid.clone().unwrap_or_else(payload::new_jid);
+        let now = payload::now_secs();
+        // Serialising a built job cannot fail: its parts were JSON when it was built.
+        self.to_json(&jid, now, Some(now)).unwrap_or_default()
+    }
+
     /// When the job should run, if in the future (in epoch seconds).
     fn scheduled_at(&self) -> Option<f64> {
         let at = self.at?;
@@ -223,10 +232,21 @@ impl Job {
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    conn: Connection,
+    backend: Backend,
     keys: Arc<Keys>,
-    config: RedisConfig,
     middleware: Arc<ClientChain>,
+}
+
+/// Where a client's jobs go.
+#[derive(Clone)]
+enum Backend {
+    Redis {
+        conn: Connection,
+        config: RedisConfig,
+    },
+    /// The test mode's in-memory store (recorded, or performed at once).
+    #[cfg(feature = "server")]
+    Memory(Arc<crate::testing::Store>),
 }
 
 /// What became of a job handed to [`Client::try_push`].
@@ -262,9 +282,18 @@ impl Client {
         namespace: &str,
     ) -> Client {
         Client {
-            conn,
+            backend: Backend::Redis { conn, config },
             keys: Arc::new(Keys::new(namespace)),
-            config,
+            middleware: Arc::default(),
+        }
+    }
+
+    /// A client whose pushes go to the test mode's store instead of Redis.
+    #[cfg(feature = "server")]
+    pub(crate) fn in_memory(store: Arc<crate::testing::Store>) -> Client {
+        Client {
+            backend: Backend::Memory(store),
+            keys: Arc::new(Keys::new(crate::keys::DEFAULT_NAMESPACE)),
             middleware: Arc::default(),
         }
     }
@@ -281,9 +310,15 @@ impl Client {
         &self.keys
     }
 
-    /// A clone of the underlying connection, for commands of your own.
-    pub fn connection(&self) -> Connection {
-        self.conn.clone()
+    /// The raw-Redis escape hatch: a clone of the underlying connection, for redis-rs
+    /// commands of your own. `None` for a test-mode client ([`crate::testing`]), which has
+    /// no Redis.
+    pub fn redis_connection(&self) -> Option<Connection> {
+        match &self.backend {
+            Backend::Redis { conn, .. } => Some(conn.clone()),
+            #[cfg(feature = "server")]
+            Backend::Memory(_) => None,
+        }
     }
 
     /// Enqueues a job for `W` now; returns its jid.
@@ -385,8 +420,37 @@ impl Client {
             .collect())
     }
 
-    /// Writes jobs: 1,000 to a command, 10,000 to a round trip.
+    /// Writes jobs where this client's backend keeps them.
     async fn write(&self, jobs: &[&Job]) -> Result<Vec<String>> {
+        match &self.backend {
+            Backend::Redis { conn, config } => self.write_redis(conn, config, jobs).await,
+            #[cfg(feature = "server")]
+            Backend::Memory(store) => {
+                let now = payload::now_secs();
+                let mut written = Vec::with_capacity(jobs.len());
+                for &job in jobs {
+                    let jid = job.jid.clone().unwrap_or_else(payload::new_jid);
+                    let at = job.scheduled_at();
+                    let json = job.to_json(&jid, now, at.is_none().then_some(now))?;
+                    written.push(crate::testing::Pushed {
+                        jid,
+                        queue: job.queue.clone(),
+                        at,
+                        payload: json,
+                    });
+                }
+                Box::pin(store.push(written)).await
+            }
+        }
+    }
+
+    /// Writes jobs to Redis: 1,000 to a command, 10,000 to a round trip.
+    async fn write_redis(
+        &self,
+        conn: &Connection,
+        config: &RedisConfig,
+        jobs: &[&Job],
+    ) -> Result<Vec<String>> {
         let mut jids = Vec::with_capacity(jobs.len());
         let now = payload::now_secs();
         // Commands of up to 1,000 jobs each; ten of them share a round trip, which bounds
@@ -419,11 +483,10 @@ impl Client {
                         .ignore();
                 }
             }
-            let mut conn = self.conn.clone();
             let () = pipe
-                .query_async(&mut conn)
+                .query_async(&mut conn.clone())
                 .await
-                .map_err(|e| self.config.redis_error(e))?;
+                .map_err(|e| config.redis_error(e))?;
         }
         Ok(jids)
     }

@@ -32,6 +32,14 @@ pub enum Error {
         /// Why the middleware refused it.
         reason: String,
     },
+    /// Test mode ([`crate::testing::inline`]): the job, performed at once, failed.
+    #[error("job {jid} failed: {error}")]
+    JobFailed {
+        /// The failed job's jid.
+        jid: String,
+        /// Its error.
+        error: Box<crate::JobError>,
+    },
     /// A command failed for a reason not tied to one address (e.g. a transaction aborted).
     #[error("{0}")]
     Other(String),

@@ -27,7 +27,7 @@ use crate::heartbeat::Heartbeat;
 use crate::keys::Keys;
 use crate::manager::{self, Manager, Running, RunningJob};
 use crate::plugins::{self, Plugin, poller::Poller, recovery::Recovery};
-use crate::processor::Processor;
+use crate::processor::{Executor, Processor};
 use crate::server::Server;
 use crate::stats::Stats;
 
@@ -146,13 +146,16 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         Arc::clone(&pending_acks),
     ));
     let processor = Arc::new(Processor {
-        registry: Arc::new(registry),
+        executor: Executor {
+            registry: Arc::new(registry),
+            job_timeout: config.job_timeout,
+            middleware,
+            stats: Arc::clone(&stats),
+        },
         keys: Arc::new(keys.clone()),
         conn: conn.clone(),
         stats: Arc::clone(&stats),
         acks,
-        job_timeout: config.job_timeout,
-        middleware,
         hooks: Arc::clone(&hooks),
     });
     let weights: Vec<(String, u32)> = queues.iter().map(|q| (q.name.clone(), q.weight)).collect();

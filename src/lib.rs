@@ -63,6 +63,7 @@ pub mod scheduler;
 pub mod server;
 pub mod signals;
 pub mod stats;
+pub mod testing;
 pub mod text;
 mod unwind;
 pub mod web;

@@ -29,16 +29,24 @@ use crate::worker::{Handler, JobError, JobInfo, Registry};
 
 /// Everything a job needs to run, shared by all running jobs of a server.
 pub(crate) struct Processor {
-    pub registry: Arc<Registry>,
+    pub executor: Executor,
     pub keys: Arc<Keys>,
     pub conn: Connection,
     pub stats: Arc<Stats>,
     /// Where finished jobs are acknowledged (reliable fetch).
     pub acks: Acks,
+    pub hooks: Arc<Hooks>,
+}
+
+/// What running a job needs and nothing more: no Redis. The server and the test mode
+/// (`crate::testing`) both run jobs through it, so both follow the same rules.
+pub(crate) struct Executor {
+    pub registry: Arc<Registry>,
     /// The server's default job timeout.
     pub job_timeout: Option<Duration>,
     pub middleware: ServerChain,
-    pub hooks: Arc<Hooks>,
+    /// Per-class run counts and durations.
+    pub stats: Arc<Stats>,
 }
 
 /// What [`Processor::execute`] decided.
@@ -73,158 +81,8 @@ impl Processor {
     /// (acknowledging it from its in-progress list, if it has one).
     pub async fn process(&self, work: &UnitOfWork) {
         let started = Instant::now();
-        let verdict = self.execute(&work.queue, &work.raw).await;
+        let verdict = self.executor.execute(&work.queue, &work.raw).await;
         self.dispose(verdict, work, started).await;
-    }
-
-    /// Decides the job's outcome; never writes to Redis.
-    pub(crate) async fn execute(&self, queue: &Arc<str>, raw: &Arc<[u8]>) -> Verdict<'_> {
-        let text = match std::str::from_utf8(raw) {
-            Ok(text) => text,
-            Err(e) => {
-                return Verdict::Unreadable {
-                    reason: format!(
-                        "payload is not valid UTF-8 ({e}); its exact bytes are kept base64-encoded in raw_base64"
-                    ),
-                };
-            }
-        };
-        // serde would also read a struct from a JSON array; a payload must be an object.
-        if !text.trim_start().starts_with('{') {
-            let reason = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
-                Ok(_) => "payload is JSON but not a JSON object".to_string(),
-                Err(e) => format!("payload is not a JSON object: {e}"),
-            };
-            return Verdict::Unreadable { reason };
-        }
-        let head: JobHead = match serde_json::from_str(text) {
-            Ok(head) => head,
-            Err(e) => {
-                return Verdict::Unreadable {
-                    reason: format!(
-                        "payload could not be read as a job (class and jid must be strings): {e}"
-                    ),
-                };
-            }
-        };
-        let (Some(class), Some(args)) = (head.class.as_deref(), head.args) else {
-            let missing = if head.class.is_none() {
-                "class"
-            } else {
-                "args"
-            };
-            let error = JobError::new(
-                "Psychiq::InvalidPayload",
-                format!("payload has no \"{missing}\" field"),
-            );
-            return Verdict::failed(error, None, true);
-        };
-        let jid = head.jid.as_deref().unwrap_or("");
-        let Some(handler) = self.registry.get(class) else {
-            let error = JobError::new(
-                "Psychiq::UnknownClass",
-                format!(
-                    "no worker is registered for class \"{class}\" in this process; it will be retried in case a deploy has not reached it yet"
-                ),
-            );
-            return Verdict::failed(error, None, false);
-        };
-        let info = JobInfo {
-            class,
-            jid,
-            queue,
-            args: args.get(),
-        };
-        let future = match handler.start(&info) {
-            Ok(future) => future,
-            Err(e) => {
-                let error = JobError::new(
-                    "Psychiq::InvalidArguments",
-                    format!("arguments {} do not fit worker {class}: {e}", args.get()),
-                );
-                return Verdict::failed(error, Some(handler), true);
-            }
-        };
-        let job = Arc::new(JobContext::new(
-            Arc::clone(raw),
-            Arc::clone(queue),
-            class,
-            jid,
-            args.get(),
-        ));
-        // Every log line of the job (the worker's own too) carries these.
-        let span = tracing::info_span!(
-            "job",
-            class = %text::printable(class),
-            jid = %text::printable(jid),
-            queue = %text::printable(queue),
-            retry_count = payload::retry_count_hint(text),
-        );
-        #[cfg(feature = "opentelemetry")]
-        if let Some(traceparent) = crate::otel::traceparent_in(text) {
-            crate::otel::continue_from(&span, traceparent);
-        }
-        // Psychiq's own start and done lines name the job themselves (top-level fields in
-        // JSON logs); the worker's lines inside the span carry the span's.
-        tracing::info!(
-            parent: None,
-            class = %text::printable(class),
-            jid = %text::printable(jid),
-            queue = %text::printable(queue),
-            "start"
-        );
-        let started = Instant::now();
-        let timeout = handler.options().timeout.or(self.job_timeout);
-        let outcome = self.perform(&job, future, timeout).instrument(span).await;
-        let failed = matches!(outcome, Outcome::Failed(_));
-        if !matches!(outcome, Outcome::Skipped(_) | Outcome::Snoozed(_)) {
-            self.stats.record_class(class, started.elapsed(), failed);
-        }
-        if outcome.is_done() {
-            let elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0;
-            tracing::info!(
-                parent: None,
-                class = %text::printable(class),
-                jid = %text::printable(jid),
-                queue = %text::printable(queue),
-                elapsed_ms,
-                "done"
-            );
-        }
-        Verdict::Ran {
-            outcome,
-            handler: Some(handler),
-            exhaust_now: false,
-        }
-    }
-
-    /// `perform` inside the middleware chain, with the job as the current context. The
-    /// timeout and the panic catcher wrap `perform` itself, so middleware see a panic or a
-    /// timeout as an outcome; a second catcher around the chain turns a middleware's own
-    /// panic into a failure of the job.
-    async fn perform(
-        &self,
-        job: &Arc<JobContext>,
-        future: crate::worker::JobFuture,
-        timeout: Option<Duration>,
-    ) -> Outcome {
-        context::scope(Arc::clone(job), async {
-            if self.middleware.is_empty() {
-                // No chain: no box, no dynamic call.
-                return guarded(future, timeout).await;
-            }
-            let perform = Box::pin(guarded(future, timeout));
-            // Built inside the catcher: a middleware's `call` may panic before its future.
-            let chain = Box::pin(async { Next::new(&self.middleware, job, perform).run().await });
-            match CatchUnwind::new(chain).await {
-                Ok(outcome) => outcome,
-                Err(panic) => Outcome::Failed(JobError::new(
-                    "Panic",
-                    format!("in a middleware: {}", panic_message(panic.as_ref())),
-                )),
-            }
-        })
-        .await
     }
 
     /// Writes what became of the job.
@@ -385,6 +243,158 @@ impl Processor {
         let mut outage = Outage::new("recording a failed job");
         // Until it works: with reliable fetch the job is safe in its list meanwhile.
         query_until_ok(&mut self.conn.clone(), &pipe, &mut outage).await;
+    }
+}
+
+impl Executor {
+    /// Decides the job's outcome; never writes to Redis.
+    pub(crate) async fn execute(&self, queue: &Arc<str>, raw: &Arc<[u8]>) -> Verdict<'_> {
+        let text = match std::str::from_utf8(raw) {
+            Ok(text) => text,
+            Err(e) => {
+                return Verdict::Unreadable {
+                    reason: format!(
+                        "payload is not valid UTF-8 ({e}); its exact bytes are kept base64-encoded in raw_base64"
+                    ),
+                };
+            }
+        };
+        // serde would also read a struct from a JSON array; a payload must be an object.
+        if !text.trim_start().starts_with('{') {
+            let reason = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                Ok(_) => "payload is JSON but not a JSON object".to_string(),
+                Err(e) => format!("payload is not a JSON object: {e}"),
+            };
+            return Verdict::Unreadable { reason };
+        }
+        let head: JobHead = match serde_json::from_str(text) {
+            Ok(head) => head,
+            Err(e) => {
+                return Verdict::Unreadable {
+                    reason: format!(
+                        "payload could not be read as a job (class and jid must be strings): {e}"
+                    ),
+                };
+            }
+        };
+        let (Some(class), Some(args)) = (head.class.as_deref(), head.args) else {
+            let missing = if head.class.is_none() {
+                "class"
+            } else {
+                "args"
+            };
+            let error = JobError::new(
+                "Psychiq::InvalidPayload",
+                format!("payload has no \"{missing}\" field"),
+            );
+            return Verdict::failed(error, None, true);
+        };
+        let jid = head.jid.as_deref().unwrap_or("");
+        let Some(handler) = self.registry.get(class) else {
+            let error = JobError::new(
+                "Psychiq::UnknownClass",
+                format!(
+                    "no worker is registered for class \"{class}\" in this process; it will be retried in case a deploy has not reached it yet"
+                ),
+            );
+            return Verdict::failed(error, None, false);
+        };
+        let info = JobInfo {
+            class,
+            jid,
+            queue,
+            args: args.get(),
+        };
+        let future = match handler.start(&info) {
+            Ok(future) => future,
+            Err(e) => {
+                let error = JobError::new(
+                    "Psychiq::InvalidArguments",
+                    format!("arguments {} do not fit worker {class}: {e}", args.get()),
+                );
+                return Verdict::failed(error, Some(handler), true);
+            }
+        };
+        let job = Arc::new(JobContext::new(
+            Arc::clone(raw),
+            Arc::clone(queue),
+            class,
+            jid,
+            args.get(),
+        ));
+        // Every log line of the job (the worker's own too) carries these.
+        let span = tracing::info_span!(
+            "job",
+            class = %text::printable(class),
+            jid = %text::printable(jid),
+            queue = %text::printable(queue),
+            retry_count = payload::retry_count_hint(text),
+        );
+        #[cfg(feature = "opentelemetry")]
+        if let Some(traceparent) = crate::otel::traceparent_in(text) {
+            crate::otel::continue_from(&span, traceparent);
+        }
+        // Psychiq's own start and done lines name the job themselves (top-level fields in
+        // JSON logs); the worker's lines inside the span carry the span's.
+        tracing::info!(
+            parent: None,
+            class = %text::printable(class),
+            jid = %text::printable(jid),
+            queue = %text::printable(queue),
+            "start"
+        );
+        let started = Instant::now();
+        let timeout = handler.options().timeout.or(self.job_timeout);
+        let outcome = self.perform(&job, future, timeout).instrument(span).await;
+        let failed = matches!(outcome, Outcome::Failed(_));
+        if !matches!(outcome, Outcome::Skipped(_) | Outcome::Snoozed(_)) {
+            self.stats.record_class(class, started.elapsed(), failed);
+        }
+        if outcome.is_done() {
+            let elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0;
+            tracing::info!(
+                parent: None,
+                class = %text::printable(class),
+                jid = %text::printable(jid),
+                queue = %text::printable(queue),
+                elapsed_ms,
+                "done"
+            );
+        }
+        Verdict::Ran {
+            outcome,
+            handler: Some(handler),
+            exhaust_now: false,
+        }
+    }
+
+    /// `perform` inside the middleware chain, with the job as the current context. The
+    /// timeout and the panic catcher wrap `perform` itself, so middleware see a panic or a
+    /// timeout as an outcome; a second catcher around the chain turns a middleware's own
+    /// panic into a failure of the job.
+    async fn perform(
+        &self,
+        job: &Arc<JobContext>,
+        future: crate::worker::JobFuture,
+        timeout: Option<Duration>,
+    ) -> Outcome {
+        context::scope(Arc::clone(job), async {
+            if self.middleware.is_empty() {
+                // No chain: no box, no dynamic call.
+                return guarded(future, timeout).await;
+            }
+            let perform = Box::pin(guarded(future, timeout));
+            // Built inside the catcher: a middleware's `call` may panic before its future.
+            let chain = Box::pin(async { Next::new(&self.middleware, job, perform).run().await });
+            match CatchUnwind::new(chain).await {
+                Ok(outcome) => outcome,
+                Err(panic) => Outcome::Failed(JobError::new(
+                    "Panic",
+                    format!("in a middleware: {}", panic_message(panic.as_ref())),
+                )),
+            }
+        })
+        .await
     }
 }
 

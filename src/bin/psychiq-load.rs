@@ -78,7 +78,7 @@ async fn run(args: Args) -> Fallible<()> {
     let redis = RedisConfig::from_url(args.redis_url.clone());
     let namespace = format!("psychiq-load-{}", std::process::id());
     let client = Client::connect(&redis, &namespace).await?;
-    let mut conn = client.connection();
+    let mut conn = client.redis_connection().expect("a Redis client");
     let server_bin = match &args.server {
         Some(path) => path.clone(),
         None => std::env::current_exe()?.with_file_name("psychiq"),

@@ -53,7 +53,7 @@ impl TestNs {
     }
 
     pub fn conn(&self) -> Connection {
-        self.client.connection()
+        self.client.redis_connection().expect("a Redis client")
     }
 
     pub fn config(&self) -> ServerConfig {

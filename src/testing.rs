@@ -1,0 +1,668 @@
+//! Test mode: test your own job code without Redis, as `Sidekiq::Testing` and
+//! `Oban.Testing` let Ruby and Elixir teams do.
+//!
+//! Two modes, each a [`Client`] of the ordinary type, so the code under test needs no
+//! changes and tests stay independent (there is no process-wide switch: every test makes
+//! its own, so tests run in parallel):
+//!
+//! - [`Fake`] records what is pushed. A test inspects it ([`Fake::jobs`], by worker, class
+//!   or queue; [`Fake::assert_enqueued`]), clears it, and performs it with
+//!   [`Fake::drain`]: through the same registry, server middleware and outcome rules as a
+//!   real server, including jobs that jobs enqueue. A failure comes back to the test with
+//!   its error and the job waits in [`Fake::retries`], rewritten as the server would
+//!   (`retry_count`, `error_message`); [`Fake::retry_all`] runs it again by hand.
+//! - [`inline`] performs each job as it is pushed, in the caller's task, and returns its
+//!   result: a job that fails makes the push return [`Error::JobFailed`].
+//!
+//! ```
+//! use psychiq::testing::Fake;
+//! use psychiq::{Client, JobResult, Registry, Worker};
+//!
+//! struct SendWelcome;
+//! impl Worker for SendWelcome {
+//!     type Args = (u64, String);
+//!     async fn perform(&self, (_user, email): Self::Args) -> JobResult {
+//!         if !email.contains('@') {
+//!             return Err(format!("not an address: {email}").into());
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! // The code under test takes an ordinary client.
+//! async fn sign_up(client: &Client, user: u64, email: &str) -> psychiq::Result<String> {
+//!     client.enqueue::<SendWelcome>((user, email.to_string())).await
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let mut registry = Registry::new();
+//! registry.register(SendWelcome);
+//! let fake = Fake::new(registry);
+//!
+//! sign_up(&fake.client(), 42, "ada@example.com").await.unwrap();
+//! fake.assert_enqueued::<SendWelcome>(&(42, "ada@example.com".to_string()));
+//! assert_eq!(fake.jobs_for::<SendWelcome>().len(), 1);
+//!
+//! let drained = fake.drain().await.unwrap();
+//! assert_eq!(drained.performed, 1);
+//! assert!(fake.jobs().is_empty());
+//!
+//! // A failure reaches the test, and the job waits in the retry set.
+//! sign_up(&fake.client(), 43, "nobody").await.unwrap();
+//! let failed = fake.drain().await.unwrap_err();
+//! assert!(failed.error.message().contains("not an address"));
+//! assert_eq!(fake.retries()[0].retry_count(), Some(0));
+//! # }
+//! ```
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::middleware::{Outcome, ServerChain};
+use crate::payload::{self, JobMap, Rewrite};
+use crate::processor::{Executor, Verdict};
+use crate::retry::{self, Disposition};
+use crate::stats::Stats;
+use crate::worker::{Registry, Worker};
+
+/// A drain that performs this many jobs without emptying the queues stops with a panic:
+/// some job keeps enqueueing work (itself, say).
+pub const DRAIN_LIMIT: usize = 10_000;
+
+/// A job as the client wrote it: its exact payload, and where it waits.
+pub(crate) struct Pushed {
+    pub jid: String,
+    pub queue: String,
+    /// Epoch seconds, for a job scheduled for later.
+    pub at: Option<f64>,
+    pub payload: String,
+}
+
+/// One recorded job: the payload a real client would have written to Redis, and its
+/// parsed fields.
+#[derive(Clone)]
+pub struct EnqueuedJob {
+    payload: Arc<str>,
+    fields: Arc<JobMap>,
+    queue: Arc<str>,
+    at: Option<f64>,
+}
+
+impl std::fmt::Debug for EnqueuedJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.payload)
+    }
+}
+
+impl EnqueuedJob {
+    /// `queue` unless the payload names its own (a retry goes to `retry_queue`).
+    fn new(payload: String, queue: &str, at: Option<f64>) -> EnqueuedJob {
+        let fields: JobMap = serde_json::from_str(&payload).unwrap_or_default();
+        let queue = fields.get("queue").and_then(Value::as_str).unwrap_or(queue);
+        EnqueuedJob {
+            queue: queue.into(),
+            payload: payload.into(),
+            fields: Arc::new(fields),
+            at,
+        }
+    }
+
+    /// The payload's `class`.
+    pub fn class(&self) -> &str {
+        self.str_field("class")
+    }
+
+    /// The payload's `jid`.
+    pub fn jid(&self) -> &str {
+        self.str_field("jid")
+    }
+
+    /// The queue it waits in.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// Whether it is a job of worker `W` (by class name).
+    pub fn is<W: Worker>(&self) -> bool {
+        self.class() == W::class_name()
+    }
+
+    /// Its arguments read as `T`, as a worker's `perform` would get them.
+    pub fn args<T: DeserializeOwned>(&self) -> serde_json::Result<T> {
+        T::deserialize(self.args_json())
+    }
+
+    /// Its `args` array as JSON.
+    pub fn args_json(&self) -> &Value {
+        static EMPTY: Value = Value::Null;
+        self.fields.get("args").unwrap_or(&EMPTY)
+    }
+
+    /// When it is due, if it was scheduled for later (or is a retry or snoozed job).
+    pub fn at(&self) -> Option<SystemTime> {
+        self.at
+            .map(|secs| UNIX_EPOCH + Duration::from_secs_f64(secs.max(0.0)))
+    }
+
+    /// Any payload field: an option set with `Job::option`, `retry`, `tags`, ...
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.fields.get(name)
+    }
+
+    /// `retry_count` after a failure (`Some(0)` after the first).
+    pub fn retry_count(&self) -> Option<i64> {
+        self.field("retry_count").and_then(Value::as_i64)
+    }
+
+    /// `error_message` after a failure.
+    pub fn error_message(&self) -> Option<&str> {
+        self.field("error_message").and_then(Value::as_str)
+    }
+
+    /// The exact payload, as a real client writes it to Redis.
+    pub fn payload(&self) -> &str {
+        &self.payload
+    }
+
+    fn str_field(&self, name: &str) -> &str {
+        self.fields.get(name).and_then(Value::as_str).unwrap_or("")
+    }
+
+    fn due(&self, now: f64) -> bool {
+        self.at.is_none_or(|at| at <= now)
+    }
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Drained {
+    /// Jobs whose `perform` ran to success.
+    pub performed: usize,
+    /// Jobs that asked to run later (`JobError::snooze`): back among the scheduled jobs.
+    pub snoozed: usize,
+    /// Jobs dropped on purpose (`JobError::discard`).
+    pub discarded: usize,
+    /// Jobs a middleware skipped.
+    pub skipped: usize,
+}
+
+/// Where a failed job went, as a real server decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WentTo {
+    /// Into [`Fake::retries`].
+    Retry,
+    /// Into [`Fake::dead`] (retries used up, `retry: 0`, or arguments that do not fit).
+    Dead,
+    /// Nowhere: `retry: false`, or dead with `dead: false`.
+    Dropped,
+}
+
+/// A job that failed during a drain: the job as it ran, its error and where it went.
+/// The jobs after it were not run; drain again to go on.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct JobFailed {
+    /// The job as it was when it ran.
+    pub job: EnqueuedJob,
+    /// Its error (`Panic` for a panic, `Psychiq::UnknownClass` for a class with no
+    /// registered worker, `Psychiq::InvalidArguments` for arguments that do not fit).
+    pub error: crate::JobError,
+    /// Where the failed job went.
+    pub went_to: WentTo,
+}
+
+impl std::fmt::Display for JobFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let next = match self.went_to {
+            WentTo::Retry => "it waits in the retry set: Fake::retry_all runs it again",
+            WentTo::Dead => "it went to the dead set",
+            WentTo::Dropped => "it was dropped (retry: false)",
+        };
+        write!(
+            f,
+            "job {} {} failed with {}; {next}",
+            self.job.class(),
+            self.job.jid(),
+            self.error
+        )
+    }
+}
+
+impl std::error::Error for JobFailed {}
+
+#[derive(Default)]
+struct State {
+    /// Jobs waiting, due now or later, in the order they were pushed.
+    pending: VecDeque<EnqueuedJob>,
+    retries: Vec<EnqueuedJob>,
+    dead: Vec<EnqueuedJob>,
+}
+
+/// The test mode's store, shared by a [`Fake`] and the clients it hands out.
+pub(crate) struct Store {
+    executor: Executor,
+    inline: bool,
+    state: Mutex<State>,
+}
+
+impl Store {
+    fn new(registry: Registry, middleware: ServerChain, inline: bool) -> Store {
+        Store {
+            executor: Executor {
+                registry: Arc::new(registry),
+                job_timeout: None,
+                middleware,
+                stats: Arc::new(Stats::default()),
+            },
+            inline,
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A test that panicked while holding it leaves nothing half-written.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records jobs (fake) or performs them now (inline); returns their jids.
+    pub(crate) async fn push(&self, jobs: Vec<Pushed>) -> Result<Vec<String>> {
+        let mut jids = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if self.inline {
+                let queue: Arc<str> = job.queue.as_str().into();
+                let raw: Arc<[u8]> = job.payload.as_bytes().into();
+                let verdict = self.executor.execute(&queue, &raw).await;
+                if let Some(error) = failure(verdict) {
+                    return Err(Error::JobFailed {
+                        jid: job.jid,
+                        error: Box::new(error),
+                    });
+                }
+            } else {
+                let recorded = EnqueuedJob::new(job.payload, &job.queue, job.at);
+                self.state().pending.push_back(recorded);
+            }
+            jids.push(job.jid);
+        }
+        Ok(jids)
+    }
+}
+
+/// The failure in a verdict, if it is one.
+fn failure(verdict: Verdict<'_>) -> Option<crate::JobError> {
+    match verdict {
+        Verdict::Ran {
+            outcome: Outcome::Failed(error),
+            ..
+        } => Some(error),
+        Verdict::Ran { .. } => None,
+        Verdict::Unreadable { reason } => {
+            Some(crate::JobError::new("Psychiq::InvalidPayload", reason))
+        }
+    }
+}
+
+/// A client that performs every job as it is pushed, in the caller's task, through
+/// `registry` and no middleware. Scheduled jobs run at once too. A push returns the jid
+/// when the job succeeded (or snoozed, was discarded or skipped: there is no later here),
+/// and [`Error::JobFailed`] with the job's error when it failed.
+///
+/// ```
+/// use psychiq::{JobResult, Registry, Worker};
+///
+/// struct Add;
+/// impl Worker for Add {
+///     type Args = (i64, i64);
+///     async fn perform(&self, (a, b): Self::Args) -> JobResult {
+///         if a + b < 0 { return Err("negative".into()) }
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let mut registry = Registry::new();
+/// registry.register(Add);
+/// let client = psychiq::testing::inline(registry);
+/// assert!(client.enqueue::<Add>((1, 2)).await.is_ok());
+/// let err = client.enqueue::<Add>((1, -5)).await.unwrap_err();
+/// assert!(err.to_string().contains("negative"), "{err}");
+/// # }
+/// ```
+pub fn inline(registry: Registry) -> Client {
+    inline_with(registry, ServerChain::default())
+}
+
+/// [`inline`] with server middleware around every job.
+pub fn inline_with(registry: Registry, middleware: ServerChain) -> Client {
+    Client::in_memory(Arc::new(Store::new(registry, middleware, true)))
+}
+
+/// Records pushed jobs in memory and performs them on request. See the [module
+/// docs](self).
+pub struct Fake {
+    store: Arc<Store>,
+}
+
+impl Fake {
+    /// A fake for the workers of `registry`, with no server middleware.
+    pub fn new(registry: Registry) -> Fake {
+        Fake::with_middleware(registry, ServerChain::default())
+    }
+
+    /// A fake whose drains run every job inside `middleware`, as a server with that chain.
+    ///
+    /// ```
+    /// use psychiq::middleware::{BoxFuture, Next, ServerChain, ServerMiddleware};
+    /// use psychiq::{context::JobContext, Outcome, Registry};
+    ///
+    /// struct Maintenance;
+    /// impl ServerMiddleware for Maintenance {
+    ///     fn call<'a>(&'a self, _: &'a JobContext, _: Next<'a>) -> BoxFuture<'a, Outcome> {
+    ///         Box::pin(async { Outcome::Skipped("maintenance".into()) })
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> psychiq::Result<()> {
+    /// let mut chain = ServerChain::default();
+    /// chain.add(Maintenance);
+    /// let fake = psychiq::testing::Fake::with_middleware(Registry::new(), chain);
+    /// fake.client().push(psychiq::Job::new("Anything", ())?).await?;
+    /// assert_eq!(fake.drain().await.unwrap().skipped, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_middleware(registry: Registry, middleware: ServerChain) -> Fake {
+        Fake {
+            store: Arc::new(Store::new(registry, middleware, false)),
+        }
+    }
+
+    /// A client whose pushes this fake records. Give it to the code under test (and to
+    /// workers that enqueue). Client middleware added to it runs as usual.
+    pub fn client(&self) -> Client {
+        Client::in_memory(Arc::clone(&self.store))
+    }
+
+    /// Every job waiting (due now or scheduled for later), in the order pushed.
+    pub fn jobs(&self) -> Vec<EnqueuedJob> {
+        self.store.state().pending.iter().cloned().collect()
+    }
+
+    /// The waiting jobs of worker `W`.
+    pub fn jobs_for<W: Worker>(&self) -> Vec<EnqueuedJob> {
+        self.jobs_of_class(&W::class_name())
+    }
+
+    /// The waiting jobs whose class is `class`.
+    pub fn jobs_of_class(&self, class: &str) -> Vec<EnqueuedJob> {
+        self.matching(|job| job.class() == class)
+    }
+
+    /// The waiting jobs in `queue`.
+    pub fn jobs_in_queue(&self, queue: &str) -> Vec<EnqueuedJob> {
+        self.matching(|job| job.queue() == queue)
+    }
+
+    /// The waiting jobs for which `predicate` holds.
+    pub fn matching(&self, predicate: impl Fn(&EnqueuedJob) -> bool) -> Vec<EnqueuedJob> {
+        let state = self.store.state();
+        state
+            .pending
+            .iter()
+            .filter(|j| predicate(j))
+            .cloned()
+            .collect()
+    }
+
+    /// Failed jobs waiting to be retried, rewritten as the server writes them.
+    pub fn retries(&self) -> Vec<EnqueuedJob> {
+        self.store.state().retries.clone()
+    }
+
+    /// Jobs that died.
+    pub fn dead(&self) -> Vec<EnqueuedJob> {
+        self.store.state().dead.clone()
+    }
+
+    /// Forgets every job: waiting, retrying and dead.
+    pub fn clear(&self) {
+        *self.store.state() = State::default();
+    }
+
+    /// Forgets the waiting jobs of worker `W`.
+    pub fn clear_for<W: Worker>(&self) {
+        let class = W::class_name();
+        self.store
+            .state()
+            .pending
+            .retain(|job| job.class() != class);
+    }
+
+    /// Panics, listing what is waiting, unless a job of `W` with exactly these arguments
+    /// is waiting.
+    pub fn assert_enqueued<W: Worker>(&self, args: &W::Args) {
+        self.assert_enqueued_class(&W::class_name(), args);
+    }
+
+    /// Panics, listing what is waiting, unless a job of `class` whose `args` equal
+    /// `args` (as JSON) is waiting.
+    pub fn assert_enqueued_class(&self, class: &str, args: impl Serialize) {
+        let wanted = serde_json::to_value(args).expect("arguments serialise to JSON");
+        let wanted = if wanted.is_null() {
+            Value::Array(Vec::new())
+        } else {
+            wanted
+        };
+        let jobs = self.jobs();
+        if !jobs
+            .iter()
+            .any(|job| job.class() == class && *job.args_json() == wanted)
+        {
+            panic!(
+                "no {class} job with args {wanted} is enqueued; waiting: {}",
+                listing(&jobs)
+            );
+        }
+    }
+
+    /// Panics, listing them, if any job of `W` is waiting.
+    pub fn refute_enqueued<W: Worker>(&self) {
+        let jobs = self.jobs_for::<W>();
+        if !jobs.is_empty() {
+            panic!(
+                "expected no {} job, found {}: {}",
+                W::class_name(),
+                jobs.len(),
+                listing(&jobs)
+            );
+        }
+    }
+
+    /// Performs the jobs due now, in the order pushed, with the ones they enqueue, until
+    /// none is due; scheduled jobs wait. Stops at the first failure and returns it (the
+    /// failed job is in [`Fake::retries`] or [`Fake::dead`], as a server would put it).
+    pub async fn drain(&self) -> std::result::Result<Drained, JobFailed> {
+        self.run(false).await
+    }
+
+    /// [`Fake::drain`], also performing jobs scheduled for later (as `Sidekiq::Testing`'s
+    /// `drain` does), but not retries.
+    pub async fn drain_all(&self) -> std::result::Result<Drained, JobFailed> {
+        self.run(true).await
+    }
+
+    /// Makes every retrying job due now, to run on the next drain.
+    pub fn retry_all(&self) {
+        let mut state = self.store.state();
+        let retries = std::mem::take(&mut state.retries);
+        state.pending.extend(
+            retries
+                .into_iter()
+                .map(|job| EnqueuedJob { at: None, ..job }),
+        );
+    }
+
+    /// Runs one job of `W` with `args` at once, through the registry and the middleware,
+    /// without enqueueing it (Oban's `perform_job`); returns its outcome.
+    ///
+    /// ```
+    /// use psychiq::{JobError, JobResult, Outcome, Registry, Worker};
+    /// struct Charge;
+    /// impl Worker for Charge {
+    ///     type Args = (u64,);
+    ///     async fn perform(&self, (cents,): Self::Args) -> JobResult {
+    ///         if cents == 0 { return Err(JobError::discard("nothing to charge")) }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let mut registry = Registry::new();
+    /// registry.register(Charge);
+    /// let fake = psychiq::testing::Fake::new(registry);
+    /// assert!(fake.perform::<Charge>((500,)).await.is_done());
+    /// assert!(matches!(fake.perform::<Charge>((0,)).await, Outcome::Discarded(_)));
+    /// # }
+    /// ```
+    pub async fn perform<W: Worker>(&self, args: W::Args) -> Outcome {
+        let job = match crate::Job::of::<W>(&args) {
+            Ok(job) => job,
+            Err(e) => {
+                return Outcome::Failed(crate::JobError::new(
+                    "Psychiq::InvalidPayload",
+                    e.to_string(),
+                ));
+            }
+        };
+        let queue: Arc<str> = job.queue_name().into();
+        let payload = job.payload_now();
+        let raw: Arc<[u8]> = payload.as_bytes().into();
+        match self.store.executor.execute(&queue, &raw).await {
+            Verdict::Ran { outcome, .. } => outcome,
+            Verdict::Unreadable { reason } => {
+                Outcome::Failed(crate::JobError::new("Psychiq::InvalidPayload", reason))
+            }
+        }
+    }
+
+    async fn run(&self, scheduled_too: bool) -> std::result::Result<Drained, JobFailed> {
+        let mut drained = Drained::default();
+        let mut runs = 0;
+        while let Some(job) = self.next_due(scheduled_too) {
+            runs += 1;
+            if runs > DRAIN_LIMIT {
+                panic!(
+                    "drain performed {DRAIN_LIMIT} jobs and jobs are still due: does a job keep enqueueing work? Last: {job:?}"
+                );
+            }
+            let queue: Arc<str> = job.queue.clone();
+            let raw: Arc<[u8]> = job.payload.as_bytes().into();
+            let verdict = self.store.executor.execute(&queue, &raw).await;
+            let (error, handler, exhaust_now) = match verdict {
+                Verdict::Ran {
+                    outcome,
+                    handler,
+                    exhaust_now,
+                } => match outcome {
+                    Outcome::Done => {
+                        drained.performed += 1;
+                        continue;
+                    }
+                    Outcome::Skipped(_) => {
+                        drained.skipped += 1;
+                        continue;
+                    }
+                    Outcome::Discarded(_) => {
+                        drained.discarded += 1;
+                        continue;
+                    }
+                    Outcome::Snoozed(delay) => {
+                        drained.snoozed += 1;
+                        let at = payload::now_secs() + delay.as_secs_f64();
+                        let later = EnqueuedJob {
+                            at: Some(at),
+                            ..job
+                        };
+                        self.store.state().pending.push_back(later);
+                        continue;
+                    }
+                    Outcome::Failed(error) => (error, handler, exhaust_now),
+                },
+                Verdict::Unreadable { reason } => {
+                    let error = crate::JobError::new("Psychiq::InvalidPayload", reason);
+                    (error, None, true)
+                }
+            };
+            let now = payload::now_secs();
+            let disposition = match Rewrite::parse(&job.payload) {
+                Ok(mut rewrite) => retry::plan_failure(
+                    &mut rewrite,
+                    &queue,
+                    &error,
+                    handler.map(|h| h.as_ref()),
+                    exhaust_now,
+                    now,
+                ),
+                Err(_) => Disposition::Dead {
+                    payload: retry::wrap_unreadable(&raw, &queue, error.message(), now),
+                },
+            };
+            let went_to = {
+                let mut state = self.store.state();
+                match disposition {
+                    Disposition::Retry { at, payload } => {
+                        state
+                            .retries
+                            .push(EnqueuedJob::new(payload, &queue, Some(at)));
+                        WentTo::Retry
+                    }
+                    Disposition::Dead { payload } => {
+                        state.dead.push(EnqueuedJob::new(payload, &queue, None));
+                        WentTo::Dead
+                    }
+                    Disposition::Drop => WentTo::Dropped,
+                }
+            };
+            return Err(JobFailed {
+                job,
+                error,
+                went_to,
+            });
+        }
+        Ok(drained)
+    }
+
+    /// Takes the first waiting job that is due (every scheduled one when `scheduled_too`).
+    fn next_due(&self, scheduled_too: bool) -> Option<EnqueuedJob> {
+        let now = payload::now_secs();
+        let mut state = self.store.state();
+        let index = state
+            .pending
+            .iter()
+            .position(|job| scheduled_too || job.due(now))?;
+        state.pending.remove(index)
+    }
+}
+
+/// The jobs, one per line, for an assertion's message.
+fn listing(jobs: &[EnqueuedJob]) -> String {
+    if jobs.is_empty() {
+        return "none".to_string();
+    }
+    jobs.iter()
+        .map(|job| {
+            format!(
+                "\n  {} {} in {:?}",
+                job.class(),
+                job.args_json(),
+                job.queue()
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,337 @@
+//! The test mode, as a user's suite uses it: no Redis anywhere in this file.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use psychiq::testing::{Fake, WentTo};
+use psychiq::{Client, Error, Job, JobError, JobResult, NoArgs, Outcome, Registry, Retry, Worker};
+
+struct Leaf {
+    seen: Arc<AtomicUsize>,
+}
+impl Worker for Leaf {
+    type Args = (u32,);
+    async fn perform(&self, (n,): Self::Args) -> JobResult {
+        let job = psychiq::context::current().expect("a job context in test mode too");
+        assert_eq!(job.class(), "Leaf");
+        self.seen.fetch_add(n as usize, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Fails until it has been tried `fail_times` times.
+struct Flaky {
+    tries: Arc<AtomicUsize>,
+    fail_times: usize,
+}
+impl Worker for Flaky {
+    type Args = NoArgs;
+    fn options() -> psychiq::WorkerOptions {
+        psychiq::WorkerOptions::default()
+            .retry(Retry::Max(2))
+            .queue("flaky")
+    }
+    async fn perform(&self, _: NoArgs) -> JobResult {
+        if self.tries.fetch_add(1, Ordering::SeqCst) < self.fail_times {
+            return Err(std::io::Error::other("upstream down").into());
+        }
+        Ok(())
+    }
+}
+
+struct Panics;
+impl Worker for Panics {
+    type Args = NoArgs;
+    async fn perform(&self, _: NoArgs) -> JobResult {
+        panic!("boom in a job")
+    }
+}
+
+struct Snoozes;
+impl Worker for Snoozes {
+    type Args = NoArgs;
+    async fn perform(&self, _: NoArgs) -> JobResult {
+        Err(JobError::snooze(Duration::from_secs(60)))
+    }
+}
+
+#[tokio::test]
+async fn drain_runs_jobs_that_jobs_enqueue() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let fake_cell: Arc<std::sync::OnceLock<Client>> = Arc::default();
+    // The worker reaches the fake's client through a cell filled once the fake exists.
+    struct Fan(Arc<std::sync::OnceLock<Client>>);
+    impl Worker for Fan {
+        type Args = (Vec<u32>,);
+        fn class_name() -> String {
+            "Fanout".into()
+        }
+        async fn perform(&self, (items,): Self::Args) -> JobResult {
+            let client = self.0.get().expect("client set");
+            let many = items.into_iter().map(|n| (n,));
+            client.enqueue_bulk::<Leaf>(many).await?;
+            Ok(())
+        }
+    }
+    let mut registry = Registry::new();
+    registry
+        .register(Leaf {
+            seen: Arc::clone(&seen),
+        })
+        .register(Fan(Arc::clone(&fake_cell)));
+    let fake = Fake::new(registry);
+    fake_cell.set(fake.client()).ok();
+
+    fake.client()
+        .enqueue::<Fan>((vec![1, 2, 3],))
+        .await
+        .unwrap();
+    fake.assert_enqueued::<Fan>(&(vec![1, 2, 3],));
+    fake.refute_enqueued::<Leaf>();
+    let drained = fake.drain().await.unwrap();
+    assert_eq!(drained.performed, 4, "the fan-out and its three leaves");
+    assert_eq!(seen.load(Ordering::SeqCst), 6);
+    assert!(fake.jobs().is_empty());
+}
+
+#[tokio::test]
+async fn recorded_jobs_are_the_payloads_a_real_client_writes() {
+    let fake = Fake::new(Registry::new());
+    let client = fake.client();
+    let jid = client
+        .push(
+            Job::new("Billing::InvoiceJob", (42, "eur"))
+                .unwrap()
+                .queue("billing")
+                .option("tags", serde_json::json!(["q4"])),
+        )
+        .await
+        .unwrap();
+    client
+        .enqueue_in::<Leaf>(Duration::from_secs(300), (7,))
+        .await
+        .unwrap();
+
+    let invoice = &fake.jobs_of_class("Billing::InvoiceJob")[0];
+    assert_eq!(invoice.jid(), jid);
+    assert_eq!(invoice.queue(), "billing");
+    assert_eq!(invoice.args::<(u64, String)>().unwrap(), (42, "eur".into()));
+    assert_eq!(invoice.field("tags"), Some(&serde_json::json!(["q4"])));
+    assert!(invoice.at().is_none());
+    assert!(invoice.payload().starts_with(r#"{"retry":true,"queue":"billing","tags":["q4"],"args":[42,"eur"],"class":"Billing::InvoiceJob""#), "{}", invoice.payload());
+    assert!(invoice.field("enqueued_at").is_some());
+    fake.assert_enqueued_class("Billing::InvoiceJob", (42, "eur"));
+
+    let later = &fake.jobs_for::<Leaf>()[0];
+    let wait = later
+        .at()
+        .unwrap()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(wait > Duration::from_secs(290), "{wait:?}");
+    assert!(
+        later.field("enqueued_at").is_none(),
+        "a scheduled job is not enqueued yet"
+    );
+    assert_eq!(fake.jobs_in_queue("billing").len(), 1);
+
+    fake.clear_for::<Leaf>();
+    assert_eq!(fake.jobs().len(), 1);
+    fake.clear();
+    assert!(fake.jobs().is_empty());
+}
+
+#[tokio::test]
+async fn scheduled_jobs_wait_for_drain_all() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let mut registry = Registry::new();
+    registry.register(Leaf {
+        seen: Arc::clone(&seen),
+    });
+    let fake = Fake::new(registry);
+    let client = fake.client();
+    client
+        .enqueue_in::<Leaf>(Duration::from_secs(3600), (5,))
+        .await
+        .unwrap();
+    client.enqueue::<Leaf>((1,)).await.unwrap();
+    assert_eq!(fake.drain().await.unwrap().performed, 1);
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.jobs().len(), 1, "the scheduled one waits");
+    assert_eq!(fake.drain_all().await.unwrap().performed, 1);
+    assert_eq!(seen.load(Ordering::SeqCst), 6);
+}
+
+#[tokio::test]
+async fn failures_follow_the_retry_rules_and_retries_are_driven_by_hand() {
+    let tries = Arc::new(AtomicUsize::new(0));
+    let mut registry = Registry::new();
+    registry.register(Flaky {
+        tries: Arc::clone(&tries),
+        fail_times: 1,
+    });
+    let fake = Fake::new(registry);
+    fake.client().enqueue::<Flaky>(NoArgs).await.unwrap();
+
+    let failed = fake.drain().await.unwrap_err();
+    assert_eq!(failed.went_to, WentTo::Retry);
+    assert_eq!(failed.error.message(), "upstream down");
+    assert!(failed.to_string().contains("Flaky"), "{failed}");
+    let retry = &fake.retries()[0];
+    assert_eq!(retry.retry_count(), Some(0));
+    assert_eq!(retry.error_message(), Some("upstream down"));
+    assert_eq!(retry.queue(), "flaky");
+    assert!(retry.at().is_some(), "a retry is due later");
+    assert!(fake.jobs().is_empty());
+
+    fake.retry_all();
+    assert!(fake.retries().is_empty());
+    assert_eq!(fake.drain().await.unwrap().performed, 1);
+    assert_eq!(tries.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn exhausted_retries_go_dead_and_bad_jobs_are_named() {
+    let tries = Arc::new(AtomicUsize::new(0));
+    let mut registry = Registry::new();
+    registry.register(Flaky {
+        tries: Arc::clone(&tries),
+        fail_times: usize::MAX,
+    });
+    registry.register(Panics);
+    let fake = Fake::new(registry);
+    let client = fake.client();
+    client.enqueue::<Flaky>(NoArgs).await.unwrap();
+    // retry: 2 allows two retries: three runs, then dead.
+    for attempt in 0..3 {
+        let failed = fake.drain().await.unwrap_err();
+        let expected = if attempt < 2 {
+            WentTo::Retry
+        } else {
+            WentTo::Dead
+        };
+        assert_eq!(failed.went_to, expected, "attempt {attempt}");
+        fake.retry_all();
+    }
+    assert_eq!(fake.dead()[0].retry_count(), Some(2));
+
+    client.enqueue::<Panics>(NoArgs).await.unwrap();
+    let failed = fake.drain().await.unwrap_err();
+    assert_eq!(failed.error.class(), "Panic");
+    assert!(failed.error.message().contains("boom in a job"));
+
+    client
+        .push(Job::new("Nobody::Home", ()).unwrap())
+        .await
+        .unwrap();
+    let failed = fake.drain().await.unwrap_err();
+    assert_eq!(failed.error.class(), "Psychiq::UnknownClass");
+}
+
+#[tokio::test]
+async fn arguments_that_do_not_fit_die_at_once() {
+    let mut registry = Registry::new();
+    registry.register(Leaf {
+        seen: Arc::default(),
+    });
+    let fake = Fake::new(registry);
+    fake.client()
+        .push(Job::new("Leaf", ("not a number",)).unwrap())
+        .await
+        .unwrap();
+    let failed = fake.drain().await.unwrap_err();
+    assert_eq!(failed.error.class(), "Psychiq::InvalidArguments");
+    assert_eq!(failed.went_to, WentTo::Dead);
+}
+
+#[tokio::test]
+async fn a_snoozed_job_waits_and_a_refused_push_is_not_recorded() {
+    let mut registry = Registry::new();
+    registry.register(Snoozes);
+    let fake = Fake::new(registry);
+    let mut client = fake.client();
+    client.enqueue::<Snoozes>(NoArgs).await.unwrap();
+    assert_eq!(fake.drain().await.unwrap().snoozed, 1);
+    let waiting = fake.jobs_for::<Snoozes>();
+    assert_eq!(waiting.len(), 1);
+    assert!(waiting[0].at().is_some());
+    assert!(
+        waiting[0].retry_count().is_none(),
+        "a snooze is not a failure"
+    );
+
+    struct NoGuests;
+    impl psychiq::middleware::ClientMiddleware for NoGuests {
+        fn call<'a>(
+            &'a self,
+            job: &'a mut Job,
+        ) -> psychiq::middleware::BoxFuture<'a, Result<(), String>> {
+            Box::pin(async move {
+                if job.queue_name() == "guests" {
+                    return Err("guests are closed".into());
+                }
+                job.set_option("tenant", "acme".into());
+                Ok(())
+            })
+        }
+    }
+    client.middleware().add(NoGuests);
+    let refused = client
+        .push(Job::new("X", ()).unwrap().queue("guests"))
+        .await;
+    assert!(
+        matches!(refused, Err(Error::NotPushed { .. })),
+        "{refused:?}"
+    );
+    client.push(Job::new("X", ()).unwrap()).await.unwrap();
+    let x = &fake.jobs_of_class("X")[0];
+    assert_eq!(x.field("tenant"), Some(&serde_json::json!("acme")));
+}
+
+#[tokio::test]
+async fn inline_performs_at_once_and_returns_the_failure() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let mut registry = Registry::new();
+    registry
+        .register(Leaf {
+            seen: Arc::clone(&seen),
+        })
+        .register(Panics);
+    let client = psychiq::testing::inline(registry);
+    client.enqueue::<Leaf>((4,)).await.unwrap();
+    client
+        .enqueue_in::<Leaf>(Duration::from_secs(600), (5,))
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        9,
+        "scheduled jobs run at once too"
+    );
+    let err = client.enqueue::<Panics>(NoArgs).await.unwrap_err();
+    assert!(matches!(&err, Error::JobFailed { .. }), "{err:?}");
+    assert!(err.to_string().contains("boom in a job"), "{err}");
+    assert!(client.redis_connection().is_none());
+}
+
+#[tokio::test]
+async fn perform_runs_one_job_without_enqueueing() {
+    let mut registry = Registry::new();
+    registry.register(Snoozes).register(Panics);
+    let fake = Fake::new(registry);
+    assert!(matches!(
+        fake.perform::<Snoozes>(NoArgs).await,
+        Outcome::Snoozed(_)
+    ));
+    assert!(matches!(fake.perform::<Panics>(NoArgs).await, Outcome::Failed(e) if e.class() == "Panic"));
+    assert!(fake.jobs().is_empty());
+}
+
+#[tokio::test]
+#[should_panic(expected = "no Leaf job with args [9] is enqueued; waiting: \n  Leaf [1]")]
+async fn assert_enqueued_says_what_is_waiting() {
+    let fake = Fake::new(Registry::new());
+    fake.client().enqueue::<Leaf>((1,)).await.unwrap();
+    fake.assert_enqueued::<Leaf>(&(9,));
+}
