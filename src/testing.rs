@@ -362,7 +362,13 @@ impl Fake {
     ///
     /// ```
     /// use psychiq::middleware::{BoxFuture, Next, ServerChain, ServerMiddleware};
-    /// use psychiq::{context::JobContext, Outcome, Registry};
+    /// use psychiq::{context::JobContext, JobResult, NoArgs, Outcome, Registry, Worker};
+    ///
+    /// struct Report;
+    /// impl Worker for Report {
+    ///     type Args = NoArgs;
+    ///     async fn perform(&self, _: NoArgs) -> JobResult { panic!("not run: skipped") }
+    /// }
     ///
     /// struct Maintenance;
     /// impl ServerMiddleware for Maintenance {
@@ -373,8 +379,10 @@ impl Fake {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> psychiq::Result<()> {
     /// let mut chain = ServerChain::default();
     /// chain.add(Maintenance);
-    /// let fake = psychiq::testing::Fake::with_middleware(Registry::new(), chain);
-    /// fake.client().push(psychiq::Job::new("Anything", ())?).await?;
+    /// let mut registry = Registry::new();
+    /// registry.register(Report);
+    /// let fake = psychiq::testing::Fake::with_middleware(registry, chain);
+    /// fake.client().enqueue::<Report>(NoArgs).await?;
     /// assert_eq!(fake.drain().await.unwrap().skipped, 1);
     /// # Ok(()) }
     /// ```
