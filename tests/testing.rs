@@ -324,7 +324,9 @@ async fn perform_runs_one_job_without_enqueueing() {
         fake.perform::<Snoozes>(NoArgs).await,
         Outcome::Snoozed(_)
     ));
-    assert!(matches!(fake.perform::<Panics>(NoArgs).await, Outcome::Failed(e) if e.class() == "Panic"));
+    assert!(
+        matches!(fake.perform::<Panics>(NoArgs).await, Outcome::Failed(e) if e.class() == "Panic")
+    );
     assert!(fake.jobs().is_empty());
 }
 
