@@ -150,7 +150,7 @@ async fn run(args: Args) -> psychiq::Result<()> {
     let stopping = jobs.clone();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            psychiq::signals::terminate().await;
+            psychiq::shutdown_signal().await;
             tracing::info!("shutting down");
             stopping.stop();
         })

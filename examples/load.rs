@@ -46,8 +46,8 @@ struct Args {
     #[arg(short = 'c', long, default_value_t = 25)]
     concurrency: usize,
     /// Fetch mode: reliable (crash-safe) or basic (BRPOP)
-    #[arg(long, value_enum, default_value_t = psychiq::FetchMode::Reliable)]
-    fetch: psychiq::FetchMode,
+    #[arg(long, value_enum, default_value_t = psychiq::cli::Fetch::Reliable)]
+    fetch: psychiq::cli::Fetch,
     /// Redis URL
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
@@ -76,11 +76,8 @@ async fn main() -> psychiq::Result<()> {
     let config = ServerConfig::default()
         .redis(redis)
         .namespace(namespace.clone())
-        .concurrency(args.concurrency);
-    let config = ServerConfig {
-        fetch: args.fetch,
-        ..config
-    };
+        .concurrency(args.concurrency)
+        .fetch(args.fetch.into());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
     let mut server = Server::new(config, registry);

@@ -66,6 +66,10 @@ pub enum AdminCommand {
     Enqueue(EnqueueArgs),
     /// Serve the web dashboard
     Web(WebArgs),
+    /// Enqueue demo jobs of every kind, run them, and show what happened (starts a
+    /// throwaway redis-server if none answers at the default address)
+    #[cfg(feature = "demo")]
+    Tour,
 }
 
 /// What to do with one queue's jobs.
@@ -346,6 +350,8 @@ async fn dispatch(command: AdminCommand, api: &Api, out: &Out) -> Outcome {
         AdminCommand::Enqueue(_) | AdminCommand::Web(_) => {
             unreachable!("run() handles these before connecting")
         }
+        #[cfg(feature = "demo")]
+        AdminCommand::Tour => unreachable!("Cli::run_from runs the tour itself"),
     }
 }
 
@@ -839,13 +845,12 @@ async fn enqueue(api: &Api, out: &Out, args: &EnqueueArgs, job: Job) -> Outcome 
 /// `psychiq web`: serves the dashboard until TERM or Ctrl-C.
 pub async fn serve(args: WebArgs, redis: &RedisArgs) -> crate::Result<()> {
     let api = Api::connect(&redis.redis_config(), &redis.namespace).await?;
-    if let Some(pair) = &args.basic_auth
-        && !pair.contains(':')
-    {
-        return Err(Error::Other(
-            "--basic-auth takes USER:PASSWORD (with a colon)".into(),
-        ));
-    }
+    let credentials = match &args.basic_auth {
+        None => None,
+        Some(pair) => Some(pair.split_once(':').ok_or_else(|| {
+            Error::Other("--basic-auth takes USER:PASSWORD (with a colon)".into())
+        })?),
+    };
     let open = args.basic_auth.is_none() && args.token.is_none();
     if !args.bind.ip().is_loopback() && open {
         tracing::warn!(
@@ -860,15 +865,17 @@ pub async fn serve(args: WebArgs, redis: &RedisArgs) -> crate::Result<()> {
             ip => ip.to_string(),
         });
     }
-    let app = router(
-        api,
-        WebConfig {
-            basic_auth: args.basic_auth,
-            token: args.token,
-            allowed_hosts,
-            secure_cookie: args.secure_cookie,
-        },
-    );
+    let mut config = WebConfig::default().secure_cookie(args.secure_cookie);
+    if let Some((user, password)) = credentials {
+        config = config.basic_auth(user, password);
+    }
+    if let Some(token) = &args.token {
+        config = config.token(token.clone());
+    }
+    for host in allowed_hosts {
+        config = config.allow_host(host);
+    }
+    let app = router(api, config);
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| {

@@ -16,10 +16,12 @@
 //!     server: ServerArgs,
 //! }
 //! let args = Args::parse_from(["app", "-c", "10", "-q", "critical,3", "-q", "default,1", "-n", ""]);
-//! let config = args.server.server_config();
-//! assert_eq!(config.concurrency, 10);
-//! assert_eq!(config.namespace, "");
-//! assert_eq!(config.queues.len(), 2);
+//! assert_eq!(args.server.concurrency, 10);
+//! assert_eq!(args.server.redis.namespace, "");
+//! assert_eq!(args.server.queues[0].name(), "critical");
+//! // The settings a Server takes, validated as the builder methods validate them.
+//! let config: psychiq::ServerConfig = args.server.server_config();
+//! # let _ = config;
 //! ```
 
 use std::time::Duration;
@@ -53,8 +55,8 @@ pub struct ServerArgs {
     #[arg(short = 't', long, default_value_t = 25)]
     pub timeout: u64,
     /// Fetch mode: reliable (crash-safe, the default) or basic (Sidekiq OSS's BRPOP)
-    #[arg(long, value_enum, default_value_t = crate::fetch::FetchMode::Reliable)]
-    pub fetch: crate::fetch::FetchMode,
+    #[arg(long, value_enum, default_value_t = Fetch::Reliable)]
+    pub fetch: Fetch,
     /// Cancel jobs running longer than this many seconds (off unless set; a worker's own timeout wins)
     #[arg(long, value_name = "SECONDS", value_parser = parse_secs)]
     pub job_timeout: Option<Duration>,
@@ -67,6 +69,24 @@ pub struct ServerArgs {
     /// Log format: text for people, json (one object a line) for log shippers
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// `--fetch`: how jobs are taken from their queues ([`crate::FetchMode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fetch {
+    /// Crash-safe: a job stays in this process's in-progress list until it has finished.
+    Reliable,
+    /// Sidekiq OSS's `BRPOP`: a job in flight is lost if the process dies.
+    Basic,
+}
+
+impl From<Fetch> for crate::FetchMode {
+    fn from(fetch: Fetch) -> Self {
+        match fetch {
+            Fetch::Reliable => crate::FetchMode::Reliable,
+            Fetch::Basic => crate::FetchMode::Basic,
+        }
+    }
 }
 
 /// How logs are written.
@@ -97,17 +117,34 @@ impl ServerArgs {
 
     /// The server settings these flags describe.
     pub fn server_config(&self) -> ServerConfig {
-        ServerConfig {
-            redis: self.redis_config(),
-            namespace: self.redis.namespace.clone(),
-            concurrency: self.concurrency as usize,
-            queues: self.queues.clone(),
-            shutdown_timeout: Duration::from_secs(self.timeout),
-            tag: self.tag.clone(),
-            fetch: self.fetch,
-            job_timeout: self.job_timeout,
-            ..ServerConfig::default()
+        let mut config = ServerConfig::default()
+            .redis(self.redis_config())
+            .namespace(self.redis.namespace.clone())
+            .concurrency(self.concurrency as usize)
+            .shutdown_timeout(Duration::from_secs(self.timeout))
+            .tag(self.tag.clone())
+            .fetch(self.fetch.into());
+        for queue in &self.queues {
+            config = config.queue(queue.name.clone(), queue.weight);
         }
+        if let Some(timeout) = self.job_timeout {
+            config = config.job_timeout(timeout);
+        }
+        config
+    }
+
+    /// The tour prints its own summary; per-job lines would drown it, so only warnings
+    /// show unless `-v` or `RUST_LOG` asks for more.
+    #[cfg(feature = "demo")]
+    fn init_tour_logging(&self) {
+        if self.verbose || std::env::var_os("RUST_LOG").is_some() {
+            return self.init_logging();
+        }
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .try_init();
     }
 
     /// Logs to stderr at info (debug with `-v`; `RUST_LOG` overrides), in colour only when
@@ -138,7 +175,7 @@ impl ServerArgs {
 a TOML file of command workers. Without -s every registered system is loaded.\n\
 Signals: TERM/INT stop gracefully, TSTP quiets (no new jobs), TTIN logs the running jobs."
 )]
-pub struct CliArgs {
+pub(crate) struct CliArgs {
     /// An admin command; without one, a server runs.
     #[command(subcommand)]
     pub command: Option<crate::admin::AdminCommand>,
@@ -222,6 +259,11 @@ impl Cli {
                     "error: {flag} applies to the server only; drop it, or run the server without a command"
                 );
                 return ExitCode::from(2);
+            }
+            #[cfg(feature = "demo")]
+            if matches!(command, crate::admin::AdminCommand::Tour) {
+                args.server.init_tour_logging();
+                return crate::tour::run(&args.server);
             }
             if matches!(command, crate::admin::AdminCommand::Web(_)) {
                 args.server.init_logging();

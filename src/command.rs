@@ -33,7 +33,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::payload::JobMap;
-use crate::worker::{Handler, JobError, JobFuture, JobInfo, Registry, WorkerOptions};
+use crate::worker::{JobError, JobFuture, RawJob, RawWorker, Registry, WorkerOptions};
 
 /// How much of the end of standard error becomes the `error_message`.
 const STDERR_TAIL_BYTES: usize = 4_000;
@@ -89,7 +89,7 @@ pub fn parse_workers(text: &str) -> Result<Registry, String> {
             spec: Arc::new(spec),
             options: WorkerOptions::default(),
         };
-        registry.insert(class, Arc::new(handler));
+        registry.register_raw(class, handler);
     }
     Ok(registry)
 }
@@ -99,8 +99,8 @@ struct CommandWorker {
     options: WorkerOptions,
 }
 
-impl Handler for CommandWorker {
-    fn start(&self, job: &JobInfo<'_>) -> Result<JobFuture, serde_json::Error> {
+impl RawWorker for CommandWorker {
+    fn start(&self, job: &RawJob<'_>) -> Result<JobFuture, serde_json::Error> {
         let spec = Arc::clone(&self.spec);
         let mut command = tokio::process::Command::new(&spec.command[0]);
         command

@@ -293,16 +293,11 @@ fn login_refused(e: &RedisError) -> bool {
 }
 
 /// What a Redis error means and what to do about it, in one sentence for logs and the CLI.
-///
-/// ```
-/// let e = redis::RedisError::from((redis::ErrorKind::AuthenticationFailed, "WRONGPASS"));
-/// assert!(psychiq::connection::explain(&e).contains("refused the login"));
-/// ```
 pub fn explain(e: &RedisError) -> &'static str {
     if login_refused(e) {
         return "Redis refused the login. Check the user and password in --redis-url / REDIS_URL against Redis's requirepass or ACL (a server logs in again until it is accepted)";
     }
-    const UNREACHABLE: &str = "Cannot reach Redis. Check that redis-server is running and the address (--redis-url, -o/-p/-d) is right";
+    const UNREACHABLE: &str = "Cannot reach Redis. Check that redis-server is running and the address (--redis-url, -o/-p/-d) is right; no Redis yet? `sudo apt-get install redis-server` (Debian, Ubuntu), `brew install redis && brew services start redis` (macOS) or `docker run -d -p 6379:6379 redis`";
     match e.kind() {
         ErrorKind::Server(ServerErrorKind::NoPerm) => {
             "The Redis ACL user lacks a permission Psychiq needs. Grant it its keys (~* or ~NAMESPACE:*), channels (&*) and commands (+@all, or +@read +@write +@list +@sortedset +@set +@hash +@string +@scripting +@connection +@keyspace)"
@@ -422,5 +417,15 @@ mod tests {
             "redis+unix:///s?user=u&password=***"
         );
         assert!(!format!("{:?}", RedisConfig::from_url("redis://:top@h")).contains("top"));
+    }
+}
+
+#[cfg(test)]
+mod examples {
+    // Usage examples of internal helpers (doc examples before these became crate-private).
+    #[test]
+    fn explain_example() {
+        let e = redis::RedisError::from((redis::ErrorKind::AuthenticationFailed, "WRONGPASS"));
+        assert!(crate::connection::explain(&e).contains("refused the login"));
     }
 }

@@ -1,7 +1,11 @@
 //! The library's error type: every variant says what went wrong and what to do next.
 
 /// What can go wrong talking to Redis or building a job.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` form is its `Display` form, so `fn main() -> psychiq::Result<()>` prints a
+/// sentence that says what to do, not a struct dump.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// Redis could not be reached or answered with an error.
     #[error("Redis at {address}: {source}. {}", crate::connection::explain(source))]
@@ -32,7 +36,7 @@ pub enum Error {
         /// Why the middleware refused it.
         reason: String,
     },
-    /// Test mode ([`crate::testing::inline`]): the job, performed at once, failed.
+    /// Test mode (`psychiq::testing::inline`): the job, performed at once, failed.
     #[error("job {jid} failed: {error}")]
     JobFailed {
         /// The failed job's jid.
@@ -43,6 +47,12 @@ pub enum Error {
     /// A command failed for a reason not tied to one address (e.g. a transaction aborted).
     #[error("{0}")]
     Other(String),
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// Shorthand for results of this crate.

@@ -30,19 +30,26 @@ pub(crate) const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
 /// A queue to serve and its weight (0 = no weight given).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSpec {
-    /// The queue name, without the `queue:` prefix.
-    pub name: String,
-    /// Its weight; when every queue has 0 the order is strict.
-    pub weight: u32,
+    pub(crate) name: String,
+    pub(crate) weight: u32,
 }
 
 impl QueueSpec {
+    /// The queue name, without the `queue:` prefix.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Its weight; when every queue has 0 the order is strict.
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
     /// Parses `NAME` or `NAME,WEIGHT`, as the `-q` flag takes it.
     ///
     /// ```
     /// use psychiq::QueueSpec;
-    /// assert_eq!(QueueSpec::parse("critical,3").unwrap().weight, 3);
-    /// assert_eq!(QueueSpec::parse("default").unwrap().weight, 0);
+    /// assert_eq!(QueueSpec::parse("critical,3").unwrap().weight(), 3);
+    /// assert_eq!(QueueSpec::parse("default").unwrap().weight(), 0);
     /// assert!(QueueSpec::parse("low,x").is_err());
     /// ```
     pub fn parse(spec: &str) -> Result<QueueSpec> {
@@ -71,7 +78,8 @@ impl QueueSpec {
 }
 
 /// How jobs are taken from their queues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum FetchMode {
     /// Crash-safe (the default): a job moves atomically from its queue into this process's
     /// in-progress list and leaves it only when it has finished, failed into `retry` or

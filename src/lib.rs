@@ -33,50 +33,104 @@
 //! `processor` runs it, [`retry`] decides where a failure goes, [`scheduler`] moves due
 //! jobs back to their queues, [`stats`] counts, [`server`] ties them together.
 #![warn(missing_docs)]
+// The always-built modules (payload, connection, context, middleware) hold helpers that only
+// the server calls; a client-only build leaves them unused.
+#![cfg_attr(not(feature = "server"), allow(dead_code))]
 
-mod acks;
-pub mod admin;
-pub mod api;
-pub mod cli;
-pub mod client;
-pub mod command;
-pub mod connection;
+// Always built: what an app that only enqueues needs.
+mod client;
+mod connection;
 pub mod context;
-mod control;
-pub mod demo;
-pub mod error;
-pub mod events;
-pub mod fetch;
-mod heartbeat;
-pub mod keys;
-pub mod launcher;
-mod manager;
+mod error;
+mod keys;
 pub mod middleware;
 #[cfg(feature = "opentelemetry")]
 pub mod otel;
-pub mod payload;
-pub mod plugins;
-mod processor;
-pub mod recovery;
-pub mod retry;
-pub mod scheduler;
-pub mod server;
-pub mod signals;
-pub mod stats;
-pub mod testing;
-pub mod text;
+mod payload;
+mod text;
 mod unwind;
-pub mod web;
+mod worker;
+
+// `server`: taking and running jobs.
+#[cfg(feature = "server")]
+mod acks;
+#[cfg(feature = "server")]
+mod control;
+#[cfg(feature = "server")]
+pub mod events;
+#[cfg(feature = "server")]
+mod fetch;
+#[cfg(feature = "server")]
+mod heartbeat;
+#[cfg(feature = "server")]
+mod launcher;
+#[cfg(feature = "server")]
+mod manager;
+#[cfg(feature = "server")]
+pub mod plugins;
+#[cfg(feature = "server")]
+mod processor;
+#[cfg(feature = "server")]
+mod recovery;
+#[cfg(feature = "server")]
+mod retry;
+#[cfg(feature = "server")]
+mod scheduler;
+#[cfg(feature = "server")]
+mod server;
+#[cfg(feature = "server")]
+mod signals;
+#[cfg(feature = "server")]
+mod stats;
+#[cfg(feature = "server")]
+pub mod testing;
+#[cfg(feature = "server")]
 mod work;
-pub mod worker;
+
+#[cfg(feature = "cli")]
+mod admin;
+#[cfg(feature = "api")]
+pub mod api;
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "command")]
+pub mod command;
+#[cfg(feature = "demo")]
+pub mod demo;
+#[cfg(all(feature = "cli", feature = "demo"))]
+mod tour;
+#[cfg(feature = "web")]
+pub mod web;
 
 pub use client::{Client, Job, Push};
-pub use connection::RedisConfig;
+pub use connection::{Connection as RedisConnection, RedisConfig};
 pub use error::{Error, Result};
-pub use fetch::{FetchMode, QueueSpec};
 pub use keys::Keys;
-pub use launcher::ServerHandle;
 pub use middleware::Outcome;
-pub use payload::Retry;
+pub use payload::{JobMap, Retry};
+pub use worker::{
+    Backtrace, JobError, JobFuture, JobResult, NoArgs, RawJob, RawWorker, Registry, Worker,
+    WorkerOptions,
+};
+
+#[cfg(feature = "server")]
+pub use fetch::{FetchMode, QueueSpec};
+#[cfg(feature = "server")]
+pub use launcher::ServerHandle;
+#[cfg(feature = "server")]
 pub use server::{Server, ServerConfig};
-pub use worker::{Backtrace, JobError, JobResult, NoArgs, Registry, Worker, WorkerOptions};
+#[cfg(feature = "server")]
+pub use signals::terminate as shutdown_signal;
+
+/// Internals that Psychiq's own tests, benchmarks and binaries reach for. Not part of the
+/// public API: anything here may change or go in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::payload::{epoch_secs, new_jid, now_secs, timestamp_secs};
+    #[cfg(feature = "server")]
+    pub use crate::retry::decode_backtrace;
+    #[cfg(feature = "server")]
+    pub use crate::scheduler::enqueue_due;
+    #[cfg(feature = "server")]
+    pub use crate::stats::{STATS_TTL_SECS, utc_date};
+}

@@ -30,14 +30,6 @@ pub fn epoch_secs(time: SystemTime) -> f64 {
 }
 
 /// Reads a payload timestamp: a float is seconds, an integer is milliseconds (Sidekiq 8).
-///
-/// ```
-/// use psychiq::payload::timestamp_secs;
-/// use serde_json::json;
-/// assert_eq!(timestamp_secs(&json!(1700000000.5)), Some(1700000000.5));
-/// assert_eq!(timestamp_secs(&json!(1700000000500u64)), Some(1700000000.5));
-/// assert_eq!(timestamp_secs(&json!("soon")), None);
-/// ```
 pub fn timestamp_secs(value: &Value) -> Option<f64> {
     match value {
         Value::Number(n) if n.is_f64() => n.as_f64(),
@@ -57,12 +49,6 @@ pub(crate) fn timestamp_text(secs: f64) -> String {
 }
 
 /// A new job id: 24 lowercase hex characters, like Sidekiq's `SecureRandom.hex(12)`.
-///
-/// ```
-/// let jid = psychiq::payload::new_jid();
-/// assert_eq!(jid.len(), 24);
-/// assert!(jid.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
-/// ```
 pub fn new_jid() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes: [u8; 12] = rand::random();
@@ -262,5 +248,27 @@ mod tests {
         assert_eq!(Retry::Max(3).to_value(), Value::from(3));
         assert_eq!(Retry::Default.max_retries(), Some(25));
         assert_eq!(Retry::Off.max_retries(), None);
+    }
+}
+
+#[cfg(test)]
+mod examples {
+    // Usage examples of internal helpers (doc examples before these became crate-private).
+    #[test]
+    fn timestamp_secs_example() {
+        use crate::payload::timestamp_secs;
+        use serde_json::json;
+        assert_eq!(timestamp_secs(&json!(1700000000.5)), Some(1700000000.5));
+        assert_eq!(timestamp_secs(&json!(1700000000500u64)), Some(1700000000.5));
+        assert_eq!(timestamp_secs(&json!("soon")), None);
+    }
+    #[test]
+    fn new_jid_example() {
+        let jid = crate::payload::new_jid();
+        assert_eq!(jid.len(), 24);
+        assert!(
+            jid.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
     }
 }

@@ -25,7 +25,7 @@ use crate::stats::Stats;
 use crate::text;
 use crate::unwind::{CatchUnwind, panic_message};
 use crate::work::UnitOfWork;
-use crate::worker::{Handler, JobError, JobInfo, Registry};
+use crate::worker::{JobError, RawJob, RawWorker, Registry};
 
 /// Everything a job needs to run, shared by all running jobs of a server.
 pub(crate) struct Processor {
@@ -55,7 +55,7 @@ pub(crate) enum Verdict<'a> {
     /// retries say (arguments that can never fit).
     Ran {
         outcome: Outcome,
-        handler: Option<&'a Arc<dyn Handler>>,
+        handler: Option<&'a Arc<dyn RawWorker>>,
         exhaust_now: bool,
     },
     /// Not UTF-8 or not a JSON object: it cannot be rewritten, so it is wrapped for the dead set.
@@ -65,7 +65,7 @@ pub(crate) enum Verdict<'a> {
 impl Verdict<'_> {
     fn failed(
         error: JobError,
-        handler: Option<&Arc<dyn Handler>>,
+        handler: Option<&Arc<dyn RawWorker>>,
         exhaust_now: bool,
     ) -> Verdict<'_> {
         Verdict::Ran {
@@ -299,7 +299,7 @@ impl Executor {
             );
             return Verdict::failed(error, None, false);
         };
-        let info = JobInfo {
+        let info = RawJob {
             class,
             jid,
             queue,

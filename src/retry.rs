@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::keys::Keys;
 use crate::payload::{self, JobMap, Retry, Rewrite};
-use crate::worker::{Backtrace, Handler, JobError};
+use crate::worker::{Backtrace, JobError, RawWorker};
 
 /// Jobs older than this leave the dead set (Sidekiq's `dead_timeout_in_seconds`, 180 days).
 pub const DEAD_TIMEOUT_SECS: f64 = 180.0 * 24.0 * 60.0 * 60.0;
@@ -39,11 +39,6 @@ pub(crate) enum Disposition {
 }
 
 /// Sidekiq's default delay before retry number `count + 1`, without jitter.
-///
-/// ```
-/// assert_eq!(psychiq::retry::base_delay_secs(0), 15);
-/// assert_eq!(psychiq::retry::base_delay_secs(5), 640);
-/// ```
 pub fn base_delay_secs(count: u32) -> u64 {
     (count as u64).pow(4) + 15
 }
@@ -62,7 +57,7 @@ pub(crate) fn plan_failure(
     job: &mut Rewrite,
     queue: &str,
     error: &JobError,
-    handler: Option<&dyn Handler>,
+    handler: Option<&dyn RawWorker>,
     exhaust_now: bool,
     now: f64,
 ) -> Disposition {
@@ -231,12 +226,6 @@ pub fn encode_backtrace(lines: &[String]) -> String {
 }
 
 /// Decodes an `error_backtrace`, strict or MIME base64 (Sidekiq 6.4 writes the latter).
-///
-/// ```
-/// use psychiq::retry::{decode_backtrace, encode_backtrace};
-/// let lines = vec!["src/jobs.rs:10".to_string()];
-/// assert_eq!(decode_backtrace(&encode_backtrace(&lines)), Some(lines));
-/// ```
 pub fn decode_backtrace(encoded: &str) -> Option<Vec<String>> {
     let compact: String = encoded.chars().filter(|c| !c.is_whitespace()).collect();
     let compressed = base64::engine::general_purpose::STANDARD
@@ -309,5 +298,21 @@ mod tests {
             .map(|c| format!("{}\n", std::str::from_utf8(c).unwrap()))
             .collect();
         assert_eq!(decode_backtrace(&mime), Some(lines));
+    }
+}
+
+#[cfg(test)]
+mod examples {
+    // Usage examples of internal helpers (doc examples before these became crate-private).
+    #[test]
+    fn base_delay_secs_example() {
+        assert_eq!(crate::retry::base_delay_secs(0), 15);
+        assert_eq!(crate::retry::base_delay_secs(5), 640);
+    }
+    #[test]
+    fn decode_backtrace_example() {
+        use crate::retry::{decode_backtrace, encode_backtrace};
+        let lines = vec!["src/jobs.rs:10".to_string()];
+        assert_eq!(decode_backtrace(&encode_backtrace(&lines)), Some(lines));
     }
 }

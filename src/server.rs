@@ -19,35 +19,45 @@ use crate::middleware::ServerChain;
 use crate::plugins::Plugin;
 use crate::worker::Registry;
 
-/// A server's settings, with the original's defaults.
+/// A server's settings, with the original's defaults: namespace `psychiq`, 25 jobs at once,
+/// queue `default`, 25 s to finish at shutdown, crash-safe fetch. Built through its
+/// methods, which keep each value in range.
 ///
 /// ```
-/// use psychiq::ServerConfig;
-/// let config = ServerConfig::default().concurrency(10).queue("critical", 3).queue("default", 1);
-/// assert_eq!(config.concurrency, 10);
-/// assert_eq!(ServerConfig::default().namespace, "psychiq");
+/// use std::time::Duration;
+/// use psychiq::{FetchMode, RedisConfig, ServerConfig};
+///
+/// let config = ServerConfig::default()
+///     .redis(RedisConfig::from_url("redis://127.0.0.1:6379/0"))
+///     .concurrency(10)
+///     .queue("critical", 3)
+///     .queue("default", 1)
+///     .fetch(FetchMode::Reliable)
+///     .job_timeout(Duration::from_secs(300))
+///     .tag("billing");
+/// # let _ = config;
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Where Redis is.
-    pub redis: RedisConfig,
+    pub(crate) redis: RedisConfig,
     /// Key namespace (`"psychiq"`; `""` for Sidekiq's bare keys).
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// How many jobs run at once (25).
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Queues to serve; `default` when empty.
-    pub queues: Vec<QueueSpec>,
+    pub(crate) queues: Vec<QueueSpec>,
     /// How long running jobs may finish after a stop before they are pushed back (25 s).
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
     /// Mean time between polls of the schedule and retry sets (2 s).
-    pub poll_interval: Duration,
+    pub(crate) poll_interval: Duration,
     /// A tag shown with the process in dashboards (e.g. the app's name).
-    pub tag: String,
+    pub(crate) tag: String,
     /// How jobs are fetched: crash-safe by default.
-    pub fetch: FetchMode,
+    pub(crate) fetch: FetchMode,
     /// Cancel a job that runs longer than this, unless its worker sets its own timeout
     /// (off by default).
-    pub job_timeout: Option<Duration>,
+    pub(crate) job_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -95,9 +105,25 @@ impl ServerConfig {
         self.shutdown_timeout = timeout;
         self
     }
-    /// Sets the scheduler's mean poll interval.
+    /// Sets the scheduler's mean poll interval (at least 10 ms).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval;
+        self.poll_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+    /// Sets the tag shown with the process in dashboards (e.g. the app's name).
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = tag.into();
+        self
+    }
+    /// Sets how jobs are fetched ([`FetchMode::Reliable`] unless set).
+    pub fn fetch(mut self, fetch: FetchMode) -> Self {
+        self.fetch = fetch;
+        self
+    }
+    /// Cancels a job that runs longer than `timeout` unless its worker sets its own
+    /// (off unless set); a cancelled job fails as `Psychiq::JobTimeout` and is retried.
+    pub fn job_timeout(mut self, timeout: Duration) -> Self {
+        self.job_timeout = Some(timeout);
         self
     }
 }

@@ -121,12 +121,6 @@ impl Stats {
 }
 
 /// The UTC date of `time` as `YYYY-MM-DD`.
-///
-/// ```
-/// use std::time::{Duration, UNIX_EPOCH};
-/// let t = UNIX_EPOCH + Duration::from_secs(1_795_714_845);
-/// assert_eq!(psychiq::stats::utc_date(t), "2026-11-26");
-/// ```
 pub fn utc_date(time: SystemTime) -> String {
     let secs = time
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -158,5 +152,16 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(civil_from_days(20_513), (2026, 3, 1));
+    }
+}
+
+#[cfg(test)]
+mod examples {
+    // Usage examples of internal helpers (doc examples before these became crate-private).
+    #[test]
+    fn utc_date_example() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_714_845);
+        assert_eq!(crate::stats::utc_date(t), "2026-11-26");
     }
 }

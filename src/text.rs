@@ -13,14 +13,6 @@ use std::fmt::Write;
 
 /// Shows `bytes` as printable text, reversibly: valid UTF-8 stays as it is, except that a
 /// backslash becomes `\\` and control characters and bytes that are not UTF-8 become `\xHH`.
-///
-/// ```
-/// use psychiq::text::{escape, unescape};
-/// assert_eq!(escape(b"default"), "default");
-/// assert_eq!(escape(b"caf\xc3\xa9 \xff\x1b"), "café \\xff\\x1b");
-/// assert_eq!(escape(br"a\b"), r"a\\b");
-/// assert_eq!(unescape(&escape(b"caf\xff\\")), &b"caf\xff\\"[..]);
-/// ```
 pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
     if let Ok(text) = std::str::from_utf8(bytes)
         && !text.chars().any(|c| c == '\\' || hidden(c))
@@ -50,13 +42,7 @@ pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
 
 /// The bytes that [`escape`] showed as `text`. Text holding no backslash, or a backslash
 /// that is not part of `\\` or `\xHH`, is taken as it is (a name typed by hand).
-///
-/// ```
-/// use psychiq::text::unescape;
-/// assert_eq!(unescape("low"), &b"low"[..]);
-/// assert_eq!(unescape(r"bad\xff"), &b"bad\xff"[..]);
-/// assert_eq!(unescape(r"C:\temp"), &br"C:\temp"[..]);
-/// ```
+#[cfg(feature = "api")]
 pub fn unescape(text: &str) -> Cow<'_, [u8]> {
     if !text.contains('\\') {
         return Cow::Borrowed(text.as_bytes());
@@ -97,10 +83,6 @@ pub fn unescape(text: &str) -> Cow<'_, [u8]> {
 /// `text` with its control characters (ESC, BEL, CR, ...) shown as `\xHH` (or `\u{HHHH}`),
 /// so what a job carries cannot move the cursor or rewrite the screen of the operator who
 /// prints it. Newlines and tabs are shown as `\n` and `\t`.
-///
-/// ```
-/// assert_eq!(psychiq::text::printable("ok\x1b[2J\r\n"), "ok\\x1b[2J\\x0d\\n");
-/// ```
 pub fn printable(text: &str) -> Cow<'_, str> {
     if !text.chars().any(hidden) {
         return Cow::Borrowed(text);
@@ -164,5 +146,34 @@ mod tests {
                 &[byte, b'a', byte]
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod examples {
+    // Usage examples of internal helpers (doc examples before these became crate-private).
+    #[test]
+    #[cfg(feature = "api")]
+    fn escape_example() {
+        use crate::text::{escape, unescape};
+        assert_eq!(escape(b"default"), "default");
+        assert_eq!(escape(b"caf\xc3\xa9 \xff\x1b"), "café \\xff\\x1b");
+        assert_eq!(escape(br"a\b"), r"a\\b");
+        assert_eq!(unescape(&escape(b"caf\xff\\")), &b"caf\xff\\"[..]);
+    }
+    #[test]
+    #[cfg(feature = "api")]
+    fn unescape_example() {
+        use crate::text::unescape;
+        assert_eq!(unescape("low"), &b"low"[..]);
+        assert_eq!(unescape(r"bad\xff"), &b"bad\xff"[..]);
+        assert_eq!(unescape(r"C:\temp"), &br"C:\temp"[..]);
+    }
+    #[test]
+    fn printable_example() {
+        assert_eq!(
+            crate::text::printable("ok\x1b[2J\r\n"),
+            "ok\\x1b[2J\\x0d\\n"
+        );
     }
 }

@@ -324,24 +324,87 @@ impl<'de> Deserialize<'de> for NoArgs {
     }
 }
 
-pub(crate) type JobFuture = Pin<Box<dyn Future<Output = JobResult> + Send>>;
+/// The future a [`RawWorker`] starts: the job running.
+pub type JobFuture = Pin<Box<dyn Future<Output = JobResult> + Send>>;
 
-/// What a handler is told about the job it starts.
-pub(crate) struct JobInfo<'a> {
-    pub class: &'a str,
-    pub jid: &'a str,
-    pub queue: &'a str,
-    /// The raw `args` array.
-    pub args: &'a str,
+/// What a [`RawWorker`] is told about the job it starts.
+#[derive(Debug, Clone, Copy)]
+pub struct RawJob<'a> {
+    pub(crate) class: &'a str,
+    pub(crate) jid: &'a str,
+    pub(crate) queue: &'a str,
+    pub(crate) args: &'a str,
 }
 
-/// A worker with its type erased, so the registry can hold workers of any type.
-pub(crate) trait Handler: Send + Sync {
-    /// Deserialises the arguments and starts the job; a shape error is returned, not run.
-    fn start(&self, job: &JobInfo<'_>) -> Result<JobFuture, serde_json::Error>;
+impl<'a> RawJob<'a> {
+    /// The class the job was enqueued as (the name it was registered under).
+    pub fn class(&self) -> &'a str {
+        self.class
+    }
+    /// The job's id.
+    pub fn jid(&self) -> &'a str {
+        self.jid
+    }
+    /// The queue it was taken from.
+    pub fn queue(&self) -> &'a str {
+        self.queue
+    }
+    /// The job's `args`, as the raw JSON array the enqueuer wrote.
+    pub fn args(&self) -> &'a str {
+        self.args
+    }
+}
+
+/// A worker that takes its arguments as raw JSON, for classes routed at run time: one
+/// handler for many class names, a bridge to another language, a command per job (the
+/// TOML command workers are one). A typed [`Worker`] is the usual way; this is the same
+/// seam without the types. Register it with [`Registry::register_raw`].
+///
+/// ```
+/// use psychiq::{JobFuture, RawJob, RawWorker, Registry, WorkerOptions};
+///
+/// /// Logs every job of the classes it is registered under.
+/// struct Audit {
+///     options: WorkerOptions,
+/// }
+///
+/// impl RawWorker for Audit {
+///     fn start(&self, job: &RawJob<'_>) -> Result<JobFuture, serde_json::Error> {
+///         // Parse now, so arguments of the wrong shape fail before the job "runs".
+///         let args: Vec<serde_json::Value> = serde_json::from_str(job.args())?;
+///         let line = format!("{} {} {:?}", job.class(), job.jid(), args);
+///         Ok(Box::pin(async move {
+///             println!("{line}");
+///             Ok(())
+///         }))
+///     }
+///     fn options(&self) -> &WorkerOptions {
+///         &self.options
+///     }
+/// }
+///
+/// let mut registry = Registry::new();
+/// for class in ["Billing::Charge", "Billing::Refund"] {
+///     registry.register_raw(class, Audit { options: WorkerOptions::default().queue("audit") });
+/// }
+/// assert_eq!(registry.class_names(), ["Billing::Charge", "Billing::Refund"]);
+/// ```
+pub trait RawWorker: Send + Sync + 'static {
+    /// Parses the arguments and starts the job. An `Err` means the arguments do not fit:
+    /// the job fails as `Psychiq::InvalidArguments` without running.
+    fn start(&self, job: &RawJob<'_>) -> Result<JobFuture, serde_json::Error>;
+    /// Queue, retries, dead set and timeout for this worker's jobs.
     fn options(&self) -> &WorkerOptions;
-    fn retry_in(&self, count: u32, error: &JobError) -> Option<Duration>;
-    fn retries_exhausted(&self, job: &JobMap, error: &JobError);
+    /// The delay before retry `count` (Sidekiq's `sidekiq_retry_in`); `None` for the
+    /// default backoff.
+    fn retry_in(&self, count: u32, error: &JobError) -> Option<Duration> {
+        let _ = (count, error);
+        None
+    }
+    /// Called once when a job has used all its retries (Sidekiq's `sidekiq_retries_exhausted`).
+    fn retries_exhausted(&self, job: &JobMap, error: &JobError) {
+        let _ = (job, error);
+    }
 }
 
 struct Typed<W> {
@@ -349,8 +412,8 @@ struct Typed<W> {
     options: WorkerOptions,
 }
 
-impl<W: Worker> Handler for Typed<W> {
-    fn start(&self, job: &JobInfo<'_>) -> Result<JobFuture, serde_json::Error> {
+impl<W: Worker> RawWorker for Typed<W> {
+    fn start(&self, job: &RawJob<'_>) -> Result<JobFuture, serde_json::Error> {
         let args: W::Args = serde_json::from_str(job.args)?;
         let worker = Arc::clone(&self.worker);
         Ok(Box::pin(async move { worker.perform(args).await }))
@@ -398,7 +461,7 @@ fn guard<T>(hook: &str, f: impl FnOnce() -> T) -> Option<T> {
 /// ```
 #[derive(Default, Clone)]
 pub struct Registry {
-    handlers: HashMap<String, Arc<dyn Handler>>,
+    handlers: HashMap<String, Arc<dyn RawWorker>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -431,9 +494,10 @@ impl Registry {
         self
     }
 
-    /// Adds a worker whose type is erased (e.g. a command worker) under `class`.
-    pub(crate) fn insert(&mut self, class: String, handler: Arc<dyn Handler>) -> &mut Self {
-        self.handlers.insert(class, handler);
+    /// Adds a [`RawWorker`] (arguments as raw JSON) under `class`; a later registration of
+    /// the same name replaces it.
+    pub fn register_raw(&mut self, class: impl Into<String>, worker: impl RawWorker) -> &mut Self {
+        self.handlers.insert(class.into(), Arc::new(worker));
         self
     }
 
@@ -457,7 +521,7 @@ impl Registry {
         self.handlers.is_empty()
     }
 
-    pub(crate) fn get(&self, class: &str) -> Option<&Arc<dyn Handler>> {
+    pub(crate) fn get(&self, class: &str) -> Option<&Arc<dyn RawWorker>> {
         self.handlers.get(class)
     }
 }

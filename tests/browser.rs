@@ -105,8 +105,7 @@ async fn the_dashboard_in_chromium() -> psychiq::Result<()> {
     // Data for every page: a running server with work, a retry, a dead job, a scheduled one,
     // and hostile text that must never run.
     let record = Record::default();
-    let mut config = ns.config().concurrency(3);
-    config.tag = "browser".into();
+    let config = ns.config().concurrency(3).tag("browser");
     let server = RunningServer::start(config, registry_with(&record));
     let xss = r#"<script>window.__xss=1</script><img src=x onerror="window.__xss=2">"#;
     ns.client.push(Job::new("Nap", (30_000,))?).await?;

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use psychiq::payload::{now_secs, timestamp_secs};
-use psychiq::retry::decode_backtrace;
+use psychiq::__private::decode_backtrace;
+use psychiq::__private::{now_secs, timestamp_secs};
 use psychiq::{Job, Retry};
 use serde_json::{Value, json};
 
@@ -342,7 +342,7 @@ async fn retry_zero_dies_at_once_retry_false_is_dropped_and_both_count() -> psyc
     // Flushed at shutdown: every run counts as processed, both failures as failed.
     assert_eq!(ns.get_u64(&ns.keys().stat("processed")).await, 3);
     assert_eq!(ns.get_u64(&ns.keys().stat("failed")).await, 2);
-    let today = psychiq::stats::utc_date(SystemTime::now());
+    let today = psychiq::__private::utc_date(SystemTime::now());
     assert_eq!(
         ns.get_u64(&ns.keys().stat_daily("processed", &today)).await,
         3
@@ -351,7 +351,7 @@ async fn retry_zero_dies_at_once_retry_false_is_dropped_and_both_count() -> psyc
     let ttl: i64 = ns
         .query(redis::cmd("TTL").arg(ns.keys().stat_daily("processed", &today)))
         .await;
-    assert!(ttl > psychiq::stats::STATS_TTL_SECS - 60, "ttl {ttl}");
+    assert!(ttl > psychiq::__private::STATS_TTL_SECS - 60, "ttl {ttl}");
     Ok(())
 }
 
@@ -423,7 +423,7 @@ async fn scheduler_moves_each_due_job_once_when_pollers_race() -> psychiq::Resul
         let mut conn = ns.redis.connect().await.unwrap();
         let keys = keys.clone();
         racers.push(tokio::spawn(async move {
-            psychiq::scheduler::enqueue_due(&mut conn, &keys)
+            psychiq::__private::enqueue_due(&mut conn, &keys)
                 .await
                 .unwrap()
         }));
@@ -627,7 +627,7 @@ impl psychiq::Worker for Hooked {
     fn retry_in(&self, count: u32, _: &psychiq::JobError) -> Option<Duration> {
         Some(Duration::from_secs(100 * (u64::from(count) + 1)))
     }
-    fn retries_exhausted(&self, job: &psychiq::payload::JobMap, error: &psychiq::JobError) {
+    fn retries_exhausted(&self, job: &psychiq::JobMap, error: &psychiq::JobError) {
         let jid = job["jid"].as_str().unwrap_or_default();
         self.exhausted
             .lock()

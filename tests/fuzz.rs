@@ -117,7 +117,7 @@ async fn check(queued: Vec<Vec<u8>>, scheduled: Vec<Vec<u8>>) {
         let () = pipe.query_async(&mut ns.conn()).await.unwrap();
         let distinct: usize = ns.query(redis::cmd("ZCARD").arg(keys.schedule())).await;
         let mut conn = ns.conn();
-        let moved = psychiq::scheduler::enqueue_due(&mut conn, &keys)
+        let moved = psychiq::__private::enqueue_due(&mut conn, &keys)
             .await
             .expect("the scheduler copes with any member");
         assert_eq!(moved, distinct);

@@ -59,7 +59,7 @@ async fn assert_bad_job_is_dead_with_its_bytes(ns: &TestNs) {
 async fn a_scheduled_member_that_is_not_utf8_stops_no_other_job() {
     let ns = TestNs::new().await;
     let keys = ns.keys();
-    let now = psychiq::payload::now_secs();
+    let now = psychiq::__private::now_secs();
     let mut pipe = redis::pipe();
     pipe.zadd(keys.schedule(), BAD, now - 1.0).ignore();
     pipe.zadd(keys.retry(), BAD, now - 1.0).ignore();
@@ -121,8 +121,7 @@ async fn a_queued_job_that_is_not_utf8_strands_nobody(fetch: FetchMode) {
     let () = pipe.query_async(&mut ns.conn()).await.unwrap();
 
     let record = Record::default();
-    let mut config = ns.config().concurrency(5);
-    config.fetch = fetch;
+    let config = ns.config().concurrency(5).fetch(fetch);
     let server = RunningServer::start(config, registry_with(&record));
     wait_until(Duration::from_secs(10), "the innocent jobs run", || async {
         record.count() == 20
@@ -195,7 +194,7 @@ async fn recovery_moves_bad_bytes_and_goes_on_past_a_bad_owner() {
 async fn seed_bad_names(ns: &TestNs) {
     let k = |name: &str| ns.keys().key(name).into_bytes();
     let concat = |a: Vec<u8>, b: &[u8]| [a, b.to_vec()].concat();
-    let now = psychiq::payload::now_secs();
+    let now = psychiq::__private::now_secs();
     let mut pipe = redis::pipe();
     pipe.sadd(k("queues"), &b"bad\xff\x1b[2Jq\r"[..])
         .ignore()
@@ -341,7 +340,7 @@ async fn untouched_fields_survive_a_retry_byte_for_byte() -> psychiq::Result<()>
 async fn the_scheduler_stamps_only_a_top_level_enqueued_at() -> psychiq::Result<()> {
     let ns = TestNs::new().await;
     let keys = ns.keys();
-    let now = psychiq::payload::now_secs();
+    let now = psychiq::__private::now_secs();
     let null = r#"{"class":"X","args":[{"enqueued_at":5}],"jid":"n","enqueued_at":null}"#;
     let text = r#"{"class":"X","args":[{"enqueued_at":5}],"jid":"s","enqueued_at":"soon"}"#;
     // As Python writes it: spaced at the top, compact inside args.
@@ -356,7 +355,7 @@ async fn the_scheduler_stamps_only_a_top_level_enqueued_at() -> psychiq::Result<
     let () = pipe.query_async(&mut ns.conn()).await.unwrap();
     let mut conn = ns.conn();
     assert_eq!(
-        psychiq::scheduler::enqueue_due(&mut conn, &keys)
+        psychiq::__private::enqueue_due(&mut conn, &keys)
             .await
             .unwrap(),
         3

@@ -30,12 +30,12 @@ async fn heartbeat_registers_shows_work_and_obeys_remote_quiet_and_stop() -> psy
     let ns = TestNs::new().await;
     let keys = ns.keys();
     let record = Record::default();
-    let mut config = ns
+    let config = ns
         .config()
         .concurrency(3)
         .queue("default", 0)
-        .queue("low", 0);
-    config.tag = "billing".into();
+        .queue("low", 0)
+        .tag("billing");
     let server = RunningServer::start(config, registry_with(&record));
     ns.client.push(Job::new("Nap", (8_000,))?).await?;
     ns.client

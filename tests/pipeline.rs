@@ -271,7 +271,7 @@ async fn snoozed_and_discarded_jobs_are_not_failures() -> psychiq::Result<()> {
         "its retry count is unchanged: {raw}"
     );
     assert!(job.get("error_class").is_none(), "{raw}");
-    let due = psychiq::payload::now_secs() + 600.0;
+    let due = psychiq::__private::now_secs() + 600.0;
     assert!((due - 10.0..=due + 1.0).contains(at), "{at}");
     assert!(ns.zrange(&ns.keys().retry()).await.is_empty());
     assert!(ns.zrange(&ns.keys().dead()).await.is_empty());

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use common::*;
+use psychiq::RedisConnection;
 use psychiq::api::{Api, SetKind};
-use psychiq::connection::Connection;
-use psychiq::{Job, JobError, JobResult, Worker, WorkerOptions, payload};
+use psychiq::{Job, JobError, JobResult, Worker, WorkerOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -81,7 +81,7 @@ impl RubyServer {
 /// namespace's `performed` list, as the Ruby one does.
 #[derive(Clone)]
 struct Recorder {
-    conn: Connection,
+    conn: RedisConnection,
     key: String,
 }
 
@@ -100,7 +100,7 @@ impl Worker for Recorder {
         "Interop::Recorder".into()
     }
     async fn perform(&self, args: Vec<Value>) -> JobResult {
-        let record = json!({"who": "psychiq", "args": args, "at": payload::now_secs()});
+        let record = json!({"who": "psychiq", "args": args, "at": psychiq::__private::now_secs()});
         redis::cmd("RPUSH")
             .arg(&self.key)
             .arg(record.to_string())
@@ -233,7 +233,7 @@ async fn jobs_enqueued_by_psychiq_run_in_a_ruby_sidekiq_server_on_time() {
     ];
     let c = &ns.client;
     c.enqueue::<Recorder>(every_type.clone()).await.unwrap();
-    let due_in = payload::now_secs() + 2.0;
+    let due_in = psychiq::__private::now_secs() + 2.0;
     c.enqueue_in::<Recorder>(Duration::from_secs(2), vec![json!("in")])
         .await
         .unwrap();
@@ -269,7 +269,7 @@ async fn jobs_enqueued_by_psychiq_run_in_a_ruby_sidekiq_server_on_time() {
         "ran at {ran_in}, due {due_in}"
     );
     let ran_at = args_of("at")["at"].as_f64().unwrap();
-    let due_at = payload::epoch_secs(due_at);
+    let due_at = psychiq::__private::epoch_secs(due_at);
     assert!(
         ran_at >= due_at - 0.05 && ran_at < due_at + 10.0,
         "ran at {ran_at}, due {due_at}"
@@ -314,7 +314,7 @@ async fn ruby_reads_retries_and_reschedules_what_psychiq_failed() -> psychiq::Re
         .client
         .push(Job::new("Interop::Charge", ("move me", 3))?)
         .await?;
-    let started = payload::now_secs();
+    let started = psychiq::__private::now_secs();
     let server = RunningServer::start(ns.config(), registry);
     wait_until(
         Duration::from_secs(10),
@@ -340,7 +340,7 @@ async fn ruby_reads_retries_and_reschedules_what_psychiq_failed() -> psychiq::Re
     assert_eq!(item["error_message"], "card <4242> declined");
     assert_eq!(item["retry_count"], 0);
     let failed_at = item["failed_at"].as_f64().unwrap();
-    assert!(failed_at >= started - 1.0 && failed_at <= payload::now_secs());
+    assert!(failed_at >= started - 1.0 && failed_at <= psychiq::__private::now_secs());
     assert!(
         entry["score"].as_f64().unwrap() > failed_at,
         "retry is in the future"
@@ -356,7 +356,7 @@ async fn ruby_reads_retries_and_reschedules_what_psychiq_failed() -> psychiq::Re
 
     // Sidekiq's JobRecord#reschedule re-serialises the entry with Ruby's JSON: it must come
     // out byte for byte as Psychiq wrote it, or the set would hold the job twice.
-    let later = payload::now_secs() + 3_600.0;
+    let later = psychiq::__private::now_secs() + 3_600.0;
     peer(&ns, &["reschedule", &rescheduled, &later.to_string()]).await;
     let moved = api.set_find(SetKind::Retry, &rescheduled).await?.unwrap();
     assert!((moved.score().unwrap() - later).abs() < 0.01);
@@ -393,8 +393,7 @@ async fn ruby_api_and_web_ui_see_and_steer_a_running_psychiq_server() -> psychiq
     let charge = Charge::failing();
     let mut registry = registry_with(&Record::default());
     registry.register(charge.clone()).register(Once(charge));
-    let mut config = ns.config().concurrency(4);
-    config.tag = "interop".into();
+    let config = ns.config().concurrency(4).tag("interop");
     let server = RunningServer::start(config, registry);
     let identity = ns.registered_identity().await;
 
@@ -577,7 +576,7 @@ async fn psychiq_writes_the_payload_ruby_writes_field_by_field() -> psychiq::Res
     }
     let ns = TestNs::new().await;
     let args = r#"[42,"eur",{"lines":[1.5,null]}]"#;
-    let before = payload::now_secs();
+    let before = psychiq::__private::now_secs();
     let ruby_jid = peer(&ns, &["push", "Billing::InvoiceJob", args, "bytes"]).await;
     let ruby_jid: String = serde_json::from_str(&ruby_jid).unwrap();
     let jid = ns
@@ -590,7 +589,7 @@ async fn psychiq_writes_the_payload_ruby_writes_field_by_field() -> psychiq::Res
             .queue("bytes"),
         )
         .await?;
-    let after = payload::now_secs();
+    let after = psychiq::__private::now_secs();
     let raws = ns.lrange(&ns.keys().queue("bytes")).await;
     let parse = |raw: &str| serde_json::from_str::<serde_json::Map<String, Value>>(raw).unwrap();
     let (ours, theirs) = (parse(&raws[0]), parse(&raws[1]));

@@ -282,11 +282,9 @@ async fn state_changes_need_a_same_origin_post_with_the_token() {
 #[tokio::test]
 async fn authentication_when_configured() {
     let ns = TestNs::new().await;
-    let config = WebConfig {
-        basic_auth: Some("ops:s3cret".into()),
-        token: Some("scrape-me".into()),
-        ..WebConfig::default()
-    };
+    let config = WebConfig::default()
+        .basic_auth("ops", "s3cret")
+        .token("scrape-me");
     let (app, _) = app(&ns, config).await;
     // With authentication on, any Host may be used (a rebound page cannot authenticate).
     let elsewhere = Request::get("/metrics")
@@ -330,10 +328,7 @@ async fn authentication_when_configured() {
 #[tokio::test]
 async fn without_authentication_only_loopback_or_allowed_hosts_are_served() {
     let ns = TestNs::new().await;
-    let config = WebConfig {
-        allowed_hosts: vec!["jobs.internal".into()],
-        ..WebConfig::default()
-    };
+    let config = WebConfig::default().allow_host("jobs.internal");
     let (app, _) = app(&ns, config).await;
     let at = |host: &str| {
         Request::get("/retries")
@@ -537,7 +532,7 @@ async fn bytes_that_are_not_utf8_are_shown_escaped_everywhere() {
     let ns = TestNs::new().await;
     let prefix = ns.keys().key("").into_bytes();
     let key = |name: &[u8]| [prefix.clone(), name.to_vec()].concat();
-    let now = psychiq::payload::now_secs();
+    let now = psychiq::__private::now_secs();
     let mut pipe = redis::pipe();
     pipe.sadd(key(b"queues"), &b"q\xff\r\x1b"[..])
         .lpush(
@@ -679,11 +674,9 @@ async fn requests_embedded_in_other_sites_are_refused() {
 #[tokio::test]
 async fn auth_schemes_are_case_insensitive_and_the_cookie_can_be_secure() {
     let ns = TestNs::new().await;
-    let config = WebConfig {
-        basic_auth: Some("ops:s3cret".into()),
-        secure_cookie: true,
-        ..WebConfig::default()
-    };
+    let config = WebConfig::default()
+        .basic_auth("ops", "s3cret")
+        .secure_cookie(true);
     let (app, _) = app(&ns, config).await;
     let encoded = "b3BzOnMzY3JldA=="; // ops:s3cret
     for scheme in ["Basic", "basic", "BASIC"] {

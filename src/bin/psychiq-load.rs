@@ -16,7 +16,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use psychiq::connection::Connection;
+use psychiq::RedisConnection;
 use psychiq::{Client, Job, NoArgs, RedisConfig};
 
 #[derive(Parser)]
@@ -98,7 +98,7 @@ async fn run(args: Args) -> Fallible<()> {
 async fn measure(
     args: &Args,
     client: &Client,
-    conn: &mut Connection,
+    conn: &mut RedisConnection,
     namespace: &str,
     server_bin: &PathBuf,
 ) -> Fallible<()> {
@@ -293,7 +293,7 @@ async fn measure(
     let path = stamps.to_string_lossy().to_string();
     let mut sent = HashMap::new();
     for i in 0..args.trickle {
-        let at = psychiq::payload::now_secs();
+        let at = psychiq::__private::now_secs();
         client.push(Job::new("Clock", (&path, i))?).await?;
         sent.insert(i, at);
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -400,7 +400,7 @@ struct RedisInfo {
     calls: HashMap<String, u64>,
 }
 
-async fn redis_info(conn: &mut Connection) -> Fallible<RedisInfo> {
+async fn redis_info(conn: &mut RedisConnection) -> Fallible<RedisInfo> {
     let text: String = redis::cmd("INFO").arg("all").query_async(conn).await?;
     let mut cpu = 0.0;
     let mut calls = HashMap::new();
@@ -433,7 +433,7 @@ fn commands_between(before: &RedisInfo, after: &RedisInfo) -> u64 {
 }
 
 /// The namespace's in-progress lists (one SCAN: the load test's namespace is small).
-async fn inprogress_lists(conn: &mut Connection, namespace: &str) -> Fallible<Vec<String>> {
+async fn inprogress_lists(conn: &mut RedisConnection, namespace: &str) -> Fallible<Vec<String>> {
     let (_, keys): (u64, Vec<String>) = redis::cmd("SCAN")
         .arg(0)
         .arg("MATCH")
@@ -445,13 +445,13 @@ async fn inprogress_lists(conn: &mut Connection, namespace: &str) -> Fallible<Ve
     Ok(keys)
 }
 
-async fn inprogress(conn: &mut Connection, namespace: &str) -> Fallible<usize> {
+async fn inprogress(conn: &mut RedisConnection, namespace: &str) -> Fallible<usize> {
     Ok(inprogress_lists(conn, namespace).await?.len())
 }
 
 /// Jobs in every in-progress list: those running plus those finished and not yet
 /// acknowledged (acknowledgements go out within a round trip).
-async fn held(conn: &mut Connection, namespace: &str) -> Fallible<usize> {
+async fn held(conn: &mut RedisConnection, namespace: &str) -> Fallible<usize> {
     let keys = inprogress_lists(conn, namespace).await?;
     let mut pipe = redis::pipe();
     for key in &keys {
@@ -461,7 +461,7 @@ async fn held(conn: &mut Connection, namespace: &str) -> Fallible<usize> {
     Ok(lengths.iter().sum())
 }
 
-async fn cleanup(conn: &mut Connection, namespace: &str) {
+async fn cleanup(conn: &mut RedisConnection, namespace: &str) {
     let keys: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
         .arg(0)
         .arg("MATCH")

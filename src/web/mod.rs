@@ -38,20 +38,49 @@ use base64::Engine;
 
 use crate::api::Api;
 
-/// How the dashboard guards itself.
+/// How the dashboard guards itself: open to loopback only by default, or behind HTTP basic
+/// authentication and/or a bearer token.
+///
+/// ```
+/// use psychiq::web::WebConfig;
+/// let config = WebConfig::default()
+///     .basic_auth("ops", "s3cret")
+///     .token("for-the-metrics-scraper")
+///     .secure_cookie(true);
+/// # let _ = config;
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct WebConfig {
-    /// `USER:PASSWORD` for HTTP basic authentication.
-    pub basic_auth: Option<String>,
-    /// A bearer token accepted instead of (or besides) basic credentials.
-    pub token: Option<String>,
+    pub(crate) basic_auth: Option<String>,
+    pub(crate) token: Option<String>,
+    pub(crate) allowed_hosts: Vec<String>,
+    pub(crate) secure_cookie: bool,
+}
+
+impl WebConfig {
+    /// Requires HTTP basic authentication with this user and password.
+    pub fn basic_auth(mut self, user: &str, password: &str) -> Self {
+        self.basic_auth = Some(format!("{user}:{password}"));
+        self
+    }
+    /// Accepts `Authorization: Bearer TOKEN` instead of (or besides) basic credentials.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
     /// Without authentication, requests must name a loopback host (`localhost`,
-    /// `127.0.0.1`, `[::1]`) or one of these in their `Host` header: a web page whose name
-    /// was re-pointed at 127.0.0.1 (DNS rebinding) is refused.
-    pub allowed_hosts: Vec<String>,
-    /// Mark the anti-forgery cookie `Secure` (the dashboard is served over HTTPS, e.g.
+    /// `127.0.0.1`, `[::1]`) or an allowed one in their `Host` header, so a web page whose
+    /// name was re-pointed at 127.0.0.1 (DNS rebinding) is refused. Adds `host` to those.
+    pub fn allow_host(mut self, host: impl Into<String>) -> Self {
+        self.allowed_hosts.push(host.into());
+        self
+    }
+    /// Marks the anti-forgery cookie `Secure` (the dashboard is served over HTTPS, e.g.
     /// behind a TLS proxy), so a browser never sends it over plain HTTP.
-    pub secure_cookie: bool,
+    pub fn secure_cookie(mut self, secure: bool) -> Self {
+        self.secure_cookie = secure;
+        self
+    }
 }
 
 /// Shared by every handler.

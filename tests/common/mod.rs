@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use psychiq::connection::Connection;
+use psychiq::RedisConnection;
 use psychiq::{
     Client, JobError, JobResult, Keys, RedisConfig, Registry, Server, ServerConfig, Worker,
 };
@@ -35,7 +35,7 @@ impl TestNs {
 
     /// A namespace on the Redis at `url`.
     pub async fn on(url: &str) -> TestNs {
-        let namespace = format!("psychiq-test-{}", &psychiq::payload::new_jid()[..12]);
+        let namespace = format!("psychiq-test-{}", &psychiq::__private::new_jid()[..12]);
         let redis = RedisConfig::from_url(url);
         let client = Client::connect(&redis, &namespace)
             .await
@@ -52,7 +52,7 @@ impl TestNs {
         Keys::new(&self.namespace)
     }
 
-    pub fn conn(&self) -> Connection {
+    pub fn conn(&self) -> RedisConnection {
         self.client.redis_connection().expect("a Redis client")
     }
 
@@ -284,7 +284,7 @@ impl Spawned {
         let log = std::env::temp_dir().join(format!(
             "{}-{}.log",
             ns.namespace,
-            psychiq::payload::new_jid()
+            psychiq::__private::new_jid()
         ));
         let child = psychiq()
             .args(["--redis-url", &ns.url, "-n", &ns.namespace])
