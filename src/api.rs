@@ -7,9 +7,9 @@
 //! is left alone and the call reports `false` instead of touching another job.
 //!
 //! Everything is read as bytes. A payload that is not UTF-8 is shown escaped
-//! ([`crate::text::lossless`]) and can still be deleted or killed by its exact bytes; a name
-//! (queue, process identity, class) that is not UTF-8 is given as its [`crate::text::escape`]d
-//! form, and every method taking a name takes that form back, so such a queue can be listed,
+//! (each byte that is not UTF-8 as `\xHH`) and can still be deleted or killed by its exact
+//! bytes; a name (queue, process identity, class) that is not UTF-8 is given in that escaped
+//! form (a backslash as `\\`), and every method taking a name takes that form back, so such a queue can be listed,
 //! cleared and so on. A counter that is not a number reads as 0.
 //!
 //! ```no_run
@@ -155,7 +155,7 @@ impl JobRecord {
     }
 
     /// The payload stored in Redis, as text: exact when it is UTF-8, else with the bytes
-    /// that are not shown as `\xHH` (see [`crate::text::escape`]).
+    /// that are not shown as `\xHH` (`\xHH` for each byte that is not UTF-8).
     pub fn raw(&self) -> &str {
         match &self.escaped {
             Some(escaped) => escaped,
@@ -315,7 +315,7 @@ pub struct ClassMetrics {
     pub failed: u64,
     /// Total seconds spent in `perform`.
     pub secs: f64,
-    /// Runs per bucket of [`crate::stats::DURATION_BUCKETS`] (not cumulative), plus one
+    /// Runs per duration bucket (upper bounds 0.001, 0.005, 0.01 ... 60, 300 s; not cumulative), plus one
     /// past the last bound.
     pub buckets: Vec<u64>,
 }

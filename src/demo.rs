@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::{JobError, JobResult, NoArgs, Registry, Worker};
 
 /// Does nothing.
-pub struct Noop;
+pub(crate) struct Noop;
 impl Worker for Noop {
     type Args = NoArgs;
     async fn perform(&self, _: NoArgs) -> JobResult {
@@ -25,7 +25,7 @@ impl Worker for Noop {
 }
 
 /// `[path, ...]`: appends its whole args array as one line of JSON to `path`.
-pub struct Echo;
+pub(crate) struct Echo;
 impl Worker for Echo {
     type Args = Vec<Value>;
     async fn perform(&self, args: Vec<Value>) -> JobResult {
@@ -34,7 +34,7 @@ impl Worker for Echo {
 }
 
 /// `[message]`: fails with `message` (error class `RuntimeError`).
-pub struct Fail;
+pub(crate) struct Fail;
 impl Worker for Fail {
     type Args = Vec<Value>;
     async fn perform(&self, args: Vec<Value>) -> JobResult {
@@ -43,7 +43,7 @@ impl Worker for Fail {
 }
 
 /// `[milliseconds, path?]`: sleeps, then appends its args to `path` if given.
-pub struct Sleep;
+pub(crate) struct Sleep;
 impl Worker for Sleep {
     type Args = Vec<Value>;
     async fn perform(&self, args: Vec<Value>) -> JobResult {
@@ -59,7 +59,7 @@ impl Worker for Sleep {
 }
 
 /// `[message]`: panics with `message`.
-pub struct Panic;
+pub(crate) struct Panic;
 impl Worker for Panic {
     type Args = Vec<Value>;
     async fn perform(&self, args: Vec<Value>) -> JobResult {
@@ -92,7 +92,7 @@ fn append_line(path: Option<&Value>, args: &[Value]) -> JobResult {
 
 /// `[path, ...]`: appends `[started_at, ...args]` as one JSON line to `path`, where
 /// `started_at` is when the job started, in epoch seconds: for latency measurements.
-pub struct Clock;
+pub(crate) struct Clock;
 impl Worker for Clock {
     type Args = Vec<Value>;
     async fn perform(&self, args: Vec<Value>) -> JobResult {
@@ -103,7 +103,7 @@ impl Worker for Clock {
 }
 
 /// Aborts its own process at once, like a segfault or the OOM killer would: for crash tests.
-pub struct Abort;
+pub(crate) struct Abort;
 impl Worker for Abort {
     type Args = Vec<Value>;
     async fn perform(&self, _: Vec<Value>) -> JobResult {

@@ -99,6 +99,15 @@ impl ServerHandle {
 
 /// Connects, registers the process and starts everything; returns once the server runs.
 pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<ServerHandle> {
+    // A library must not install a global logger, but a server whose failures nobody can
+    // see is a trap: say once, on stderr, how to see them.
+    if !tracing::dispatcher::has_been_set() {
+        eprintln!(
+            "psychiq: no tracing subscriber is installed, so the server's log lines (failing jobs \
+             too) are not shown; add tracing-subscriber and call `tracing_subscriber::fmt::init()` \
+             at the start of main"
+        );
+    }
     let Server {
         config,
         registry,

@@ -1,37 +1,5 @@
-//! Psychiq: background jobs for Rust on Redis, in Sidekiq's wire format.
-//!
-//! Define a [`Worker`], enqueue jobs with a [`Client`], run them with a [`Server`]. Jobs
-//! are Sidekiq payloads in Sidekiq's keys, so Ruby's Sidekiq can enqueue jobs Psychiq runs,
-//! and the other way round.
-//!
-//! ```no_run
-//! use psychiq::{Client, JobResult, RedisConfig, Registry, Server, ServerConfig, Worker};
-//!
-//! struct SendWelcome;
-//!
-//! impl Worker for SendWelcome {
-//!     type Args = (u64, String);
-//!     async fn perform(&self, (user_id, email): Self::Args) -> JobResult {
-//!         println!("welcome mail for user {user_id} to {email}");
-//!         Ok(())
-//!     }
-//! }
-//!
-//! #[tokio::main]
-//! async fn main() -> psychiq::Result<()> {
-//!     let redis = RedisConfig::from_url("redis://127.0.0.1:6379");
-//!     let client = Client::connect(&redis, "psychiq").await?;
-//!     client.enqueue::<SendWelcome>((42, "ada@example.com".into())).await?;
-//!
-//!     let mut registry = Registry::new();
-//!     registry.register(SendWelcome);
-//!     Server::new(ServerConfig::default().redis(redis), registry).run().await
-//! }
-//! ```
-//!
-//! The modules follow the life of a job: [`client`] pushes it, [`fetch`] takes it,
-//! `processor` runs it, [`retry`] decides where a failure goes, [`scheduler`] moves due
-//! jobs back to their queues, [`stats`] counts, [`server`] ties them together.
+// (The crate's documentation is `lib.md`, beside this file, so it reads as a guide.)
+#![doc = include_str!("lib.md")]
 #![warn(missing_docs)]
 // The always-built modules (payload, connection, context, middleware) hold helpers that only
 // the server calls; a client-only build leaves them unused.
@@ -121,6 +89,11 @@ pub use launcher::ServerHandle;
 pub use server::{Server, ServerConfig};
 #[cfg(feature = "server")]
 pub use signals::terminate as shutdown_signal;
+
+/// The README's Rust examples compile as doctests, so the Quickstart cannot rot.
+#[cfg(all(doctest, feature = "cli"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// Internals that Psychiq's own tests, benchmarks and binaries reach for. Not part of the
 /// public API: anything here may change or go in any release.

@@ -245,6 +245,10 @@ fn bad_input_exits_2_with_one_line_saying_what_to_do() {
         err.starts_with("error: Redis at") && err.lines().count() == 1,
         "{err}"
     );
+    assert!(
+        err.contains("apt-get install redis-server"),
+        "says how to get one: {err}"
+    );
 }
 
 #[tokio::test]

@@ -73,6 +73,8 @@ fn help_version_and_flag_errors() {
     assert!(
         errors[0].contains("redis://127.0.0.1:1")
             && errors[0].contains("Check that redis-server is running")
+            && errors[0].contains("apt-get install redis-server"),
+        "{stderr}"
     );
 }
 
@@ -288,4 +290,100 @@ async fn json_logs_carry_each_jobs_context() -> psychiq::Result<()> {
             .is_some_and(|m| m.starts_with("Starting processing (concurrency=25)"))
     }));
     Ok(())
+}
+
+#[tokio::test]
+async fn the_tour_runs_every_kind_of_job_and_shows_the_failure() {
+    let ns = TestNs::new().await;
+    let out = psychiq()
+        .args(["tour", "--redis-url", &ns.url, "-n", &ns.namespace])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("scheduled 2 s later"), "{stdout}");
+    assert!(
+        stdout.contains("The Fail job is in the retry set"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("throwaway"),
+        "a reachable Redis is used as it is"
+    );
+    assert_eq!(ns.get_u64(&ns.keys().stat("processed")).await, 1006);
+    // It leaves only the failure it shows, in the retry set: no queued or scheduled work.
+    assert_eq!(ns.zrange(&ns.keys().retry()).await.len(), 1);
+    assert!(ns.zrange(&ns.keys().schedule()).await.is_empty());
+    assert!(ns.lrange(&ns.keys().queue("default")).await.is_empty());
+}
+
+/// Runs `psychiq tour` where no Redis answers: in a network namespace of its own, with only
+/// its own loopback (`unshare -n` needs root; the test says so and passes without it).
+#[test]
+fn without_redis_the_tour_starts_a_throwaway_one_or_says_how_to_get_one() {
+    let Some(unshare) = which("unshare") else {
+        eprintln!("skipped: no unshare(1) here");
+        return;
+    };
+    let probe = std::process::Command::new(&unshare)
+        .args(["-n", "true"])
+        .output();
+    if !probe.is_ok_and(|out| out.status.success()) {
+        eprintln!("skipped: `unshare -n` is not allowed here (it needs root)");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_psychiq");
+    let isolated = |path: &str| {
+        // Absolute paths: the PATH given is the tour's, without redis-server in one case.
+        std::process::Command::new(&unshare)
+            .args([
+                "-n",
+                "/bin/sh",
+                "-c",
+                "ip link set lo up 2>/dev/null; exec \"$0\" tour",
+            ])
+            .arg(bin)
+            .env("PATH", path)
+            .env_remove("RUST_LOG")
+            .env_remove("REDIS_URL")
+            .output()
+            .unwrap()
+    };
+    if which("redis-server").is_some() {
+        let out = isolated(&std::env::var("PATH").unwrap_or_default());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("started a throwaway redis-server at redis://127.0.0.1:"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("The Fail job is in the retry set"),
+            "{stdout}"
+        );
+    }
+    // No redis-server on the PATH (only `ip`, found by absolute path or not at all).
+    let out = isolated("/nonexistent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("redis-server is not installed") && stderr.contains("--redis-url"),
+        "{stderr}"
+    );
+}
+
+/// Where `name` is on the PATH.
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
 }

@@ -605,6 +605,8 @@ async fn unreachable_redis_is_one_clear_error() -> psychiq::Result<()> {
         message.contains("Check that redis-server is running"),
         "{message}"
     );
+    // `fn main() -> psychiq::Result<()>` prints Debug: the same sentence, not a struct dump.
+    assert_eq!(format!("{err:?}"), message);
     let config = psychiq::ServerConfig::default().redis(redis);
     let result = psychiq::Server::new(config, psychiq::Registry::new())
         .run_until(std::future::pending())

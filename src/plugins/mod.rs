@@ -35,8 +35,8 @@
 //! server.plugin(QueueWatch);
 //! ```
 
-pub mod poller;
-pub mod recovery;
+pub(crate) mod poller;
+pub(crate) mod recovery;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
