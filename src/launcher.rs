@@ -104,8 +104,8 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
     if !tracing::dispatcher::has_been_set() {
         eprintln!(
             "psychiq: no tracing subscriber is installed, so the server's log lines (failing jobs \
-             too) are not shown; add tracing-subscriber and call `tracing_subscriber::fmt::init()` \
-             at the start of main"
+             too) are not shown; add tracing-subscriber and call \
+             `tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).init()` at the start of main"
         );
     }
     let Server {
