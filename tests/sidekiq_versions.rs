@@ -1,6 +1,8 @@
 //! Payloads as Sidekiq 6.4, 7.x and 8.x write them (recorded from each version's format, see
 //! `../shared/reference/sidekiq-wire.md`): Psychiq runs them, reads them through its API,
-//! and rewrites them on failure without losing what it does not know.
+//! and rewrites them on failure without losing what it does not know. These fixtures carry
+//! what a live run rarely shows (Pro's `bid`, `cattr`, MIME backtraces); the payloads the
+//! real Sidekiq 7.3.10 and 8.0.10 write are exercised live in `sidekiq_modern.rs`.
 
 mod common;
 

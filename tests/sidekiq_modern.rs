@@ -1,0 +1,480 @@
+//! Psychiq beside the real Sidekiq 7.3.10 and 8.0.10 (their sources in `../shared/peers`, run
+//! on Debian's Ruby through `ruby-sidekiq 7|8`): Ruby as client, embedded server, API and web
+//! app, through `tests/ruby/modern.rb`.
+//!
+//! Sidekiq 7 and 8 have no namespaces, so Psychiq runs with bare keys (`-n ''`) on a Redis
+//! database reserved for this file: 12 for Sidekiq 7, 13 for Sidekiq 8 (emptied before and
+//! after each run). Skipped with a message when `../shared/peers` is absent (a clone without
+//! it), unless `PSYCHIQ_REQUIRE_PEERS=1` (as `.ci/run` sets when the folder is there).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::*;
+use psychiq::api::{Api, SetKind};
+use psychiq::{Client, Job, JobError, JobResult, RedisConfig, Registry, Worker, WorkerOptions};
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ruby/modern.rb");
+
+/// `../shared/peers/ruby-sidekiq`, if this clone has it.
+fn runner() -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/ruby-sidekiq");
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("PSYCHIQ_REQUIRE_PEERS").is_err(),
+        "Sidekiq 7/8 peers are required here but {} is missing",
+        path.display()
+    );
+    eprintln!(
+        "skipped: no {} (the Sidekiq 7.3.10 / 8.0.10 peers); Sidekiq 6.4.1 is tested by ruby_interop.rs",
+        path.display()
+    );
+    None
+}
+
+/// One Sidekiq version on its own database.
+struct Peer {
+    version: &'static str,
+    runner: PathBuf,
+    url: String,
+    client: Client,
+}
+
+impl Peer {
+    async fn new(version: &'static str, db: u32, runner: PathBuf) -> Peer {
+        let url = format!("{}/{db}", redis_url().trim_end_matches('/'));
+        let client = Client::connect(&RedisConfig::from_url(url.as_str()), "")
+            .await
+            .expect("tests need Redis: see README");
+        let peer = Peer {
+            version,
+            runner,
+            url,
+            client,
+        };
+        peer.flush();
+        peer
+    }
+
+    /// Empties the reserved database (nothing else uses it).
+    fn flush(&self) {
+        let mut conn = redis::Client::open(self.url.as_str())
+            .and_then(|c| c.get_connection())
+            .expect("Redis");
+        let () = redis::cmd("FLUSHDB").query(&mut conn).expect("FLUSHDB");
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.runner);
+        command
+            .arg(self.version)
+            .arg(PEER)
+            .args(args)
+            .env("REDIS_URL", &self.url);
+        command
+    }
+
+    async fn run(&self, args: &[&str]) -> String {
+        let out = self.command(args).output().await.expect("ruby runs");
+        assert!(
+            out.status.success(),
+            "Sidekiq {} {args:?} failed: {}",
+            self.version,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 from Ruby")
+    }
+
+    async fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args).await;
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} printed {out:?}: {e}"))
+    }
+
+    fn config(&self) -> psychiq::ServerConfig {
+        psychiq::ServerConfig::default()
+            .redis(RedisConfig::from_url(self.url.as_str()))
+            .namespace("")
+            .poll_interval(Duration::from_millis(200))
+            .shutdown_timeout(Duration::from_secs(5))
+            .tag("modern")
+    }
+
+    async fn list(&self, key: &str) -> Vec<String> {
+        let mut conn = self.client.redis_connection().unwrap();
+        redis::cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    async fn performed(&self) -> Vec<Value> {
+        self.list("performed")
+            .await
+            .iter()
+            .map(|r| serde_json::from_str(r).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// `Interop::Recorder` on both sides: appends what it ran to `performed`.
+#[derive(Clone)]
+struct Recorder(Client);
+
+impl Worker for Recorder {
+    type Args = Vec<Value>;
+    fn class_name() -> String {
+        "Interop::Recorder".into()
+    }
+    async fn perform(&self, args: Vec<Value>) -> JobResult {
+        let record = json!({"who": "psychiq", "args": args});
+        let mut conn = self.0.redis_connection().unwrap();
+        redis::cmd("RPUSH")
+            .arg("performed")
+            .arg(record.to_string())
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| JobError::msg(e.to_string()))
+    }
+}
+
+/// `Interop::Charge`: fails while `failing` is set.
+#[derive(Clone)]
+struct Charge {
+    failing: Arc<AtomicBool>,
+    record: Record,
+}
+
+impl Worker for Charge {
+    type Args = Vec<Value>;
+    fn class_name() -> String {
+        "Interop::Charge".into()
+    }
+    async fn perform(&self, args: Vec<Value>) -> JobResult {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(JobError::new("PaymentDeclined", "card declined"));
+        }
+        self.record.seen.lock().unwrap().push(Value::Array(args));
+        Ok(())
+    }
+}
+
+/// `Interop::Flaky` on Psychiq's side: fails, as the Ruby one does.
+struct Flaky;
+
+impl Worker for Flaky {
+    type Args = Vec<Value>;
+    fn class_name() -> String {
+        "Interop::Flaky".into()
+    }
+    fn options() -> WorkerOptions {
+        WorkerOptions::default().retry(psychiq::Retry::Max(3))
+    }
+    async fn perform(&self, _: Vec<Value>) -> JobResult {
+        Err(JobError::new("PaymentDeclined", "declined again"))
+    }
+}
+
+fn object(raw: &str) -> Map<String, Value> {
+    serde_json::from_str(raw).unwrap_or_else(|e| panic!("{raw}: {e}"))
+}
+
+fn sorted_keys(map: &Map<String, Value>) -> Vec<String> {
+    let mut keys: Vec<String> = map.keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+/// A timestamp as this version writes it: floats in seconds before 8, integer ms from 8.
+fn assert_timestamp_shape(version: &str, key: &str, value: &Value) {
+    if version == "8" {
+        assert!(
+            value.is_u64(),
+            "Sidekiq 8 writes {key} as integer ms: {value}"
+        );
+    } else {
+        assert!(
+            value.is_f64(),
+            "Sidekiq 7 writes {key} as float seconds: {value}"
+        );
+    }
+}
+
+async fn scenarios(version: &'static str, db: u32) {
+    let Some(runner) = runner() else { return };
+    let peer = Peer::new(version, db, runner).await;
+
+    // 1. Ruby pushes every way; a Psychiq server runs each job with its arguments.
+    let charge = Charge {
+        failing: Arc::new(AtomicBool::new(true)),
+        record: Record::default(),
+    };
+    let mut registry = Registry::new();
+    registry
+        .register(Recorder(peer.client.clone()))
+        .register(charge.clone());
+    let server = RunningServer::start(peer.config().concurrency(4), registry);
+    peer.run(&["push-every-way"]).await;
+    wait_until(Duration::from_secs(15), "4 jobs performed", || async {
+        peer.performed().await.len() == 4
+    })
+    .await;
+    let every_type = peer.json(&["every-type"]).await;
+    let performed = peer.performed().await;
+    assert!(performed.iter().all(|p| p["who"] == "psychiq"));
+    assert!(
+        performed.iter().any(|p| p["args"] == every_type),
+        "{performed:?}"
+    );
+    for args in [json!(["in"]), json!(["bulk", 1]), json!(["bulk", 2])] {
+        assert!(
+            performed.iter().any(|p| p["args"] == args),
+            "{args}: {performed:?}"
+        );
+    }
+
+    // 2. The payload Psychiq writes has the keys this Sidekiq writes (as Ruby wrote it now).
+    let args = r#"[42,"eur",{"lines":[1.5,null]}]"#;
+    let theirs = object(
+        &peer
+            .run(&["push", "Billing::InvoiceJob", args, "bytes"])
+            .await,
+    );
+    let job = Job::new(
+        "Billing::InvoiceJob",
+        serde_json::from_str::<Value>(args).unwrap(),
+    )
+    .unwrap()
+    .queue("bytes");
+    let jid = peer.client.push(job).await.unwrap();
+    let ours = peer
+        .list("queue:bytes")
+        .await
+        .into_iter()
+        .find(|raw| raw.contains(&jid))
+        .map(|raw| object(&raw))
+        .expect("our payload");
+    assert_eq!(
+        sorted_keys(&ours),
+        sorted_keys(&theirs),
+        "Sidekiq {version}"
+    );
+    for key in ["created_at", "enqueued_at"] {
+        assert_timestamp_shape(version, key, &theirs[key]);
+    }
+    for (key, value) in &theirs {
+        if !matches!(key.as_str(), "jid" | "created_at" | "enqueued_at") {
+            assert_eq!(&ours[key], value, "Sidekiq {version}: field {key}");
+        }
+    }
+
+    // 3. A job Psychiq failed: Ruby's RetrySet reads it and retries it; Psychiq runs it.
+    let jid = peer
+        .client
+        .push(Job::new("Interop::Charge", ("order-1",)).unwrap())
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "the failure in the retry set",
+        || async {
+            peer.json(&["retries"])
+                .await
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        },
+    )
+    .await;
+    let retries = peer.json(&["retries"]).await;
+    let item = &retries[0]["item"];
+    assert_eq!(retries[0]["jid"], jid.as_str());
+    assert_eq!(item["error_class"], "PaymentDeclined");
+    assert_eq!(item["retry_count"], 0);
+    // 4. Sidekiq's own dashboard renders Psychiq's state, its process on the Busy page.
+    let pages = peer
+        .json(&[
+            "web", "/", "/busy", "/queues", "/retries", "/morgue", "/metrics",
+        ])
+        .await;
+    for (path, page) in pages.as_object().unwrap() {
+        assert_eq!(page[0], 200, "Sidekiq {version} {path}: {}", page[1]);
+    }
+    assert!(
+        pages["/busy"][1].as_str().unwrap().contains("modern"),
+        "the tag on /busy"
+    );
+    assert!(
+        pages["/retries"][1]
+            .as_str()
+            .unwrap()
+            .contains("Interop::Charge")
+    );
+    let processes = peer.json(&["processes"]).await;
+    assert_eq!(processes[0]["tag"], "modern", "{processes}");
+
+    charge.failing.store(false, Ordering::SeqCst);
+    peer.run(&["retry-now", &jid]).await;
+    wait_until(
+        Duration::from_secs(10),
+        "the retried charge ran",
+        || async { charge.record.count() == 1 },
+    )
+    .await;
+    server.stop().await; // counters are flushed every 5 s and at shutdown
+    let stats = peer.json(&["stats"]).await;
+    assert_eq!(stats["failed"], 1, "{stats}");
+    assert!(stats["processed"].as_u64().unwrap() >= 6, "{stats}");
+
+    // 5. An embedded Sidekiq server runs what Psychiq enqueues, now and scheduled; a job it
+    //    fails is a real retry payload of this version, which Psychiq then fails again.
+    let mut ruby = peer
+        .command(&["server", "2"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ruby runs");
+    let mut lines = BufReader::new(ruby.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the Sidekiq server starts within 30 s");
+    assert_eq!(ready.unwrap().as_deref(), Some("ready"));
+    peer.client
+        .push(Job::new("Interop::Recorder", ("from-rust", 1)).unwrap())
+        .await
+        .unwrap();
+    peer.client
+        .push(
+            Job::new("Interop::Recorder", ("later",))
+                .unwrap()
+                .delay(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap();
+    let flaky = peer
+        .client
+        .push(
+            Job::new("Interop::Flaky", (7,))
+                .unwrap()
+                .option("backtrace", json!(true)),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "Ruby ran both and failed one",
+        || async {
+            let by_ruby = peer
+                .performed()
+                .await
+                .iter()
+                .filter(|p| p["who"] == "ruby")
+                .count();
+            let retries = peer.json(&["retries"]).await;
+            by_ruby == 2 && retries.as_array().is_some_and(|r| r.len() == 1)
+        },
+    )
+    .await;
+    let by_ruby: Vec<Value> = peer
+        .performed()
+        .await
+        .into_iter()
+        .filter(|p| p["who"] == "ruby")
+        .map(|p| p["args"].clone())
+        .collect();
+    assert!(by_ruby.contains(&json!(["from-rust", 1])) && by_ruby.contains(&json!(["later"])));
+    let _ = Command::new("kill")
+        .args(["-TERM", &ruby.id().unwrap().to_string()])
+        .status()
+        .await;
+    let status = tokio::time::timeout(Duration::from_secs(30), ruby.wait())
+        .await
+        .expect("the Sidekiq server stops within 30 s");
+    assert!(status.unwrap().success());
+
+    let api = Api::connect(&RedisConfig::from_url(peer.url.as_str()), "")
+        .await
+        .unwrap();
+    let written = api
+        .set_find(SetKind::Retry, &flaky)
+        .await
+        .unwrap()
+        .expect("Ruby's retry");
+    let real = object(written.raw());
+    eprintln!(
+        "Sidekiq {version} retry payload, as it wrote it: {}",
+        written.raw()
+    );
+    assert_eq!(real["error_class"], "Interop::Flaky::PaymentDeclined");
+    assert_eq!(real["retry_count"], 0);
+    assert!(
+        real["error_backtrace"].is_string(),
+        "backtrace: true keeps one"
+    );
+    assert_timestamp_shape(version, "failed_at", &real["failed_at"]);
+
+    // Psychiq takes it from the queue, fails it again and rewrites it: Ruby's keys and
+    // timestamp shapes stay. "Retry now" takes one off the count (as Sidekiq's API does, so
+    // a retry by hand is free) and the failure adds it back.
+    assert!(api.retry_now(SetKind::Retry, &written).await.unwrap());
+    let mut registry = Registry::new();
+    registry.register(Flaky);
+    let server = RunningServer::start(peer.config(), registry);
+    wait_until(
+        Duration::from_secs(10),
+        "Psychiq failed it again",
+        || async {
+            let retries = peer.json(&["retries"]).await;
+            retries[0]["item"]["error_message"] == "declined again"
+        },
+    )
+    .await;
+    server.stop().await;
+    let again = api.set_find(SetKind::Retry, &flaky).await.unwrap().unwrap();
+    let again = object(again.raw());
+    assert_eq!(again["error_message"], "declined again");
+    assert_eq!(again["retry_count"], 0);
+    assert!(again["retried_at"].is_f64());
+    assert_eq!(
+        again["failed_at"], real["failed_at"],
+        "the first failure's time, as written"
+    );
+    // (enqueued_at is new: "retry now" enqueued it again.)
+    assert_eq!(
+        again["created_at"], real["created_at"],
+        "created_at kept as written"
+    );
+    for key in real.keys() {
+        assert!(
+            again.contains_key(key),
+            "Sidekiq {version}'s {key} survives the rewrite"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sidekiq_7_3_and_psychiq_share_jobs_retries_and_the_dashboard() {
+    scenarios("7", 12).await;
+}
+
+#[tokio::test]
+async fn sidekiq_8_0_and_psychiq_share_jobs_retries_and_the_dashboard() {
+    scenarios("8", 13).await;
+}
