@@ -3,8 +3,10 @@
 //! Keys as Sidekiq writes them: `stat:processed` (every run, failures included),
 //! `stat:failed`, and the UTC-dated `stat:processed:YYYY-MM-DD` / `stat:failed:YYYY-MM-DD`
 //! with a 5-year TTL. Per-class metrics (runs, failures, total seconds and a duration
-//! histogram) go to `metrics:class:CLASS` hashes, listed in the `metrics:classes` set; they
-//! are Psychiq's own (Sidekiq 7's metrics use another layout). Counting in memory keeps Redis off the per-job path; a flush that
+//! histogram) go to `metrics:class:CLASS` hashes, listed in the `metrics:classes` set, for
+//! Psychiq's dashboard and Prometheus; the same runs are also written in Sidekiq 7.3's and
+//! 8.0's metrics layouts ([`sidekiq_metrics`]), so the Metrics tab of Sidekiq's own dashboard
+//! shows Psychiq's jobs. Counting in memory keeps Redis off the per-job path; a flush that
 //! fails puts its counts back to be flushed next time.
 
 use std::collections::HashMap;
@@ -32,6 +34,25 @@ struct ClassCounts {
     secs: f64,
     /// Runs per bucket of [`DURATION_BUCKETS`], plus one past the last bound.
     buckets: [u64; DURATION_BUCKETS.len() + 1],
+    /// Milliseconds spent in successful runs (Sidekiq times successes only).
+    ok_ms: u64,
+    /// Successful runs per bucket of Sidekiq's histogram ([`SIDEKIQ_BUCKETS_MS`], plus "Slow").
+    sidekiq_buckets: [u64; SIDEKIQ_BUCKETS_MS.len() + 1],
+}
+
+impl ClassCounts {
+    fn add(&mut self, other: &ClassCounts) {
+        self.count += other.count;
+        self.failed += other.failed;
+        self.secs += other.secs;
+        self.ok_ms += other.ok_ms;
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
+            *a += b;
+        }
+        for (a, b) in self.sidekiq_buckets.iter_mut().zip(other.sidekiq_buckets) {
+            *a += b;
+        }
+    }
 }
 
 /// Counters of one server process not yet written to Redis.
@@ -67,6 +88,15 @@ impl Stats {
         counts.failed += u64::from(failed);
         counts.secs += secs;
         counts.buckets[bucket] += 1;
+        if !failed {
+            let ms = elapsed.as_millis() as u64;
+            counts.ok_ms += ms;
+            let bucket = SIDEKIQ_BUCKETS_MS
+                .iter()
+                .position(|bound| ms < *bound)
+                .unwrap_or(SIDEKIQ_BUCKETS_MS.len());
+            counts.sidekiq_buckets[bucket] += 1;
+        }
     }
 
     /// Adds the pending counts to Redis; on error they are kept for the next flush.
@@ -93,6 +123,9 @@ impl Stats {
                 pipe.hincr(&key, format!("b{i}"), *n).ignore();
             }
         }
+        if !classes.is_empty() {
+            sidekiq_metrics(&mut pipe, keys, &classes, SystemTime::now());
+        }
         for (name, count) in [("processed", processed), ("failed", failed)] {
             if count > 0 {
                 let daily = keys.stat_daily(name, &date);
@@ -107,16 +140,96 @@ impl Stats {
             self.failed.fetch_add(failed, Ordering::Relaxed);
             let mut pending = self.classes.lock().expect("class metrics lock");
             for (class, counts) in classes {
-                let into = pending.entry(class).or_default();
-                into.count += counts.count;
-                into.failed += counts.failed;
-                into.secs += counts.secs;
-                for (a, b) in into.buckets.iter_mut().zip(counts.buckets) {
-                    *a += b;
-                }
+                pending.entry(class).or_default().add(&counts);
             }
         }
         result
+    }
+}
+
+/// `Sidekiq::Metrics::Histogram::BUCKET_INTERVALS` (7.3 and 8.0): upper bounds in ms, with a
+/// last "Slow" bucket past them.
+const SIDEKIQ_BUCKETS_MS: [u64; 25] = [
+    20, 30, 45, 65, 100, 150, 225, 335, 500, 750, 1_100, 1_700, 2_500, 3_800, 5_750, 8_500, 13_000,
+    20_000, 30_000, 45_000, 65_000, 100_000, 150_000, 225_000, 335_000,
+];
+/// How long Sidekiq keeps its minute buckets and histograms (`SHORT_TERM`, `HISTOGRAM_TTL`).
+const SIDEKIQ_SHORT_TERM_SECS: i64 = 8 * 60 * 60;
+/// How long Sidekiq 8 keeps its 10-minute buckets (`MID_TERM`).
+const SIDEKIQ_MID_TERM_SECS: i64 = 3 * 24 * 60 * 60;
+
+/// Adds the runs of `classes` to the keys Sidekiq's metrics read (`lib/sidekiq/metrics/` of
+/// 7.3.10 and 8.0.10), in the minute of `now`: a hash of `CLASS|p` (runs), `CLASS|f`
+/// (failures) and `CLASS|ms` (time in successful runs) per minute, and a BITFIELD of 26 u16
+/// counters per class and minute for the histogram. The two versions name them differently,
+/// so both are written: 7.3 `j|20261202|9:5` and `CLASS-02-09:5`; 8.0 `j|261202|9:05`, its
+/// 10-minute rollup `j|261202|9:0`, and `h|CLASS-2-9:5`.
+fn sidekiq_metrics(
+    pipe: &mut redis::Pipeline,
+    keys: &Keys,
+    classes: &HashMap<String, ClassCounts>,
+    now: SystemTime,
+) {
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let (hour, minute) = ((secs % 86_400) / 3_600, (secs % 3_600) / 60);
+    let yy = year % 100;
+    let minutely_8 = format!("j|{yy:02}{month:02}{day:02}|{hour}:{minute:02}");
+    let buckets = [
+        (
+            format!("j|{year:04}{month:02}{day:02}|{hour}:{minute}"),
+            SIDEKIQ_SHORT_TERM_SECS,
+        ),
+        (minutely_8.clone(), SIDEKIQ_SHORT_TERM_SECS),
+        (
+            minutely_8[..minutely_8.len() - 1].to_string(),
+            SIDEKIQ_MID_TERM_SECS,
+        ),
+    ];
+    for (bucket, ttl) in &buckets {
+        let key = keys.key(bucket);
+        for (class, counts) in classes {
+            pipe.hincr(&key, format!("{class}|p"), counts.count)
+                .ignore();
+            if counts.failed > 0 {
+                pipe.hincr(&key, format!("{class}|f"), counts.failed)
+                    .ignore();
+            }
+            if counts.count > counts.failed {
+                pipe.hincr(&key, format!("{class}|ms"), counts.ok_ms)
+                    .ignore();
+            }
+        }
+        pipe.expire(&key, *ttl).ignore();
+    }
+    for (class, counts) in classes {
+        if counts.sidekiq_buckets.iter().all(|n| *n == 0) {
+            continue;
+        }
+        for histogram in [
+            format!("{class}-{day:02}-{hour:02}:{minute}"),
+            format!("h|{class}-{day}-{hour}:{minute}"),
+        ] {
+            let key = keys.key(&histogram);
+            let mut bitfield = redis::cmd("BITFIELD");
+            bitfield.arg(&key).arg("OVERFLOW").arg("SAT");
+            for (i, n) in counts
+                .sidekiq_buckets
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+            {
+                bitfield
+                    .arg("INCRBY")
+                    .arg("u16")
+                    .arg(format!("#{i}"))
+                    .arg(*n);
+            }
+            pipe.add_command(bitfield).ignore();
+            pipe.expire(&key, SIDEKIQ_SHORT_TERM_SECS).ignore();
+        }
     }
 }
 
@@ -146,6 +259,36 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sidekiq_metrics_keys_are_each_versions_own() {
+        let mut classes = HashMap::new();
+        let mut counts = ClassCounts {
+            count: 3,
+            failed: 1,
+            ok_ms: 40,
+            ..ClassCounts::default()
+        };
+        counts.sidekiq_buckets[1] = 2;
+        classes.insert("Billing::Charge".to_string(), counts);
+        // 2026-12-02 09:05:30 UTC.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_202_330);
+        let mut pipe = redis::pipe();
+        sidekiq_metrics(&mut pipe, &Keys::new(""), &classes, now);
+        let written = String::from_utf8_lossy(&pipe.get_packed_pipeline()).to_string();
+        for key in [
+            "j|20261202|9:5",
+            "j|261202|9:05",
+            "j|261202|9:0",
+            "Billing::Charge-02-09:5",
+            "h|Billing::Charge-2-9:5",
+            "Billing::Charge|p",
+            "Billing::Charge|f",
+            "Billing::Charge|ms",
+        ] {
+            assert!(written.contains(key), "{key} in {written}");
+        }
+    }
 
     #[test]
     fn dates_around_leap_days() {

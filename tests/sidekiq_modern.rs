@@ -342,6 +342,20 @@ async fn scenarios(version: &'static str, db: u32) {
     let stats = peer.json(&["stats"]).await;
     assert_eq!(stats["failed"], 1, "{stats}");
     assert!(stats["processed"].as_u64().unwrap() >= 6, "{stats}");
+    // Sidekiq's Metrics tab reads the per-class keys Psychiq flushed in its layout.
+    let pages = peer
+        .json(&["web", "/metrics", "/metrics/Interop::Recorder"])
+        .await;
+    for (path, page) in pages.as_object().unwrap() {
+        assert_eq!(page[0], 200, "Sidekiq {version} {path}: {}", page[1]);
+    }
+    let metrics = pages["/metrics"][1].as_str().unwrap();
+    assert!(
+        metrics.contains("Interop::Recorder") && metrics.contains("Interop::Charge"),
+        "Sidekiq {version}'s Metrics tab lists Psychiq's classes: {metrics}"
+    );
+    let recorder = pages["/metrics/Interop::Recorder"][1].as_str().unwrap();
+    assert!(recorder.contains("Interop::Recorder"), "{recorder}");
 
     // 5. An embedded Sidekiq server runs what Psychiq enqueues, now and scheduled; a job it
     //    fails is a real retry payload of this version, which Psychiq then fails again.
