@@ -42,6 +42,7 @@ use crate::text::{escape, lossless, unescape};
 
 /// Totals, as `Sidekiq::Stats` gives them.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// Jobs run, failures included (`stat:processed`).
     pub processed: u64,
@@ -67,6 +68,7 @@ pub struct Stats {
 
 /// One queue's size and latency.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct QueueSummary {
     /// The queue name, without `queue:`.
     pub name: String,
@@ -78,6 +80,7 @@ pub struct QueueSummary {
 
 /// One UTC day's counters.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct DayStats {
     /// `YYYY-MM-DD`.
     pub date: String,
@@ -274,6 +277,7 @@ impl JobRecord {
 
 /// A server process, from its heartbeat.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct ProcessInfo {
     /// `hostname:pid:hex`.
     pub identity: String,
@@ -291,6 +295,7 @@ pub struct ProcessInfo {
 
 /// A job running now, from a process's heartbeat.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct RunningWork {
     /// The process running it.
     pub process: String,
@@ -306,6 +311,7 @@ pub struct RunningWork {
 
 /// Runs of one worker class, summed over every server since the metrics began.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct ClassMetrics {
     /// The job class.
     pub class: String,

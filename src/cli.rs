@@ -41,6 +41,7 @@ pub use crate::admin::RedisArgs;
 
 /// The server's flags.
 #[derive(Debug, Clone, Args)]
+#[non_exhaustive]
 pub struct ServerArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -73,6 +74,7 @@ pub struct ServerArgs {
 
 /// `--fetch`: how jobs are taken from their queues ([`crate::FetchMode`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[non_exhaustive]
 pub enum Fetch {
     /// Crash-safe: a job stays in this process's in-progress list until it has finished.
     Reliable,
@@ -91,6 +93,7 @@ impl From<Fetch> for crate::FetchMode {
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[non_exhaustive]
 pub enum LogFormat {
     /// Human-readable lines.
     Text,

@@ -184,6 +184,7 @@ pub(crate) fn short_type_name(full: &str) -> &str {
 
 /// Whether a failed job's payload keeps a backtrace (`error_backtrace`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Backtrace {
     /// No backtrace (the default, as in the original).
     #[default]
@@ -204,6 +205,7 @@ pub enum Backtrace {
 /// assert!(options.dead);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct WorkerOptions {
     /// The queue jobs go to unless the enqueue says otherwise.
     pub queue: String,
