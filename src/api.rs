@@ -1014,11 +1014,15 @@ impl Api {
     }
 }
 
+// Formatting for people: the dashboard and the admin commands (`cli` implies `web`).
+
 /// The first second of the year 10000: RFC 3339 (and humantime) stop before it.
+#[cfg(feature = "web")]
 pub(crate) const YEAR_10000: f64 = 253_402_300_800.0;
 
 /// A Unix time as `2026-11-27 23:40:01`, UTC; a number out of that range (say, milliseconds
 /// written where seconds belong) is shown as it is.
+#[cfg(feature = "web")]
 pub(crate) fn utc_text(secs: f64) -> String {
     if !secs.is_finite() || secs <= 0.0 {
         return String::new();
@@ -1035,6 +1039,7 @@ pub(crate) fn utc_text(secs: f64) -> String {
 }
 
 /// Seconds as `42s`, `3m 5s`, `2h 10m`, `4d 3h`.
+#[cfg(feature = "web")]
 pub(crate) fn span_text(secs: f64) -> String {
     let s = secs.abs().round() as u64;
     match s {
