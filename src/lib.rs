@@ -84,7 +84,7 @@ pub use worker::{
 #[cfg(feature = "server")]
 pub use fetch::{FetchMode, QueueSpec};
 #[cfg(feature = "server")]
-pub use launcher::ServerHandle;
+pub use launcher::{RunningJobInfo, ServerHandle};
 #[cfg(feature = "server")]
 pub use server::{Server, ServerConfig};
 #[cfg(feature = "server")]

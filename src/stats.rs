@@ -279,7 +279,7 @@ mod tests {
         for key in [
             "j|20261202|9:5",
             "j|261202|9:05",
-            "j|261202|9:0",
+            "j|261202|9:0\r\n",
             "Billing::Charge-02-09:5",
             "h|Billing::Charge-2-9:5",
             "Billing::Charge|p",

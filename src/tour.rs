@@ -22,7 +22,15 @@ pub(crate) fn run(flags: &ServerArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(tour(flags)) {
+    // TERM or Ctrl-C ends the tour through its return path, so a throwaway Redis it started
+    // is stopped by its Drop instead of outliving the process.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            result = tour(flags) => result,
+            _ = crate::signals::terminate() => Err(Error::Other("the tour was stopped".into())),
+        }
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
