@@ -21,7 +21,7 @@ use crate::worker::Registry;
 
 /// A server's settings, with the original's defaults: namespace `psychiq`, 25 jobs at once,
 /// queue `default`, 25 s to finish at shutdown, crash-safe fetch. Built through its
-/// methods, which keep each value in range.
+/// methods (concurrency at least 1, poll interval at least 10 ms).
 ///
 /// ```
 /// use std::time::Duration;

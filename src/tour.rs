@@ -13,7 +13,7 @@ use crate::cli::ServerArgs;
 use crate::connection::RedisConfig;
 use crate::{Client, Error, Job, NoArgs, Server};
 
-/// Runs the tour with the server flags given (`-n`, `-q`, the Redis address, `-v`).
+/// Runs the tour with the server flags given (`-n`, the Redis address, `-v`).
 pub(crate) fn run(flags: &ServerArgs) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
