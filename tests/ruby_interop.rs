@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use common::*;
@@ -116,37 +116,6 @@ async fn performed(ns: &TestNs) -> Vec<Value> {
         .iter()
         .map(|r| serde_json::from_str(r).unwrap())
         .collect()
-}
-
-/// Fails while `failing` is set. Class `Interop::Charge`; retries with Sidekiq's defaults.
-#[derive(Clone)]
-struct Charge {
-    failing: Arc<AtomicBool>,
-    record: Record,
-}
-
-impl Worker for Charge {
-    type Args = Vec<Value>;
-    fn class_name() -> String {
-        "Interop::Charge".into()
-    }
-    async fn perform(&self, args: Vec<Value>) -> JobResult {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(JobError::new("PaymentDeclined", "card <4242> declined"));
-        }
-        self.record.seen.lock().unwrap().push(Value::Array(args));
-        Ok(())
-    }
-}
-
-impl Charge {
-    /// A charge that fails until `failing` is cleared.
-    fn failing() -> Charge {
-        Charge {
-            failing: Arc::new(AtomicBool::new(true)),
-            record: Record::default(),
-        }
-    }
 }
 
 /// Fails straight into the dead set (`retry: 0`). Class `Interop::Once`.

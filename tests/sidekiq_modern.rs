@@ -11,8 +11,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
@@ -156,27 +155,6 @@ impl Worker for Recorder {
     }
 }
 
-/// `Interop::Charge`: fails while `failing` is set.
-#[derive(Clone)]
-struct Charge {
-    failing: Arc<AtomicBool>,
-    record: Record,
-}
-
-impl Worker for Charge {
-    type Args = Vec<Value>;
-    fn class_name() -> String {
-        "Interop::Charge".into()
-    }
-    async fn perform(&self, args: Vec<Value>) -> JobResult {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(JobError::new("PaymentDeclined", "card declined"));
-        }
-        self.record.seen.lock().unwrap().push(Value::Array(args));
-        Ok(())
-    }
-}
-
 /// `Interop::Flaky` on Psychiq's side: fails, as the Ruby one does.
 struct Flaky;
 
@@ -223,10 +201,7 @@ async fn scenarios(version: &'static str, db: u32) {
     let peer = Peer::new(version, db, runner).await;
 
     // 1. Ruby pushes every way; a Psychiq server runs each job with its arguments.
-    let charge = Charge {
-        failing: Arc::new(AtomicBool::new(true)),
-        record: Record::default(),
-    };
+    let charge = Charge::failing();
     let mut registry = Registry::new();
     registry
         .register(Recorder(peer.client.clone()))

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -490,5 +491,36 @@ impl Drop for OwnRedis {
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Fails while `failing` is set. Class `Interop::Charge`; retries with Sidekiq's defaults.
+#[derive(Clone)]
+pub struct Charge {
+    pub failing: Arc<AtomicBool>,
+    pub record: Record,
+}
+
+impl Worker for Charge {
+    type Args = Vec<Value>;
+    fn class_name() -> String {
+        "Interop::Charge".into()
+    }
+    async fn perform(&self, args: Vec<Value>) -> JobResult {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(JobError::new("PaymentDeclined", "card <4242> declined"));
+        }
+        self.record.seen.lock().unwrap().push(Value::Array(args));
+        Ok(())
+    }
+}
+
+impl Charge {
+    /// A charge that fails until `failing` is cleared.
+    pub fn failing() -> Charge {
+        Charge {
+            failing: Arc::new(AtomicBool::new(true)),
+            record: Record::default(),
+        }
     }
 }
