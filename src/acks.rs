@@ -1,9 +1,10 @@
-//! Acknowledgements: removing finished jobs from their in-progress lists, in pipelines.
+//! Acknowledgements: removing finished jobs from their in-progress hashes, in batches.
 //!
-//! Every job task sends its acknowledgement to one task ([`acknowledge`]), which writes
-//! them `LREM` by `LREM` in pipelines of up to 1,000, so a busy server pays a fraction of a
-//! round trip per job. A counter of those not yet written tells the manager when nothing
-//! is in flight (see its push-back of jobs a lost fetch reply stranded).
+//! Every job task sends its acknowledgement (hash, slot) to one task ([`acknowledge`]),
+//! which removes whatever has gathered with one `HDEL hash slot slot …` per hash, so a busy
+//! server pays a fraction of a command per job, and sends only slot numbers, never payloads.
+//! A counter of those not yet written tells the manager when nothing is in flight (see its
+//! push-back of jobs a lost fetch reply stranded).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,11 +13,11 @@ use tokio::sync::mpsc;
 
 use crate::connection::{Connection, Outage, query_until_ok};
 
-/// Acknowledgements sent in one pipeline at most.
+/// Acknowledgements written in one round trip at most.
 const ACK_BATCH: usize = 1_000;
 
-/// An acknowledgement: remove `raw` from the in-progress list `list`.
-pub(crate) type Ack = (Arc<str>, Arc<[u8]>);
+/// An acknowledgement: remove field `slot` from the in-progress hash `hash`.
+pub(crate) type Ack = (Arc<str>, u64);
 
 /// Sends acknowledgements to [`acknowledge`] and counts those not yet written to Redis.
 #[derive(Clone)]
@@ -40,15 +41,15 @@ impl Acks {
         )
     }
 
-    /// Queues the removal of a finished job from its in-progress list.
-    pub fn send(&self, list: &Arc<str>, raw: &Arc<[u8]>) {
+    /// Queues the removal of a finished job from its in-progress hash.
+    pub fn send(&self, hash: &Arc<str>, slot: u64) {
         self.pending.fetch_add(1, Ordering::SeqCst);
         // The acknowledger outlives every sender, so this cannot fail.
-        let _ = self.tx.send((Arc::clone(list), Arc::clone(raw)));
+        let _ = self.tx.send((Arc::clone(hash), slot));
     }
 }
 
-/// Acknowledges finished jobs in pipelines until every sender is gone.
+/// Acknowledges finished jobs in batches until every sender is gone.
 pub(crate) async fn acknowledge(
     mut acks: mpsc::UnboundedReceiver<Ack>,
     mut conn: Connection,
@@ -57,15 +58,45 @@ pub(crate) async fn acknowledge(
     let mut batch: Vec<Ack> = Vec::new();
     let mut outage = Outage::new("acknowledge");
     while acks.recv_many(&mut batch, ACK_BATCH).await > 0 {
-        let mut pipe = redis::pipe();
-        for (list, raw) in &batch {
-            // From the tail: the list is pushed at its head, so the oldest job, the one most
-            // likely done, is found first rather than after every newer one.
-            pipe.lrem(&**list, -1, &**raw).ignore();
-        }
+        let pipe = removals(&mut batch);
         // Until it works: an unacknowledged job would run again after a recovery.
         query_until_ok(&mut conn, &pipe, &mut outage).await;
         pending.fetch_sub(batch.len(), Ordering::SeqCst);
         batch.clear();
+    }
+}
+
+/// One `HDEL` per hash for a batch of acknowledgements (several queues interleave in one).
+fn removals(batch: &mut [Ack]) -> redis::Pipeline {
+    batch.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut pipe = redis::pipe();
+    for group in batch.chunk_by(|a, b| a.0 == b.0) {
+        let mut hdel = redis::cmd("HDEL");
+        hdel.arg(&*group[0].0);
+        for (_, slot) in group {
+            hdel.arg(*slot);
+        }
+        pipe.add_command(hdel).ignore();
+    }
+    pipe
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_hdel_per_hash() {
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        let mut batch = vec![
+            (Arc::clone(&a), 1),
+            (Arc::clone(&b), 2),
+            (Arc::clone(&a), 3),
+        ];
+        let pipe = removals(&mut batch);
+        let commands: Vec<Vec<u8>> = pipe.cmd_iter().map(|c| c.get_packed_command()).collect();
+        assert_eq!(commands.len(), 2);
+        let text = String::from_utf8_lossy(&commands[0]);
+        assert!(text.contains("HDEL") && text.contains("\r\n1\r\n") && text.contains("\r\n3\r\n"));
     }
 }

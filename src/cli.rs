@@ -52,6 +52,9 @@ pub struct ServerArgs {
     /// Number of jobs run at once
     #[arg(short = 'c', long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub concurrency: u32,
+    /// Fetched jobs that may wait for a worker beyond those running (default: the concurrency; 0: none)
+    #[arg(long, value_name = "JOBS", value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub prefetch: Option<u32>,
     /// Seconds running jobs get to finish on shutdown before they are pushed back
     #[arg(short = 't', long, default_value_t = 25)]
     pub timeout: u64,
@@ -76,7 +79,7 @@ pub struct ServerArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 #[non_exhaustive]
 pub enum Fetch {
-    /// Crash-safe: a job stays in this process's in-progress list until it has finished.
+    /// Crash-safe: a job stays in this process's in-progress hash until it has finished.
     Reliable,
     /// Sidekiq OSS's `BRPOP`: a job in flight is lost if the process dies.
     Basic,
@@ -132,6 +135,9 @@ impl ServerArgs {
         }
         if let Some(timeout) = self.job_timeout {
             config = config.job_timeout(timeout);
+        }
+        if let Some(prefetch) = self.prefetch {
+            config = config.prefetch(prefetch as usize);
         }
         config
     }

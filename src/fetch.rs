@@ -7,12 +7,13 @@
 //! its weight (Sidekiq's algorithm).
 //!
 //! Reliable fetch (the default) moves up to as many jobs as there are free slots, in that
-//! order, from the queues into this process's in-progress lists with one Lua call, and waits
-//! with `BLMOVE` when they are empty; a job stays in the in-progress list until it is
-//! acknowledged. Basic fetch is Sidekiq OSS's `BRPOP`. Both use a connection of their own,
+//! order, from the queues into this process's in-progress hashes with one Lua call (one
+//! `RPOP key count` and one `HSET` per queue), and when they are empty waits for a push with
+//! a `BLMOVE` that leaves the queue as it was; a job stays in the in-progress hash, under a
+//! slot number unique in this process, until it is acknowledged. Basic fetch is Sidekiq OSS's `BRPOP`. Both use a connection of their own,
 //! so a blocking wait never holds up other commands.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -82,7 +83,7 @@ impl QueueSpec {
 #[non_exhaustive]
 pub enum FetchMode {
     /// Crash-safe (the default): a job moves atomically from its queue into this process's
-    /// in-progress list and leaves it only when it has finished, failed into `retry` or
+    /// in-progress hash and leaves it only when it has finished, failed into `retry` or
     /// died into `dead`. If the process dies, live processes put its jobs back.
     #[default]
     Reliable,
@@ -94,32 +95,58 @@ pub enum FetchMode {
 struct Source {
     name: Arc<str>,
     key: String,
-    /// This process's in-progress list for the queue.
+    /// This process's in-progress hash for the queue.
     inprogress: Arc<str>,
 }
 
 /// Moves up to ARGV[1] jobs, queue by queue in the given order, from each queue (KEYS[2i-1])
-/// to its in-progress list (KEYS[2i]); returns {index, job, index, job, ...}.
+/// into its in-progress hash (KEYS[2i]) under the fields ARGV[2], ARGV[2] + 1, …, in the
+/// order returned; returns {index, job, index, job, ...}. Per queue that is one `RPOP key
+/// count` and one `HSET` for the whole batch, so Redis works per batch, not per job.
 ///
 /// A job that was recovered from a dead process (it carries `recovery_count`) is a suspect:
 /// it is only ever fetched alone (index prefixed with `s`), so if it takes this process down
-/// too, no innocent job shares its fate and its recovery count.
+/// too, no innocent job shares its fate and its recovery count. The jobs popped after it go
+/// back to the tail of their queue, in their order.
 const FETCH_BATCH: &str = r#"
-local max, out = tonumber(ARGV[1]), {}
+local max, slot, out = tonumber(ARGV[1]), tonumber(ARGV[2]), {}
+local taken = 0
+local function hold(hash, fields)
+  for i = 1, #fields, 1000 do
+    redis.call('hset', hash, unpack(fields, i, math.min(i + 999, #fields)))
+  end
+end
 for i = 1, #KEYS, 2 do
-  while #out < 2 * max do
-    local job = redis.call('rpoplpush', KEYS[i], KEYS[i + 1])
-    if not job then break end
-    local index = tostring((i - 1) / 2)
-    if string.find(job, '"recovery_count":', 1, true) then
-      if #out == 0 then return { 's' .. index, job } end
-      redis.call('lmove', KEYS[i + 1], KEYS[i], 'LEFT', 'RIGHT')
+  local want = max - taken
+  if want <= 0 then break end
+  local jobs = redis.call('rpop', KEYS[i], want)
+  if jobs then
+    local index, fields, stop = tostring((i - 1) / 2), {}, nil
+    for j = 1, #jobs do
+      local job = jobs[j]
+      if string.find(job, '"recovery_count":', 1, true) then
+        if taken == 0 then
+          redis.call('hset', KEYS[i + 1], slot, job)
+          out = { 's' .. index, job }
+          stop = j + 1
+        else
+          stop = j
+        end
+        break
+      end
+      fields[#fields + 1] = slot
+      fields[#fields + 1] = job
+      out[#out + 1] = index
+      out[#out + 1] = job
+      slot = slot + 1
+      taken = taken + 1
+    end
+    if #fields > 0 then hold(KEYS[i + 1], fields) end
+    if stop then
+      for k = #jobs, stop, -1 do redis.call('rpush', KEYS[i], jobs[k]) end
       return out
     end
-    out[#out + 1] = index
-    out[#out + 1] = job
   end
-  if #out >= 2 * max then break end
 end
 return out
 "#;
@@ -134,6 +161,8 @@ pub(crate) struct Fetcher {
     weighted: Option<Vec<usize>>,
     /// The last fetch found nothing: with a single queue, go straight back to blocking.
     idle: AtomicBool,
+    /// The next in-progress slot number; each fetch reserves as many as it asks for.
+    next_slot: AtomicU64,
 }
 
 impl Fetcher {
@@ -172,6 +201,7 @@ impl Fetcher {
             sources,
             weighted,
             idle: AtomicBool::new(false),
+            next_slot: AtomicU64::new(1),
         }
     }
 
@@ -191,8 +221,8 @@ impl Fetcher {
         }
     }
 
-    /// (queue name, this process's in-progress list) for each queue; empty for basic fetch.
-    pub fn inprogress_lists(&self) -> Vec<(Arc<str>, Arc<str>)> {
+    /// (queue name, this process's in-progress hash) for each queue; empty for basic fetch.
+    pub fn inprogress_hashes(&self) -> Vec<(Arc<str>, Arc<str>)> {
         if self.mode != FetchMode::Reliable {
             return Vec::new();
         }
@@ -200,17 +230,6 @@ impl Fetcher {
             .iter()
             .map(|s| (Arc::clone(&s.name), Arc::clone(&s.inprogress)))
             .collect()
-    }
-
-    /// The unit of work for bytes taken from `sources[index]` (UTF-8 or not: a payload that
-    /// is not is a bad job for the processor to report, never a fetch error).
-    fn fetched(&self, index: usize, raw: Vec<u8>) -> UnitOfWork {
-        let source = &self.sources[index];
-        let (queue, raw) = (Arc::clone(&source.name), Arc::from(raw));
-        match self.mode {
-            FetchMode::Reliable => UnitOfWork::held(queue, raw, Arc::clone(&source.inprogress)),
-            FetchMode::Basic => UnitOfWork::unheld(queue, raw),
-        }
     }
 
     /// Whether fetches may run side by side on the fetch connection (reliable fetch never
@@ -223,83 +242,112 @@ impl Fetcher {
     /// [`FETCH_TIMEOUT`] if `may_block`, else returns at once with none.
     pub async fn fetch(&self, max: usize, may_block: bool) -> redis::RedisResult<Vec<UnitOfWork>> {
         let order = self.order();
-        let mut conn = self.conn.clone();
         match self.mode {
-            FetchMode::Basic => {
-                let mut cmd = redis::cmd("BRPOP");
-                for &i in &order {
-                    cmd.arg(&self.sources[i].key);
-                }
-                cmd.arg(FETCH_TIMEOUT.as_secs());
-                let popped: Option<(Vec<u8>, Vec<u8>)> = cmd.query_async(&mut conn).await?;
-                Ok(popped
-                    .map(|(key, raw)| {
-                        let index = self
-                            .sources
-                            .iter()
-                            .position(|s| s.key.as_bytes() == key)
-                            .unwrap_or(0);
-                        self.fetched(index, raw)
-                    })
-                    .into_iter()
-                    .collect())
-            }
+            FetchMode::Basic => self.pop_one(&order).await,
             FetchMode::Reliable => {
-                if may_block && self.idle.load(Ordering::Relaxed) && self.sources.len() == 1 {
-                    return self.wait_for_one(order[0]).await;
-                }
-                static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FETCH_BATCH));
-                let mut invocation = SCRIPT.prepare_invoke();
-                for &i in &order {
-                    invocation
-                        .key(&self.sources[i].key)
-                        .key(&*self.sources[i].inprogress);
-                }
-                // Positions are ASCII; jobs are whatever bytes the queue held.
-                let flat: Vec<Vec<u8>> = invocation.arg(max).invoke_async(&mut conn).await?;
-                if !flat.is_empty() {
-                    let mut jobs = Vec::with_capacity(flat.len() / 2);
-                    let mut items = flat.into_iter();
-                    while let (Some(position), Some(raw)) = (items.next(), items.next()) {
-                        let position: usize = std::str::from_utf8(&position)
-                            .ok()
-                            .and_then(|p| p.trim_start_matches('s').parse().ok())
-                            .unwrap_or(0);
-                        jobs.push(self.fetched(order[position], raw));
+                let single = self.sources.len() == 1;
+                if may_block && single && self.idle.load(Ordering::Relaxed) {
+                    // Nothing was there last time: wait first, then take.
+                    if !self.wait_for_work(order[0]).await? {
+                        return Ok(Vec::new());
                     }
+                    return self.take(&order, max).await;
+                }
+                let jobs = self.take(&order, max).await?;
+                if !jobs.is_empty() || !may_block {
                     return Ok(jobs);
                 }
-                if !may_block {
-                    return Ok(Vec::new());
+                // Nothing waiting: block on the first queue of this round, then take.
+                if self.wait_for_work(order[0]).await? {
+                    self.take(&order, max).await
+                } else {
+                    Ok(Vec::new())
                 }
-                // Nothing waiting: block on the first queue of this round.
-                self.wait_for_one(order[0]).await
             }
         }
     }
 
-    /// Blocks on one queue with `BLMOVE` into its in-progress list. With several queues the
-    /// wait is shorter, so the others are looked at again soon.
-    async fn wait_for_one(&self, index: usize) -> redis::RedisResult<Vec<UnitOfWork>> {
+    /// Basic fetch: one `BRPOP` over the queues in order.
+    async fn pop_one(&self, order: &[usize]) -> redis::RedisResult<Vec<UnitOfWork>> {
+        let mut cmd = redis::cmd("BRPOP");
+        for &i in order {
+            cmd.arg(&self.sources[i].key);
+        }
+        cmd.arg(FETCH_TIMEOUT.as_secs());
+        let popped: Option<(Vec<u8>, Vec<u8>)> = cmd.query_async(&mut self.conn.clone()).await?;
+        Ok(popped
+            .map(|(key, raw)| {
+                let index = self
+                    .sources
+                    .iter()
+                    .position(|s| s.key.as_bytes() == key)
+                    .unwrap_or(0);
+                let queue = Arc::clone(&self.sources[index].name);
+                UnitOfWork::unheld(queue, Arc::from(raw))
+            })
+            .into_iter()
+            .collect())
+    }
+
+    /// Reliable fetch: moves up to `max` jobs into the in-progress hashes in one Lua call.
+    async fn take(&self, order: &[usize], max: usize) -> redis::RedisResult<Vec<UnitOfWork>> {
+        static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FETCH_BATCH));
+        // Slots are reserved before the call, so fetches side by side never share one.
+        let first = self.next_slot.fetch_add(max as u64, Ordering::Relaxed);
+        let mut invocation = SCRIPT.prepare_invoke();
+        for &i in order {
+            invocation
+                .key(&self.sources[i].key)
+                .key(&*self.sources[i].inprogress);
+        }
+        // Positions are ASCII; jobs are whatever bytes the queue held (UTF-8 or not: a
+        // payload that is not is a bad job for the processor to report, never a fetch error).
+        let flat: Vec<Vec<u8>> = invocation
+            .arg(max)
+            .arg(first)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let mut jobs = Vec::with_capacity(flat.len() / 2);
+        let mut items = flat.into_iter();
+        let mut slot = first;
+        while let (Some(position), Some(raw)) = (items.next(), items.next()) {
+            let position: usize = std::str::from_utf8(&position)
+                .ok()
+                .and_then(|p| p.trim_start_matches('s').parse().ok())
+                .unwrap_or(0);
+            let source = &self.sources[order[position]];
+            jobs.push(UnitOfWork::held(
+                Arc::clone(&source.name),
+                Arc::from(raw),
+                Arc::clone(&source.inprogress),
+                slot,
+            ));
+            slot += 1;
+        }
+        Ok(jobs)
+    }
+
+    /// Blocks until the queue `sources[index]` has a job, without taking it: `BLMOVE` from
+    /// the tail to the tail of the same list changes nothing but wakes on a push. Returns
+    /// whether a job was there. With several queues the wait is shorter, so the others are
+    /// looked at again soon.
+    async fn wait_for_work(&self, index: usize) -> redis::RedisResult<bool> {
         let wait = if self.sources.len() == 1 {
             FETCH_TIMEOUT
         } else {
             FETCH_TIMEOUT / 2
         };
         let source = &self.sources[index];
-        let moved: Option<Vec<u8>> = redis::cmd("BLMOVE")
+        let seen: Option<redis::Value> = redis::cmd("BLMOVE")
             .arg(&source.key)
-            .arg(&*source.inprogress)
+            .arg(&source.key)
             .arg("RIGHT")
-            .arg("LEFT")
+            .arg("RIGHT")
             .arg(wait.as_secs_f64())
             .query_async(&mut self.conn.clone())
             .await?;
-        self.idle.store(moved.is_none(), Ordering::Relaxed);
-        Ok(moved
-            .map(|raw| self.fetched(index, raw))
-            .into_iter()
-            .collect())
+        self.idle.store(seen.is_none(), Ordering::Relaxed);
+        Ok(seen.is_some())
     }
 }
 

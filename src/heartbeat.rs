@@ -122,12 +122,12 @@ impl Heartbeat {
         }
     }
 
-    /// Whether this process holds no in-progress job (Redis deletes empty lists).
+    /// Whether this process holds no in-progress job (Redis deletes empty hashes).
     async fn inprogress_is_empty(&mut self) -> bool {
         let prefix = self.keys.inprogress(&self.identity, "");
-        crate::recovery::owner_lists(&mut self.conn, &prefix)
+        crate::recovery::owner_stores(&mut self.conn, &prefix)
             .await
-            .is_ok_and(|lists| lists.is_empty())
+            .is_ok_and(|stores| stores.is_empty())
     }
 
     fn process_keys(&self) -> [String; 3] {
@@ -187,7 +187,7 @@ impl Heartbeat {
         pipe.expire(&id_key, PROCESS_TTL_SECS).ignore();
         pipe.sadd(self.keys.key("processes"), &self.identity)
             .ignore();
-        // Every beat, so recovery always knows this process may own in-progress lists.
+        // Every beat, so recovery always knows this process may own in-progress hashes.
         pipe.sadd(self.keys.inprogress_owners(), &self.identity)
             .ignore();
         pipe.rpop(format!("{id_key}-signals"), None);

@@ -77,13 +77,14 @@ impl Keys {
         self.key("dead")
     }
 
-    /// The set of process identities that may own in-progress lists (`inprogress`).
+    /// The set of process identities that may own in-progress hashes (`inprogress`).
     pub fn inprogress_owners(&self) -> String {
         self.key("inprogress")
     }
 
-    /// A process's list of jobs fetched from `queue` and not yet finished
-    /// (`inprogress:IDENTITY:QUEUE`). Sidekiq does not read these keys.
+    /// A process's hash of jobs fetched from `queue` and not yet finished
+    /// (`inprogress:IDENTITY:QUEUE`, slot number → exact payload). Sidekiq does not read
+    /// these keys.
     pub fn inprogress(&self, identity: &str, queue: &str) -> String {
         format!("{}inprogress:{identity}:{queue}", self.prefix)
     }

@@ -181,7 +181,7 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         had_work: false,
         hooks: Arc::clone(&hooks),
     };
-    // Registered (and listed as an owner of in-progress lists) before the first fetch.
+    // Registered (and listed as an owner of in-progress hashes) before the first fetch.
     heartbeat
         .beat()
         .await
@@ -194,7 +194,7 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
     let handle_running = Arc::clone(&running);
     let handle_identity = identity.clone();
     let work = async move {
-        let mut tasks = JoinSet::new();
+        let mut workers = JoinSet::new();
         let fetcher = Arc::new(Fetcher::new(
             fetch_conn,
             &keys,
@@ -205,6 +205,7 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         let manager = Manager {
             processor: &processor,
             concurrency: config.concurrency,
+            prefetch: config.prefetch.unwrap_or(config.concurrency),
             running: &running,
             keys: &keys,
             conn: conn.clone(),
@@ -235,26 +236,24 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
             ));
         }
         manager
-            .fetch_until_quiet(&fetcher, &mut tasks, control.quiet.subscribe())
+            .fetch_until_quiet(&fetcher, &mut workers, control.quiet.subscribe())
             .await;
         hooks.fire(Event::Quiet).await;
         // Quiet: keep running jobs and beating until told to stop.
         let _ = control.stop.subscribe().wait_for(|stop| *stop).await;
         hooks.fire(Event::Shutdown).await;
 
-        tracing::info!(
-            running = tasks.len(),
-            "Shutting down: waiting for running jobs"
-        );
+        let busy = running.lock().expect("running jobs lock").len();
+        tracing::info!(running = busy, "Shutting down: waiting for running jobs");
         let finished = tokio::time::timeout(config.shutdown_timeout, async {
-            while tasks.join_next().await.is_some() {}
+            while workers.join_next().await.is_some() {}
         })
         .await
         .is_ok();
         if !finished {
             // Stop them first, then push back exactly those still unfinished.
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
+            workers.abort_all();
+            while workers.join_next().await.is_some() {}
             let unfinished: Vec<RunningJob> = running
                 .lock()
                 .expect("running jobs lock")

@@ -23,6 +23,8 @@ mod worker;
 #[cfg(feature = "server")]
 mod acks;
 #[cfg(feature = "server")]
+mod backlog;
+#[cfg(feature = "server")]
 mod control;
 #[cfg(feature = "server")]
 pub mod events;

@@ -1,12 +1,14 @@
-//! The manager: keeps up to N jobs running, acknowledges finished ones, and on a hard stop
-//! pushes unfinished ones back.
+//! The manager: keeps N workers busy, and on quiet and on a hard stop pushes unfinished
+//! jobs back.
 //!
-//! It takes as many jobs as there are free slots in one fetch (up to three fetches in flight
-//! while the queues have work), spawns each as a task that
-//! holds its slot, and records `(queue, payload, in-progress list)` so the heartbeat can show
+//! It starts `concurrency` workers (see [`crate::backlog`]) and fetches for them: as many
+//! jobs as there is room for in one fetch (running plus a bounded prefetch; up to three
+//! fetches in flight while the queues have work), waiting for room for half the prefetch
+//! while the workers have jobs, so each round trip brings many. A worker records
+//! `(queue, payload, in-progress hash)` in the running-jobs map so the heartbeat can show
 //! it and a stop that runs out of time can push exactly those bytes back. Successful jobs
-//! are acknowledged (`LREM` from the in-progress list) by one task in pipelines, so a busy
-//! server pays a fraction of a round trip per job for it.
+//! are acknowledged (`HDEL` of their slots in the in-progress hash) by one task in batches,
+//! so a busy server pays a fraction of a command per job for it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,23 +17,25 @@ use std::time::Duration;
 
 use crate::connection::Connection;
 use redis::{AsyncCommands, Script};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
+use crate::backlog::{self, Backlog, Queued};
 use crate::connection::Outage;
 use crate::fetch::Fetcher;
 use crate::keys::Keys;
-use crate::payload;
 use crate::processor::Processor;
 use crate::work::UnitOfWork;
 
 /// How long a job recovered from a dead process runs alone before other jobs start.
 const SUSPECT_ALONE: Duration = Duration::from_secs(1);
 
-/// Runs jobs in up to `concurrency` slots.
+/// Runs jobs in up to `concurrency` workers, fetching ahead for them.
 pub(crate) struct Manager<'a> {
     pub processor: &'a Arc<Processor>,
     pub concurrency: usize,
+    /// Jobs held beyond those running at most (see [`crate::backlog`]).
+    pub prefetch: usize,
     pub running: &'a Running,
     pub keys: &'a Keys,
     pub conn: Connection,
@@ -39,29 +43,35 @@ pub(crate) struct Manager<'a> {
     pub pending_acks: &'a AtomicUsize,
 }
 
-/// Fetches in flight at once (reliable fetch). With one, slots freed while a fetch's reply is
-/// on its way wait a whole round trip; with more, they are asked for meanwhile. Each fetch
-/// asks only for slots it holds, so no more than `concurrency` jobs are ever taken. Three
-/// drained no-op jobs ~45% faster than one and ~15% faster than two here; four, no faster.
+/// Fetches in flight at once (reliable fetch). With one, workers freed while a fetch's
+/// reply is on its way wait a whole round trip; with more, jobs are asked for meanwhile.
+/// Each fetch asks only for the room it reserved, so no more than `concurrency` plus the
+/// prefetch are ever held.
 const MAX_FETCHES: usize = 3;
 
-/// What a fetch task hands back: the slots it held, whether it could block, and the jobs it
-/// took for them.
-type FetchReply = (
-    Vec<OwnedSemaphorePermit>,
-    bool,
-    redis::RedisResult<Vec<UnitOfWork>>,
-);
+/// What a fetch task hands back: how many jobs it asked for, whether it could block, and
+/// the jobs it took.
+type FetchReply = (usize, bool, redis::RedisResult<Vec<UnitOfWork>>);
 
 impl Manager<'_> {
-    /// Takes jobs whenever slots are free, until the server is quieted (or stopped).
+    /// Starts the workers into `workers` and fetches for them until the server is quieted
+    /// (or stopped); then pushes back what was fetched and not started.
     pub async fn fetch_until_quiet(
         &self,
         fetcher: &Arc<Fetcher>,
-        tasks: &mut JoinSet<()>,
+        workers: &mut JoinSet<()>,
         mut quiet: watch::Receiver<bool>,
     ) {
-        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let prefetch = if fetcher.can_overlap() {
+            self.prefetch
+        } else {
+            0
+        };
+        let backlog = Arc::new(Backlog::new(self.concurrency, prefetch));
+        let mut next_worker: u64 = 0;
+        for _ in 0..self.concurrency {
+            self.spawn_worker(&backlog, workers, &mut next_worker);
+        }
         let max_fetches = if fetcher.can_overlap() {
             MAX_FETCHES
         } else {
@@ -69,7 +79,6 @@ impl Manager<'_> {
         };
         // Spawned, so a fetch is never cancelled half-way (jobs it took would be stranded).
         let mut fetches: JoinSet<FetchReply> = JoinSet::new();
-        let mut next_id: u64 = 0;
         let mut outage = Outage::new("fetch");
         // After a failed fetch, Redis may have moved jobs whose reply never arrived.
         let mut maybe_stranded = false;
@@ -78,61 +87,85 @@ impl Manager<'_> {
         let mut busy = false;
         let mut blocking_in_flight = false;
         loop {
-            while tasks.try_join_next().is_some() {}
+            while let Some(ended) = workers.try_join_next() {
+                if let Err(e) = ended {
+                    tracing::error!(error = %e, "a worker failed; starting another");
+                    self.spawn_worker(&backlog, workers, &mut next_worker);
+                }
+            }
             if maybe_stranded
                 && fetches.is_empty()
-                && slots.available_permits() == self.concurrency
+                && backlog.held() == 0
                 && self.pending_acks.load(Ordering::SeqCst) == 0
             {
-                // Nothing runs and every ack is written: whatever is in our lists is stranded.
+                // Nothing runs and every ack is written: whatever is in our hashes is stranded.
                 maybe_stranded = !self.push_back_stranded(fetcher).await;
             }
             // A blocking fetch (BLMOVE) holds the shared fetch connection: nothing joins it.
             let can_fetch = fetches.len() < max_fetches
                 && (fetches.is_empty() || (busy && !blocking_in_flight));
+            // With work in hand, wait for room for a good batch; with none, take what fits.
+            let needed = if fetches.is_empty() && backlog.waiting() == 0 {
+                1
+            } else {
+                backlog.batch()
+            };
+            let room = backlog.room();
+            if can_fetch && room >= needed && !*quiet.borrow() {
+                // Only a fetch with none beside it, after the queues looked empty, may
+                // block waiting for work; while they are busy, an empty look returns.
+                let may_block = fetches.is_empty() && !busy;
+                blocking_in_flight |= may_block;
+                backlog.reserve(room);
+                let reserved = Reserved(Some(Arc::clone(&backlog)), room);
+                let fetcher = Arc::clone(fetcher);
+                fetches.spawn(async move {
+                    let result = fetcher.fetch(room, may_block).await;
+                    reserved.replied();
+                    (room, may_block, result)
+                });
+                continue;
+            }
+            let wait_for_room = can_fetch;
+            if wait_for_room {
+                backlog.refill_when_room(needed);
+            }
             // A clone to wait on, so the branches below may borrow `quiet` themselves.
             let mut quieted = quiet.clone();
             tokio::select! {
                 biased;
                 _ = until_quiet(&mut quieted) => break,
                 Some(reply) = fetches.join_next(), if !fetches.is_empty() => {
-                    let (permits, result) = match reply {
-                        Ok((permits, could_block, result)) => {
-                            if could_block {
-                                blocking_in_flight = false;
-                            }
-                            (permits, result)
-                        }
+                    let (asked, could_block, result) = match reply {
+                        Ok(reply) => reply,
                         Err(e) => {
+                            // Its reservation was given back when the task ended.
                             tracing::error!(error = %e, "a fetch task failed");
                             maybe_stranded = true;
                             blocking_in_flight = false;
                             continue;
                         }
                     };
+                    if could_block {
+                        blocking_in_flight = false;
+                    }
                     match result {
                         Ok(fetched) => {
                             if outage.ok() {
                                 backoff = Duration::from_millis(100);
                             }
                             busy = !fetched.is_empty();
-                            if fetched.iter().any(UnitOfWork::is_suspect) {
-                                // A job recovered from a crash runs alone: jobs that fetches
-                                // beside it took go back first, so a crash it causes does not
-                                // count against them.
-                                busy = false;
+                            backlog.release(asked - fetched.len());
+                            self.start(fetched, &backlog, &mut fetches, &mut maybe_stranded, &mut quiet).await;
+                            if !busy {
                                 blocking_in_flight = false;
-                                if !self.push_back_in_flight(&mut fetches).await {
-                                    maybe_stranded = true;
-                                }
                             }
-                            self.start(fetched, permits, tasks, &mut next_id, &mut quiet).await;
                         }
                         Err(e) => {
+                            backlog.release(asked);
                             outage.failed(&e);
                             maybe_stranded = true;
                             busy = false;
-                            drop(permits);
                             tokio::select! {
                                 _ = tokio::time::sleep(backoff) => {}
                                 _ = until_quiet(&mut quiet) => {}
@@ -141,107 +174,131 @@ impl Manager<'_> {
                         }
                     }
                 }
-                first = Arc::clone(&slots).acquire_owned(), if can_fetch => {
-                    let mut permits = vec![first.expect("the semaphore is never closed")];
-                    while let Ok(more) = Arc::clone(&slots).try_acquire_owned() {
-                        permits.push(more);
-                    }
-                    // Only a fetch with none beside it, after the queues looked empty, may
-                    // block waiting for work; while they are busy, an empty look returns.
-                    let may_block = fetches.is_empty() && !busy;
-                    blocking_in_flight |= may_block;
-                    let fetcher = Arc::clone(fetcher);
-                    fetches.spawn(async move {
-                        let result = fetcher.fetch(permits.len(), may_block).await;
-                        (permits, may_block, result)
-                    });
-                }
+                _ = backlog.room_made(), if wait_for_room => {}
             }
         }
-        // Quiet: let the fetches in flight finish and push back what they took.
-        if !self.push_back_in_flight(&mut fetches).await {
+        // Quiet: no job starts now; the waiting ones and those the fetches in flight bring
+        // go back.
+        let waiting = backlog.close();
+        let count = waiting.len();
+        let back: Vec<RunningJob> = waiting.into_iter().map(|w| running_job(w, 0)).collect();
+        let pushed = self.push_back_in_flight(&mut fetches, &backlog, back).await;
+        backlog.release(count);
+        if !pushed {
             tracing::warn!(
-                "some fetched jobs could not be pushed back; they stay in this process's in-progress lists and are recovered after it exits"
+                "some fetched jobs could not be pushed back; they stay in this process's in-progress hashes and are recovered after it exits"
             );
         }
     }
 
-    /// Runs fetched jobs, each holding one of `permits`. A job recovered from a dead process
-    /// runs alone for a moment: if it kills this process too, no job fetched after it is
-    /// caught with it.
+    fn spawn_worker(&self, backlog: &Arc<Backlog>, workers: &mut JoinSet<()>, next: &mut u64) {
+        *next += 1;
+        workers.spawn(backlog::work(
+            Arc::clone(backlog),
+            Arc::clone(self.processor),
+            Arc::clone(self.running),
+            *next,
+        ));
+    }
+
+    /// Hands fetched jobs to the workers. A job recovered from a dead process runs alone
+    /// for a moment: the jobs fetches beside it took go back first, and no fetch starts
+    /// until it is done (or [`SUSPECT_ALONE`] has passed), so a crash it causes does not
+    /// count against jobs fetched after it.
     async fn start(
         &self,
         fetched: Vec<UnitOfWork>,
-        mut permits: Vec<OwnedSemaphorePermit>,
-        tasks: &mut JoinSet<()>,
-        next_id: &mut u64,
+        backlog: &Arc<Backlog>,
+        fetches: &mut JoinSet<FetchReply>,
+        maybe_stranded: &mut bool,
         quiet: &mut watch::Receiver<bool>,
     ) {
-        let run_at = payload::now_secs() as u64;
-        let mut suspect_done = None;
-        for (job, permit) in fetched.into_iter().zip(permits.drain(..)) {
-            *next_id += 1;
-            let id = *next_id;
-            let job = running_job(job, run_at);
-            // Only a suspect is waited for; other jobs need no channel.
-            let done_tx = job.work.is_suspect().then(|| {
-                let (tx, rx) = oneshot::channel::<()>();
-                suspect_done = Some(rx);
-                tx
-            });
-            self.running
-                .lock()
-                .expect("running jobs lock")
-                .insert(id, job.clone());
-            let processor = Arc::clone(self.processor);
-            let running = Arc::clone(self.running);
-            tasks.spawn(async move {
-                processor.process(&job.work).await;
-                running.lock().expect("running jobs lock").remove(&id);
-                drop(permit);
-                if let Some(done) = done_tx {
-                    let _ = done.send(());
-                }
-            });
+        if !fetched.iter().any(UnitOfWork::is_suspect) {
+            backlog.push(fetched.into_iter().map(|work| Queued { work, done: None }));
+            return;
         }
-        if let Some(done) = suspect_done {
-            tokio::select! {
-                _ = done => {}
-                _ = tokio::time::sleep(SUSPECT_ALONE) => {}
-                _ = until_quiet(quiet) => {}
-            }
+        if !self.push_back_in_flight(fetches, backlog, Vec::new()).await {
+            *maybe_stranded = true;
+        }
+        let (tx, done) = oneshot::channel::<()>();
+        let mut tx = Some(tx);
+        backlog.push(fetched.into_iter().map(|work| Queued {
+            done: if work.is_suspect() { tx.take() } else { None },
+            work,
+        }));
+        tokio::select! {
+            _ = done => {}
+            _ = tokio::time::sleep(SUSPECT_ALONE) => {}
+            _ = until_quiet(quiet) => {}
+        }
+    }
+}
+
+/// A fetch's reservation, given back if its task ends without a reply (a panic); with a
+/// reply, the manager accounts for it.
+struct Reserved(Option<Arc<Backlog>>, usize);
+
+impl Reserved {
+    fn replied(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if let Some(backlog) = self.0.take() {
+            backlog.release(self.1);
         }
     }
 }
 
 impl Manager<'_> {
-    /// Waits for the fetches in flight and pushes back whatever they took. `false` when a
-    /// fetch failed or the push-back did: jobs may be left in this process's lists.
-    async fn push_back_in_flight(&self, fetches: &mut JoinSet<FetchReply>) -> bool {
-        let mut back = Vec::new();
+    /// Waits for the fetches in flight and pushes back whatever they took, with `back`.
+    /// `false` when a fetch failed or the push-back did: jobs may be left in this
+    /// process's in-progress hashes.
+    async fn push_back_in_flight(
+        &self,
+        fetches: &mut JoinSet<FetchReply>,
+        backlog: &Backlog,
+        mut back: Vec<RunningJob>,
+    ) -> bool {
         let mut all_known = true;
         while let Some(reply) = fetches.join_next().await {
             match reply {
-                Ok((_, _, Ok(fetched))) => {
+                Ok((asked, _, Ok(fetched))) => {
+                    backlog.release(asked);
                     back.extend(fetched.into_iter().map(|f| running_job(f, 0)));
                 }
-                _ => all_known = false,
+                Ok((asked, _, Err(_))) => {
+                    backlog.release(asked);
+                    all_known = false;
+                }
+                Err(_) => all_known = false,
             }
         }
         requeue(self.conn.clone(), self.keys, &back).await && all_known
     }
 
-    /// Pushes back every job in this process's in-progress lists; call only when none is
+    /// Pushes back every job in this process's in-progress hashes; call only when none is
     /// running and every acknowledgement is written. Returns whether that succeeded.
     async fn push_back_stranded(&self, fetcher: &Fetcher) -> bool {
         let mut conn = self.conn.clone();
         let mut stranded = Vec::new();
-        for (queue, list) in fetcher.inprogress_lists() {
-            match conn.lrange::<_, Vec<Vec<u8>>>(&*list, 0, -1).await {
-                Ok(jobs) => stranded.extend(jobs.into_iter().map(|raw| RunningJob {
-                    work: UnitOfWork::held(Arc::clone(&queue), Arc::from(raw), Arc::clone(&list)),
-                    run_at: 0,
-                })),
+        for (queue, hash) in fetcher.inprogress_hashes() {
+            match conn.hgetall::<_, Vec<(u64, Vec<u8>)>>(&*hash).await {
+                Ok(mut jobs) => {
+                    // In the order they were taken.
+                    jobs.sort_unstable_by_key(|(slot, _)| *slot);
+                    stranded.extend(jobs.into_iter().map(|(slot, raw)| RunningJob {
+                        work: UnitOfWork::held(
+                            Arc::clone(&queue),
+                            Arc::from(raw),
+                            Arc::clone(&hash),
+                            slot,
+                        ),
+                        run_at: 0,
+                    }))
+                }
                 Err(_) => return false,
             }
         }
@@ -267,13 +324,13 @@ fn running_job(work: UnitOfWork, run_at: u64) -> RunningJob {
 }
 
 /// Pushes jobs back where they are popped next; with reliable fetch only those still in
-/// their in-progress list (one that finished meanwhile is not run again).
-/// ARGV: (in-progress list or "", queue key, payload) triples.
+/// their in-progress hash (one that finished meanwhile is not run again).
+/// ARGV: (in-progress hash or "", its field, queue key, payload) quadruples.
 const REQUEUE: &str = r#"
 local moved = 0
-for i = 1, #ARGV, 3 do
-  if ARGV[i] == '' or redis.call('lrem', ARGV[i], -1, ARGV[i + 2]) == 1 then
-    redis.call('rpush', ARGV[i + 1], ARGV[i + 2])
+for i = 1, #ARGV, 4 do
+  if ARGV[i] == '' or redis.call('hdel', ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('rpush', ARGV[i + 2], ARGV[i + 3])
     moved = moved + 1
   end
 end
@@ -290,8 +347,11 @@ pub(crate) async fn requeue(mut conn: Connection, keys: &Keys, jobs: &[RunningJo
     // RPUSH puts each job where it is popped next: the last pushed runs first, so push in
     // reverse to keep the order they were taken in.
     for job in jobs.iter().rev() {
+        match job.work.held_in() {
+            Some(held) => invocation.arg(&*held.hash).arg(held.slot),
+            None => invocation.arg("").arg(0),
+        };
         invocation
-            .arg(job.work.list_arg())
             .arg(keys.queue(&job.work.queue))
             .arg(&*job.work.raw);
     }
@@ -306,7 +366,7 @@ pub(crate) async fn requeue(mut conn: Connection, keys: &Keys, jobs: &[RunningJo
             }
             if jobs.iter().all(|job| job.work.is_held()) {
                 tracing::warn!(
-                    "those jobs stay in this process's in-progress lists and are recovered once its heartbeat expires"
+                    "those jobs stay in this process's in-progress hashes and are recovered once its heartbeat expires"
                 );
             }
             false

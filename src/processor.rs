@@ -78,7 +78,7 @@ impl Verdict<'_> {
 
 impl Processor {
     /// Runs the job `raw` fetched from `queue`, counts it, and writes what became of it
-    /// (acknowledging it from its in-progress list, if it has one).
+    /// (acknowledging it from its in-progress hash, if it has one).
     pub async fn process(&self, work: &UnitOfWork) {
         let started = Instant::now();
         let verdict = self.executor.execute(&work.queue, &work.raw).await;
@@ -211,7 +211,7 @@ impl Processor {
     }
 
     /// Puts a snoozed job back in the schedule, as it is, and removes it from its
-    /// in-progress list, in one transaction.
+    /// in-progress hash, in one transaction.
     async fn snooze(&self, work: &UnitOfWork, delay: Duration) {
         let at = payload::now_secs() + delay.as_secs_f64();
         let mut pipe = redis::pipe();
@@ -223,7 +223,7 @@ impl Processor {
         query_until_ok(&mut self.conn.clone(), &pipe, &mut outage).await;
     }
 
-    /// Writes a failed job to `retry` or `dead` and removes it from its in-progress list,
+    /// Writes a failed job to `retry` or `dead` and removes it from its in-progress hash,
     /// in one transaction, retrying while Redis is unreachable.
     async fn write(&self, disposition: &Disposition, now: f64, work: &UnitOfWork) {
         let mut pipe = redis::pipe();
@@ -237,7 +237,7 @@ impl Processor {
             // Basic fetch: only this process holds the job until the write goes through.
             tracing::debug!(
                 payload = %text::lossless(&work.raw),
-                "recording a failed job fetched without an in-progress list"
+                "recording a failed job fetched without an in-progress hash"
             );
         }
         let mut outage = Outage::new("recording a failed job");

@@ -3,7 +3,7 @@
 //! Every process lists its identity in the `inprogress` set. On each beat, a live process
 //! looks at the others: one whose heartbeat hash has expired (60 s without a beat), or that
 //! is provably gone (same hostname, pid no longer alive), is an orphan. Under a lock
-//! (`SET recovering:IDENTITY NX EX 60`, so two processes never recover one list), its
+//! (`SET recovering:IDENTITY NX EX 60`, so two processes never recover one store), its
 //! in-progress jobs go back to the front of their queues, each moved in a transaction with
 //! its removal. Each recovery is counted in the payload (`recovery_count`); a job recovered
 //! for the third time has now taken three processes down with it and goes to the dead set
@@ -22,16 +22,21 @@ use crate::retry;
 /// Recoveries after which a job is considered poison and goes to the dead set.
 pub const MAX_RECOVERIES: u64 = 3;
 
-/// Moves recovered jobs back, each only if it was still in the dead owner's list, so two
-/// recoverers (say, after a lock expired half-way) never push one job twice.
-/// KEYS: list, queue, queues set, dead set. ARGV: queue name, now, dead cutoff, then
-/// (old payload, new payload, "queue" | "dead") triples.
+/// Moves recovered jobs back, each only if it was still in the dead owner's in-progress
+/// store, so two recoverers (say, after a lock expired half-way) never push one job twice.
+/// The store is a hash of slot → payload, or a list of payloads (what an earlier Psychiq
+/// wrote: still recovered, so a rolling upgrade loses nothing).
+/// KEYS: store, queue, queues set, dead set. ARGV: queue name, now, dead cutoff, then
+/// (slot or old payload, new payload, "queue" | "dead") triples.
 const RECOVER: &str = r#"
-local list, queue, queues, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local store, queue, queues, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local name, now, cutoff = ARGV[1], ARGV[2], ARGV[3]
+local hash = redis.call('type', store).ok == 'hash'
 local moved, died = 0, 0
 for i = 4, #ARGV, 3 do
-  if redis.call('lrem', list, 1, ARGV[i]) == 1 then
+  local removed
+  if hash then removed = redis.call('hdel', store, ARGV[i]) else removed = redis.call('lrem', store, 1, ARGV[i]) end
+  if removed == 1 then
     if ARGV[i + 2] == 'dead' then
       redis.call('zadd', dead, now, ARGV[i + 1])
       died = died + 1
@@ -138,14 +143,15 @@ async fn recover_if_dead(
     }
 }
 
-/// The in-progress lists whose keys start with `prefix`, found with SCAN (1,000 keys a step).
-/// Keys are bytes: a list whose queue name is not UTF-8 is found and recovered too.
-pub(crate) async fn owner_lists(
+/// The in-progress stores (hashes, or an earlier Psychiq's lists) whose keys start with
+/// `prefix`, found with SCAN (1,000 keys a step).
+/// Keys are bytes: a store whose queue name is not UTF-8 is found and recovered too.
+pub(crate) async fn owner_stores(
     conn: &mut Connection,
     prefix: &str,
 ) -> redis::RedisResult<Vec<Vec<u8>>> {
     let pattern = format!("{}*", glob_escape(prefix));
-    let mut lists = Vec::new();
+    let mut stores = Vec::new();
     let mut cursor: u64 = 0;
     loop {
         let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
@@ -156,9 +162,9 @@ pub(crate) async fn owner_lists(
             .arg(1_000)
             .query_async(conn)
             .await?;
-        lists.extend(keys);
+        stores.extend(keys);
         if next == 0 {
-            return Ok(lists);
+            return Ok(stores);
         }
         cursor = next;
     }
@@ -173,32 +179,32 @@ async fn recover_owner(
     static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RECOVER));
     let prefix = keys.inprogress(owner, "");
     let mut moved = 0;
-    for list in owner_lists(conn, &prefix).await? {
-        let Some(queue) = list.get(prefix.len()..) else {
+    for store in owner_stores(conn, &prefix).await? {
+        let Some(queue) = store.get(prefix.len()..) else {
             continue;
         };
         let queue_key = [keys.queue("").as_bytes(), queue].concat();
         let queue = crate::text::escape(queue);
         let queue = queue.as_ref();
-        let jobs: Vec<Vec<u8>> = conn.lrange(&list, 0, -1).await?;
+        let jobs = held_jobs(conn, &store).await?;
         if jobs.is_empty() {
             continue;
         }
         let now = payload::now_secs();
         let mut invocation = SCRIPT.prepare_invoke();
         invocation
-            .key(&list)
+            .key(&store)
             .key(&queue_key)
             .key(keys.queues())
             .key(keys.dead())
             .arg(&queue_key[keys.queue("").len()..])
             .arg(payload::timestamp_text(now))
             .arg(payload::timestamp_text(now - retry::DEAD_TIMEOUT_SECS));
-        for raw in &jobs {
+        for (handle, raw) in &jobs {
             match bump(raw, now) {
                 Bumped::Requeue(job, jid) => {
                     tracing::warn!(jid, queue, owner, "recovered a job from a dead process");
-                    invocation.arg(raw).arg(job).arg("queue");
+                    invocation.arg(handle).arg(job).arg("queue");
                 }
                 Bumped::Poison(job, jid) => {
                     tracing::error!(
@@ -207,7 +213,7 @@ async fn recover_owner(
                         owner,
                         "job recovered {MAX_RECOVERIES} times from crashed processes: moved to the dead set"
                     );
-                    invocation.arg(raw).arg(job).arg("dead");
+                    invocation.arg(handle).arg(job).arg("dead");
                 }
             }
         }
@@ -225,11 +231,33 @@ async fn recover_owner(
             .query_async(conn)
             .await?;
     }
-    // Only if nothing is left: a list that appeared meanwhile keeps its owner listed.
-    if owner_lists(conn, &prefix).await?.is_empty() {
+    // Only if nothing is left: a store that appeared meanwhile keeps its owner listed.
+    if owner_stores(conn, &prefix).await?.is_empty() {
         let _: () = conn.srem(keys.inprogress_owners(), owner).await?;
     }
     Ok(moved)
+}
+
+/// A dead owner's jobs in one in-progress store, as (what removes it, payload): the slot
+/// and payload of a hash, oldest last so it is pushed last and runs first; or each payload
+/// twice for a list (an earlier Psychiq's), in list order.
+async fn held_jobs(
+    conn: &mut Connection,
+    store: &[u8],
+) -> redis::RedisResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    let kind: String = redis::cmd("TYPE").arg(store).query_async(conn).await?;
+    if kind == "list" {
+        let jobs: Vec<Vec<u8>> = conn.lrange(store, 0, -1).await?;
+        return Ok(jobs.into_iter().map(|raw| (raw.clone(), raw)).collect());
+    }
+    let mut jobs: Vec<(Vec<u8>, Vec<u8>)> = conn.hgetall(store).await?;
+    let slot = |field: &[u8]| {
+        std::str::from_utf8(field)
+            .ok()
+            .and_then(|f| f.parse::<u64>().ok())
+    };
+    jobs.sort_unstable_by_key(|(field, _)| std::cmp::Reverse(slot(field)));
+    Ok(jobs)
 }
 
 enum Bumped {

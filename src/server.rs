@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub(crate) namespace: String,
     /// How many jobs run at once (25).
     pub(crate) concurrency: usize,
+    /// Jobs held beyond those running at most (as many as `concurrency` unless set).
+    pub(crate) prefetch: Option<usize>,
     /// Queues to serve; `default` when empty.
     pub(crate) queues: Vec<QueueSpec>,
     /// How long running jobs may finish after a stop before they are pushed back (25 s).
@@ -66,6 +68,7 @@ impl Default for ServerConfig {
             redis: RedisConfig::default(),
             namespace: DEFAULT_NAMESPACE.to_string(),
             concurrency: 25,
+            prefetch: None,
             queues: Vec::new(),
             shutdown_timeout: Duration::from_secs(25),
             poll_interval: Duration::from_secs(2),
@@ -90,6 +93,20 @@ impl ServerConfig {
     /// Sets how many jobs run at once (at least 1).
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
+        self
+    }
+    /// Sets how many fetched jobs may wait for a worker beyond those running (as many as
+    /// the concurrency unless set; 0 fetches only for idle workers). Waiting jobs are in
+    /// this process's in-progress hash like running ones, and the prefetch shrinks for
+    /// slow jobs so it holds about a millisecond of work (see the README's "Speed"). Only
+    /// reliable fetch prefetches.
+    ///
+    /// ```
+    /// let config = psychiq::ServerConfig::default().concurrency(50).prefetch(10);
+    /// # let _ = config;
+    /// ```
+    pub fn prefetch(mut self, jobs: usize) -> Self {
+        self.prefetch = Some(jobs);
         self
     }
     /// Adds a queue with a weight (0 = strict order).

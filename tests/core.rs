@@ -94,33 +94,40 @@ async fn jobs_run_in_fifo_order_with_their_arguments() -> psychiq::Result<()> {
     Ok(())
 }
 
-/// Naps, then notes its id as finished.
+/// Naps, then notes its id as finished; counts how many ran at once.
 #[derive(Clone, Default)]
 struct Tracked {
     finished: std::sync::Arc<std::sync::Mutex<HashSet<u64>>>,
+    running: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    most_running: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl psychiq::Worker for Tracked {
     type Args = (u64, u64);
     async fn perform(&self, (id, ms): (u64, u64)) -> psychiq::JobResult {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.most_running.fetch_max(now, SeqCst);
         tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.running.fetch_sub(1, SeqCst);
         self.finished.lock().unwrap().insert(id);
         Ok(())
     }
 }
 
 #[tokio::test]
-async fn a_server_never_holds_more_jobs_than_its_concurrency() -> psychiq::Result<()> {
+async fn a_server_holds_no_more_than_its_concurrency_plus_the_prefetch() -> psychiq::Result<()> {
     let ns = TestNs::new().await;
     let tracked = Tracked::default();
-    // Mixed lengths, so slots free up while fetches are in flight.
-    let jobs: Vec<Job> = (0..120u64)
-        .map(|i| Job::new("Tracked", (i, i % 4 * 5)).unwrap())
+    // Mostly quick, so the whole prefetch is used, with naps, so workers free up while
+    // fetches are in flight.
+    let jobs: Vec<Job> = (0..300u64)
+        .map(|i| Job::new("Tracked", (i, if i % 10 == 0 { 3 } else { 0 })).unwrap())
         .collect();
     ns.client.push_bulk(jobs).await?;
     let mut registry = psychiq::Registry::new();
     registry.register(tracked.clone());
-    let server = RunningServer::start(ns.config().concurrency(3), registry);
+    let server = RunningServer::start(ns.config().concurrency(3).prefetch(2), registry);
     let identity = ns.registered_identity().await;
     let list = ns.keys().inprogress(&identity, "default");
     let queue = ns.keys().queue("default");
@@ -132,13 +139,13 @@ async fn a_server_never_holds_more_jobs_than_its_concurrency() -> psychiq::Resul
             "jobs left behind: most unfinished held at once was {most}"
         );
         let (held, waiting): (Vec<String>, usize) = redis::pipe()
-            .lrange(&list, 0, -1)
+            .hvals(&list)
             .llen(&queue)
             .query_async(&mut ns.conn())
             .await
             .unwrap();
-        // Held and not finished: fetched (running or about to) and not yet done. Finished
-        // jobs whose acknowledgement is still on its way are left out.
+        // Held and not finished: fetched (running or waiting for a worker) and not yet
+        // done. Finished jobs whose acknowledgement is still on its way are left out.
         let finished = tracked.finished.lock().unwrap().clone();
         let unfinished = held
             .iter()
@@ -156,12 +163,82 @@ async fn a_server_never_holds_more_jobs_than_its_concurrency() -> psychiq::Resul
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     server.stop().await;
-    assert_eq!(tracked.finished.lock().unwrap().len(), 120);
+    assert_eq!(tracked.finished.lock().unwrap().len(), 300);
     assert!(
-        most <= 3,
-        "held {most} unfinished jobs at once with concurrency 3"
+        most <= 5,
+        "held {most} unfinished jobs at once with concurrency 3 and prefetch 2"
     );
     assert!(most >= 2, "the test saw the server work ({most} at most)");
+    let ran = tracked
+        .most_running
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=3).contains(&ran),
+        "{ran} jobs ran at once with concurrency 3"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn prefetched_jobs_go_back_to_their_queue_in_order_when_the_server_goes_quiet()
+-> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let tracked = Tracked::default();
+    // One slow job runs; with prefetch 5 the next five wait for the only worker.
+    let jobs: Vec<Job> = (0..11u64)
+        .map(|i| Job::new("Tracked", (i, if i == 0 { 800 } else { 0 })).unwrap())
+        .collect();
+    ns.client.push_bulk(jobs).await?;
+    let mut registry = psychiq::Registry::new();
+    registry.register(tracked.clone());
+    let handle = psychiq::Server::new(ns.config().concurrency(1).prefetch(5), registry)
+        .start()
+        .await?;
+    let queue = ns.keys().queue("default");
+    wait_until(Duration::from_secs(5), "the slow job to start", || async {
+        handle.running().len() == 1
+    })
+    .await;
+    let waiting: usize = ns.query(redis::cmd("LLEN").arg(&queue)).await;
+    assert_eq!(
+        waiting, 5,
+        "six jobs were taken: one running, five prefetched"
+    );
+    handle.quiet();
+    wait_until(Duration::from_secs(5), "the slow job to finish", || async {
+        tracked.finished.lock().unwrap().contains(&0)
+    })
+    .await;
+    handle.stop();
+    handle.stopped().await;
+    assert_eq!(
+        tracked.finished.lock().unwrap().len(),
+        1,
+        "no prefetched job ran"
+    );
+    let left: Vec<String> = ns.lrange(&queue).await;
+    // LRANGE lists from the head; jobs are popped from the tail, so reverse for run order.
+    let order: Vec<u64> = left
+        .iter()
+        .rev()
+        .map(|raw| {
+            serde_json::from_str::<Value>(raw).unwrap()["args"][0]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        order,
+        (1..=10).collect::<Vec<u64>>(),
+        "back in the order they were taken"
+    );
+    let held: Vec<String> = ns
+        .query(redis::cmd("KEYS").arg(format!("{}:inprogress:*", ns.namespace)))
+        .await;
+    assert!(
+        held.is_empty(),
+        "nothing left in the in-progress hash: {held:?}"
+    );
     Ok(())
 }
 

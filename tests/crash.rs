@@ -24,17 +24,19 @@ fn echo_ids(path: &Path) -> (usize, HashSet<i64>) {
     (total, ids)
 }
 
-/// Every in-progress list of the namespace and how many jobs it holds.
+/// How many jobs the namespace's in-progress stores hold (hashes; lists of an earlier
+/// Psychiq that a test planted).
 async fn inprogress(ns: &TestNs) -> usize {
     let pattern = format!("{}:inprogress:*", ns.namespace);
     let keys: Vec<String> = ns.query(redis::cmd("KEYS").arg(&pattern)).await;
     let mut total = 0;
     for key in keys {
         let kind: String = ns.query(redis::cmd("TYPE").arg(&key)).await;
-        if kind == "list" {
-            let len: usize = ns.query(redis::cmd("LLEN").arg(&key)).await;
-            total += len;
-        }
+        let len: usize = match kind.as_str() {
+            "list" => ns.query(redis::cmd("LLEN").arg(&key)).await,
+            _ => ns.query(redis::cmd("HLEN").arg(&key)).await,
+        };
+        total += len;
     }
     total
 }
@@ -86,7 +88,8 @@ async fn kill_9_mid_drain_loses_nothing() -> psychiq::Result<()> {
         assert_eq!(owners.len(), 1);
         let dead_owner = owners[0].clone();
         server.kill9();
-        // The process is gone: what its lists hold now is exactly what was in flight.
+        // The process is gone: what its hashes hold now is exactly what was in flight
+        // (running and prefetched).
         let in_flight = inprogress(&ns).await;
         in_flight_at_kills += in_flight;
         let restarted = Instant::now();
@@ -358,8 +361,9 @@ async fn jobs_stranded_by_a_lost_fetch_reply_are_pushed_back() -> psychiq::Resul
         r#"{"retry":true,"queue":"default","class":"Record","args":["stranded"],"jid":"stranded"}"#;
     let () = ns
         .query(
-            redis::cmd("LPUSH")
+            redis::cmd("HSET")
                 .arg(ns.keys().inprogress(&identity, "default"))
+                .arg(1_000_000)
                 .arg(raw),
         )
         .await;

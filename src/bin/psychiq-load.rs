@@ -261,7 +261,7 @@ async fn measure(
         let mean = held_samples.iter().sum::<usize>() as f64 / held_samples.len() as f64;
         let min = held_samples.iter().min().copied().unwrap_or(0);
         report.push((
-            "jobs held at once (in-progress lists)".into(),
+            "jobs held at once (in-progress hashes)".into(),
             format!("mean {mean:.0}, min {min} ({} samples)", held_samples.len()),
         ));
     }
@@ -427,12 +427,17 @@ fn commands_between(before: &RedisInfo, after: &RedisInfo) -> u64 {
     after
         .calls
         .iter()
-        .filter(|(name, _)| !matches!(name.as_str(), "info" | "llen" | "smembers" | "scan"))
+        .filter(|(name, _)| {
+            !matches!(
+                name.as_str(),
+                "info" | "llen" | "hlen" | "type" | "smembers" | "scan"
+            )
+        })
         .map(|(name, n)| n - before.calls.get(name).copied().unwrap_or(0))
         .sum()
 }
 
-/// The namespace's in-progress lists (one SCAN: the load test's namespace is small).
+/// The namespace's in-progress stores (one SCAN: the load test's namespace is small).
 async fn inprogress_lists(conn: &mut RedisConnection, namespace: &str) -> Fallible<Vec<String>> {
     let (_, keys): (u64, Vec<String>) = redis::cmd("SCAN")
         .arg(0)
@@ -449,13 +454,22 @@ async fn inprogress(conn: &mut RedisConnection, namespace: &str) -> Fallible<usi
     Ok(inprogress_lists(conn, namespace).await?.len())
 }
 
-/// Jobs in every in-progress list: those running plus those finished and not yet
-/// acknowledged (acknowledgements go out within a round trip).
+/// Jobs in every in-progress store: those running plus those finished and not yet
+/// acknowledged (acknowledgements go out within a round trip). Hashes, or the lists of a
+/// server built before they were (`--server OLD`).
 async fn held(conn: &mut RedisConnection, namespace: &str) -> Fallible<usize> {
     let keys = inprogress_lists(conn, namespace).await?;
     let mut pipe = redis::pipe();
     for key in &keys {
-        pipe.llen(key);
+        pipe.cmd("TYPE").arg(key);
+    }
+    let kinds: Vec<String> = pipe.query_async(conn).await?;
+    let mut pipe = redis::pipe();
+    for (key, kind) in keys.iter().zip(&kinds) {
+        match kind.as_str() {
+            "list" => pipe.llen(key),
+            _ => pipe.hlen(key),
+        };
     }
     let lengths: Vec<usize> = pipe.query_async(conn).await?;
     Ok(lengths.iter().sum())
