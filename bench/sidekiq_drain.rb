@@ -33,6 +33,15 @@ started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
 (jobs / 1000).times { Sidekiq::Client.push_bulk("class" => Noop, "args" => Array.new(1000) { [] }) }
 enqueue = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
 
+# DRAIN=0: the enqueue figures only (bench/compare.sh drains with psychiq-load --ruby).
+if ENV["DRAIN"] == "0"
+  puts format("ruby sidekiq %s: enqueue %d jobs (push_bulk): %.2f s = %.0f jobs/s", Sidekiq::VERSION, jobs, enqueue, jobs / enqueue)
+  puts format("ruby sidekiq %s: enqueue, single, 1 thread (perform_async): %.0f jobs/s", Sidekiq::VERSION, singles / single)
+  Sidekiq.redis { |c| c.del("queue:default") }
+  Sidekiq.redis { |c| c.keys("*").each { |k| c.del(k) } } unless namespace.empty?
+  exit
+end
+
 Sidekiq.options[:concurrency] = concurrency
 Sidekiq.options[:queues] = ["default"]
 launcher = Sidekiq::Launcher.new(Sidekiq.options)

@@ -1,16 +1,22 @@
 //! Small workers that demos, tests and benchmarks rely on, by these class names:
 //! `Noop`, `Echo`, `Fail`, `Sleep`, `Panic`, `Abort` (which kills its own process, for
-//! crash tests) and `Clock` (which records when it started, for latency measurements). The `psychiq` binary serves them as the
-//! system `demo` (`psychiq -s demo`).
+//! crash tests), `Clock` (which records when it started, for latency measurements) and
+//! `Ingest` (which reads an order, a JSON object of about 1 KB, into a struct: the load
+//! test's realistic job). The `psychiq` binary serves them as the system `demo`
+//! (`psychiq -s demo`).
 //!
 //! ```
 //! let registry = psychiq::demo::registry();
-//! assert_eq!(registry.class_names(), ["Abort", "Clock", "Echo", "Fail", "Noop", "Panic", "Sleep"]);
+//! assert_eq!(
+//!     registry.class_names(),
+//!     ["Abort", "Clock", "Echo", "Fail", "Ingest", "Noop", "Panic", "Sleep"]
+//! );
 //! ```
 
 use std::io::Write;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{JobError, JobResult, NoArgs, Registry, Worker};
@@ -42,19 +48,24 @@ impl Worker for Fail {
     }
 }
 
-/// `[milliseconds, path?]`: sleeps, then appends its args to `path` if given.
+/// `[milliseconds, path?]`: sleeps, then, if given a path, appends its args and when it
+/// started and finished (epoch seconds) to it: `[ms, path, started_at, finished_at]`.
 pub(crate) struct Sleep;
 impl Worker for Sleep {
     type Args = Vec<Value>;
-    async fn perform(&self, args: Vec<Value>) -> JobResult {
+    async fn perform(&self, mut args: Vec<Value>) -> JobResult {
         let ms = args.first().and_then(Value::as_u64).ok_or_else(|| {
             JobError::new("ArgumentError", "Sleep takes [milliseconds, optional path]")
         })?;
+        let started = crate::payload::now_secs();
         tokio::time::sleep(Duration::from_millis(ms)).await;
-        match args.get(1) {
-            Some(path) => append_line(Some(path), &args),
-            None => Ok(()),
+        if args.len() < 2 {
+            return Ok(());
         }
+        args.truncate(2);
+        args.push(Value::from(started));
+        args.push(Value::from(crate::payload::now_secs()));
+        append_line(args.get(1), &args)
     }
 }
 
@@ -102,6 +113,95 @@ impl Worker for Clock {
     }
 }
 
+/// An order as the load test's realistic job carries it: about 1 KB of JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    /// The order number.
+    pub id: u64,
+    /// Who placed it.
+    pub customer: Customer,
+    /// What was ordered.
+    pub lines: Vec<OrderLine>,
+    /// Currency code, e.g. "EUR".
+    pub currency: String,
+    /// Free text.
+    pub note: String,
+}
+
+/// The customer of an [`Order`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Customer {
+    /// Customer number.
+    pub id: u64,
+    /// Name.
+    pub name: String,
+    /// E-mail address.
+    pub email: String,
+}
+
+/// One line of an [`Order`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderLine {
+    /// Stock keeping unit.
+    pub sku: String,
+    /// How many.
+    pub quantity: u32,
+    /// Price of one, in cents.
+    pub unit_cents: u64,
+}
+
+impl Order {
+    /// A sample order of about 1 KB, numbered `id`.
+    ///
+    /// ```
+    /// let order = psychiq::demo::Order::sample(7);
+    /// let size = serde_json::to_string(&order).unwrap().len();
+    /// assert!((900..1200).contains(&size), "{size} bytes");
+    /// ```
+    pub fn sample(id: u64) -> Order {
+        Order {
+            id,
+            customer: Customer {
+                id: 1_000 + id % 97,
+                name: "Ada Lovelace-Byron".into(),
+                email: "ada@example.com".into(),
+            },
+            lines: (0..12)
+                .map(|i| OrderLine {
+                    sku: format!("SKU-{:06}-{i:02}", id % 100_000),
+                    quantity: 1 + i,
+                    unit_cents: 199 + 100 * u64::from(i),
+                })
+                .collect(),
+            currency: "EUR".into(),
+            note: "Leave at the door; ring twice. Gift wrap the books, not the tea.".into(),
+        }
+    }
+
+    /// What the order comes to, in cents.
+    pub fn total_cents(&self) -> u64 {
+        self.lines
+            .iter()
+            .map(|l| u64::from(l.quantity) * l.unit_cents)
+            .sum()
+    }
+}
+
+/// `[order]`: reads an [`Order`] into its struct and adds it up.
+pub(crate) struct Ingest;
+impl Worker for Ingest {
+    type Args = (Order,);
+    async fn perform(&self, (order,): (Order,)) -> JobResult {
+        if order.total_cents() == 0 {
+            return Err(JobError::new(
+                "ArgumentError",
+                "an order with nothing in it",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Aborts its own process at once, like a segfault or the OOM killer would: for crash tests.
 pub(crate) struct Abort;
 impl Worker for Abort {
@@ -121,6 +221,7 @@ pub fn registry() -> Registry {
         .register(Sleep)
         .register(Panic)
         .register(Abort)
-        .register(Clock);
+        .register(Clock)
+        .register(Ingest);
     registry
 }

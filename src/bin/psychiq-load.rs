@@ -7,7 +7,11 @@
 //! `INFO commandstats`), the idle server's Redis commands per second and RSS, and the
 //! enqueue-to-start latency of a trickle of timed jobs on the idle server.
 //!
-//! `cargo run --release --bin psychiq-load -- [--jobs 100000] [-c 25] [--redis-url URL]`
+//! It also measures the pipelined Redis job floor (`LPUSH` + `RPOP` + `INCR` a job, 1,000 jobs
+//! a pipeline) to compare the drain with, and with `--ruby` drains with Ruby Sidekiq
+//! instead, measured the same way (on bare keys, in a Redis of its own).
+//!
+//! `cargo run --release --bin psychiq-load -- [--jobs 100000] [-c 25] [--workload noop|ingest|mixed] [--ruby] [--redis-url URL]`
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -17,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use psychiq::RedisConnection;
+use psychiq::demo::Order;
 use psychiq::{Client, Job, NoArgs, RedisConfig};
 
 #[derive(Parser)]
@@ -49,6 +54,15 @@ struct Args {
     /// Drain `Sleep` jobs of this many milliseconds instead of `Noop`
     #[arg(long, default_value_t = 0)]
     sleep_ms: u64,
+    /// What the drained jobs are: noop; ingest (a 1 KB JSON order read into a struct); mixed
+    /// (90% Noop, 10% Sleep 50 ms)
+    #[arg(long, value_enum, default_value_t = Workload::Noop)]
+    workload: Workload,
+    /// Drain with Ruby Sidekiq (`sidekiq -r bench/sidekiq_workers.rb`) instead of psychiq,
+    /// on bare keys: needs an empty Redis of its own (bench/compare.sh starts one), which
+    /// is flushed at the end
+    #[arg(long)]
+    ruby: bool,
     /// Extra flags for the server, e.g. "--fetch basic"
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     server_flags: String,
@@ -58,6 +72,17 @@ struct Args {
     /// Redis URL
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
+}
+
+/// The drained jobs.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Workload {
+    /// `Noop`, no arguments.
+    Noop,
+    /// `Ingest` with a 1 KB order object.
+    Ingest,
+    /// 90% `Noop`, 10% `Sleep` 50 ms.
+    Mixed,
 }
 
 fn main() -> ExitCode {
@@ -76,14 +101,30 @@ type Fallible<T> = Result<T, Box<dyn std::error::Error>>;
 
 async fn run(args: Args) -> Fallible<()> {
     let redis = RedisConfig::from_url(args.redis_url.clone());
-    let namespace = format!("psychiq-load-{}", std::process::id());
+    // Ruby Sidekiq runs on bare keys (redis-namespace slows it down several times).
+    let namespace = if args.ruby {
+        String::new()
+    } else {
+        format!("psychiq-load-{}", std::process::id())
+    };
     let client = Client::connect(&redis, &namespace).await?;
     let mut conn = client.redis_connection().expect("a Redis client");
+    if args.ruby {
+        let keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await?;
+        if keys > 0 {
+            return Err(format!(
+                "--ruby uses Sidekiq's bare keys and flushes the database at the end, so it needs an empty Redis of its own; {} holds {keys} keys (bench/compare.sh starts a private redis-server)",
+                args.redis_url
+            )
+            .into());
+        }
+    }
     let server_bin = match &args.server {
         Some(path) => path.clone(),
+        None if args.ruby => PathBuf::from("sidekiq"),
         None => std::env::current_exe()?.with_file_name("psychiq"),
     };
-    if !server_bin.exists() {
+    if !args.ruby && !server_bin.exists() {
         return Err(format!(
             "{} not found: build it with cargo build --release --bin psychiq, or pass --server",
             server_bin.display()
@@ -91,7 +132,11 @@ async fn run(args: Args) -> Fallible<()> {
         .into());
     }
     let result = measure(&args, &client, &mut conn, &namespace, &server_bin).await;
-    cleanup(&mut conn, &namespace).await;
+    if args.ruby {
+        let _: redis::RedisResult<()> = redis::cmd("FLUSHDB").query_async(&mut conn).await;
+    } else {
+        cleanup(&mut conn, &namespace).await;
+    }
     result
 }
 
@@ -104,18 +149,36 @@ async fn measure(
 ) -> Fallible<()> {
     let mut report: Vec<(String, String)> = Vec::new();
     let noop = || Job::new("Noop", NoArgs).expect("[] is an array");
+    let floor = redis_floor(conn, client).await?;
+    report.push((
+        "Redis floor: LPUSH + RPOP + INCR a job, 1,000 jobs a pipeline".into(),
+        format!(
+            "{:.0} jobs/s, {:.1} µs Redis CPU per job",
+            floor.jobs_per_sec, floor.redis_us
+        ),
+    ));
 
     // Enqueue rates. The singles go to queues the server never reads, then are deleted.
     let queue_names: Vec<String> = match args.queues {
         0 | 1 => vec!["default".to_string()],
         n => (1..=n).map(|i| format!("q{i}")).collect(),
     };
+    // Sleeping jobs write when they started and finished, to count how many ran at once.
+    let sleep_log = std::env::temp_dir().join(format!("{namespace}-sleep.jsonl"));
+    let sleep_path = sleep_log.to_string_lossy().to_string();
     let jobs: Vec<Job> = (0..args.jobs)
         .map(|i| {
             let job = if args.sleep_ms > 0 {
-                Job::new("Sleep", (args.sleep_ms,)).expect("array")
+                Job::new("Sleep", (args.sleep_ms, &sleep_path)).expect("array")
             } else {
-                noop()
+                match args.workload {
+                    Workload::Noop => noop(),
+                    Workload::Ingest => {
+                        Job::new("Ingest", (Order::sample(i as u64),)).expect("array")
+                    }
+                    Workload::Mixed if i % 10 == 9 => Job::new("Sleep", (50,)).expect("array"),
+                    Workload::Mixed => noop(),
+                }
             };
             job.queue(queue_names[i % queue_names.len()].clone())
         })
@@ -128,21 +191,24 @@ async fn measure(
         format!("{bulk:.0} jobs/s"),
     ));
 
+    let singles = if args.ruby { 0 } else { args.singles };
     let started = Instant::now();
-    for _ in 0..args.singles {
+    for _ in 0..singles {
         client.push(noop().queue("load-single")).await?;
     }
-    let single = args.singles as f64 / started.elapsed().as_secs_f64();
-    report.push((
-        "enqueue, single, 1 task".into(),
-        format!("{single:.0} jobs/s"),
-    ));
+    let single = singles as f64 / started.elapsed().as_secs_f64();
+    if singles > 0 {
+        report.push((
+            "enqueue, single, 1 task".into(),
+            format!("{single:.0} jobs/s"),
+        ));
+    }
 
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..32 {
         let client = client.clone();
-        let count = args.singles / 32;
+        let count = singles / 32;
         tasks.push(tokio::spawn(async move {
             for _ in 0..count {
                 client
@@ -159,11 +225,13 @@ async fn measure(
     for task in tasks {
         task.await??;
     }
-    let multi = (args.singles / 32 * 32) as f64 / started.elapsed().as_secs_f64();
-    report.push((
-        "enqueue, single, 32 tasks".into(),
-        format!("{multi:.0} jobs/s"),
-    ));
+    let multi = (singles / 32 * 32) as f64 / started.elapsed().as_secs_f64();
+    if singles > 0 {
+        report.push((
+            "enqueue, single, 32 tasks".into(),
+            format!("{multi:.0} jobs/s"),
+        ));
+    }
     let _: () = redis::cmd("DEL")
         .arg(client.keys().queue("load-single"))
         .query_async(conn)
@@ -245,23 +313,53 @@ async fn measure(
         format!("drain {} jobs at -c {}", args.jobs, args.concurrency),
         format!("{:.0} jobs/s ({drain:.2} s)", n / drain),
     ));
+    let redis_us = (after.cpu - before.cpu) * 1e6 / n;
+    report.push((
+        "drain rate / Redis floor rate".into(),
+        format!("{:.1}%", 100.0 * n / drain / floor.jobs_per_sec),
+    ));
+    report.push((
+        "Redis CPU per job / floor's".into(),
+        format!("{:.1}x", redis_us / floor.redis_us),
+    ));
     report.push((
         "server CPU per job".into(),
         format!("{:.1} µs", cpu * 1e6 / n),
     ));
-    report.push((
-        "Redis CPU per job".into(),
-        format!("{:.1} µs", (after.cpu - before.cpu) * 1e6 / n),
-    ));
+    report.push(("Redis CPU per job".into(), format!("{redis_us:.1} µs")));
     report.push((
         "Redis commands per job".into(),
         format!("{:.2}", commands_between(&before, &after) as f64 / n),
     ));
+    if args.sleep_ms > 0 {
+        let spans: Vec<(f64, f64)> = std::fs::read_to_string(&sleep_log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|l| Some((l[2].as_f64()?, l[3].as_f64()?)))
+            .collect();
+        let _ = std::fs::remove_file(&sleep_log);
+        let first = spans.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
+        let last = spans.iter().map(|s| s.1).fold(0.0, f64::max);
+        let busy: f64 = spans.iter().map(|(a, b)| b - a).sum();
+        if last > first {
+            report.push((
+                "jobs running at once (mean, from each job's start and end)".into(),
+                format!(
+                    "{:.1} of {} ({} jobs, mean run {:.2} ms)",
+                    busy / (last - first),
+                    args.concurrency,
+                    spans.len(),
+                    1e3 * busy / spans.len() as f64
+                ),
+            ));
+        }
+    }
     if !held_samples.is_empty() {
         let mean = held_samples.iter().sum::<usize>() as f64 / held_samples.len() as f64;
         let min = held_samples.iter().min().copied().unwrap_or(0);
         report.push((
-            "jobs held at once (in-progress hashes)".into(),
+            "jobs held at once (in-progress hashes: running + prefetched)".into(),
             format!("mean {mean:.0}, min {min} ({} samples)", held_samples.len()),
         ));
     }
@@ -339,12 +437,18 @@ async fn measure(
         .max()
         .unwrap_or(0);
     println!(
-        "psychiq-load: {} {} jobs, -c {}, {} process(es), {} queue(s), server flags {:?}",
+        "psychiq-load: {}{} {} jobs, -c {}, {} process(es), {} queue(s), server flags {:?}",
+        if args.ruby { "ruby sidekiq, " } else { "" },
         args.jobs,
         if args.sleep_ms > 0 {
             format!("Sleep {} ms", args.sleep_ms)
         } else {
-            "Noop".to_string()
+            match args.workload {
+                Workload::Noop => "Noop",
+                Workload::Ingest => "Ingest (1 KB order)",
+                Workload::Mixed => "mixed (90% Noop, 10% Sleep 50 ms)",
+            }
+            .to_string()
         },
         args.concurrency,
         servers.len(),
@@ -358,6 +462,23 @@ async fn measure(
 }
 
 fn start_server(args: &Args, namespace: &str, bin: &PathBuf, queues: &[String]) -> Fallible<Child> {
+    if args.ruby {
+        let mut command = Command::new(bin);
+        command
+            .args(["-r", "./bench/sidekiq_workers.rb", "-c"])
+            .arg(args.concurrency.to_string())
+            .args(queues.iter().flat_map(|q| ["-q".to_string(), q.clone()]))
+            .env("REDIS_URL", &args.redis_url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        return command.spawn().map_err(|e| {
+            format!(
+                "could not start {} (Ruby Sidekiq; apt install ruby-sidekiq): {e}",
+                bin.display()
+            )
+            .into()
+        });
+    }
     let mut command = Command::new(bin);
     command
         .args([
@@ -393,6 +514,48 @@ fn stop_server(server: &mut Child) {
         .arg(server.id().to_string())
         .status();
     let _ = server.wait();
+}
+
+/// What Redis alone does for the least a job needs.
+struct Floor {
+    jobs_per_sec: f64,
+    redis_us: f64,
+}
+
+/// The pipelined Redis job floor: per job an `LPUSH` of a Noop payload, an `RPOP` of it and
+/// an `INCR`, 1,000 jobs a pipeline, 50,000 jobs from one connection: the least Redis can do
+/// for a job, to compare a drain with.
+async fn redis_floor(conn: &mut RedisConnection, client: &Client) -> Fallible<Floor> {
+    const JOBS: usize = 50_000;
+    const BATCH: usize = 1_000;
+    let key = client.keys().queue("load-floor");
+    let counter = client.keys().key("load-floor-count");
+    let payload = r#"{"retry":true,"queue":"default","class":"Noop","args":[],"jid":"0123456789abcdef01234567","created_at":1764633600.123,"enqueued_at":1764633600.123}"#;
+    let before = redis_info(conn).await?;
+    let started = Instant::now();
+    for _ in 0..JOBS / BATCH {
+        let mut pipe = redis::pipe();
+        for _ in 0..BATCH {
+            pipe.lpush(&key, payload)
+                .ignore()
+                .rpop(&key, None)
+                .ignore()
+                .incr(&counter, 1)
+                .ignore();
+        }
+        let () = pipe.query_async(conn).await?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let after = redis_info(conn).await?;
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .arg(&counter)
+        .query_async(conn)
+        .await?;
+    Ok(Floor {
+        jobs_per_sec: JOBS as f64 / elapsed,
+        redis_us: (after.cpu - before.cpu) * 1e6 / JOBS as f64,
+    })
 }
 
 struct RedisInfo {
@@ -442,7 +605,10 @@ async fn inprogress_lists(conn: &mut RedisConnection, namespace: &str) -> Fallib
     let (_, keys): (u64, Vec<String>) = redis::cmd("SCAN")
         .arg(0)
         .arg("MATCH")
-        .arg(format!("{namespace}:inprogress:*:*"))
+        .arg(format!(
+            "{}inprogress:*:*",
+            psychiq::Keys::new(namespace).prefix()
+        ))
         .arg("COUNT")
         .arg(100_000)
         .query_async(conn)
