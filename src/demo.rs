@@ -166,7 +166,7 @@ impl Order {
                 name: "Ada Lovelace-Byron".into(),
                 email: "ada@example.com".into(),
             },
-            lines: (0..12)
+            lines: (0..15)
                 .map(|i| OrderLine {
                     sku: format!("SKU-{:06}-{i:02}", id % 100_000),
                     quantity: 1 + i,
