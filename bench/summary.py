@@ -26,7 +26,7 @@ for line in sys.stdin:
     ours = re.match(r"\s+(.+?)\s{2,}([\d.]+)", line)
     if ours and who:
         name = ours.group(1).split(" (")[0]
-        name = "drain" if name.startswith("drain ") else name
+        name = "drain" if re.match(r"drain \d+ jobs", name) else name
         figures.setdefault((who[0], who[1], name), []).append(float(ours.group(2)))
 
 

@@ -20,13 +20,22 @@ use std::time::Duration;
 use crate::connection::Connection;
 use rand::seq::SliceRandom;
 use redis::Script;
+use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::work::UnitOfWork;
 
-/// How long one `BRPOP` waits for a job before returning empty (and checking for shutdown).
-pub(crate) const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one `BRPOP` (basic fetch) waits for a job before returning empty (and checking
+/// for shutdown): it pops, so it cannot be abandoned.
+const BRPOP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long reliable fetch waits for a push to an empty queue, as Sidekiq's `BRPOP` does; it
+/// takes nothing, so a quiet abandons it at once. Idle, that is one command every 2 s.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest a fetch command may block: the fetch connection's reply timeout adds it.
+pub(crate) const FETCH_TIMEOUT: Duration = WAIT_TIMEOUT;
 
 /// A queue to serve and its weight (0 = no weight given).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +172,8 @@ pub(crate) struct Fetcher {
     idle: AtomicBool,
     /// The next in-progress slot number; each fetch reserves as many as it asks for.
     next_slot: AtomicU64,
+    /// Turns true when the server goes quiet: a wait for work ends then.
+    quiet: watch::Receiver<bool>,
 }
 
 impl Fetcher {
@@ -172,6 +183,7 @@ impl Fetcher {
         specs: &[QueueSpec],
         mode: FetchMode,
         identity: &str,
+        quiet: watch::Receiver<bool>,
     ) -> Fetcher {
         let mut sources: Vec<Source> = Vec::new();
         let mut weights: Vec<u32> = Vec::new();
@@ -202,6 +214,7 @@ impl Fetcher {
             weighted,
             idle: AtomicBool::new(false),
             next_slot: AtomicU64::new(1),
+            quiet,
         }
     }
 
@@ -239,7 +252,8 @@ impl Fetcher {
     }
 
     /// Takes up to `max` jobs. When every queue is empty it waits up to about
-    /// [`FETCH_TIMEOUT`] if `may_block`, else returns at once with none.
+    /// [`FETCH_TIMEOUT`] if `may_block` (less if the server goes quiet), else returns at
+    /// once with none.
     pub async fn fetch(&self, max: usize, may_block: bool) -> redis::RedisResult<Vec<UnitOfWork>> {
         let order = self.order();
         match self.mode {
@@ -273,7 +287,7 @@ impl Fetcher {
         for &i in order {
             cmd.arg(&self.sources[i].key);
         }
-        cmd.arg(FETCH_TIMEOUT.as_secs());
+        cmd.arg(BRPOP_TIMEOUT.as_secs());
         let popped: Option<(Vec<u8>, Vec<u8>)> = cmd.query_async(&mut self.conn.clone()).await?;
         Ok(popped
             .map(|(key, raw)| {
@@ -330,22 +344,28 @@ impl Fetcher {
     /// Blocks until the queue `sources[index]` has a job, without taking it: `BLMOVE` from
     /// the tail to the tail of the same list changes nothing but wakes on a push. Returns
     /// whether a job was there. With several queues the wait is shorter, so the others are
-    /// looked at again soon.
+    /// looked at again soon. Going quiet ends the wait: nothing was taken, and the fetch
+    /// connection is not used again.
     async fn wait_for_work(&self, index: usize) -> redis::RedisResult<bool> {
         let wait = if self.sources.len() == 1 {
-            FETCH_TIMEOUT
+            WAIT_TIMEOUT
         } else {
-            FETCH_TIMEOUT / 2
+            BRPOP_TIMEOUT / 2
         };
         let source = &self.sources[index];
-        let seen: Option<redis::Value> = redis::cmd("BLMOVE")
+        let mut conn = self.conn.clone();
+        let mut blmove = redis::cmd("BLMOVE");
+        blmove
             .arg(&source.key)
             .arg(&source.key)
             .arg("RIGHT")
             .arg("RIGHT")
-            .arg(wait.as_secs_f64())
-            .query_async(&mut self.conn.clone())
-            .await?;
+            .arg(wait.as_secs_f64());
+        let mut quiet = self.quiet.clone();
+        let seen: Option<redis::Value> = tokio::select! {
+            seen = blmove.query_async(&mut conn) => seen?,
+            _ = quiet.wait_for(|quiet| *quiet) => return Ok(false),
+        };
         self.idle.store(seen.is_none(), Ordering::Relaxed);
         Ok(seen.is_some())
     }

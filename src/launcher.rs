@@ -201,6 +201,7 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
             &queues,
             config.fetch,
             &identity,
+            control.quiet.subscribe(),
         ));
         let manager = Manager {
             processor: &processor,
