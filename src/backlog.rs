@@ -30,6 +30,12 @@ use crate::work::UnitOfWork;
 /// How much work the prefetch holds at most, in mean job run time.
 pub(crate) const PREFETCH_WORK: Duration = Duration::from_millis(1);
 
+/// The prefetch unless one is set: this many jobs a worker. With one, a fetch waits for
+/// room for half the concurrency, and no-op jobs took about 5 jobs a Redis command; with
+/// two, about 16, which cut Redis's CPU per job by a quarter and the server's by a fifth
+/// (BENCHMARKS.md, "Speed, second round").
+pub(crate) const DEFAULT_PREFETCH_PER_SLOT: usize = 2;
+
 /// A fetched job waiting for a worker.
 pub(crate) struct Queued {
     pub work: UnitOfWork,

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::acks::{self, Acks};
+use crate::backlog::DEFAULT_PREFETCH_PER_SLOT;
 use crate::connection::COMMAND_TIMEOUT;
 use crate::control::Control;
 use crate::error::Result;
@@ -206,7 +207,9 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         let manager = Manager {
             processor: &processor,
             concurrency: config.concurrency,
-            prefetch: config.prefetch.unwrap_or(config.concurrency),
+            prefetch: config
+                .prefetch
+                .unwrap_or(DEFAULT_PREFETCH_PER_SLOT * config.concurrency),
             running: &running,
             keys: &keys,
             conn: conn.clone(),

@@ -95,8 +95,8 @@ impl ServerConfig {
         self.concurrency = concurrency.max(1);
         self
     }
-    /// Sets how many fetched jobs may wait for a worker beyond those running (as many as
-    /// the concurrency unless set; 0 fetches only for idle workers). Waiting jobs are in
+    /// Sets how many fetched jobs may wait for a worker beyond those running (twice the
+    /// concurrency unless set; 0 fetches only for idle workers). Waiting jobs are in
     /// this process's in-progress hash like running ones, and the prefetch shrinks for
     /// slow jobs so it holds about a millisecond of work (see the README's "Speed"). Only
     /// reliable fetch prefetches.
