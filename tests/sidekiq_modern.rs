@@ -205,7 +205,8 @@ async fn scenarios(version: &'static str, db: u32) {
     let mut registry = Registry::new();
     registry
         .register(Recorder(peer.client.clone()))
-        .register(charge.clone());
+        .register(charge.clone())
+        .register(Nap);
     let server = RunningServer::start(peer.config().concurrency(4), registry);
     peer.run(&["push-every-way"]).await;
     wait_until(Duration::from_secs(15), "4 jobs performed", || async {
@@ -283,7 +284,30 @@ async fn scenarios(version: &'static str, db: u32) {
     assert_eq!(retries[0]["jid"], jid.as_str());
     assert_eq!(item["error_class"], "PaymentDeclined");
     assert_eq!(item["retry_count"], 0);
-    // 4. Sidekiq's own dashboard renders Psychiq's state, its process on the Busy page.
+    // 4. Sidekiq's own dashboard renders Psychiq's state, its process and running jobs on
+    // the Busy page (workers take jobs from a prefetched backlog; they must still show).
+    // Each beat (5 s) writes the running jobs, so a 6 s nap is seen by at least one.
+    let napping = tokio::time::Instant::now();
+    for _ in 0..2 {
+        peer.client
+            .push(Job::new("Nap", (6_000,)).unwrap())
+            .await
+            .unwrap();
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "Sidekiq's WorkSet shows both running naps",
+        || async {
+            let workers = peer.json(&["workers"]).await;
+            workers.as_array().is_some_and(|w| {
+                w.iter()
+                    .filter(|w| w["class"] == "Nap" && w["queue"] == "default")
+                    .count()
+                    == 2
+            })
+        },
+    )
+    .await;
     let pages = peer
         .json(&[
             "web", "/", "/busy", "/queues", "/retries", "/morgue", "/metrics",
@@ -295,6 +319,10 @@ async fn scenarios(version: &'static str, db: u32) {
     assert!(
         pages["/busy"][1].as_str().unwrap().contains("modern"),
         "the tag on /busy"
+    );
+    assert!(
+        pages["/busy"][1].as_str().unwrap().contains("Nap"),
+        "Sidekiq {version}'s /busy lists Psychiq's running jobs"
     );
     assert!(
         pages["/retries"][1]
@@ -313,6 +341,9 @@ async fn scenarios(version: &'static str, db: u32) {
         || async { charge.record.count() == 1 },
     )
     .await;
+    // The naps end within the stop's 5 s, so none is pushed back for step 5's Ruby server,
+    // which has no Nap.
+    tokio::time::sleep_until(napping + Duration::from_secs(2)).await;
     server.stop().await; // counters are flushed every 5 s and at shutdown
     let stats = peer.json(&["stats"]).await;
     assert_eq!(stats["failed"], 1, "{stats}");

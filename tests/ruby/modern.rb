@@ -83,7 +83,8 @@ when "processes"
   })
 when "workers"
   puts JSON.generate(Sidekiq::WorkSet.new.map { |process, thread, work|
-    { process: process, queue: work.queue, class: work.payload["class"], jid: work.payload["jid"] }
+    # work.payload is the job's JSON text, as Sidekiq's own processor writes it.
+    { process: process, queue: work.queue, class: work.job.klass, jid: work.job.jid }
   })
 when "web"
   # Renders pages of Sidekiq's own dashboard in process; prints {path: [status, body]}.
