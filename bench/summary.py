@@ -53,9 +53,10 @@ for workload in sorted({w for (_, w, _) in figures if w != "client"}):
             if cpu and ruby_cpu:
                 line += f", at {cpu / ruby_cpu:.2f}x its server CPU per job"
             print(line + " (medians)")
-bulk, ruby_bulk = median("psychiq", "Noop", "enqueue, bulk"), median("ruby", "client", "enqueue 100000 jobs")
+# The enqueue ratios pair Ruby's figures with psychiq-load --enqueue-only, run right after them.
+bulk, ruby_bulk = median("psychiq", "client", "enqueue, bulk"), median("ruby", "client", "enqueue 100000 jobs")
 if bulk and ruby_bulk:
     print(f"bulk enqueue {bulk / ruby_bulk:.1f}x push_bulk (medians)")
-single, ruby_single = median("psychiq", "Noop", "enqueue, single, 1 task"), median("ruby", "client", "enqueue, single, 1 thread")
+single, ruby_single = median("psychiq", "client", "enqueue, single, 1 task"), median("ruby", "client", "enqueue, single, 1 thread")
 if single and ruby_single:
     print(f"single enqueue {single / ruby_single:.2f}x perform_async (medians)")

@@ -69,6 +69,10 @@ struct Args {
     /// The psychiq binary (default: next to this one)
     #[arg(long)]
     server: Option<PathBuf>,
+    /// Measure the enqueue rates only (no server): bench/compare.sh runs it right after Ruby's
+    /// enqueue figures, so both meet the same loopback latency, which drifts within minutes
+    #[arg(long, conflicts_with = "ruby")]
+    enqueue_only: bool,
     /// Redis URL
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
@@ -236,6 +240,14 @@ async fn measure(
         .arg(client.keys().queue("load-single"))
         .query_async(conn)
         .await?;
+    if args.enqueue_only {
+        println!(
+            "psychiq-load: {} client jobs, enqueue only, server flags \"\"",
+            args.jobs
+        );
+        print_report(report);
+        return Ok(());
+    }
 
     // Drain.
     let before = redis_info(conn).await?;
@@ -431,11 +443,6 @@ async fn measure(
     for server in &mut servers {
         stop_server(server);
     }
-    let width = report
-        .iter()
-        .map(|(k, _)| k.chars().count())
-        .max()
-        .unwrap_or(0);
     println!(
         "psychiq-load: {}{} {} jobs, -c {}, {} process(es), {} queue(s), server flags {:?}",
         if args.ruby { "ruby sidekiq, " } else { "" },
@@ -455,10 +462,20 @@ async fn measure(
         queue_names.len(),
         args.server_flags
     );
+    print_report(report);
+    Ok(())
+}
+
+/// Prints figures as `  name  value`, names padded to one width.
+fn print_report(report: Vec<(String, String)>) {
+    let width = report
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
     for (name, value) in report {
         println!("  {name:<width$}  {value}");
     }
-    Ok(())
 }
 
 fn start_server(args: &Args, namespace: &str, bin: &PathBuf, queues: &[String]) -> Fallible<Child> {
