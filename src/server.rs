@@ -98,7 +98,7 @@ impl ServerConfig {
     /// Sets how many fetched jobs may wait for a worker beyond those running (twice the
     /// concurrency unless set; 0 fetches only for idle workers). Waiting jobs are in
     /// this process's in-progress hash like running ones, and the prefetch shrinks for
-    /// slow jobs so it holds about a millisecond of work (see the README's "Speed"). Only
+    /// slow jobs so it holds about a millisecond of work (see the README's "Guarantees"). Only
     /// reliable fetch prefetches.
     ///
     /// ```
