@@ -192,6 +192,9 @@ pub struct EnqueueArgs {
     /// Retries: a number, true (25) or false
     #[arg(long)]
     pub retry: Option<String>,
+    /// Discard the job unrun if it has not started this many seconds after it is due
+    #[arg(long, value_name = "SECONDS")]
+    pub expires_in: Option<f64>,
 }
 
 /// Where Redis is and which namespace to use: taken by the server and every admin command,
@@ -816,6 +819,14 @@ fn job_to_enqueue(args: &EnqueueArgs) -> std::result::Result<Job, Failure> {
             )));
         }
         job = job.delay(Duration::from_secs_f64(secs));
+    }
+    if let Some(secs) = args.expires_in {
+        if !(secs.is_finite() && secs > 0.0 && secs < YEAR_10000 / 2.0) {
+            return Err(Failure::BadInput(format!(
+                "--expires-in takes a number of seconds after the job is due (e.g. 3600), not {secs}"
+            )));
+        }
+        job = job.expires_in(Duration::from_secs_f64(secs));
     }
     if let Some(at) = &args.at {
         let time = parse_time(at).ok_or_else(|| {

@@ -64,6 +64,9 @@ pub struct ServerArgs {
     /// Cancel jobs running longer than this many seconds (off unless set; a worker's own timeout wins)
     #[arg(long, value_name = "SECONDS", value_parser = parse_secs)]
     pub job_timeout: Option<Duration>,
+    /// Discard jobs whose expires_at has passed, whatever their class (on anyway for classes that declare expires_in)
+    #[arg(long)]
+    pub expiring_jobs: bool,
     /// Tag shown with this process in dashboards
     #[arg(short = 'g', long, default_value = "")]
     pub tag: String,
@@ -129,7 +132,8 @@ impl ServerArgs {
             .concurrency(self.concurrency as usize)
             .shutdown_timeout(Duration::from_secs(self.timeout))
             .tag(self.tag.clone())
-            .fetch(self.fetch.into());
+            .fetch(self.fetch.into())
+            .expiring_jobs(self.expiring_jobs);
         for queue in &self.queues {
             config = config.queue(queue.name.clone(), queue.weight);
         }

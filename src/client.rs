@@ -45,7 +45,15 @@ pub struct Job {
     retry: Retry,
     at: Option<SystemTime>,
     jid: Option<String>,
+    expiry: Option<Expiry>,
     options: JobMap,
+}
+
+/// When a job expires: relative to when it is due, or at a fixed time.
+#[derive(Debug, Clone, Copy)]
+enum Expiry {
+    In(Duration),
+    At(SystemTime),
 }
 
 impl Job {
@@ -71,6 +79,7 @@ impl Job {
             retry: Retry::Default,
             at: None,
             jid: None,
+            expiry: None,
             options: JobMap::new(),
         })
     }
@@ -91,6 +100,7 @@ impl Job {
         if !options.dead {
             self = self.option("dead", Value::Bool(false));
         }
+        self.expiry = options.expires_in.map(Expiry::In);
         self
     }
 
@@ -120,6 +130,27 @@ impl Job {
     /// Runs the job after `delay`.
     pub fn delay(self, delay: Duration) -> Job {
         self.at(SystemTime::now() + delay)
+    }
+
+    /// Discards the job unrun if it has not started within `expires_in` of when it is due
+    /// (now, or its scheduled time), as Sidekiq Pro's `expires_in`: written to the payload
+    /// as `expires_at` (epoch seconds), which servers with the expiry extension check
+    /// ([`crate::extensions::Expiry`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let job = psychiq::Job::new("Cache::Warm", ())?.expires_in(Duration::from_secs(1800));
+    /// # Ok::<(), psychiq::Error>(())
+    /// ```
+    pub fn expires_in(mut self, expires_in: Duration) -> Job {
+        self.expiry = Some(Expiry::In(expires_in));
+        self
+    }
+
+    /// Discards the job unrun if it has not started by `time`.
+    pub fn expires_at(mut self, time: SystemTime) -> Job {
+        self.expiry = Some(Expiry::At(time));
+        self
     }
 
     /// Uses a given job id instead of a random one.
@@ -194,6 +225,8 @@ impl Job {
             queue: &'a str,
             #[serde(flatten)]
             options: &'a JobMap,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            expires_at: Option<f64>,
             args: &'a RawValue,
             class: &'a str,
             jid: &'a str,
@@ -205,6 +238,13 @@ impl Job {
             retry: self.retry.to_value(),
             queue: &self.queue,
             options: &self.options,
+            expires_at: self.expiry.map(|expiry| match expiry {
+                // From when it is due: a job scheduled for later expires that much later.
+                Expiry::In(after) => {
+                    self.scheduled_at().unwrap_or(created_at) + after.as_secs_f64()
+                }
+                Expiry::At(time) => payload::epoch_secs(time),
+            }),
             args: &self.args,
             class: &self.class,
             jid,
@@ -512,6 +552,27 @@ mod tests {
             json,
             r#"{"retry":true,"queue":"default","tags":["a"],"args":[1,"two"],"class":"OkJob","jid":"0123456789abcdef01234567","created_at":1700000000.0,"enqueued_at":1700000000.5}"#
         );
+    }
+
+    #[test]
+    fn expiry_counts_from_when_the_job_is_due() {
+        let now = 1_700_000_000.0;
+        let expires_at = |job: Job| -> f64 {
+            let json = job.to_json("j", now, Some(now)).unwrap();
+            let value: Value = serde_json::from_str(&json).unwrap();
+            value["expires_at"].as_f64().unwrap()
+        };
+        let hour = Duration::from_secs(3600);
+        let job = || Job::new("X", ()).unwrap();
+        assert_eq!(expires_at(job().expires_in(hour)), now + 3600.0);
+        // Scheduled two hours ahead with a one-hour expiry: it expires three hours ahead.
+        let later = job().delay(2 * hour).expires_in(hour);
+        let due = later.scheduled_at().unwrap();
+        assert_eq!(expires_at(later), due + 3600.0);
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(expires_at(job().expires_at(at)), 1_800_000_000.0);
+        let json = job().to_json("j", now, Some(now)).unwrap();
+        assert!(!json.contains("expires_at"), "no expiry, no field: {json}");
     }
 
     #[test]

@@ -112,10 +112,16 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
     let Server {
         config,
         registry,
-        middleware,
+        mut middleware,
         hooks,
         plugins,
     } = server;
+    if (config.expiring_jobs || registry.declares_expiry())
+        && !middleware.contains::<crate::extensions::Expiry>()
+    {
+        // First, so an expired job meets no other middleware's work.
+        middleware.prepend(crate::extensions::Expiry);
+    }
     let hooks = Arc::new(hooks);
     let keys = Keys::new(&config.namespace);
     let conn = config.redis.connect().await?;

@@ -29,6 +29,8 @@ mod control;
 #[cfg(feature = "server")]
 pub mod events;
 #[cfg(feature = "server")]
+pub mod extensions;
+#[cfg(feature = "server")]
 mod fetch;
 #[cfg(feature = "server")]
 mod heartbeat;

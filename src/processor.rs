@@ -105,6 +105,7 @@ impl Processor {
                 ..
             } => {
                 tracing::warn!(queue = %text::printable(queue), reason = %text::printable(&reason), "job discarded");
+                self.stats.record_discarded();
                 return self.let_go(work);
             }
             Verdict::Ran {

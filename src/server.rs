@@ -45,7 +45,7 @@ pub struct ServerConfig {
     pub(crate) namespace: String,
     /// How many jobs run at once (25).
     pub(crate) concurrency: usize,
-    /// Jobs held beyond those running at most (as many as `concurrency` unless set).
+    /// Jobs held beyond those running at most (twice `concurrency` unless set).
     pub(crate) prefetch: Option<usize>,
     /// Queues to serve; `default` when empty.
     pub(crate) queues: Vec<QueueSpec>,
@@ -60,6 +60,8 @@ pub struct ServerConfig {
     /// Cancel a job that runs longer than this, unless its worker sets its own timeout
     /// (off by default).
     pub(crate) job_timeout: Option<Duration>,
+    /// Discard expired jobs even if no registered worker declares `expires_in` (off).
+    pub(crate) expiring_jobs: bool,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +77,7 @@ impl Default for ServerConfig {
             tag: String::new(),
             fetch: FetchMode::Reliable,
             job_timeout: None,
+            expiring_jobs: false,
         }
     }
 }
@@ -107,6 +110,20 @@ impl ServerConfig {
     /// ```
     pub fn prefetch(mut self, jobs: usize) -> Self {
         self.prefetch = Some(jobs);
+        self
+    }
+    /// Discards jobs whose `expires_at` has passed ([`crate::extensions::Expiry`]) whatever
+    /// their class. Without it, the server does so only if a registered worker declares
+    /// `expires_in`, so a server without expiring jobs pays nothing for the check; turn it
+    /// on when jobs get an expiry per push (`Job::expires_in`, `psychiq enqueue
+    /// --expires-in`, or Ruby's Sidekiq Pro) for classes that do not declare one.
+    ///
+    /// ```
+    /// let config = psychiq::ServerConfig::default().expiring_jobs(true);
+    /// # let _ = config;
+    /// ```
+    pub fn expiring_jobs(mut self, on: bool) -> Self {
+        self.expiring_jobs = on;
         self
     }
     /// Adds a queue with a weight (0 = strict order).

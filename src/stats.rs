@@ -1,7 +1,8 @@
 //! Processed and failed counters: counted in memory, flushed to Redis in one pipeline.
 //!
 //! Keys as Sidekiq writes them: `stat:processed` (every run, failures included),
-//! `stat:failed`, and the UTC-dated `stat:processed:YYYY-MM-DD` / `stat:failed:YYYY-MM-DD`
+//! `stat:failed`, Psychiq's own `stat:discarded` (jobs dropped on purpose: expired, or
+//! discarded by their worker), and the UTC-dated `stat:processed:YYYY-MM-DD` / `stat:failed:YYYY-MM-DD`
 //! with a 5-year TTL. Per-class metrics (runs, failures, total seconds and a duration
 //! histogram) go to `metrics:class:CLASS` hashes, listed in the `metrics:classes` set, for
 //! Psychiq's dashboard and Prometheus; the same runs are also written in Sidekiq 7.3's and
@@ -60,6 +61,9 @@ impl ClassCounts {
 pub struct Stats {
     processed: AtomicU64,
     failed: AtomicU64,
+    /// Jobs dropped on purpose ([`crate::Outcome::Discarded`]: expired, or discarded by
+    /// their worker), also counted as processed.
+    discarded: AtomicU64,
     classes: Mutex<HashMap<String, ClassCounts>>,
 }
 
@@ -70,6 +74,11 @@ impl Stats {
         if failed {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts one discarded job (besides [`Stats::record`]).
+    pub fn record_discarded(&self) {
+        self.discarded.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one run of `perform` for the per-class metrics (count, failures, duration).
@@ -103,8 +112,9 @@ impl Stats {
     pub async fn flush(&self, conn: &mut Connection, keys: &Keys) -> redis::RedisResult<()> {
         let processed = self.processed.swap(0, Ordering::Relaxed);
         let failed = self.failed.swap(0, Ordering::Relaxed);
+        let discarded = self.discarded.swap(0, Ordering::Relaxed);
         let classes = std::mem::take(&mut *self.classes.lock().expect("class metrics lock"));
-        if processed == 0 && failed == 0 && classes.is_empty() {
+        if processed == 0 && failed == 0 && discarded == 0 && classes.is_empty() {
             return Ok(());
         }
         let date = utc_date(SystemTime::now());
@@ -126,7 +136,12 @@ impl Stats {
         if !classes.is_empty() {
             sidekiq_metrics(&mut pipe, keys, &classes, SystemTime::now());
         }
-        for (name, count) in [("processed", processed), ("failed", failed)] {
+        let counters = [
+            ("processed", processed),
+            ("failed", failed),
+            ("discarded", discarded),
+        ];
+        for (name, count) in counters {
             if count > 0 {
                 let daily = keys.stat_daily(name, &date);
                 pipe.incr(keys.stat(name), count).ignore();
@@ -138,6 +153,7 @@ impl Stats {
         if result.is_err() {
             self.processed.fetch_add(processed, Ordering::Relaxed);
             self.failed.fetch_add(failed, Ordering::Relaxed);
+            self.discarded.fetch_add(discarded, Ordering::Relaxed);
             let mut pending = self.classes.lock().expect("class metrics lock");
             for (class, counts) in classes {
                 pending.entry(class).or_default().add(&counts);

@@ -218,6 +218,10 @@ pub struct WorkerOptions {
     /// Cancel a run that takes longer (it fails with `Psychiq::JobTimeout` and follows the
     /// retry rules). `None` uses the server's default, which is off unless set.
     pub timeout: Option<Duration>,
+    /// Jobs must start within this long of when they were due (pushed, or scheduled for),
+    /// else they are discarded unrun (Sidekiq Pro's `expires_in`; see
+    /// [`crate::extensions::Expiry`]).
+    pub expires_in: Option<Duration>,
 }
 
 impl Default for WorkerOptions {
@@ -228,6 +232,7 @@ impl Default for WorkerOptions {
             dead: true,
             backtrace: Backtrace::Off,
             timeout: None,
+            expires_in: None,
         }
     }
 }
@@ -256,6 +261,11 @@ impl WorkerOptions {
     /// Keeps a backtrace of failures.
     pub fn backtrace(mut self, backtrace: Backtrace) -> Self {
         self.backtrace = backtrace;
+        self
+    }
+    /// Discards jobs that have not started within `expires_in` of when they were due.
+    pub fn expires_in(mut self, expires_in: Duration) -> Self {
+        self.expires_in = Some(expires_in);
         self
     }
 }
@@ -525,6 +535,13 @@ impl Registry {
 
     pub(crate) fn get(&self, class: &str) -> Option<&Arc<dyn RawWorker>> {
         self.handlers.get(class)
+    }
+
+    /// Whether a registered worker declares `expires_in` (the server then checks expiry).
+    pub(crate) fn declares_expiry(&self) -> bool {
+        self.handlers
+            .values()
+            .any(|handler| handler.options().expires_in.is_some())
     }
 }
 

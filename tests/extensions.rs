@@ -1,0 +1,154 @@
+//! The extensions (`src/extensions/`), against a real Redis and real servers.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use psychiq::{Job, JobResult, Registry, Worker, WorkerOptions};
+use serde_json::Value;
+
+/// Records its runs like `Record`, and declares an expiry of an hour. Class name `Digest`.
+#[derive(Clone, Default)]
+struct Digest(Record);
+
+impl Worker for Digest {
+    type Args = Vec<Value>;
+    fn options() -> WorkerOptions {
+        WorkerOptions::default().expires_in(Duration::from_secs(3600))
+    }
+    async fn perform(&self, args: Vec<Value>) -> JobResult {
+        self.0.perform(args).await
+    }
+}
+
+fn an_hour_ago() -> SystemTime {
+    SystemTime::now() - Duration::from_secs(3600)
+}
+
+/// Jobs left in the namespace's queue and in-progress hashes.
+async fn unfinished(ns: &TestNs) -> usize {
+    let queued: usize = ns
+        .query(redis::cmd("LLEN").arg(ns.keys().queue("default")))
+        .await;
+    let pattern = format!("{}:inprogress:*", ns.namespace);
+    let hashes: Vec<String> = ns.query(redis::cmd("KEYS").arg(&pattern)).await;
+    let mut held = 0;
+    for hash in hashes {
+        held += ns.query::<usize>(redis::cmd("HLEN").arg(&hash)).await;
+    }
+    queued + held
+}
+
+async fn stat(ns: &TestNs, name: &str) -> u64 {
+    ns.get_u64(&ns.keys().stat(name)).await
+}
+
+#[tokio::test]
+async fn expired_jobs_are_discarded_unrun_counted_and_never_retried() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let digest = Digest::default();
+    let record = Record::default();
+    let mut registry = Registry::new();
+    registry.register(digest.clone()).register(record.clone());
+    // Digest declares expires_in, so the server checks every job's expiry.
+    let server = RunningServer::start(ns.config(), registry);
+    let c = &ns.client;
+    c.push(Job::of::<Digest>(&vec![Value::from("late")])?.expires_at(an_hour_ago()))
+        .await?;
+    // A class that declares nothing, with an expiry of its own per push.
+    c.push(Job::new("Record", ("late too",))?.expires_at(an_hour_ago()))
+        .await?;
+    c.push(Job::new("Record", ("on time",))?.expires_in(Duration::from_secs(60)))
+        .await?;
+    // The worker's own hour, counted from now.
+    c.enqueue::<Digest>(vec![Value::from("fresh")]).await?;
+    wait_until(Duration::from_secs(10), "every job taken", || async {
+        unfinished(&ns).await == 0 && digest.0.count() + record.count() >= 2
+    })
+    .await;
+    server.stop().await; // flushes the counters
+    assert_eq!(digest.0.seen(), vec![Value::from(vec!["fresh"])]);
+    assert_eq!(record.seen(), vec![Value::from(vec!["on time"])]);
+    assert_eq!(stat(&ns, "discarded").await, 2);
+    assert_eq!(stat(&ns, "processed").await, 4);
+    assert_eq!(stat(&ns, "failed").await, 0);
+    assert!(
+        ns.zrange(&ns.keys().retry()).await.is_empty(),
+        "not retried"
+    );
+    assert!(ns.zrange(&ns.keys().dead()).await.is_empty(), "not dead");
+    Ok(())
+}
+
+#[tokio::test]
+async fn expiry_is_checked_when_declared_or_asked_for_and_costs_nothing_otherwise()
+-> psychiq::Result<()> {
+    for asked in [false, true] {
+        let ns = TestNs::new().await;
+        let record = Record::default();
+        let mut registry = Registry::new();
+        registry.register(record.clone());
+        let server = RunningServer::start(ns.config().expiring_jobs(asked), registry);
+        ns.client
+            .push(Job::new("Record", ("late",))?.expires_at(an_hour_ago()))
+            .await?;
+        ns.client.push(Job::new("Record", ("marker",))?).await?;
+        wait_until(Duration::from_secs(10), "both jobs taken", || async {
+            unfinished(&ns).await == 0 && record.count() >= 1
+        })
+        .await;
+        server.stop().await;
+        let ran: Vec<Value> = record.seen();
+        if asked {
+            assert_eq!(ran, vec![Value::from(vec!["marker"])]);
+            assert_eq!(stat(&ns, "discarded").await, 1);
+        } else {
+            // No worker declares an expiry and nobody asked: no middleware, no check.
+            assert_eq!(ran.len(), 2, "{ran:?}");
+            assert_eq!(stat(&ns, "discarded").await, 0);
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn psychiq_enqueue_writes_an_expiry_and_refuses_a_bad_one() {
+    let ns = TestNs::new().await;
+    let enqueue = |extra: &[&str]| {
+        psychiq()
+            .args([
+                "--redis-url",
+                &ns.url,
+                "-n",
+                &ns.namespace,
+                "enqueue",
+                "Report",
+            ])
+            .args(extra)
+            .output()
+            .expect("psychiq runs")
+    };
+    let out = enqueue(&["[1]", "--in", "60", "--expires-in", "30"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let scheduled = ns.zrange(&ns.keys().schedule()).await;
+    let job: Value = serde_json::from_str(&scheduled[0]).unwrap();
+    let now = psychiq::__private::now_secs();
+    let expires_at = job["expires_at"].as_f64().expect("expires_at written");
+    // Due in 60 s, expiring 30 s after that.
+    assert!(
+        (now + 85.0..now + 95.0).contains(&expires_at),
+        "{expires_at} vs now {now}"
+    );
+    let out = enqueue(&["[1]", "--expires-in", "0"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--expires-in takes a number of seconds"),
+        "{stderr}"
+    );
+}
