@@ -28,8 +28,12 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=180))]
         days: u32,
     },
-    /// Every queue with its size and latency
-    Queues,
+    /// Every queue with its size, latency and state; pause or unpause one
+    Queues {
+        #[command(subcommand)]
+        #[allow(missing_docs)]
+        action: Option<QueuesAction>,
+    },
     /// The jobs of one queue: list, show, delete or clear
     Jobs {
         /// The queue name, e.g. default
@@ -153,6 +157,23 @@ impl Default for PageArgs {
             search: None,
         }
     }
+}
+
+/// List, pause or unpause queues.
+#[derive(Debug, Clone, Subcommand)]
+pub enum QueuesAction {
+    /// List queues (the default)
+    List,
+    /// Stop every server taking jobs from a queue (within a second; its jobs stay, and it stays paused across restarts)
+    Pause {
+        /// The queue name, as `psychiq queues` shows it
+        queue: String,
+    },
+    /// Let servers take jobs from a paused queue again
+    Unpause {
+        /// The queue name, as `psychiq queues` shows it
+        queue: String,
+    },
 }
 
 /// Quiet or stop a process.
@@ -344,7 +365,7 @@ pub async fn run(command: AdminCommand, redis: &RedisArgs, json_output: bool) ->
 async fn dispatch(command: AdminCommand, api: &Api, out: &Out) -> Outcome {
     match command {
         AdminCommand::Stats { days } => stats(api, out, days).await,
-        AdminCommand::Queues => queues(api, out).await,
+        AdminCommand::Queues { action } => queues(api, out, action).await,
         AdminCommand::Jobs { queue, action } => jobs(api, out, &queue, action).await,
         AdminCommand::Scheduled { action } => set(api, out, SetKind::Scheduled, action).await,
         AdminCommand::Retries { action } => set(api, out, SetKind::Retry, action).await,
@@ -471,13 +492,47 @@ async fn stats(api: &Api, out: &Out, days: u32) -> Outcome {
     Ok(())
 }
 
-async fn queues(api: &Api, out: &Out) -> Outcome {
-    let queues = api.queues().await?;
-    let rows = queues
-        .iter()
-        .map(|q| vec![q.name.clone(), q.size.to_string(), span_text(q.latency)])
-        .collect();
-    out.print(&json!(queues), &["queue", "size", "latency"], rows);
+async fn queues(api: &Api, out: &Out, action: Option<QueuesAction>) -> Outcome {
+    match action.unwrap_or(QueuesAction::List) {
+        QueuesAction::List => {
+            let queues = api.queues().await?;
+            let rows = queues
+                .iter()
+                .map(|q| {
+                    let state = if q.paused { "paused" } else { "running" };
+                    vec![
+                        q.name.clone(),
+                        q.size.to_string(),
+                        span_text(q.latency),
+                        state.into(),
+                    ]
+                })
+                .collect();
+            out.print(&json!(queues), &["queue", "size", "latency", "state"], rows);
+        }
+        QueuesAction::Pause { queue } => {
+            let newly = api.pause_queue(&queue).await?;
+            let note = if newly {
+                ""
+            } else {
+                " (it was paused already)"
+            };
+            out.done(
+                json!({"paused": queue, "changed": newly}),
+                format!(
+                    "paused {queue}{note}: servers take none of its jobs from their next fetch (within a second); `psychiq queues unpause {queue}` resumes it"
+                ),
+            );
+        }
+        QueuesAction::Unpause { queue } => {
+            let changed = api.unpause_queue(&queue).await?;
+            let note = if changed { "" } else { " (it was not paused)" };
+            out.done(
+                json!({"unpaused": queue, "changed": changed}),
+                format!("unpaused {queue}{note}: servers take its jobs again"),
+            );
+        }
+    }
     Ok(())
 }
 

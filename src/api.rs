@@ -76,6 +76,8 @@ pub struct QueueSummary {
     pub size: u64,
     /// Seconds the oldest waiting job has waited (its `enqueued_at`).
     pub latency: f64,
+    /// Whether it is paused (servers take nothing from it; see [`Api::pause_queue`]).
+    pub paused: bool,
 }
 
 /// One UTC day's counters.
@@ -507,18 +509,55 @@ impl Api {
         let mut pipe = redis::pipe();
         for name in &names {
             let key = self.raw_queue_key(name);
-            pipe.llen(&key).lindex(&key, -1);
+            pipe.llen(&key)
+                .lindex(&key, -1)
+                .sismember(self.keys.paused(), name);
         }
-        let rows: Vec<(u64, Option<Vec<u8>>)> = self.query_pipe(&pipe).await?;
+        let rows: Vec<(u64, Option<Vec<u8>>, bool)> = self.query_pipe(&pipe).await?;
         Ok(names
             .into_iter()
             .zip(rows)
-            .map(|(name, (size, oldest))| QueueSummary {
+            .map(|(name, (size, oldest, paused))| QueueSummary {
                 latency: oldest.map_or(0.0, |raw| JobRecord::new(raw, None, None).latency()),
                 name: escape(&name).into_owned(),
                 size,
+                paused,
             })
             .collect())
+    }
+
+    /// Pauses `queue` (named as [`Api::queues`] shows it): from their next fetch, within a
+    /// second, no server takes its jobs, which stay in it, until [`Api::unpause_queue`].
+    /// Kept in Redis (the `paused` set, as Sidekiq Pro keeps it), so it outlasts restarts.
+    /// A queue that does not exist yet may be paused too. Returns whether it was running.
+    pub async fn pause_queue(&self, queue: &str) -> Result<bool> {
+        self.change_paused("SADD", queue).await
+    }
+
+    /// Lets servers take from `queue` again; returns whether it was paused.
+    pub async fn unpause_queue(&self, queue: &str) -> Result<bool> {
+        self.change_paused("SREM", queue).await
+    }
+
+    /// `SADD` or `SREM` of `queue` in the paused set; whether that changed it.
+    async fn change_paused(&self, command: &str, queue: &str) -> Result<bool> {
+        let changed: u64 = self
+            .query(
+                redis::cmd(command)
+                    .arg(self.keys.paused())
+                    .arg(&*unescape(queue)),
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    /// The paused queues, sorted (escaped as [`Api::queues`] shows names).
+    pub async fn paused_queues(&self) -> Result<Vec<String>> {
+        let mut names: Vec<Vec<u8>> = self
+            .query(redis::cmd("SMEMBERS").arg(self.keys.paused()))
+            .await?;
+        names.sort();
+        Ok(names.iter().map(|n| escape(n).into_owned()).collect())
     }
 
     /// Up to `count` jobs of a queue from position `start`, the next to run last (as

@@ -12,6 +12,9 @@
 //! a `BLMOVE` that leaves the queue as it was; a job stays in the in-progress hash, under a
 //! slot number unique in this process, until it is acknowledged. Basic fetch is Sidekiq OSS's `BRPOP`. Both use a connection of their own,
 //! so a blocking wait never holds up other commands.
+//!
+//! Both skip paused queues (the `paused` set): reliable fetch in the same Lua step that
+//! takes, basic fetch from a look at the set at most every half second.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -36,6 +39,10 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The longest a fetch command may block: the fetch connection's reply timeout adds it.
 pub(crate) const FETCH_TIMEOUT: Duration = WAIT_TIMEOUT;
+
+/// How often a server whose queues are all paused looks again (a resume takes effect within
+/// it), and how often basic fetch reads the paused set.
+const PAUSE_LOOK: Duration = Duration::from_millis(500);
 
 /// A queue to serve and its weight (0 = no weight given).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,35 +115,49 @@ struct Source {
     inprogress: Arc<str>,
 }
 
-/// Moves up to ARGV[1] jobs, queue by queue in the given order, from each queue (KEYS[2i-1])
-/// into its in-progress hash (KEYS[2i]) under the fields ARGV[2], ARGV[2] + 1, …, in the
-/// order returned; returns {index, job, index, job, ...}. Per queue that is one `RPOP key
-/// count` and one `HSET` for the whole batch, so Redis works per batch, not per job.
+/// Moves up to ARGV[1] jobs, queue by queue in the given order, from each queue (KEYS[2i])
+/// into its in-progress hash (KEYS[2i+1]) under the fields ARGV[2], ARGV[2] + 1, …, in the
+/// order returned; returns {paused, index, job, index, job, ...}. Per queue that is one
+/// `RPOP key count` and one `HSET` for the whole batch, so Redis works per batch, not per job.
+///
+/// Paused queues (names in the set KEYS[1], Sidekiq Pro's `paused`; queue names in ARGV[3..])
+/// are skipped, in the same atomic step that takes, so a pause holds from the next fetch on
+/// for every process; `paused` lists their indexes, comma-separated, for the waiting that
+/// follows an empty fetch. With no queue paused that costs one `SCARD` a fetch.
 ///
 /// A job that was recovered from a dead process (it carries `recovery_count`) is a suspect:
 /// it is only ever fetched alone (index prefixed with `s`), so if it takes this process down
 /// too, no innocent job shares its fate and its recovery count. The jobs popped after it go
 /// back to the tail of their queue, in their order.
 const FETCH_BATCH: &str = r#"
-local max, slot, out = tonumber(ARGV[1]), tonumber(ARGV[2]), {}
+local max, slot = tonumber(ARGV[1]), tonumber(ARGV[2])
 local taken = 0
+local paused, skipped = {}, {}
+if redis.call('scard', KEYS[1]) > 0 then
+  for _, name in ipairs(redis.call('smembers', KEYS[1])) do paused[name] = true end
+  for q = 0, (#KEYS - 1) / 2 - 1 do
+    if paused[ARGV[3 + q]] then skipped[#skipped + 1] = tostring(q) end
+  end
+end
+local out = { table.concat(skipped, ',') }
 local function hold(hash, fields)
   for i = 1, #fields, 1000 do
     redis.call('hset', hash, unpack(fields, i, math.min(i + 999, #fields)))
   end
 end
-for i = 1, #KEYS, 2 do
+for i = 2, #KEYS, 2 do
   local want = max - taken
   if want <= 0 then break end
-  local jobs = redis.call('rpop', KEYS[i], want)
+  local jobs = nil
+  if not paused[ARGV[3 + (i - 2) / 2]] then jobs = redis.call('rpop', KEYS[i], want) end
   if jobs then
-    local index, fields, stop = tostring((i - 1) / 2), {}, nil
+    local index, fields, stop = tostring((i - 2) / 2), {}, nil
     for j = 1, #jobs do
       local job = jobs[j]
       if string.find(job, '"recovery_count":', 1, true) then
         if taken == 0 then
           redis.call('hset', KEYS[i + 1], slot, job)
-          out = { 's' .. index, job }
+          out = { out[1], 's' .. index, job }
           stop = j + 1
         else
           stop = j
@@ -172,6 +193,13 @@ pub(crate) struct Fetcher {
     idle: AtomicBool,
     /// The next in-progress slot number; each fetch reserves as many as it asks for.
     next_slot: AtomicU64,
+    /// The set of paused queue names.
+    paused_key: String,
+    /// Whether each of `sources` was paused when last looked (by the last reliable fetch,
+    /// or by basic fetch's look at most every [`PAUSE_LOOK`]).
+    paused: Vec<AtomicBool>,
+    /// When basic fetch last read the paused set.
+    paused_read: std::sync::Mutex<Option<std::time::Instant>>,
     /// Turns true when the server goes quiet: a wait for work ends then.
     quiet: watch::Receiver<bool>,
 }
@@ -210,10 +238,13 @@ impl Fetcher {
         Fetcher {
             conn,
             mode,
+            paused: sources.iter().map(|_| AtomicBool::new(false)).collect(),
             sources,
             weighted,
             idle: AtomicBool::new(false),
             next_slot: AtomicU64::new(1),
+            paused_key: keys.paused(),
+            paused_read: std::sync::Mutex::new(None),
             quiet,
         }
     }
@@ -262,7 +293,7 @@ impl Fetcher {
                 let single = self.sources.len() == 1;
                 if may_block && single && self.idle.load(Ordering::Relaxed) {
                     // Nothing was there last time: wait first, then take.
-                    if !self.wait_for_work(order[0]).await? {
+                    if !self.wait_for_work(&order).await? {
                         return Ok(Vec::new());
                     }
                     return self.take(&order, max).await;
@@ -271,8 +302,8 @@ impl Fetcher {
                 if !jobs.is_empty() || !may_block {
                     return Ok(jobs);
                 }
-                // Nothing waiting: block on the first queue of this round, then take.
-                if self.wait_for_work(order[0]).await? {
+                // Nothing waiting: block on the first open queue of this round, then take.
+                if self.wait_for_work(&order).await? {
                     self.take(&order, max).await
                 } else {
                     Ok(Vec::new())
@@ -281,10 +312,20 @@ impl Fetcher {
         }
     }
 
-    /// Basic fetch: one `BRPOP` over the queues in order.
+    /// Basic fetch: one `BRPOP` over the queues in order that are not paused.
     async fn pop_one(&self, order: &[usize]) -> redis::RedisResult<Vec<UnitOfWork>> {
+        self.read_paused().await?;
+        let open: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&i| !self.paused[i].load(Ordering::Relaxed))
+            .collect();
+        if open.is_empty() {
+            self.nap().await;
+            return Ok(Vec::new());
+        }
         let mut cmd = redis::cmd("BRPOP");
-        for &i in order {
+        for &i in &open {
             cmd.arg(&self.sources[i].key);
         }
         cmd.arg(BRPOP_TIMEOUT.as_secs());
@@ -309,20 +350,24 @@ impl Fetcher {
         // Slots are reserved before the call, so fetches side by side never share one.
         let first = self.next_slot.fetch_add(max as u64, Ordering::Relaxed);
         let mut invocation = SCRIPT.prepare_invoke();
+        invocation.key(&self.paused_key);
         for &i in order {
             invocation
                 .key(&self.sources[i].key)
                 .key(&*self.sources[i].inprogress);
         }
+        invocation.arg(max).arg(first);
+        for &i in order {
+            invocation.arg(&*self.sources[i].name);
+        }
         // Positions are ASCII; jobs are whatever bytes the queue held (UTF-8 or not: a
         // payload that is not is a bad job for the processor to report, never a fetch error).
-        let flat: Vec<Vec<u8>> = invocation
-            .arg(max)
-            .arg(first)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+        let flat: Vec<Vec<u8>> = invocation.invoke_async(&mut self.conn.clone()).await?;
         let mut jobs = Vec::with_capacity(flat.len() / 2);
         let mut items = flat.into_iter();
+        if let Some(skipped) = items.next() {
+            self.note_paused(order, &skipped);
+        }
         let mut slot = first;
         while let (Some(position), Some(raw)) = (items.next(), items.next()) {
             let position: usize = std::str::from_utf8(&position)
@@ -341,12 +386,68 @@ impl Fetcher {
         Ok(jobs)
     }
 
-    /// Blocks until the queue `sources[index]` has a job, without taking it: `BLMOVE` from
-    /// the tail to the tail of the same list changes nothing but wakes on a push. Returns
-    /// whether a job was there. With several queues the wait is shorter, so the others are
-    /// looked at again soon. Going quiet ends the wait: nothing was taken, and the fetch
-    /// connection is not used again.
-    async fn wait_for_work(&self, index: usize) -> redis::RedisResult<bool> {
+    /// Records which queues of `order` the fetch script found paused (`skipped`: their
+    /// positions in `order`, comma-separated).
+    fn note_paused(&self, order: &[usize], skipped: &[u8]) {
+        let mut paused = vec![false; order.len()];
+        for position in skipped.split(|&b| b == b',') {
+            if let Some(p) = std::str::from_utf8(position)
+                .ok()
+                .and_then(|p| p.parse::<usize>().ok())
+                .filter(|&p| p < order.len())
+            {
+                paused[p] = true;
+            }
+        }
+        for (position, &index) in order.iter().enumerate() {
+            self.paused[index].store(paused[position], Ordering::Relaxed);
+        }
+    }
+
+    /// Basic fetch: reads the paused set, at most every [`PAUSE_LOOK`].
+    async fn read_paused(&self) -> redis::RedisResult<()> {
+        {
+            let mut read = self.paused_read.lock().expect("paused lock");
+            if read.is_some_and(|at| at.elapsed() < PAUSE_LOOK) {
+                return Ok(());
+            }
+            *read = Some(std::time::Instant::now());
+        }
+        let names: Vec<Vec<u8>> = redis::cmd("SMEMBERS")
+            .arg(&self.paused_key)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        for (source, paused) in self.sources.iter().zip(&self.paused) {
+            let is_paused = names.iter().any(|n| n.as_slice() == source.name.as_bytes());
+            paused.store(is_paused, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Waits [`PAUSE_LOOK`] (less if the server goes quiet): every queue is paused.
+    async fn nap(&self) {
+        let mut quiet = self.quiet.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(PAUSE_LOOK) => {}
+            _ = quiet.wait_for(|quiet| *quiet) => {}
+        }
+    }
+
+    /// Blocks until the first queue of `order` that is not paused has a job, without
+    /// taking it: `BLMOVE` from the tail to the tail of the same list changes nothing but
+    /// wakes on a push. Returns whether to take now. With several queues the wait is
+    /// shorter, so the others are looked at again soon; with every queue paused it naps for
+    /// [`PAUSE_LOOK`] and says to take, which looks at the pauses again. Going quiet ends
+    /// the wait: nothing was taken, and the fetch connection is not used again.
+    async fn wait_for_work(&self, order: &[usize]) -> redis::RedisResult<bool> {
+        let Some(index) = order
+            .iter()
+            .copied()
+            .find(|&i| !self.paused[i].load(Ordering::Relaxed))
+        else {
+            self.nap().await;
+            return Ok(!*self.quiet.borrow());
+        };
         let wait = if self.sources.len() == 1 {
             WAIT_TIMEOUT
         } else {

@@ -72,6 +72,12 @@ impl Keys {
         self.key("retry")
     }
 
+    /// The set of paused queue names (`paused`, as Sidekiq Pro keeps it): servers take
+    /// nothing from them until they are unpaused.
+    pub fn paused(&self) -> String {
+        self.key("paused")
+    }
+
     /// The sorted set of jobs that will not be retried (`dead`).
     pub fn dead(&self) -> String {
         self.key("dead")

@@ -152,3 +152,123 @@ async fn psychiq_enqueue_writes_an_expiry_and_refuses_a_bad_one() {
         "{stderr}"
     );
 }
+
+async fn queue_len(ns: &TestNs, queue: &str) -> usize {
+    ns.query(redis::cmd("LLEN").arg(ns.keys().queue(queue)))
+        .await
+}
+
+fn ran(record: &Record, what: &str) -> bool {
+    record.seen().iter().any(|args| args[0] == what)
+}
+
+#[tokio::test]
+async fn a_paused_queue_keeps_its_jobs_for_every_server_until_resumed_even_across_restarts()
+-> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let api = psychiq::api::Api::connect(&ns.redis, &ns.namespace).await?;
+    let record = Record::default();
+    let config = || ns.config().queue("default", 0).queue("other", 0);
+    let server = RunningServer::start(config(), registry_with(&record));
+    let c = &ns.client;
+    c.push(Job::new("Record", ("warm-up",))?).await?;
+    wait_until(Duration::from_secs(10), "the warm-up job", || async {
+        ran(&record, "warm-up")
+    })
+    .await;
+
+    assert!(api.pause_queue("default").await?, "newly paused");
+    assert!(!api.pause_queue("default").await?, "paused already");
+    for _ in 0..3 {
+        c.push(Job::new("Record", ("held",))?).await?;
+    }
+    // The other queue goes on: once its job has run, a fetch has looked at both.
+    c.push(Job::new("Record", ("probe",))?.queue("other"))
+        .await?;
+    wait_until(Duration::from_secs(5), "the other queue's job", || async {
+        ran(&record, "probe")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        queue_len(&ns, "default").await,
+        3,
+        "the paused queue keeps its jobs"
+    );
+    assert!(!ran(&record, "held"));
+    let shown = api.queues().await?;
+    assert!(
+        shown
+            .iter()
+            .any(|q| q.name == "default" && q.paused && q.size == 3)
+    );
+    assert!(shown.iter().any(|q| q.name == "other" && !q.paused));
+
+    // A restarted server finds the queue still paused.
+    server.stop().await;
+    let server = RunningServer::start(config(), registry_with(&record));
+    c.push(Job::new("Record", ("probe 2",))?.queue("other"))
+        .await?;
+    wait_until(Duration::from_secs(10), "the restarted server", || async {
+        ran(&record, "probe 2")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(queue_len(&ns, "default").await, 3);
+
+    // The CLI lists it as paused and resumes it.
+    let cli = |args: &[&str]| {
+        psychiq()
+            .args(["--redis-url", &ns.url, "-n", &ns.namespace])
+            .args(args)
+            .output()
+            .expect("psychiq runs")
+    };
+    let listed = cli(&["--json", "queues"]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    let default = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "default")
+        .expect("default listed");
+    assert_eq!(default["paused"], true, "{listed}");
+    let resumed = cli(&["queues", "unpause", "default"]);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "the held jobs, once resumed",
+        || async { record.seen().iter().filter(|a| a[0] == "held").count() == 3 },
+    )
+    .await;
+    assert!(api.paused_queues().await?.is_empty());
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_server_whose_only_queue_is_paused_waits_with_either_fetch() -> psychiq::Result<()> {
+    for mode in [psychiq::FetchMode::Reliable, psychiq::FetchMode::Basic] {
+        let ns = TestNs::new().await;
+        let api = psychiq::api::Api::connect(&ns.redis, &ns.namespace).await?;
+        api.pause_queue("default").await?;
+        let record = Record::default();
+        let server = RunningServer::start(ns.config().fetch(mode), registry_with(&record));
+        ns.client.push(Job::new("Record", ("held",))?).await?;
+        ns.registered_identity().await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(record.count(), 0, "{mode:?}: nothing taken while paused");
+        assert_eq!(queue_len(&ns, "default").await, 1);
+        api.unpause_queue("default").await?;
+        wait_until(Duration::from_secs(3), "the job, once resumed", || async {
+            record.count() == 1
+        })
+        .await;
+        server.stop().await;
+    }
+    Ok(())
+}

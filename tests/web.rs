@@ -693,3 +693,36 @@ async fn auth_schemes_are_case_insensitive_and_the_cookie_can_be_secure() {
         assert!(cookie.ends_with("; Secure"), "{cookie}");
     }
 }
+
+#[tokio::test]
+async fn queues_are_paused_and_resumed_from_the_dashboard() {
+    let ns = TestNs::new().await;
+    let (app, api) = app(&ns, WebConfig::default()).await;
+    ns.client
+        .push(psychiq::Job::new("Record", ("x",)).unwrap())
+        .await
+        .unwrap();
+    let page = get(&app, "/queues").await;
+    assert!(page.body.contains(r#"value="pause""#), "a Pause button");
+    let (cookie, token) = (cookie_of(&page), token_of(&page));
+    let pause = format!("_csrf={token}&action=pause");
+    let done = post(&app, "/queues/default", &pause, Some(&cookie), None).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        api.paused_queues().await.unwrap(),
+        vec!["default".to_string()]
+    );
+    let page = get(&app, "/queues/default").await;
+    assert!(page.body.contains("badge quiet") && page.body.contains("paused"));
+    assert!(page.body.contains(r#"value="unpause""#), "a Resume button");
+    let metrics = get(&app, "/metrics").await.body;
+    assert!(
+        metrics.contains(r#"psychiq_queue_paused{queue="default"} 1"#),
+        "{metrics}"
+    );
+    let resume = format!("_csrf={token}&action=unpause");
+    let done = post(&app, "/queues/default", &resume, Some(&cookie), None).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert!(api.paused_queues().await.unwrap().is_empty());
+    assert!(get(&app, "/queues").await.body.contains(r#"value="pause""#));
+}

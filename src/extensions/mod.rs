@@ -3,6 +3,12 @@
 //! server that does not use one pays nothing for it.
 //!
 //! - [`Expiry`]: jobs that expire (`expires_in`), discarded unrun once too late.
+//! - Queue pause is the one that is not a middleware or a plugin: a pause must hold from
+//!   the very next fetch of every process and cost nothing while no queue is paused, which
+//!   only the fetch script's own atomic step can do (a plugin polling the `paused` set
+//!   would add commands to every idle server and still lag). It lives in `fetch.rs`; the
+//!   API ([`crate::api::Api::pause_queue`]), `psychiq queues pause` and the dashboard
+//!   steer it.
 //!
 //! A server turns an extension on by itself where it can tell it is needed (a registered
 //! worker declares `expires_in`), or when told ([`crate::ServerConfig::expiring_jobs`]).

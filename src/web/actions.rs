@@ -125,7 +125,23 @@ pub(super) async fn queue(
                 },
             ))
         }
-        _ => Ok(bad("action must be delete or clear")),
+        Some("pause") => {
+            web.api.pause_queue(&name).await?;
+            Ok(back(
+                &web,
+                &to,
+                &format!("Paused {name}: servers take none of its jobs from their next fetch."),
+            ))
+        }
+        Some("unpause") => {
+            web.api.unpause_queue(&name).await?;
+            Ok(back(
+                &web,
+                &to,
+                &format!("Resumed {name}: servers take its jobs again."),
+            ))
+        }
+        _ => Ok(bad("action must be delete, clear, pause or unpause")),
     }
 }
 

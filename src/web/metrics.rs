@@ -120,6 +120,16 @@ pub(crate) fn render(stats: &Stats, classes: &[ClassMetrics]) -> String {
     );
     family(
         &mut out,
+        "psychiq_queue_paused",
+        "gauge",
+        "1 while a queue is paused (no server takes its jobs).",
+        stats.queues.iter().map(|q| {
+            let paused = if q.paused { 1.0 } else { 0.0 };
+            (format!("queue=\"{}\"", label(&q.name)), paused)
+        }),
+    );
+    family(
+        &mut out,
         "psychiq_job_failures_total",
         "counter",
         "Failed runs per class.",

@@ -303,19 +303,41 @@ fn history_chart(history: &[crate::api::DayStats]) -> Markup {
     }
 }
 
+/// A queue's state as a badge: paused queues are taken from by no server.
+fn queue_state(paused: bool) -> Markup {
+    html! { @if paused { span.badge.quiet { "paused" } } @else { span.badge { "running" } } }
+}
+
+/// The form that pauses a running queue or resumes a paused one.
+fn pause_button(ctx: &Ctx, queue: &str, paused: bool) -> Markup {
+    let (action, label) = if paused {
+        ("unpause", "Resume")
+    } else {
+        ("pause", "Pause")
+    };
+    html! {
+        form method="post" action={ (ctx.base) "/queues/" (segment(queue)) } {
+            (csrf_field(ctx))
+            button name="action" value=(action) { (label) }
+        }
+    }
+}
+
 fn queue_table(ctx: &Ctx, stats: &Stats, actions: bool) -> Markup {
     let base = &ctx.base;
     html! {
         table {
-            thead { tr { th { "queue" } th { "size" } th { "latency" } @if actions { th {} } } }
+            thead { tr { th { "queue" } th { "size" } th { "latency" } th { "state" } @if actions { th {} } } }
             tbody {
                 @for q in &stats.queues {
                     tr {
                         td { a href={ (base) "/queues/" (segment(&q.name)) } { (q.name) } }
                         td { (q.size) }
                         td { (span_text(q.latency)) }
+                        td { (queue_state(q.paused)) }
                         @if actions {
-                            td {
+                            td.actions {
+                                (pause_button(ctx, &q.name, q.paused))
                                 form method="post" action={ (base) "/queues/" (segment(&q.name)) } data-confirm={ "Delete queue " (q.name) " and its " (q.size) " jobs?" } {
                                     (csrf_field(ctx))
                                     button.danger name="action" value="clear" { "Clear" }
@@ -324,7 +346,7 @@ fn queue_table(ctx: &Ctx, stats: &Stats, actions: bool) -> Markup {
                         }
                     }
                 }
-                @if stats.queues.is_empty() { tr { td colspan="4" { "No queues yet." } } }
+                @if stats.queues.is_empty() { tr { td colspan="5" { "No queues yet." } } }
             }
         }
     }
@@ -421,6 +443,7 @@ pub(super) async fn queue(
 ) -> Page {
     let page = params.page();
     let total = web.api.queue_size(&name).await?;
+    let paused = web.api.paused_queues().await?.contains(&name);
     let jobs = web
         .api
         .queue_jobs(&name, (page - 1) * PER_PAGE, PER_PAGE)
@@ -428,7 +451,8 @@ pub(super) async fn queue(
     let base = &ctx.base;
     let action = format!("{base}/queues/{}", segment(&name));
     let body = html! {
-        h1 { "Queue " code { (name) } }
+        h1 { "Queue " code { (name) } " " (queue_state(paused)) }
+        @if paused { p { "Paused: no server takes its jobs until it is resumed." } }
         table {
             thead { tr { th { "jid" } th { "class" } th { "args" } th { "enqueued" } th {} } }
             tbody {
@@ -451,9 +475,12 @@ pub(super) async fn queue(
             }
         }
         (pager(&ctx, &format!("queues/{}", segment(&name)), page, total, None))
-        form method="post" action=(action) data-confirm={ "Delete every job in " (name) "?" } {
-            (csrf_field(&ctx))
-            button.danger name="action" value="clear" { "Clear queue" }
+        div.actions {
+            (pause_button(&ctx, &name, paused))
+            form method="post" action=(action) data-confirm={ "Delete every job in " (name) "?" } {
+                (csrf_field(&ctx))
+                button.danger name="action" value="clear" { "Clear queue" }
+            }
         }
     };
     Ok(layout(
