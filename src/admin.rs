@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::api::{Api, JobRecord, SetKind, YEAR_10000, span_text, utc_text};
-use crate::client::Job;
+use crate::client::{Job, Push};
 use crate::connection::RedisConfig;
 use crate::error::Error;
 use crate::payload::{self, Retry};
@@ -216,6 +216,9 @@ pub struct EnqueueArgs {
     /// Discard the job unrun if it has not started this many seconds after it is due
     #[arg(long, value_name = "SECONDS")]
     pub expires_in: Option<f64>,
+    /// Push nothing while the same job (class, queue, args) is pending, for at most this many seconds; prints the pending job's jid
+    #[arg(long, value_name = "SECONDS")]
+    pub unique_for: Option<f64>,
 }
 
 /// Where Redis is and which namespace to use: taken by the server and every admin command,
@@ -883,6 +886,14 @@ fn job_to_enqueue(args: &EnqueueArgs) -> std::result::Result<Job, Failure> {
         }
         job = job.expires_in(Duration::from_secs_f64(secs));
     }
+    if let Some(secs) = args.unique_for {
+        if !(secs.is_finite() && (1.0..YEAR_10000 / 2.0).contains(&secs)) {
+            return Err(Failure::BadInput(format!(
+                "--unique-for takes a number of seconds, at least 1 (e.g. 600), not {secs}"
+            )));
+        }
+        job = job.unique_for(Duration::from_secs_f64(secs));
+    }
     if let Some(at) = &args.at {
         let time = parse_time(at).ok_or_else(|| {
             Failure::BadInput(format!(
@@ -895,7 +906,20 @@ fn job_to_enqueue(args: &EnqueueArgs) -> std::result::Result<Job, Failure> {
 }
 
 async fn enqueue(api: &Api, out: &Out, args: &EnqueueArgs, job: Job) -> Outcome {
-    let jid = api.client().push(job).await?;
+    let jid = match api.client().try_push(job).await? {
+        Push::Duplicate(jid) => {
+            out.done(
+                json!({"jid": jid, "class": args.class, "queue": args.queue, "duplicate": true}),
+                format!(
+                    "not enqueued: the same {} job is pending as {jid} (--unique-for)",
+                    args.class
+                ),
+            );
+            return Ok(());
+        }
+        Push::Refused(reason) => return Err(Error::NotPushed { reason }.into()),
+        push => push.jid().unwrap_or_default().to_string(),
+    };
     let place = if args.delay.is_some() || args.at.is_some() {
         "scheduled".to_string()
     } else {

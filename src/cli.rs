@@ -67,6 +67,9 @@ pub struct ServerArgs {
     /// Discard jobs whose expires_at has passed, whatever their class (on anyway for classes that declare expires_in)
     #[arg(long)]
     pub expiring_jobs: bool,
+    /// Let unique jobs' locks go on success (or at start) whatever their class (on anyway for classes that declare unique_for)
+    #[arg(long)]
+    pub unique_jobs: bool,
     /// Tag shown with this process in dashboards
     #[arg(short = 'g', long, default_value = "")]
     pub tag: String,
@@ -133,7 +136,8 @@ impl ServerArgs {
             .shutdown_timeout(Duration::from_secs(self.timeout))
             .tag(self.tag.clone())
             .fetch(self.fetch.into())
-            .expiring_jobs(self.expiring_jobs);
+            .expiring_jobs(self.expiring_jobs)
+            .unique_jobs(self.unique_jobs);
         for queue in &self.queues {
             config = config.queue(queue.name.clone(), queue.weight);
         }

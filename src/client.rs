@@ -14,6 +14,8 @@ use serde_json::value::RawValue;
 
 use crate::connection::RedisConfig;
 use crate::error::{Error, Result};
+use crate::extensions::UniqueUntil;
+use crate::extensions::unique;
 use crate::keys::Keys;
 use crate::middleware::ClientChain;
 use crate::payload::{self, JobMap, Retry};
@@ -46,9 +48,22 @@ pub struct Job {
     at: Option<SystemTime>,
     jid: Option<String>,
     expiry: Option<Expiry>,
+    unique: Option<Unique>,
     options: JobMap,
 }
 
+/// A unique job's settings (see [`Job::unique_for`]).
+#[derive(Debug, Clone)]
+struct Unique {
+    /// How long the lock lives at most, from when the job is due.
+    for_: Duration,
+    until: UniqueUntil,
+    /// What names "the same job", from the client's key function; its arguments if `None`.
+    identity: Option<String>,
+}
+
+/// A function that names "the same job" from its arguments (see [`Client::unique_key_for`]).
+type KeyFn = Arc<dyn Fn(&Value) -> String + Send + Sync>;
 /// When a job expires: relative to when it is due, or at a fixed time.
 #[derive(Debug, Clone, Copy)]
 enum Expiry {
@@ -80,6 +95,7 @@ impl Job {
             at: None,
             jid: None,
             expiry: None,
+            unique: None,
             options: JobMap::new(),
         })
     }
@@ -101,6 +117,11 @@ impl Job {
             self = self.option("dead", Value::Bool(false));
         }
         self.expiry = options.expires_in.map(Expiry::In);
+        self.unique = options.unique_for.map(|for_| Unique {
+            for_,
+            until: options.unique_until,
+            identity: None,
+        });
         self
     }
 
@@ -145,6 +166,50 @@ impl Job {
     pub fn expires_in(mut self, expires_in: Duration) -> Job {
         self.expiry = Some(Expiry::In(expires_in));
         self
+    }
+
+    /// Makes the job unique for `unique_for`: while a job of the same class, queue and
+    /// arguments (as canonical JSON) is enqueued, scheduled, retrying or running, pushing
+    /// this one writes nothing and returns that job's jid ([`Push::Duplicate`]). The lock
+    /// lives at most `unique_for` from when the job is due, and goes earlier as
+    /// [`Job::unique_until`] says (on success by default). See [`crate::extensions`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let job = psychiq::Job::new("Search::Reindex", (42,))?.unique_for(Duration::from_secs(600));
+    /// # Ok::<(), psychiq::Error>(())
+    /// ```
+    pub fn unique_for(mut self, unique_for: Duration) -> Job {
+        let until = self
+            .unique
+            .as_ref()
+            .map_or_else(UniqueUntil::default, |u| u.until);
+        self.unique = Some(Unique {
+            for_: unique_for,
+            until,
+            identity: None,
+        });
+        self
+    }
+
+    /// When a unique job's lock goes (with [`Job::unique_for`]; on success by default).
+    pub fn unique_until(mut self, until: UniqueUntil) -> Job {
+        if let Some(unique) = &mut self.unique {
+            unique.until = until;
+        }
+        self
+    }
+
+    /// The unique job's `unique_key`, if it is one: what names "the same job".
+    fn unique_key(&self) -> Option<String> {
+        let unique = self.unique.as_ref()?;
+        let identity = match &unique.identity {
+            Some(identity) => identity.clone(),
+            None => serde_json::from_str::<Value>(self.args.get())
+                .map(|args| unique::canonical_json(&args))
+                .unwrap_or_else(|_| self.args.get().to_string()),
+        };
+        Some(unique::unique_key(&self.class, &self.queue, &identity))
     }
 
     /// Discards the job unrun if it has not started by `time`.
@@ -227,6 +292,12 @@ impl Job {
             options: &'a JobMap,
             #[serde(skip_serializing_if = "Option::is_none")]
             expires_at: Option<f64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            unique_for: Option<f64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            unique_until: Option<&'static str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            unique_key: Option<String>,
             args: &'a RawValue,
             class: &'a str,
             jid: &'a str,
@@ -245,6 +316,9 @@ impl Job {
                 }
                 Expiry::At(time) => payload::epoch_secs(time),
             }),
+            unique_for: self.unique.as_ref().map(|u| u.for_.as_secs_f64()),
+            unique_until: self.unique.as_ref().map(|u| u.until.as_str()),
+            unique_key: self.unique_key(),
             args: &self.args,
             class: &self.class,
             jid,
@@ -275,6 +349,8 @@ pub struct Client {
     backend: Backend,
     keys: Arc<Keys>,
     middleware: Arc<ClientChain>,
+    /// Key functions for unique jobs, by class (see [`Client::unique_key_for`]).
+    unique_keys: Arc<std::collections::HashMap<String, KeyFn>>,
 }
 
 /// Where a client's jobs go.
@@ -297,13 +373,16 @@ pub enum Push {
     Pushed(String),
     /// A client middleware refused it, for this reason; nothing was written.
     Refused(String),
+    /// A unique job ([`Job::unique_for`]) whose twin is pending, with the twin's jid;
+    /// nothing was written.
+    Duplicate(String),
 }
 
 impl Push {
-    /// The jid, if it was pushed.
+    /// The jid, if it was pushed; for a [`Push::Duplicate`], the pending twin's.
     pub fn jid(&self) -> Option<&str> {
         match self {
-            Push::Pushed(jid) => Some(jid),
+            Push::Pushed(jid) | Push::Duplicate(jid) => Some(jid),
             Push::Refused(_) => None,
         }
     }
@@ -325,6 +404,7 @@ impl Client {
             backend: Backend::Redis { conn, config },
             keys: Arc::new(Keys::new(namespace)),
             middleware: Arc::default(),
+            unique_keys: Arc::default(),
         }
     }
 
@@ -335,6 +415,7 @@ impl Client {
             backend: Backend::Memory(store),
             keys: Arc::new(Keys::new(crate::keys::DEFAULT_NAMESPACE)),
             middleware: Arc::default(),
+            unique_keys: Arc::default(),
         }
     }
 
@@ -343,6 +424,26 @@ impl Client {
     /// chain they had.
     pub fn middleware(&mut self) -> &mut ClientChain {
         Arc::make_mut(&mut self.middleware)
+    }
+
+    /// Names "the same job" for unique jobs of `class` by `key` of their arguments (a JSON
+    /// array) instead of by all of them, e.g. when one argument is a timestamp or a request
+    /// id that does not make a job different. Clones made before keep what they had.
+    ///
+    /// ```
+    /// # async fn demo() -> psychiq::Result<()> {
+    /// let mut client = psychiq::Client::connect(&Default::default(), "psychiq").await?;
+    /// // Search::Reindex(record_id, requested_at): one pending reindex per record.
+    /// client.unique_key_for("Search::Reindex", |args| args[0].to_string());
+    /// # Ok(()) }
+    /// ```
+    pub fn unique_key_for(
+        &mut self,
+        class: impl Into<String>,
+        key: impl Fn(&Value) -> String + Send + Sync + 'static,
+    ) -> &mut Self {
+        Arc::make_mut(&mut self.unique_keys).insert(class.into(), Arc::new(key));
+        self
     }
 
     /// The keys this client writes to.
@@ -391,9 +492,11 @@ impl Client {
 
     /// Pushes one job, built with [`Job::new`] or [`Job::of`]; returns its jid, or
     /// [`Error::NotPushed`] if a client middleware refused it.
+    /// For a unique job whose twin is pending ([`Job::unique_for`]), nothing is written
+    /// and the twin's jid is returned.
     pub async fn push(&self, job: Job) -> Result<String> {
         match self.try_push(job).await? {
-            Push::Pushed(jid) => Ok(jid),
+            Push::Pushed(jid) | Push::Duplicate(jid) => Ok(jid),
             Push::Refused(reason) => Err(Error::NotPushed { reason }),
         }
     }
@@ -405,7 +508,8 @@ impl Client {
     }
 
     /// Pushes many jobs, 1,000 to a command and 10,000 to a round trip; returns the jids of
-    /// those pushed, in order (jobs a client middleware refused are left out).
+    /// those pushed, in order (jobs a client middleware refused are left out; for unique
+    /// jobs whose twin is pending, the twin's jid).
     ///
     /// Jobs due now go to their queues (`SADD queues`, one `LPUSH` per queue); jobs for
     /// later go to the `schedule` set, scored by their time.
@@ -414,7 +518,7 @@ impl Client {
         Ok(pushes
             .into_iter()
             .filter_map(|push| match push {
-                Push::Pushed(jid) => Some(jid),
+                Push::Pushed(jid) | Push::Duplicate(jid) => Some(jid),
                 Push::Refused(_) => None,
             })
             .collect())
@@ -429,6 +533,9 @@ impl Client {
                     .entry(crate::otel::TRACEPARENT)
                     .or_insert_with(|| Value::from(traceparent.clone()));
             }
+        }
+        if !self.unique_keys.is_empty() {
+            self.name_unique_jobs(&mut jobs);
         }
         let mut refused: Vec<Option<String>> = Vec::new();
         if !self.middleware.is_empty() {
@@ -446,22 +553,37 @@ impl Client {
                 .map(|(job, _)| job)
                 .collect()
         };
-        let jids = self.write(&admitted).await?;
+        let written = self.write(&admitted).await?;
         if refused.is_empty() {
-            return Ok(jids.into_iter().map(Push::Pushed).collect());
+            return Ok(written);
         }
-        let mut jids = jids.into_iter();
+        let mut written = written.into_iter();
         Ok(refused
             .into_iter()
             .map(|r| match r {
                 Some(reason) => Push::Refused(reason),
-                None => Push::Pushed(jids.next().unwrap_or_default()),
+                None => written
+                    .next()
+                    .unwrap_or_else(|| Push::Refused(String::new())),
             })
             .collect())
     }
 
+    /// Names "the same job" with the key functions of [`Client::unique_key_for`].
+    fn name_unique_jobs(&self, jobs: &mut [Job]) {
+        for job in jobs {
+            let Some(key_fn) = self.unique_keys.get(&job.class) else {
+                continue;
+            };
+            if let Some(unique) = &mut job.unique {
+                let args: Value = serde_json::from_str(job.args.get()).unwrap_or_default();
+                unique.identity = Some(key_fn(&args));
+            }
+        }
+    }
+
     /// Writes jobs where this client's backend keeps them.
-    async fn write(&self, jobs: &[&Job]) -> Result<Vec<String>> {
+    async fn write(&self, jobs: &[&Job]) -> Result<Vec<Push>> {
         match &self.backend {
             Backend::Redis { conn, config } => self.write_redis(conn, config, jobs).await,
             #[cfg(feature = "server")]
@@ -479,7 +601,8 @@ impl Client {
                         payload: json,
                     });
                 }
-                Box::pin(store.push(written)).await
+                let jids = Box::pin(store.push(written)).await?;
+                Ok(jids.into_iter().map(Push::Pushed).collect())
             }
         }
     }
@@ -490,29 +613,59 @@ impl Client {
         conn: &Connection,
         config: &RedisConfig,
         jobs: &[&Job],
-    ) -> Result<Vec<String>> {
-        let mut jids = Vec::with_capacity(jobs.len());
+    ) -> Result<Vec<Push>> {
+        let mut pushes = Vec::with_capacity(jobs.len());
         let now = payload::now_secs();
         // Commands of up to 1,000 jobs each; ten of them share a round trip, which bounds
         // the buffer while cutting round trips tenfold for large bulks.
         for group in jobs.chunks(BULK_BATCH * BATCHES_PER_ROUND_TRIP) {
             let mut pipe = redis::pipe();
+            // Unique jobs (their place in `pushes`), answered in the pipeline's order.
+            let mut unique: Vec<usize> = Vec::new();
+            if group.iter().any(|job| job.unique.is_some()) {
+                // Loaded first in the same pipeline, so each job sends only the script's hash.
+                pipe.cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(unique::PUSH_SCRIPT)
+                    .ignore();
+            }
             for chunk in group.chunks(BULK_BATCH) {
                 let mut by_queue: Vec<(&str, Vec<String>)> = Vec::new();
                 let mut scheduled: Vec<(f64, String)> = Vec::new();
                 for &job in chunk {
                     let jid = job.jid.clone().unwrap_or_else(payload::new_jid);
-                    match job.scheduled_at() {
-                        Some(at) => scheduled.push((at, job.to_json(&jid, now, None)?)),
-                        None => {
-                            let json = job.to_json(&jid, now, Some(now))?;
-                            match by_queue.iter_mut().find(|(q, _)| *q == job.queue) {
+                    let at = job.scheduled_at();
+                    let json = job.to_json(&jid, now, at.is_none().then_some(now))?;
+                    if let (Some(settings), Some(key)) = (&job.unique, job.unique_key()) {
+                        // Locked and written in one atomic step, or not written at all.
+                        let waits = at.map_or(0.0, |at| (at - now).max(0.0));
+                        let ttl = (settings.for_.as_secs_f64() + waits).ceil().max(1.0) as u64;
+                        let (target, score) = match at {
+                            Some(at) => (self.keys.schedule(), at.to_string()),
+                            None => (self.keys.queue(&job.queue), String::new()),
+                        };
+                        pipe.cmd("EVALSHA")
+                            .arg(unique::push_script_hash())
+                            .arg(3)
+                            .arg(unique::lock_key(&self.keys, &key))
+                            .arg(self.keys.queues())
+                            .arg(target)
+                            .arg(&jid)
+                            .arg(ttl)
+                            .arg(&json)
+                            .arg(&job.queue)
+                            .arg(score);
+                        unique.push(pushes.len());
+                    } else {
+                        match at {
+                            Some(at) => scheduled.push((at, json)),
+                            None => match by_queue.iter_mut().find(|(q, _)| *q == job.queue) {
                                 Some((_, list)) => list.push(json),
                                 None => by_queue.push((job.queue.as_str(), vec![json])),
-                            }
+                            },
                         }
                     }
-                    jids.push(jid);
+                    pushes.push(Push::Pushed(jid));
                 }
                 for (queue, list) in &by_queue {
                     pipe.sadd(self.keys.queues(), *queue).ignore();
@@ -523,12 +676,17 @@ impl Client {
                         .ignore();
                 }
             }
-            let () = pipe
+            let holders: Vec<String> = pipe
                 .query_async(&mut conn.clone())
                 .await
                 .map_err(|e| config.redis_error(e))?;
+            for (place, holder) in unique.into_iter().zip(holders) {
+                if pushes[place].jid() != Some(holder.as_str()) {
+                    pushes[place] = Push::Duplicate(holder);
+                }
+            }
         }
-        Ok(jids)
+        Ok(pushes)
     }
 }
 

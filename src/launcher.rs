@@ -125,6 +125,14 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
     let hooks = Arc::new(hooks);
     let keys = Keys::new(&config.namespace);
     let conn = config.redis.connect().await?;
+    if (config.unique_jobs || registry.declares_unique())
+        && !middleware.contains::<crate::extensions::UniqueUnlock>()
+    {
+        middleware.prepend(crate::extensions::UniqueUnlock::new(
+            conn.clone(),
+            keys.clone(),
+        ));
+    }
     let fetch_conn = config
         .redis
         .connect_with_timeout(FETCH_TIMEOUT + COMMAND_TIMEOUT)

@@ -28,7 +28,6 @@ mod backlog;
 mod control;
 #[cfg(feature = "server")]
 pub mod events;
-#[cfg(feature = "server")]
 pub mod extensions;
 #[cfg(feature = "server")]
 mod fetch;

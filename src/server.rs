@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub(crate) job_timeout: Option<Duration>,
     /// Discard expired jobs even if no registered worker declares `expires_in` (off).
     pub(crate) expiring_jobs: bool,
+    /// Let unique jobs' locks go even if no registered worker declares `unique_for` (off).
+    pub(crate) unique_jobs: bool,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +80,7 @@ impl Default for ServerConfig {
             fetch: FetchMode::Reliable,
             job_timeout: None,
             expiring_jobs: false,
+            unique_jobs: false,
         }
     }
 }
@@ -124,6 +127,15 @@ impl ServerConfig {
     /// ```
     pub fn expiring_jobs(mut self, on: bool) -> Self {
         self.expiring_jobs = on;
+        self
+    }
+    /// Lets unique jobs' locks go as their `unique_until` says
+    /// ([`crate::extensions::UniqueUnlock`]) whatever their class. Without it, the server
+    /// does so only if a registered worker declares `unique_for`; turn it on when unique
+    /// jobs are pushed per job (`Job::unique_for`, `psychiq enqueue --unique-for`) for
+    /// classes that declare nothing, else their locks go only when their TTL runs out.
+    pub fn unique_jobs(mut self, on: bool) -> Self {
+        self.unique_jobs = on;
         self
     }
     /// Adds a queue with a weight (0 = strict order).

@@ -222,6 +222,11 @@ pub struct WorkerOptions {
     /// else they are discarded unrun (Sidekiq Pro's `expires_in`; see
     /// [`crate::extensions::Expiry`]).
     pub expires_in: Option<Duration>,
+    /// Makes jobs unique for this long: no second copy while one is pending (Sidekiq
+    /// Enterprise's `unique_for`; see [`crate::Job::unique_for`]).
+    pub unique_for: Option<Duration>,
+    /// When a unique job's lock goes: on success (the default), at start, or by expiry.
+    pub unique_until: crate::extensions::UniqueUntil,
 }
 
 impl Default for WorkerOptions {
@@ -233,6 +238,8 @@ impl Default for WorkerOptions {
             backtrace: Backtrace::Off,
             timeout: None,
             expires_in: None,
+            unique_for: None,
+            unique_until: crate::extensions::UniqueUntil::Success,
         }
     }
 }
@@ -261,6 +268,16 @@ impl WorkerOptions {
     /// Keeps a backtrace of failures.
     pub fn backtrace(mut self, backtrace: Backtrace) -> Self {
         self.backtrace = backtrace;
+        self
+    }
+    /// Makes jobs unique for `unique_for`, their locks going as `until` says.
+    pub fn unique_for(
+        mut self,
+        unique_for: Duration,
+        until: crate::extensions::UniqueUntil,
+    ) -> Self {
+        self.unique_for = Some(unique_for);
+        self.unique_until = until;
         self
     }
     /// Discards jobs that have not started within `expires_in` of when they were due.
@@ -535,6 +552,13 @@ impl Registry {
 
     pub(crate) fn get(&self, class: &str) -> Option<&Arc<dyn RawWorker>> {
         self.handlers.get(class)
+    }
+
+    /// Whether a registered worker declares `unique_for` (the server then lets locks go).
+    pub(crate) fn declares_unique(&self) -> bool {
+        self.handlers
+            .values()
+            .any(|handler| handler.options().unique_for.is_some())
     }
 
     /// Whether a registered worker declares `expires_in` (the server then checks expiry).

@@ -5,7 +5,8 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use psychiq::{Job, JobResult, Registry, Worker, WorkerOptions};
+use psychiq::extensions::UniqueUntil;
+use psychiq::{Job, JobResult, Push, Registry, Worker, WorkerOptions};
 use serde_json::Value;
 
 /// Records its runs like `Record`, and declares an expiry of an hour. Class name `Digest`.
@@ -20,6 +21,13 @@ impl Worker for Digest {
     async fn perform(&self, args: Vec<Value>) -> JobResult {
         self.0.perform(args).await
     }
+}
+
+/// The `psychiq` binary on the test's Redis and namespace.
+fn psychiq_on(ns: &TestNs) -> std::process::Command {
+    let mut command = psychiq();
+    command.args(["--redis-url", &ns.url, "-n", &ns.namespace]);
+    command
 }
 
 fn an_hour_ago() -> SystemTime {
@@ -116,15 +124,8 @@ async fn expiry_is_checked_when_declared_or_asked_for_and_costs_nothing_otherwis
 async fn psychiq_enqueue_writes_an_expiry_and_refuses_a_bad_one() {
     let ns = TestNs::new().await;
     let enqueue = |extra: &[&str]| {
-        psychiq()
-            .args([
-                "--redis-url",
-                &ns.url,
-                "-n",
-                &ns.namespace,
-                "enqueue",
-                "Report",
-            ])
+        psychiq_on(&ns)
+            .args(["enqueue", "Report"])
             .args(extra)
             .output()
             .expect("psychiq runs")
@@ -217,13 +218,7 @@ async fn a_paused_queue_keeps_its_jobs_for_every_server_until_resumed_even_acros
     assert_eq!(queue_len(&ns, "default").await, 3);
 
     // The CLI lists it as paused and resumes it.
-    let cli = |args: &[&str]| {
-        psychiq()
-            .args(["--redis-url", &ns.url, "-n", &ns.namespace])
-            .args(args)
-            .output()
-            .expect("psychiq runs")
-    };
+    let cli = |args: &[&str]| psychiq_on(&ns).args(args).output().expect("psychiq runs");
     let listed = cli(&["--json", "queues"]);
     let listed: Value = serde_json::from_slice(&listed.stdout).expect("JSON");
     let default = listed
@@ -270,5 +265,206 @@ async fn a_server_whose_only_queue_is_paused_waits_with_either_fetch() -> psychi
         .await;
         server.stop().await;
     }
+    Ok(())
+}
+
+fn unique(args: Value) -> Job {
+    Job::new("Record", args)
+        .unwrap()
+        .unique_for(Duration::from_secs(60))
+}
+
+#[tokio::test]
+async fn racing_pushes_of_a_unique_job_from_clients_and_processes_write_it_once()
+-> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    // Ten `psychiq enqueue` processes, started together, race two clients of their own.
+    let cli: Vec<_> = (0..10)
+        .map(|_| {
+            psychiq_on(&ns)
+                .args(["--json", "enqueue"])
+                .args(["Record", r#"["same",{"a":2,"b":1}]"#, "--unique-for", "60"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("psychiq runs")
+        })
+        .collect();
+    let mut racers = Vec::new();
+    for racer in 0..2 {
+        // A connection of its own, as another process would have.
+        let client = psychiq::Client::connect(&ns.redis, &ns.namespace).await?;
+        racers.push(tokio::spawn(async move {
+            let mut pushes = Vec::new();
+            for i in 0..500 {
+                // The same job, its object's keys in either order (canonical JSON).
+                let args = if (i + racer) % 2 == 0 {
+                    serde_json::json!(["same", {"a": 2, "b": 1}])
+                } else {
+                    serde_json::json!(["same", {"b": 1, "a": 2}])
+                };
+                pushes.push(client.try_push(unique(args)).await?);
+            }
+            Ok::<_, psychiq::Error>(pushes)
+        }));
+    }
+    // A bulk push of the same job, twice over, and an unrelated one.
+    let bulk = ns
+        .client
+        .try_push_bulk(vec![
+            unique(serde_json::json!(["same", {"a": 2, "b": 1}])),
+            unique(serde_json::json!(["same", {"a": 2, "b": 1}])),
+            unique(serde_json::json!(["other"])),
+        ])
+        .await?;
+    let mut pushes = bulk[..2].to_vec();
+    for racer in racers {
+        pushes.extend(racer.await.expect("racer")?);
+    }
+    let mut cli_jids = Vec::new();
+    let mut cli_written = 0;
+    for child in cli {
+        let out = child.wait_with_output().expect("psychiq ran");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let said: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        cli_jids.push(said["jid"].as_str().unwrap().to_string());
+        cli_written += usize::from(said["duplicate"] != true);
+    }
+    let written = pushes
+        .iter()
+        .filter(|p| matches!(p, Push::Pushed(_)))
+        .count();
+    assert_eq!(
+        written + cli_written,
+        1,
+        "one of 1,012 pushes wrote the job"
+    );
+    let jid = pushes[0].jid().unwrap().to_string();
+    assert!(
+        pushes.iter().all(|p| p.jid() == Some(jid.as_str())),
+        "every push answered with its jid"
+    );
+    assert!(cli_jids.iter().all(|j| *j == jid));
+    assert!(
+        matches!(bulk[2], Push::Pushed(_)),
+        "another job is not a twin"
+    );
+    assert_eq!(queue_len(&ns, "default").await, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_unique_lock_always_expires_and_covers_a_scheduled_wait() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let once = || {
+        Job::new("Report", ("daily",))
+            .unwrap()
+            .unique_for(Duration::from_secs(1))
+    };
+    let first = ns.client.try_push(once()).await?;
+    assert!(matches!(first, Push::Pushed(_)));
+    assert_eq!(
+        ns.client.try_push(once()).await?,
+        Push::Duplicate(first.jid().unwrap().into())
+    );
+    // The job is lost (no server ever runs it): the lock still goes with its TTL.
+    let _: () = ns
+        .query(redis::cmd("DEL").arg(ns.keys().queue("default")))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(matches!(ns.client.try_push(once()).await?, Push::Pushed(_)));
+
+    // Scheduled 3 s ahead, unique for 1 s: the lock covers the wait and then some.
+    let later = || {
+        Job::new("Report", ("later",))
+            .unwrap()
+            .delay(Duration::from_secs(3))
+            .unique_for(Duration::from_secs(1))
+    };
+    assert!(matches!(
+        ns.client.try_push(later()).await?,
+        Push::Pushed(_)
+    ));
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(matches!(
+        ns.client.try_push(later()).await?,
+        Push::Duplicate(_)
+    ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn unique_locks_go_on_success_at_start_or_by_expiry() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let record = Record::default();
+    // No worker declares unique_for, so the server is asked to let locks go.
+    let server = RunningServer::start(ns.config().unique_jobs(true), registry_with(&record));
+    let c = &ns.client;
+    let pushed = |push: &Push| matches!(push, Push::Pushed(_));
+
+    // On success (the default): once it has run, the same job may be pushed again.
+    assert!(pushed(&c.try_push(unique(serde_json::json!(["a"]))).await?));
+    wait_until(Duration::from_secs(5), "the first run", || async {
+        record.count() == 1
+    })
+    .await;
+    wait_until(Duration::from_secs(5), "the lock to go", || async {
+        pushed(&c.try_push(unique(serde_json::json!(["a"]))).await.unwrap())
+    })
+    .await;
+
+    // A failure keeps it while the job waits for its retry.
+    let flaky = || {
+        Job::new("Flaky", ("x",))
+            .unwrap()
+            .unique_for(Duration::from_secs(60))
+    };
+    let first = c.try_push(flaky()).await?;
+    wait_until(
+        Duration::from_secs(5),
+        "the failure in the retry set",
+        || async { !ns.zrange(&ns.keys().retry()).await.is_empty() },
+    )
+    .await;
+    assert_eq!(
+        c.try_push(flaky()).await?,
+        Push::Duplicate(first.jid().unwrap().into())
+    );
+
+    // At start: a second copy may be pushed while the first still runs (a 2 s nap).
+    let nap = || {
+        Job::new("Nap", (2_000,))
+            .unwrap()
+            .unique_for(Duration::from_secs(60))
+            .unique_until(UniqueUntil::Start)
+    };
+    assert!(pushed(&c.try_push(nap()).await?));
+    let started = std::time::Instant::now();
+    wait_until(
+        Duration::from_secs(2),
+        "the lock to go at start",
+        || async { pushed(&c.try_push(nap()).await.unwrap()) },
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1_900),
+        "before the nap ended"
+    );
+
+    // By expiry only: it stays after a successful run.
+    let kept = || unique(serde_json::json!(["kept"])).unique_until(UniqueUntil::Expiry);
+    let first = c.try_push(kept()).await?;
+    wait_until(Duration::from_secs(5), "the kept job's run", || async {
+        record.seen().iter().any(|a| a[0] == "kept")
+    })
+    .await;
+    assert_eq!(
+        c.try_push(kept()).await?,
+        Push::Duplicate(first.jid().unwrap().into())
+    );
+    server.stop().await;
     Ok(())
 }

@@ -69,6 +69,10 @@ struct Args {
     /// The psychiq binary (default: next to this one)
     #[arg(long)]
     server: Option<PathBuf>,
+    /// Make every drained job unique (each its own lock, `unique_for` an hour) and start the
+    /// server with --unique-jobs, to measure what unique jobs cost
+    #[arg(long, conflicts_with = "ruby")]
+    unique: bool,
     /// Measure the enqueue rates only (no server): bench/compare.sh runs it right after Ruby's
     /// enqueue figures, so both meet the same loopback latency, which drifts within minutes
     #[arg(long, conflicts_with = "ruby")]
@@ -184,7 +188,19 @@ async fn measure(
                     Workload::Mixed => noop(),
                 }
             };
-            job.queue(queue_names[i % queue_names.len()].clone())
+            let job = job.queue(queue_names[i % queue_names.len()].clone());
+            if args.unique {
+                // Each job its own lock: Noop reads any arguments, so it is given its index.
+                let job = match args.workload {
+                    Workload::Noop if args.sleep_ms == 0 => Job::new("Noop", (i,))
+                        .expect("array")
+                        .queue(job.queue_name()),
+                    _ => job,
+                };
+                job.unique_for(Duration::from_secs(3600))
+            } else {
+                job
+            }
         })
         .collect();
     let started = Instant::now();
@@ -519,6 +535,7 @@ fn start_server(args: &Args, namespace: &str, bin: &PathBuf, queues: &[String]) 
             ]
         }))
         .args(args.server_flags.split_whitespace())
+        .args(args.unique.then_some("--unique-jobs"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());

@@ -3,6 +3,9 @@
 //! server that does not use one pays nothing for it.
 //!
 //! - [`Expiry`]: jobs that expire (`expires_in`), discarded unrun once too late.
+//! - Unique jobs (`unique_for`): a push while the same job is pending returns the pending
+//!   job's jid and writes nothing. The client takes the lock in the same atomic step that
+//!   writes the job; [`UniqueUnlock`], a server middleware, lets it go ([`UniqueUntil`]).
 //! - Queue pause is the one that is not a middleware or a plugin: a pause must hold from
 //!   the very next fetch of every process and cost nothing while no queue is paused, which
 //!   only the fetch script's own atomic step can do (a plugin polling the `paused` set
@@ -13,6 +16,12 @@
 //! A server turns an extension on by itself where it can tell it is needed (a registered
 //! worker declares `expires_in`), or when told ([`crate::ServerConfig::expiring_jobs`]).
 
+#[cfg(feature = "server")]
 mod expiry;
+pub(crate) mod unique;
 
+#[cfg(feature = "server")]
 pub use expiry::Expiry;
+#[cfg(feature = "server")]
+pub use unique::UniqueUnlock;
+pub use unique::UniqueUntil;

@@ -1,0 +1,251 @@
+//! Unique jobs, as Sidekiq Enterprise's `unique_for`: while a job with the same class,
+//! queue and arguments is enqueued, scheduled, retrying or (by default) running, pushing it
+//! again writes nothing and returns the pending job's jid.
+//!
+//! **The lock.** A job with `unique_for` carries `unique_key` (a SHA-1 of its class, queue
+//! and arguments as canonical JSON, object keys sorted, or of what a key function of the
+//! client's gives) and `unique_until` in its payload. The client pushes it with one Lua
+//! call that sets `NAMESPACE:unique:KEY` to the jid (`SET NX EX`) and, only if that worked,
+//! writes the job, so a lock never exists without its job nor a second job beside the lock.
+//! The lock always has a TTL: `unique_for`, plus the wait of a scheduled job, so a crash,
+//! a lost job or a flushed queue can block pushes for at most that long.
+//!
+//! **Unlocking** ([`UniqueUntil`]): on success (the default: also when the job is discarded
+//! or skipped; a failure keeps the lock while the job waits in the retry set), at start,
+//! or only by expiry. [`UniqueUnlock`], a server middleware, does it, deleting the lock only
+//! while it still names this job's jid.
+
+use serde_json::Value;
+
+use crate::keys::Keys;
+
+/// When a unique job's lock is let go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum UniqueUntil {
+    /// When the job has run to its end: done, discarded or skipped (the default). A failed
+    /// job keeps it while it waits for its retry; one that dies keeps it until its TTL.
+    #[default]
+    Success,
+    /// When the job starts: a second copy may be pushed while the first runs.
+    Start,
+    /// Only when its TTL (`unique_for`) runs out.
+    Expiry,
+}
+
+impl UniqueUntil {
+    /// The payload's `unique_until` value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            UniqueUntil::Success => "success",
+            UniqueUntil::Start => "start",
+            UniqueUntil::Expiry => "expiry",
+        }
+    }
+
+    #[cfg(feature = "server")]
+    fn parse(text: Option<&str>) -> UniqueUntil {
+        match text {
+            Some("start") => UniqueUntil::Start,
+            Some("expiry") => UniqueUntil::Expiry,
+            _ => UniqueUntil::Success,
+        }
+    }
+}
+
+/// `unique_key` for a job: SHA-1 (hex) of its class, queue and `identity` (its arguments as
+/// canonical JSON, or what a key function gave).
+pub(crate) fn unique_key(class: &str, queue: &str, identity: &str) -> String {
+    let mut hash = sha1_smol::Sha1::new();
+    for part in [class, "\0", queue, "\0", identity] {
+        hash.update(part.as_bytes());
+    }
+    hash.digest().to_string()
+}
+
+/// JSON text with every object's keys sorted, so `{"a":1,"b":2}` and `{"b":2,"a":1}` name
+/// the same job.
+pub(crate) fn canonical_json(value: &Value) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (k.clone(), sorted(v)))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
+}
+
+/// The lock of `unique_key`.
+pub(crate) fn lock_key(keys: &Keys, unique_key: &str) -> String {
+    keys.key(&format!("unique:{unique_key}"))
+}
+
+/// Takes the lock KEYS[1] for jid ARGV[1] for ARGV[2] seconds and, only then, writes the
+/// job ARGV[3]: to the queue KEYS[3] (naming ARGV[4] in the set KEYS[2]) or, with a score
+/// ARGV[5], to the schedule KEYS[3]. Returns the jid that holds the lock: ARGV[1] if this
+/// push wrote its job, else the pending job's.
+const UNIQUE_PUSH: &str = r#"
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  return redis.call('get', KEYS[1]) or ''
+end
+if ARGV[5] == '' then
+  redis.call('sadd', KEYS[2], ARGV[4])
+  redis.call('lpush', KEYS[3], ARGV[3])
+else
+  redis.call('zadd', KEYS[3], ARGV[5], ARGV[3])
+end
+return ARGV[1]
+"#;
+
+/// The script that takes a unique job's lock and writes it: the client's pipelines load it
+/// (`SCRIPT LOAD`) before the `EVALSHA`s of their unique jobs.
+pub(crate) const PUSH_SCRIPT: &str = UNIQUE_PUSH;
+
+/// The SHA-1 of [`PUSH_SCRIPT`], as `EVALSHA` names it.
+pub(crate) fn push_script_hash() -> &'static str {
+    static HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut hash = sha1_smol::Sha1::new();
+        hash.update(PUSH_SCRIPT.as_bytes());
+        hash.digest().to_string()
+    });
+    &HASH
+}
+
+#[cfg(feature = "server")]
+pub use server::UniqueUnlock;
+
+#[cfg(feature = "server")]
+mod server {
+    use std::sync::LazyLock;
+
+    use redis::Script;
+    use tokio::sync::mpsc;
+
+    use super::{UniqueUntil, lock_key};
+    use crate::Outcome;
+    use crate::connection::Connection;
+    use crate::context::JobContext;
+    use crate::keys::Keys;
+    use crate::middleware::{BoxFuture, Next, ServerMiddleware};
+
+    /// Deletes each lock KEYS[i] that still holds ARGV[i] (one taken again by a later push
+    /// after it expired is not this job's to let go); returns how many went.
+    const UNLOCK: &str = r#"
+local gone = 0
+for i = 1, #KEYS do
+  if redis.call('get', KEYS[i]) == ARGV[i] then gone = gone + redis.call('del', KEYS[i]) end
+end
+return gone
+"#;
+
+    /// Unlocks written in one call at most.
+    const UNLOCK_BATCH: usize = 1_000;
+
+    /// A lock to let go: its key and the jid it must still hold.
+    type Unlock = (String, String);
+
+    /// The server middleware that lets unique jobs' locks go (see the module docs). The
+    /// server adds it, first in the chain, when a registered worker declares `unique_for`
+    /// or [`crate::ServerConfig::unique_jobs`] is on. A job without `unique_key` in its
+    /// payload (found by a substring search) goes straight on, unboxed. Unlocks go to one
+    /// task that writes whatever has gathered in one call, so a busy server pays a fraction
+    /// of a round trip per job and no job waits for its unlock.
+    pub struct UniqueUnlock {
+        keys: Keys,
+        unlocks: mpsc::UnboundedSender<Unlock>,
+    }
+
+    impl UniqueUnlock {
+        /// A middleware unlocking through `conn`, for keys in `keys`' namespace; starts its
+        /// unlocking task (it ends with the middleware).
+        pub(crate) fn new(conn: Connection, keys: Keys) -> UniqueUnlock {
+            let (unlocks, pending) = mpsc::unbounded_channel();
+            tokio::spawn(unlock_batches(pending, conn));
+            UniqueUnlock { keys, unlocks }
+        }
+
+        fn unlock(&self, job: &JobContext, unique_key: &str) {
+            // The task outlives the server's jobs; if it is gone, the TTL lets the lock go.
+            let _ = self
+                .unlocks
+                .send((lock_key(&self.keys, unique_key), job.jid().to_string()));
+        }
+    }
+
+    /// Lets locks go in batches until every sender is gone.
+    async fn unlock_batches(mut pending: mpsc::UnboundedReceiver<Unlock>, mut conn: Connection) {
+        static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNLOCK));
+        let mut batch: Vec<Unlock> = Vec::new();
+        while pending.recv_many(&mut batch, UNLOCK_BATCH).await > 0 {
+            let mut invocation = SCRIPT.prepare_invoke();
+            for (lock, jid) in &batch {
+                invocation.key(lock).arg(jid);
+            }
+            if let Err(e) = invocation.invoke_async::<u64>(&mut conn).await {
+                // Their TTLs let them go in the end; say why they linger.
+                tracing::warn!(count = batch.len(), error = %e, "could not release unique jobs' locks; they expire with their TTL");
+            }
+            batch.clear();
+        }
+    }
+
+    impl ServerMiddleware for UniqueUnlock {
+        fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+            if !job.payload().contains("\"unique_key\"") {
+                return next.run();
+            }
+            let Some(unique_key) = job.field("unique_key").and_then(|v| v.as_str()) else {
+                return next.run();
+            };
+            match UniqueUntil::parse(job.field("unique_until").and_then(|v| v.as_str())) {
+                UniqueUntil::Start => {
+                    self.unlock(job, unique_key);
+                    next.run()
+                }
+                UniqueUntil::Success => Box::pin(async move {
+                    let outcome = next.run().await;
+                    if matches!(
+                        outcome,
+                        Outcome::Done | Outcome::Discarded(_) | Outcome::Skipped(_)
+                    ) {
+                        self.unlock(job, unique_key);
+                    }
+                    outcome
+                }),
+                UniqueUntil::Expiry => next.run(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_job_has_the_same_key_whatever_its_key_order() {
+        let a = canonical_json(&serde_json::json!([1, {"b": 2, "a": {"d": 1, "c": 2}}]));
+        let b = canonical_json(&serde_json::json!([1, {"a": {"c": 2, "d": 1}, "b": 2}]));
+        assert_eq!(a, b);
+        assert_eq!(
+            unique_key("X", "default", &a),
+            unique_key("X", "default", &b)
+        );
+        assert_ne!(unique_key("X", "default", &a), unique_key("X", "other", &a));
+        assert_ne!(
+            unique_key("X", "default", &a),
+            unique_key("Y", "default", &a)
+        );
+        assert_eq!(unique_key("X", "q", "[]").len(), 40);
+    }
+}
