@@ -376,8 +376,14 @@ async fn scenarios(version: &'static str, db: u32) {
         .await
         .expect("the Sidekiq server starts within 30 s");
     assert_eq!(ready.unwrap().as_deref(), Some("ready"));
+    // With the extensions' payload keys (expires_at, unique_*), which Sidekiq ignores.
     peer.client
-        .push(Job::new("Interop::Recorder", ("from-rust", 1)).unwrap())
+        .push(
+            Job::new("Interop::Recorder", ("from-rust", 1))
+                .unwrap()
+                .expires_in(Duration::from_secs(3600))
+                .unique_for(Duration::from_secs(60)),
+        )
         .await
         .unwrap();
     peer.client
