@@ -13,7 +13,10 @@
 //! **Unlocking** ([`UniqueUntil`]): on success (the default: also when the job is discarded
 //! or skipped; a failure keeps the lock while the job waits in the retry set), at start,
 //! or only by expiry. [`UniqueUnlock`], a server middleware, does it, deleting the lock only
-//! while it still names this job's jid.
+//! while it still names this job's jid. Unlocks are written in batches by a task of their
+//! own; those not yet written when the process exits (or while Redis is unreachable) are
+//! left to the TTL. A job that keeps failing for longer than `unique_for` loses its lock
+//! while it waits for a retry, so pick `unique_for` longer than a job's retries take.
 
 use serde_json::Value;
 
