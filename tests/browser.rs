@@ -80,18 +80,39 @@ async fn collect_errors(page: &Page) -> Arc<Mutex<Vec<String>>> {
     errors
 }
 
+/// Evaluates `js`, trying again for a while if the page is between two documents.
 async fn eval<T: serde::de::DeserializeOwned>(page: &Page, js: &str) -> T {
-    page.evaluate(js).await.unwrap().into_value::<T>().unwrap()
+    let mut attempts = 0;
+    loop {
+        match page.evaluate(js).await {
+            Ok(value) => return value.into_value::<T>().unwrap(),
+            Err(e) if attempts < 50 => {
+                attempts += 1;
+                eprintln!("evaluating again after: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("evaluating {js}: {e}"),
+        }
+    }
 }
 
+/// Polls `js` until it is true. An evaluation that fails because the page is between two
+/// documents (a form's POST and its redirect: "Cannot find context with specified id") counts
+/// as "not yet", so the wait does not depend on which side of the redirect it lands.
 async fn wait_for(page: &Page, what: &str, js: &str) {
+    let mut last_error = None;
     for _ in 0..120 {
-        if eval::<bool>(page, js).await {
-            return;
+        match page.evaluate(js).await {
+            Ok(value) => {
+                if value.into_value::<bool>().unwrap() {
+                    return;
+                }
+            }
+            Err(e) => last_error = Some(e.to_string()),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("timed out waiting for {what} ({js})");
+    panic!("timed out waiting for {what} ({js}); last error: {last_error:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
