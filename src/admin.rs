@@ -34,6 +34,12 @@ pub enum AdminCommand {
         #[allow(missing_docs)]
         action: Option<QueuesAction>,
     },
+    /// Periodic (cron) entries: list, enqueue one now, pause or resume one
+    Periodic {
+        #[command(subcommand)]
+        #[allow(missing_docs)]
+        action: Option<PeriodicAction>,
+    },
     /// The jobs of one queue: list, show, delete or clear
     Jobs {
         /// The queue name, e.g. default
@@ -173,6 +179,28 @@ pub enum QueuesAction {
     Unpause {
         /// The queue name, as `psychiq queues` shows it
         queue: String,
+    },
+}
+
+/// List periodic entries, enqueue one now, pause or resume one.
+#[derive(Debug, Clone, Subcommand)]
+pub enum PeriodicAction {
+    /// List the entries servers declare, with next and last ticks (the default)
+    List,
+    /// Enqueue an entry's job now (its schedule is unchanged)
+    Run {
+        /// The entry's name, as `psychiq periodic` shows it
+        name: String,
+    },
+    /// Skip an entry's ticks on every server until it is resumed
+    Pause {
+        /// The entry's name, as `psychiq periodic` shows it
+        name: String,
+    },
+    /// Let a paused entry tick again, from its next tick
+    Resume {
+        /// The entry's name, as `psychiq periodic` shows it
+        name: String,
     },
 }
 
@@ -322,7 +350,11 @@ impl Confirm {
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
-        Failure::Other(e)
+        match e {
+            Error::NotFound(message) => Failure::NotFound(message),
+            Error::Config(message) => Failure::BadInput(message),
+            e => Failure::Other(e),
+        }
     }
 }
 
@@ -369,6 +401,7 @@ async fn dispatch(command: AdminCommand, api: &Api, out: &Out) -> Outcome {
     match command {
         AdminCommand::Stats { days } => stats(api, out, days).await,
         AdminCommand::Queues { action } => queues(api, out, action).await,
+        AdminCommand::Periodic { action } => periodic(api, out, action).await,
         AdminCommand::Jobs { queue, action } => jobs(api, out, &queue, action).await,
         AdminCommand::Scheduled { action } => set(api, out, SetKind::Scheduled, action).await,
         AdminCommand::Retries { action } => set(api, out, SetKind::Retry, action).await,
@@ -533,6 +566,73 @@ async fn queues(api: &Api, out: &Out, action: Option<QueuesAction>) -> Outcome {
             out.done(
                 json!({"unpaused": queue, "changed": changed}),
                 format!("unpaused {queue}{note}: servers take its jobs again"),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn periodic(api: &Api, out: &Out, action: Option<PeriodicAction>) -> Outcome {
+    use crate::extensions::cron::format_in;
+    match action.unwrap_or(PeriodicAction::List) {
+        PeriodicAction::List => {
+            let entries = api.periodic_jobs().await?;
+            let rows = entries
+                .iter()
+                .map(|e| {
+                    let state = match (e.paused, e.is_live()) {
+                        (true, _) => "paused",
+                        (false, true) => "ticking",
+                        (false, false) => "no server",
+                    };
+                    let at = |t: Option<i64>| t.map_or("-".to_string(), |t| format_in(t, &e.tz));
+                    vec![
+                        e.name.clone(),
+                        e.cron.clone(),
+                        e.tz.clone(),
+                        e.class.clone(),
+                        e.queue.clone(),
+                        at(e.next_at),
+                        at(e.last_at),
+                        state.into(),
+                    ]
+                })
+                .collect();
+            out.print(
+                &json!(entries),
+                &[
+                    "name", "cron", "tz", "class", "queue", "next", "last", "state",
+                ],
+                rows,
+            );
+        }
+        PeriodicAction::Run { name } => {
+            let jid = api.run_periodic(&name).await?;
+            out.done(
+                json!({"enqueued": name, "jid": jid}),
+                format!("enqueued {name} now as {jid}; its schedule is unchanged"),
+            );
+        }
+        PeriodicAction::Pause { name } => {
+            let changed = api.pause_periodic(&name).await?;
+            let note = if changed {
+                ""
+            } else {
+                " (it was paused already)"
+            };
+            out.done(
+                json!({"paused": name, "changed": changed}),
+                format!(
+                    "paused {name}{note}: no server enqueues its ticks; `psychiq periodic resume {name}` resumes it"
+                ),
+            );
+        }
+        PeriodicAction::Resume { name } => {
+            let changed = api.resume_periodic(&name).await?;
+            let note = if changed { "" } else { " (it was not paused)" };
+            out.done(
+                json!({"resumed": name, "changed": changed}),
+                format!("resumed {name}{note}: it runs again from its next tick"),
             );
         }
     }

@@ -422,13 +422,16 @@ impl Api {
         .concat()
     }
 
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+    pub(crate) async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
         cmd.query_async(&mut self.conn.clone())
             .await
             .map_err(|e| self.config.redis_error(e))
     }
 
-    async fn query_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+    pub(crate) async fn query_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
         if pipe.cmd_iter().next().is_none() {
             // Nothing to ask (no queues, no processes): an empty reply, not a round trip.
             return T::from_redis_value(redis::Value::Array(Vec::new()))

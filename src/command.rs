@@ -15,6 +15,10 @@
 //! timeout = 300                                   # optional, seconds
 //! ```
 //!
+//!
+//! The same file may declare periodic entries beside them (`[periodic."name"]`, see
+//! [`crate::periodic`]).
+//!
 //! ```
 //! let registry = psychiq::command::parse_workers(r#"
 //!     [workers.Hello]
@@ -43,6 +47,58 @@ const STDERR_TAIL_BYTES: usize = 4_000;
 struct File {
     #[serde(default)]
     workers: BTreeMap<String, CommandSpec>,
+    #[serde(default)]
+    periodic: BTreeMap<String, PeriodicSpec>,
+}
+
+/// One periodic entry as the TOML file describes it (see [`crate::periodic`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeriodicSpec {
+    cron: String,
+    #[serde(default = "utc")]
+    tz: String,
+    class: String,
+    #[serde(default)]
+    args: Vec<serde_json::Value>,
+    queue: Option<String>,
+    retry: Option<toml::Value>,
+    #[serde(default)]
+    missed: crate::periodic::Missed,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+impl PeriodicSpec {
+    fn into_entry(self, name: &str) -> Result<crate::periodic::PeriodicJob, String> {
+        let mut job = crate::Job::new(self.class, &self.args).map_err(|e| e.to_string())?;
+        if let Some(queue) = self.queue {
+            job = job.queue(queue);
+        }
+        match self.retry {
+            None => {}
+            Some(toml::Value::Boolean(on)) => {
+                job = job.retry(if on {
+                    crate::Retry::Default
+                } else {
+                    crate::Retry::Off
+                })
+            }
+            Some(toml::Value::Integer(n)) if n >= 0 => {
+                job = job.retry(crate::Retry::Max(n.min(u32::MAX as i64) as u32))
+            }
+            Some(other) => {
+                return Err(format!(
+                    "periodic {name:?}: retry must be true, false or a number of retries, not {other}"
+                ));
+            }
+        }
+        crate::periodic::PeriodicJob::new(name, &self.cron, &self.tz, job)
+            .map(|entry| entry.missed(self.missed))
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// One command worker as the TOML file describes it.
@@ -66,12 +122,15 @@ pub fn load_workers(path: &Path) -> Result<Registry, String> {
 /// Parses TOML text of command workers into a registry.
 pub fn parse_workers(text: &str) -> Result<Registry, String> {
     let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
-    if file.workers.is_empty() {
+    if file.workers.is_empty() && file.periodic.is_empty() {
         return Err(
-            "no [workers.\"ClassName\"] table; see the README's command workers section".into(),
+            "no [workers.\"ClassName\"] or [periodic.\"name\"] table; see the README's command workers and periodic jobs sections".into(),
         );
     }
     let mut registry = Registry::new();
+    for (name, spec) in file.periodic {
+        registry.periodic(spec.into_entry(&name)?);
+    }
     for (class, spec) in file.workers {
         if spec.command.is_empty() || spec.command[0].is_empty() {
             return Err(format!(
@@ -200,6 +259,51 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn periodic_entries_are_read_beside_workers() {
+        let registry = parse_workers(
+            r#"
+            [periodic."nightly-report"]
+            cron = "0 3 * * *"
+            tz = "Europe/Berlin"
+            class = "Reports::Nightly"
+            args = [1, "full"]
+            queue = "reports"
+            retry = 3
+            missed = "run-last"
+
+            [periodic.pulse]
+            cron = "*/10 * * * * *"
+            class = "Pulse"
+            "#,
+        )
+        .unwrap();
+        let entries = registry.periodic_jobs();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].name(), "nightly-report");
+        assert_eq!(entries[0].schedule().time_zone(), "Europe/Berlin");
+        assert_eq!(entries[1].schedule().time_zone(), "UTC");
+        for (bad, says) in [
+            ("[periodic.x]\ncron = \"0 3 * *\"\nclass = \"X\"", "5"),
+            (
+                "[periodic.x]\ncron = \"0 3 * * *\"\ntz = \"Nowhere\"\nclass = \"X\"",
+                "IANA",
+            ),
+            (
+                "[periodic.x]\ncron = \"0 3 * * *\"\nclass = \"X\"\nretry = \"often\"",
+                "retry",
+            ),
+            (
+                "[periodic.x]\ncron = \"0 3 * * *\"\nclass = \"X\"\nmissed = \"all\"",
+                "missed",
+            ),
+            ("[periodic.x]\ncron = \"0 3 * * *\"", "class"),
+        ] {
+            let error = parse_workers(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
 
     #[test]
     fn bad_files_say_what_is_wrong() {

@@ -44,6 +44,14 @@ pub enum Error {
         /// Its error.
         error: Box<crate::JobError>,
     },
+    /// A setting that cannot be used (a cron expression, a time zone, a limiter's size); the
+    /// message says which and how to write it.
+    #[error("{0}")]
+    Config(String),
+    /// What was asked for does not exist (a periodic entry, a limiter); the message says
+    /// how to list what does.
+    #[error("{0}")]
+    NotFound(String),
     /// A command failed for a reason not tied to one address (e.g. a transaction aborted).
     #[error("{0}")]
     Other(String),

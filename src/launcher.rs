@@ -116,6 +116,16 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         hooks,
         plugins,
     } = server;
+    #[cfg(feature = "periodic")]
+    let plugins = {
+        let mut plugins = plugins;
+        if !registry.periodic_jobs().is_empty() {
+            plugins.push(Arc::new(crate::periodic::PeriodicPlugin::new(
+                registry.periodic_jobs().to_vec(),
+            )) as Arc<dyn Plugin>);
+        }
+        plugins
+    };
     if (config.expiring_jobs || registry.declares_expiry())
         && !middleware.contains::<crate::extensions::Expiry>()
     {

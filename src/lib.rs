@@ -76,6 +76,8 @@ pub mod web;
 pub use client::{Client, Job, Push};
 pub use connection::{Connection as RedisConnection, RedisConfig};
 pub use error::{Error, Result};
+#[cfg(feature = "periodic")]
+pub use extensions::periodic;
 pub use keys::Keys;
 pub use middleware::Outcome;
 pub use payload::{JobMap, Retry};

@@ -491,6 +491,8 @@ fn guard<T>(hook: &str, f: impl FnOnce() -> T) -> Option<T> {
 #[derive(Default, Clone)]
 pub struct Registry {
     handlers: HashMap<String, Arc<dyn RawWorker>>,
+    #[cfg(feature = "periodic")]
+    periodic: Vec<crate::periodic::PeriodicJob>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -530,12 +532,32 @@ impl Registry {
         self
     }
 
-    /// Adds every worker of `other`.
+    /// Adds every worker (and periodic entry) of `other`.
     pub fn merge(&mut self, other: &Registry) -> &mut Self {
         for (name, handler) in &other.handlers {
             self.handlers.insert(name.clone(), Arc::clone(handler));
         }
+        #[cfg(feature = "periodic")]
+        for entry in &other.periodic {
+            self.periodic(entry.clone());
+        }
         self
+    }
+
+    /// Adds a periodic entry (see [`crate::periodic`]): a server running this registry
+    /// enqueues its job at each tick, once across every server that declares it. A later
+    /// entry of the same name replaces it.
+    #[cfg(feature = "periodic")]
+    pub fn periodic(&mut self, entry: crate::periodic::PeriodicJob) -> &mut Self {
+        self.periodic.retain(|e| e.name() != entry.name());
+        self.periodic.push(entry);
+        self
+    }
+
+    /// The periodic entries, in the order added.
+    #[cfg(feature = "periodic")]
+    pub fn periodic_jobs(&self) -> &[crate::periodic::PeriodicJob] {
+        &self.periodic
     }
 
     /// The registered class names, sorted.

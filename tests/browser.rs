@@ -205,6 +205,7 @@ async fn the_dashboard_in_chromium() -> psychiq::Result<()> {
         ("dead", "/dead".into()),
         ("dead-job", format!("/dead/{dead_jid}")),
         ("classes", "/classes".into()),
+        ("periodic", "/periodic".into()),
     ];
     for (name, path) in &pages {
         page.goto(format!("{base}{path}")).await.unwrap();

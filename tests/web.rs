@@ -726,3 +726,70 @@ async fn queues_are_paused_and_resumed_from_the_dashboard() {
     assert!(api.paused_queues().await.unwrap().is_empty());
     assert!(get(&app, "/queues").await.body.contains(r#"value="pause""#));
 }
+
+#[tokio::test]
+async fn periodic_entries_are_shown_run_paused_and_resumed_from_the_dashboard() {
+    use psychiq::periodic::PeriodicJob;
+    let ns = TestNs::new().await;
+    let (app, api) = app(&ns, WebConfig::default()).await;
+    // A hostile name, shown as text and sent back intact in the form's URL.
+    let name = format!("nightly {SCRIPT}");
+    let mut registry = registry_with(&Record::default());
+    registry.periodic(
+        PeriodicJob::new(
+            name.as_str(),
+            "0 3 * * *",
+            "Europe/Berlin",
+            psychiq::Job::new("Reports::Nightly", (1,))
+                .unwrap()
+                .queue("reports"),
+        )
+        .unwrap(),
+    );
+    let server = RunningServer::start(ns.config(), registry);
+    wait_until(Duration::from_secs(5), "the entry declared", || async {
+        !api.periodic_jobs().await.unwrap().is_empty()
+    })
+    .await;
+    let page = get(&app, "/periodic").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains(SCRIPT), "escaped");
+    for shown in [
+        "0 3 * * *",
+        "Europe/Berlin",
+        "Reports::Nightly",
+        "ticking",
+        "03:00:00 CE",
+    ] {
+        assert!(page.body.contains(shown), "{shown} on the page");
+    }
+    let (cookie, token) = (cookie_of(&page), token_of(&page));
+    let path = format!(
+        "/periodic/{}",
+        name.replace('<', "%3C")
+            .replace('>', "%3E")
+            .replace(' ', "%20")
+            .replace('/', "%2F")
+    );
+    let run = format!("_csrf={token}&action=run");
+    let done = post(&app, &path, &run, Some(&cookie), None).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(api.queue_jobs("reports", 0, 10).await.unwrap().len(), 1);
+    let pause = format!("_csrf={token}&action=pause");
+    post(&app, &path, &pause, Some(&cookie), None).await;
+    assert!(api.periodic_jobs().await.unwrap()[0].paused);
+    assert!(
+        get(&app, "/periodic")
+            .await
+            .body
+            .contains(r#"value="resume""#)
+    );
+    let resume = format!("_csrf={token}&action=resume");
+    post(&app, &path, &resume, Some(&cookie), None).await;
+    assert!(!api.periodic_jobs().await.unwrap()[0].paused);
+    // An unknown entry is a 404 that says how to list the known ones.
+    let missing = post(&app, "/periodic/weekly", &pause, Some(&cookie), None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.body.contains("psychiq periodic list"));
+    server.stop().await;
+}

@@ -6,6 +6,8 @@
 //! - Unique jobs (`unique_for`): a push while the same job is pending returns the pending
 //!   job's jid and writes nothing. The client takes the lock in the same atomic step that
 //!   writes the job; [`UniqueUnlock`], a server middleware, lets it go ([`UniqueUntil`]).
+//! - [`periodic`]: cron-style periodic jobs, each tick enqueued once across every process
+//!   (a plugin, added when the registry declares entries).
 //! - Queue pause is the one that is not a middleware or a plugin: a pause must hold from
 //!   the very next fetch of every process and cost nothing while no queue is paused, which
 //!   only the fetch script's own atomic step can do (a plugin polling the `paused` set
@@ -16,8 +18,12 @@
 //! A server turns an extension on by itself where it can tell it is needed (a registered
 //! worker declares `expires_in`), or when told ([`crate::ServerConfig::expiring_jobs`]).
 
+#[cfg(feature = "periodic")]
+pub(crate) mod cron;
 #[cfg(feature = "server")]
 mod expiry;
+#[cfg(feature = "periodic")]
+pub mod periodic;
 pub(crate) mod unique;
 
 #[cfg(feature = "server")]

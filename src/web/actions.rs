@@ -18,7 +18,7 @@ type Fields = axum::Form<Vec<(String, String)>>;
 /// Most jobs one request may act on.
 const MAX_SELECTED: usize = 100;
 
-fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
     fields
         .iter()
         .find(|(k, _)| k == name)
@@ -26,7 +26,7 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// The refusal to send when the form's token does not match the cookie's.
-fn forged(ctx: &Ctx, fields: &[(String, String)]) -> Option<Response> {
+pub(super) fn forged(ctx: &Ctx, fields: &[(String, String)]) -> Option<Response> {
     match field(fields, "_csrf") {
         Some(token) if same_secret(token.as_bytes(), ctx.csrf.as_bytes()) => None,
         _ => Some(
@@ -40,12 +40,12 @@ fn forged(ctx: &Ctx, fields: &[(String, String)]) -> Option<Response> {
 }
 
 /// Redirects to `to`, where `notice` is shown once (kept on the server, named by an id).
-fn back(web: &Web, to: &str, notice: &str) -> Response {
+pub(super) fn back(web: &Web, to: &str, notice: &str) -> Response {
     let location = format!("{to}?notice={}", web.notices.put(notice.to_string()));
     (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 
-fn bad(message: &str) -> Response {
+pub(super) fn bad(message: &str) -> Response {
     (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
 }
 

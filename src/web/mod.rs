@@ -25,6 +25,7 @@
 mod actions;
 mod metrics;
 mod pages;
+mod periodic;
 
 use std::sync::Arc;
 
@@ -158,6 +159,8 @@ pub fn router(api: Api, config: WebConfig) -> Router {
         .route("/queues/{name}", get(pages::queue).post(actions::queue))
         .route("/queues/{name}/{jid}", get(pages::queue_job))
         .route("/classes", get(pages::classes))
+        .route("/periodic", get(periodic::page))
+        .route("/periodic/{name}", axum::routing::post(periodic::act))
         .route("/{set}", get(pages::set).post(actions::set))
         .route("/{set}/{jid}", get(pages::set_job))
         .route("/api/stats", get(pages::api_stats))

@@ -35,6 +35,9 @@ impl From<Error> for WebError {
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
+        if let Error::NotFound(message) = &self.0 {
+            return (StatusCode::NOT_FOUND, format!("{message}\n")).into_response();
+        }
         let body = html! {
             (DOCTYPE)
             html { head { meta charset="utf-8"; title { "Psychiq: Redis unavailable" } }
@@ -52,7 +55,7 @@ pub(super) struct Params {
     page: Option<String>,
     q: Option<String>,
     days: Option<String>,
-    notice: Option<String>,
+    pub(super) notice: Option<String>,
 }
 
 impl Params {
@@ -106,7 +109,7 @@ fn set_title(kind: SetKind) -> &'static str {
     }
 }
 
-fn layout(
+pub(super) fn layout(
     ctx: &Ctx,
     title: &str,
     active: &str,
@@ -123,6 +126,7 @@ fn layout(
         ("scheduled", "Scheduled"),
         ("dead", "Dead"),
         ("classes", "Classes"),
+        ("periodic", "Periodic"),
     ];
     let page = html! {
         (DOCTYPE)
@@ -164,7 +168,7 @@ fn layout(
     Html(page.into_string())
 }
 
-fn csrf_field(ctx: &Ctx) -> Markup {
+pub(super) fn csrf_field(ctx: &Ctx) -> Markup {
     html! { input type="hidden" name="_csrf" value=(ctx.csrf); }
 }
 

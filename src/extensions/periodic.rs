@@ -1,0 +1,507 @@
+//! Periodic jobs: cron-style schedules that enqueue a job at each tick, once, however many
+//! processes run them (Sidekiq Enterprise's `periodic`, sidekiq-cron).
+//!
+//! ```
+//! use psychiq::periodic::{Missed, PeriodicJob};
+//! use psychiq::{Job, Registry};
+//!
+//! let mut registry = Registry::new();
+//! registry.periodic(
+//!     PeriodicJob::new(
+//!         "nightly-report",
+//!         "0 3 * * *",
+//!         "Europe/Berlin",
+//!         Job::new("Reports::Nightly", (1, "full"))?.queue("reports"),
+//!     )?
+//!     .missed(Missed::RunLast),
+//! );
+//! # Ok::<(), psychiq::Error>(())
+//! ```
+//!
+//! The same from the TOML file that `psychiq -s FILE.toml` loads:
+//!
+//! ```toml
+//! [periodic."nightly-report"]
+//! cron = "0 3 * * *"          # 5 fields, or 6 with seconds first
+//! tz = "Europe/Berlin"        # IANA name; UTC when left out
+//! class = "Reports::Nightly"
+//! args = [1, "full"]
+//! queue = "reports"           # optional ("default")
+//! retry = 5                   # optional: a number, true or false
+//! missed = "run-last"         # optional: "skip" (the default) or "run-last"
+//! ```
+//!
+//! **Once per tick.** Every server with entries wakes at each tick and runs one Lua script
+//! that, atomically, checks the entry is not paused, checks its last enqueued tick
+//! (`periodic:last`) is older, records this tick and pushes the job. The first process to
+//! get there enqueues it; the others find the tick taken. There is no leader, so a process
+//! killed with `kill -9` takes nothing with it: the others' next tick goes on as before.
+//! The claim and the push are one step, so a crash can neither lose a claimed tick nor
+//! enqueue one twice. The job carries `periodic` (the entry's name) and `periodic_at` (the
+//! tick, Unix seconds) beside Sidekiq's keys. Client middleware does not run for these
+//! pushes (unique locks included: the tick is the lock).
+//!
+//! **On time.** A server sleeps until the tick by the wall clock and claims it as it wakes,
+//! so the job is enqueued a few milliseconds after it (the `periodic_at` to `enqueued_at`
+//! gap). A server that wakes late (a stalled host) still claims ticks up to
+//! [`LATE_TICK_GRACE_SECS`] old.
+//!
+//! **Downtime.** Ticks that fell while no server ran are skipped ([`Missed::Skip`]), or, with
+//! [`Missed::RunLast`], the last of them runs once when a server starts.
+//!
+//! **Seen from outside.** Each server writes its entries to the `periodic` hash when it
+//! starts and every minute, so the dashboard, `psychiq periodic` and
+//! [`Api::periodic_jobs`] know them without the code; an entry no server has declared for an
+//! hour is dropped from it. `psychiq periodic pause NAME` (or the dashboard) pauses an entry
+//! everywhere: its ticks are skipped until it is resumed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use redis::Script;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::api::Api;
+use crate::client::Job;
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::keys::Keys;
+use crate::middleware::BoxFuture;
+use crate::payload;
+use crate::plugins::{Plugin, PluginContext};
+
+pub use super::cron::Schedule;
+
+/// How old a tick may be when a late-waking server still claims it.
+pub const LATE_TICK_GRACE_SECS: i64 = 60;
+/// How often a server writes its entries again (so the listing knows they are alive).
+const REFRESH: Duration = Duration::from_secs(60);
+/// An entry no server has written for this long is dropped from the listing.
+const STALE_SECS: f64 = 3600.0;
+/// The longest a server sleeps between looks at the clock (a clock that jumps is noticed).
+const LONGEST_NAP: Duration = Duration::from_secs(5);
+
+/// Claims tick ARGV[2] of entry ARGV[1] and pushes its job ARGV[3] to queue KEYS[3] (name
+/// ARGV[4], added to the queue set KEYS[4]), unless the entry is paused (KEYS[2]) or a
+/// tick at or after it was taken already (KEYS[1]). ARGV[5] = '1': only if some tick was
+/// taken before (the run-last-missed catch-up, which must not fire on a first start).
+/// Returns 1 when pushed, 0 when taken, -1 when paused.
+const CLAIM: &str = r#"
+if redis.call('sismember', KEYS[2], ARGV[1]) == 1 then return -1 end
+local last = redis.call('hget', KEYS[1], ARGV[1])
+if ARGV[5] == '1' and not last then return 0 end
+if last and tonumber(last) >= tonumber(ARGV[2]) then return 0 end
+redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+redis.call('sadd', KEYS[4], ARGV[4])
+redis.call('lpush', KEYS[3], ARGV[3])
+return 1
+"#;
+
+/// What a server does about ticks that fell while no server ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Missed {
+    /// Skip them: the next tick is the first after start (the default).
+    #[default]
+    Skip,
+    /// Run the last missed one once, at start (only if a tick has ever run before).
+    RunLast,
+}
+
+/// One periodic entry: a name, a schedule and the job to push at each tick.
+#[derive(Debug, Clone)]
+pub struct PeriodicJob {
+    name: String,
+    schedule: Schedule,
+    job: Job,
+    missed: Missed,
+}
+
+impl PeriodicJob {
+    /// An entry named `name` that pushes `job` (class, args, queue, retry and options;
+    /// `Job::of::<W>` takes a worker's) at each tick of `cron` read in the IANA zone `tz`.
+    /// Fails with a message saying what is wrong with the expression or the zone.
+    pub fn new(
+        name: impl Into<String>,
+        cron: &str,
+        tz: &str,
+        job: Job,
+    ) -> std::result::Result<PeriodicJob, Error> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(Error::Config("a periodic entry needs a name".into()));
+        }
+        let schedule = Schedule::parse(cron, tz)
+            .map_err(|e| Error::Config(format!("periodic {name:?}: {e}")))?;
+        Ok(PeriodicJob {
+            name,
+            schedule,
+            job,
+            missed: Missed::Skip,
+        })
+    }
+
+    /// What to do about ticks missed while no server ran (default [`Missed::Skip`]).
+    pub fn missed(mut self, missed: Missed) -> PeriodicJob {
+        self.missed = missed;
+        self
+    }
+
+    /// The entry's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its schedule.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// The payload for one tick, with a new jid.
+    fn payload_for(&self, tick: i64) -> String {
+        let mut job = self.job.clone();
+        job.set_option("periodic", Value::String(self.name.clone()));
+        job.set_option("periodic_at", Value::from(tick));
+        job.payload_now()
+    }
+
+    /// How the entry is written to the `periodic` hash.
+    fn record(&self, now: f64) -> EntryRecord {
+        let template: Value = serde_json::from_str(&self.job.payload_now()).unwrap_or_default();
+        let mut template = match template {
+            Value::Object(map) => map,
+            _ => Default::default(),
+        };
+        for key in ["jid", "created_at", "enqueued_at"] {
+            template.remove(key);
+        }
+        template.insert("periodic".into(), Value::String(self.name.clone()));
+        EntryRecord {
+            cron: self.schedule.expression().to_string(),
+            tz: self.schedule.time_zone().to_string(),
+            class: self.job.class().to_string(),
+            queue: self.job.queue_name().to_string(),
+            missed: self.missed,
+            seen_at: now,
+            job: Value::Object(template),
+        }
+    }
+}
+
+/// An entry as the `periodic` hash holds it (JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EntryRecord {
+    cron: String,
+    tz: String,
+    class: String,
+    queue: String,
+    missed: Missed,
+    /// When a server last declared it (Unix seconds).
+    seen_at: f64,
+    /// The payload without jid and timestamps: what "enqueue now" pushes.
+    job: Value,
+}
+
+fn entries_key(keys: &Keys) -> String {
+    keys.key("periodic")
+}
+fn last_key(keys: &Keys) -> String {
+    keys.key("periodic:last")
+}
+fn paused_key(keys: &Keys) -> String {
+    keys.key("periodic:paused")
+}
+
+/// The plugin that enqueues a server's periodic entries (added by the launcher when the
+/// registry declares any).
+pub(crate) struct PeriodicPlugin {
+    entries: Vec<PeriodicJob>,
+}
+
+impl PeriodicPlugin {
+    pub(crate) fn new(entries: Vec<PeriodicJob>) -> PeriodicPlugin {
+        PeriodicPlugin { entries }
+    }
+}
+
+impl Plugin for PeriodicPlugin {
+    fn name(&self) -> &str {
+        "periodic"
+    }
+
+    fn run(self: Arc<Self>, mut ctx: PluginContext) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async move {
+            let conn = ctx.connection();
+            let keys = ctx.keys().clone();
+            let entries = &self.entries;
+            declare(&conn, &keys, entries)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut declared = tokio::time::Instant::now();
+            let now = payload::now_secs();
+            for entry in entries.iter().filter(|e| e.missed == Missed::RunLast) {
+                if let Some(tick) = last_tick_at_or_before(&entry.schedule, now as i64) {
+                    claim(&conn, &keys, entry, tick, true)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            let mut next: Vec<Option<i64>> = entries
+                .iter()
+                .map(|e| e.schedule.next_after(now as i64))
+                .collect();
+            while !ctx.is_stopping() {
+                let now = payload::now_secs();
+                for (entry, due) in entries.iter().zip(next.iter_mut()) {
+                    while let Some(tick) = *due
+                        && (tick as f64) <= now
+                    {
+                        if now - tick as f64 <= LATE_TICK_GRACE_SECS as f64 {
+                            claim(&conn, &keys, entry, tick, false)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                        } else {
+                            tracing::warn!(
+                                entry = entry.name,
+                                tick,
+                                "periodic tick skipped: this server woke too late for it"
+                            );
+                        }
+                        *due = entry.schedule.next_after(tick);
+                    }
+                }
+                if declared.elapsed() >= REFRESH {
+                    declare(&conn, &keys, entries)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    declared = tokio::time::Instant::now();
+                }
+                let soonest = next.iter().flatten().min().copied();
+                let nap = soonest
+                    .map(|tick| {
+                        Duration::from_secs_f64((tick as f64 - payload::now_secs()).max(0.0))
+                    })
+                    .unwrap_or(LONGEST_NAP)
+                    .min(LONGEST_NAP);
+                ctx.sleep(nap).await;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Claims `tick` of `entry` and pushes its job if no process has; logs what happened.
+async fn claim(
+    conn: &Connection,
+    keys: &Keys,
+    entry: &PeriodicJob,
+    tick: i64,
+    only_if_run_before: bool,
+) -> redis::RedisResult<()> {
+    static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM));
+    let queue = entry.job.queue_name();
+    let claimed: i64 = SCRIPT
+        .key(last_key(keys))
+        .key(paused_key(keys))
+        .key(keys.queue(queue))
+        .key(keys.queues())
+        .arg(&entry.name)
+        .arg(tick)
+        .arg(entry.payload_for(tick))
+        .arg(queue)
+        .arg(if only_if_run_before { "1" } else { "0" })
+        .invoke_async(&mut conn.clone())
+        .await?;
+    match claimed {
+        1 => tracing::info!(entry = entry.name, tick, queue, "periodic job enqueued"),
+        -1 => tracing::debug!(
+            entry = entry.name,
+            tick,
+            "periodic entry paused; tick skipped"
+        ),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Writes the entries to the `periodic` hash and drops those no server declared for an hour.
+async fn declare(
+    conn: &Connection,
+    keys: &Keys,
+    entries: &[PeriodicJob],
+) -> redis::RedisResult<()> {
+    let now = payload::now_secs();
+    let key = entries_key(keys);
+    let all: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(&key)
+        .query_async(&mut conn.clone())
+        .await?;
+    let mut pipe = redis::pipe();
+    for (name, json) in &all {
+        let stale = serde_json::from_str::<EntryRecord>(json)
+            .map(|record| now - record.seen_at > STALE_SECS)
+            .unwrap_or(true);
+        if stale && !entries.iter().any(|e| &e.name == name) {
+            pipe.hdel(&key, name).ignore();
+        }
+    }
+    for entry in entries {
+        let json = serde_json::to_string(&entry.record(now)).unwrap_or_default();
+        pipe.hset(&key, &entry.name, json).ignore();
+    }
+    pipe.query_async::<()>(&mut conn.clone()).await
+}
+
+/// The latest tick at or before `now`, if one falls within the last 400 days.
+fn last_tick_at_or_before(schedule: &Schedule, now: i64) -> Option<i64> {
+    let mut window = 60;
+    while window <= 400 * 86_400 {
+        if let Some(mut tick) = schedule.next_after(now - window)
+            && tick <= now
+        {
+            while let Some(next) = schedule.next_after(tick).filter(|&t| t <= now) {
+                tick = next;
+            }
+            return Some(tick);
+        }
+        window *= 4;
+    }
+    None
+}
+
+/// A periodic entry as the API reads it from Redis.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct PeriodicSummary {
+    /// The entry's name.
+    pub name: String,
+    /// Its cron expression.
+    pub cron: String,
+    /// Its time zone (IANA name).
+    pub tz: String,
+    /// The class it enqueues.
+    pub class: String,
+    /// The queue it pushes to.
+    pub queue: String,
+    /// Its arguments.
+    pub args: Value,
+    /// What happens to ticks missed while no server ran.
+    pub missed: Missed,
+    /// The next tick (Unix seconds), if the expression still parses here.
+    pub next_at: Option<i64>,
+    /// The last tick enqueued (Unix seconds).
+    pub last_at: Option<i64>,
+    /// Whether it is paused.
+    pub paused: bool,
+    /// When a server last declared it (Unix seconds): an entry no running server declares
+    /// is not ticking.
+    pub seen_at: f64,
+}
+
+impl PeriodicSummary {
+    /// Whether a server has declared it within the last two minutes (so it is ticking).
+    pub fn is_live(&self) -> bool {
+        payload::now_secs() - self.seen_at < 2.0 * REFRESH.as_secs_f64()
+    }
+}
+
+impl Api {
+    /// The periodic entries servers have declared, by name, with their next and last
+    /// ticks.
+    pub async fn periodic_jobs(&self) -> Result<Vec<PeriodicSummary>> {
+        let keys = self.keys();
+        let mut pipe = redis::pipe();
+        pipe.hgetall(entries_key(keys))
+            .hgetall(last_key(keys))
+            .smembers(paused_key(keys));
+        let (entries, last, paused): (HashMap<String, String>, HashMap<String, i64>, Vec<String>) =
+            self.query_pipe(&pipe).await?;
+        let now = payload::now_secs() as i64;
+        let mut out: Vec<PeriodicSummary> = entries
+            .into_iter()
+            .filter_map(|(name, json)| {
+                let record: EntryRecord = serde_json::from_str(&json).ok()?;
+                let next_at = Schedule::parse(&record.cron, &record.tz)
+                    .ok()
+                    .and_then(|s| s.next_after(now));
+                Some(PeriodicSummary {
+                    last_at: last.get(&name).copied(),
+                    paused: paused.contains(&name),
+                    args: record.job.get("args").cloned().unwrap_or(Value::Null),
+                    name,
+                    cron: record.cron,
+                    tz: record.tz,
+                    class: record.class,
+                    queue: record.queue,
+                    missed: record.missed,
+                    next_at,
+                    seen_at: record.seen_at,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Enqueues entry `name`'s job now, outside its schedule (its ticks are unchanged);
+    /// returns the new job's jid.
+    pub async fn run_periodic(&self, name: &str) -> Result<String> {
+        let keys = self.keys();
+        let json: Option<String> = self
+            .query(redis::cmd("HGET").arg(entries_key(keys)).arg(name))
+            .await?;
+        let record: EntryRecord = json
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok())
+            .ok_or_else(|| no_such_entry(name))?;
+        let Value::Object(mut job) = record.job else {
+            return Err(no_such_entry(name));
+        };
+        let jid = payload::new_jid();
+        let now = payload::now_secs();
+        job.insert("jid".into(), Value::String(jid.clone()));
+        job.insert("created_at".into(), Value::from(now));
+        job.insert("enqueued_at".into(), Value::from(now));
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .sadd(keys.queues(), &record.queue)
+            .ignore()
+            .lpush(keys.queue(&record.queue), Value::Object(job).to_string())
+            .ignore();
+        self.query_pipe::<()>(&pipe).await?;
+        Ok(jid)
+    }
+
+    /// Pauses entry `name` everywhere (its ticks are skipped); returns whether it changed.
+    pub async fn pause_periodic(&self, name: &str) -> Result<bool> {
+        self.change_periodic("SADD", name).await
+    }
+
+    /// Resumes a paused entry from its next tick; returns whether it was paused.
+    pub async fn resume_periodic(&self, name: &str) -> Result<bool> {
+        self.change_periodic("SREM", name).await
+    }
+
+    async fn change_periodic(&self, command: &str, name: &str) -> Result<bool> {
+        let keys = self.keys();
+        let known: bool = self
+            .query(redis::cmd("HEXISTS").arg(entries_key(keys)).arg(name))
+            .await?;
+        if !known && command == "SADD" {
+            return Err(no_such_entry(name));
+        }
+        let changed: u64 = self
+            .query(redis::cmd(command).arg(paused_key(keys)).arg(name))
+            .await?;
+        Ok(changed == 1)
+    }
+}
+
+fn no_such_entry(name: &str) -> Error {
+    Error::NotFound(format!(
+        "no periodic entry {name:?}; `psychiq periodic list` shows those servers declare"
+    ))
+}

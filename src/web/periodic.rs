@@ -1,0 +1,98 @@
+//! The Periodic page: each entry servers declare, with its schedule, next and last tick,
+//! "Enqueue now" and Pause / Resume.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use maud::html;
+
+use super::actions::{back, bad, field, forged};
+use super::pages::{Page, Params, WebError, csrf_field, layout, segment};
+use super::{Ctx, Web};
+use crate::extensions::cron::format_in;
+
+pub(super) async fn page(
+    State(web): State<Arc<Web>>,
+    Extension(ctx): Extension<Ctx>,
+    Query(params): Query<Params>,
+) -> Page {
+    let entries = web.api.periodic_jobs().await?;
+    let base = &ctx.base;
+    let body = html! {
+        h1 { "Periodic" }
+        p { "Cron entries the servers declare. Each tick is enqueued once, whatever the number of servers; a paused entry's ticks are skipped everywhere until it is resumed. Times are in each entry's zone." }
+        table {
+            thead { tr { th { "name" } th { "cron" } th { "zone" } th { "class" } th { "queue" } th { "next" } th { "last" } th { "state" } th {} } }
+            tbody {
+                @for e in &entries {
+                    tr {
+                        td { (e.name) }
+                        td { code { (e.cron) } }
+                        td { (e.tz) }
+                        td { (e.class) }
+                        td { a href={ (base) "/queues/" (segment(&e.queue)) } { (e.queue) } }
+                        td { (e.next_at.map_or("-".to_string(), |t| format_in(t, &e.tz))) }
+                        td { (e.last_at.map_or("never".to_string(), |t| format_in(t, &e.tz))) }
+                        td {
+                            @if e.paused { span.badge.quiet { "paused" } }
+                            @else if e.is_live() { span.badge { "ticking" } }
+                            @else { span.badge.quiet title="no running server declares it" { "no server" } }
+                        }
+                        td.actions {
+                            form method="post" action={ (base) "/periodic/" (segment(&e.name)) } {
+                                (csrf_field(&ctx))
+                                button name="action" value="run" { "Enqueue now" }
+                                @if e.paused {
+                                    button name="action" value="resume" { "Resume" }
+                                } @else {
+                                    button name="action" value="pause" { "Pause" }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if entries.is_empty() {
+                    tr { td colspan="9" { "No server declares a periodic entry (see the README's periodic jobs)." } }
+                }
+            }
+        }
+    };
+    Ok(layout(
+        &ctx,
+        "Periodic",
+        "periodic",
+        true,
+        web.notices.take(params.notice.as_deref()),
+        body,
+    ))
+}
+
+pub(super) async fn act(
+    State(web): State<Arc<Web>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+    axum::Form(fields): axum::Form<Vec<(String, String)>>,
+) -> Result<Response, WebError> {
+    if let Some(refused) = forged(&ctx, &fields) {
+        return Ok(refused);
+    }
+    let to = format!("{}/periodic", ctx.base);
+    let notice = match field(&fields, "action") {
+        Some("run") => {
+            let jid = web.api.run_periodic(&name).await?;
+            format!("Enqueued {name} now as {jid}; its schedule is unchanged.")
+        }
+        Some("pause") => {
+            web.api.pause_periodic(&name).await?;
+            format!("Paused {name}: no server enqueues its ticks until it is resumed.")
+        }
+        Some("resume") => {
+            web.api.resume_periodic(&name).await?;
+            format!("Resumed {name}: it runs again from its next tick.")
+        }
+        _ => return Ok(bad("action must be run, pause or resume")),
+    };
+    Ok(back(&web, &to, &notice))
+}
