@@ -40,6 +40,8 @@ pub enum AdminCommand {
         #[allow(missing_docs)]
         action: Option<PeriodicAction>,
     },
+    /// Rate limiters in use: kind, size, interval, how much is taken now, how often over
+    Limits,
     /// The jobs of one queue: list, show, delete or clear
     Jobs {
         /// The queue name, e.g. default
@@ -402,6 +404,7 @@ async fn dispatch(command: AdminCommand, api: &Api, out: &Out) -> Outcome {
         AdminCommand::Stats { days } => stats(api, out, days).await,
         AdminCommand::Queues { action } => queues(api, out, action).await,
         AdminCommand::Periodic { action } => periodic(api, out, action).await,
+        AdminCommand::Limits => limits(api, out).await,
         AdminCommand::Jobs { queue, action } => jobs(api, out, &queue, action).await,
         AdminCommand::Scheduled { action } => set(api, out, SetKind::Scheduled, action).await,
         AdminCommand::Retries { action } => set(api, out, SetKind::Retry, action).await,
@@ -569,6 +572,38 @@ async fn queues(api: &Api, out: &Out, action: Option<QueuesAction>) -> Outcome {
             );
         }
     }
+    Ok(())
+}
+
+async fn limits(api: &Api, out: &Out) -> Outcome {
+    let limits = api.limits().await?;
+    let rows = limits
+        .iter()
+        .map(|l| {
+            let limiter = &l.limiter;
+            let interval = if limiter.interval().is_zero() {
+                "-".to_string()
+            } else {
+                span_text(limiter.interval().as_secs_f64())
+            };
+            vec![
+                limiter.name().to_string(),
+                serde_json::to_value(limiter.kind())
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                limiter.size().to_string(),
+                interval,
+                format!("{}/{}", l.in_use, limiter.size()),
+                l.over.to_string(),
+            ]
+        })
+        .collect();
+    out.print(
+        &json!(limits),
+        &["name", "kind", "size", "interval", "in use", "over"],
+        rows,
+    );
     Ok(())
 }
 

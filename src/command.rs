@@ -13,6 +13,13 @@
 //! dir = "/srv/app"                                # optional working directory
 //! env = { PYTHONUNBUFFERED = "1" }                # optional extra environment
 //! timeout = 300                                   # optional, seconds
+//! limit = "reports-api"                           # optional: a [limits."name"] table
+//!
+//! [limits."reports-api"]                          # see psychiq::limits
+//! kind = "concurrent"     # or "window", "sliding-window", "bucket", "leaky"
+//! size = 3                # holders at once, or grants per interval
+//! lease = 30              # concurrent: seconds a killed process's places stay taken
+//! # interval = 60         # the others: seconds
 //! ```
 //!
 //!
@@ -49,6 +56,72 @@ struct File {
     workers: BTreeMap<String, CommandSpec>,
     #[serde(default)]
     periodic: BTreeMap<String, PeriodicSpec>,
+    #[serde(default)]
+    limits: BTreeMap<String, LimitSpec>,
+}
+
+/// One rate limiter as the TOML file describes it (see [`crate::limits`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitSpec {
+    kind: crate::limits::LimitKind,
+    size: u32,
+    /// Seconds (windows and buckets).
+    interval: Option<f64>,
+    /// Seconds (concurrent).
+    lease: Option<f64>,
+    burst: Option<u32>,
+    /// Seconds.
+    wait: Option<f64>,
+    /// Seconds.
+    max_snooze: Option<f64>,
+}
+
+impl LimitSpec {
+    fn into_limiter(self, name: &str) -> Result<crate::limits::Limiter, String> {
+        use crate::limits::{LimitKind, Limiter};
+        let seconds = |what: &str, value: Option<f64>| -> Result<Option<Duration>, String> {
+            match value {
+                None => Ok(None),
+                Some(s) if s > 0.0 && s.is_finite() => Ok(Some(Duration::from_secs_f64(s))),
+                Some(_) => Err(format!(
+                    "limit {name:?}: {what} must be a positive number of seconds"
+                )),
+            }
+        };
+        if self.size == 0 {
+            return Err(format!("limit {name:?}: size must be at least 1"));
+        }
+        let interval = seconds("interval", self.interval)?;
+        let needs_interval = || {
+            interval.ok_or_else(|| {
+                format!(
+                    "limit {name:?}: a {:?} limit needs interval = SECONDS",
+                    self.kind
+                )
+            })
+        };
+        let mut limiter = match self.kind {
+            LimitKind::Concurrent => Limiter::concurrent(name, self.size),
+            LimitKind::Window => Limiter::window(name, self.size, needs_interval()?),
+            LimitKind::SlidingWindow => Limiter::sliding_window(name, self.size, needs_interval()?),
+            LimitKind::Bucket => Limiter::bucket(name, self.size, needs_interval()?),
+            LimitKind::Leaky => Limiter::leaky(name, self.size, needs_interval()?),
+        };
+        if let Some(lease) = seconds("lease", self.lease)? {
+            limiter = limiter.lease(lease);
+        }
+        if let Some(burst) = self.burst {
+            limiter = limiter.burst(burst);
+        }
+        if let Some(wait) = seconds("wait", self.wait)? {
+            limiter = limiter.wait(wait);
+        }
+        if let Some(max_snooze) = seconds("max_snooze", self.max_snooze)? {
+            limiter = limiter.max_snooze(max_snooze);
+        }
+        Ok(limiter)
+    }
 }
 
 /// One periodic entry as the TOML file describes it (see [`crate::periodic`]).
@@ -110,6 +183,8 @@ struct CommandSpec {
     #[serde(default)]
     env: BTreeMap<String, String>,
     timeout: Option<f64>,
+    /// The name of a `[limits.NAME]` table to run each job within.
+    limit: Option<String>,
 }
 
 /// Reads a TOML file of command workers into a registry.
@@ -144,9 +219,18 @@ pub fn parse_workers(text: &str) -> Result<Registry, String> {
                 "worker {class:?}: timeout must be a positive number of seconds"
             ));
         }
+        let mut options = WorkerOptions::default();
+        if let Some(limit) = &spec.limit {
+            let Some(limit_spec) = file.limits.get(limit) else {
+                return Err(format!(
+                    "worker {class:?}: no [limits.{limit:?}] table for its limit"
+                ));
+            };
+            options = options.rate_limit(limit_spec.clone().into_limiter(limit)?);
+        }
         let handler = CommandWorker {
             spec: Arc::new(spec),
-            options: WorkerOptions::default(),
+            options,
         };
         registry.register_raw(class, handler);
     }
@@ -299,6 +383,46 @@ mod tests {
                 "missed",
             ),
             ("[periodic.x]\ncron = \"0 3 * * *\"", "class"),
+        ] {
+            let error = parse_workers(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn workers_run_within_limits_the_file_declares() {
+        let registry = parse_workers(
+            "[workers.Call]\ncommand = [\"true\"]\nlimit = \"api\"\n\
+             [limits.api]\nkind = \"sliding-window\"\nsize = 10\ninterval = 60\n",
+        )
+        .unwrap();
+        let limiter = registry
+            .get("Call")
+            .unwrap()
+            .options()
+            .rate_limit
+            .clone()
+            .unwrap();
+        assert_eq!(limiter.name(), "api");
+        assert_eq!(limiter.kind(), crate::limits::LimitKind::SlidingWindow);
+        assert_eq!(limiter.interval(), Duration::from_secs(60));
+        for (bad, says) in [
+            (
+                "[workers.C]\ncommand = [\"true\"]\nlimit = \"nope\"",
+                "no [limits",
+            ),
+            (
+                "[workers.C]\ncommand = [\"true\"]\nlimit = \"w\"\n[limits.w]\nkind = \"window\"\nsize = 3",
+                "interval",
+            ),
+            (
+                "[workers.C]\ncommand = [\"true\"]\nlimit = \"w\"\n[limits.w]\nkind = \"window\"\nsize = 0\ninterval = 1",
+                "size",
+            ),
+            (
+                "[workers.C]\ncommand = [\"true\"]\nlimit = \"w\"\n[limits.w]\nkind = \"fast\"\nsize = 1",
+                "kind",
+            ),
         ] {
             let error = parse_workers(bad).unwrap_err();
             assert!(error.contains(says), "{bad}: {error}");

@@ -3,7 +3,10 @@
 //! crash tests), `Clock` (which records when it started, for latency measurements) and
 //! `Ingest` (which reads an order, a JSON object of about 1 KB, into a struct: the load
 //! test's realistic job). The `psychiq` binary serves them as the system `demo`
-//! (`psychiq -s demo`).
+//! (`psychiq -s demo`). Apart, in [`limited`] (the system `demo-limits`), `Limited` and
+//! `Metered`: no-ops within a concurrent limiter and a token bucket so large they never say
+//! no, to measure what checking a rate limit costs (apart, so the demo system's other jobs
+//! run without the rate-limit middleware).
 //!
 //! ```
 //! let registry = psychiq::demo::registry();
@@ -36,6 +39,37 @@ impl Worker for Echo {
     type Args = Vec<Value>;
     async fn perform(&self, args: Vec<Value>) -> JobResult {
         append_line(args.first(), &args)
+    }
+}
+
+/// Does nothing, within a concurrent limiter (`bench-concurrent`) of a million places.
+pub(crate) struct Limited;
+impl Worker for Limited {
+    type Args = Vec<Value>;
+    fn options() -> crate::WorkerOptions {
+        crate::WorkerOptions::default().rate_limit(crate::limits::Limiter::concurrent(
+            "bench-concurrent",
+            1_000_000,
+        ))
+    }
+    async fn perform(&self, _: Vec<Value>) -> JobResult {
+        Ok(())
+    }
+}
+
+/// Does nothing, within a token bucket (`bench-bucket`) of a billion a second.
+pub(crate) struct Metered;
+impl Worker for Metered {
+    type Args = Vec<Value>;
+    fn options() -> crate::WorkerOptions {
+        crate::WorkerOptions::default().rate_limit(crate::limits::Limiter::bucket(
+            "bench-bucket",
+            1_000_000_000,
+            Duration::from_secs(1),
+        ))
+    }
+    async fn perform(&self, _: Vec<Value>) -> JobResult {
+        Ok(())
     }
 }
 
@@ -223,5 +257,12 @@ pub fn registry() -> Registry {
         .register(Abort)
         .register(Clock)
         .register(Ingest);
+    registry
+}
+
+/// A registry with `Limited` and `Metered`, the rate-limited no-ops.
+pub fn limited() -> Registry {
+    let mut registry = Registry::new();
+    registry.register(Limited).register(Metered);
     registry
 }

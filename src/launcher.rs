@@ -143,6 +143,22 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
             keys.clone(),
         ));
     }
+    let rate_limits = registry.rate_limits();
+    if !rate_limits.is_empty() && !middleware.contains::<crate::limits::RateLimit>() {
+        // Just inside expiry and unique unlocks (so an expired job takes no room), outside
+        // the app's own middleware (so they see the job only when it runs).
+        let rate_limit = crate::limits::RateLimit::new(
+            crate::limits::Limits::new(conn.clone(), keys.clone()),
+            rate_limits,
+        );
+        if middleware.contains::<crate::extensions::Expiry>() {
+            middleware.insert_after::<crate::extensions::Expiry, _>(rate_limit);
+        } else if middleware.contains::<crate::extensions::UniqueUnlock>() {
+            middleware.insert_after::<crate::extensions::UniqueUnlock, _>(rate_limit);
+        } else {
+            middleware.prepend(rate_limit);
+        }
+    }
     let fetch_conn = config
         .redis
         .connect_with_timeout(FETCH_TIMEOUT + COMMAND_TIMEOUT)

@@ -76,6 +76,7 @@ pub mod web;
 pub use client::{Client, Job, Push};
 pub use connection::{Connection as RedisConnection, RedisConfig};
 pub use error::{Error, Result};
+pub use extensions::limits;
 #[cfg(feature = "periodic")]
 pub use extensions::periodic;
 pub use keys::Keys;

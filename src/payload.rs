@@ -121,6 +121,20 @@ impl std::ops::DerefMut for Rewrite {
     }
 }
 
+/// The payload of a job being snoozed: `snoozed` (how many times) one higher and
+/// `snoozed_at` (when the first of this run of snoozes was) set, so a rate limit can back
+/// off and give up. `None` for a payload that is not a JSON object in UTF-8 (it is
+/// snoozed as it is).
+pub(crate) fn mark_snoozed(raw: &[u8], now: f64) -> Option<String> {
+    let mut job = Rewrite::parse(std::str::from_utf8(raw).ok()?).ok()?;
+    let count = job.get("snoozed").and_then(Value::as_u64).unwrap_or(0) + 1;
+    job.insert("snoozed".into(), Value::from(count));
+    if !job.contains_key("snoozed_at") {
+        job.insert("snoozed_at".into(), timestamp_value(now));
+    }
+    Some(job.to_json())
+}
+
 /// The fields the server needs to run a job, borrowed from the raw payload (parsed once).
 #[derive(Debug, Deserialize)]
 pub(crate) struct JobHead<'a> {

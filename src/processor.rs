@@ -214,10 +214,13 @@ impl Processor {
     /// Puts a snoozed job back in the schedule, as it is, and removes it from its
     /// in-progress hash, in one transaction.
     async fn snooze(&self, work: &UnitOfWork, delay: Duration) {
-        let at = payload::now_secs() + delay.as_secs_f64();
+        let now = payload::now_secs();
+        let at = now + delay.as_secs_f64();
+        let marked = payload::mark_snoozed(&work.raw, now);
+        let payload: &[u8] = marked.as_deref().map_or(&work.raw, str::as_bytes);
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .zadd(self.keys.schedule(), &*work.raw, at)
+            .zadd(self.keys.schedule(), payload, at)
             .ignore();
         work.remove_in(&mut pipe);
         let mut outage = Outage::new("snoozing a job");

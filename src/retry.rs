@@ -68,8 +68,11 @@ pub(crate) fn plan_failure(
         return Disposition::Drop;
     };
 
-    // It ran to an ordinary failure, so it is not what took earlier processes down.
+    // It ran to an ordinary failure, so it is not what took earlier processes down, and a
+    // later snooze starts a new count.
     job.shift_remove("recovery_count");
+    job.shift_remove("snoozed");
+    job.shift_remove("snoozed_at");
     let retry_queue = job
         .get("retry_queue")
         .and_then(Value::as_str)

@@ -592,10 +592,15 @@ impl Fake {
                     }
                     Outcome::Snoozed(delay) => {
                         drained.snoozed += 1;
-                        let at = payload::now_secs() + delay.as_secs_f64();
-                        let later = EnqueuedJob {
-                            at: Some(at),
-                            ..job
+                        let now = payload::now_secs();
+                        let at = now + delay.as_secs_f64();
+                        // Marked as a server marks it, so a rate limit backs off the same.
+                        let later = match payload::mark_snoozed(job.payload.as_bytes(), now) {
+                            Some(marked) => EnqueuedJob::new(marked, &job.queue, Some(at)),
+                            None => EnqueuedJob {
+                                at: Some(at),
+                                ..job
+                            },
                         };
                         self.store.state().pending.push_back(later);
                         continue;

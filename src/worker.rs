@@ -227,6 +227,9 @@ pub struct WorkerOptions {
     pub unique_for: Option<Duration>,
     /// When a unique job's lock goes: on success (the default), at start, or by expiry.
     pub unique_until: crate::extensions::UniqueUntil,
+    /// Runs each job within this limiter, shared by every process (see
+    /// [`crate::limits`]); over the limit, the job is snoozed.
+    pub rate_limit: Option<crate::limits::Limiter>,
 }
 
 impl Default for WorkerOptions {
@@ -240,6 +243,7 @@ impl Default for WorkerOptions {
             expires_in: None,
             unique_for: None,
             unique_until: crate::extensions::UniqueUntil::Success,
+            rate_limit: None,
         }
     }
 }
@@ -283,6 +287,12 @@ impl WorkerOptions {
     /// Discards jobs that have not started within `expires_in` of when they were due.
     pub fn expires_in(mut self, expires_in: Duration) -> Self {
         self.expires_in = Some(expires_in);
+        self
+    }
+    /// Runs each job within `limiter`, shared by every process; over the limit, the job is
+    /// snoozed with backoff (see [`crate::limits`]).
+    pub fn rate_limit(mut self, limiter: crate::limits::Limiter) -> Self {
+        self.rate_limit = Some(limiter);
         self
     }
 }
@@ -581,6 +591,16 @@ impl Registry {
         self.handlers
             .values()
             .any(|handler| handler.options().unique_for.is_some())
+    }
+
+    /// The limiter of each class whose worker declares `rate_limit`.
+    pub(crate) fn rate_limits(&self) -> HashMap<String, crate::limits::Limiter> {
+        self.handlers
+            .iter()
+            .filter_map(|(class, handler)| {
+                Some((class.clone(), handler.options().rate_limit.clone()?))
+            })
+            .collect()
     }
 
     /// Whether a registered worker declares `expires_in` (the server then checks expiry).

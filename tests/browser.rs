@@ -206,6 +206,7 @@ async fn the_dashboard_in_chromium() -> psychiq::Result<()> {
         ("dead-job", format!("/dead/{dead_jid}")),
         ("classes", "/classes".into()),
         ("periodic", "/periodic".into()),
+        ("limits", "/limits".into()),
     ];
     for (name, path) in &pages {
         page.goto(format!("{base}{path}")).await.unwrap();

@@ -793,3 +793,25 @@ async fn periodic_entries_are_shown_run_paused_and_resumed_from_the_dashboard() 
     assert!(missing.body.contains("psychiq periodic list"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn rate_limiters_are_shown_with_their_use() {
+    use psychiq::limits::{Acquired, Limiter, Limits};
+    let ns = TestNs::new().await;
+    let (app, _api) = app(&ns, WebConfig::default()).await;
+    assert!(get(&app, "/limits").await.body.contains("No rate limiter"));
+    let limits = Limits::for_client(&ns.client).unwrap();
+    let limiter = Limiter::concurrent(format!("stripe {SCRIPT}"), 3);
+    let Acquired::Granted(permit) = limits.acquire(&limiter).await.unwrap() else {
+        panic!("room");
+    };
+    let page = get(&app, "/limits").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains(SCRIPT), "escaped");
+    assert!(
+        page.body.contains("concurrent") && page.body.contains("1 / 3"),
+        "{}",
+        page.body
+    );
+    permit.release().await;
+}

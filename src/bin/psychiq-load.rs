@@ -73,6 +73,10 @@ struct Args {
     /// server with --unique-jobs, to measure what unique jobs cost
     #[arg(long, conflicts_with = "ruby")]
     unique: bool,
+    /// Drain jobs within a rate limiter that never says no (the demo's `Limited`, a
+    /// concurrent limiter, or `Metered`, a token bucket), to measure what a limit costs
+    #[arg(long, value_enum, conflicts_with_all = ["ruby", "unique"])]
+    limited: Option<LimitedBy>,
     /// Measure the enqueue rates only (no server): bench/compare.sh runs it right after Ruby's
     /// enqueue figures, so both meet the same loopback latency, which drifts within minutes
     #[arg(long, conflicts_with = "ruby")]
@@ -91,6 +95,15 @@ enum Workload {
     Ingest,
     /// 90% `Noop`, 10% `Sleep` 50 ms.
     Mixed,
+}
+
+/// The rate limiter the drained jobs run within (`--limited`).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LimitedBy {
+    /// `Limited`: a concurrent limiter (a lease taken, renewed and let go per job).
+    Concurrent,
+    /// `Metered`: a token bucket (one check per job).
+    Bucket,
 }
 
 fn main() -> ExitCode {
@@ -187,6 +200,11 @@ async fn measure(
                     Workload::Mixed if i % 10 == 9 => Job::new("Sleep", (50,)).expect("array"),
                     Workload::Mixed => noop(),
                 }
+            };
+            let job = match args.limited {
+                Some(LimitedBy::Concurrent) => Job::new("Limited", (i,)).expect("array"),
+                Some(LimitedBy::Bucket) => Job::new("Metered", (i,)).expect("array"),
+                None => job,
             };
             let job = job.queue(queue_names[i % queue_names.len()].clone());
             if args.unique {
@@ -536,6 +554,12 @@ fn start_server(args: &Args, namespace: &str, bin: &PathBuf, queues: &[String]) 
         }))
         .args(args.server_flags.split_whitespace())
         .args(args.unique.then_some("--unique-jobs"))
+        .args(
+            args.limited
+                .map(|_| ["-s", "demo-limits"])
+                .into_iter()
+                .flatten(),
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());

@@ -8,6 +8,8 @@
 //!   writes the job; [`UniqueUnlock`], a server middleware, lets it go ([`UniqueUntil`]).
 //! - [`periodic`]: cron-style periodic jobs, each tick enqueued once across every process
 //!   (a plugin, added when the registry declares entries).
+//! - [`limits`]: rate limits shared by every process (concurrent, windows, buckets), in
+//!   `perform` or as a worker option run by the [`limits::RateLimit`] middleware.
 //! - Queue pause is the one that is not a middleware or a plugin: a pause must hold from
 //!   the very next fetch of every process and cost nothing while no queue is paused, which
 //!   only the fetch script's own atomic step can do (a plugin polling the `paused` set
@@ -22,6 +24,7 @@
 pub(crate) mod cron;
 #[cfg(feature = "server")]
 mod expiry;
+pub mod limits;
 #[cfg(feature = "periodic")]
 pub mod periodic;
 pub(crate) mod unique;

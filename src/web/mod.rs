@@ -23,9 +23,9 @@
 //! ```
 
 mod actions;
+mod extensions;
 mod metrics;
 mod pages;
-mod periodic;
 
 use std::sync::Arc;
 
@@ -159,8 +159,12 @@ pub fn router(api: Api, config: WebConfig) -> Router {
         .route("/queues/{name}", get(pages::queue).post(actions::queue))
         .route("/queues/{name}/{jid}", get(pages::queue_job))
         .route("/classes", get(pages::classes))
-        .route("/periodic", get(periodic::page))
-        .route("/periodic/{name}", axum::routing::post(periodic::act))
+        .route("/periodic", get(extensions::periodic))
+        .route("/limits", get(extensions::limits))
+        .route(
+            "/periodic/{name}",
+            axum::routing::post(extensions::act_on_periodic),
+        )
         .route("/{set}", get(pages::set).post(actions::set))
         .route("/{set}/{jid}", get(pages::set_job))
         .route("/api/stats", get(pages::api_stats))

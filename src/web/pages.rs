@@ -127,6 +127,7 @@ pub(super) fn layout(
         ("dead", "Dead"),
         ("classes", "Classes"),
         ("periodic", "Periodic"),
+        ("limits", "Limits"),
     ];
     let page = html! {
         (DOCTYPE)

@@ -1,5 +1,6 @@
-//! The Periodic page: each entry servers declare, with its schedule, next and last tick,
-//! "Enqueue now" and Pause / Resume.
+//! The pages of the Enterprise-style extensions: Periodic (each entry servers declare, with
+//! its schedule, next and last tick, "Enqueue now" and Pause / Resume) and Limits (each
+//! rate limiter in use and how full it is).
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use super::pages::{Page, Params, WebError, csrf_field, layout, segment};
 use super::{Ctx, Web};
 use crate::extensions::cron::format_in;
 
-pub(super) async fn page(
+pub(super) async fn periodic(
     State(web): State<Arc<Web>>,
     Extension(ctx): Extension<Ctx>,
     Query(params): Query<Params>,
@@ -69,7 +70,7 @@ pub(super) async fn page(
     ))
 }
 
-pub(super) async fn act(
+pub(super) async fn act_on_periodic(
     State(web): State<Arc<Web>>,
     Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
@@ -95,4 +96,36 @@ pub(super) async fn act(
         _ => return Ok(bad("action must be run, pause or resume")),
     };
     Ok(back(&web, &to, &notice))
+}
+
+pub(super) async fn limits(State(web): State<Arc<Web>>, Extension(ctx): Extension<Ctx>) -> Page {
+    let limits = web.api.limits().await?;
+    let body = html! {
+        h1 { "Limits" }
+        p { "Rate limiters the processes have used, shared by all of them. A job over its limit is snoozed with backoff (not failed) and fails only after waiting longer than its limiter allows." }
+        table {
+            thead { tr { th { "name" } th { "kind" } th { "size" } th { "interval" } th { "in use" } th { "over limit" } } }
+            tbody {
+                @for l in &limits {
+                    @let limiter = &l.limiter;
+                    @let percent = (l.in_use as f64 * 100.0 / f64::from(limiter.size().max(1))).min(100.0);
+                    tr {
+                        td { (limiter.name()) }
+                        td { (serde_json::to_value(limiter.kind()).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()) }
+                        td { (limiter.size()) }
+                        td { @if limiter.interval().is_zero() { "-" } @else { (format!("{:?}", limiter.interval())) } }
+                        td {
+                            meter min="0" max=(limiter.size()) value=(l.in_use) title={ (format!("{percent:.0}%")) } {}
+                            " " (l.in_use) " / " (limiter.size())
+                        }
+                        td { (l.over) }
+                    }
+                }
+                @if limits.is_empty() {
+                    tr { td colspan="6" { "No rate limiter has been used yet (see the README's rate limits)." } }
+                }
+            }
+        }
+    };
+    Ok(layout(&ctx, "Limits", "limits", true, None, body))
 }

@@ -1,0 +1,694 @@
+//! Rate limits shared by every process (Sidekiq Enterprise's `Sidekiq::Limiter`): named
+//! limiters kept in Redis, checked in one atomic Lua step each, by Redis's own clock.
+//!
+//! - [`Limiter::concurrent`]: at most N holders at once. Each holder has a lease that its
+//!   process renews while it holds it; a process killed with `kill -9` stops renewing and
+//!   its leases lapse after the lease time (30 s unless set), freeing their places.
+//! - [`Limiter::window`]: at most N per interval, in fixed windows (aligned to the
+//!   interval); [`Limiter::sliding_window`]: at most N in any interval.
+//! - [`Limiter::bucket`]: a token bucket: bursts of up to N, refilled at N per interval.
+//!   [`Limiter::leaky`]: a leaky bucket: N per interval, evenly spaced (a burst of 1 unless
+//!   [`Limiter::burst`] says more).
+//!
+//! Inside `perform`, [`Limits::within`] runs a future within a limit; as a worker option
+//! ([`crate::WorkerOptions::rate_limit`]) the server's [`RateLimit`] middleware runs the
+//! whole job within it. Over the limit (after waiting up to [`Limiter::wait`] in place), the
+//! job is **snoozed**: back to the schedule after a backoff, not a failure, its retry count
+//! unchanged. Once it has been snoozed for longer than [`Limiter::max_snooze`] (an hour
+//! unless set), it fails with `Psychiq::OverLimit` and follows the retry rules.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use psychiq::limits::{Limiter, Limits};
+//! use psychiq::{JobResult, Worker, WorkerOptions};
+//!
+//! /// Three calls to the payment provider at once, across every process.
+//! struct Charge { limits: Limits }
+//!
+//! impl Worker for Charge {
+//!     type Args = (u64,);
+//!     async fn perform(&self, (order,): (u64,)) -> JobResult {
+//!         let stripe = Limiter::concurrent("stripe", 3);
+//!         self.limits.within(&stripe, async { /* call the provider */ }).await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! /// Or for the whole job, as an option: 100 a minute in any minute.
+//! struct Sync;
+//! impl Worker for Sync {
+//!     type Args = ();
+//!     fn options() -> WorkerOptions {
+//!         WorkerOptions::default()
+//!             .rate_limit(Limiter::sliding_window("crm", 100, Duration::from_secs(60)))
+//!     }
+//!     async fn perform(&self, _: ()) -> JobResult { Ok(()) }
+//! }
+//! ```
+
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use redis::Script;
+use serde::{Deserialize, Serialize};
+
+use crate::connection::{Connection, RedisConfig};
+use crate::error::{Error, Result};
+use crate::keys::Keys;
+use crate::payload;
+use crate::worker::JobError;
+
+/// How long a concurrent lease lives without renewal unless [`Limiter::lease`] says.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// How long a job may be snoozed for a limit before it fails, unless
+/// [`Limiter::max_snooze`] says.
+pub const DEFAULT_MAX_SNOOZE: Duration = Duration::from_secs(3600);
+/// The longest backoff between two tries of a snoozed job (before Redis's own hint): long
+/// enough that a crowd of waiting jobs costs little, short enough that none starves.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The milliseconds of Redis's clock, in every script (so processes' clocks do not matter).
+const NOW: &str =
+    "local t = redis.call('time'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n";
+
+/// Concurrent: KEYS[1] a sorted set of lease ids scored by expiry (ms); ARGV size, lease
+/// ms, id. Returns 0 when granted, else a wait hint in ms.
+const CONCURRENT: &str = r#"
+redis.call('zremrangebyscore', KEYS[1], '-inf', now)
+if redis.call('zcard', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('zadd', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+  redis.call('pexpire', KEYS[1], ARGV[2])
+  return 0
+end
+return 50
+"#;
+
+/// Renews lease ARGV[2] in KEYS[1] for ARGV[1] ms; 0 if it had lapsed meanwhile.
+const RENEW: &str = r#"
+local renewed = redis.call('zadd', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[1]), ARGV[2])
+redis.call('pexpire', KEYS[1], ARGV[1])
+return renewed
+"#;
+
+/// Fixed window: KEYS[1] a hash {w = window index, n = count}; ARGV size, interval ms.
+const WINDOW: &str = r#"
+local interval = tonumber(ARGV[2])
+local index = math.floor(now / interval)
+local n = 0
+if tonumber(redis.call('hget', KEYS[1], 'w') or -1) == index then
+  n = tonumber(redis.call('hget', KEYS[1], 'n') or 0)
+end
+if n < tonumber(ARGV[1]) then
+  redis.call('hset', KEYS[1], 'w', index, 'n', n + 1)
+  redis.call('pexpire', KEYS[1], interval * 2)
+  return 0
+end
+return (index + 1) * interval - now
+"#;
+
+/// Sliding window: KEYS[1] a sorted set of grant times; ARGV size, interval ms, id.
+const SLIDING: &str = r#"
+local interval = tonumber(ARGV[2])
+redis.call('zremrangebyscore', KEYS[1], '-inf', now - interval)
+if redis.call('zcard', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('zadd', KEYS[1], now, ARGV[3])
+  redis.call('pexpire', KEYS[1], interval)
+  return 0
+end
+local oldest = redis.call('zrange', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + interval - now)
+"#;
+
+/// Token and leaky buckets, as GCRA: KEYS[1] the theoretical arrival time (ms); ARGV the
+/// emission interval (ms between grants at the steady rate) and the tolerance (ms of burst).
+const BUCKET: &str = r#"
+local step = tonumber(ARGV[1])
+local tat = tonumber(redis.call('get', KEYS[1]) or now)
+if tat < now then tat = now end
+if tat - now > tonumber(ARGV[2]) then return math.max(1, tat - tonumber(ARGV[2]) - now) end
+redis.call('set', KEYS[1], tat + step, 'PX', math.ceil(tat + step - now) + 1000)
+return 0
+"#;
+
+/// What a limiter limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum LimitKind {
+    /// At most `size` holders at once.
+    Concurrent,
+    /// At most `size` per fixed, aligned interval.
+    Window,
+    /// At most `size` in any interval.
+    SlidingWindow,
+    /// Bursts of up to `size`, refilled at `size` per interval.
+    Bucket,
+    /// `size` per interval, evenly spaced, bursts of `burst`.
+    Leaky,
+}
+
+/// A named limit, shared by every process that uses the same name and namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limiter {
+    name: String,
+    kind: LimitKind,
+    size: u32,
+    #[serde(with = "millis")]
+    interval: Duration,
+    #[serde(with = "millis")]
+    lease: Duration,
+    burst: u32,
+    #[serde(with = "millis")]
+    wait: Duration,
+    #[serde(with = "millis")]
+    max_snooze: Duration,
+}
+
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+impl Limiter {
+    fn new(name: impl Into<String>, kind: LimitKind, size: u32, interval: Duration) -> Limiter {
+        Limiter {
+            name: name.into(),
+            kind,
+            size: size.max(1),
+            interval: interval.max(Duration::from_millis(1)),
+            lease: DEFAULT_LEASE,
+            burst: 1,
+            wait: Duration::ZERO,
+            max_snooze: DEFAULT_MAX_SNOOZE,
+        }
+    }
+
+    /// At most `size` holders at once (a size of 0 counts as 1).
+    pub fn concurrent(name: impl Into<String>, size: u32) -> Limiter {
+        Limiter::new(name, LimitKind::Concurrent, size, Duration::ZERO)
+    }
+
+    /// At most `size` per `interval`, in windows aligned to it (a minute's window starts on
+    /// the minute).
+    pub fn window(name: impl Into<String>, size: u32, interval: Duration) -> Limiter {
+        Limiter::new(name, LimitKind::Window, size, interval)
+    }
+
+    /// At most `size` in any `interval`.
+    pub fn sliding_window(name: impl Into<String>, size: u32, interval: Duration) -> Limiter {
+        Limiter::new(name, LimitKind::SlidingWindow, size, interval)
+    }
+
+    /// A token bucket: bursts of up to `size`, refilled at `size` per `interval`.
+    pub fn bucket(name: impl Into<String>, size: u32, interval: Duration) -> Limiter {
+        Limiter::new(name, LimitKind::Bucket, size, interval)
+    }
+
+    /// A leaky bucket: `size` per `interval`, one every `interval / size`, with bursts of
+    /// [`Limiter::burst`] (1 unless set).
+    pub fn leaky(name: impl Into<String>, size: u32, interval: Duration) -> Limiter {
+        Limiter::new(name, LimitKind::Leaky, size, interval)
+    }
+
+    /// How long a concurrent lease lives without renewal (30 s unless set): how long the
+    /// places of a killed process stay taken. Holders renew every third of it.
+    pub fn lease(mut self, lease: Duration) -> Limiter {
+        self.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
+    /// A leaky bucket's burst: how many may pass at once after a quiet spell.
+    pub fn burst(mut self, burst: u32) -> Limiter {
+        self.burst = burst.clamp(1, self.size);
+        self
+    }
+
+    /// How long to wait in place for room before snoozing the job (0 unless set: a
+    /// snoozed job frees its worker for others).
+    pub fn wait(mut self, wait: Duration) -> Limiter {
+        self.wait = wait;
+        self
+    }
+
+    /// How long a job may keep being snoozed for this limit before it fails with
+    /// `Psychiq::OverLimit` (an hour unless set).
+    pub fn max_snooze(mut self, max_snooze: Duration) -> Limiter {
+        self.max_snooze = max_snooze;
+        self
+    }
+
+    /// The limiter's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What it limits.
+    pub fn kind(&self) -> LimitKind {
+        self.kind
+    }
+
+    /// Its size (holders at once, or grants per interval).
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// Its interval (zero for a concurrent limiter).
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn state_key(&self, keys: &Keys) -> String {
+        keys.key(&format!("limits:{}", self.name))
+    }
+
+    /// Milliseconds between grants at a bucket's steady rate.
+    fn step_ms(&self) -> f64 {
+        self.interval.as_secs_f64() * 1000.0 / f64::from(self.size)
+    }
+}
+
+/// The hash of limiters in use (name → settings as JSON), for the listing.
+pub(crate) fn registry_key(keys: &Keys) -> String {
+    keys.key("limits")
+}
+
+/// The hash of how often each limiter said no (name → count).
+pub(crate) fn over_key(keys: &Keys) -> String {
+    keys.key("limits:over")
+}
+
+/// Checks and takes room in limiters, through one Redis connection. Cheap to clone.
+#[derive(Clone)]
+pub struct Limits {
+    conn: Connection,
+    keys: Keys,
+    /// Names already written to the listing by this handle.
+    declared: Arc<Mutex<HashSet<String>>>,
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("namespace", &self.keys.namespace())
+            .finish()
+    }
+}
+
+/// What [`Limits::acquire`] got.
+#[derive(Debug)]
+#[must_use = "a permit holds its place until released"]
+pub enum Acquired {
+    /// Room was taken; for a concurrent limiter, release the permit when done.
+    Granted(Permit),
+    /// Over the limit; try again after about this long.
+    Over(Duration),
+}
+
+/// A place taken in a limiter. A concurrent place is renewed while the permit lives and let
+/// go by [`Permit::release`] (or, failing that, when it is dropped); other kinds need
+/// nothing.
+#[derive(Debug)]
+pub struct Permit {
+    lease: Option<Lease>,
+}
+
+struct Lease {
+    conn: Connection,
+    key: String,
+    id: String,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("key", &self.key)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl Permit {
+    /// Lets the place go now.
+    pub async fn release(mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.renewer.abort();
+            let _: redis::RedisResult<u64> = redis::cmd("ZREM")
+                .arg(&lease.key)
+                .arg(&lease.id)
+                .query_async(&mut lease.conn.clone())
+                .await;
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.renewer.abort();
+            // Dropped unreleased (a panic, a cancelled future): let it go in the background;
+            // if that cannot run, the lease lapses by itself.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _: redis::RedisResult<u64> = redis::cmd("ZREM")
+                        .arg(&lease.key)
+                        .arg(&lease.id)
+                        .query_async(&mut lease.conn.clone())
+                        .await;
+                });
+            }
+        }
+    }
+}
+
+impl Limits {
+    /// Limits through `conn`, for keys in `keys`' namespace.
+    pub fn new(conn: Connection, keys: Keys) -> Limits {
+        Limits {
+            conn,
+            keys,
+            declared: Arc::default(),
+        }
+    }
+
+    /// Connects to Redis for limits in `namespace`.
+    pub async fn connect(config: &RedisConfig, namespace: &str) -> Result<Limits> {
+        Ok(Limits::new(config.connect().await?, Keys::new(namespace)))
+    }
+
+    /// Limits through a client's connection (`None` for a test-mode client).
+    pub fn for_client(client: &crate::Client) -> Option<Limits> {
+        Some(Limits::new(
+            client.redis_connection()?,
+            client.keys().clone(),
+        ))
+    }
+
+    /// Tries once to take room in `limiter`.
+    pub async fn acquire(&self, limiter: &Limiter) -> Result<Acquired> {
+        self.declare(limiter).await;
+        let key = limiter.state_key(&self.keys);
+        let id = format!("{:x}", rand::random::<u64>());
+        let (size, interval) = (
+            limiter.size.to_string(),
+            limiter.interval.as_millis().to_string(),
+        );
+        let args = match limiter.kind {
+            LimitKind::Concurrent => vec![size, limiter.lease.as_millis().to_string(), id.clone()],
+            LimitKind::Window => vec![size, interval],
+            LimitKind::SlidingWindow => vec![size, interval, id.clone()],
+            LimitKind::Bucket | LimitKind::Leaky => {
+                let step = limiter.step_ms();
+                let burst = if limiter.kind == LimitKind::Bucket {
+                    limiter.size
+                } else {
+                    limiter.burst
+                };
+                let tolerance = step * f64::from(burst.saturating_sub(1));
+                vec![format!("{step:.3}"), format!("{tolerance:.3}")]
+            }
+        };
+        let mut invocation = script_for(limiter.kind).key(&key);
+        for arg in &args {
+            invocation.arg(arg);
+        }
+        let wait_ms: i64 = invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| Error::Other(format!("rate limit {:?}: {e}", limiter.name)))?;
+        if wait_ms > 0 {
+            let _: redis::RedisResult<i64> = redis::cmd("HINCRBY")
+                .arg(over_key(&self.keys))
+                .arg(&limiter.name)
+                .arg(1)
+                .query_async(&mut self.conn.clone())
+                .await;
+            return Ok(Acquired::Over(Duration::from_millis(wait_ms as u64)));
+        }
+        let lease = (limiter.kind == LimitKind::Concurrent).then(|| Lease {
+            renewer: tokio::spawn(renew(
+                self.conn.clone(),
+                key.clone(),
+                id.clone(),
+                limiter.lease,
+            )),
+            conn: self.conn.clone(),
+            key,
+            id,
+        });
+        Ok(Acquired::Granted(Permit { lease }))
+    }
+
+    /// Takes room in `limiter`, waiting up to its [`Limiter::wait`]; over the limit after
+    /// that, the error is a snooze for the job (or, once the job has been snoozed for longer
+    /// than [`Limiter::max_snooze`], a `Psychiq::OverLimit` failure).
+    pub async fn acquire_for_job(&self, limiter: &Limiter) -> Result<Permit, JobError> {
+        let deadline = tokio::time::Instant::now() + limiter.wait;
+        loop {
+            let hint = match self.acquire(limiter).await {
+                Ok(Acquired::Granted(permit)) => return Ok(permit),
+                Ok(Acquired::Over(hint)) => hint,
+                // Redis is down: try the job again later rather than run it unlimited.
+                Err(e) => {
+                    tracing::warn!(limiter = limiter.name, error = %e, "cannot check a rate limit; snoozing the job");
+                    return Err(JobError::snooze(Duration::from_secs(5)));
+                }
+            };
+            let now = tokio::time::Instant::now();
+            if now + hint > deadline {
+                return Err(over_limit(limiter, hint));
+            }
+            tokio::time::sleep(hint.min(deadline - now)).await;
+        }
+    }
+
+    /// Runs `work` within `limiter`: takes room (see [`Limits::acquire_for_job`]), awaits
+    /// `work`, lets the room go. `limits.within(&l, async { ... }).await?` in `perform`.
+    pub async fn within<T>(
+        &self,
+        limiter: &Limiter,
+        work: impl Future<Output = T>,
+    ) -> Result<T, JobError> {
+        let permit = self.acquire_for_job(limiter).await?;
+        let out = work.await;
+        permit.release().await;
+        Ok(out)
+    }
+
+    /// Writes `limiter` to the listing, once per handle.
+    async fn declare(&self, limiter: &Limiter) {
+        if !self.declared.lock().unwrap().insert(limiter.name.clone()) {
+            return;
+        }
+        let json = serde_json::to_string(limiter).unwrap_or_default();
+        let _: redis::RedisResult<()> = redis::cmd("HSET")
+            .arg(registry_key(&self.keys))
+            .arg(&limiter.name)
+            .arg(json)
+            .query_async(&mut self.conn.clone())
+            .await;
+    }
+}
+
+/// The script that checks and takes room in a limiter of `kind`, each starting with [`NOW`].
+fn script_for(kind: LimitKind) -> &'static Script {
+    static SCRIPTS: LazyLock<[Script; 4]> = LazyLock::new(|| {
+        [CONCURRENT, WINDOW, SLIDING, BUCKET].map(|body| Script::new(&format!("{NOW}{body}")))
+    });
+    match kind {
+        LimitKind::Concurrent => &SCRIPTS[0],
+        LimitKind::Window => &SCRIPTS[1],
+        LimitKind::SlidingWindow => &SCRIPTS[2],
+        LimitKind::Bucket | LimitKind::Leaky => &SCRIPTS[3],
+    }
+}
+
+/// Renews a lease every third of its life until aborted.
+async fn renew(conn: Connection, key: String, id: String, lease: Duration) {
+    static S: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{NOW}{RENEW}")));
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        let renewed: redis::RedisResult<i64> = S
+            .key(&key)
+            .arg(lease.as_millis() as u64)
+            .arg(&id)
+            .invoke_async(&mut conn.clone())
+            .await;
+        if let Ok(0) = renewed {
+            tracing::warn!(
+                key,
+                "a rate-limit lease lapsed while held (Redis unreachable, or the process stalled); others may take its place"
+            );
+        }
+    }
+}
+
+/// The error for a job over `limiter`: a snooze with backoff, or a failure once it has
+/// been snoozed for longer than the limiter allows.
+fn over_limit(limiter: &Limiter, hint: Duration) -> JobError {
+    let job = crate::context::current();
+    let snoozed = job
+        .as_ref()
+        .and_then(|j| j.field("snoozed").and_then(|v| v.as_u64()))
+        .unwrap_or(0);
+    let since = job
+        .as_ref()
+        .and_then(|j| j.field("snoozed_at").and_then(|v| v.as_f64()));
+    if let Some(since) = since
+        && payload::now_secs() - since > limiter.max_snooze.as_secs_f64()
+    {
+        return JobError::new(
+            "Psychiq::OverLimit",
+            format!(
+                "rate limit {:?} kept this job waiting for more than {:?}; it fails and follows the retry rules",
+                limiter.name, limiter.max_snooze
+            ),
+        );
+    }
+    // Backoff: half a second doubling per snooze, up to 10 s, jittered, and never sooner
+    // than Redis's hint.
+    let backoff = Duration::from_millis(500)
+        .saturating_mul(1u32 << snoozed.min(5))
+        .min(MAX_BACKOFF);
+    let jitter = 0.5 + rand::random::<f64>() / 2.0;
+    JobError::snooze(hint.max(backoff.mul_f64(jitter)))
+}
+
+#[cfg(feature = "server")]
+pub use server::RateLimit;
+
+#[cfg(feature = "server")]
+mod server {
+    use std::collections::HashMap;
+
+    use super::{Limiter, Limits};
+    use crate::Outcome;
+    use crate::context::JobContext;
+    use crate::middleware::{BoxFuture, Next, ServerMiddleware};
+
+    /// The server middleware that runs each job of a class with a
+    /// [`crate::WorkerOptions::rate_limit`] within its limiter (added by the server when a
+    /// registered worker declares one; other jobs go straight on).
+    pub struct RateLimit {
+        limits: Limits,
+        by_class: HashMap<String, Limiter>,
+    }
+
+    impl RateLimit {
+        pub(crate) fn new(limits: Limits, by_class: HashMap<String, Limiter>) -> RateLimit {
+            RateLimit { limits, by_class }
+        }
+    }
+
+    impl ServerMiddleware for RateLimit {
+        fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+            let Some(limiter) = self.by_class.get(job.class()) else {
+                return next.run();
+            };
+            Box::pin(async move {
+                // The chain runs with the job as the current context, which `over_limit` reads.
+                match self.limits.acquire_for_job(limiter).await {
+                    Ok(permit) => {
+                        let outcome = next.run().await;
+                        permit.release().await;
+                        outcome
+                    }
+                    Err(over) => over.into_outcome(),
+                }
+            })
+        }
+    }
+}
+
+/// A limiter as the API reads it from Redis: its settings and how much of it is in use.
+#[cfg(feature = "api")]
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct LimitSummary {
+    /// Its settings, as a process that used it last wrote them.
+    pub limiter: Limiter,
+    /// How much is taken now: holders (concurrent), grants in the current window, or a
+    /// bucket's level, out of its size.
+    pub in_use: u64,
+    /// How often it has said no (each snooze or wait counts once).
+    pub over: u64,
+}
+
+#[cfg(feature = "api")]
+impl crate::api::Api {
+    /// The limiters processes have used, by name, with their use now.
+    pub async fn limits(&self) -> Result<Vec<LimitSummary>> {
+        let keys = self.keys();
+        let mut pipe = redis::pipe();
+        pipe.cmd("TIME")
+            .hgetall(registry_key(keys))
+            .hgetall(over_key(keys));
+        let ((secs, micros), declared, over): (
+            (u64, u64),
+            std::collections::HashMap<String, String>,
+            std::collections::HashMap<String, u64>,
+        ) = self.query_pipe(&pipe).await?;
+        let now = (secs * 1000 + micros / 1000) as f64;
+        let mut limiters: Vec<Limiter> = declared
+            .values()
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect();
+        limiters.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut pipe = redis::pipe();
+        for limiter in &limiters {
+            let key = limiter.state_key(keys);
+            let interval = limiter.interval.as_millis() as f64;
+            match limiter.kind {
+                LimitKind::Concurrent => pipe.cmd("ZCOUNT").arg(key).arg(now).arg("+inf"),
+                LimitKind::SlidingWindow => pipe
+                    .cmd("ZCOUNT")
+                    .arg(key)
+                    .arg(format!("({}", now - interval))
+                    .arg("+inf"),
+                LimitKind::Window => pipe.cmd("HMGET").arg(key).arg("w").arg("n"),
+                LimitKind::Bucket | LimitKind::Leaky => pipe.cmd("GET").arg(key),
+            };
+        }
+        let states: Vec<redis::Value> = self.query_pipe(&pipe).await?;
+        let number = |value: &redis::Value| -> Option<f64> {
+            match value {
+                redis::Value::Int(n) => Some(*n as f64),
+                redis::Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),
+                _ => None,
+            }
+        };
+        Ok(limiters
+            .into_iter()
+            .zip(states)
+            .map(|(limiter, state)| {
+                let in_use = match (limiter.kind, &state) {
+                    (LimitKind::Concurrent | LimitKind::SlidingWindow, value) => {
+                        number(value).unwrap_or(0.0)
+                    }
+                    (LimitKind::Window, redis::Value::Array(parts)) if parts.len() == 2 => {
+                        let window = (now / limiter.interval.as_millis() as f64).floor();
+                        match (number(&parts[0]), number(&parts[1])) {
+                            (Some(w), Some(n)) if w == window => n,
+                            _ => 0.0,
+                        }
+                    }
+                    (LimitKind::Bucket | LimitKind::Leaky, value) => number(value)
+                        .map_or(0.0, |tat| ((tat - now).max(0.0) / limiter.step_ms()).ceil()),
+                    _ => 0.0,
+                };
+                LimitSummary {
+                    over: over.get(&limiter.name).copied().unwrap_or(0),
+                    in_use: in_use as u64,
+                    limiter,
+                }
+            })
+            .collect())
+    }
+}
