@@ -376,13 +376,18 @@ async fn scenarios(version: &'static str, db: u32) {
         .await
         .expect("the Sidekiq server starts within 30 s");
     assert_eq!(ready.unwrap().as_deref(), Some("ready"));
-    // With the extensions' payload keys (expires_at, unique_*), which Sidekiq ignores.
+    // With the extensions' payload keys (expires_at, unique_*, and those of a periodic
+    // tick and a rate-limit snooze), which Sidekiq ignores.
     peer.client
         .push(
             Job::new("Interop::Recorder", ("from-rust", 1))
                 .unwrap()
                 .expires_in(Duration::from_secs(3600))
-                .unique_for(Duration::from_secs(60)),
+                .unique_for(Duration::from_secs(60))
+                .option("periodic", json!("nightly-report"))
+                .option("periodic_at", json!(1_796_400_000))
+                .option("snoozed", json!(2))
+                .option("snoozed_at", json!(1_796_400_000.5)),
         )
         .await
         .unwrap();
