@@ -83,7 +83,9 @@ impl LimitSpec {
         let seconds = |what: &str, value: Option<f64>| -> Result<Option<Duration>, String> {
             match value {
                 None => Ok(None),
-                Some(s) if s > 0.0 && s.is_finite() => Ok(Some(Duration::from_secs_f64(s))),
+                Some(s) if s > 0.0 && Duration::try_from_secs_f64(s).is_ok() => {
+                    Ok(Some(Duration::from_secs_f64(s)))
+                }
                 Some(_) => Err(format!(
                     "limit {name:?}: {what} must be a positive number of seconds"
                 )),
@@ -92,6 +94,27 @@ impl LimitSpec {
         if self.size == 0 {
             return Err(format!("limit {name:?}: size must be at least 1"));
         }
+        let unused = |field: &str, given: bool, for_kinds: &str| {
+            if given {
+                Err(format!(
+                    "limit {name:?}: {field} is only for {for_kinds} limits"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let concurrent = self.kind == LimitKind::Concurrent;
+        unused(
+            "interval",
+            concurrent && self.interval.is_some(),
+            "window and bucket",
+        )?;
+        unused("lease", !concurrent && self.lease.is_some(), "concurrent")?;
+        unused(
+            "burst",
+            self.kind != LimitKind::Leaky && self.burst.is_some(),
+            "leaky",
+        )?;
         let interval = seconds("interval", self.interval)?;
         let needs_interval = || {
             interval.ok_or_else(|| {
@@ -213,7 +236,7 @@ pub fn parse_workers(text: &str) -> Result<Registry, String> {
             ));
         }
         if let Some(t) = spec.timeout
-            && !(t > 0.0 && t.is_finite())
+            && !(t > 0.0 && Duration::try_from_secs_f64(t).is_ok())
         {
             return Err(format!(
                 "worker {class:?}: timeout must be a positive number of seconds"
@@ -422,6 +445,18 @@ mod tests {
             (
                 "[workers.C]\ncommand = [\"true\"]\nlimit = \"w\"\n[limits.w]\nkind = \"fast\"\nsize = 1",
                 "kind",
+            ),
+            (
+                "[workers.C]\ncommand = [\"true\"]\nlimit = \"w\"\n[limits.w]\nkind = \"concurrent\"\nsize = 1\ninterval = 5",
+                "only for window",
+            ),
+            (
+                "[workers.C]\ncommand = [\"true\"]\nlimit = \"w\"\n[limits.w]\nkind = \"concurrent\"\nsize = 1\nwait = 1e30",
+                "wait",
+            ),
+            (
+                "[workers.C]\ncommand = [\"true\"]\ntimeout = 1e30",
+                "timeout",
             ),
         ] {
             let error = parse_workers(bad).unwrap_err();

@@ -66,7 +66,7 @@ wait = 2
     )
     .unwrap();
     let args = ["-s", file.to_str().unwrap(), "-c", "3"];
-    let leases = ns.keys().key("limits:api");
+    let leases = ns.keys().key("limits:concurrent:api");
     let held =
         || -> usize { runtime.block_on(ns.query::<usize>(redis::cmd("ZCARD").arg(&leases))) };
 

@@ -738,7 +738,7 @@ async fn periodic_entries_are_shown_run_paused_and_resumed_from_the_dashboard() 
     registry.periodic(
         PeriodicJob::new(
             name.as_str(),
-            "0 3 * * *",
+            "0 3 29 2 *",
             "Europe/Berlin",
             psychiq::Job::new("Reports::Nightly", (1,))
                 .unwrap()
@@ -755,7 +755,7 @@ async fn periodic_entries_are_shown_run_paused_and_resumed_from_the_dashboard() 
     assert_eq!(page.status, StatusCode::OK);
     assert!(!page.body.contains(SCRIPT), "escaped");
     for shown in [
-        "0 3 * * *",
+        "0 3 29 2 *",
         "Europe/Berlin",
         "Reports::Nightly",
         "ticking",

@@ -5,11 +5,16 @@
 //! seconds) so that ticks always move forward, and applies the rules at each change of
 //! offset:
 //!
-//! - **Spring forward** (wall times skipped): a job at a fixed time of day (single second,
+//! - **Spring forward** (wall times skipped): a job at a fixed time of day (a single second,
 //!   minute and hour, e.g. `30 2 * * *`) whose time is skipped runs at the first instant
 //!   after the jump; interval jobs (`*/15 * * * *`) simply have no ticks in the gap.
 //! - **Fall back** (wall times repeated): a fixed-time job runs once, at the first
 //!   occurrence; an interval job runs in both, so an hourly job still runs every hour.
+//!
+//! "Fixed time" is croner's classification (one value each for second, minute and hour);
+//! Vixie cron's is wider (any minute and hour fields not starting with `*`), so a list such
+//! as `0 2,14 * * *` is an interval job here: its 02:00 has no tick on a spring-forward day
+//! and two on a fall-back day.
 
 use chrono::{DateTime, FixedOffset, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -93,12 +98,13 @@ impl Schedule {
     /// The first tick strictly after `after` (Unix seconds), in Unix seconds; `None` if
     /// there is none within croner's search range (a year).
     pub fn next_after(&self, after: i64) -> Option<i64> {
+        // The offset in force at `from` itself: a change one second later is then seen by
+        // `first_change` and its rule applied.
         let mut from = after;
-        let mut offset = self.offset_at(after + 1);
         if self.fixed_time {
             from = self.past_repeated_wall_times(after);
-            offset = self.offset_at(from + 1);
         }
+        let mut offset = self.offset_at(from);
         // Each pass crosses at most one clock change; a year holds a handful.
         for _ in 0..16 {
             let local = offset.timestamp_opt(from, 0).single()?;
@@ -316,6 +322,23 @@ mod tests {
         assert_eq!(
             s.next_after(utc(2025, 10, 26, 1, 10, 0)),
             Some(utc(2025, 10, 27, 1, 30, 0))
+        );
+    }
+
+    #[test]
+    fn a_fixed_time_one_second_before_the_change_is_not_repeated_or_lost() {
+        // 02:59:59 CEST, one second before 03:00 CEST becomes 02:00 CET.
+        let s = Schedule::parse("59 59 2 * * *", "Europe/Berlin").unwrap();
+        assert_eq!(
+            s.next_after(utc(2025, 10, 26, 0, 59, 59)),
+            Some(utc(2025, 10, 27, 1, 59, 59))
+        );
+        // 01:59:59 CET, one second before 02:00 CET becomes 03:00 CEST: 02:30 is skipped
+        // and runs at 03:00 CEST.
+        let s = Schedule::parse("30 2 * * *", "Europe/Berlin").unwrap();
+        assert_eq!(
+            s.next_after(utc(2025, 3, 30, 0, 59, 59)),
+            Some(utc(2025, 3, 30, 1, 0, 0))
         );
     }
 

@@ -64,6 +64,12 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// How long a job may be snoozed for a limit before it fails, unless
 /// [`Limiter::max_snooze`] says.
 pub const DEFAULT_MAX_SNOOZE: Duration = Duration::from_secs(3600);
+/// The longest interval a window or bucket may have (longer ones are cut to it).
+const LONGEST_INTERVAL: Duration = Duration::from_secs(366 * 86_400);
+/// The longest lease, in-place wait and snoozing time (longer ones are cut to it).
+const LONGEST_LEASE: Duration = Duration::from_secs(86_400);
+const LONGEST_WAIT: Duration = Duration::from_secs(3600);
+const LONGEST_SNOOZING: Duration = Duration::from_secs(366 * 86_400);
 /// The longest backoff between two tries of a snoozed job (before Redis's own hint): long
 /// enough that a crowd of waiting jobs costs little, short enough that none starves.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -73,12 +79,13 @@ const NOW: &str =
     "local t = redis.call('time'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n";
 
 /// Concurrent: KEYS[1] a sorted set of lease ids scored by expiry (ms); ARGV size, lease
-/// ms, id. Returns 0 when granted, else a wait hint in ms.
+/// ms, id. Returns 0 when granted, else a wait hint in ms. The key's TTL is only ever
+/// raised, so holders with different leases never see it lapse under a longer one.
 const CONCURRENT: &str = r#"
 redis.call('zremrangebyscore', KEYS[1], '-inf', now)
 if redis.call('zcard', KEYS[1]) < tonumber(ARGV[1]) then
   redis.call('zadd', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-  redis.call('pexpire', KEYS[1], ARGV[2])
+  if redis.call('pttl', KEYS[1]) < tonumber(ARGV[2]) then redis.call('pexpire', KEYS[1], ARGV[2]) end
   return 0
 end
 return 50
@@ -87,7 +94,7 @@ return 50
 /// Renews lease ARGV[2] in KEYS[1] for ARGV[1] ms; 0 if it had lapsed meanwhile.
 const RENEW: &str = r#"
 local renewed = redis.call('zadd', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[1]), ARGV[2])
-redis.call('pexpire', KEYS[1], ARGV[1])
+if redis.call('pttl', KEYS[1]) < tonumber(ARGV[1]) then redis.call('pexpire', KEYS[1], ARGV[1]) end
 return renewed
 "#;
 
@@ -182,7 +189,7 @@ impl Limiter {
             name: name.into(),
             kind,
             size: size.max(1),
-            interval: interval.max(Duration::from_millis(1)),
+            interval: interval.clamp(Duration::from_millis(1), LONGEST_INTERVAL),
             lease: DEFAULT_LEASE,
             burst: 1,
             wait: Duration::ZERO,
@@ -217,10 +224,10 @@ impl Limiter {
         Limiter::new(name, LimitKind::Leaky, size, interval)
     }
 
-    /// How long a concurrent lease lives without renewal (30 s unless set): how long the
-    /// places of a killed process stay taken. Holders renew every third of it.
+    /// How long a concurrent lease lives without renewal (30 s unless set, at most a day):
+    /// how long the places of a killed process stay taken. Holders renew every third of it.
     pub fn lease(mut self, lease: Duration) -> Limiter {
-        self.lease = lease.max(Duration::from_millis(100));
+        self.lease = lease.clamp(Duration::from_millis(100), LONGEST_LEASE);
         self
     }
 
@@ -230,17 +237,18 @@ impl Limiter {
         self
     }
 
-    /// How long to wait in place for room before snoozing the job (0 unless set: a
-    /// snoozed job frees its worker for others).
+    /// How long to wait in place for room before snoozing the job (0 unless set, at most an
+    /// hour: a snoozed job frees its worker for others).
     pub fn wait(mut self, wait: Duration) -> Limiter {
-        self.wait = wait;
+        self.wait = wait.min(LONGEST_WAIT);
         self
     }
 
     /// How long a job may keep being snoozed for this limit before it fails with
-    /// `Psychiq::OverLimit` (an hour unless set).
+    /// `Psychiq::OverLimit` (an hour unless set, at most a year). The time counts from the
+    /// job's first snooze since it last failed (`snoozed_at`), whatever snoozed it.
     pub fn max_snooze(mut self, max_snooze: Duration) -> Limiter {
-        self.max_snooze = max_snooze;
+        self.max_snooze = max_snooze.min(LONGEST_SNOOZING);
         self
     }
 
@@ -264,8 +272,12 @@ impl Limiter {
         self.interval
     }
 
+    /// Its state, under its kind too: a limiter renamed to another kind starts afresh
+    /// rather than meeting a key of the wrong type.
     fn state_key(&self, keys: &Keys) -> String {
-        keys.key(&format!("limits:{}", self.name))
+        let kind = serde_json::to_value(self.kind).ok();
+        let kind = kind.as_ref().and_then(|k| k.as_str()).unwrap_or("limit");
+        keys.key(&format!("limits:{kind}:{}", self.name))
     }
 
     /// Milliseconds between grants at a bucket's steady rate.
@@ -393,6 +405,12 @@ impl Limits {
 
     /// Tries once to take room in `limiter`.
     pub async fn acquire(&self, limiter: &Limiter) -> Result<Acquired> {
+        self.try_acquire(limiter)
+            .await
+            .map_err(|e| Error::Other(format!("rate limit {:?}: {e}", limiter.name)))
+    }
+
+    async fn try_acquire(&self, limiter: &Limiter) -> redis::RedisResult<Acquired> {
         self.declare(limiter).await;
         let key = limiter.state_key(&self.keys);
         let id = format!("{:x}", rand::random::<u64>());
@@ -412,24 +430,16 @@ impl Limits {
                     limiter.burst
                 };
                 let tolerance = step * f64::from(burst.saturating_sub(1));
-                vec![format!("{step:.3}"), format!("{tolerance:.3}")]
+                // Full precision: a billion a second is a step of a microsecond.
+                vec![step.to_string(), tolerance.to_string()]
             }
         };
         let mut invocation = script_for(limiter.kind).key(&key);
         for arg in &args {
             invocation.arg(arg);
         }
-        let wait_ms: i64 = invocation
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(|e| Error::Other(format!("rate limit {:?}: {e}", limiter.name)))?;
+        let wait_ms: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
         if wait_ms > 0 {
-            let _: redis::RedisResult<i64> = redis::cmd("HINCRBY")
-                .arg(over_key(&self.keys))
-                .arg(&limiter.name)
-                .arg(1)
-                .query_async(&mut self.conn.clone())
-                .await;
             return Ok(Acquired::Over(Duration::from_millis(wait_ms as u64)));
         }
         let lease = (limiter.kind == LimitKind::Concurrent).then(|| Lease {
@@ -452,17 +462,26 @@ impl Limits {
     pub async fn acquire_for_job(&self, limiter: &Limiter) -> Result<Permit, JobError> {
         let deadline = tokio::time::Instant::now() + limiter.wait;
         loop {
-            let hint = match self.acquire(limiter).await {
+            let hint = match self.try_acquire(limiter).await {
                 Ok(Acquired::Granted(permit)) => return Ok(permit),
                 Ok(Acquired::Over(hint)) => hint,
-                // Redis is down: try the job again later rather than run it unlimited.
-                Err(e) => {
+                // Redis unreachable: try the job again later rather than run it unlimited.
+                Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
                     tracing::warn!(limiter = limiter.name, error = %e, "cannot check a rate limit; snoozing the job");
-                    return Err(JobError::snooze(Duration::from_secs(5)));
+                    return Err(over_limit(limiter, Duration::from_secs(5)));
+                }
+                // Redis refused the check (a key of another type, a script error): a
+                // failure that says so, retried as usual, not an endless snooze.
+                Err(e) => {
+                    return Err(JobError::new(
+                        "Psychiq::LimitError",
+                        format!("rate limit {:?} could not be checked: {e}", limiter.name),
+                    ));
                 }
             };
             let now = tokio::time::Instant::now();
             if now + hint > deadline {
+                self.count_over(limiter).await;
                 return Err(over_limit(limiter, hint));
             }
             tokio::time::sleep(hint.min(deadline - now)).await;
@@ -482,18 +501,31 @@ impl Limits {
         Ok(out)
     }
 
-    /// Writes `limiter` to the listing, once per handle.
+    /// Counts a job sent away by `limiter` (snoozed or failed), for the listing.
+    async fn count_over(&self, limiter: &Limiter) {
+        let _: redis::RedisResult<i64> = redis::cmd("HINCRBY")
+            .arg(over_key(&self.keys))
+            .arg(&limiter.name)
+            .arg(1)
+            .query_async(&mut self.conn.clone())
+            .await;
+    }
+
+    /// Writes `limiter` to the listing, once per handle (again if the write failed).
     async fn declare(&self, limiter: &Limiter) {
-        if !self.declared.lock().unwrap().insert(limiter.name.clone()) {
+        if self.declared.lock().unwrap().contains(&limiter.name) {
             return;
         }
         let json = serde_json::to_string(limiter).unwrap_or_default();
-        let _: redis::RedisResult<()> = redis::cmd("HSET")
+        let written: redis::RedisResult<()> = redis::cmd("HSET")
             .arg(registry_key(&self.keys))
             .arg(&limiter.name)
             .arg(json)
             .query_async(&mut self.conn.clone())
             .await;
+        if written.is_ok() {
+            self.declared.lock().unwrap().insert(limiter.name.clone());
+        }
     }
 }
 
@@ -553,12 +585,14 @@ fn over_limit(limiter: &Limiter, hint: Duration) -> JobError {
         );
     }
     // Backoff: half a second doubling per snooze, up to 10 s, jittered, and never sooner
-    // than Redis's hint.
+    // than Redis's hint, itself spread by up to a fifth so that jobs told to come back at
+    // a window's end do not all come back at once.
     let backoff = Duration::from_millis(500)
         .saturating_mul(1u32 << snoozed.min(5))
-        .min(MAX_BACKOFF);
-    let jitter = 0.5 + rand::random::<f64>() / 2.0;
-    JobError::snooze(hint.max(backoff.mul_f64(jitter)))
+        .min(MAX_BACKOFF)
+        .mul_f64(0.5 + rand::random::<f64>() / 2.0);
+    let hint = hint.mul_f64(1.0 + rand::random::<f64>() / 5.0);
+    JobError::snooze(hint.max(backoff))
 }
 
 #[cfg(feature = "server")]
@@ -617,7 +651,7 @@ pub struct LimitSummary {
     /// How much is taken now: holders (concurrent), grants in the current window, or a
     /// bucket's level, out of its size.
     pub in_use: u64,
-    /// How often it has said no (each snooze or wait counts once).
+    /// How many jobs it has sent away (snoozed, or failed after `max_snooze`).
     pub over: u64,
 }
 

@@ -43,8 +43,10 @@
 //!
 //! **On time.** A server sleeps until the tick by the wall clock and claims it as it wakes,
 //! so the job is enqueued a few milliseconds after it (the `periodic_at` to `enqueued_at`
-//! gap). A server that wakes late (a stalled host) still claims ticks up to
-//! [`LATE_TICK_GRACE_SECS`] old.
+//! gap). A tick up to [`LATE_TICK_GRACE_SECS`] old is still claimed by a server that wakes
+//! late (a stalled host) or whose claim failed (Redis unreachable: it tries again every
+//! second), and the latest tick before a server starts is claimed if it is that recent and
+//! the entry has run before (so a restart across a tick does not lose it).
 //!
 //! **Downtime.** Ticks that fell while no server ran are skipped ([`Missed::Skip`]), or, with
 //! [`Missed::RunLast`], the last of them runs once when a server starts.
@@ -84,14 +86,22 @@ const STALE_SECS: f64 = 3600.0;
 const LONGEST_NAP: Duration = Duration::from_secs(5);
 
 /// Claims tick ARGV[2] of entry ARGV[1] and pushes its job ARGV[3] to queue KEYS[3] (name
-/// ARGV[4], added to the queue set KEYS[4]), unless the entry is paused (KEYS[2]) or a
-/// tick at or after it was taken already (KEYS[1]). ARGV[5] = '1': only if some tick was
-/// taken before (the run-last-missed catch-up, which must not fire on a first start).
-/// Returns 1 when pushed, 0 when taken, -1 when paused.
+/// ARGV[4], added to the queue set KEYS[4]), unless the entry is paused (KEYS[2]; the tick
+/// is then noted in KEYS[5]) or a tick at or after it was taken already (KEYS[1]).
+/// ARGV[5] = '1': a catch-up at start, only if some tick was taken before (not on a first
+/// start) and the tick was not skipped while paused. Returns 1 when pushed, 0 when
+/// taken, -1 when paused.
 const CLAIM: &str = r#"
-if redis.call('sismember', KEYS[2], ARGV[1]) == 1 then return -1 end
+if redis.call('sismember', KEYS[2], ARGV[1]) == 1 then
+  redis.call('hset', KEYS[5], ARGV[1], ARGV[2])
+  return -1
+end
 local last = redis.call('hget', KEYS[1], ARGV[1])
-if ARGV[5] == '1' and not last then return 0 end
+if ARGV[5] == '1' then
+  if not last then return 0 end
+  local skipped = redis.call('hget', KEYS[5], ARGV[1])
+  if skipped and tonumber(skipped) >= tonumber(ARGV[2]) then return 0 end
+end
 if last and tonumber(last) >= tonumber(ARGV[2]) then return 0 end
 redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
 redis.call('sadd', KEYS[4], ARGV[4])
@@ -214,6 +224,10 @@ fn last_key(keys: &Keys) -> String {
 fn paused_key(keys: &Keys) -> String {
     keys.key("periodic:paused")
 }
+/// The last tick of each entry skipped because it was paused.
+fn skipped_key(keys: &Keys) -> String {
+    keys.key("periodic:skipped")
+}
 
 /// The plugin that enqueues a server's periodic entries (added by the launcher when the
 /// registry declares any).
@@ -242,8 +256,15 @@ impl Plugin for PeriodicPlugin {
                 .map_err(|e| e.to_string())?;
             let mut declared = tokio::time::Instant::now();
             let now = payload::now_secs();
-            for entry in entries.iter().filter(|e| e.missed == Missed::RunLast) {
-                if let Some(tick) = last_tick_at_or_before(&entry.schedule, now as i64) {
+            // The latest tick before start: run once if the entry asks for missed ticks,
+            // or if it is less than the grace old (it fell while this server restarted, or
+            // its claim failed before a restart). Either only if the entry has run before:
+            // a new entry starts with its next tick.
+            for entry in entries {
+                if let Some(tick) = last_tick_at_or_before(&entry.schedule, now as i64)
+                    && (entry.missed == Missed::RunLast
+                        || now - tick as f64 <= LATE_TICK_GRACE_SECS as f64)
+                {
                     claim(&conn, &keys, entry, tick, true)
                         .await
                         .map_err(|e| e.to_string())?;
@@ -255,29 +276,40 @@ impl Plugin for PeriodicPlugin {
                 .collect();
             while !ctx.is_stopping() {
                 let now = payload::now_secs();
+                let mut failed = false;
                 for (entry, due) in entries.iter().zip(next.iter_mut()) {
                     while let Some(tick) = *due
                         && (tick as f64) <= now
                     {
-                        if now - tick as f64 <= LATE_TICK_GRACE_SECS as f64 {
-                            claim(&conn, &keys, entry, tick, false)
-                                .await
-                                .map_err(|e| e.to_string())?;
-                        } else {
+                        if now - tick as f64 > LATE_TICK_GRACE_SECS as f64 {
                             tracing::warn!(
                                 entry = entry.name,
                                 tick,
-                                "periodic tick skipped: this server woke too late for it"
+                                "periodic ticks skipped: this server could not claim them within {LATE_TICK_GRACE_SECS} s"
                             );
+                            *due = entry.schedule.next_after(now as i64 - LATE_TICK_GRACE_SECS);
+                            continue;
                         }
-                        *due = entry.schedule.next_after(tick);
+                        match claim(&conn, &keys, entry, tick, false).await {
+                            Ok(()) => *due = entry.schedule.next_after(tick),
+                            Err(e) => {
+                                // Kept due: tried again in a second, while still in grace.
+                                tracing::warn!(entry = entry.name, tick, error = %e, "cannot claim a periodic tick; trying again in a second");
+                                failed = true;
+                                break;
+                            }
+                        }
                     }
                 }
                 if declared.elapsed() >= REFRESH {
-                    declare(&conn, &keys, entries)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    declared = tokio::time::Instant::now();
+                    match declare(&conn, &keys, entries).await {
+                        Ok(()) => declared = tokio::time::Instant::now(),
+                        Err(e) => tracing::warn!(error = %e, "cannot write the periodic entries"),
+                    }
+                }
+                if failed {
+                    ctx.sleep(Duration::from_secs(1)).await;
+                    continue;
                 }
                 let soonest = next.iter().flatten().min().copied();
                 let nap = soonest
@@ -308,6 +340,7 @@ async fn claim(
         .key(paused_key(keys))
         .key(keys.queue(queue))
         .key(keys.queues())
+        .key(skipped_key(keys))
         .arg(&entry.name)
         .arg(tick)
         .arg(entry.payload_for(tick))
