@@ -504,6 +504,7 @@ async fn stats(api: &Api, out: &Out, days: u32) -> Outcome {
     let rows = vec![
         vec!["processed".into(), stats.processed.to_string()],
         vec!["failed".into(), stats.failed.to_string()],
+        vec!["discarded".into(), stats.discarded.to_string()],
         vec!["enqueued".into(), stats.enqueued.to_string()],
         vec!["scheduled".into(), stats.scheduled.to_string()],
         vec!["retries".into(), stats.retries.to_string()],

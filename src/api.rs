@@ -48,6 +48,9 @@ pub struct Stats {
     pub processed: u64,
     /// Jobs that failed (`stat:failed`).
     pub failed: u64,
+    /// Jobs dropped unrun or unfinished, not failed: expired, or discarded by the job or a
+    /// middleware (`stat:discarded`).
+    pub discarded: u64,
     /// Jobs waiting in all queues.
     pub enqueued: u64,
     /// Jobs in the `schedule` set.
@@ -447,10 +450,12 @@ impl Api {
         let mut pipe = redis::pipe();
         pipe.get(self.keys.stat("processed"))
             .get(self.keys.stat("failed"))
+            .get(self.keys.stat("discarded"))
             .zcard(self.keys.schedule())
             .zcard(self.keys.retry())
             .zcard(self.keys.dead());
-        let (processed, failed, scheduled, retries, dead): (
+        let (processed, failed, discarded, scheduled, retries, dead): (
+            Option<Vec<u8>>,
             Option<Vec<u8>>,
             Option<Vec<u8>>,
             u64,
@@ -463,6 +468,7 @@ impl Api {
         Ok(Stats {
             processed,
             failed,
+            discarded: counter(discarded),
             enqueued: queues.iter().map(|q| q.size).sum(),
             scheduled,
             retries,

@@ -79,6 +79,9 @@ async fn expired_jobs_are_discarded_unrun_counted_and_never_retried() -> psychiq
     assert_eq!(digest.0.seen(), vec![Value::from(vec!["fresh"])]);
     assert_eq!(record.seen(), vec![Value::from(vec!["on time"])]);
     assert_eq!(stat(&ns, "discarded").await, 2);
+    // Shown by the API (and so by `psychiq stats`, the dashboard and /metrics).
+    let api = psychiq::api::Api::connect(&ns.redis, &ns.namespace).await?;
+    assert_eq!(api.stats().await?.discarded, 2);
     assert_eq!(stat(&ns, "processed").await, 4);
     assert_eq!(stat(&ns, "failed").await, 0);
     assert!(

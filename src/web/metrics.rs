@@ -69,6 +69,12 @@ pub(crate) fn render(stats: &Stats, classes: &[ClassMetrics]) -> String {
         stats.failed as f64,
     );
     gauge(
+        "psychiq_discarded_total",
+        "counter",
+        "Jobs dropped without failing: expired, or discarded by the job or a middleware.",
+        stats.discarded as f64,
+    );
+    gauge(
         "psychiq_busy",
         "gauge",
         "Jobs running now in live processes.",
@@ -179,6 +185,7 @@ mod tests {
         let stats = Stats {
             processed: 3,
             failed: 1,
+            discarded: 2,
             enqueued: 0,
             scheduled: 0,
             retries: 0,
@@ -200,6 +207,7 @@ mod tests {
         };
         let text = render(&stats, &[class]);
         assert!(text.contains("psychiq_processed_total 3\n"));
+        assert!(text.contains("psychiq_discarded_total 2\n"));
         assert!(text.contains(
             "psychiq_job_duration_seconds_bucket{class=\"Evil\\\"Job\",le=\"0.001\"} 2\n"
         ));

@@ -253,6 +253,7 @@ fn cards(stats: &Stats) -> Vec<(&'static str, &'static str, u64)> {
     vec![
         ("processed", "processed", stats.processed),
         ("failed", "failed", stats.failed),
+        ("discarded", "discarded", stats.discarded),
         ("busy", "busy", stats.busy),
         ("enqueued", "enqueued", stats.enqueued),
         ("scheduled", "scheduled", stats.scheduled),
@@ -760,7 +761,7 @@ pub(super) async fn classes(State(web): State<Arc<Web>>, Extension(ctx): Extensi
 pub(super) async fn api_stats(State(web): State<Arc<Web>>) -> Result<Json<Value>, WebError> {
     let s = web.api.stats().await?;
     Ok(Json(json!({
-        "processed": s.processed, "failed": s.failed, "busy": s.busy, "enqueued": s.enqueued,
+        "processed": s.processed, "failed": s.failed, "discarded": s.discarded, "busy": s.busy, "enqueued": s.enqueued,
         "scheduled": s.scheduled, "retries": s.retries, "dead": s.dead, "processes": s.processes,
         "default_queue_latency": s.default_queue_latency, "at": payload::now_secs(),
     })))
