@@ -454,10 +454,12 @@ impl Api {
             .zcard(self.keys.schedule())
             .zcard(self.keys.retry())
             .zcard(self.keys.dead());
+        // Counters may be missing (nil) or written by Ruby as text.
+        type Counter = Option<Vec<u8>>;
         let (processed, failed, discarded, scheduled, retries, dead): (
-            Option<Vec<u8>>,
-            Option<Vec<u8>>,
-            Option<Vec<u8>>,
+            Counter,
+            Counter,
+            Counter,
             u64,
             u64,
             u64,
