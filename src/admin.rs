@@ -42,6 +42,12 @@ pub enum AdminCommand {
     },
     /// Rate limiters in use: kind, size, interval, how much is taken now, how often over
     Limits,
+    /// Batches: list them, or show one with its failed jobs
+    Batches {
+        #[command(subcommand)]
+        #[allow(missing_docs)]
+        action: Option<BatchesAction>,
+    },
     /// The jobs of one queue: list, show, delete or clear
     Jobs {
         /// The queue name, e.g. default
@@ -181,6 +187,22 @@ pub enum QueuesAction {
     Unpause {
         /// The queue name, as `psychiq queues` shows it
         queue: String,
+    },
+}
+
+/// List batches or show one.
+#[derive(Debug, Clone, Subcommand)]
+pub enum BatchesAction {
+    /// The newest batches with their progress (the default)
+    List {
+        /// How many to show
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One batch: counts, times, failed jids
+    Show {
+        /// The batch id, as `psychiq batches` shows it
+        bid: String,
     },
 }
 
@@ -405,6 +427,7 @@ async fn dispatch(command: AdminCommand, api: &Api, out: &Out) -> Outcome {
         AdminCommand::Queues { action } => queues(api, out, action).await,
         AdminCommand::Periodic { action } => periodic(api, out, action).await,
         AdminCommand::Limits => limits(api, out).await,
+        AdminCommand::Batches { action } => batches(api, out, action).await,
         AdminCommand::Jobs { queue, action } => jobs(api, out, &queue, action).await,
         AdminCommand::Scheduled { action } => set(api, out, SetKind::Scheduled, action).await,
         AdminCommand::Retries { action } => set(api, out, SetKind::Retry, action).await,
@@ -571,6 +594,81 @@ async fn queues(api: &Api, out: &Out, action: Option<QueuesAction>) -> Outcome {
                 json!({"unpaused": queue, "changed": changed}),
                 format!("unpaused {queue}{note}: servers take its jobs again"),
             );
+        }
+    }
+    Ok(())
+}
+
+async fn batches(api: &Api, out: &Out, action: Option<BatchesAction>) -> Outcome {
+    let state = |b: &crate::batch::BatchStatus| {
+        if b.success_at.is_some() {
+            "succeeded"
+        } else if b.death_at.is_some() {
+            "has dead jobs"
+        } else if b.complete_at.is_some() {
+            "complete"
+        } else {
+            "running"
+        }
+    };
+    match action.unwrap_or(BatchesAction::List { limit: 50 }) {
+        BatchesAction::List { limit } => {
+            let batches = api.batches(limit).await?;
+            let rows = batches
+                .iter()
+                .map(|b| {
+                    vec![
+                        b.bid.clone(),
+                        b.description.clone(),
+                        b.total.to_string(),
+                        b.pending.to_string(),
+                        b.failures.to_string(),
+                        b.dead.to_string(),
+                        state(b).into(),
+                    ]
+                })
+                .collect();
+            out.print(
+                &json!(batches),
+                &[
+                    "bid",
+                    "description",
+                    "total",
+                    "pending",
+                    "failures",
+                    "dead",
+                    "state",
+                ],
+                rows,
+            );
+        }
+        BatchesAction::Show { bid } => {
+            let Some(b) = api.batch(&bid).await? else {
+                return Err(Failure::NotFound(format!(
+                    "no batch {bid:?} (it may have expired); `psychiq batches` lists them"
+                )));
+            };
+            let time = |t: Option<f64>| t.map_or("-".to_string(), |t| format!("{t:.3}"));
+            let rows = vec![
+                vec!["bid".into(), b.bid.clone()],
+                vec!["description".into(), b.description.clone()],
+                vec!["parent".into(), b.parent.clone().unwrap_or("-".into())],
+                vec!["state".into(), state(&b).into()],
+                vec!["total".into(), b.total.to_string()],
+                vec!["pending".into(), b.pending.to_string()],
+                vec!["failures".into(), b.failures.to_string()],
+                vec!["dead".into(), b.dead.to_string()],
+                vec![
+                    "child batches pending".into(),
+                    b.children_pending.to_string(),
+                ],
+                vec!["created at".into(), time(Some(b.created_at))],
+                vec!["complete at".into(), time(b.complete_at)],
+                vec!["success at".into(), time(b.success_at)],
+                vec!["death at".into(), time(b.death_at)],
+                vec!["failed jids".into(), b.failed_jids.join(" ")],
+            ];
+            out.print(&json!(b), &["field", "value"], rows);
         }
     }
     Ok(())

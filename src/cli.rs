@@ -70,6 +70,9 @@ pub struct ServerArgs {
     /// Let unique jobs' locks go on success (or at start) whatever their class (on anyway for classes that declare unique_for)
     #[arg(long)]
     pub unique_jobs: bool,
+    /// Do not count batch jobs' outcomes (only for a fleet that runs no batch jobs: their callbacks would never fire)
+    #[arg(long)]
+    pub no_batches: bool,
     /// Tag shown with this process in dashboards
     #[arg(short = 'g', long, default_value = "")]
     pub tag: String,
@@ -137,7 +140,8 @@ impl ServerArgs {
             .tag(self.tag.clone())
             .fetch(self.fetch.into())
             .expiring_jobs(self.expiring_jobs)
-            .unique_jobs(self.unique_jobs);
+            .unique_jobs(self.unique_jobs)
+            .batches(!self.no_batches);
         for queue in &self.queues {
             config = config.queue(queue.name.clone(), queue.weight);
         }

@@ -276,6 +276,15 @@ impl Job {
         self.to_json(&jid, now, Some(now)).unwrap_or_default()
     }
 
+    /// The payload as a client writes it at `created_at` (also its `enqueued_at` when
+    /// `enqueued`), with a new jid unless one was given.
+    pub(crate) fn payload_at(&self, created_at: f64, enqueued: bool) -> String {
+        let jid = self.jid.clone().unwrap_or_else(payload::new_jid);
+        // Serialising a built job cannot fail: its parts were JSON when it was built.
+        self.to_json(&jid, created_at, enqueued.then_some(created_at))
+            .unwrap_or_default()
+    }
+
     /// When the job should run, if in the future (in epoch seconds).
     fn scheduled_at(&self) -> Option<f64> {
         let at = self.at?;

@@ -132,9 +132,27 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         // First, so an expired job meets no other middleware's work.
         middleware.prepend(crate::extensions::Expiry);
     }
-    let hooks = Arc::new(hooks);
+    let mut hooks = hooks;
     let keys = Keys::new(&config.namespace);
     let conn = config.redis.connect().await?;
+    if config.batches && !middleware.contains::<crate::batch::BatchCounter>() {
+        // Outermost: it counts the outcome the whole chain arrived at. Deaths are known
+        // only once the failure is written, so they come through a death hook.
+        let counter = crate::batch::BatchCounter::new(conn.clone(), keys.clone());
+        let deaths = counter.counter();
+        hooks.on_death(move |failed| {
+            let deaths = Arc::clone(&deaths);
+            async move {
+                let bid = failed.payload.get("bid").and_then(|v| v.as_str());
+                let jid = failed.payload.get("jid").and_then(|v| v.as_str());
+                if let (Some(bid), Some(jid)) = (bid, jid) {
+                    deaths.count(bid, jid, "death").await;
+                }
+            }
+        });
+        middleware.prepend(counter);
+    }
+    let hooks = Arc::new(hooks);
     if (config.unique_jobs || registry.declares_unique())
         && !middleware.contains::<crate::extensions::UniqueUnlock>()
     {

@@ -76,9 +76,9 @@ pub mod web;
 pub use client::{Client, Job, Push};
 pub use connection::{Connection as RedisConnection, RedisConfig};
 pub use error::{Error, Result};
-pub use extensions::limits;
 #[cfg(feature = "periodic")]
 pub use extensions::periodic;
+pub use extensions::{batch, limits};
 pub use keys::Keys;
 pub use middleware::Outcome;
 pub use payload::{JobMap, Retry};

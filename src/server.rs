@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub(crate) expiring_jobs: bool,
     /// Let unique jobs' locks go even if no registered worker declares `unique_for` (off).
     pub(crate) unique_jobs: bool,
+    /// Count batch jobs' outcomes and fire batch callbacks (on).
+    pub(crate) batches: bool,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +83,7 @@ impl Default for ServerConfig {
             job_timeout: None,
             expiring_jobs: false,
             unique_jobs: false,
+            batches: true,
         }
     }
 }
@@ -136,6 +139,14 @@ impl ServerConfig {
     /// classes that declare nothing, else their locks go only when their TTL runs out.
     pub fn unique_jobs(mut self, on: bool) -> Self {
         self.unique_jobs = on;
+        self
+    }
+    /// Counts the outcomes of batch jobs (those with `bid`) and fires their batches'
+    /// callbacks ([`crate::batch`]); on by default. Every server that may run batch jobs
+    /// must have it on; a fleet without batches may turn it off to skip a substring check
+    /// a job.
+    pub fn batches(mut self, on: bool) -> Self {
+        self.batches = on;
         self
     }
     /// Adds a queue with a weight (0 = strict order).

@@ -8,6 +8,8 @@
 //!   writes the job; [`UniqueUnlock`], a server middleware, lets it go ([`UniqueUntil`]).
 //! - [`periodic`]: cron-style periodic jobs, each tick enqueued once across every process
 //!   (a plugin, added when the registry declares entries).
+//! - [`batch`]: groups of jobs with callbacks on complete, success and death, nested,
+//!   counted by the [`batch::BatchCounter`] middleware.
 //! - [`limits`]: rate limits shared by every process (concurrent, windows, buckets), in
 //!   `perform` or as a worker option run by the [`limits::RateLimit`] middleware.
 //! - Queue pause is the one that is not a middleware or a plugin: a pause must hold from
@@ -20,6 +22,7 @@
 //! A server turns an extension on by itself where it can tell it is needed (a registered
 //! worker declares `expires_in`), or when told ([`crate::ServerConfig::expiring_jobs`]).
 
+pub mod batch;
 #[cfg(feature = "periodic")]
 pub(crate) mod cron;
 #[cfg(feature = "server")]

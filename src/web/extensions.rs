@@ -1,6 +1,7 @@
-//! The pages of the Enterprise-style extensions: Periodic (each entry servers declare, with
-//! its schedule, next and last tick, "Enqueue now" and Pause / Resume) and Limits (each
-//! rate limiter in use and how full it is).
+//! The pages of the Pro- and Enterprise-style extensions: Periodic (each entry servers
+//! declare, with its schedule, next and last tick, "Enqueue now" and Pause / Resume),
+//! Limits (each rate limiter in use and how full it is) and Batches (each batch's
+//! progress, with links to its failed jobs).
 
 use std::sync::Arc;
 
@@ -128,4 +129,42 @@ pub(super) async fn limits(State(web): State<Arc<Web>>, Extension(ctx): Extensio
         }
     };
     Ok(layout(&ctx, "Limits", "limits", true, None, body))
+}
+
+pub(super) async fn batches(State(web): State<Arc<Web>>, Extension(ctx): Extension<Ctx>) -> Page {
+    let batches = web.api.batches(100).await?;
+    let base = &ctx.base;
+    let body = html! {
+        h1 { "Batches" }
+        p { "The newest batches still in Redis. Done is jobs that succeeded (or died) out of all added; failed jobs are retrying." }
+        table {
+            thead { tr { th { "batch" } th { "description" } th { "progress" } th { "pending" } th { "failures" } th { "dead" } th { "state" } } }
+            tbody {
+                @for b in &batches {
+                    @let done = b.total.saturating_sub(b.pending);
+                    tr {
+                        td { code { (b.bid) } @if let Some(parent) = &b.parent { br; small { "child of " code { (parent) } } } }
+                        td { (b.description) }
+                        td { progress max=(b.total.max(1)) value=(done) {} " " (done) " / " (b.total) }
+                        td { (b.pending) }
+                        td {
+                            (b.failures)
+                            @for jid in b.failed_jids.iter().take(10) {
+                                br; a href={ (base) "/retries/" (segment(jid)) } { code { (jid) } }
+                            }
+                        }
+                        td { (b.dead) }
+                        td {
+                            @if b.success_at.is_some() { span.badge { "succeeded" } }
+                            @else if b.death_at.is_some() { span.badge.quiet { "has dead jobs" } }
+                            @else if b.complete_at.is_some() { span.badge { "complete" } }
+                            @else { span.badge.quiet { "running" } }
+                        }
+                    }
+                }
+                @if batches.is_empty() { tr { td colspan="7" { "No batch in Redis (see the README's batches)." } } }
+            }
+        }
+    };
+    Ok(layout(&ctx, "Batches", "batches", true, None, body))
 }

@@ -161,6 +161,7 @@ pub fn router(api: Api, config: WebConfig) -> Router {
         .route("/classes", get(pages::classes))
         .route("/periodic", get(extensions::periodic))
         .route("/limits", get(extensions::limits))
+        .route("/batches", get(extensions::batches))
         .route(
             "/periodic/{name}",
             axum::routing::post(extensions::act_on_periodic),

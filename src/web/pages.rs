@@ -128,6 +128,7 @@ pub(super) fn layout(
         ("classes", "Classes"),
         ("periodic", "Periodic"),
         ("limits", "Limits"),
+        ("batches", "Batches"),
     ];
     let page = html! {
         (DOCTYPE)

@@ -1,0 +1,522 @@
+//! Batches: groups of jobs with callbacks, as Sidekiq Pro's `Sidekiq::Batch`. Fan out any
+//! number of jobs, then run one job when all of them have run ("complete"), when all have
+//! succeeded ("success"), or when one dies ("death"); nest batches so a parent waits for
+//! its children.
+//!
+//! ```no_run
+//! use psychiq::batch::Batch;
+//! use psychiq::{Client, Job, RedisConfig};
+//! # async fn demo() -> psychiq::Result<()> {
+//! let client = Client::connect(&RedisConfig::default(), "psychiq").await?;
+//! let batch = Batch::new("import 2026-12")
+//!     .on_complete(Job::new("Import::Report", ("2026-12",))?)
+//!     .on_success(Job::new("Import::Publish", ("2026-12",))?);
+//! let rows: Vec<Job> = (0..10_000).map(|row| Job::new("Import::Row", (row,))).collect::<Result<_, _>>()?;
+//! let bid = batch.push(&client, rows).await?;      // one atomic step: counted, then pushed
+//! # let _ = bid; Ok(()) }
+//! ```
+//!
+//! **Semantics** (Sidekiq Pro's). Each job carries `bid`. A job is *pending* until it
+//! succeeds (or dies); a failed job waiting for a retry has *run* but is still pending.
+//! "complete" fires once every job has run at least once and every child batch is
+//! complete; "success" once every job has succeeded and every child batch has succeeded;
+//! "death" at the first job of the batch that dies. A job retried by hand out of the dead
+//! set that then succeeds counts as a success.
+//!
+//! **Exactly once.** The state is sets of jids in Redis (`batch:BID:unran`, `:pending`,
+//! `:failed`, `:dead`) changed by one Lua step per outcome, so a job that runs twice (a
+//! crashed process's job recovered after it had run) changes nothing the second time. The
+//! step that sees a condition met records it (`HSETNX complete_at`) and pushes the callback
+//! job in the same atomic step, so a callback can neither fire twice nor be lost between
+//! the check and the push. Jobs are counted and pushed in one transaction, so no callback
+//! fires before every job of that step is counted; a job adding jobs to its own batch
+//! (see [`Batch::open`]) is itself pending while it does, so the batch stays open.
+//!
+//! **Known gap.** A death is counted by a death hook, after the dead set is written: a
+//! process killed between the two leaves the death uncounted (no death callback; the batch
+//! still completes, and does not succeed).
+//!
+//! **Housekeeping.** Every key of a batch expires 30 days after it was last touched, and
+//! [`DONE_TTL`] after it succeeded.
+//!
+//! **Cost.** A server counts outcomes with the [`BatchCounter`] middleware; a job without
+//! `bid` passes it with a substring search of its payload.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::client::{Client, Job};
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::keys::Keys;
+use crate::payload;
+
+/// How long a batch's data lives after it succeeded.
+pub const DONE_TTL: Duration = Duration::from_secs(30 * 86_400);
+/// How long a batch's data lives after it was last touched, while unfinished.
+pub const IDLE_TTL: Duration = Duration::from_secs(30 * 86_400);
+
+/// Counts one outcome of job ARGV[3] in batch ARGV[2] (ARGV[1] the namespace prefix): kind
+/// ARGV[4] is 'success', 'failure' or 'death'; ARGV[5] now (epoch seconds), ARGV[6] the TTL
+/// of a batch that succeeded. Fires each callback once (recorded by `HSETNX EVENT_at`, its
+/// job pushed in the same step) and passes complete and success up to parent batches.
+#[cfg(feature = "server")]
+const OUTCOME: &str = r#"
+local prefix, bid, jid, kind, now, done_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local function k(b, suffix) return prefix .. 'batch:' .. b .. suffix end
+if redis.call('exists', k(bid, '')) == 0 then return 0 end
+local function fire(b, event)
+  if redis.call('hsetnx', k(b, ''), event .. '_at', now) == 0 then return end
+  local cb = redis.call('hget', k(b, ''), 'cb_' .. event)
+  if cb then
+    local queue = redis.call('hget', k(b, ''), 'cbq_' .. event)
+    redis.call('sadd', prefix .. 'queues', queue)
+    redis.call('lpush', prefix .. 'queue:' .. queue, cb .. ',"enqueued_at":' .. now .. '}')
+  end
+end
+if kind == 'success' then
+  redis.call('srem', k(bid, ':unran'), jid)
+  redis.call('srem', k(bid, ':pending'), jid)
+  redis.call('srem', k(bid, ':failed'), jid)
+  redis.call('srem', k(bid, ':dead'), jid)
+elseif kind == 'failure' then
+  redis.call('srem', k(bid, ':unran'), jid)
+  if redis.call('sismember', k(bid, ':pending'), jid) == 1 then
+    redis.call('sadd', k(bid, ':failed'), jid)
+  end
+elseif kind == 'death' then
+  redis.call('srem', k(bid, ':unran'), jid)
+  if redis.call('srem', k(bid, ':pending'), jid) == 1 then
+    redis.call('sadd', k(bid, ':dead'), jid)
+    fire(bid, 'death')
+  end
+end
+local b = bid
+while b do
+  local parent = redis.call('hget', k(b, ''), 'parent')
+  local changed = false
+  if redis.call('hexists', k(b, ''), 'complete_at') == 0
+    and redis.call('scard', k(b, ':unran')) == 0
+    and redis.call('scard', k(b, ':kids_incomplete')) == 0 then
+    fire(b, 'complete')
+    changed = true
+    if parent then redis.call('srem', k(parent, ':kids_incomplete'), b) end
+  end
+  if redis.call('hexists', k(b, ''), 'success_at') == 0
+    and redis.call('scard', k(b, ':pending')) == 0
+    and redis.call('scard', k(b, ':dead')) == 0
+    and redis.call('scard', k(b, ':kids_unsucceeded')) == 0 then
+    fire(b, 'success')
+    changed = true
+    if parent then redis.call('srem', k(parent, ':kids_unsucceeded'), b) end
+    for _, suffix in ipairs({'', ':unran', ':pending', ':failed', ':dead', ':kids_incomplete', ':kids_unsucceeded'}) do
+      redis.call('expire', k(b, suffix), done_ttl)
+    end
+  end
+  if not changed or not parent then break end
+  b = parent
+end
+return 1
+"#;
+
+/// A batch to create: a description, callbacks and an optional parent.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    bid: String,
+    description: String,
+    callbacks: Vec<(&'static str, Job)>,
+    parent: Option<String>,
+}
+
+impl Batch {
+    /// A new batch (with a new bid) described by `description`.
+    pub fn new(description: impl Into<String>) -> Batch {
+        Batch {
+            bid: payload::new_jid(),
+            description: description.into(),
+            callbacks: Vec::new(),
+            parent: None,
+        }
+    }
+
+    /// Its bid (batch id), which every job of it carries as `bid`.
+    pub fn bid(&self) -> &str {
+        &self.bid
+    }
+
+    /// Pushes `job` once every job of the batch (and of its child batches) has run at
+    /// least once.
+    pub fn on_complete(mut self, job: Job) -> Batch {
+        self.callbacks.push(("complete", job));
+        self
+    }
+
+    /// Pushes `job` once every job of the batch (and of its child batches) has succeeded.
+    pub fn on_success(mut self, job: Job) -> Batch {
+        self.callbacks.push(("success", job));
+        self
+    }
+
+    /// Pushes `job` when the first job of the batch dies.
+    pub fn on_death(mut self, job: Job) -> Batch {
+        self.callbacks.push(("death", job));
+        self
+    }
+
+    /// Makes it a child of batch `parent`: the parent completes and succeeds only after it
+    /// does.
+    pub fn parent(mut self, parent: impl Into<String>) -> Batch {
+        self.parent = Some(parent.into());
+        self
+    }
+
+    /// Creates the batch with `jobs`, counted and pushed in one transaction; returns the
+    /// bid. A batch with no jobs fires nothing until jobs are added ([`Batch::open`]).
+    pub async fn push(self, client: &Client, jobs: Vec<Job>) -> Result<String> {
+        let conn = connection(client)?;
+        let keys = client.keys();
+        let now = payload::now_secs();
+        let key = batch_key(keys, &self.bid);
+        let mut fields: Vec<(String, String)> = vec![
+            ("description".into(), self.description.clone()),
+            ("created_at".into(), now.to_string()),
+        ];
+        if let Some(parent) = &self.parent {
+            fields.push(("parent".into(), parent.clone()));
+        }
+        for (event, job) in &self.callbacks {
+            let mut job = job.clone();
+            job.set_option(
+                "batch_event",
+                serde_json::json!({"bid": self.bid, "event": event}),
+            );
+            let job = job.jid(format!("{}-{event}", self.bid));
+            // Without its final `}`: the step that fires it appends `enqueued_at`.
+            let payload = job.payload_at(now, false);
+            fields.push((
+                format!("cb_{event}"),
+                payload.trim_end_matches('}').to_string(),
+            ));
+            fields.push((format!("cbq_{event}"), job.queue_name().to_string()));
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.hset_multiple(&key, &fields).ignore();
+        pipe.zadd(keys.key("batches"), &self.bid, now).ignore();
+        if let Some(parent) = &self.parent {
+            for kids in ["kids_incomplete", "kids_unsucceeded"] {
+                let parent_kids = format!("{}:{kids}", batch_key(keys, parent));
+                pipe.sadd(&parent_kids, &self.bid).ignore();
+                pipe.expire(&parent_kids, IDLE_TTL.as_secs() as i64)
+                    .ignore();
+            }
+        }
+        add_jobs(&mut pipe, keys, &self.bid, jobs, now)?;
+        pipe.query_async::<()>(&mut conn.clone())
+            .await
+            .map_err(|e| Error::Other(format!("creating batch {}: {e}", self.bid)))?;
+        Ok(self.bid)
+    }
+
+    /// Adds `jobs` to the existing batch `bid` in one transaction (from a job of that
+    /// batch, whose own pending run keeps the batch open, or before its jobs can finish).
+    pub async fn open(client: &Client, bid: &str, jobs: Vec<Job>) -> Result<()> {
+        let conn = connection(client)?;
+        let keys = client.keys();
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(batch_key(keys, bid))
+            .query_async(&mut conn.clone())
+            .await
+            .map_err(|e| Error::Other(e.to_string()))?;
+        if !exists {
+            return Err(Error::NotFound(format!(
+                "no batch {bid:?} (it may have expired); `psychiq batches` lists them"
+            )));
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        add_jobs(&mut pipe, keys, bid, jobs, payload::now_secs())?;
+        pipe.query_async::<()>(&mut conn.clone())
+            .await
+            .map_err(|e| Error::Other(format!("adding to batch {bid}: {e}")))
+    }
+}
+
+/// The bid of the running job's batch, inside `perform`.
+pub fn current_bid() -> Option<String> {
+    crate::context::current()?
+        .field("bid")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+fn connection(client: &Client) -> Result<Connection> {
+    client.redis_connection().ok_or_else(|| {
+        Error::Other("batches need a client connected to Redis (not the test mode's)".into())
+    })
+}
+
+fn batch_key(keys: &Keys, bid: &str) -> String {
+    keys.key(&format!("batch:{bid}"))
+}
+
+/// Queues the commands that count `jobs` in batch `bid` and push them.
+fn add_jobs(
+    pipe: &mut redis::Pipeline,
+    keys: &Keys,
+    bid: &str,
+    jobs: Vec<Job>,
+    now: f64,
+) -> Result<()> {
+    let key = batch_key(keys, bid);
+    let ttl = IDLE_TTL.as_secs() as i64;
+    let mut jids = Vec::with_capacity(jobs.len());
+    let mut queues: HashMap<String, Vec<String>> = HashMap::new();
+    let mut scheduled: Vec<(f64, String)> = Vec::new();
+    for job in jobs {
+        let jid = job
+            .given_jid()
+            .map_or_else(payload::new_jid, str::to_string);
+        let job = job
+            .option("bid", Value::String(bid.to_string()))
+            .jid(jid.clone());
+        match job.run_at().map(payload::epoch_secs).filter(|&at| at > now) {
+            Some(at) => scheduled.push((at, job.payload_at(now, false))),
+            None => queues
+                .entry(job.queue_name().to_string())
+                .or_default()
+                .push(job.payload_at(now, true)),
+        }
+        jids.push(jid);
+    }
+    if jids.is_empty() {
+        return Ok(());
+    }
+    pipe.hincr(&key, "total", jids.len()).ignore();
+    for suffix in [":pending", ":unran"] {
+        pipe.sadd(format!("{key}{suffix}"), &jids).ignore();
+    }
+    for suffix in [
+        "",
+        ":pending",
+        ":unran",
+        ":failed",
+        ":dead",
+        ":kids_incomplete",
+        ":kids_unsucceeded",
+    ] {
+        pipe.expire(format!("{key}{suffix}"), ttl).ignore();
+    }
+    for (queue, payloads) in queues {
+        pipe.sadd(keys.queues(), &queue).ignore();
+        pipe.lpush(keys.queue(&queue), payloads).ignore();
+    }
+    for (at, payload) in scheduled {
+        pipe.zadd(keys.schedule(), payload, at).ignore();
+    }
+    Ok(())
+}
+
+/// A batch as the API reads it.
+#[cfg(feature = "api")]
+#[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
+pub struct BatchStatus {
+    /// Its bid.
+    pub bid: String,
+    /// Its description.
+    pub description: String,
+    /// Its parent's bid, if it is a child batch.
+    pub parent: Option<String>,
+    /// Jobs ever added.
+    pub total: u64,
+    /// Jobs not yet succeeded (nor dead).
+    pub pending: u64,
+    /// Jobs that have failed and not succeeded since (retrying).
+    pub failures: u64,
+    /// Their jids.
+    pub failed_jids: Vec<String>,
+    /// Jobs that died.
+    pub dead: u64,
+    /// Child batches not yet succeeded.
+    pub children_pending: u64,
+    /// When it was created (epoch seconds).
+    pub created_at: f64,
+    /// When every job had run (epoch seconds).
+    pub complete_at: Option<f64>,
+    /// When every job had succeeded.
+    pub success_at: Option<f64>,
+    /// When the first job died.
+    pub death_at: Option<f64>,
+}
+
+#[cfg(feature = "api")]
+impl crate::api::Api {
+    /// The batches still in Redis, newest first, up to `limit`.
+    pub async fn batches(&self, limit: usize) -> Result<Vec<BatchStatus>> {
+        let bids: Vec<String> = self
+            .query(
+                redis::cmd("ZREVRANGE")
+                    .arg(self.keys().key("batches"))
+                    .arg(0)
+                    .arg(limit.max(1) as i64 - 1),
+            )
+            .await?;
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        for bid in bids {
+            match self.batch(&bid).await? {
+                Some(status) => out.push(status),
+                None => gone.push(bid),
+            }
+        }
+        if !gone.is_empty() {
+            // Expired batches leave the index as they are found.
+            let _: u64 = self
+                .query(
+                    redis::cmd("ZREM")
+                        .arg(self.keys().key("batches"))
+                        .arg(&gone),
+                )
+                .await?;
+        }
+        Ok(out)
+    }
+
+    /// Batch `bid`'s status; `None` if it does not exist (or expired).
+    pub async fn batch(&self, bid: &str) -> Result<Option<BatchStatus>> {
+        let key = batch_key(self.keys(), bid);
+        let mut pipe = redis::pipe();
+        pipe.hgetall(&key)
+            .scard(format!("{key}:pending"))
+            .smembers(format!("{key}:failed"))
+            .scard(format!("{key}:dead"))
+            .scard(format!("{key}:kids_unsucceeded"));
+        let (fields, pending, failed_jids, dead, children_pending): (
+            HashMap<String, String>,
+            u64,
+            Vec<String>,
+            u64,
+            u64,
+        ) = self.query_pipe(&pipe).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let time = |name: &str| fields.get(name).and_then(|v| v.parse::<f64>().ok());
+        Ok(Some(BatchStatus {
+            bid: bid.to_string(),
+            description: fields.get("description").cloned().unwrap_or_default(),
+            parent: fields.get("parent").cloned(),
+            total: fields
+                .get("total")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            pending,
+            failures: failed_jids.len() as u64,
+            failed_jids,
+            dead,
+            children_pending,
+            created_at: time("created_at").unwrap_or(0.0),
+            complete_at: time("complete_at"),
+            success_at: time("success_at"),
+            death_at: time("death_at"),
+        }))
+    }
+}
+
+#[cfg(feature = "server")]
+pub use server::BatchCounter;
+
+#[cfg(feature = "server")]
+mod server {
+    use std::sync::{Arc, LazyLock};
+
+    use redis::Script;
+
+    use super::*;
+    use crate::Outcome;
+    use crate::context::JobContext;
+    use crate::middleware::{BoxFuture, Next, ServerMiddleware};
+
+    /// The server middleware that counts each batch job's outcome (success or failure;
+    /// deaths come from the server's death hook). A job without `bid` goes straight on.
+    pub struct BatchCounter {
+        counter: Arc<Counter>,
+    }
+
+    /// What counts outcomes: the connection and the namespace.
+    pub(crate) struct Counter {
+        conn: Connection,
+        keys: Keys,
+    }
+
+    impl Counter {
+        /// Counts `kind` for `jid` in `bid`, trying again while Redis is unreachable (for
+        /// up to a minute: a job left uncounted would keep its batch open).
+        pub(crate) async fn count(&self, bid: &str, jid: &str, kind: &str) {
+            static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(OUTCOME));
+            let mut wait = Duration::from_millis(100);
+            for _ in 0..10 {
+                let counted: redis::RedisResult<i64> = SCRIPT
+                    .arg(self.keys.prefix())
+                    .arg(bid)
+                    .arg(jid)
+                    .arg(kind)
+                    .arg(payload::now_secs())
+                    .arg(DONE_TTL.as_secs())
+                    .invoke_async(&mut self.conn.clone())
+                    .await;
+                match counted {
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::warn!(bid, jid, kind, error = %e, "cannot count a batch job's outcome; trying again");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+            tracing::error!(
+                bid,
+                jid,
+                kind,
+                "a batch job's outcome was not counted; its batch stays open"
+            );
+        }
+    }
+
+    impl BatchCounter {
+        pub(crate) fn new(conn: Connection, keys: Keys) -> BatchCounter {
+            BatchCounter {
+                counter: Arc::new(Counter { conn, keys }),
+            }
+        }
+
+        /// The counter, for the server's death hook.
+        pub(crate) fn counter(&self) -> Arc<Counter> {
+            Arc::clone(&self.counter)
+        }
+    }
+
+    impl ServerMiddleware for BatchCounter {
+        fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+            if !job.payload().contains("\"bid\"") {
+                return next.run();
+            }
+            let Some(bid) = job.field("bid").and_then(Value::as_str) else {
+                return next.run();
+            };
+            Box::pin(async move {
+                let outcome = next.run().await;
+                let kind = match &outcome {
+                    Outcome::Snoozed(_) => return outcome,
+                    Outcome::Failed(_) => "failure",
+                    _ => "success",
+                };
+                self.counter.count(bid, job.jid(), kind).await;
+                outcome
+            })
+        }
+    }
+}
