@@ -42,6 +42,12 @@ pub enum AdminCommand {
     },
     /// Rate limiters in use: kind, size, interval, how much is taken now, how often over
     Limits,
+    /// Iterable jobs in progress: list them, or cancel one
+    Iterations {
+        #[command(subcommand)]
+        #[allow(missing_docs)]
+        action: Option<IterationsAction>,
+    },
     /// Batches: list them, or show one with its failed jobs
     Batches {
         #[command(subcommand)]
@@ -187,6 +193,18 @@ pub enum QueuesAction {
     Unpause {
         /// The queue name, as `psychiq queues` shows it
         queue: String,
+    },
+}
+
+/// List iterable jobs in progress or cancel one.
+#[derive(Debug, Clone, Subcommand)]
+pub enum IterationsAction {
+    /// Unfinished iterable jobs with their cursors (the default)
+    List,
+    /// Stop an iterable job after its running step (or before its first); it is not run again
+    Cancel {
+        /// The job's jid
+        jid: String,
     },
 }
 
@@ -428,6 +446,7 @@ async fn dispatch(command: AdminCommand, api: &Api, out: &Out) -> Outcome {
         AdminCommand::Periodic { action } => periodic(api, out, action).await,
         AdminCommand::Limits => limits(api, out).await,
         AdminCommand::Batches { action } => batches(api, out, action).await,
+        AdminCommand::Iterations { action } => iterations(api, out, action).await,
         AdminCommand::Jobs { queue, action } => jobs(api, out, &queue, action).await,
         AdminCommand::Scheduled { action } => set(api, out, SetKind::Scheduled, action).await,
         AdminCommand::Retries { action } => set(api, out, SetKind::Retry, action).await,
@@ -593,6 +612,51 @@ async fn queues(api: &Api, out: &Out, action: Option<QueuesAction>) -> Outcome {
             out.done(
                 json!({"unpaused": queue, "changed": changed}),
                 format!("unpaused {queue}{note}: servers take its jobs again"),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn iterations(api: &Api, out: &Out, action: Option<IterationsAction>) -> Outcome {
+    match action.unwrap_or(IterationsAction::List) {
+        IterationsAction::List => {
+            let iterations = api.iterations(100).await?;
+            let now = crate::payload::now_secs();
+            let rows = iterations
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.jid.clone(),
+                        i.cursor.clone().unwrap_or("-".into()),
+                        format!("{} ago", span_text(now - i.updated_at)),
+                        if i.cancelled {
+                            "cancelled"
+                        } else {
+                            "running or waiting"
+                        }
+                        .into(),
+                    ]
+                })
+                .collect();
+            out.print(
+                &json!(iterations),
+                &["jid", "cursor", "last step", "state"],
+                rows,
+            );
+        }
+        IterationsAction::Cancel { jid } => {
+            let already = api.cancel_iteration(&jid).await?;
+            let note = if already {
+                " (it was cancelled already)"
+            } else {
+                ""
+            };
+            out.done(
+                json!({"cancelled": jid, "changed": !already}),
+                format!(
+                    "cancelled {jid}{note}: it ends after its running step, or before its first"
+                ),
             );
         }
     }

@@ -2,7 +2,10 @@
 //! `Noop`, `Echo`, `Fail`, `Sleep`, `Panic`, `Abort` (which kills its own process, for
 //! crash tests), `Clock` (which records when it started, for latency measurements) and
 //! `Ingest` (which reads an order, a JSON object of about 1 KB, into a struct: the load
-//! test's realistic job). The `psychiq` binary serves them as the system `demo`
+//! test's realistic job) and `Walk` (an iterable job: `[steps, path, microseconds]` walks
+//! `steps` steps, appending `["step", n]` to `path` at each and `["start"]`, `["resume"]`,
+//! `["stop"]`, `["cancel"]`, `["complete"]` at its callbacks, sleeping the microseconds a
+//! step). The `psychiq` binary serves them as the system `demo`
 //! (`psychiq -s demo`). Apart, in [`limited`] (the system `demo-limits`), `Limited` and
 //! `Metered`: no-ops within a concurrent limiter and a token bucket so large they never say
 //! no, to measure what checking a rate limit costs (apart, so the demo system's other jobs
@@ -12,7 +15,7 @@
 //! let registry = psychiq::demo::registry();
 //! assert_eq!(
 //!     registry.class_names(),
-//!     ["Abort", "Clock", "Echo", "Fail", "Ingest", "Noop", "Panic", "Sleep"]
+//!     ["Abort", "Clock", "Echo", "Fail", "Ingest", "Noop", "Panic", "Sleep", "Walk"]
 //! );
 //! ```
 
@@ -257,7 +260,50 @@ pub fn registry() -> Registry {
         .register(Abort)
         .register(Clock)
         .register(Ingest);
+    registry.register_iterable(Walk);
     registry
+}
+
+/// `[steps, path, microseconds]`: an iterable job (see the module docs).
+pub(crate) struct Walk;
+impl Walk {
+    fn note(path: &str, what: &[Value]) {
+        let _ = append_line(
+            Some(&Value::from(path)),
+            &[&[Value::from(path)][..], what].concat(),
+        );
+    }
+}
+impl crate::iteration::IterableWorker for Walk {
+    type Args = (u64, String, u64);
+    type Cursor = u64;
+    async fn step(
+        &self,
+        (steps, path, micros): &(u64, String, u64),
+        cursor: Option<u64>,
+    ) -> Result<Option<u64>, JobError> {
+        let n = cursor.unwrap_or(0);
+        Walk::note(path, &[Value::from("step"), Value::from(n)]);
+        if *micros > 0 {
+            tokio::time::sleep(Duration::from_micros(*micros)).await;
+        }
+        Ok((n + 1 < *steps).then_some(n + 1))
+    }
+    async fn on_start(&self, (_, path, _): &(u64, String, u64)) {
+        Walk::note(path, &[Value::from("start")]);
+    }
+    async fn on_resume(&self, (_, path, _): &(u64, String, u64)) {
+        Walk::note(path, &[Value::from("resume")]);
+    }
+    async fn on_stop(&self, (_, path, _): &(u64, String, u64)) {
+        Walk::note(path, &[Value::from("stop")]);
+    }
+    async fn on_cancel(&self, (_, path, _): &(u64, String, u64)) {
+        Walk::note(path, &[Value::from("cancel")]);
+    }
+    async fn on_complete(&self, (_, path, _): &(u64, String, u64)) {
+        Walk::note(path, &[Value::from("complete")]);
+    }
 }
 
 /// A registry with `Limited` and `Metered`, the rate-limited no-ops.

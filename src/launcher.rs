@@ -198,6 +198,18 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
     );
 
     let control = Control::new();
+    let iterable = registry.iterable_classes();
+    if !iterable.is_empty() {
+        // Innermost: iterable jobs see the server's Redis and its stop signal.
+        middleware.add(crate::iteration::IterationSupport {
+            env: Arc::new(crate::iteration::Env {
+                conn: conn.clone(),
+                keys: keys.clone(),
+                stop: control.stop.subscribe(),
+            }),
+            classes: iterable,
+        });
+    }
     let running: Running = Arc::default();
     if listen_to_signals {
         tokio::spawn(crate::signals::quiet_and_dump(

@@ -78,7 +78,7 @@ pub use connection::{Connection as RedisConnection, RedisConfig};
 pub use error::{Error, Result};
 #[cfg(feature = "periodic")]
 pub use extensions::periodic;
-pub use extensions::{batch, limits};
+pub use extensions::{batch, iteration, limits};
 pub use keys::Keys;
 pub use middleware::Outcome;
 pub use payload::{JobMap, Retry};

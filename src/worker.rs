@@ -453,7 +453,7 @@ struct Typed<W> {
 
 impl<W: Worker> RawWorker for Typed<W> {
     fn start(&self, job: &RawJob<'_>) -> Result<JobFuture, serde_json::Error> {
-        let args: W::Args = serde_json::from_str(job.args)?;
+        let args: W::Args = parse_args(job.args)?;
         let worker = Arc::clone(&self.worker);
         Ok(Box::pin(async move { worker.perform(args).await }))
     }
@@ -469,6 +469,18 @@ impl<W: Worker> RawWorker for Typed<W> {
             self.worker.retries_exhausted(job, error)
         });
     }
+}
+
+/// A job's arguments as `T`. `[]` also reads as `()`: `Job::new(class, ())` writes `[]`
+/// (Sidekiq's empty argument list), which serde would only read as `()` from `null`.
+pub(crate) fn parse_args<T: serde::de::DeserializeOwned>(args: &str) -> serde_json::Result<T> {
+    serde_json::from_str(args).or_else(|e| {
+        if args.trim() == "[]" {
+            serde_json::from_str("null").map_err(|_| e)
+        } else {
+            Err(e)
+        }
+    })
 }
 
 /// Runs a worker hook, logging a panic instead of unwinding into the server.
@@ -503,6 +515,8 @@ pub struct Registry {
     handlers: HashMap<String, Arc<dyn RawWorker>>,
     #[cfg(feature = "periodic")]
     periodic: Vec<crate::periodic::PeriodicJob>,
+    /// The classes registered with [`Registry::register_iterable`].
+    iterable: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -542,11 +556,37 @@ impl Registry {
         self
     }
 
+    /// Adds an [`crate::iteration::IterableWorker`] under its class name: its jobs walk
+    /// their collection in steps, resuming from a cursor saved in Redis.
+    pub fn register_iterable<W: crate::iteration::IterableWorker>(
+        &mut self,
+        worker: W,
+    ) -> &mut Self {
+        let class = W::class_name();
+        let handler = crate::iteration::Iterating {
+            worker: Arc::new(worker),
+            options: W::options(),
+        };
+        self.handlers.insert(class.clone(), Arc::new(handler));
+        self.iterable.insert(class);
+        self
+    }
+
+    /// The classes whose jobs are iterable.
+    pub(crate) fn iterable_classes(&self) -> std::collections::HashSet<String> {
+        self.iterable
+            .iter()
+            .filter(|class| self.handlers.contains_key(*class))
+            .cloned()
+            .collect()
+    }
+
     /// Adds every worker (and periodic entry) of `other`.
     pub fn merge(&mut self, other: &Registry) -> &mut Self {
         for (name, handler) in &other.handlers {
             self.handlers.insert(name.clone(), Arc::clone(handler));
         }
+        self.iterable.extend(other.iterable.iter().cloned());
         #[cfg(feature = "periodic")]
         for entry in &other.periodic {
             self.periodic(entry.clone());
@@ -614,6 +654,14 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_argument_list_reads_as_unit() {
+        let () = parse_args("[]").unwrap();
+        assert!(parse_args::<()>("[1]").is_err());
+        assert_eq!(parse_args::<(u8,)>("[1]").unwrap(), (1,));
+        assert!(parse_args::<(u8,)>("[]").is_err());
+    }
 
     #[test]
     fn default_class_name_is_the_type_name() {

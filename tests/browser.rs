@@ -207,6 +207,8 @@ async fn the_dashboard_in_chromium() -> psychiq::Result<()> {
         ("classes", "/classes".into()),
         ("periodic", "/periodic".into()),
         ("limits", "/limits".into()),
+        ("batches", "/batches".into()),
+        ("iterations", "/iterations".into()),
     ];
     for (name, path) in &pages {
         page.goto(format!("{base}{path}")).await.unwrap();

@@ -815,3 +815,51 @@ async fn rate_limiters_are_shown_with_their_use() {
     );
     permit.release().await;
 }
+
+#[tokio::test]
+async fn batches_and_iterations_are_shown_and_an_iteration_cancelled() {
+    use psychiq::batch::Batch;
+    let ns = TestNs::new().await;
+    let (app, api) = app(&ns, WebConfig::default()).await;
+    let bid = Batch::new(format!("import {SCRIPT}"))
+        .push(
+            &ns.client,
+            vec![
+                psychiq::Job::new("Record", ("a",)).unwrap(),
+                psychiq::Job::new("Record", ("b",)).unwrap(),
+            ],
+        )
+        .await
+        .unwrap();
+    let page = get(&app, "/batches").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains(SCRIPT), "escaped");
+    assert!(
+        page.body.contains(&bid) && page.body.contains("0 / 2"),
+        "{}",
+        page.body
+    );
+
+    // An iteration is listed once cancelled (its state exists), and can be cancelled here.
+    let jid = "0123456789abcdef01234567";
+    api.cancel_iteration(jid).await.unwrap();
+    let () = ns
+        .query(
+            redis::cmd("ZADD")
+                .arg(ns.keys().key("iterations"))
+                .arg(1)
+                .arg("fedcba9876543210fedcba98"),
+        )
+        .await;
+    let page = get(&app, "/iterations").await;
+    assert!(
+        page.body.contains("fedcba9876543210fedcba98"),
+        "{}",
+        page.body
+    );
+    let (cookie, token) = (cookie_of(&page), token_of(&page));
+    let cancel = format!("_csrf={token}&action=cancel&jid=fedcba9876543210fedcba98");
+    let done = post(&app, "/iterations", &cancel, Some(&cookie), None).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert!(api.iterations(10).await.unwrap()[0].cancelled);
+}

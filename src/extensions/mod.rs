@@ -10,6 +10,8 @@
 //!   (a plugin, added when the registry declares entries).
 //! - [`batch`]: groups of jobs with callbacks on complete, success and death, nested,
 //!   counted by the [`batch::BatchCounter`] middleware.
+//! - [`iteration`]: iterable jobs that walk a collection in steps and resume from a saved
+//!   cursor after a deploy or a crash.
 //! - [`limits`]: rate limits shared by every process (concurrent, windows, buckets), in
 //!   `perform` or as a worker option run by the [`limits::RateLimit`] middleware.
 //! - Queue pause is the one that is not a middleware or a plugin: a pause must hold from
@@ -27,6 +29,7 @@ pub mod batch;
 pub(crate) mod cron;
 #[cfg(feature = "server")]
 mod expiry;
+pub mod iteration;
 pub mod limits;
 #[cfg(feature = "periodic")]
 pub mod periodic;

@@ -1,7 +1,7 @@
 //! The pages of the Pro- and Enterprise-style extensions: Periodic (each entry servers
 //! declare, with its schedule, next and last tick, "Enqueue now" and Pause / Resume),
-//! Limits (each rate limiter in use and how full it is) and Batches (each batch's
-//! progress, with links to its failed jobs).
+//! Limits (each rate limiter in use and how full it is), Batches (each batch's progress,
+//! with links to its failed jobs) and Iterations (iterable jobs in progress, with Cancel).
 
 use std::sync::Arc;
 
@@ -167,4 +167,68 @@ pub(super) async fn batches(State(web): State<Arc<Web>>, Extension(ctx): Extensi
         }
     };
     Ok(layout(&ctx, "Batches", "batches", true, None, body))
+}
+
+pub(super) async fn iterations(
+    State(web): State<Arc<Web>>,
+    Extension(ctx): Extension<Ctx>,
+    Query(params): Query<Params>,
+) -> Page {
+    let iterations = web.api.iterations(100).await?;
+    let now = crate::payload::now_secs();
+    let body = html! {
+        h1 { "Iterations" }
+        p { "Iterable jobs part-way through their walk, with the cursor saved after their last step. Cancel stops one after its running step; it is not run again." }
+        table {
+            thead { tr { th { "jid" } th { "cursor" } th { "last step" } th { "state" } th {} } }
+            tbody {
+                @for i in &iterations {
+                    tr {
+                        td { code { (i.jid) } }
+                        td { code { (i.cursor.as_deref().unwrap_or("-")) } }
+                        td { (crate::api::span_text(now - i.updated_at)) " ago" }
+                        td { @if i.cancelled { span.badge.quiet { "cancelled" } } @else { span.badge { "running or waiting" } } }
+                        td.actions {
+                            @if !i.cancelled {
+                                form method="post" action={ (ctx.base) "/iterations" } {
+                                    (csrf_field(&ctx))
+                                    input type="hidden" name="jid" value=(i.jid);
+                                    button name="action" value="cancel" { "Cancel" }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if iterations.is_empty() { tr { td colspan="5" { "No iterable job in progress." } } }
+            }
+        }
+    };
+    Ok(layout(
+        &ctx,
+        "Iterations",
+        "iterations",
+        true,
+        web.notices.take(params.notice.as_deref()),
+        body,
+    ))
+}
+
+pub(super) async fn cancel_iteration(
+    State(web): State<Arc<Web>>,
+    Extension(ctx): Extension<Ctx>,
+    axum::Form(fields): axum::Form<Vec<(String, String)>>,
+) -> Result<Response, WebError> {
+    if let Some(refused) = forged(&ctx, &fields) {
+        return Ok(refused);
+    }
+    let (Some("cancel"), Some(jid)) = (field(&fields, "action"), field(&fields, "jid")) else {
+        return Ok(bad("action must be cancel, with a jid"));
+    };
+    web.api.cancel_iteration(jid).await?;
+    let to = format!("{}/iterations", ctx.base);
+    Ok(back(
+        &web,
+        &to,
+        &format!("Cancelled {jid}: it ends after its running step."),
+    ))
 }

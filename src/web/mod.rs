@@ -163,6 +163,10 @@ pub fn router(api: Api, config: WebConfig) -> Router {
         .route("/limits", get(extensions::limits))
         .route("/batches", get(extensions::batches))
         .route(
+            "/iterations",
+            get(extensions::iterations).post(extensions::cancel_iteration),
+        )
+        .route(
             "/periodic/{name}",
             axum::routing::post(extensions::act_on_periodic),
         )

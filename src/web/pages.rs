@@ -129,6 +129,7 @@ pub(super) fn layout(
         ("periodic", "Periodic"),
         ("limits", "Limits"),
         ("batches", "Batches"),
+        ("iterations", "Iterations"),
     ];
     let page = html! {
         (DOCTYPE)

@@ -1,0 +1,369 @@
+//! Iterable jobs, as Sidekiq 7.3's `IterableJob`: a job that walks a collection one step
+//! at a time, with its cursor saved in Redis after every step, so that a deploy (TERM) or
+//! a crash interrupts it between steps and the next run goes on from the cursor instead of
+//! starting again.
+//!
+//! ```
+//! use psychiq::iteration::IterableWorker;
+//! use psychiq::{JobError, Registry};
+//!
+//! /// Re-indexes the rows of a table, a row a step.
+//! struct Reindex;
+//!
+//! impl IterableWorker for Reindex {
+//!     type Args = (String,);   // the table
+//!     type Cursor = u64;       // the next row
+//!     async fn step(&self, (table,): &(String,), row: Option<u64>) -> Result<Option<u64>, JobError> {
+//!         let row = row.unwrap_or(0);
+//!         // ... re-index `row` of `table` ...
+//!         Ok((row + 1 < 10_000).then_some(row + 1))   // None: the walk is done
+//!     }
+//! }
+//!
+//! let mut registry = Registry::new();
+//! registry.register_iterable(Reindex);
+//! ```
+//!
+//! **A step** processes the element at the cursor (`None`: the first) and returns the
+//! cursor of the next one, or `None` when that was the last. After each step the cursor is
+//! written to `it:JID` (one Lua call, which also reads whether the job was cancelled), so a
+//! crash repeats at most the step that was running.
+//!
+//! **Interruptions.** When the server stops (TERM), the job ends its current step, saves its
+//! cursor and goes back to the schedule at once (a snooze: not a failure, retry count
+//! unchanged); so does a run longer than [`IterableWorker::max_run_time`] (5 minutes),
+//! letting other jobs through. The next run calls `on_resume` and goes on. A failing step
+//! fails the job as usual; its retry resumes from the cursor.
+//!
+//! **Cancelling** (`Api::cancel_iteration`, `psychiq iterations cancel JID`, the dashboard's
+//! Iterations page) takes effect after the running step, or before the first one; the job
+//! then ends (`on_cancel`) and is not run again.
+//!
+//! **Callbacks**: `on_start` (first run), `on_resume`, `on_stop` (interrupted), `on_cancel`,
+//! `on_complete`. The state of a finished job is kept for a day (so a duplicate run does
+//! nothing); an unfinished one's for 30 days after its last step.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::connection::Connection;
+use crate::keys::Keys;
+use crate::worker::{JobError, JobFuture, JobResult, RawJob, RawWorker, WorkerOptions};
+
+/// How long an unfinished iteration's state lives after its last step.
+const UNFINISHED_TTL_SECS: u64 = 30 * 86_400;
+/// How long a finished one's is kept, so a duplicate run of it does nothing.
+const FINISHED_TTL_SECS: u64 = 86_400;
+
+/// Saves cursor ARGV[1] in KEYS[1] (and the time ARGV[2] in the index KEYS[2] under jid
+/// ARGV[3]); returns whether the job was cancelled meanwhile.
+const SAVE: &str = r#"
+redis.call('hset', KEYS[1], 'c', ARGV[1], 'at', ARGV[2])
+redis.call('expire', KEYS[1], ARGV[4])
+redis.call('zadd', KEYS[2], ARGV[2], ARGV[3])
+return redis.call('hget', KEYS[1], 'cancelled') or ''
+"#;
+
+/// A job that walks a collection in steps (see the module docs).
+pub trait IterableWorker: Send + Sync + 'static {
+    /// The job's arguments.
+    type Args: DeserializeOwned + Send + Sync + 'static;
+    /// Where the walk is: written to Redis as JSON after each step.
+    type Cursor: Serialize + DeserializeOwned + Send + 'static;
+
+    /// The class name jobs are enqueued under (the type's name unless overridden).
+    fn class_name() -> String {
+        crate::worker::short_type_name(std::any::type_name::<Self>()).to_string()
+    }
+
+    /// Queue, retries and the rest (the defaults unless overridden; a timeout applies to
+    /// each run, not to the whole walk).
+    fn options() -> WorkerOptions {
+        WorkerOptions::default()
+    }
+
+    /// How long one run goes on before the job goes back to the schedule (5 minutes).
+    fn max_run_time(&self) -> Duration {
+        Duration::from_secs(300)
+    }
+
+    /// Processes the element at `cursor` (`None`: the first) and returns the next cursor,
+    /// or `None` when the walk is done.
+    fn step(
+        &self,
+        args: &Self::Args,
+        cursor: Option<Self::Cursor>,
+    ) -> impl Future<Output = Result<Option<Self::Cursor>, JobError>> + Send;
+
+    /// Before the first step of the first run.
+    fn on_start(&self, args: &Self::Args) -> impl Future<Output = ()> + Send {
+        let _ = args;
+        async {}
+    }
+    /// Before the first step of a later run (after an interruption or a failure).
+    fn on_resume(&self, args: &Self::Args) -> impl Future<Output = ()> + Send {
+        let _ = args;
+        async {}
+    }
+    /// When a run is interrupted (the server stops, or the run took `max_run_time`).
+    fn on_stop(&self, args: &Self::Args) -> impl Future<Output = ()> + Send {
+        let _ = args;
+        async {}
+    }
+    /// When the job was cancelled.
+    fn on_cancel(&self, args: &Self::Args) -> impl Future<Output = ()> + Send {
+        let _ = args;
+        async {}
+    }
+    /// After the last step.
+    fn on_complete(&self, args: &Self::Args) -> impl Future<Output = ()> + Send {
+        let _ = args;
+        async {}
+    }
+}
+
+/// The key of a job's iteration state.
+pub(crate) fn state_key(keys: &Keys, jid: &str) -> String {
+    keys.key(&format!("it:{jid}"))
+}
+
+/// The index of iterations by last step (jid → epoch seconds).
+pub(crate) fn index_key(keys: &Keys) -> String {
+    keys.key("iterations")
+}
+
+/// What the running server gives iterable jobs: Redis and whether it is stopping.
+pub(crate) struct Env {
+    pub conn: Connection,
+    pub keys: Keys,
+    pub stop: tokio::sync::watch::Receiver<bool>,
+}
+
+tokio::task_local! {
+    static ENV: Arc<Env>;
+}
+
+/// The [`RawWorker`] that runs an [`IterableWorker`].
+pub(crate) struct Iterating<W> {
+    pub worker: Arc<W>,
+    pub options: WorkerOptions,
+}
+
+impl<W: IterableWorker> RawWorker for Iterating<W> {
+    fn start(&self, job: &RawJob<'_>) -> Result<JobFuture, serde_json::Error> {
+        let args: W::Args = crate::worker::parse_args(job.args())?;
+        let worker = Arc::clone(&self.worker);
+        let jid = job.jid().to_string();
+        Ok(Box::pin(async move {
+            let env = ENV.try_with(Arc::clone).map_err(|_| {
+                JobError::new(
+                    "Psychiq::IterationUnavailable",
+                    "iterable jobs run only on a Psychiq server whose registry holds them",
+                )
+            })?;
+            walk(&*worker, &args, &jid, &env).await
+        }))
+    }
+    fn options(&self) -> &WorkerOptions {
+        &self.options
+    }
+}
+
+fn redis_failure(e: redis::RedisError) -> JobError {
+    JobError::new(
+        "Psychiq::IterationStateUnavailable",
+        format!("could not read or save the iteration's cursor: {e}"),
+    )
+}
+
+async fn walk<W: IterableWorker>(worker: &W, args: &W::Args, jid: &str, env: &Env) -> JobResult {
+    let key = state_key(&env.keys, jid);
+    let mut conn = env.conn.clone();
+    let (saved, cancelled, done): (Option<String>, Option<String>, Option<String>) =
+        redis::cmd("HMGET")
+            .arg(&key)
+            .arg("c")
+            .arg("cancelled")
+            .arg("done")
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_failure)?;
+    if done.is_some() {
+        return Ok(()); // a duplicate run of a finished walk
+    }
+    if cancelled.is_some() {
+        return finish_cancelled(worker, args, &key, env).await;
+    }
+    let mut cursor: Option<W::Cursor> = match &saved {
+        Some(json) => Some(serde_json::from_str(json).map_err(|e| {
+            JobError::new(
+                "Psychiq::InvalidCursor",
+                format!("the saved cursor {json} does not fit: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    if cursor.is_some() {
+        worker.on_resume(args).await;
+    } else {
+        worker.on_start(args).await;
+    }
+    let started = tokio::time::Instant::now();
+    let slice = worker.max_run_time();
+    static SCRIPT: std::sync::LazyLock<redis::Script> =
+        std::sync::LazyLock::new(|| redis::Script::new(SAVE));
+    loop {
+        let Some(next) = worker.step(args, cursor.take()).await? else {
+            let _: () = redis::pipe()
+                .hset(&key, "done", crate::payload::now_secs())
+                .ignore()
+                .expire(&key, FINISHED_TTL_SECS as i64)
+                .ignore()
+                .zrem(index_key(&env.keys), jid)
+                .ignore()
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_failure)?;
+            worker.on_complete(args).await;
+            return Ok(());
+        };
+        let json = serde_json::to_string(&next).map_err(|e| {
+            JobError::new(
+                "Psychiq::InvalidCursor",
+                format!("cursor does not serialise: {e}"),
+            )
+        })?;
+        let cancelled: String = SCRIPT
+            .key(&key)
+            .key(index_key(&env.keys))
+            .arg(json)
+            .arg(crate::payload::now_secs())
+            .arg(jid)
+            .arg(UNFINISHED_TTL_SECS)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_failure)?;
+        cursor = Some(next);
+        if !cancelled.is_empty() {
+            return finish_cancelled(worker, args, &key, env).await;
+        }
+        if *env.stop.borrow() || started.elapsed() >= slice {
+            worker.on_stop(args).await;
+            // Back to the schedule at once, atomically with leaving this process.
+            return Err(JobError::snooze(Duration::ZERO));
+        }
+    }
+}
+
+async fn finish_cancelled<W: IterableWorker>(
+    worker: &W,
+    args: &W::Args,
+    key: &str,
+    env: &Env,
+) -> JobResult {
+    let _: redis::RedisResult<()> = redis::pipe()
+        .hset(key, "done", crate::payload::now_secs())
+        .ignore()
+        .expire(key, FINISHED_TTL_SECS as i64)
+        .ignore()
+        .query_async(&mut env.conn.clone())
+        .await;
+    worker.on_cancel(args).await;
+    Ok(())
+}
+
+#[cfg(feature = "server")]
+pub(crate) use server::IterationSupport;
+
+#[cfg(feature = "server")]
+mod server {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use super::{ENV, Env};
+    use crate::Outcome;
+    use crate::context::JobContext;
+    use crate::middleware::{BoxFuture, Next, ServerMiddleware};
+
+    /// Gives the jobs of iterable classes the server's Redis and its stop signal (added by
+    /// the server when the registry holds iterable workers).
+    pub(crate) struct IterationSupport {
+        pub env: Arc<Env>,
+        pub classes: HashSet<String>,
+    }
+
+    impl ServerMiddleware for IterationSupport {
+        fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+            if !self.classes.contains(job.class()) {
+                return next.run();
+            }
+            Box::pin(ENV.scope(Arc::clone(&self.env), next.run()))
+        }
+    }
+}
+
+/// A job's iteration as the API reads it.
+#[cfg(feature = "api")]
+#[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
+pub struct IterationStatus {
+    /// The job's jid.
+    pub jid: String,
+    /// The saved cursor (JSON), if a step has run.
+    pub cursor: Option<String>,
+    /// When the last step was saved (epoch seconds).
+    pub updated_at: f64,
+    /// Whether it has been cancelled.
+    pub cancelled: bool,
+}
+
+#[cfg(feature = "api")]
+impl crate::api::Api {
+    /// The unfinished iterations, most recently stepped first, up to `limit`.
+    pub async fn iterations(&self, limit: usize) -> crate::Result<Vec<IterationStatus>> {
+        let keys = self.keys();
+        let entries: Vec<(String, f64)> = self
+            .query(
+                redis::cmd("ZREVRANGE")
+                    .arg(index_key(keys))
+                    .arg(0)
+                    .arg(limit.max(1) as i64 - 1)
+                    .arg("WITHSCORES"),
+            )
+            .await?;
+        let mut out = Vec::new();
+        for (jid, updated_at) in entries {
+            let (cursor, cancelled): (Option<String>, Option<String>) = self
+                .query(
+                    redis::cmd("HMGET")
+                        .arg(state_key(keys, &jid))
+                        .arg("c")
+                        .arg("cancelled"),
+                )
+                .await?;
+            out.push(IterationStatus {
+                jid,
+                cursor,
+                updated_at,
+                cancelled: cancelled.is_some(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Cancels the iterable job `jid`: after its running step, or before its first.
+    /// Returns whether it had already been cancelled.
+    pub async fn cancel_iteration(&self, jid: &str) -> crate::Result<bool> {
+        let key = state_key(self.keys(), jid);
+        let mut pipe = redis::pipe();
+        pipe.hset_nx(&key, "cancelled", crate::payload::now_secs())
+            .expire(&key, UNFINISHED_TTL_SECS as i64)
+            .ignore();
+        let (newly,): (bool,) = self.query_pipe(&pipe).await?;
+        Ok(!newly)
+    }
+}
