@@ -77,6 +77,10 @@ struct Args {
     /// concurrent limiter, or `Metered`, a token bucket), to measure what a limit costs
     #[arg(long, value_enum, conflicts_with_all = ["ruby", "unique"])]
     limited: Option<LimitedBy>,
+    /// Push the drained jobs as one batch (in steps of 10,000: the first creates it, the
+    /// rest are added to it), to measure what counting batch jobs costs
+    #[arg(long, conflicts_with_all = ["ruby", "unique"])]
+    batch: bool,
     /// Measure the enqueue rates only (no server): bench/compare.sh runs it right after Ruby's
     /// enqueue figures, so both meet the same loopback latency, which drifts within minutes
     #[arg(long, conflicts_with = "ruby")]
@@ -222,7 +226,22 @@ async fn measure(
         })
         .collect();
     let started = Instant::now();
-    client.push_bulk(jobs).await?;
+    if args.batch {
+        let mut jobs = jobs.into_iter();
+        let first: Vec<Job> = jobs.by_ref().take(10_000).collect();
+        let bid = psychiq::batch::Batch::new("psychiq-load")
+            .push(&client, first)
+            .await?;
+        loop {
+            let more: Vec<Job> = jobs.by_ref().take(10_000).collect();
+            if more.is_empty() {
+                break;
+            }
+            psychiq::batch::Batch::open(&client, &bid, more).await?;
+        }
+    } else {
+        client.push_bulk(jobs).await?;
+    }
     let bulk = args.jobs as f64 / started.elapsed().as_secs_f64();
     report.push((
         "enqueue, bulk (1,000 a command, 10,000 a round trip)".into(),
