@@ -597,3 +597,61 @@ async fn psychiq_writes_the_payload_ruby_writes_field_by_field() -> psychiq::Res
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_batch_run_by_psychiq_calls_back_a_ruby_class() -> psychiq::Result<()> {
+    if !ruby_sidekiq_available() {
+        return Ok(());
+    }
+    let ns = TestNs::new().await;
+    // Psychiq serves the batch's jobs on "rust"; Ruby serves "default", where the
+    // callbacks go, to its own `Interop::Recorder`.
+    let mut registry = psychiq::Registry::new();
+    registry.register(Recorder::new(&ns));
+    let ruby = RubyServer::start(&ns, 2).await;
+    let server = RunningServer::start(ns.config().queue("rust", 1), registry);
+    let jobs = (0..20)
+        .map(|n| Job::new("Interop::Recorder", ("part", n)).map(|j| j.queue("rust")))
+        .collect::<psychiq::Result<Vec<_>>>()?;
+    let bid = psychiq::batch::Batch::new("fan out in Rust, in again in Ruby")
+        .on_complete(Job::new("Interop::Recorder", ("batch", "complete"))?)
+        .on_success(Job::new("Interop::Recorder", ("batch", "success"))?)
+        .push(&ns.client, jobs)
+        .await?;
+    wait_until(
+        Duration::from_secs(30),
+        "both callbacks in Ruby",
+        || async {
+            performed(&ns)
+                .await
+                .iter()
+                .filter(|r| r["args"][0] == "batch")
+                .count()
+                == 2
+        },
+    )
+    .await;
+    server.stop().await;
+    ruby.stop().await;
+    let done = performed(&ns).await;
+    let parts = done
+        .iter()
+        .filter(|r| r["args"][0] == "part")
+        .collect::<Vec<_>>();
+    assert_eq!(parts.len(), 20);
+    assert!(parts.iter().all(|r| r["who"] == "psychiq"));
+    let callbacks: Vec<&Value> = done.iter().filter(|r| r["args"][0] == "batch").collect();
+    assert!(
+        callbacks.iter().all(|r| r["who"] == "ruby"),
+        "{callbacks:?}"
+    );
+    // Each once (Ruby may run the two at once, in either order); a callback's jid names
+    // its batch and event, as Psychiq pushed it.
+    let mut jids: Vec<String> = callbacks
+        .iter()
+        .map(|r| r["jid"].as_str().unwrap().to_string())
+        .collect();
+    jids.sort();
+    assert_eq!(jids, [format!("{bid}-complete"), format!("{bid}-success")]);
+    Ok(())
+}
