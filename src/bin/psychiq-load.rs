@@ -230,14 +230,14 @@ async fn measure(
         let mut jobs = jobs.into_iter();
         let first: Vec<Job> = jobs.by_ref().take(10_000).collect();
         let bid = psychiq::batch::Batch::new("psychiq-load")
-            .push(&client, first)
+            .push(client, first)
             .await?;
         loop {
             let more: Vec<Job> = jobs.by_ref().take(10_000).collect();
             if more.is_empty() {
                 break;
             }
-            psychiq::batch::Batch::open(&client, &bid, more).await?;
+            psychiq::batch::Batch::open(client, &bid, more).await?;
         }
     } else {
         client.push_bulk(jobs).await?;
