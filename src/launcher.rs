@@ -132,25 +132,12 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         // First, so an expired job meets no other middleware's work.
         middleware.prepend(crate::extensions::Expiry);
     }
-    let mut hooks = hooks;
     let keys = Keys::new(&config.namespace);
     let conn = config.redis.connect().await?;
     if config.batches && !middleware.contains::<crate::batch::BatchCounter>() {
-        // Outermost: it counts the outcome the whole chain arrived at. Deaths are known
-        // only once the failure is written, so they come through a death hook.
-        let counter = crate::batch::BatchCounter::new(conn.clone(), keys.clone());
-        let deaths = counter.counter();
-        hooks.on_death(move |failed| {
-            let deaths = Arc::clone(&deaths);
-            async move {
-                let bid = failed.payload.get("bid").and_then(|v| v.as_str());
-                let jid = failed.payload.get("jid").and_then(|v| v.as_str());
-                if let (Some(bid), Some(jid)) = (bid, jid) {
-                    deaths.count(bid, jid, "death").await;
-                }
-            }
-        });
-        middleware.prepend(counter);
+        // Outermost: it counts the outcome the whole chain arrived at. Deaths are counted
+        // by the processor, in the transaction that writes the dead job.
+        middleware.prepend(crate::batch::BatchCounter::new(conn.clone(), keys.clone()));
     }
     let hooks = Arc::new(hooks);
     if (config.unique_jobs || registry.declares_unique())
@@ -237,6 +224,7 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         stats: Arc::clone(&stats),
         acks,
         hooks: Arc::clone(&hooks),
+        count_batch_deaths: config.batches,
     });
     let weights: Vec<(String, u32)> = queues.iter().map(|q| (q.name.clone(), q.weight)).collect();
     let (beat_done, beat_done_rx) = watch::channel(false);

@@ -36,6 +36,8 @@ pub(crate) struct Processor {
     /// Where finished jobs are acknowledged (reliable fetch).
     pub acks: Acks,
     pub hooks: Arc<Hooks>,
+    /// Count a batch job's death in the transaction that writes it (see `crate::batch`).
+    pub count_batch_deaths: bool,
 }
 
 /// What running a job needs and nothing more: no Redis. The server and the test mode
@@ -167,8 +169,19 @@ impl Processor {
             next,
             "job failed"
         );
+        // A batch job that will not run again dies for its batch in the same transaction
+        // that writes it, so a crash cannot lose the death.
+        let batch_death = match (&disposition, job.get("bid").and_then(|b| b.as_str())) {
+            (Disposition::Dead { .. } | Disposition::Drop, Some(bid))
+                if self.count_batch_deaths =>
+            {
+                Some((bid.to_string(), jid.clone()))
+            }
+            _ => None,
+        };
         // Written first: a slow handler must not hold the failure back.
-        self.write(&disposition, now, work).await;
+        self.write_counting(&disposition, now, work, batch_death)
+            .await;
         if self.hooks.wants_failures() {
             // A dropped job goes nowhere; handlers see it as it failed.
             let (payload, dead) = match &disposition {
@@ -230,9 +243,23 @@ impl Processor {
     /// Writes a failed job to `retry` or `dead` and removes it from its in-progress hash,
     /// in one transaction, retrying while Redis is unreachable.
     async fn write(&self, disposition: &Disposition, now: f64, work: &UnitOfWork) {
+        self.write_counting(disposition, now, work, None).await
+    }
+
+    /// [`Processor::write`], counting the death of job `(bid, jid)` in its batch too.
+    async fn write_counting(
+        &self,
+        disposition: &Disposition,
+        now: f64,
+        work: &UnitOfWork,
+        batch_death: Option<(String, String)>,
+    ) {
         let mut pipe = redis::pipe();
         pipe.atomic();
         retry::commands(disposition, &self.keys, now, &mut pipe);
+        if let Some((bid, jid)) = &batch_death {
+            crate::batch::count_death(&mut pipe, &self.keys, bid, jid, now);
+        }
         work.remove_in(&mut pipe);
         if pipe.cmd_iter().next().is_none() {
             return;

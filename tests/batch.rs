@@ -177,6 +177,7 @@ async fn a_job_that_dies_fires_death_once_and_the_batch_completes_without_succes
     let api = Api::connect(&ns.redis, &ns.namespace).await?;
     let callbacks = Callback::default();
     let bid = Batch::new("with a dud")
+        .expire_after(Duration::from_secs(3600))
         .on_complete(callback("complete", "default"))
         .on_success(callback("success", "default"))
         .on_death(callback("death", "default"))
@@ -205,6 +206,11 @@ async fn a_job_that_dies_fires_death_once_and_the_batch_completes_without_succes
     let status = api.batch(&bid).await?.unwrap();
     assert_eq!((status.dead, status.pending), (2, 0));
     assert!(status.death_at.is_some());
+    // It did not succeed, so it keeps the 30 days of an unfinished batch, not its own hour.
+    let ttl: i64 = ns
+        .query(redis::cmd("TTL").arg(ns.keys().key(&format!("batch:{bid}"))))
+        .await;
+    assert!(ttl > 3600, "{ttl}");
     let dead = api.set_page(SetKind::Dead, 0, 5).await?;
     assert!(dead.iter().all(|j| j.error_message() == Some("boom")));
     Ok(())
@@ -217,6 +223,7 @@ async fn a_parent_succeeds_after_its_child_and_jobs_add_to_their_own_batch() -> 
     let api = Api::connect(&ns.redis, &ns.namespace).await?;
     let callbacks = Callback::default();
     let bid = Batch::new("parent")
+        .expire_after(Duration::from_secs(60))
         .on_complete(callback("complete", "default"))
         .on_success(callback("success", "default"))
         .push(&ns.client, vec![Job::new("Spawner", ())?])
@@ -236,6 +243,10 @@ async fn a_parent_succeeds_after_its_child_and_jobs_add_to_their_own_batch() -> 
     assert!(child < parent, "the child's success first: {events:?}");
     let status = api.batch(&bid).await?.unwrap();
     assert_eq!(status.total, 3, "the spawner and the two parts it added");
+    let ttl: i64 = ns
+        .query(redis::cmd("TTL").arg(ns.keys().key(&format!("batch:{bid}"))))
+        .await;
+    assert!(ttl > 0 && ttl <= 60, "expire_after: {ttl}");
     assert_eq!((status.pending, status.children_pending), (0, 0));
     // Both are listed, the child with its parent.
     let listed = api.batches(10).await?;

@@ -32,12 +32,11 @@
 //! fires before every job of that step is counted; a job adding jobs to its own batch
 //! (see [`Batch::open`]) is itself pending while it does, so the batch stays open.
 //!
-//! **Known gap.** A death is counted by a death hook, after the dead set is written: a
-//! process killed between the two leaves the death uncounted (no death callback; the batch
-//! still completes, and does not succeed).
+//! A job that will not run again (dead, or dropped with `retry: false`) dies for its
+//! batch in the same transaction that writes it to the dead set.
 //!
 //! **Housekeeping.** Every key of a batch expires 30 days after it was last touched, and
-//! [`DONE_TTL`] after it succeeded.
+//! [`DONE_TTL`] (or [`Batch::expire_after`]) after it succeeded.
 //!
 //! **Cost.** A server counts outcomes with the [`BatchCounter`] middleware; a job without
 //! `bid` passes it with a substring search of its payload.
@@ -111,8 +110,9 @@ while b do
     fire(b, 'success')
     changed = true
     if parent then redis.call('srem', k(parent, ':kids_unsucceeded'), b) end
+    local ttl = tonumber(redis.call('hget', k(b, ''), 'ttl') or done_ttl)
     for _, suffix in ipairs({'', ':unran', ':pending', ':failed', ':dead', ':kids_incomplete', ':kids_unsucceeded'}) do
-      redis.call('expire', k(b, suffix), done_ttl)
+      redis.call('expire', k(b, suffix), ttl)
     end
   end
   if not changed or not parent then break end
@@ -128,6 +128,7 @@ pub struct Batch {
     description: String,
     callbacks: Vec<(&'static str, Job)>,
     parent: Option<String>,
+    expire_after: Duration,
 }
 
 impl Batch {
@@ -138,7 +139,15 @@ impl Batch {
             description: description.into(),
             callbacks: Vec::new(),
             parent: None,
+            expire_after: DONE_TTL,
         }
+    }
+
+    /// How long its data stays in Redis once it has succeeded ([`DONE_TTL`], 30 days,
+    /// unless set; at least a second).
+    pub fn expire_after(mut self, ttl: Duration) -> Batch {
+        self.expire_after = ttl.max(Duration::from_secs(1));
+        self
     }
 
     /// Its bid (batch id), which every job of it carries as `bid`.
@@ -182,6 +191,7 @@ impl Batch {
         let mut fields: Vec<(String, String)> = vec![
             ("description".into(), self.description.clone()),
             ("created_at".into(), now.to_string()),
+            ("ttl".into(), self.expire_after.as_secs().to_string()),
         ];
         if let Some(parent) = &self.parent {
             fields.push(("parent".into(), parent.clone()));
@@ -429,6 +439,23 @@ impl crate::api::Api {
 #[cfg(feature = "server")]
 pub use server::BatchCounter;
 
+/// Adds to `pipe` (a transaction writing a dead or dropped job) the step that counts job
+/// `jid`'s death in batch `bid`: `EVAL`, not `EVALSHA`, as a transaction cannot load a
+/// missing script (deaths are rare; the text is a few KB).
+#[cfg(feature = "server")]
+pub(crate) fn count_death(pipe: &mut redis::Pipeline, keys: &Keys, bid: &str, jid: &str, now: f64) {
+    pipe.cmd("EVAL")
+        .arg(OUTCOME)
+        .arg(0)
+        .arg(keys.prefix())
+        .arg(bid)
+        .arg(jid)
+        .arg("death")
+        .arg(now)
+        .arg(DONE_TTL.as_secs())
+        .ignore();
+}
+
 #[cfg(feature = "server")]
 mod server {
     use std::sync::{Arc, LazyLock};
@@ -441,7 +468,8 @@ mod server {
     use crate::middleware::{BoxFuture, Next, ServerMiddleware};
 
     /// The server middleware that counts each batch job's outcome (success or failure;
-    /// deaths come from the server's death hook). A job without `bid` goes straight on.
+    /// deaths are counted where the dead job is written). A job without `bid` goes
+    /// straight on.
     pub struct BatchCounter {
         counter: Arc<Counter>,
     }
@@ -491,11 +519,6 @@ mod server {
             BatchCounter {
                 counter: Arc::new(Counter { conn, keys }),
             }
-        }
-
-        /// The counter, for the server's death hook.
-        pub(crate) fn counter(&self) -> Arc<Counter> {
-            Arc::clone(&self.counter)
         }
     }
 
