@@ -93,10 +93,14 @@ async fn a_walk_interrupted_by_term_and_kill_9_visits_each_step_once() -> psychi
 async fn a_walk_can_be_cancelled_from_the_api_and_the_cli() -> psychiq::Result<()> {
     let ns = TestNs::new().await;
     let api = Api::connect(&ns.redis, &ns.namespace).await?;
+    let early_out = std::env::temp_dir().join(format!("{}-early.jsonl", ns.namespace));
     let out = std::env::temp_dir().join(format!("{}-cancel.jsonl", ns.namespace));
     let path = out.to_string_lossy().to_string();
     // Cancelled before it starts: it never takes a step.
-    let early = ns.client.push(Job::new("Walk", (100, &path, 0))?).await?;
+    let early = ns
+        .client
+        .push(Job::new("Walk", (100, early_out.to_string_lossy(), 0))?)
+        .await?;
     assert!(!api.cancel_iteration(&early).await?);
     // Cancelled from the command line while walking slowly.
     let slow = ns
@@ -125,16 +129,20 @@ async fn a_walk_can_be_cancelled_from_the_api_and_the_cli() -> psychiq::Result<(
         .status()
         .unwrap();
     assert!(status.success());
-    wait_until(Duration::from_secs(10), "the cancel", || async {
+    wait_until(Duration::from_secs(10), "both cancels", || async {
         read_walk(&out).1.contains(&"cancel".to_string())
+            && read_walk(&early_out).1.contains(&"cancel".to_string())
     })
     .await;
     server.signal("TERM");
     assert_eq!(server.wait_exit(Duration::from_secs(10)), 0);
+    let (steps, callbacks) = read_walk(&early_out);
+    assert_eq!((steps.len(), callbacks), (0, vec!["cancel".to_string()]));
     let (steps, callbacks) = read_walk(&out);
-    assert_eq!(callbacks, ["cancel", "start", "cancel"], "{callbacks:?}");
+    assert_eq!(callbacks, ["start", "cancel"]);
     assert!((steps.len() as u64) < 100_000);
     let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(&early_out);
     Ok(())
 }
 
