@@ -229,7 +229,12 @@ impl Processor {
     async fn snooze(&self, work: &UnitOfWork, delay: Duration) {
         let now = payload::now_secs();
         let at = now + delay.as_secs_f64();
-        let marked = payload::mark_snoozed(&work.raw, now);
+        // A snooze of zero is a requeue (an iterable job's slice ended), not a wait.
+        let marked = if delay.is_zero() {
+            None
+        } else {
+            payload::mark_snoozed(&work.raw, now)
+        };
         let payload: &[u8] = marked.as_deref().map_or(&work.raw, str::as_bytes);
         let mut pipe = redis::pipe();
         pipe.atomic()

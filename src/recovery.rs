@@ -191,6 +191,9 @@ async fn recover_owner(
             continue;
         }
         let now = payload::now_secs();
+        // Poison jobs of batches die for their batch too (after the move; counting is
+        // idempotent, so a repeat after a crash changes nothing).
+        let mut batch_deaths = redis::pipe();
         let mut invocation = SCRIPT.prepare_invoke();
         invocation
             .key(&store)
@@ -213,12 +216,21 @@ async fn recover_owner(
                         owner,
                         "job recovered {MAX_RECOVERIES} times from crashed processes: moved to the dead set"
                     );
+                    if let Some(bid) = serde_json::from_slice::<serde_json::Value>(&job)
+                        .ok()
+                        .and_then(|j| j.get("bid").and_then(|b| b.as_str()).map(str::to_string))
+                    {
+                        crate::batch::count_death(&mut batch_deaths, keys, &bid, &jid, now);
+                    }
                     invocation.arg(handle).arg(job).arg("dead");
                 }
             }
         }
         let count: usize = invocation.invoke_async(conn).await?;
         moved += count;
+        if batch_deaths.cmd_iter().next().is_some() {
+            batch_deaths.query_async::<()>(conn).await?;
+        }
     }
     if gone {
         // Its heartbeat may still be there for up to a minute; it is not running.

@@ -248,6 +248,11 @@ async fn a_parent_succeeds_after_its_child_and_jobs_add_to_their_own_batch() -> 
         .await;
     assert!(ttl > 0 && ttl <= 60, "expire_after: {ttl}");
     assert_eq!((status.pending, status.children_pending), (0, 0));
+    // Work added after its success would never be waited for: refused, as an empty batch.
+    let late = Batch::open(&ns.client, &bid, vec![Job::new("Part", (9, false))?]).await;
+    assert!(late.unwrap_err().to_string().contains("already succeeded"));
+    let empty = Batch::new("nothing").push(&ns.client, vec![]).await;
+    assert!(empty.unwrap_err().to_string().contains("at least one job"));
     // Both are listed, the child with its parent.
     let listed = api.batches(10).await?;
     assert_eq!(listed.len(), 2);

@@ -840,9 +840,15 @@ async fn batches_and_iterations_are_shown_and_an_iteration_cancelled() {
         page.body
     );
 
-    // An iteration is listed once cancelled (its state exists), and can be cancelled here.
-    let jid = "0123456789abcdef01234567";
-    api.cancel_iteration(jid).await.unwrap();
+    // An iteration part-way through (its cursor saved) is listed and cancelled here.
+    let () = ns
+        .query(
+            redis::cmd("HSET")
+                .arg(ns.keys().key("it:fedcba9876543210fedcba98"))
+                .arg("c")
+                .arg("42"),
+        )
+        .await;
     let () = ns
         .query(
             redis::cmd("ZADD")

@@ -59,13 +59,20 @@ pub const IDLE_TTL: Duration = Duration::from_secs(30 * 86_400);
 
 /// Counts one outcome of job ARGV[3] in batch ARGV[2] (ARGV[1] the namespace prefix): kind
 /// ARGV[4] is 'success', 'failure' or 'death'; ARGV[5] now (epoch seconds), ARGV[6] the TTL
-/// of a batch that succeeded. Fires each callback once (recorded by `HSETNX EVENT_at`, its
+/// of a batch that succeeded (unless it has its own), ARGV[7] that of an unfinished one. Fires each callback once (recorded by `HSETNX EVENT_at`, its
 /// job pushed in the same step) and passes complete and success up to parent batches.
 #[cfg(feature = "server")]
 const OUTCOME: &str = r#"
 local prefix, bid, jid, kind, now, done_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local function k(b, suffix) return prefix .. 'batch:' .. b .. suffix end
 if redis.call('exists', k(bid, '')) == 0 then return 0 end
+-- Touched: an unfinished batch lives on for ARGV[7] seconds (refreshed at half of it).
+local idle = tonumber(ARGV[7])
+if redis.call('hexists', k(bid, ''), 'success_at') == 0 and redis.call('ttl', k(bid, '')) < idle / 2 then
+  for _, suffix in ipairs({'', ':unran', ':pending', ':failed', ':dead', ':kids_incomplete', ':kids_unsucceeded'}) do
+    redis.call('expire', k(bid, suffix), idle)
+  end
+end
 local function fire(b, event)
   if redis.call('hsetnx', k(b, ''), event .. '_at', now) == 0 then return end
   local cb = redis.call('hget', k(b, ''), 'cb_' .. event)
@@ -184,8 +191,16 @@ impl Batch {
     /// Creates the batch with `jobs`, counted and pushed in one transaction; returns the
     /// bid. A batch with no jobs fires nothing until jobs are added ([`Batch::open`]).
     pub async fn push(self, client: &Client, jobs: Vec<Job>) -> Result<String> {
+        if jobs.is_empty() {
+            return Err(Error::Config(
+                "a batch needs at least one job (its callbacks fire when its jobs are done)".into(),
+            ));
+        }
         let conn = connection(client)?;
         let keys = client.keys();
+        if let Some(parent) = &self.parent {
+            still_open(&conn, keys, parent).await?;
+        }
         let now = payload::now_secs();
         let key = batch_key(keys, &self.bid);
         let mut fields: Vec<(String, String)> = vec![
@@ -235,16 +250,7 @@ impl Batch {
     pub async fn open(client: &Client, bid: &str, jobs: Vec<Job>) -> Result<()> {
         let conn = connection(client)?;
         let keys = client.keys();
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(batch_key(keys, bid))
-            .query_async(&mut conn.clone())
-            .await
-            .map_err(|e| Error::Other(e.to_string()))?;
-        if !exists {
-            return Err(Error::NotFound(format!(
-                "no batch {bid:?} (it may have expired); `psychiq batches` lists them"
-            )));
-        }
+        still_open(&conn, keys, bid).await?;
         let mut pipe = redis::pipe();
         pipe.atomic();
         add_jobs(&mut pipe, keys, bid, jobs, payload::now_secs())?;
@@ -252,6 +258,29 @@ impl Batch {
             .await
             .map_err(|e| Error::Other(format!("adding to batch {bid}: {e}")))
     }
+}
+
+/// Fails unless batch `bid` exists and has not succeeded (work added to a batch that has
+/// fired its success would never be waited for). Checked before the transaction: work
+/// added by a batch's own job is safe, as that job is pending while it adds.
+async fn still_open(conn: &Connection, keys: &Keys, bid: &str) -> Result<()> {
+    let (exists, succeeded): (bool, bool) = redis::pipe()
+        .exists(batch_key(keys, bid))
+        .hexists(batch_key(keys, bid), "success_at")
+        .query_async(&mut conn.clone())
+        .await
+        .map_err(|e| Error::Other(e.to_string()))?;
+    if !exists {
+        return Err(Error::NotFound(format!(
+            "no batch {bid:?} (it may have expired); `psychiq batches` lists them"
+        )));
+    }
+    if succeeded {
+        return Err(Error::Config(format!(
+            "batch {bid:?} has already succeeded; add work to a new batch"
+        )));
+    }
+    Ok(())
 }
 
 /// The bid of the running job's batch, inside `perform`.
@@ -281,7 +310,12 @@ fn add_jobs(
     now: f64,
 ) -> Result<()> {
     let key = batch_key(keys, bid);
-    let ttl = IDLE_TTL.as_secs() as i64;
+    // Long enough for the latest scheduled job to run and be counted.
+    let latest = jobs
+        .iter()
+        .filter_map(|job| job.run_at().map(payload::epoch_secs))
+        .fold(now, f64::max);
+    let ttl = IDLE_TTL.as_secs() as i64 + (latest - now) as i64;
     let mut jids = Vec::with_capacity(jobs.len());
     let mut queues: HashMap<String, Vec<String>> = HashMap::new();
     let mut scheduled: Vec<(f64, String)> = Vec::new();
@@ -453,6 +487,7 @@ pub(crate) fn count_death(pipe: &mut redis::Pipeline, keys: &Keys, bid: &str, ji
         .arg("death")
         .arg(now)
         .arg(DONE_TTL.as_secs())
+        .arg(IDLE_TTL.as_secs())
         .ignore();
 }
 
@@ -481,12 +516,11 @@ mod server {
     }
 
     impl Counter {
-        /// Counts `kind` for `jid` in `bid`, trying again while Redis is unreachable (for
-        /// up to a minute: a job left uncounted would keep its batch open).
+        /// Counts `kind` for `jid` in `bid`, trying again while Redis is unreachable.
         pub(crate) async fn count(&self, bid: &str, jid: &str, kind: &str) {
             static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(OUTCOME));
             let mut wait = Duration::from_millis(100);
-            for _ in 0..10 {
+            loop {
                 let counted: redis::RedisResult<i64> = SCRIPT
                     .arg(self.keys.prefix())
                     .arg(bid)
@@ -494,10 +528,13 @@ mod server {
                     .arg(kind)
                     .arg(payload::now_secs())
                     .arg(DONE_TTL.as_secs())
+                    .arg(IDLE_TTL.as_secs())
                     .invoke_async(&mut self.conn.clone())
                     .await;
                 match counted {
                     Ok(_) => return,
+                    // Until it works, as failures are written: the job is acknowledged only
+                    // after its batch knows, so an uncounted job cannot leave it open.
                     Err(e) => {
                         tracing::warn!(bid, jid, kind, error = %e, "cannot count a batch job's outcome; trying again");
                         tokio::time::sleep(wait).await;
@@ -505,12 +542,6 @@ mod server {
                     }
                 }
             }
-            tracing::error!(
-                bid,
-                jid,
-                kind,
-                "a batch job's outcome was not counted; its batch stays open"
-            );
         }
     }
 

@@ -39,6 +39,11 @@
 //! Iterations page) takes effect after the running step, or before the first one; the job
 //! then ends (`on_cancel`) and is not run again.
 //!
+//! **Limits.** Keep `max_run_time` below any job timeout (a timeout cancels the run mid-step
+//! and counts as a failure). Two runs of one jid at once (a stalled process whose job was
+//! recovered) both walk and write the cursor. The test mode (`psychiq::testing`) does not
+//! run iterable jobs.
+//!
 //! **Callbacks**: `on_start` (first run), `on_resume`, `on_stop` (interrupted), `on_cancel`,
 //! `on_complete`. The state of a finished job is kept for a day (so a duplicate run does
 //! nothing); an unfinished one's for 30 days after its last step.
@@ -265,13 +270,20 @@ async fn finish_cancelled<W: IterableWorker>(
     key: &str,
     env: &Env,
 ) -> JobResult {
-    let _: redis::RedisResult<()> = redis::pipe()
+    let jid = key.rsplit(':').next().unwrap_or_default();
+    let written: redis::RedisResult<()> = redis::pipe()
         .hset(key, "done", crate::payload::now_secs())
         .ignore()
         .expire(key, FINISHED_TTL_SECS as i64)
         .ignore()
+        .zrem(index_key(&env.keys), jid)
+        .ignore()
         .query_async(&mut env.conn.clone())
         .await;
+    if let Err(e) = written {
+        // It is cancelled either way; a later run reads the flag again.
+        tracing::warn!(key, error = %e, "could not record a cancelled iteration as done");
+    }
     worker.on_cancel(args).await;
     Ok(())
 }
@@ -336,21 +348,33 @@ impl crate::api::Api {
             )
             .await?;
         let mut out = Vec::new();
+        let mut gone = Vec::new();
         for (jid, updated_at) in entries {
-            let (cursor, cancelled): (Option<String>, Option<String>) = self
+            let (cursor, cancelled, done): (Option<String>, Option<String>, Option<String>) = self
                 .query(
                     redis::cmd("HMGET")
                         .arg(state_key(keys, &jid))
                         .arg("c")
-                        .arg("cancelled"),
+                        .arg("cancelled")
+                        .arg("done"),
                 )
                 .await?;
+            if done.is_some() || (cursor.is_none() && cancelled.is_none()) {
+                // Finished, or its state expired (a job deleted or dead long ago).
+                gone.push(jid);
+                continue;
+            }
             out.push(IterationStatus {
                 jid,
                 cursor,
                 updated_at,
                 cancelled: cancelled.is_some(),
             });
+        }
+        if !gone.is_empty() {
+            let _: u64 = self
+                .query(redis::cmd("ZREM").arg(index_key(keys)).arg(&gone))
+                .await?;
         }
         Ok(out)
     }
