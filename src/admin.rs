@@ -310,15 +310,43 @@ pub struct RedisArgs {
     /// Key namespace ('' for Sidekiq's bare keys)
     #[arg(short = 'n', long, default_value = crate::keys::DEFAULT_NAMESPACE, global = true)]
     pub namespace: String,
+    /// For rediss://: the CA (PEM) that signed Redis's certificate, instead of the system's
+    #[arg(long, value_name = "FILE", env = "PSYCHIQ_TLS_CA", global = true)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// For rediss:// with client certificates: this client's certificate (PEM; with --tls-key)
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "PSYCHIQ_TLS_CERT",
+        global = true,
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// For rediss:// with client certificates: its private key (PEM; with --tls-cert)
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "PSYCHIQ_TLS_KEY",
+        global = true,
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl RedisArgs {
     /// The Redis connection settings: `--redis-url` if given, else host, port and db.
     pub fn redis_config(&self) -> RedisConfig {
-        match &self.redis_url {
+        let mut config = match &self.redis_url {
             Some(url) => RedisConfig::from_url(url.clone()),
             None => RedisConfig::from_parts(&self.host, self.port, self.db),
+        };
+        if let Some(ca) = &self.tls_ca {
+            config = config.tls_ca_file(ca);
         }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            config = config.tls_client_cert(cert, key);
+        }
+        config
     }
 }
 

@@ -41,6 +41,16 @@ const REBUILD_EVERY: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct RedisConfig {
     url: String,
+    tls: Option<Arc<TlsFiles>>,
+}
+
+/// Where a `rediss://` connection's certificates are (PEM files).
+#[derive(Debug, Default)]
+struct TlsFiles {
+    /// The CA that signed the server's certificate, instead of the system's trust store.
+    ca: Option<std::path::PathBuf>,
+    /// A client certificate and its key, for servers that require one (`tls-auth-clients`).
+    client: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Debug shows the address with its password hidden, so a config can be logged safely.
@@ -62,7 +72,42 @@ impl RedisConfig {
     /// A server given by URL: `redis://[user:password@]host:port/db`, `rediss://` for TLS,
     /// or `redis+unix:///path[?db=N&user=U&pass=P]`.
     pub fn from_url(url: impl Into<String>) -> Self {
-        RedisConfig { url: url.into() }
+        RedisConfig {
+            url: url.into(),
+            tls: None,
+        }
+    }
+
+    /// For `rediss://`: trusts the CA in the PEM file `path` (the one that signed the
+    /// server's certificate) instead of the system's trust store.
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        let mut files = self.take_tls();
+        files.ca = Some(path.into());
+        self.tls = Some(Arc::new(files));
+        self
+    }
+
+    /// For `rediss://` to a server that requires client certificates: presents the
+    /// certificate and key in these PEM files.
+    pub fn tls_client_cert(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        let mut files = self.take_tls();
+        files.client = Some((cert.into(), key.into()));
+        self.tls = Some(Arc::new(files));
+        self
+    }
+
+    fn take_tls(&mut self) -> TlsFiles {
+        match self.tls.take() {
+            Some(files) => TlsFiles {
+                ca: files.ca.clone(),
+                client: files.client.clone(),
+            },
+            None => TlsFiles::default(),
+        }
     }
 
     /// A server given by host, port and optional database number.
@@ -76,7 +121,7 @@ impl RedisConfig {
             Some(db) => format!("redis://{host}:{port}/{db}"),
             None => format!("redis://{host}:{port}"),
         };
-        RedisConfig { url }
+        RedisConfig::from_url(url)
     }
 
     /// The address for logs and error messages, with any password replaced by `***`: in the
@@ -113,10 +158,44 @@ impl RedisConfig {
     }
 
     fn client(&self) -> Result<redis::Client> {
-        redis::Client::open(self.url.as_str()).map_err(|e| Error::InvalidAddress {
+        let invalid = |reason: String| Error::InvalidAddress {
             address: self.display_address(),
-            reason: e.to_string(),
-        })
+            reason,
+        };
+        if self.url.starts_with("rediss://") {
+            install_crypto_provider();
+        }
+        let Some(files) = &self.tls else {
+            return redis::Client::open(self.url.as_str()).map_err(|e| invalid(e.to_string()));
+        };
+        if !self.url.starts_with("rediss://") {
+            return Err(invalid(
+                "TLS certificates were given for an address without TLS; use rediss://".into(),
+            ));
+        }
+        let read = |path: &std::path::Path, what: &str| {
+            std::fs::read(path)
+                .map_err(|e| invalid(format!("cannot read the {what} {}: {e}", path.display())))
+        };
+        let root_cert = match &files.ca {
+            Some(path) => Some(read(path, "TLS CA file")?),
+            None => None,
+        };
+        let client_tls = match &files.client {
+            Some((cert, key)) => Some(redis::ClientTlsConfig {
+                client_cert: read(cert, "TLS client certificate")?,
+                client_key: read(key, "TLS client key")?,
+            }),
+            None => None,
+        };
+        redis::Client::build_with_tls(
+            self.url.as_str(),
+            redis::TlsCertificates {
+                client_tls,
+                root_cert,
+            },
+        )
+        .map_err(|e| invalid(e.to_string()))
     }
 
     pub(crate) fn redis_error(&self, source: redis::RedisError) -> Error {
@@ -170,6 +249,15 @@ impl RedisConfig {
             .set_max_delay(Duration::from_secs(2));
         ConnectionManager::new_with_config(client, config).await
     }
+}
+
+/// Makes ring rustls's crypto provider for the process, once, unless the app chose one.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // An app that installed its own provider keeps it.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// A connection to Redis that comes back by itself: after a dropped connection or a restart
@@ -296,6 +384,10 @@ fn login_refused(e: &RedisError) -> bool {
 pub fn explain(e: &RedisError) -> &'static str {
     if login_refused(e) {
         return "Redis refused the login. Check the user and password in --redis-url / REDIS_URL against Redis's requirepass or ACL (a server logs in again until it is accepted)";
+    }
+    let text = e.to_string().to_lowercase();
+    if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
+        return "The TLS handshake failed. Check that the server's certificate is signed by the CA given with --tls-ca (RedisConfig::tls_ca_file) and names the host in --redis-url, and, if Redis requires client certificates (tls-auth-clients), give --tls-cert and --tls-key";
     }
     const UNREACHABLE: &str = "Cannot reach Redis. Check that redis-server is running and the address (--redis-url, -o/-p/-d) is right; no Redis yet? `sudo apt-get install redis-server` (Debian, Ubuntu), `brew install redis && brew services start redis` (macOS) or `docker run -d -p 6379:6379 redis`";
     match e.kind() {
