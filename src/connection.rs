@@ -70,7 +70,9 @@ impl Default for RedisConfig {
 
 impl RedisConfig {
     /// A server given by URL: `redis://[user:password@]host:port/db`, `rediss://` for TLS,
-    /// or `redis+unix:///path[?db=N&user=U&pass=P]`.
+    /// `redis+unix:///path[?db=N&user=U&pass=P]`, or, behind Redis Sentinel,
+    /// `redis+sentinel://[user:password@]sentinel1:26379,sentinel2:26379/MASTER[/db]`: the
+    /// master's address is asked of the sentinels, and asked again after a failover.
     pub fn from_url(url: impl Into<String>) -> Self {
         RedisConfig {
             url: url.into(),
@@ -157,7 +159,49 @@ impl RedisConfig {
         shown
     }
 
+    /// For a `redis+sentinel://` URL: the sentinels' addresses, the master's name, and the
+    /// user, password and db for the master. `None` for other URLs.
+    fn sentinel(&self) -> Option<Result<SentinelAddress>> {
+        let rest = self.url.strip_prefix("redis+sentinel://")?;
+        let (auth, rest) = match rest.rsplit_once('@') {
+            Some((auth, rest)) => (Some(auth), rest),
+            None => (None, rest),
+        };
+        let mut parts = rest.splitn(3, '/');
+        let hosts = parts.next().unwrap_or_default();
+        let master = parts.next().unwrap_or_default().to_string();
+        let db = parts.next().filter(|d| !d.is_empty());
+        let invalid = |reason: &str| Error::InvalidAddress {
+            address: self.display_address(),
+            reason: reason.to_string(),
+        };
+        if hosts.is_empty() || master.is_empty() {
+            return Some(Err(invalid(
+                "a Sentinel address is redis+sentinel://host:26379[,host:26379...]/MASTER_NAME[/db]",
+            )));
+        }
+        if db.is_some_and(|db| db.parse::<u32>().is_err()) {
+            return Some(Err(invalid(
+                "the db after the master's name must be a number",
+            )));
+        }
+        Some(Ok(SentinelAddress {
+            sentinels: hosts.split(',').map(|h| format!("redis://{h}")).collect(),
+            master,
+            auth: auth.map(str::to_string),
+            db: db.map(str::to_string),
+        }))
+    }
+
     fn client(&self) -> Result<redis::Client> {
+        if let Some(sentinel) = self.sentinel() {
+            // Checked here, resolved when connecting (`manager`).
+            sentinel?;
+            return redis::Client::open("redis://127.0.0.1").map_err(|e| Error::InvalidAddress {
+                address: self.display_address(),
+                reason: e.to_string(),
+            });
+        }
         let invalid = |reason: String| Error::InvalidAddress {
             address: self.display_address(),
             reason,
@@ -238,10 +282,34 @@ impl RedisConfig {
         })
     }
 
+    /// Asks the sentinels where the master is; a client for it.
+    async fn master_client(&self, sentinel: SentinelAddress) -> redis::RedisResult<redis::Client> {
+        let mut sentinels = redis::sentinel::Sentinel::build(sentinel.sentinels.clone())?;
+        let found = sentinels.async_master_for(&sentinel.master, None).await?;
+        let address = found.get_connection_info().addr().to_string();
+        let auth = sentinel.auth.map(|a| format!("{a}@")).unwrap_or_default();
+        let db = sentinel.db.map(|db| format!("/{db}")).unwrap_or_default();
+        let url = format!("redis://{auth}{address}{db}");
+        tracing::debug!(
+            master = sentinel.master,
+            address,
+            "Sentinel named the master"
+        );
+        redis::Client::open(url)
+    }
+
+    /// Whether it names its master through Sentinel.
+    fn is_sentinel(&self) -> bool {
+        self.url.starts_with("redis+sentinel://")
+    }
+
     async fn manager(&self, timeout: Duration) -> redis::RedisResult<ConnectionManager> {
-        let client = self.client().map_err(|e| {
-            RedisError::from((ErrorKind::InvalidClientConfig, "bad address", e.to_string()))
-        })?;
+        let client = match self.sentinel() {
+            Some(Ok(sentinel)) => self.master_client(sentinel).await?,
+            _ => self.client().map_err(|e| {
+                RedisError::from((ErrorKind::InvalidClientConfig, "bad address", e.to_string()))
+            })?,
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(timeout))
@@ -249,6 +317,14 @@ impl RedisConfig {
             .set_max_delay(Duration::from_secs(2));
         ConnectionManager::new_with_config(client, config).await
     }
+}
+
+/// Where a Sentinel-managed master is found (see [`RedisConfig::from_url`]).
+struct SentinelAddress {
+    sentinels: Vec<String>,
+    master: String,
+    auth: Option<String>,
+    db: Option<String>,
 }
 
 /// Makes ring rustls's crypto provider for the process, once, unless the app chose one.
@@ -316,10 +392,17 @@ impl Connection {
         if let Ok(manager) = fresh {
             current.manager = manager;
             current.generation += 1;
-            tracing::info!(
-                "Redis accepted the login again on a new connection to {}",
-                self.shared.config.display_address()
-            );
+            if self.shared.config.is_sentinel() {
+                tracing::info!(
+                    "connected again to the master Sentinel names for {}",
+                    self.shared.config.display_address()
+                );
+            } else {
+                tracing::info!(
+                    "Redis accepted the login again on a new connection to {}",
+                    self.shared.config.display_address()
+                );
+            }
         }
     }
 
@@ -329,7 +412,7 @@ impl Connection {
         result: redis::RedisResult<T>,
     ) -> redis::RedisResult<T> {
         if let Err(e) = &result
-            && login_refused(e)
+            && (login_refused(e) || (self.shared.config.is_sentinel() && master_may_have_moved(e)))
         {
             self.rebuild(generation).await;
         }
@@ -378,6 +461,16 @@ fn error_code(e: &RedisError) -> Option<String> {
 fn login_refused(e: &RedisError) -> bool {
     e.kind() == ErrorKind::AuthenticationFailed
         || matches!(error_code(e).as_deref(), Some("NOAUTH" | "WRONGPASS"))
+}
+
+/// Whether an error may mean a failover moved the master (behind Sentinel, the connection
+/// then asks the sentinels again): the old one is unreachable, or has become a replica.
+fn master_may_have_moved(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
 }
 
 /// What a Redis error means and what to do about it, in one sentence for logs and the CLI.
@@ -496,6 +589,30 @@ pub(crate) async fn query_until_ok(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sentinel_addresses_are_read_and_wrong_ones_named() {
+        let config = RedisConfig::from_url("redis+sentinel://u:p@a:26379,b:26380/main/3");
+        assert_eq!(
+            config.display_address(),
+            "redis+sentinel://u:***@a:26379,b:26380/main/3"
+        );
+        let sentinel = config.sentinel().unwrap().unwrap();
+        assert_eq!(sentinel.sentinels, ["redis://a:26379", "redis://b:26380"]);
+        assert_eq!(sentinel.master, "main");
+        assert_eq!(
+            (sentinel.auth.as_deref(), sentinel.db.as_deref()),
+            (Some("u:p"), Some("3"))
+        );
+        for wrong in ["redis+sentinel://a:26379", "redis+sentinel://a:1/m/x"] {
+            let error = RedisConfig::from_url(wrong)
+                .client()
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("invalid Redis address"), "{error}");
+        }
+        assert!(RedisConfig::from_url("redis://h").sentinel().is_none());
+    }
 
     #[test]
     fn passwords_are_hidden_whole() {

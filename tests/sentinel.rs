@@ -1,0 +1,262 @@
+//! Redis Sentinel for real: a master, a replica and three sentinels on loopback ports, all
+//! started by the test. The client and the `psychiq` server find the master through the
+//! sentinels; the master is killed mid-drain; the server follows the failover without a
+//! restart and runs every job the new master holds.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use psychiq::{Client, Job, RedisConfig};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` (or sentinel) child, killed when dropped.
+struct Node {
+    port: u16,
+    child: Child,
+}
+
+impl Node {
+    fn start(dir: &Path, port: u16, args: &[&str]) -> Node {
+        let child = Command::new("redis-server")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let node = Node { port, child };
+        node.wait_up();
+        node
+    }
+
+    fn wait_up(&self) {
+        let started = Instant::now();
+        while cli(self.port, &["ping"]) != "PONG" {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "port {} did not start",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The master, its replica and three sentinels watching them as `psychiq-test`.
+struct Topology {
+    master: Node,
+    replica: Node,
+    sentinels: Vec<Node>,
+    dir: PathBuf,
+}
+
+impl Topology {
+    fn start() -> Topology {
+        let dir = std::env::temp_dir().join(format!("psychiq-sentinel-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (m, r) = (free_port(), free_port());
+        let base = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+        let master = Node::start(&dir, m, &[&["--port", &m.to_string()][..], &base].concat());
+        let replica = Node::start(
+            &dir,
+            r,
+            &[
+                &[
+                    "--port",
+                    &r.to_string(),
+                    "--replicaof",
+                    "127.0.0.1",
+                    &m.to_string(),
+                ][..],
+                &base,
+            ]
+            .concat(),
+        );
+        let mut sentinels = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let conf = dir.join(format!("sentinel-{port}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor psychiq-test 127.0.0.1 {m} 2\n\
+                     sentinel down-after-milliseconds psychiq-test 1000\n\
+                     sentinel failover-timeout psychiq-test 5000\n\
+                     sentinel parallel-syncs psychiq-test 1\n",
+                    dir = dir.display()
+                ),
+            )
+            .unwrap();
+            sentinels.push(Node::start(
+                &dir,
+                port,
+                &[conf.to_str().unwrap(), "--sentinel"],
+            ));
+        }
+        let topology = Topology {
+            master,
+            replica,
+            sentinels,
+            dir,
+        };
+        // Failover needs every sentinel to know the replica and each other.
+        let started = Instant::now();
+        while !topology.sentinels.iter().all(|s| {
+            let info = cli(s.port, &["sentinel", "master", "psychiq-test"]);
+            info.contains("num-slaves\n1") && info.contains("num-other-sentinels\n2")
+        }) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "sentinels did not settle"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        topology
+    }
+
+    fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        format!("redis+sentinel://{}/psychiq-test", hosts.join(","))
+    }
+
+    /// The master's port as the sentinels name it.
+    fn master_port(&self) -> u16 {
+        let answer = cli(
+            self.sentinels[0].port,
+            &["sentinel", "get-master-addr-by-name", "psychiq-test"],
+        );
+        answer
+            .lines()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn a_server_follows_a_failover_and_runs_every_job_the_new_master_holds() {
+    let mut topology = Topology::start();
+    let url = topology.url();
+    let config = RedisConfig::from_url(&url);
+    let client = Client::connect(&config, "sentinel")
+        .await
+        .expect("a client through Sentinel");
+    let out = topology.dir.join("ran.jsonl");
+    let path = out.to_string_lossy().to_string();
+    const JOBS: usize = 600;
+    // Each numbered `Clock` job writes `[started_at, path, n]`; a 20 ms `Sleep` between
+    // two of them makes the drain last a few seconds.
+    let jobs: Vec<Job> = (0..JOBS)
+        .flat_map(|n| {
+            [
+                Job::new("Clock", (&path, n)).unwrap(),
+                Job::new("Sleep", (20,)).unwrap(),
+            ]
+        })
+        .collect();
+    client.push_bulk(jobs).await.unwrap();
+    // Every job on the replica before the drain starts (replication is asynchronous).
+    let replicated = cli(topology.master.port, &["wait", "1", "5000"]);
+    assert_eq!(replicated, "1");
+
+    let log = topology.dir.join("server.log");
+    let mut server = psychiq()
+        .args([
+            "--redis-url",
+            &url,
+            "-n",
+            "sentinel",
+            "-s",
+            "demo",
+            "-c",
+            "5",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let ran = || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v[2].as_u64())
+            .collect::<std::collections::BTreeSet<u64>>()
+    };
+    wait_until(Duration::from_secs(30), "a third of the jobs", || async {
+        ran().len() >= JOBS / 3
+    })
+    .await;
+    let old = topology.master.port;
+    topology.master.kill9();
+    let killed = Instant::now();
+    wait_until(Duration::from_secs(30), "the failover", || async {
+        topology.master_port() == topology.replica.port
+    })
+    .await;
+    eprintln!("failover after {:?}", killed.elapsed());
+    wait_until(Duration::from_secs(60), "every job to run", || async {
+        ran().len() == JOBS
+    })
+    .await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let status = server.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{text}");
+    assert_eq!(ran().len(), JOBS, "every job ran at least once");
+    // The new master holds no job left to run.
+    let left = cli(topology.replica.port, &["llen", "sentinel:queue:default"]);
+    assert_eq!(left, "0");
+    assert!(
+        text.contains("Sentinel"),
+        "the server said where it went: {text}"
+    );
+    eprintln!(
+        "old master {old}, new master {}: all {JOBS} jobs ran",
+        topology.replica.port
+    );
+}
