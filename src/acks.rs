@@ -54,6 +54,7 @@ pub(crate) async fn acknowledge(
     mut acks: mpsc::UnboundedReceiver<Ack>,
     mut conn: Connection,
     pending: Arc<AtomicUsize>,
+    config: crate::connection::RedisConfig,
 ) {
     let mut batch: Vec<Ack> = Vec::new();
     let mut outage = Outage::new("acknowledge");
@@ -61,6 +62,9 @@ pub(crate) async fn acknowledge(
         let pipe = removals(&mut batch);
         // Until it works: an unacknowledged job would run again after a recovery.
         query_until_ok(&mut conn, &pipe, &mut outage).await;
+        // Replicated before the jobs count as done, when asked (a failover then cannot
+        // bring a finished job back).
+        crate::connection::wait_for_replicas(&mut conn, &config, "acknowledge").await;
         pending.fetch_sub(batch.len(), Ordering::SeqCst);
         batch.clear();
     }

@@ -310,6 +310,9 @@ pub struct RedisArgs {
     /// Key namespace ('' for Sidekiq's bare keys)
     #[arg(short = 'n', long, default_value = crate::keys::DEFAULT_NAMESPACE, global = true)]
     pub namespace: String,
+    /// After each enqueue and acknowledgement, wait (up to 1 s) until this many replicas have the writes, so a failover loses neither
+    #[arg(long, value_name = "N", env = "PSYCHIQ_WAIT_REPLICAS", global = true)]
+    pub wait_replicas: Option<u32>,
     /// For rediss://: the CA (PEM) that signed Redis's certificate, instead of the system's
     #[arg(long, value_name = "FILE", env = "PSYCHIQ_TLS_CA", global = true)]
     pub tls_ca: Option<std::path::PathBuf>,
@@ -345,6 +348,9 @@ impl RedisArgs {
         }
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             config = config.tls_client_cert(cert, key);
+        }
+        if let Some(replicas) = self.wait_replicas {
+            config = config.wait_for_replicas(replicas, std::time::Duration::from_secs(1));
         }
         config
     }

@@ -689,6 +689,7 @@ impl Client {
                 .query_async(&mut conn.clone())
                 .await
                 .map_err(|e| config.redis_error(e))?;
+            crate::connection::wait_for_replicas(&mut conn.clone(), config, "enqueue").await;
             for (place, holder) in unique.into_iter().zip(holders) {
                 if pushes[place].jid() != Some(holder.as_str()) {
                     pushes[place] = Push::Duplicate(holder);

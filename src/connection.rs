@@ -42,6 +42,8 @@ const REBUILD_EVERY: Duration = Duration::from_secs(1);
 pub struct RedisConfig {
     url: String,
     tls: Option<Arc<TlsFiles>>,
+    /// After each enqueue and each acknowledgement, `WAIT` for this many replicas.
+    wait: Option<(u32, Duration)>,
 }
 
 /// Where a `rediss://` connection's certificates are (PEM files).
@@ -77,7 +79,23 @@ impl RedisConfig {
         RedisConfig {
             url: url.into(),
             tls: None,
+            wait: None,
         }
+    }
+
+    /// After each enqueue (a client's push) and each acknowledgement (a server's batch of
+    /// finished jobs), waits until `replicas` replicas have the writes, or `timeout` passes
+    /// (Redis's `WAIT`), so a failover loses neither a pushed job nor a finished job's
+    /// acknowledgement. A wait that times out is logged; the write stands on the master.
+    /// Off by default: it costs a round trip to the replicas each time.
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait = (replicas > 0).then_some((replicas, timeout.max(Duration::from_millis(1))));
+        self
+    }
+
+    /// The replicas to wait for and how long, if set.
+    pub(crate) fn replica_wait(&self) -> Option<(u32, Duration)> {
+        self.wait
     }
 
     /// For `rediss://`: trusts the CA in the PEM file `path` (the one that signed the
@@ -522,6 +540,28 @@ pub fn explain(e: &RedisError) -> &'static str {
             _ if e.is_connection_dropped() || e.is_connection_refusal() => UNREACHABLE,
             _ => "Redis answered with an error",
         },
+    }
+}
+
+/// `WAIT`s for the replicas `config` asks for (if any) on `conn`; logs a wait that ends with
+/// fewer. `what` names the writes for the log.
+pub(crate) async fn wait_for_replicas(conn: &mut Connection, config: &RedisConfig, what: &str) {
+    let Some((replicas, timeout)) = config.replica_wait() else {
+        return;
+    };
+    let confirmed: redis::RedisResult<u32> = redis::cmd("WAIT")
+        .arg(replicas)
+        .arg(timeout.as_millis() as u64)
+        .query_async(conn)
+        .await;
+    match confirmed {
+        Ok(n) if n >= replicas => {}
+        Ok(n) => tracing::warn!(
+            confirmed = n,
+            wanted = replicas,
+            "{what}: only {n} of {replicas} replicas confirmed within {timeout:?}; kept on the master"
+        ),
+        Err(e) => tracing::warn!(error = %e, "{what}: could not wait for the replicas"),
     }
 }
 

@@ -207,10 +207,17 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
 
     let stats = Arc::new(Stats::default());
     let (acks, ack_rx, pending_acks) = Acks::channel();
+    // Waiting for replicas blocks a connection until they answer: the acker gets its own.
+    let ack_conn = if config.redis.replica_wait().is_some() {
+        config.redis.connect().await?
+    } else {
+        conn.clone()
+    };
     let acker = tokio::spawn(acks::acknowledge(
         ack_rx,
-        conn.clone(),
+        ack_conn,
         Arc::clone(&pending_acks),
+        config.redis.clone(),
     ));
     let processor = Arc::new(Processor {
         executor: Executor {

@@ -260,3 +260,89 @@ async fn a_server_follows_a_failover_and_runs_every_job_the_new_master_holds() {
         topology.replica.port
     );
 }
+
+#[tokio::test]
+async fn with_wait_for_replicas_pushes_and_acknowledgements_reach_the_replica() {
+    let dir = std::env::temp_dir().join(format!("psychiq-wait-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (m, r) = (free_port(), free_port());
+    let base = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+    let _master = Node::start(&dir, m, &[&["--port", &m.to_string()][..], &base].concat());
+    let mut replica = Node::start(
+        &dir,
+        r,
+        &[
+            &[
+                "--port",
+                &r.to_string(),
+                "--replicaof",
+                "127.0.0.1",
+                &m.to_string(),
+            ][..],
+            &base,
+        ]
+        .concat(),
+    );
+    let started = Instant::now();
+    while !cli(r, &["info", "replication"]).contains("master_link_status:up") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the replica never synced"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("redis://127.0.0.1:{m}");
+    let config = RedisConfig::from_url(&url).wait_for_replicas(1, Duration::from_secs(1));
+    let client = Client::connect(&config, "wait").await.unwrap();
+    let out = dir.join("ran.jsonl");
+    let path = out.to_string_lossy().to_string();
+    client
+        .push(Job::new("Clock", (&path, 1)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        cli(r, &["llen", "wait:queue:default"]),
+        "1",
+        "on the replica when push returns"
+    );
+
+    // A server that waits for the replica on its acknowledgements runs it.
+    let mut server = psychiq()
+        .args([
+            "--redis-url",
+            &url,
+            "-n",
+            "wait",
+            "--wait-replicas",
+            "1",
+            "-s",
+            "demo",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(10), "the job", || async {
+        std::fs::read_to_string(&out).is_ok_and(|t| !t.is_empty())
+    })
+    .await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    assert!(server.wait().unwrap().success());
+
+    // Without a replica, a push still lands on the master, after the 1 s wait.
+    replica.kill9();
+    let pushed = Instant::now();
+    client
+        .push(Job::new("Clock", (&path, 2)).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        pushed.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        pushed.elapsed()
+    );
+    assert_eq!(cli(m, &["llen", "wait:queue:default"]), "1");
+    let _ = std::fs::remove_dir_all(&dir);
+}

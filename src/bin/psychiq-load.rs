@@ -125,7 +125,14 @@ fn main() -> ExitCode {
 type Fallible<T> = Result<T, Box<dyn std::error::Error>>;
 
 async fn run(args: Args) -> Fallible<()> {
-    let redis = RedisConfig::from_url(args.redis_url.clone());
+    let mut redis = RedisConfig::from_url(args.redis_url.clone());
+    // As the server reads it (it inherits the variable): pushes wait for replicas too.
+    if let Some(replicas) = std::env::var("PSYCHIQ_WAIT_REPLICAS")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+    {
+        redis = redis.wait_for_replicas(replicas, Duration::from_secs(1));
+    }
     // Ruby Sidekiq runs on bare keys (redis-namespace slows it down several times).
     let namespace = if args.ruby {
         String::new()
