@@ -63,6 +63,27 @@ impl Drop for Node {
     }
 }
 
+/// A master and its replica on free loopback ports, keeping nothing on disk.
+fn master_and_replica(dir: &Path) -> (Node, Node) {
+    let (m, r) = (free_port(), free_port());
+    let base = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+    let master = Node::start(dir, m, &[&["--port", &m.to_string()][..], &base].concat());
+    let (m_port, r_port) = (m.to_string(), r.to_string());
+    let replica_args = [
+        &[
+            "--port",
+            r_port.as_str(),
+            "--replicaof",
+            "127.0.0.1",
+            m_port.as_str(),
+        ][..],
+        &base,
+    ]
+    .concat();
+    let replica = Node::start(dir, r, &replica_args);
+    (master, replica)
+}
+
 fn cli(port: u16, args: &[&str]) -> String {
     Command::new("redis-cli")
         .args(["-p", &port.to_string()])
@@ -85,24 +106,8 @@ impl Topology {
         let dir = std::env::temp_dir().join(format!("psychiq-sentinel-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (m, r) = (free_port(), free_port());
-        let base = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
-        let master = Node::start(&dir, m, &[&["--port", &m.to_string()][..], &base].concat());
-        let replica = Node::start(
-            &dir,
-            r,
-            &[
-                &[
-                    "--port",
-                    &r.to_string(),
-                    "--replicaof",
-                    "127.0.0.1",
-                    &m.to_string(),
-                ][..],
-                &base,
-            ]
-            .concat(),
-        );
+        let (master, replica) = master_and_replica(&dir);
+        let m = master.port;
         let mut sentinels = Vec::new();
         for _ in 0..3 {
             let port = free_port();
@@ -265,24 +270,8 @@ async fn a_server_follows_a_failover_and_runs_every_job_the_new_master_holds() {
 async fn with_wait_for_replicas_pushes_and_acknowledgements_reach_the_replica() {
     let dir = std::env::temp_dir().join(format!("psychiq-wait-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (m, r) = (free_port(), free_port());
-    let base = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
-    let _master = Node::start(&dir, m, &[&["--port", &m.to_string()][..], &base].concat());
-    let mut replica = Node::start(
-        &dir,
-        r,
-        &[
-            &[
-                "--port",
-                &r.to_string(),
-                "--replicaof",
-                "127.0.0.1",
-                &m.to_string(),
-            ][..],
-            &base,
-        ]
-        .concat(),
-    );
+    let (master, mut replica) = master_and_replica(&dir);
+    let (m, r) = (master.port, replica.port);
     let started = Instant::now();
     while !cli(r, &["info", "replication"]).contains("master_link_status:up") {
         assert!(
