@@ -368,6 +368,9 @@ enum Backend {
     Redis {
         conn: Connection,
         config: RedisConfig,
+        /// With `wait_for_replicas`: one push (and its `WAIT`) at a time, as `WAIT` holds
+        /// the connection until the replicas answer.
+        one_at_a_time: Option<Arc<tokio::sync::Mutex<()>>>,
     },
     /// The test mode's in-memory store (recorded, or performed at once).
     #[cfg(feature = "server")]
@@ -409,8 +412,13 @@ impl Client {
         config: RedisConfig,
         namespace: &str,
     ) -> Client {
+        let one_at_a_time = config.replica_wait().map(|_| Arc::default());
         Client {
-            backend: Backend::Redis { conn, config },
+            backend: Backend::Redis {
+                conn,
+                config,
+                one_at_a_time,
+            },
             keys: Arc::new(Keys::new(namespace)),
             middleware: Arc::default(),
             unique_keys: Arc::default(),
@@ -594,7 +602,17 @@ impl Client {
     /// Writes jobs where this client's backend keeps them.
     async fn write(&self, jobs: &[&Job]) -> Result<Vec<Push>> {
         match &self.backend {
-            Backend::Redis { conn, config } => self.write_redis(conn, config, jobs).await,
+            Backend::Redis {
+                conn,
+                config,
+                one_at_a_time,
+            } => {
+                let _turn = match one_at_a_time {
+                    Some(lock) => Some(lock.lock().await),
+                    None => None,
+                };
+                self.write_redis(conn, config, jobs).await
+            }
             #[cfg(feature = "server")]
             Backend::Memory(store) => {
                 let now = payload::now_secs();
@@ -685,11 +703,34 @@ impl Client {
                         .ignore();
                 }
             }
-            let holders: Vec<String> = pipe
+            // `WAIT` in the same round trip, on the connection that wrote: it counts that
+            // connection's writes.
+            if let Some((replicas, timeout)) = config.replica_wait() {
+                pipe.cmd("WAIT")
+                    .arg(replicas)
+                    .arg(timeout.as_millis() as u64);
+            }
+            let mut replies: Vec<redis::Value> = pipe
                 .query_async(&mut conn.clone())
                 .await
                 .map_err(|e| config.redis_error(e))?;
-            crate::connection::wait_for_replicas(&mut conn.clone(), config, "enqueue").await;
+            if let Some((replicas, timeout)) = config.replica_wait() {
+                let confirmed = match replies.pop() {
+                    Some(redis::Value::Int(n)) => n,
+                    _ => 0,
+                };
+                if confirmed < i64::from(replicas) {
+                    tracing::warn!(
+                        confirmed,
+                        wanted = replicas,
+                        "enqueue: only {confirmed} of {replicas} replicas confirmed within {timeout:?}; kept on the master"
+                    );
+                }
+            }
+            let holders: Vec<String> = replies
+                .into_iter()
+                .map(|reply| redis::FromRedisValue::from_redis_value(reply).unwrap_or_default())
+                .collect();
             for (place, holder) in unique.into_iter().zip(holders) {
                 if pushes[place].jid() != Some(holder.as_str()) {
                     pushes[place] = Push::Duplicate(holder);

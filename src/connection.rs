@@ -89,7 +89,9 @@ impl RedisConfig {
     /// acknowledgement. A wait that times out is logged; the write stands on the master.
     /// Off by default: it costs a round trip to the replicas each time.
     pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
-        self.wait = (replicas > 0).then_some((replicas, timeout.max(Duration::from_millis(1))));
+        // Below the command timeout, so a wait that times out is not taken for a lost write.
+        let timeout = timeout.clamp(Duration::from_millis(1), COMMAND_TIMEOUT / 2);
+        self.wait = (replicas > 0).then_some((replicas, timeout));
         self
     }
 
@@ -203,8 +205,28 @@ impl RedisConfig {
                 "the db after the master's name must be a number",
             )));
         }
+        if hosts.split(',').any(str::is_empty) {
+            return Some(Err(invalid("an empty sentinel address in the list")));
+        }
+        if self.tls.is_some() {
+            return Some(Err(invalid(
+                "TLS certificates are not supported with Sentinel yet; use rediss:// to one Redis",
+            )));
+        }
         Some(Ok(SentinelAddress {
-            sentinels: hosts.split(',').map(|h| format!("redis://{h}")).collect(),
+            // A sentinel without a port is on Sentinel's, 26379.
+            sentinels: hosts
+                .split(',')
+                .map(|h| {
+                    if h.rsplit_once(':')
+                        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+                    {
+                        format!("redis://{h}")
+                    } else {
+                        format!("redis://{h}:26379")
+                    }
+                })
+                .collect(),
             master,
             auth: auth.map(str::to_string),
             db: db.map(str::to_string),
@@ -303,17 +325,56 @@ impl RedisConfig {
     /// Asks the sentinels where the master is; a client for it.
     async fn master_client(&self, sentinel: SentinelAddress) -> redis::RedisResult<redis::Client> {
         let mut sentinels = redis::sentinel::Sentinel::build(sentinel.sentinels.clone())?;
-        let found = sentinels.async_master_for(&sentinel.master, None).await?;
-        let address = found.get_connection_info().addr().to_string();
-        let auth = sentinel.auth.map(|a| format!("{a}@")).unwrap_or_default();
-        let db = sentinel.db.map(|db| format!("/{db}")).unwrap_or_default();
-        let url = format!("redis://{auth}{address}{db}");
+        // The master's login and db go with the lookup: redis-rs checks the master's ROLE
+        // with them before it answers.
+        let mut info = redis::RedisConnectionInfo::default();
+        if let Some(auth) = &sentinel.auth {
+            let (user, password) = auth.split_once(':').unwrap_or(("", auth));
+            if !user.is_empty() {
+                info = info.set_username(user);
+            }
+            if !password.is_empty() {
+                info = info.set_password(password);
+            }
+        }
+        if let Some(db) = &sentinel.db {
+            info = info.set_db(db.parse().unwrap_or(0));
+        }
+        let node =
+            redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(info);
+        let found = sentinels
+            .async_master_for(&sentinel.master, Some(&node))
+            .await?;
+        let address = match found.get_connection_info().addr() {
+            redis::ConnectionAddr::Tcp(host, port) if host.contains(':') => {
+                format!("[{host}]:{port}")
+            }
+            redis::ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
+            other => other.to_string(),
+        };
         tracing::debug!(
             master = sentinel.master,
             address,
             "Sentinel named the master"
         );
-        redis::Client::open(url)
+        // A client of our own for that address, with the same login and db.
+        let mut info = redis::RedisConnectionInfo::default();
+        if let Some(auth) = &sentinel.auth {
+            let (user, password) = auth.split_once(':').unwrap_or(("", auth));
+            if !user.is_empty() {
+                info = info.set_username(user);
+            }
+            if !password.is_empty() {
+                info = info.set_password(password);
+            }
+        }
+        if let Some(db) = &sentinel.db {
+            info = info.set_db(db.parse().unwrap_or(0));
+        }
+        let connection =
+            redis::IntoConnectionInfo::into_connection_info(format!("redis://{address}"))?
+                .set_redis_settings(info);
+        redis::Client::open(connection)
     }
 
     /// Whether it names its master through Sentinel.
@@ -639,12 +700,21 @@ mod tests {
         );
         let sentinel = config.sentinel().unwrap().unwrap();
         assert_eq!(sentinel.sentinels, ["redis://a:26379", "redis://b:26380"]);
+        let defaulted = RedisConfig::from_url("redis+sentinel://a,b:1/m").sentinel();
+        assert_eq!(
+            defaulted.unwrap().unwrap().sentinels,
+            ["redis://a:26379", "redis://b:1"]
+        );
         assert_eq!(sentinel.master, "main");
         assert_eq!(
             (sentinel.auth.as_deref(), sentinel.db.as_deref()),
             (Some("u:p"), Some("3"))
         );
-        for wrong in ["redis+sentinel://a:26379", "redis+sentinel://a:1/m/x"] {
+        for wrong in [
+            "redis+sentinel://a:26379",
+            "redis+sentinel://a:1/m/x",
+            "redis+sentinel://a,,b/m",
+        ] {
             let error = RedisConfig::from_url(wrong)
                 .client()
                 .unwrap_err()

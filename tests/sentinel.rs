@@ -84,6 +84,18 @@ fn master_and_replica(dir: &Path) -> (Node, Node) {
     (master, replica)
 }
 
+/// Waits until the replica on `port` is in sync with its master.
+fn wait_for_sync(port: u16) {
+    let started = Instant::now();
+    while !cli(port, &["info", "replication"]).contains("master_link_status:up") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the replica never synced"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn cli(port: u16, args: &[&str]) -> String {
     Command::new("redis-cli")
         .args(["-p", &port.to_string()])
@@ -108,6 +120,7 @@ impl Topology {
         std::fs::create_dir_all(&dir).unwrap();
         let (master, replica) = master_and_replica(&dir);
         let m = master.port;
+        wait_for_sync(replica.port);
         let mut sentinels = Vec::new();
         for _ in 0..3 {
             let port = free_port();
@@ -203,25 +216,34 @@ async fn a_server_follows_a_failover_and_runs_every_job_the_new_master_holds() {
         .collect();
     client.push_bulk(jobs).await.unwrap();
     // Every job on the replica before the drain starts (replication is asynchronous).
-    let replicated = cli(topology.master.port, &["wait", "1", "5000"]);
-    assert_eq!(replicated, "1");
+    wait_until(
+        Duration::from_secs(10),
+        "the jobs on the replica",
+        || async {
+            cli(topology.replica.port, &["llen", "sentinel:queue:default"])
+                == (2 * JOBS).to_string()
+        },
+    )
+    .await;
 
     let log = topology.dir.join("server.log");
-    let mut server = psychiq()
-        .args([
-            "--redis-url",
-            &url,
-            "-n",
-            "sentinel",
-            "-s",
-            "demo",
-            "-c",
-            "5",
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut server = KillOnDrop(
+        psychiq()
+            .args([
+                "--redis-url",
+                &url,
+                "-n",
+                "sentinel",
+                "-s",
+                "demo",
+                "-c",
+                "5",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let ran = || {
         std::fs::read_to_string(&out)
             .unwrap_or_default()
@@ -242,14 +264,23 @@ async fn a_server_follows_a_failover_and_runs_every_job_the_new_master_holds() {
     })
     .await;
     eprintln!("failover after {:?}", killed.elapsed());
-    wait_until(Duration::from_secs(60), "every job to run", || async {
-        ran().len() == JOBS
-    })
-    .await;
+    let draining = Instant::now();
+    while ran().len() < JOBS {
+        assert!(
+            draining.elapsed() < Duration::from_secs(60),
+            "{} of {JOBS} jobs ran; new master: queue {} inprogress {:?} clients {}; the server's log:\n{}",
+            ran().len(),
+            cli(topology.replica.port, &["llen", "sentinel:queue:default"]),
+            cli(topology.replica.port, &["keys", "sentinel:inprogress*"]),
+            cli(topology.replica.port, &["client", "list"]),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status();
-    let status = server.wait().unwrap();
+    let status = server.0.wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "{text}");
     assert_eq!(ran().len(), JOBS, "every job ran at least once");
@@ -272,14 +303,7 @@ async fn with_wait_for_replicas_pushes_and_acknowledgements_reach_the_replica() 
     std::fs::create_dir_all(&dir).unwrap();
     let (master, mut replica) = master_and_replica(&dir);
     let (m, r) = (master.port, replica.port);
-    let started = Instant::now();
-    while !cli(r, &["info", "replication"]).contains("master_link_status:up") {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the replica never synced"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_sync(r);
     let url = format!("redis://127.0.0.1:{m}");
     let config = RedisConfig::from_url(&url).wait_for_replicas(1, Duration::from_secs(1));
     let client = Client::connect(&config, "wait").await.unwrap();
@@ -296,29 +320,31 @@ async fn with_wait_for_replicas_pushes_and_acknowledgements_reach_the_replica() 
     );
 
     // A server that waits for the replica on its acknowledgements runs it.
-    let mut server = psychiq()
-        .args([
-            "--redis-url",
-            &url,
-            "-n",
-            "wait",
-            "--wait-replicas",
-            "1",
-            "-s",
-            "demo",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = KillOnDrop(
+        psychiq()
+            .args([
+                "--redis-url",
+                &url,
+                "-n",
+                "wait",
+                "--wait-replicas",
+                "1",
+                "-s",
+                "demo",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_until(Duration::from_secs(10), "the job", || async {
         std::fs::read_to_string(&out).is_ok_and(|t| !t.is_empty())
     })
     .await;
     let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status();
-    assert!(server.wait().unwrap().success());
+    assert!(server.0.wait().unwrap().success());
 
     // Without a replica, a push still lands on the master, after the 1 s wait.
     replica.kill9();

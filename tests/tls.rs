@@ -203,14 +203,16 @@ fn jobs_run_over_tls_and_a_wrong_certificate_says_so() {
     // A server and an enqueue over rediss://, trusting the test's CA.
     let out = certs.dir.join("echo.jsonl");
     let out_path = out.to_string_lossy().into_owned();
-    let mut server = psychiq()
-        .args(["--redis-url", &redis.url(), "-n", "tls"])
-        .args(tls)
-        .args(["-s", "demo", "-c", "2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = KillOnDrop(
+        psychiq()
+            .args(["--redis-url", &redis.url(), "-n", "tls"])
+            .args(tls)
+            .args(["-s", "demo", "-c", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let args = serde_json::json!([out_path, "over tls"]).to_string();
     let (code, _, error) = run(&redis.url(), &tls, &["enqueue", "Echo", &args]);
     assert_eq!(code, Some(0), "{error}");
@@ -219,9 +221,9 @@ fn jobs_run_over_tls_and_a_wrong_certificate_says_so() {
     assert_eq!(code, Some(0));
     assert!(stats.contains("processed"));
     let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status();
-    assert!(server.wait().unwrap().success());
+    assert!(server.0.wait().unwrap().success());
 
     // The wrong CA, or none (the system's store does not know the test's CA): refused, with
     // a sentence that says what to check, exit 1.

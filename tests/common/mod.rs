@@ -524,3 +524,13 @@ impl Charge {
         }
     }
 }
+
+/// A child process killed (and reaped) if the test ends before it does.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
