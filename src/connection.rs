@@ -327,19 +327,7 @@ impl RedisConfig {
         let mut sentinels = redis::sentinel::Sentinel::build(sentinel.sentinels.clone())?;
         // The master's login and db go with the lookup: redis-rs checks the master's ROLE
         // with them before it answers.
-        let mut info = redis::RedisConnectionInfo::default();
-        if let Some(auth) = &sentinel.auth {
-            let (user, password) = auth.split_once(':').unwrap_or(("", auth));
-            if !user.is_empty() {
-                info = info.set_username(user);
-            }
-            if !password.is_empty() {
-                info = info.set_password(password);
-            }
-        }
-        if let Some(db) = &sentinel.db {
-            info = info.set_db(db.parse().unwrap_or(0));
-        }
+        let info = sentinel.master_settings();
         let node =
             redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(info);
         let found = sentinels
@@ -358,19 +346,7 @@ impl RedisConfig {
             "Sentinel named the master"
         );
         // A client of our own for that address, with the same login and db.
-        let mut info = redis::RedisConnectionInfo::default();
-        if let Some(auth) = &sentinel.auth {
-            let (user, password) = auth.split_once(':').unwrap_or(("", auth));
-            if !user.is_empty() {
-                info = info.set_username(user);
-            }
-            if !password.is_empty() {
-                info = info.set_password(password);
-            }
-        }
-        if let Some(db) = &sentinel.db {
-            info = info.set_db(db.parse().unwrap_or(0));
-        }
+        let info = sentinel.master_settings();
         let connection =
             redis::IntoConnectionInfo::into_connection_info(format!("redis://{address}"))?
                 .set_redis_settings(info);
@@ -404,6 +380,26 @@ struct SentinelAddress {
     master: String,
     auth: Option<String>,
     db: Option<String>,
+}
+
+impl SentinelAddress {
+    /// The master's login and db, from the URL's `user:password@` and `/db`.
+    fn master_settings(&self) -> redis::RedisConnectionInfo {
+        let mut info = redis::RedisConnectionInfo::default();
+        if let Some(auth) = &self.auth {
+            let (user, password) = auth.split_once(':').unwrap_or(("", auth));
+            if !user.is_empty() {
+                info = info.set_username(user);
+            }
+            if !password.is_empty() {
+                info = info.set_password(password);
+            }
+        }
+        if let Some(db) = &self.db {
+            info = info.set_db(db.parse().unwrap_or(0));
+        }
+        info
+    }
 }
 
 /// Makes ring rustls's crypto provider for the process, once, unless the app chose one.
