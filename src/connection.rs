@@ -47,7 +47,7 @@ pub struct RedisConfig {
 }
 
 /// Where a `rediss://` connection's certificates are (PEM files).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct TlsFiles {
     /// The CA that signed the server's certificate, instead of the system's trust store.
     ca: Option<std::path::PathBuf>,
@@ -103,9 +103,7 @@ impl RedisConfig {
     /// For `rediss://`: trusts the CA in the PEM file `path` (the one that signed the
     /// server's certificate) instead of the system's trust store.
     pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        let mut files = self.take_tls();
-        files.ca = Some(path.into());
-        self.tls = Some(Arc::new(files));
+        Arc::make_mut(self.tls.get_or_insert_default()).ca = Some(path.into());
         self
     }
 
@@ -116,20 +114,8 @@ impl RedisConfig {
         cert: impl Into<std::path::PathBuf>,
         key: impl Into<std::path::PathBuf>,
     ) -> Self {
-        let mut files = self.take_tls();
-        files.client = Some((cert.into(), key.into()));
-        self.tls = Some(Arc::new(files));
+        Arc::make_mut(self.tls.get_or_insert_default()).client = Some((cert.into(), key.into()));
         self
-    }
-
-    fn take_tls(&mut self) -> TlsFiles {
-        match self.tls.take() {
-            Some(files) => TlsFiles {
-                ca: files.ca.clone(),
-                client: files.client.clone(),
-            },
-            None => TlsFiles::default(),
-        }
     }
 
     /// A server given by host, port and optional database number.

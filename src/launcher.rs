@@ -126,20 +126,24 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         }
         plugins
     };
+    let keys = Keys::new(&config.namespace);
+    let conn = config.redis.connect().await?;
+    // The built-in middleware go in front of the app's own, from the outside in:
+    // BatchCounter (it counts the outcome the whole chain arrived at), UniqueUnlock, Expiry
+    // (an expired job meets no other work) and RateLimit (an expired job takes no room).
+    // Each is prepended, so the innermost comes first here; one the app added stays put.
+    let rate_limits = registry.rate_limits();
+    if !rate_limits.is_empty() && !middleware.contains::<crate::limits::RateLimit>() {
+        middleware.prepend(crate::limits::RateLimit::new(
+            crate::limits::Limits::new(conn.clone(), keys.clone()),
+            rate_limits,
+        ));
+    }
     if (config.expiring_jobs || registry.declares_expiry())
         && !middleware.contains::<crate::extensions::Expiry>()
     {
-        // First, so an expired job meets no other middleware's work.
         middleware.prepend(crate::extensions::Expiry);
     }
-    let keys = Keys::new(&config.namespace);
-    let conn = config.redis.connect().await?;
-    if config.batches && !middleware.contains::<crate::batch::BatchCounter>() {
-        // Outermost: it counts the outcome the whole chain arrived at. Deaths are counted
-        // by the processor, in the transaction that writes the dead job.
-        middleware.prepend(crate::batch::BatchCounter::new(conn.clone(), keys.clone()));
-    }
-    let hooks = Arc::new(hooks);
     if (config.unique_jobs || registry.declares_unique())
         && !middleware.contains::<crate::extensions::UniqueUnlock>()
     {
@@ -148,22 +152,11 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
             keys.clone(),
         ));
     }
-    let rate_limits = registry.rate_limits();
-    if !rate_limits.is_empty() && !middleware.contains::<crate::limits::RateLimit>() {
-        // Just inside expiry and unique unlocks (so an expired job takes no room), outside
-        // the app's own middleware (so they see the job only when it runs).
-        let rate_limit = crate::limits::RateLimit::new(
-            crate::limits::Limits::new(conn.clone(), keys.clone()),
-            rate_limits,
-        );
-        if middleware.contains::<crate::extensions::Expiry>() {
-            middleware.insert_after::<crate::extensions::Expiry, _>(rate_limit);
-        } else if middleware.contains::<crate::extensions::UniqueUnlock>() {
-            middleware.insert_after::<crate::extensions::UniqueUnlock, _>(rate_limit);
-        } else {
-            middleware.prepend(rate_limit);
-        }
+    if config.batches && !middleware.contains::<crate::batch::BatchCounter>() {
+        // Deaths are counted by the processor, in the transaction that writes the dead job.
+        middleware.prepend(crate::batch::BatchCounter::new(conn.clone(), keys.clone()));
     }
+    let hooks = Arc::new(hooks);
     let fetch_conn = config
         .redis
         .connect_with_timeout(FETCH_TIMEOUT + COMMAND_TIMEOUT)

@@ -224,8 +224,9 @@ impl Processor {
         self.hooks.failed(failed).await;
     }
 
-    /// Puts a snoozed job back in the schedule, as it is, and removes it from its
-    /// in-progress hash, in one transaction.
+    /// Puts a snoozed job back in the schedule (marked with `snoozed` and `snoozed_at`
+    /// unless the delay is zero) and removes it from its in-progress hash, in one
+    /// transaction.
     async fn snooze(&self, work: &UnitOfWork, delay: Duration) {
         let now = payload::now_secs();
         let at = now + delay.as_secs_f64();

@@ -408,10 +408,19 @@ impl crate::api::Api {
                     .arg(limit.max(1) as i64 - 1),
             )
             .await?;
+        // Every batch's status in one round trip, five replies each.
+        let mut pipe = redis::pipe();
+        for bid in &bids {
+            status_commands(&mut pipe, &batch_key(self.keys(), bid));
+        }
+        let replies: Vec<redis::Value> = self.query_pipe(&pipe).await?;
         let mut out = Vec::new();
         let mut gone = Vec::new();
-        for bid in bids {
-            match self.batch(&bid).await? {
+        for (bid, row) in bids.into_iter().zip(replies.chunks(5)) {
+            let row: StatusRow =
+                redis::FromRedisValue::from_redis_value(redis::Value::Array(row.to_vec()))
+                    .map_err(|e| Error::Other(format!("reading batch {bid}: {e}")))?;
+            match status_from(&bid, row) {
                 Some(status) => out.push(status),
                 None => gone.push(bid),
             }
@@ -431,43 +440,53 @@ impl crate::api::Api {
 
     /// Batch `bid`'s status; `None` if it does not exist (or expired).
     pub async fn batch(&self, bid: &str) -> Result<Option<BatchStatus>> {
-        let key = batch_key(self.keys(), bid);
         let mut pipe = redis::pipe();
-        pipe.hgetall(&key)
-            .scard(format!("{key}:pending"))
-            .smembers(format!("{key}:failed"))
-            .scard(format!("{key}:dead"))
-            .scard(format!("{key}:kids_unsucceeded"));
-        let (fields, pending, failed_jids, dead, children_pending): (
-            HashMap<String, String>,
-            u64,
-            Vec<String>,
-            u64,
-            u64,
-        ) = self.query_pipe(&pipe).await?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        let time = |name: &str| fields.get(name).and_then(|v| v.parse::<f64>().ok());
-        Ok(Some(BatchStatus {
-            bid: bid.to_string(),
-            description: fields.get("description").cloned().unwrap_or_default(),
-            parent: fields.get("parent").cloned(),
-            total: fields
-                .get("total")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-            pending,
-            failures: failed_jids.len() as u64,
-            failed_jids,
-            dead,
-            children_pending,
-            created_at: time("created_at").unwrap_or(0.0),
-            complete_at: time("complete_at"),
-            success_at: time("success_at"),
-            death_at: time("death_at"),
-        }))
+        status_commands(&mut pipe, &batch_key(self.keys(), bid));
+        let row: StatusRow = self.query_pipe(&pipe).await?;
+        Ok(status_from(bid, row))
     }
+}
+
+/// A batch's hash, pending count, failed jids, dead count and pending children.
+#[cfg(feature = "api")]
+type StatusRow = (HashMap<String, String>, u64, Vec<String>, u64, u64);
+
+/// Queues the five reads of a [`StatusRow`] for the batch at `key`.
+#[cfg(feature = "api")]
+fn status_commands(pipe: &mut redis::Pipeline, key: &str) {
+    pipe.hgetall(key)
+        .scard(format!("{key}:pending"))
+        .smembers(format!("{key}:failed"))
+        .scard(format!("{key}:dead"))
+        .scard(format!("{key}:kids_unsucceeded"));
+}
+
+/// The status those reads give; `None` when the batch is gone.
+#[cfg(feature = "api")]
+fn status_from(bid: &str, row: StatusRow) -> Option<BatchStatus> {
+    let (fields, pending, failed_jids, dead, children_pending) = row;
+    if fields.is_empty() {
+        return None;
+    }
+    let time = |name: &str| fields.get(name).and_then(|v| v.parse::<f64>().ok());
+    Some(BatchStatus {
+        bid: bid.to_string(),
+        description: fields.get("description").cloned().unwrap_or_default(),
+        parent: fields.get("parent").cloned(),
+        total: fields
+            .get("total")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        pending,
+        failures: failed_jids.len() as u64,
+        failed_jids,
+        dead,
+        children_pending,
+        created_at: time("created_at").unwrap_or(0.0),
+        complete_at: time("complete_at"),
+        success_at: time("success_at"),
+        death_at: time("death_at"),
+    })
 }
 
 #[cfg(feature = "server")]

@@ -201,7 +201,7 @@ async fn walk<W: IterableWorker>(worker: &W, args: &W::Args, jid: &str, env: &En
         return Ok(()); // a duplicate run of a finished walk
     }
     if cancelled.is_some() {
-        return finish_cancelled(worker, args, &key, env).await;
+        return finish_cancelled(worker, args, jid, env).await;
     }
     let mut cursor: Option<W::Cursor> = match &saved {
         Some(json) => Some(serde_json::from_str(json).map_err(|e| {
@@ -254,7 +254,7 @@ async fn walk<W: IterableWorker>(worker: &W, args: &W::Args, jid: &str, env: &En
             .map_err(redis_failure)?;
         cursor = Some(next);
         if !cancelled.is_empty() {
-            return finish_cancelled(worker, args, &key, env).await;
+            return finish_cancelled(worker, args, jid, env).await;
         }
         if *env.stop.borrow() || started.elapsed() >= slice {
             worker.on_stop(args).await;
@@ -267,10 +267,10 @@ async fn walk<W: IterableWorker>(worker: &W, args: &W::Args, jid: &str, env: &En
 async fn finish_cancelled<W: IterableWorker>(
     worker: &W,
     args: &W::Args,
-    key: &str,
+    jid: &str,
     env: &Env,
 ) -> JobResult {
-    let jid = key.rsplit(':').next().unwrap_or_default();
+    let key = &state_key(&env.keys, jid);
     let written: redis::RedisResult<()> = redis::pipe()
         .hset(key, "done", crate::payload::now_secs())
         .ignore()
@@ -347,18 +347,20 @@ impl crate::api::Api {
                     .arg("WITHSCORES"),
             )
             .await?;
+        // Every walk's state in one round trip.
+        let mut pipe = redis::pipe();
+        for (jid, _) in &entries {
+            pipe.cmd("HMGET")
+                .arg(state_key(keys, jid))
+                .arg("c")
+                .arg("cancelled")
+                .arg("done");
+        }
+        type State = (Option<String>, Option<String>, Option<String>);
+        let states: Vec<State> = self.query_pipe(&pipe).await?;
         let mut out = Vec::new();
         let mut gone = Vec::new();
-        for (jid, updated_at) in entries {
-            let (cursor, cancelled, done): (Option<String>, Option<String>, Option<String>) = self
-                .query(
-                    redis::cmd("HMGET")
-                        .arg(state_key(keys, &jid))
-                        .arg("c")
-                        .arg("cancelled")
-                        .arg("done"),
-                )
-                .await?;
+        for ((jid, updated_at), (cursor, cancelled, done)) in entries.into_iter().zip(states) {
             if done.is_some() || (cursor.is_none() && cancelled.is_none()) {
                 // Finished, or its state expired (a job deleted or dead long ago).
                 gone.push(jid);
