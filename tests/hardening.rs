@@ -470,14 +470,6 @@ fn http_status(port: u16, path: &str) -> u16 {
         .unwrap_or(0)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Logs in with `url`; `refuse` makes Redis refuse that login (run through `admin`, a
 /// redis-cli that stays logged in), then every client is cut off, and 6 s later `accept`
 /// lets the login in again: the server and the dashboard must come back by themselves.

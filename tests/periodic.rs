@@ -266,15 +266,10 @@ async fn the_cli_lists_runs_and_pauses_entries() -> psychiq::Result<()> {
     })
     .await;
     let cli = |args: &[&str]| {
-        let out = psychiq()
-            .args(["--redis-url", &ns.url, "-n", &ns.namespace, "periodic"])
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+        output_of(
+            psychiq()
+                .args(["--redis-url", &ns.url, "-n", &ns.namespace, "periodic"])
+                .args(args),
         )
     };
     let (code, listing, _) = cli(&[]);

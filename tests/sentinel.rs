@@ -12,14 +12,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use psychiq::{Client, Job, RedisConfig};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A `redis-server` (or sentinel) child, killed when dropped.
 struct Node {
     port: u16,
@@ -277,12 +269,9 @@ async fn a_server_follows_a_failover_and_runs_every_job_the_new_master_holds() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.0.id().to_string()])
-        .status();
-    let status = server.0.wait().unwrap();
+    let clean = server.terminate();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(status.success(), "{text}");
+    assert!(clean, "{text}");
     assert_eq!(ran().len(), JOBS, "every job ran at least once");
     // The new master holds no job left to run.
     let left = cli(topology.replica.port, &["llen", "sentinel:queue:default"]);
@@ -341,10 +330,7 @@ async fn with_wait_for_replicas_pushes_and_acknowledgements_reach_the_replica() 
         std::fs::read_to_string(&out).is_ok_and(|t| !t.is_empty())
     })
     .await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.0.id().to_string()])
-        .status();
-    assert!(server.0.wait().unwrap().success());
+    assert!(server.terminate());
 
     // Without a replica, a push still lands on the master, after the 1 s wait.
     replica.kill9();

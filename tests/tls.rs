@@ -114,11 +114,7 @@ struct TlsRedis {
 
 impl TlsRedis {
     fn start(certs: &Certificates, client_certificates: bool) -> TlsRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -164,16 +160,11 @@ impl Drop for TlsRedis {
 
 /// Runs `psychiq ARGS` against `url` with `tls` flags; returns (exit code, stdout, stderr).
 fn run(url: &str, tls: &[&str], args: &[&str]) -> (Option<i32>, String, String) {
-    let out = psychiq()
-        .args(["--redis-url", url, "-n", "tls"])
-        .args(tls)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    output_of(
+        psychiq()
+            .args(["--redis-url", url, "-n", "tls"])
+            .args(tls)
+            .args(args),
     )
 }
 
@@ -220,10 +211,7 @@ fn jobs_run_over_tls_and_a_wrong_certificate_says_so() {
     let (code, stats, _) = run(&redis.url(), &tls, &["stats"]);
     assert_eq!(code, Some(0));
     assert!(stats.contains("processed"));
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.0.id().to_string()])
-        .status();
-    assert!(server.0.wait().unwrap().success());
+    assert!(server.terminate());
 
     // The wrong CA, or none (the system's store does not know the test's CA): refused, with
     // a sentence that says what to check, exit 1.

@@ -404,11 +404,7 @@ impl OwnRedis {
 
     /// Started with extra `redis-server` arguments.
     pub fn start_with(args: &[&str]) -> OwnRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let dir = std::env::temp_dir().join(format!("psychiq-redis-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut redis = OwnRedis {
@@ -527,6 +523,35 @@ impl Charge {
 
 /// A child process killed (and reaped) if the test ends before it does.
 pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    /// Sends TERM and waits for the exit; whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        self.0.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+/// A loopback port free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs a command to its end: its exit code, standard output and standard error.
+pub fn output_of(command: &mut Command) -> (Option<i32>, String, String) {
+    let out = command.output().expect("the command runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
