@@ -310,6 +310,9 @@ pub struct RedisArgs {
     /// Key namespace ('' for Sidekiq's bare keys)
     #[arg(short = 'n', long, default_value = crate::keys::DEFAULT_NAMESPACE, global = true)]
     pub namespace: String,
+    /// Key layout: sidekiq (Sidekiq's keys) or cluster (each queue in its own hash slot, for Redis Cluster; implied by a redis+cluster:// URL)
+    #[arg(long, value_name = "LAYOUT", env = "PSYCHIQ_LAYOUT", global = true)]
+    pub layout: Option<crate::keys::Layout>,
     /// After each enqueue and acknowledgement, wait (up to 1 s) until this many replicas have the writes, so a failover loses neither
     #[arg(long, value_name = "N", env = "PSYCHIQ_WAIT_REPLICAS", global = true)]
     pub wait_replicas: Option<u32>,
@@ -351,6 +354,9 @@ impl RedisArgs {
         }
         if let Some(replicas) = self.wait_replicas {
             config = config.wait_for_replicas(replicas, std::time::Duration::from_secs(1));
+        }
+        if let Some(layout) = self.layout {
+            config = config.layout(layout);
         }
         config
     }

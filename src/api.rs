@@ -108,12 +108,22 @@ pub enum SetKind {
 }
 
 impl SetKind {
-    /// The set's key under `keys`.
+    /// The set's key under `keys` (in the cluster layout, see [`SetKind::key_of`]).
     pub fn key(self, keys: &Keys) -> String {
         match self {
             SetKind::Scheduled => keys.schedule(),
             SetKind::Retry => keys.retry(),
             SetKind::Dead => keys.dead(),
+        }
+    }
+
+    /// The set that holds such jobs of `queue`: the shared one, or in the cluster layout
+    /// the queue's own.
+    pub fn key_of(self, keys: &Keys, queue: &str) -> String {
+        match self {
+            SetKind::Scheduled => keys.schedule_of(queue),
+            SetKind::Retry => keys.retry_of(queue),
+            SetKind::Dead => keys.dead_of(queue),
         }
     }
 
@@ -367,12 +377,22 @@ pub struct Api {
     config: RedisConfig,
 }
 
+/// Jobs of a set in the order its pages list them: soonest first, or newest first for the
+/// dead.
+fn sort_as_listed(kind: SetKind, jobs: &mut [JobRecord]) {
+    jobs.sort_by(|a, b| a.score.unwrap_or(0.0).total_cmp(&b.score.unwrap_or(0.0)));
+    if kind == SetKind::Dead {
+        jobs.reverse();
+    }
+}
+
 /// Removes ARGV[1] from the sorted set KEYS[1] and, only if it was there, pushes ARGV[2] to
-/// the queue KEYS[3] (adding ARGV[3] to the queue set KEYS[2]).
+/// the queue KEYS[2] (adding ARGV[3] to the queue set KEYS[3], if given: in the cluster
+/// layout it is in another slot, and the queue is known already).
 const MOVE_TO_QUEUE: &str = r#"
 if redis.call('zrem', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('sadd', KEYS[2], ARGV[3])
-redis.call('lpush', KEYS[3], ARGV[2])
+if KEYS[3] then redis.call('sadd', KEYS[3], ARGV[3]) end
+redis.call('lpush', KEYS[2], ARGV[2])
 return 1
 "#;
 
@@ -395,7 +415,7 @@ impl Api {
         let conn = config.connect().await?;
         Ok(Api {
             conn,
-            keys: Keys::new(namespace),
+            keys: config.keys(namespace),
             config: config.clone(),
         })
     }
@@ -407,7 +427,28 @@ impl Api {
 
     /// The list of the queue with these exact bytes as its name.
     fn raw_queue_key(&self, name: &[u8]) -> Vec<u8> {
-        [self.keys.queue("").as_bytes(), name].concat()
+        self.keys.raw_queue(name)
+    }
+
+    /// The sets of `kind`, each with the queue it belongs to: Sidekiq's one shared set
+    /// (`None`), or in the cluster layout every known queue's own.
+    async fn set_keys(&self, kind: SetKind) -> Result<Vec<(String, Option<String>)>> {
+        if !self.keys.is_cluster() {
+            return Ok(vec![(kind.key(&self.keys), None)]);
+        }
+        let mut queues: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(self.keys.queues()))
+            .await?;
+        queues.sort();
+        Ok(queues
+            .into_iter()
+            .map(|queue| (kind.key_of(&self.keys, &queue), Some(queue)))
+            .collect())
+    }
+
+    /// The set of `kind` that holds `job` (as read from it).
+    fn set_key_of(&self, kind: SetKind, job: &JobRecord) -> String {
+        kind.key_of(&self.keys, job.queue())
     }
 
     /// The list of the queue named `queue` (as [`Api::queues`] shows it: escaped).
@@ -450,20 +491,14 @@ impl Api {
         let mut pipe = redis::pipe();
         pipe.get(self.keys.stat("processed"))
             .get(self.keys.stat("failed"))
-            .get(self.keys.stat("discarded"))
-            .zcard(self.keys.schedule())
-            .zcard(self.keys.retry())
-            .zcard(self.keys.dead());
+            .get(self.keys.stat("discarded"));
         // Counters may be missing (nil) or written by Ruby as text.
         type Counter = Option<Vec<u8>>;
-        let (processed, failed, discarded, scheduled, retries, dead): (
-            Counter,
-            Counter,
-            Counter,
-            u64,
-            u64,
-            u64,
-        ) = self.query_pipe(&pipe).await?;
+        let (processed, failed, discarded): (Counter, Counter, Counter) =
+            self.query_pipe(&pipe).await?;
+        let scheduled = self.set_size(SetKind::Scheduled).await?;
+        let retries = self.set_size(SetKind::Retry).await?;
+        let dead = self.set_size(SetKind::Dead).await?;
         let (processed, failed) = (counter(processed), counter(failed));
         let queues = self.queues().await?;
         let processes = self.processes().await?;
@@ -550,15 +585,20 @@ impl Api {
         self.change_paused("SREM", queue).await
     }
 
-    /// `SADD` or `SREM` of `queue` in the paused set; whether that changed it.
+    /// `SADD` or `SREM` of `queue` in the paused set (and in the cluster layout in the
+    /// queue's own, which fetch reads); whether that changed the paused set.
     async fn change_paused(&self, command: &str, queue: &str) -> Result<bool> {
-        let changed: u64 = self
-            .query(
-                redis::cmd(command)
-                    .arg(self.keys.paused())
-                    .arg(&*unescape(queue)),
-            )
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd(command)
+            .arg(self.keys.paused())
+            .arg(&*unescape(queue));
+        if self.keys.is_cluster() {
+            pipe.cmd(command)
+                .arg(self.keys.paused_of(queue))
+                .arg(queue)
+                .ignore();
+        }
+        let (changed,): (u64,) = self.query_pipe(&pipe).await?;
         Ok(changed == 1)
     }
 
@@ -641,8 +681,11 @@ impl Api {
     /// Deletes a queue and every job in it; returns how many jobs it held.
     pub async fn clear_queue(&self, queue: &str) -> Result<u64> {
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .llen(self.queue_key(queue))
+        if !self.keys.is_cluster() {
+            // One transaction, where the queue and the queues set share a slot.
+            pipe.atomic();
+        }
+        pipe.llen(self.queue_key(queue))
             .del(self.queue_key(queue))
             .ignore()
             .srem(self.keys.queues(), &*unescape(queue))
@@ -651,10 +694,14 @@ impl Api {
         Ok(size)
     }
 
-    /// Jobs in a sorted set.
+    /// Jobs in a sorted set (in the cluster layout, in every queue's).
     pub async fn set_size(&self, kind: SetKind) -> Result<u64> {
-        self.query(redis::cmd("ZCARD").arg(kind.key(&self.keys)))
-            .await
+        let mut pipe = redis::pipe();
+        for (key, _) in self.set_keys(kind).await? {
+            pipe.zcard(key);
+        }
+        let sizes: Vec<u64> = self.query_pipe(&pipe).await?;
+        Ok(sizes.into_iter().sum())
     }
 
     /// Up to `count` jobs of a set from position `start`: scheduled and retries soonest
@@ -663,32 +710,55 @@ impl Api {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let mut cmd = redis::cmd("ZRANGE");
-        cmd.arg(kind.key(&self.keys))
-            .arg(start)
-            .arg(start + count - 1);
-        if kind == SetKind::Dead {
-            cmd.arg("REV");
+        let sets = self.set_keys(kind).await?;
+        // One set is paged in Redis; several (the cluster layout) are merged here, each
+        // read up to the end of the page.
+        let (first, skip) = if sets.len() == 1 {
+            (start, 0)
+        } else {
+            (0, start)
+        };
+        let mut pipe = redis::pipe();
+        for (key, _) in &sets {
+            pipe.cmd("ZRANGE")
+                .arg(key)
+                .arg(first)
+                .arg(start + count - 1);
+            if kind == SetKind::Dead {
+                pipe.arg("REV");
+            }
+            pipe.arg("WITHSCORES");
         }
-        cmd.arg("WITHSCORES");
-        let rows: Vec<(Vec<u8>, f64)> = self.query(&cmd).await?;
-        Ok(rows
+        let pages: Vec<Vec<(Vec<u8>, f64)>> = self.query_pipe(&pipe).await?;
+        let mut jobs: Vec<JobRecord> = pages
             .into_iter()
-            .map(|(raw, score)| JobRecord::new(raw, Some(score), None))
+            .zip(&sets)
+            .flat_map(|(rows, (_, queue))| {
+                rows.into_iter()
+                    .map(move |(raw, score)| JobRecord::new(raw, Some(score), queue.as_deref()))
+            })
+            .collect();
+        if sets.len() > 1 {
+            sort_as_listed(kind, &mut jobs);
+        }
+        Ok(jobs
+            .into_iter()
+            .skip(skip as usize)
+            .take(count as usize)
             .collect())
     }
 
     /// One `ZSCAN` step over a set with a `MATCH` pattern: the next cursor and the jobs.
     async fn zscan(
         &self,
-        kind: SetKind,
+        (key, queue): &(String, Option<String>),
         cursor: u64,
         pattern: &str,
     ) -> Result<(u64, Vec<JobRecord>)> {
         let (next, rows): (u64, Vec<(Vec<u8>, f64)>) = self
             .query(
                 redis::cmd("ZSCAN")
-                    .arg(kind.key(&self.keys))
+                    .arg(key)
                     .arg(cursor)
                     .arg("MATCH")
                     .arg(pattern)
@@ -698,7 +768,7 @@ impl Api {
             .await?;
         let jobs = rows
             .into_iter()
-            .map(|(raw, score)| JobRecord::new(raw, Some(score), None))
+            .map(|(raw, score)| JobRecord::new(raw, Some(score), queue.as_deref()))
             .collect();
         Ok((next, jobs))
     }
@@ -711,21 +781,22 @@ impl Api {
         limit: usize,
     ) -> Result<Vec<JobRecord>> {
         let pattern = format!("*{}*", crate::recovery::glob_escape(text));
-        let mut cursor: u64 = 0;
         let mut found = Vec::new();
-        loop {
-            let (next, jobs) = self.zscan(kind, cursor, &pattern).await?;
-            found.extend(jobs);
-            cursor = next;
-            if cursor == 0 || found.len() >= limit {
-                break;
+        'sets: for set in self.set_keys(kind).await? {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, jobs) = self.zscan(&set, cursor, &pattern).await?;
+                found.extend(jobs);
+                cursor = next;
+                if found.len() >= limit {
+                    break 'sets;
+                }
+                if cursor == 0 {
+                    break;
+                }
             }
         }
-        // As the set's pages list them: soonest first, or newest first for the dead.
-        found.sort_by(|a, b| a.score.unwrap_or(0.0).total_cmp(&b.score.unwrap_or(0.0)));
-        if kind == SetKind::Dead {
-            found.reverse();
-        }
+        sort_as_listed(kind, &mut found);
         found.truncate(limit);
         Ok(found)
     }
@@ -737,17 +808,20 @@ impl Api {
             return Ok(None);
         }
         let pattern = format!("*{}*", crate::recovery::glob_escape(jid));
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, jobs) = self.zscan(kind, cursor, &pattern).await?;
-            if let Some(job) = jobs.into_iter().find(|job| job.jid() == jid) {
-                return Ok(Some(job));
-            }
-            cursor = next;
-            if cursor == 0 {
-                return Ok(None);
+        for set in self.set_keys(kind).await? {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, jobs) = self.zscan(&set, cursor, &pattern).await?;
+                if let Some(job) = jobs.into_iter().find(|job| job.jid() == jid) {
+                    return Ok(Some(job));
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
             }
         }
+        Ok(None)
     }
 
     /// The job of a set with this score and jid (Sidekiq's `SCORE-JID` key): one
@@ -759,19 +833,24 @@ impl Api {
         jid: &str,
     ) -> Result<Option<JobRecord>> {
         let score = score_text(score);
-        let rows: Vec<(Vec<u8>, f64)> = self
-            .query(
-                redis::cmd("ZRANGE")
-                    .arg(kind.key(&self.keys))
-                    .arg(&score)
-                    .arg(&score)
-                    .arg("BYSCORE")
-                    .arg("WITHSCORES"),
-            )
-            .await?;
-        Ok(rows
+        let sets = self.set_keys(kind).await?;
+        let mut pipe = redis::pipe();
+        for (key, _) in &sets {
+            pipe.cmd("ZRANGE")
+                .arg(key)
+                .arg(&score)
+                .arg(&score)
+                .arg("BYSCORE")
+                .arg("WITHSCORES");
+        }
+        let found: Vec<Vec<(Vec<u8>, f64)>> = self.query_pipe(&pipe).await?;
+        Ok(found
             .into_iter()
-            .map(|(raw, score)| JobRecord::new(raw, Some(score), None))
+            .zip(&sets)
+            .flat_map(|(rows, (_, queue))| {
+                rows.into_iter()
+                    .map(move |(raw, score)| JobRecord::new(raw, Some(score), queue.as_deref()))
+            })
             .find(|job| job.jid() == jid))
     }
 
@@ -819,10 +898,12 @@ impl Api {
         );
         let new = item.to_json();
         static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(MOVE_TO_QUEUE));
-        let moved: u64 = SCRIPT
-            .key(kind.key(&self.keys))
-            .key(self.keys.queues())
-            .key(self.queue_key(job.queue()))
+        let mut invocation = SCRIPT.key(self.set_key_of(kind, job));
+        invocation.key(self.queue_key(job.queue()));
+        if !self.keys.is_cluster() {
+            invocation.key(self.keys.queues());
+        }
+        let moved: u64 = invocation
             .arg(job.raw_bytes())
             .arg(new)
             .arg(&*unescape(job.queue()))
@@ -837,7 +918,7 @@ impl Api {
         let removed: u64 = self
             .query(
                 redis::cmd("ZREM")
-                    .arg(kind.key(&self.keys))
+                    .arg(self.set_key_of(kind, job))
                     .arg(job.raw_bytes()),
             )
             .await?;
@@ -851,13 +932,13 @@ impl Api {
         }
         let now = payload::now_secs();
         let (from, shape) = match kind {
-            Some(kind) => (kind.key(&self.keys).into_bytes(), "set"),
+            Some(kind) => (self.set_key_of(kind, job).into_bytes(), "set"),
             None => (self.queue_key(job.queue()), "list"),
         };
         static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(KILL));
         let moved: u64 = SCRIPT
             .key(from)
-            .key(self.keys.dead())
+            .key(self.keys.dead_of(job.queue()))
             .arg(job.raw_bytes())
             .arg(job.raw_bytes())
             .arg(payload::timestamp_text(now))
@@ -888,15 +969,17 @@ impl Api {
         .await
     }
 
-    /// Deletes a whole set; returns how many jobs it held.
+    /// Deletes a whole set (in the cluster layout, every queue's); returns how many jobs
+    /// it held.
     pub async fn clear(&self, kind: SetKind) -> Result<u64> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .zcard(kind.key(&self.keys))
-            .del(kind.key(&self.keys))
-            .ignore();
-        let (size,): (u64,) = self.query_pipe(&pipe).await?;
-        Ok(size)
+        let mut cleared = 0;
+        for (key, _) in self.set_keys(kind).await? {
+            let mut pipe = redis::pipe();
+            pipe.atomic().zcard(&key).del(&key).ignore();
+            let (size,): (u64,) = self.query_pipe(&pipe).await?;
+            cleared += size;
+        }
+        Ok(cleared)
     }
 
     async fn for_all<F, Fut>(&self, kind: SetKind, action: F) -> Result<u64>

@@ -400,6 +400,9 @@ impl Push {
     }
 }
 
+/// Payloads with their scores, for one `ZADD`.
+type Scored = Vec<(f64, String)>;
+
 impl Client {
     /// Connects to Redis (checking it answers) and uses keys under `namespace`.
     pub async fn connect(config: &RedisConfig, namespace: &str) -> Result<Client> {
@@ -413,13 +416,14 @@ impl Client {
         namespace: &str,
     ) -> Client {
         let one_at_a_time = config.replica_wait().map(|_| Arc::default());
+        let keys = Arc::new(config.keys(namespace));
         Client {
             backend: Backend::Redis {
                 conn,
                 config,
                 one_at_a_time,
             },
-            keys: Arc::new(Keys::new(namespace)),
+            keys,
             middleware: Arc::default(),
             unique_keys: Arc::default(),
         }
@@ -641,6 +645,11 @@ impl Client {
         config: &RedisConfig,
         jobs: &[&Job],
     ) -> Result<Vec<Push>> {
+        if self.keys.is_cluster() && jobs.iter().any(|job| job.unique.is_some()) {
+            return Err(Error::Config(
+                "unique jobs are not available in the cluster layout yet (the lock and the queue are in different slots); push it without unique_for, or use one Redis".into(),
+            ));
+        }
         let mut pushes = Vec::with_capacity(jobs.len());
         let now = payload::now_secs();
         // Commands of up to 1,000 jobs each; ten of them share a round trip, which bounds
@@ -658,7 +667,8 @@ impl Client {
             }
             for chunk in group.chunks(BULK_BATCH) {
                 let mut by_queue: Vec<(&str, Vec<String>)> = Vec::new();
-                let mut scheduled: Vec<(f64, String)> = Vec::new();
+                // Per schedule set: one in Sidekiq's layout, each queue's own in the cluster's.
+                let mut scheduled: Vec<(String, &str, Scored)> = Vec::new();
                 for &job in chunk {
                     let jid = job.jid.clone().unwrap_or_else(payload::new_jid);
                     let at = job.scheduled_at();
@@ -685,7 +695,13 @@ impl Client {
                         unique.push(pushes.len());
                     } else {
                         match at {
-                            Some(at) => scheduled.push((at, json)),
+                            Some(at) => {
+                                let set = self.keys.schedule_of(&job.queue);
+                                match scheduled.iter_mut().find(|(s, _, _)| *s == set) {
+                                    Some((_, _, list)) => list.push((at, json)),
+                                    None => scheduled.push((set, &job.queue, vec![(at, json)])),
+                                }
+                            }
                             None => match by_queue.iter_mut().find(|(q, _)| *q == job.queue) {
                                 Some((_, list)) => list.push(json),
                                 None => by_queue.push((job.queue.as_str(), vec![json])),
@@ -698,9 +714,12 @@ impl Client {
                     pipe.sadd(self.keys.queues(), *queue).ignore();
                     pipe.lpush(self.keys.queue(queue), list).ignore();
                 }
-                if !scheduled.is_empty() {
-                    pipe.zadd_multiple(self.keys.schedule(), &scheduled)
-                        .ignore();
+                for (set, queue, list) in &scheduled {
+                    if self.keys.is_cluster() {
+                        // So the poller knows to look at this queue's schedule.
+                        pipe.sadd(self.keys.queues(), *queue).ignore();
+                    }
+                    pipe.zadd_multiple(set, list).ignore();
                 }
             }
             // `WAIT` in the same round trip, on the connection that wrote: it counts that

@@ -17,6 +17,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 
 use crate::error::{Error, Result};
+use crate::keys::{Keys, Layout};
 
 /// How long an ordinary command may take before it fails (Sidekiq 7.3 uses 3 s too).
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
@@ -44,6 +45,9 @@ pub struct RedisConfig {
     tls: Option<Arc<TlsFiles>>,
     /// After each enqueue and each acknowledgement, `WAIT` for this many replicas.
     wait: Option<(u32, Duration)>,
+    /// How keys are laid out, if chosen; a `redis+cluster://` address needs the cluster
+    /// layout.
+    layout: Option<Layout>,
 }
 
 /// Where a `rediss://` connection's certificates are (PEM files).
@@ -74,13 +78,95 @@ impl RedisConfig {
     /// A server given by URL: `redis://[user:password@]host:port/db`, `rediss://` for TLS,
     /// `redis+unix:///path[?db=N&user=U&pass=P]`, or, behind Redis Sentinel,
     /// `redis+sentinel://[user:password@]sentinel1:26379,sentinel2:26379/MASTER[/db]`: the
-    /// master's address is asked of the sentinels, and asked again after a failover.
+    /// master's address is asked of the sentinels, and asked again after a failover; or a
+    /// Redis Cluster, `redis+cluster://[user:password@]node1:6379,node2:6379`: any of its
+    /// nodes, from which the rest are found, with keys in the [cluster layout](Layout).
     pub fn from_url(url: impl Into<String>) -> Self {
         RedisConfig {
             url: url.into(),
             tls: None,
             wait: None,
+            layout: None,
         }
+    }
+
+    /// Lays keys out for Redis Cluster even on one Redis (see [`Layout`]): the step
+    /// before moving a namespace to a cluster, or to measure its cost. A
+    /// `redis+cluster://` address always uses the cluster layout.
+    ///
+    /// ```
+    /// use psychiq::{Layout, RedisConfig};
+    /// let config = RedisConfig::default().layout(Layout::Cluster);
+    /// assert_eq!(config.keys("psychiq").queue("mail"), "psychiq:{mail}:queue");
+    /// let cluster = RedisConfig::from_url("redis+cluster://10.0.0.1:7000,10.0.0.2:7000");
+    /// assert_eq!(cluster.key_layout(), Layout::Cluster);
+    /// ```
+    pub fn layout(mut self, layout: Layout) -> Self {
+        self.layout = Some(layout);
+        self
+    }
+
+    /// The layout of the keys: [`Layout::Cluster`] for a cluster address or when chosen.
+    pub fn key_layout(&self) -> Layout {
+        if self.is_cluster() {
+            Layout::Cluster
+        } else {
+            self.layout.unwrap_or_default()
+        }
+    }
+
+    /// The keys of `namespace` on this Redis, in its [layout](RedisConfig::key_layout).
+    pub fn keys(&self, namespace: &str) -> Keys {
+        Keys::with_layout(namespace, self.key_layout())
+    }
+
+    /// Whether it names a Redis Cluster.
+    fn is_cluster(&self) -> bool {
+        self.url.starts_with("redis+cluster://")
+    }
+
+    /// For a `redis+cluster://` URL: the nodes to start from, as `redis://` URLs with the
+    /// login. `None` for other URLs.
+    fn cluster_nodes(&self) -> Option<Result<Vec<String>>> {
+        let rest = self.url.strip_prefix("redis+cluster://")?;
+        let (auth, hosts) = match rest.rsplit_once('@') {
+            Some((auth, hosts)) => (format!("{auth}@"), hosts),
+            None => (String::new(), rest),
+        };
+        let hosts = hosts.trim_end_matches('/');
+        let invalid = |reason: &str| Error::InvalidAddress {
+            address: self.display_address(),
+            reason: reason.to_string(),
+        };
+        if hosts.is_empty() || hosts.split(',').any(str::is_empty) {
+            return Some(Err(invalid(
+                "a cluster address is redis+cluster://host:port[,host:port...]",
+            )));
+        }
+        if hosts.contains('/') {
+            return Some(Err(invalid(
+                "a Redis Cluster has only database 0; drop the /db",
+            )));
+        }
+        if self.tls.is_some() {
+            return Some(Err(invalid(
+                "TLS is not supported with Redis Cluster yet; use rediss:// to one Redis",
+            )));
+        }
+        if self.layout == Some(Layout::Sidekiq) {
+            return Some(Err(invalid(
+                "Sidekiq's layout cannot work on a Redis Cluster (its commands cross hash slots); drop --layout sidekiq",
+            )));
+        }
+        if self.wait.is_some() {
+            return Some(Err(invalid(
+                "--wait-replicas is not supported with Redis Cluster yet",
+            )));
+        }
+        Some(Ok(hosts
+            .split(',')
+            .map(|host| format!("redis://{auth}{host}"))
+            .collect()))
     }
 
     /// After each enqueue (a client's push) and each acknowledgement (a server's batch of
@@ -220,6 +306,14 @@ impl RedisConfig {
     }
 
     fn client(&self) -> Result<redis::Client> {
+        if let Some(nodes) = self.cluster_nodes() {
+            // Checked here, connected to in `link`.
+            nodes?;
+            return redis::Client::open("redis://127.0.0.1").map_err(|e| Error::InvalidAddress {
+                address: self.display_address(),
+                reason: e.to_string(),
+            });
+        }
         if let Some(sentinel) = self.sentinel() {
             // Checked here, resolved when connecting (`manager`).
             sentinel?;
@@ -286,15 +380,8 @@ impl RedisConfig {
     /// Opens a connection whose commands may block for up to `timeout` (for `BRPOP`).
     pub(crate) async fn connect_with_timeout(&self, timeout: Duration) -> Result<Connection> {
         self.client()?; // a bad address is named as one, not as a Redis error
-        let mut manager = self
-            .manager(timeout)
-            .await
-            .map_err(|e| self.redis_error(e))?;
-        let _: () = redis::cmd("PING")
-            .query_async(&mut manager)
-            .await
-            .map_err(|e| self.redis_error(e))?;
-        Ok(Connection {
+        let manager = self.link(timeout).await.map_err(|e| self.redis_error(e))?;
+        let mut connection = Connection {
             shared: Arc::new(Shared {
                 config: self.clone(),
                 timeout,
@@ -305,7 +392,12 @@ impl RedisConfig {
                 }),
                 rebuilding: tokio::sync::Mutex::new(()),
             }),
-        })
+        };
+        let _: () = redis::cmd("PING")
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| self.redis_error(e))?;
+        Ok(connection)
     }
 
     /// Asks the sentinels where the master is; a client for it.
@@ -342,6 +434,28 @@ impl RedisConfig {
     /// Whether it names its master through Sentinel.
     fn is_sentinel(&self) -> bool {
         self.url.starts_with("redis+sentinel://")
+    }
+
+    /// The connection itself: to one Redis (named directly or by Sentinel) or to a cluster.
+    async fn link(&self, timeout: Duration) -> redis::RedisResult<Link> {
+        match self.cluster_nodes() {
+            Some(nodes) => {
+                let nodes = nodes.map_err(|e| {
+                    RedisError::from((ErrorKind::InvalidClientConfig, "bad address", e.to_string()))
+                })?;
+                // redis-rs follows MOVED and ASK and reads the slots again after a failover;
+                // its retries wait up to about 2.5 s in all, then the caller's own take over.
+                let client = redis::cluster::ClusterClientBuilder::new(nodes)
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(timeout)
+                    .retries(6)
+                    .min_retry_wait(50)
+                    .max_retry_wait(1_000)
+                    .build()?;
+                Ok(Link::Cluster(client.get_async_connection().await?))
+            }
+            None => Ok(Link::Single(self.manager(timeout).await?)),
+        }
     }
 
     async fn manager(&self, timeout: Duration) -> redis::RedisResult<ConnectionManager> {
@@ -423,15 +537,64 @@ struct Shared {
     rebuilding: tokio::sync::Mutex<()>,
 }
 
+/// One Redis, or a cluster: both reconnect by themselves.
+#[derive(Clone)]
+enum Link {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Link {
+    async fn command(&mut self, cmd: &Cmd) -> redis::RedisResult<Value> {
+        match self {
+            Link::Single(manager) => manager.send_packed_command(cmd).await,
+            Link::Cluster(cluster) => cluster.req_packed_command(cmd).await,
+        }
+    }
+
+    async fn commands(
+        &mut self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisResult<Vec<Value>> {
+        match self {
+            Link::Single(manager) => manager.send_packed_commands(pipeline, offset, count).await,
+            Link::Cluster(cluster) => {
+                let result = cluster.req_packed_commands(pipeline, offset, count).await;
+                match result {
+                    // redis-rs sends a pipeline to one node and refuses, before sending
+                    // anything, one whose keys cross slots. One that is not a transaction
+                    // goes command by command instead, all at once: commands to one node
+                    // keep their order on its connection.
+                    Err(e) if crossed_slots(&e) && !pipeline.is_transaction() => {
+                        let sends = pipeline.cmd_iter().map(|cmd| {
+                            let mut cluster = cluster.clone();
+                            async move { cluster.req_packed_command(cmd).await }
+                        });
+                        futures_util::future::try_join_all(sends).await
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+}
+
+/// redis-rs's refusal of a pipeline whose commands are for different slots.
+fn crossed_slots(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::CrossSlot) && e.to_string().contains("crossed")
+}
+
 struct Current {
-    manager: ConnectionManager,
+    manager: Link,
     /// Bumped by every rebuild, so a caller that saw an older one knows it was replaced.
     generation: u64,
     rebuilt: Instant,
 }
 
 impl Connection {
-    fn current(&self) -> (ConnectionManager, u64) {
+    fn current(&self) -> (Link, u64) {
         let current = self.shared.current.lock().expect("connection lock");
         (current.manager.clone(), current.generation)
     }
@@ -447,7 +610,7 @@ impl Connection {
                 return;
             }
         }
-        let fresh = self.shared.config.manager(self.shared.timeout).await;
+        let fresh = self.shared.config.link(self.shared.timeout).await;
         let mut current = self.shared.current.lock().expect("connection lock");
         current.rebuilt = Instant::now();
         if let Ok(manager) = fresh {
@@ -485,7 +648,7 @@ impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let (mut manager, generation) = self.current();
-            let result = manager.send_packed_command(cmd).await;
+            let result = manager.command(cmd).await;
             self.after(generation, result).await
         })
     }
@@ -498,13 +661,16 @@ impl ConnectionLike for Connection {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             let (mut manager, generation) = self.current();
-            let result = manager.send_packed_commands(pipeline, offset, count).await;
+            let result = manager.commands(pipeline, offset, count).await;
             self.after(generation, result).await
         })
     }
 
     fn get_db(&self) -> i64 {
-        self.current().0.get_db()
+        match self.current().0 {
+            Link::Single(manager) => manager.get_db(),
+            Link::Cluster(_) => 0,
+        }
     }
 }
 
@@ -550,6 +716,9 @@ pub fn explain(e: &RedisError) -> &'static str {
         }
         ErrorKind::Server(ServerErrorKind::ReadOnly) => {
             "This Redis is a read-only replica (a failover demoted it?). Point --redis-url at the master"
+        }
+        ErrorKind::Server(ServerErrorKind::CrossSlot | ServerErrorKind::Moved) => {
+            "This Redis is a Redis Cluster: address it as redis+cluster://host:port[,host:port...], which uses the cluster layout of keys (--layout cluster)"
         }
         ErrorKind::Server(ServerErrorKind::BusyLoading) => {
             "Redis is loading its data set after a restart. Wait until it is ready"

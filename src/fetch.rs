@@ -111,6 +111,9 @@ pub enum FetchMode {
 struct Source {
     name: Arc<str>,
     key: String,
+    /// The set of paused queue names the fetch script reads for it (all share one in
+    /// Sidekiq's layout; each queue has its own in the cluster layout).
+    paused_key: String,
     /// This process's in-progress hash for the queue.
     inprogress: Arc<str>,
 }
@@ -202,6 +205,8 @@ pub(crate) struct Fetcher {
     paused_read: std::sync::Mutex<Option<std::time::Instant>>,
     /// Turns true when the server goes quiet: a wait for work ends then.
     quiet: watch::Receiver<bool>,
+    /// Cluster layout: each queue is in its own slot, so a fetch takes queue by queue.
+    per_queue: bool,
 }
 
 impl Fetcher {
@@ -222,6 +227,7 @@ impl Fetcher {
                     sources.push(Source {
                         name: Arc::from(spec.name.as_str()),
                         key: keys.queue(&spec.name),
+                        paused_key: keys.paused_of(&spec.name),
                         inprogress: Arc::from(keys.inprogress(identity, &spec.name)),
                     });
                     weights.push(spec.weight);
@@ -246,6 +252,7 @@ impl Fetcher {
             paused_key: keys.paused(),
             paused_read: std::sync::Mutex::new(None),
             quiet,
+            per_queue: keys.is_cluster(),
         }
     }
 
@@ -344,13 +351,34 @@ impl Fetcher {
             .collect())
     }
 
-    /// Reliable fetch: moves up to `max` jobs into the in-progress hashes in one Lua call.
+    /// Reliable fetch: moves up to `max` jobs into the in-progress hashes in one Lua call,
+    /// or in the cluster layout one call per queue, in order, until it has `max`.
     async fn take(&self, order: &[usize], max: usize) -> redis::RedisResult<Vec<UnitOfWork>> {
+        if !self.per_queue {
+            return self.take_from(order, max).await;
+        }
+        let mut jobs = Vec::new();
+        for &index in order {
+            let taken = self.take_from(&[index], max - jobs.len()).await?;
+            // A recovered suspect taken first is run alone, as with one call (one found in
+            // a later queue's call may join the jobs taken before it).
+            let alone = taken.len() == 1 && taken[0].is_suspect();
+            jobs.extend(taken);
+            if jobs.len() >= max || alone {
+                break;
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// One fetch script call over the queues `order` (all in one slot unless the layout
+    /// is Sidekiq's).
+    async fn take_from(&self, order: &[usize], max: usize) -> redis::RedisResult<Vec<UnitOfWork>> {
         static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FETCH_BATCH));
         // Slots are reserved before the call, so fetches side by side never share one.
         let first = self.next_slot.fetch_add(max as u64, Ordering::Relaxed);
         let mut invocation = SCRIPT.prepare_invoke();
-        invocation.key(&self.paused_key);
+        invocation.key(&self.sources[order[0]].paused_key);
         for &i in order {
             invocation
                 .key(&self.sources[i].key)

@@ -124,8 +124,7 @@ impl Heartbeat {
 
     /// Whether this process holds no in-progress job (Redis deletes empty hashes).
     async fn inprogress_is_empty(&mut self) -> bool {
-        let prefix = self.keys.inprogress(&self.identity, "");
-        crate::recovery::owner_stores(&mut self.conn, &prefix)
+        crate::recovery::owner_stores(&mut self.conn, &self.keys, &self.identity)
             .await
             .is_ok_and(|stores| stores.is_empty())
     }

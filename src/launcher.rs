@@ -21,11 +21,10 @@ use crate::acks::{self, Acks};
 use crate::backlog::DEFAULT_PREFETCH_PER_SLOT;
 use crate::connection::COMMAND_TIMEOUT;
 use crate::control::Control;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::fetch::{FETCH_TIMEOUT, Fetcher, QueueSpec};
 use crate::heartbeat::Heartbeat;
-use crate::keys::Keys;
 use crate::manager::{self, Manager, Running, RunningJob};
 use crate::plugins::{self, Plugin, poller::Poller, recovery::Recovery};
 use crate::processor::{Executor, Processor};
@@ -98,6 +97,30 @@ impl ServerHandle {
     }
 }
 
+/// What the cluster layout cannot do yet (each writes a queue's keys and shared ones in one
+/// atomic step), refused before anything starts.
+fn refuse_outside_the_cluster_layout(
+    config: &crate::server::ServerConfig,
+    registry: &crate::worker::Registry,
+) -> Result<()> {
+    let refuse = |what: &str| {
+        Err(Error::Config(format!(
+            "{what} not available in the cluster layout yet; run it on one Redis (Sidekiq's layout, or Sentinel for failover)"
+        )))
+    };
+    if config.fetch == crate::fetch::FetchMode::Basic {
+        return refuse("basic fetch (BRPOP over several queues' slots) is");
+    }
+    if config.unique_jobs || registry.declares_unique() {
+        return refuse("unique jobs are");
+    }
+    #[cfg(feature = "periodic")]
+    if !registry.periodic_jobs().is_empty() {
+        return refuse("periodic jobs are");
+    }
+    Ok(())
+}
+
 /// Connects, registers the process and starts everything; returns once the server runs.
 pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<ServerHandle> {
     // A library must not install a global logger, but a server whose failures nobody can
@@ -126,7 +149,12 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         }
         plugins
     };
-    let keys = Keys::new(&config.namespace);
+    let keys = config.redis.keys(&config.namespace);
+    if keys.is_cluster() {
+        refuse_outside_the_cluster_layout(&config, &registry)?;
+    }
+    // Batches put their jobs and their counts in one transaction: not across slots.
+    let batches = config.batches && !keys.is_cluster();
     let conn = config.redis.connect().await?;
     // The built-in middleware go in front of the app's own, from the outside in:
     // BatchCounter (it counts the outcome the whole chain arrived at), UniqueUnlock, Expiry
@@ -152,7 +180,7 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
             keys.clone(),
         ));
     }
-    if config.batches && !middleware.contains::<crate::batch::BatchCounter>() {
+    if batches && !middleware.contains::<crate::batch::BatchCounter>() {
         // Deaths are counted by the processor, in the transaction that writes the dead job.
         middleware.prepend(crate::batch::BatchCounter::new(conn.clone(), keys.clone()));
     }
@@ -224,7 +252,7 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         stats: Arc::clone(&stats),
         acks,
         hooks: Arc::clone(&hooks),
-        count_batch_deaths: config.batches,
+        count_batch_deaths: batches,
     });
     let weights: Vec<(String, u32)> = queues.iter().map(|q| (q.name.clone(), q.weight)).collect();
     let (beat_done, beat_done_rx) = watch::channel(false);

@@ -79,7 +79,7 @@ pub use error::{Error, Result};
 #[cfg(feature = "periodic")]
 pub use extensions::periodic;
 pub use extensions::{batch, iteration, limits};
-pub use keys::Keys;
+pub use keys::{Keys, Layout};
 pub use middleware::Outcome;
 pub use payload::{JobMap, Retry};
 pub use worker::{

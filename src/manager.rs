@@ -337,13 +337,43 @@ end
 return moved
 "#;
 
-/// Pushes unfinished jobs back to the front of their queues, in one atomic call.
-pub(crate) async fn requeue(mut conn: Connection, keys: &Keys, jobs: &[RunningJob]) -> bool {
+/// Pushes unfinished jobs back to the front of their queues, in one atomic call (in the
+/// cluster layout, one per queue: each is in its own slot).
+pub(crate) async fn requeue(conn: Connection, keys: &Keys, jobs: &[RunningJob]) -> bool {
+    if !keys.is_cluster() {
+        return requeue_in_one_slot(conn, keys, jobs, None).await;
+    }
+    let mut queues: Vec<&str> = jobs.iter().map(|job| &*job.work.queue).collect();
+    queues.sort_unstable();
+    queues.dedup();
+    let mut all = true;
+    for queue in queues {
+        let of_queue: Vec<RunningJob> = jobs
+            .iter()
+            .filter(|job| &*job.work.queue == queue)
+            .cloned()
+            .collect();
+        let route = keys.queue(queue);
+        all &= requeue_in_one_slot(conn.clone(), keys, &of_queue, Some(&route)).await;
+    }
+    all
+}
+
+/// [`requeue`] of jobs whose keys share a slot; `route` names one of them for a cluster.
+async fn requeue_in_one_slot(
+    mut conn: Connection,
+    keys: &Keys,
+    jobs: &[RunningJob],
+    route: Option<&str>,
+) -> bool {
     if jobs.is_empty() {
         return true;
     }
     static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REQUEUE));
     let mut invocation = SCRIPT.prepare_invoke();
+    if let Some(route) = route {
+        invocation.key(route);
+    }
     // RPUSH puts each job where it is popped next: the last pushed runs first, so push in
     // reverse to keep the order they were taken in.
     for job in jobs.iter().rev() {

@@ -186,7 +186,7 @@ impl Processor {
             // A dropped job goes nowhere; handlers see it as it failed.
             let (payload, dead) = match &disposition {
                 Disposition::Retry { payload, .. } => (payload.clone(), false),
-                Disposition::Dead { payload } => (payload.clone(), true),
+                Disposition::Dead { payload, .. } => (payload.clone(), true),
                 Disposition::Drop => (job.to_json(), false),
             };
             self.report(&payload, &error, queue, dead).await;
@@ -199,6 +199,7 @@ impl Processor {
         let payload = retry::wrap_unreadable(&work.raw, &work.queue, reason, now);
         let dead = Disposition::Dead {
             payload: payload.clone(),
+            queue: work.queue.to_string(),
         };
         self.write(&dead, now, work).await;
         self.report(&payload, error, &work.queue, true).await;
@@ -239,7 +240,7 @@ impl Processor {
         let payload: &[u8] = marked.as_deref().map_or(&work.raw, str::as_bytes);
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .zadd(self.keys.schedule(), payload, at)
+            .zadd(self.keys.schedule_of(&work.queue), payload, at)
             .ignore();
         work.remove_in(&mut pipe);
         let mut outage = Outage::new("snoozing a job");
@@ -260,6 +261,24 @@ impl Processor {
         work: &UnitOfWork,
         batch_death: Option<(String, String)>,
     ) {
+        if let Disposition::Retry { queue, .. } | Disposition::Dead { queue, .. } = disposition
+            && self.keys.is_cluster()
+            && **queue != *work.queue
+        {
+            // Its retry_queue is in another slot: the job is written (and the queue made
+            // known, so its sets are polled) before it leaves its in-progress hash. A crash
+            // between the two runs it once more; it is never lost.
+            let mut written = redis::pipe();
+            retry::commands(disposition, &self.keys, now, &mut written);
+            written.sadd(self.keys.queues(), queue.as_str()).ignore();
+            let mut outage = Outage::new("recording a failed job");
+            let mut removal = redis::pipe();
+            work.remove_in(&mut removal);
+            for step in [written, removal] {
+                query_until_ok(&mut self.conn.clone(), &step, &mut outage).await;
+            }
+            return;
+        }
         let mut pipe = redis::pipe();
         pipe.atomic();
         retry::commands(disposition, &self.keys, now, &mut pipe);

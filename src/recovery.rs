@@ -26,10 +26,11 @@ pub const MAX_RECOVERIES: u64 = 3;
 /// store, so two recoverers (say, after a lock expired half-way) never push one job twice.
 /// The store is a hash of slot → payload, or a list of payloads (what an earlier Psychiq
 /// wrote: still recovered, so a rolling upgrade loses nothing).
-/// KEYS: store, queue, queues set, dead set. ARGV: queue name, now, dead cutoff, then
-/// (slot or old payload, new payload, "queue" | "dead") triples.
+/// KEYS: store, queue, dead set, and (not in the cluster layout, where it is in another
+/// slot and the queue is known already) the queues set. ARGV: queue name, now, dead cutoff,
+/// then (slot or old payload, new payload, "queue" | "dead") triples.
 const RECOVER: &str = r#"
-local store, queue, queues, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local store, queue, dead, queues = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local name, now, cutoff = ARGV[1], ARGV[2], ARGV[3]
 local hash = redis.call('type', store).ok == 'hash'
 local moved, died = 0, 0
@@ -41,7 +42,7 @@ for i = 4, #ARGV, 3 do
       redis.call('zadd', dead, now, ARGV[i + 1])
       died = died + 1
     else
-      redis.call('sadd', queues, name)
+      if queues then redis.call('sadd', queues, name) end
       redis.call('rpush', queue, ARGV[i + 1])
     end
     moved = moved + 1
@@ -143,13 +144,55 @@ async fn recover_if_dead(
     }
 }
 
-/// The in-progress stores (hashes, or an earlier Psychiq's lists) whose keys start with
-/// `prefix`, found with SCAN (1,000 keys a step).
-/// Keys are bytes: a store whose queue name is not UTF-8 is found and recovered too.
+/// `owner`'s in-progress stores (hashes, or an earlier Psychiq's lists), as (key, queue
+/// name). Keys are bytes: a store whose queue name is not UTF-8 is found and recovered too.
+///
+/// In Sidekiq's layout they are found with SCAN (1,000 keys a step); in the cluster
+/// layout, where a SCAN sees one node, by looking for the owner's store of each known queue.
 pub(crate) async fn owner_stores(
     conn: &mut Connection,
-    prefix: &str,
-) -> redis::RedisResult<Vec<Vec<u8>>> {
+    keys: &Keys,
+    owner: &str,
+) -> redis::RedisResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    if keys.is_cluster() {
+        let queues: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(keys.queues())
+            .query_async(conn)
+            .await?;
+        let mut pipe = redis::pipe();
+        for queue in &queues {
+            pipe.exists(keys.inprogress(owner, queue));
+        }
+        let found: Vec<bool> = if queues.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(conn).await?
+        };
+        return Ok(queues
+            .into_iter()
+            .zip(found)
+            .filter(|(_, found)| *found)
+            .map(|(queue, _)| {
+                (
+                    keys.inprogress(owner, &queue).into_bytes(),
+                    queue.into_bytes(),
+                )
+            })
+            .collect());
+    }
+    let prefix = keys.inprogress(owner, "");
+    let stores = scan(conn, &prefix).await?;
+    Ok(stores
+        .into_iter()
+        .filter_map(|store| {
+            let queue = store.get(prefix.len()..)?.to_vec();
+            Some((store, queue))
+        })
+        .collect())
+}
+
+/// The keys that start with `prefix`, found with SCAN (1,000 keys a step).
+async fn scan(conn: &mut Connection, prefix: &str) -> redis::RedisResult<Vec<Vec<u8>>> {
     let pattern = format!("{}*", glob_escape(prefix));
     let mut stores = Vec::new();
     let mut cursor: u64 = 0;
@@ -177,14 +220,10 @@ async fn recover_owner(
     gone: bool,
 ) -> redis::RedisResult<usize> {
     static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RECOVER));
-    let prefix = keys.inprogress(owner, "");
     let mut moved = 0;
-    for store in owner_stores(conn, &prefix).await? {
-        let Some(queue) = store.get(prefix.len()..) else {
-            continue;
-        };
-        let queue_key = [keys.queue("").as_bytes(), queue].concat();
-        let queue = crate::text::escape(queue);
+    for (store, name) in owner_stores(conn, keys, owner).await? {
+        let queue_key = keys.raw_queue(&name);
+        let queue = crate::text::escape(&name);
         let queue = queue.as_ref();
         let jobs = held_jobs(conn, &store).await?;
         if jobs.is_empty() {
@@ -198,9 +237,12 @@ async fn recover_owner(
         invocation
             .key(&store)
             .key(&queue_key)
-            .key(keys.queues())
-            .key(keys.dead())
-            .arg(&queue_key[keys.queue("").len()..])
+            .key(keys.dead_of(&String::from_utf8_lossy(&name)));
+        if !keys.is_cluster() {
+            invocation.key(keys.queues());
+        }
+        invocation
+            .arg(&name)
             .arg(payload::timestamp_text(now))
             .arg(payload::timestamp_text(now - retry::DEAD_TIMEOUT_SECS));
         for (handle, raw) in &jobs {
@@ -216,9 +258,11 @@ async fn recover_owner(
                         owner,
                         "job recovered {MAX_RECOVERIES} times from crashed processes: moved to the dead set"
                     );
-                    if let Some(bid) = serde_json::from_slice::<serde_json::Value>(&job)
-                        .ok()
-                        .and_then(|j| j.get("bid").and_then(|b| b.as_str()).map(str::to_string))
+                    // (The cluster layout has no batches.)
+                    if !keys.is_cluster()
+                        && let Some(bid) = serde_json::from_slice::<serde_json::Value>(&job)
+                            .ok()
+                            .and_then(|j| j.get("bid").and_then(|b| b.as_str()).map(str::to_string))
                     {
                         crate::batch::count_death(&mut batch_deaths, keys, &bid, &jid, now);
                     }
@@ -244,7 +288,7 @@ async fn recover_owner(
             .await?;
     }
     // Only if nothing is left: a store that appeared meanwhile keeps its owner listed.
-    if owner_stores(conn, &prefix).await?.is_empty() {
+    if owner_stores(conn, keys, owner).await?.is_empty() {
         let _: () = conn.srem(keys.inprogress_owners(), owner).await?;
     }
     Ok(moved)

@@ -30,10 +30,14 @@ const MAX_MESSAGE_CHARS: usize = 10_000;
 /// Where a failed job goes next.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Disposition {
-    /// Into the retry set, to run again at `at` (epoch seconds).
-    Retry { at: f64, payload: String },
-    /// Into the dead set.
-    Dead { payload: String },
+    /// Into the retry set, to run again at `at` (epoch seconds) in `queue`.
+    Retry {
+        at: f64,
+        payload: String,
+        queue: String,
+    },
+    /// Into the dead set of `queue` (the queue its payload names).
+    Dead { payload: String, queue: String },
     /// Nowhere: `retry: false`, or exhausted with `dead: false`.
     Drop,
 }
@@ -76,11 +80,8 @@ pub(crate) fn plan_failure(
     let retry_queue = job
         .get("retry_queue")
         .and_then(Value::as_str)
-        .map(str::to_string);
-    job.insert(
-        "queue".into(),
-        Value::from(retry_queue.unwrap_or_else(|| queue.to_string())),
-    );
+        .map_or_else(|| queue.to_string(), str::to_string);
+    job.insert("queue".into(), Value::from(retry_queue.as_str()));
     job.insert(
         "error_message".into(),
         Value::from(truncate(error.message())),
@@ -119,6 +120,7 @@ pub(crate) fn plan_failure(
         }
         return Disposition::Dead {
             payload: job.to_json(),
+            queue: retry_queue,
         };
     }
 
@@ -131,6 +133,7 @@ pub(crate) fn plan_failure(
     Disposition::Retry {
         at,
         payload: job.to_json(),
+        queue: retry_queue,
     }
 }
 
@@ -160,9 +163,15 @@ pub(crate) fn wrap_unreadable(raw: &[u8], queue: &str, reason: &str, now: f64) -
     to_json(&job)
 }
 
-/// Adds a job to the dead set and trims it, in one transaction.
-pub(crate) fn add_to_dead(pipe: &mut redis::Pipeline, keys: &Keys, payload: &str, now: f64) {
-    let dead = keys.dead();
+/// Adds a job of `queue` to the dead set and trims it, in one transaction.
+pub(crate) fn add_to_dead(
+    pipe: &mut redis::Pipeline,
+    keys: &Keys,
+    queue: &str,
+    payload: &str,
+    now: f64,
+) {
+    let dead = keys.dead_of(queue);
     pipe.zadd(&dead, payload, now).ignore();
     pipe.cmd("ZREMRANGEBYSCORE")
         .arg(&dead)
@@ -180,10 +189,10 @@ pub(crate) fn commands(
     pipe: &mut redis::Pipeline,
 ) {
     match disposition {
-        Disposition::Retry { at, payload } => {
-            pipe.zadd(keys.retry(), payload, *at).ignore();
+        Disposition::Retry { at, payload, queue } => {
+            pipe.zadd(keys.retry_of(queue), payload, *at).ignore();
         }
-        Disposition::Dead { payload } => add_to_dead(pipe, keys, payload, now),
+        Disposition::Dead { payload, queue } => add_to_dead(pipe, keys, queue, payload, now),
         Disposition::Drop => {}
     }
 }

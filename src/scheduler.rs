@@ -23,9 +23,21 @@ use crate::payload;
 const BATCH: usize = 100;
 
 const ENQUEUE_DUE: &str = r#"
--- KEYS: the sorted sets (retry, schedule); ARGV: now (score), key prefix, batch size per
--- set, enqueued_at text. Returns {jobs moved, the most moved from one set}.
+-- KEYS: the sorted sets (retry, schedule), then in the cluster layout the queue they feed
+-- and its dead set; ARGV: now (score), key prefix, batch size per set, enqueued_at text.
+-- Returns {jobs moved, the most moved from one set}.
 local now, prefix, batch, stamp = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+-- Sidekiq's layout: to the queue each job names. Cluster: to the sets' own queue (a job is
+-- only ever put in the sets of the queue it will run in), in the same slot.
+local own_queue, own_dead = KEYS[3], KEYS[4]
+local function push(queue, job)
+  if own_queue then
+    redis.call('lpush', own_queue, job)
+  else
+    redis.call('sadd', prefix .. 'queues', queue)
+    redis.call('lpush', prefix .. 'queue:' .. queue, job)
+  end
+end
 local alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
 local function base64(s)
   local out = {}
@@ -41,7 +53,8 @@ local function base64(s)
   return table.concat(out)
 end
 local most, total = 0, 0
-for _, set in ipairs(KEYS) do
+for s = 1, 2 do
+local set = KEYS[s]
 local jobs = redis.call('zrangebyscore', set, '-inf', now, 'LIMIT', 0, batch)
 if #jobs > most then most = #jobs end
 total = total + #jobs
@@ -64,12 +77,10 @@ for _, job in ipairs(jobs) do
       local replaced, count = string.gsub(job, '"enqueued_at"%s*:%s*%-?[%d%.eE%+%-]+', '"enqueued_at":' .. stamp)
       if count == 1 then stamped = replaced end
     end
-    redis.call('sadd', prefix .. 'queues', queue)
-    redis.call('lpush', prefix .. 'queue:' .. queue, stamped)
+    push(queue, stamped)
   elseif ok and type(decoded) == 'table' then
     -- JSON without a class: let a server report it (it goes to the dead set with a reason)
-    redis.call('sadd', prefix .. 'queues', 'default')
-    redis.call('lpush', prefix .. 'queue:default', job)
+    push('default', job)
   else
     -- Bytes above 0x7F are shown as \xHH (they may not be UTF-8, which JSON needs) and the
     -- exact bytes kept in raw_base64, as the server wraps a bad payload.
@@ -81,7 +92,7 @@ for _, job in ipairs(jobs) do
       .. cjson.encode({ shown }) .. exact .. ',"jid":"000000000000000000000000","error_message":'
       .. cjson.encode(reason) .. ',"error_class":"Psychiq::InvalidPayload","failed_at":'
       .. now .. ',"retry_count":0}'
-    redis.call('zadd', prefix .. 'dead', now, dead)
+    redis.call('zadd', own_dead or (prefix .. 'dead'), now, dead)
   end
 end
 end
@@ -90,8 +101,56 @@ return { total, most }
 
 /// Moves every due job of the `retry` and `schedule` sets to its queue; returns how many.
 ///
-/// Safe to call from many processes at once: each job is moved exactly once.
+/// Safe to call from many processes at once: each job is moved exactly once. In the
+/// cluster layout every known queue has its own two sets, looked at side by side.
 pub async fn enqueue_due(conn: &mut Connection, keys: &Keys) -> redis::RedisResult<usize> {
+    if !keys.is_cluster() {
+        return enqueue_due_from(conn, keys, &Sets::shared(keys)).await;
+    }
+    let queues: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(keys.queues())
+        .query_async(conn)
+        .await?;
+    let moves = queues.iter().map(|queue| {
+        let mut conn = conn.clone();
+        let sets = Sets::of_queue(keys, queue);
+        async move { enqueue_due_from(&mut conn, keys, &sets).await }
+    });
+    let moved = futures_util::future::try_join_all(moves).await?;
+    Ok(moved.into_iter().sum())
+}
+
+/// The sets one script call reads, and where their jobs go.
+struct Sets {
+    retry: String,
+    schedule: String,
+    /// Cluster layout: the queue they feed and its dead set.
+    own: Option<(String, String)>,
+}
+
+impl Sets {
+    fn shared(keys: &Keys) -> Sets {
+        Sets {
+            retry: keys.retry(),
+            schedule: keys.schedule(),
+            own: None,
+        }
+    }
+
+    fn of_queue(keys: &Keys, queue: &str) -> Sets {
+        Sets {
+            retry: keys.retry_of(queue),
+            schedule: keys.schedule_of(queue),
+            own: Some((keys.queue(queue), keys.dead_of(queue))),
+        }
+    }
+}
+
+async fn enqueue_due_from(
+    conn: &mut Connection,
+    keys: &Keys,
+    sets: &Sets,
+) -> redis::RedisResult<usize> {
     static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ENQUEUE_DUE));
     let script = &*SCRIPT;
     // A cheap look first (the earliest score of each set), so an idle poll costs two
@@ -100,12 +159,12 @@ pub async fn enqueue_due(conn: &mut Connection, keys: &Keys) -> redis::RedisResu
     type First = Vec<(Vec<u8>, f64)>; // the lowest-scored member (any bytes), if any
     let (retry_first, schedule_first): (First, First) = redis::pipe()
         .cmd("ZRANGE")
-        .arg(keys.retry())
+        .arg(&sets.retry)
         .arg(0)
         .arg(0)
         .arg("WITHSCORES")
         .cmd("ZRANGE")
-        .arg(keys.schedule())
+        .arg(&sets.schedule)
         .arg(0)
         .arg(0)
         .arg("WITHSCORES")
@@ -119,9 +178,12 @@ pub async fn enqueue_due(conn: &mut Connection, keys: &Keys) -> redis::RedisResu
     // One call looks at both sets; call again while a set may hold more due jobs.
     loop {
         let now = payload::now_secs();
-        let (total, most): (usize, usize) = script
-            .key(keys.retry())
-            .key(keys.schedule())
+        let mut invocation = script.key(&sets.retry);
+        invocation.key(&sets.schedule);
+        if let Some((queue, dead)) = &sets.own {
+            invocation.key(queue).key(dead);
+        }
+        let (total, most): (usize, usize) = invocation
             .arg(payload::timestamp_text(now))
             .arg(keys.prefix())
             .arg(BATCH)

@@ -624,18 +624,19 @@ impl Fake {
                 ),
                 Err(_) => Disposition::Dead {
                     payload: retry::wrap_unreadable(&raw, &queue, error.message(), now),
+                    queue: queue.to_string(),
                 },
             };
             let went_to = {
                 let mut state = self.store.state();
                 match disposition {
-                    Disposition::Retry { at, payload } => {
+                    Disposition::Retry { at, payload, .. } => {
                         state
                             .retries
                             .push(EnqueuedJob::new(payload, &queue, Some(at)));
                         WentTo::Retry
                     }
-                    Disposition::Dead { payload } => {
+                    Disposition::Dead { payload, .. } => {
                         state.dead.push(EnqueuedJob::new(payload, &queue, None));
                         WentTo::Dead
                     }

@@ -292,6 +292,12 @@ pub fn current_bid() -> Option<String> {
 }
 
 fn connection(client: &Client) -> Result<Connection> {
+    if client.keys().is_cluster() {
+        // Its counts and its jobs' queues are written in one transaction: one slot.
+        return Err(Error::Config(
+            "batches are not available in the cluster layout yet; run them on one Redis (Sidekiq's layout, or Sentinel for failover)".into(),
+        ));
+    }
     client.redis_connection().ok_or_else(|| {
         Error::Other("batches need a client connected to Redis (not the test mode's)".into())
     })

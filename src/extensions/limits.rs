@@ -392,7 +392,7 @@ impl Limits {
 
     /// Connects to Redis for limits in `namespace`.
     pub async fn connect(config: &RedisConfig, namespace: &str) -> Result<Limits> {
-        Ok(Limits::new(config.connect().await?, Keys::new(namespace)))
+        Ok(Limits::new(config.connect().await?, config.keys(namespace)))
     }
 
     /// Limits through a client's connection (`None` for a test-mode client).
