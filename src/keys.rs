@@ -87,8 +87,7 @@ impl Keys {
     }
 
     /// Keys under `namespace` in `layout`. The cluster layout needs a namespace (its
-    /// shared keys carry it as their hash tag); given none it uses
-    /// [`DEFAULT_NAMESPACE`].
+    /// shared keys carry it as their hash tag); given none it uses `psychiq`.
     pub fn with_layout(namespace: &str, layout: Layout) -> Self {
         let namespace = match layout {
             Layout::Cluster if namespace.is_empty() => DEFAULT_NAMESPACE,
