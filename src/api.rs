@@ -377,6 +377,17 @@ pub struct Api {
     config: RedisConfig,
 }
 
+/// Rows (member, score) read from each of `sets`, as jobs of the queue their set belongs to.
+fn records(rows: Vec<Vec<(Vec<u8>, f64)>>, sets: &[(String, Option<String>)]) -> Vec<JobRecord> {
+    rows.into_iter()
+        .zip(sets)
+        .flat_map(|(rows, (_, queue))| {
+            rows.into_iter()
+                .map(move |(raw, score)| JobRecord::new(raw, Some(score), queue.as_deref()))
+        })
+        .collect()
+}
+
 /// Jobs of a set in the order its pages list them: soonest first, or newest first for the
 /// dead.
 fn sort_as_listed(kind: SetKind, jobs: &mut [JobRecord]) {
@@ -433,17 +444,31 @@ impl Api {
     /// The sets of `kind`, each with the queue it belongs to: Sidekiq's one shared set
     /// (`None`), or in the cluster layout every known queue's own.
     async fn set_keys(&self, kind: SetKind) -> Result<Vec<(String, Option<String>)>> {
+        Ok(self.sets(kind, &self.queues_with_sets().await?))
+    }
+
+    /// In the cluster layout, the known queues, sorted: each has sets of its own. Nothing
+    /// to read (and empty) in Sidekiq's.
+    async fn queues_with_sets(&self) -> Result<Vec<String>> {
         if !self.keys.is_cluster() {
-            return Ok(vec![(kind.key(&self.keys), None)]);
+            return Ok(Vec::new());
         }
         let mut queues: Vec<String> = self
             .query(redis::cmd("SMEMBERS").arg(self.keys.queues()))
             .await?;
         queues.sort();
-        Ok(queues
-            .into_iter()
-            .map(|queue| (kind.key_of(&self.keys, &queue), Some(queue)))
-            .collect())
+        Ok(queues)
+    }
+
+    /// The sets of `kind` given [`Api::queues_with_sets`]'s answer.
+    fn sets(&self, kind: SetKind, queues: &[String]) -> Vec<(String, Option<String>)> {
+        if !self.keys.is_cluster() {
+            return vec![(kind.key(&self.keys), None)];
+        }
+        queues
+            .iter()
+            .map(|queue| (kind.key_of(&self.keys, queue), Some(queue.clone())))
+            .collect()
     }
 
     /// The set of `kind` that holds `job` (as read from it).
@@ -492,13 +517,29 @@ impl Api {
         pipe.get(self.keys.stat("processed"))
             .get(self.keys.stat("failed"))
             .get(self.keys.stat("discarded"));
+        // The three sets' sizes in the same round trip (every queue's, in the cluster layout).
+        let queues = self.queues_with_sets().await?;
+        let kinds = [SetKind::Scheduled, SetKind::Retry, SetKind::Dead];
+        let per_kind = self.sets(kinds[0], &queues).len();
+        for kind in kinds {
+            for (key, _) in self.sets(kind, &queues) {
+                pipe.zcard(key);
+            }
+        }
+        let replies: Vec<redis::Value> = self.query_pipe(&pipe).await?;
+        let read = |value: &redis::Value| -> Result<Option<Vec<u8>>> {
+            redis::from_redis_value_ref(value).map_err(|e| self.config.redis_error(e.into()))
+        };
         // Counters may be missing (nil) or written by Ruby as text.
-        type Counter = Option<Vec<u8>>;
-        let (processed, failed, discarded): (Counter, Counter, Counter) =
-            self.query_pipe(&pipe).await?;
-        let scheduled = self.set_size(SetKind::Scheduled).await?;
-        let retries = self.set_size(SetKind::Retry).await?;
-        let dead = self.set_size(SetKind::Dead).await?;
+        let (processed, failed, discarded) =
+            (read(&replies[0])?, read(&replies[1])?, read(&replies[2])?);
+        let mut sizes = [0u64; 3];
+        for (i, value) in replies[3..].iter().enumerate() {
+            let size: u64 = redis::from_redis_value_ref(value)
+                .map_err(|e| self.config.redis_error(e.into()))?;
+            sizes[i / per_kind] += size;
+        }
+        let [scheduled, retries, dead] = sizes;
         let (processed, failed) = (counter(processed), counter(failed));
         let queues = self.queues().await?;
         let processes = self.processes().await?;
@@ -729,15 +770,7 @@ impl Api {
             }
             pipe.arg("WITHSCORES");
         }
-        let pages: Vec<Vec<(Vec<u8>, f64)>> = self.query_pipe(&pipe).await?;
-        let mut jobs: Vec<JobRecord> = pages
-            .into_iter()
-            .zip(&sets)
-            .flat_map(|(rows, (_, queue))| {
-                rows.into_iter()
-                    .map(move |(raw, score)| JobRecord::new(raw, Some(score), queue.as_deref()))
-            })
-            .collect();
+        let mut jobs = records(self.query_pipe(&pipe).await?, &sets);
         if sets.len() > 1 {
             sort_as_listed(kind, &mut jobs);
         }
@@ -843,15 +876,8 @@ impl Api {
                 .arg("BYSCORE")
                 .arg("WITHSCORES");
         }
-        let found: Vec<Vec<(Vec<u8>, f64)>> = self.query_pipe(&pipe).await?;
-        Ok(found
-            .into_iter()
-            .zip(&sets)
-            .flat_map(|(rows, (_, queue))| {
-                rows.into_iter()
-                    .map(move |(raw, score)| JobRecord::new(raw, Some(score), queue.as_deref()))
-            })
-            .find(|job| job.jid() == jid))
+        let found = records(self.query_pipe(&pipe).await?, &sets);
+        Ok(found.into_iter().find(|job| job.jid() == jid))
     }
 
     /// A job of a set by `SCORE-JID` (as the dashboard links it; the score may be negative

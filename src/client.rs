@@ -667,8 +667,9 @@ impl Client {
             }
             for chunk in group.chunks(BULK_BATCH) {
                 let mut by_queue: Vec<(&str, Vec<String>)> = Vec::new();
-                // Per schedule set: one in Sidekiq's layout, each queue's own in the cluster's.
-                let mut scheduled: Vec<(String, &str, Scored)> = Vec::new();
+                // Per schedule set: one in Sidekiq's layout (all under ""), each queue's
+                // own in the cluster's (under the queue's name).
+                let mut scheduled: Vec<(&str, Scored)> = Vec::new();
                 for &job in chunk {
                     let jid = job.jid.clone().unwrap_or_else(payload::new_jid);
                     let at = job.scheduled_at();
@@ -696,10 +697,14 @@ impl Client {
                     } else {
                         match at {
                             Some(at) => {
-                                let set = self.keys.schedule_of(&job.queue);
-                                match scheduled.iter_mut().find(|(s, _, _)| *s == set) {
-                                    Some((_, _, list)) => list.push((at, json)),
-                                    None => scheduled.push((set, &job.queue, vec![(at, json)])),
+                                let set = if self.keys.is_cluster() {
+                                    &job.queue
+                                } else {
+                                    ""
+                                };
+                                match scheduled.iter_mut().find(|(s, _)| *s == set) {
+                                    Some((_, list)) => list.push((at, json)),
+                                    None => scheduled.push((set, vec![(at, json)])),
                                 }
                             }
                             None => match by_queue.iter_mut().find(|(q, _)| *q == job.queue) {
@@ -714,12 +719,13 @@ impl Client {
                     pipe.sadd(self.keys.queues(), *queue).ignore();
                     pipe.lpush(self.keys.queue(queue), list).ignore();
                 }
-                for (set, queue, list) in &scheduled {
+                for (queue, list) in &scheduled {
                     if self.keys.is_cluster() {
                         // So the poller knows to look at this queue's schedule.
                         pipe.sadd(self.keys.queues(), *queue).ignore();
                     }
-                    pipe.zadd_multiple(set, list).ignore();
+                    pipe.zadd_multiple(self.keys.schedule_of(queue), list)
+                        .ignore();
                 }
             }
             // `WAIT` in the same round trip, on the connection that wrote: it counts that

@@ -306,17 +306,15 @@ impl RedisConfig {
     }
 
     fn client(&self) -> Result<redis::Client> {
-        if let Some(nodes) = self.cluster_nodes() {
-            // Checked here, connected to in `link`.
-            nodes?;
-            return redis::Client::open("redis://127.0.0.1").map_err(|e| Error::InvalidAddress {
-                address: self.display_address(),
-                reason: e.to_string(),
-            });
-        }
-        if let Some(sentinel) = self.sentinel() {
-            // Checked here, resolved when connecting (`manager`).
-            sentinel?;
+        // A cluster's nodes and a Sentinel's master are checked here and connected to in
+        // `link`; the client returned is never used.
+        let checked_here = match (self.cluster_nodes(), self.sentinel()) {
+            (Some(nodes), _) => Some(nodes.map(drop)),
+            (None, Some(sentinel)) => Some(sentinel.map(drop)),
+            (None, None) => None,
+        };
+        if let Some(checked) = checked_here {
+            checked?;
             return redis::Client::open("redis://127.0.0.1").map_err(|e| Error::InvalidAddress {
                 address: self.display_address(),
                 reason: e.to_string(),
