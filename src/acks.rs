@@ -61,7 +61,11 @@ pub(crate) async fn acknowledge(
     while acks.recv_many(&mut batch, ACK_BATCH).await > 0 {
         let pipe = removals(&mut batch);
         // Until it works: an unacknowledged job would run again after a recovery.
-        query_until_ok(&mut conn, &pipe, &mut outage).await;
+        if let Err(e) = query_until_ok(&mut conn, &pipe, &mut outage).await {
+            // A hash of the wrong type, say: not acknowledged, so a recovery may run the
+            // jobs again; never a loop.
+            tracing::error!(error = %e, jobs = batch.len(), "acknowledge: {}; not retried, as waiting will not cure it", crate::connection::explain(&e));
+        }
         // Replicated before the jobs count as done, when asked (a failover then cannot
         // bring a finished job back).
         crate::connection::wait_for_replicas(&mut conn, &config, "acknowledge").await;

@@ -820,20 +820,75 @@ impl Outage {
     }
 }
 
+/// Whether waiting may cure `e`: Redis is unreachable, restarting, failing over, out of
+/// memory or busy, or refuses a login an operator can fix. Anything else (a key of the
+/// wrong type, a script error, a transaction refused) comes back the same every time, so
+/// whoever meets it must fail, not loop.
+pub(crate) fn waiting_may_cure(e: &RedisError) -> bool {
+    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+        return true;
+    }
+    if login_refused(e) {
+        return true;
+    }
+    let transient = |code: &str| {
+        matches!(
+            code,
+            "TRYAGAIN"
+                | "MASTERDOWN"
+                | "CLUSTERDOWN"
+                | "LOADING"
+                | "READONLY"
+                | "MOVED"
+                | "ASK"
+                | "OOM"
+                | "BUSY"
+                | "MISCONF"
+                | "NOPERM"
+                | "NOREPLICAS"
+        )
+    };
+    match e.clone().into_server_errors() {
+        // Every failed command of a pipeline must be one that passes.
+        Some(failures) if !failures.is_empty() => failures
+            .iter()
+            .all(|(_, failure)| transient(failure.code())),
+        _ => matches!(
+            e.kind(),
+            ErrorKind::Io
+                | ErrorKind::AuthenticationFailed
+                | ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::MasterNameNotFoundBySentinel
+                | ErrorKind::NoValidReplicasFoundBySentinel
+        ),
+    }
+}
+
 /// Runs `pipe` until Redis answers, with capped backoff (100 ms doubling to 5 s), logging
-/// the outage once through `outage`. For writes that must not be dropped.
+/// the outage once through `outage`. For writes that must not be dropped. An error that
+/// waiting will not cure ([`waiting_may_cure`]) is returned at once: the caller decides.
 pub(crate) async fn query_until_ok(
     conn: &mut Connection,
     pipe: &redis::Pipeline,
     outage: &mut Outage,
-) {
+) -> redis::RedisResult<()> {
     let mut backoff = Duration::from_millis(100);
-    while let Err(e) = pipe.query_async::<()>(conn).await {
-        outage.failed(&e);
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+    loop {
+        match pipe.query_async::<()>(conn).await {
+            Ok(()) => break,
+            Err(e) if waiting_may_cure(&e) => {
+                outage.failed(&e);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                outage.ok();
+                return Err(e);
+            }
+        }
     }
     outage.ok();
+    Ok(())
 }
 
 #[cfg(test)]

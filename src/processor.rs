@@ -243,8 +243,19 @@ impl Processor {
             .zadd(self.keys.schedule_of(&work.queue), payload, at)
             .ignore();
         work.remove_in(&mut pipe);
-        let mut outage = Outage::new("snoozing a job");
-        query_until_ok(&mut self.conn.clone(), &pipe, &mut outage).await;
+        let _ = self.send(&pipe, "snoozing a job").await;
+    }
+
+    /// Sends `pipe` until Redis answers; an error that waiting will not cure is logged with
+    /// what it means (the job stays where it was: in its in-progress hash, so a recovery
+    /// finds it) and returned.
+    async fn send(&self, pipe: &redis::Pipeline, what: &'static str) -> redis::RedisResult<()> {
+        let mut outage = Outage::new(what);
+        let sent = query_until_ok(&mut self.conn.clone(), pipe, &mut outage).await;
+        if let Err(e) = &sent {
+            tracing::error!(error = %e, "{what}: {}; not retried, as waiting will not cure it", crate::connection::explain(e));
+        }
+        sent
     }
 
     /// Writes a failed job to `retry` or `dead` and removes it from its in-progress hash,
@@ -271,11 +282,12 @@ impl Processor {
             let mut written = redis::pipe();
             retry::commands(disposition, &self.keys, now, &mut written);
             written.sadd(self.keys.queues(), queue.as_str()).ignore();
-            let mut outage = Outage::new("recording a failed job");
             let mut removal = redis::pipe();
             work.remove_in(&mut removal);
             for step in [written, removal] {
-                query_until_ok(&mut self.conn.clone(), &step, &mut outage).await;
+                if self.send(&step, "recording a failed job").await.is_err() {
+                    return;
+                }
             }
             return;
         }
@@ -296,9 +308,12 @@ impl Processor {
                 "recording a failed job fetched without an in-progress hash"
             );
         }
-        let mut outage = Outage::new("recording a failed job");
         // Until it works: with reliable fetch the job is safe in its list meanwhile.
-        query_until_ok(&mut self.conn.clone(), &pipe, &mut outage).await;
+        if self.send(&pipe, "recording a failed job").await.is_err() && batch_death.is_some() {
+            // The death could not be counted (its bid names a key that is not a batch's):
+            // the job is still written, without it. Both writes are idempotent.
+            Box::pin(self.write_counting(disposition, now, work, None)).await;
+        }
     }
 }
 

@@ -321,3 +321,63 @@ async fn callbacks_fire_exactly_once_through_three_kill_9s() -> psychiq::Result<
     let _ = std::fs::remove_file(&out);
     Ok(())
 }
+
+/// A `bid` is chosen by whoever pushes the job. One that names a key of another type (a
+/// string, or an open batch's own `:pending` set) can never be counted: the job fails into
+/// its retries with the cause named, or dies at once with `retry: 0`, and the worker slot
+/// goes on to the next job instead of waiting forever for Redis to change its mind.
+#[tokio::test]
+async fn a_bid_naming_a_key_of_another_type_fails_the_job_and_frees_its_slot() -> psychiq::Result<()>
+{
+    let ns = TestNs::new().await;
+    let api = Api::connect(&ns.redis, &ns.namespace).await?;
+    let callbacks = Callback::default();
+    let () = ns
+        .query(redis::cmd("SET").arg(ns.keys().key("batch:bS")).arg("x"))
+        .await;
+    let open = Batch::new("open")
+        .push(
+            &ns.client,
+            vec![Job::new("Part", (0, false))?.queue("later")],
+        )
+        .await?;
+    let with_bid = |bid: &str| {
+        Job::new("Part", (1, false))
+            .unwrap()
+            .option("bid", Value::String(bid.to_string()))
+    };
+    ns.client.push(with_bid("bS")).await?;
+    ns.client.push(with_bid(&format!("{open}:pending"))).await?;
+    ns.client.push(with_bid("bS").retry(Retry::Max(0))).await?;
+    ns.client.push(Job::new("Part", (2, false))?).await?;
+    // One worker: a wedged slot would stop everything after it.
+    let server = RunningServer::start(ns.config().concurrency(1), registry(&callbacks, &ns.client));
+    wait_until(
+        Duration::from_secs(10),
+        "two retries and one death",
+        || async {
+            api.set_size(SetKind::Retry).await.unwrap() == 2
+                && api.set_size(SetKind::Dead).await.unwrap() == 1
+        },
+    )
+    .await;
+    server.stop().await;
+    let retries = api.set_page(SetKind::Retry, 0, 5).await?;
+    for job in &retries {
+        assert_eq!(job.error_class(), Some("Psychiq::BatchError"));
+        let message = job.error_message().unwrap_or_default();
+        assert!(message.contains("WRONGTYPE"), "{message}");
+    }
+    assert_eq!(api.queue_size("default").await?, 0, "the plain job ran");
+    // Nothing is left in progress, and the real batch was not touched.
+    let status = api.batch(&open).await?.unwrap();
+    assert_eq!((status.total, status.pending, status.dead), (1, 1, 0));
+    let hashes: Vec<String> = ns
+        .query(redis::cmd("KEYS").arg(ns.keys().key("*inprogress*")))
+        .await;
+    for hash in hashes {
+        let held: u64 = ns.query(redis::cmd("HLEN").arg(&hash)).await;
+        assert_eq!(held, 0, "{hash}");
+    }
+    Ok(())
+}

@@ -524,8 +524,10 @@ mod server {
 
     use super::*;
     use crate::Outcome;
+    use crate::connection::{Outage, explain, waiting_may_cure};
     use crate::context::JobContext;
     use crate::middleware::{BoxFuture, Next, ServerMiddleware};
+    use crate::worker::JobError;
 
     /// The server middleware that counts each batch job's outcome (success or failure;
     /// deaths are counted where the dead job is written). A job without `bid` goes
@@ -541,9 +543,17 @@ mod server {
     }
 
     impl Counter {
-        /// Counts `kind` for `jid` in `bid`, trying again while Redis is unreachable.
-        pub(crate) async fn count(&self, bid: &str, jid: &str, kind: &str) {
+        /// Counts `kind` for `jid` in `bid`, trying again while Redis is unreachable. An
+        /// error that waiting will not cure (the bid names a key that is not a batch's
+        /// hash, say) is returned, for the job to fail with.
+        pub(crate) async fn count(
+            &self,
+            bid: &str,
+            jid: &str,
+            kind: &str,
+        ) -> redis::RedisResult<()> {
             static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(OUTCOME));
+            let mut outage = Outage::new("counting a batch job's outcome");
             let mut wait = Duration::from_millis(100);
             loop {
                 let counted: redis::RedisResult<i64> = SCRIPT
@@ -557,14 +567,18 @@ mod server {
                     .invoke_async(&mut self.conn.clone())
                     .await;
                 match counted {
-                    Ok(_) => return,
+                    Ok(_) => {
+                        outage.ok();
+                        return Ok(());
+                    }
                     // Until it works, as failures are written: the job is acknowledged only
                     // after its batch knows, so an uncounted job cannot leave it open.
-                    Err(e) => {
-                        tracing::warn!(bid, jid, kind, error = %e, "cannot count a batch job's outcome; trying again");
+                    Err(e) if waiting_may_cure(&e) => {
+                        outage.failed(&e);
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(Duration::from_secs(10));
                     }
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -593,8 +607,17 @@ mod server {
                     Outcome::Failed(_) => "failure",
                     _ => "success",
                 };
-                self.counter.count(bid, job.jid(), kind).await;
-                outcome
+                match self.counter.count(bid, job.jid(), kind).await {
+                    Ok(()) => outcome,
+                    // The job fails into its retries, with the cause named.
+                    Err(e) => Outcome::Failed(JobError::new(
+                        "Psychiq::BatchError",
+                        format!(
+                            "counting this job's {kind} in batch {bid:?} failed: {e} ({}); is {bid:?} a batch's bid?",
+                            explain(&e)
+                        ),
+                    )),
+                }
             })
         }
     }
