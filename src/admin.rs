@@ -48,6 +48,12 @@ pub enum AdminCommand {
         #[allow(missing_docs)]
         action: Option<IterationsAction>,
     },
+    /// Unique jobs' locks: list them, show one, or let one go
+    Unique {
+        #[command(subcommand)]
+        #[allow(missing_docs)]
+        action: Option<UniqueAction>,
+    },
     /// Batches: list them, or show one with its failed jobs
     Batches {
         #[command(subcommand)]
@@ -205,6 +211,27 @@ pub enum IterationsAction {
     Cancel {
         /// The job's jid
         jid: String,
+    },
+}
+
+/// List unique jobs' locks, show one, or let one go.
+#[derive(Debug, Clone, Subcommand)]
+pub enum UniqueAction {
+    /// The locks held now, with the jid holding each and its time left (the default)
+    List {
+        /// How many to show
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One lock: the jid holding it and its time left
+    Show {
+        /// The job's unique_key, as `psychiq unique` and the job's payload show it
+        key: String,
+    },
+    /// Lets a lock go, so the same job can be pushed again at once
+    Unlock {
+        /// The job's unique_key
+        key: String,
     },
 }
 
@@ -486,6 +513,7 @@ async fn dispatch(command: AdminCommand, api: &Api, out: &Out) -> Outcome {
         AdminCommand::Periodic { action } => periodic(api, out, action).await,
         AdminCommand::Limits => limits(api, out).await,
         AdminCommand::Batches { action } => batches(api, out, action).await,
+        AdminCommand::Unique { action } => unique(api, out, action).await,
         AdminCommand::Iterations { action } => iterations(api, out, action).await,
         AdminCommand::Jobs { queue, action } => jobs(api, out, &queue, action).await,
         AdminCommand::Scheduled { action } => set(api, out, SetKind::Scheduled, action).await,
@@ -697,6 +725,47 @@ async fn iterations(api: &Api, out: &Out, action: Option<IterationsAction>) -> O
                 format!(
                     "cancelled {jid}{note}: it ends after its running step, or before its first"
                 ),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn unique(api: &Api, out: &Out, action: Option<UniqueAction>) -> Outcome {
+    let row = |l: &crate::extensions::UniqueLock| {
+        vec![
+            l.key.clone(),
+            l.jid.clone(),
+            span_text(l.ttl_secs.max(0) as f64),
+        ]
+    };
+    match action.unwrap_or(UniqueAction::List { limit: 100 }) {
+        UniqueAction::List { limit } => {
+            let locks = api.unique_locks(limit).await?;
+            let rows = locks.iter().map(row).collect();
+            out.print(&json!(locks), &["key", "jid", "lets go in"], rows);
+        }
+        UniqueAction::Show { key } => {
+            let Some(lock) = api.unique_lock(&key).await? else {
+                return Err(Failure::NotFound(format!(
+                    "no lock for unique_key {key:?}: the job may be pushed; `psychiq unique` lists the locks"
+                )));
+            };
+            out.print(
+                &json!(lock),
+                &["key", "jid", "lets go in"],
+                vec![row(&lock)],
+            );
+        }
+        UniqueAction::Unlock { key } => {
+            if !api.unlock_unique(&key).await? {
+                return Err(Failure::NotFound(format!(
+                    "no lock for unique_key {key:?} (it may have gone already); `psychiq unique` lists the locks"
+                )));
+            }
+            out.done(
+                json!({"key": key, "unlocked": true}),
+                format!("Unlocked {key}: the same job can be pushed again"),
             );
         }
     }
@@ -1249,7 +1318,7 @@ async fn enqueue(api: &Api, out: &Out, args: &EnqueueArgs, job: Job) -> Outcome 
             out.done(
                 json!({"jid": jid, "class": args.class, "queue": args.queue, "duplicate": true}),
                 format!(
-                    "not enqueued: the same {} job is pending as {jid} (--unique-for)",
+                    "not enqueued: the same {} job is locked by jid {jid} (which may have finished; `psychiq unique` shows its lock and `psychiq unique unlock KEY` lets it go)",
                     args.class
                 ),
             );

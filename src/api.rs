@@ -706,7 +706,8 @@ impl Api {
         Ok(None)
     }
 
-    /// Deletes one job from its queue; `false` if it was no longer there.
+    /// Deletes one job from its queue; `false` if it was no longer there. A batch job dies
+    /// for its batch and a unique job's lock goes, as on every path that takes a job away.
     pub async fn delete_from_queue(&self, job: &JobRecord) -> Result<bool> {
         let removed: u64 = self
             .query(
@@ -716,23 +717,88 @@ impl Api {
                     .arg(job.raw_bytes()),
             )
             .await?;
+        if removed == 1 {
+            self.farewell([job.raw_bytes()]).await?;
+        }
         Ok(removed == 1)
     }
 
-    /// Deletes a queue and every job in it; returns how many jobs it held.
+    /// Deletes a queue and every job in it; returns how many jobs it held. Its batch jobs
+    /// die for their batches and its unique jobs' locks go.
     pub async fn clear_queue(&self, queue: &str) -> Result<u64> {
-        let mut pipe = redis::pipe();
-        if !self.keys.is_cluster() {
-            // One transaction, where the queue and the queues set share a slot.
-            pipe.atomic();
+        let key = self.queue_key(queue);
+        let aside = self.set_aside(&key).await?;
+        let _: () = self
+            .query(
+                redis::cmd("SREM")
+                    .arg(self.keys.queues())
+                    .arg(&*unescape(queue)),
+            )
+            .await?;
+        match aside {
+            Some(aside) => self.part_with(&aside, "LRANGE").await,
+            None => Ok(0),
         }
-        pipe.llen(self.queue_key(queue))
-            .del(self.queue_key(queue))
+    }
+
+    /// Renames `key` to a key of its own (in the same slot), so what is pushed meanwhile is
+    /// not cleared with it; `None` if there was no such key. The copy expires in a day, in
+    /// case the clearing is interrupted.
+    async fn set_aside(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut aside = key.to_vec();
+        aside.extend_from_slice(format!(":clearing:{}", payload::new_jid()).as_bytes());
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .exists(key)
+            .cmd("RENAME")
+            .arg(key)
+            .arg(&aside)
             .ignore()
-            .srem(self.keys.queues(), &*unescape(queue))
+            .expire(&aside, 86_400)
             .ignore();
-        let (size,): (u64,) = self.query_pipe(&pipe).await?;
-        Ok(size)
+        match pipe.query_async::<(bool,)>(&mut self.conn.clone()).await {
+            Ok((true,)) => Ok(Some(aside)),
+            Ok((false,)) => Ok(None),
+            // RENAME of a key that is gone (cleared by someone else meanwhile).
+            Err(e) if e.to_string().contains("no such key") => Ok(None),
+            Err(e) => Err(self.config.redis_error(e)),
+        }
+    }
+
+    /// Reads the list or sorted set `aside` page by page (`read` is `LRANGE` or `ZRANGE`),
+    /// writes each page's farewells, then deletes it; returns how many jobs it held.
+    async fn part_with(&self, aside: &[u8], read: &str) -> Result<u64> {
+        const PAGE: i64 = 1_000;
+        let mut start = 0;
+        loop {
+            let page: Vec<Vec<u8>> = self
+                .query(redis::cmd(read).arg(aside).arg(start).arg(start + PAGE - 1))
+                .await?;
+            self.farewell(page.iter().map(Vec::as_slice)).await?;
+            start += page.len() as i64;
+            if (page.len() as i64) < PAGE {
+                break;
+            }
+        }
+        let _: () = self.query(redis::cmd("DEL").arg(aside)).await?;
+        Ok(start as u64)
+    }
+
+    /// Writes the [`farewell`](crate::departure::farewell) of jobs that left for good.
+    async fn farewell<'a>(&self, payloads: impl IntoIterator<Item = &'a [u8]>) -> Result<()> {
+        let pipe = crate::departure::farewells(&self.keys, payloads, payload::now_secs());
+        if pipe.cmd_iter().next().is_none() {
+            return Ok(());
+        }
+        match pipe.query_async::<()>(&mut self.conn.clone()).await {
+            Ok(()) => Ok(()),
+            // A bid naming a key that is not a batch's: the job is gone all the same.
+            Err(e) if !crate::connection::waiting_may_cure(&e) => {
+                tracing::warn!(error = %e, "a removed job's batch or unique lock could not be updated");
+                Ok(())
+            }
+            Err(e) => Err(self.config.redis_error(e)),
+        }
     }
 
     /// Jobs in a sorted set (in the cluster layout, in every queue's).
@@ -939,7 +1005,8 @@ impl Api {
         Ok(moved == 1)
     }
 
-    /// Deletes a job from a set; `false` if it was no longer there.
+    /// Deletes a job from a set; `false` if it was no longer there. A batch job dies for
+    /// its batch and a unique job's lock goes (a dead job's did already).
     pub async fn delete(&self, kind: SetKind, job: &JobRecord) -> Result<bool> {
         let removed: u64 = self
             .query(
@@ -948,6 +1015,9 @@ impl Api {
                     .arg(job.raw_bytes()),
             )
             .await?;
+        if removed == 1 && kind != SetKind::Dead {
+            self.farewell([job.raw_bytes()]).await?;
+        }
         Ok(removed == 1)
     }
 
@@ -974,6 +1044,11 @@ impl Api {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|e| self.config.redis_error(e))?;
+        if moved == 1 {
+            // Dead: it dies for its batch and lets its unique lock go, as a job that dies
+            // after its last retry does.
+            self.farewell([job.raw_bytes()]).await?;
+        }
         Ok(moved == 1)
     }
 
@@ -1000,10 +1075,15 @@ impl Api {
     pub async fn clear(&self, kind: SetKind) -> Result<u64> {
         let mut cleared = 0;
         for (key, _) in self.set_keys(kind).await? {
-            let mut pipe = redis::pipe();
-            pipe.atomic().zcard(&key).del(&key).ignore();
-            let (size,): (u64,) = self.query_pipe(&pipe).await?;
-            cleared += size;
+            if kind == SetKind::Dead {
+                // Dead jobs had their farewell when they died.
+                let mut pipe = redis::pipe();
+                pipe.atomic().zcard(&key).del(&key).ignore();
+                let (size,): (u64,) = self.query_pipe(&pipe).await?;
+                cleared += size;
+            } else if let Some(aside) = self.set_aside(key.as_bytes()).await? {
+                cleared += self.part_with(&aside, "ZRANGE").await?;
+            }
         }
         Ok(cleared)
     }

@@ -64,11 +64,11 @@ pub struct ServerArgs {
     /// Cancel jobs running longer than this many seconds (off unless set; a worker's own timeout wins)
     #[arg(long, value_name = "SECONDS", value_parser = parse_secs)]
     pub job_timeout: Option<Duration>,
-    /// Discard jobs whose expires_at has passed, whatever their class (on anyway for classes that declare expires_in)
-    #[arg(long)]
+    /// Accepted for old scripts; does nothing (every server obeys expires_at now)
+    #[arg(long, hide = true)]
     pub expiring_jobs: bool,
-    /// Let unique jobs' locks go on success (or at start) whatever their class (on anyway for classes that declare unique_for)
-    #[arg(long)]
+    /// Accepted for old scripts; does nothing (every server lets unique locks go now)
+    #[arg(long, hide = true)]
     pub unique_jobs: bool,
     /// Do not count batch jobs' outcomes (only for a fleet that runs no batch jobs: their callbacks would never fire)
     #[arg(long)]
@@ -139,8 +139,6 @@ impl ServerArgs {
             .shutdown_timeout(Duration::from_secs(self.timeout))
             .tag(self.tag.clone())
             .fetch(self.fetch.into())
-            .expiring_jobs(self.expiring_jobs)
-            .unique_jobs(self.unique_jobs)
             .batches(!self.no_batches);
         for queue in &self.queues {
             config = config.queue(queue.name.clone(), queue.weight);

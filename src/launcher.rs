@@ -111,7 +111,7 @@ fn refuse_outside_the_cluster_layout(
     if config.fetch == crate::fetch::FetchMode::Basic {
         return refuse("basic fetch (BRPOP over several queues' slots) is");
     }
-    if config.unique_jobs || registry.declares_unique() {
+    if registry.declares_unique() {
         return refuse("unique jobs are");
     }
     #[cfg(feature = "periodic")]
@@ -167,14 +167,12 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
             rate_limits,
         ));
     }
-    if (config.expiring_jobs || registry.declares_expiry())
-        && !middleware.contains::<crate::extensions::Expiry>()
-    {
+    // A job's own fields are obeyed whatever this server was told: a job without the field
+    // passes each of these with a substring search of its payload.
+    if !middleware.contains::<crate::extensions::Expiry>() {
         middleware.prepend(crate::extensions::Expiry);
     }
-    if (config.unique_jobs || registry.declares_unique())
-        && !middleware.contains::<crate::extensions::UniqueUnlock>()
-    {
+    if !middleware.contains::<crate::extensions::UniqueUnlock>() {
         middleware.prepend(crate::extensions::UniqueUnlock::new(
             conn.clone(),
             keys.clone(),
@@ -252,7 +250,6 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         stats: Arc::clone(&stats),
         acks,
         hooks: Arc::clone(&hooks),
-        count_batch_deaths: batches,
     });
     let weights: Vec<(String, u32)> = queues.iter().map(|q| (q.name.clone(), q.weight)).collect();
     let (beat_done, beat_done_rx) = watch::channel(false);

@@ -27,6 +27,8 @@ mod backlog;
 #[cfg(feature = "server")]
 mod control;
 #[cfg(feature = "server")]
+mod departure;
+#[cfg(feature = "server")]
 pub mod events;
 pub mod extensions;
 #[cfg(feature = "server")]

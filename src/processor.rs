@@ -36,8 +36,6 @@ pub(crate) struct Processor {
     /// Where finished jobs are acknowledged (reliable fetch).
     pub acks: Acks,
     pub hooks: Arc<Hooks>,
-    /// Count a batch job's death in the transaction that writes it (see `crate::batch`).
-    pub count_batch_deaths: bool,
 }
 
 /// What running a job needs and nothing more: no Redis. The server and the test mode
@@ -169,19 +167,11 @@ impl Processor {
             next,
             "job failed"
         );
-        // A batch job that will not run again dies for its batch in the same transaction
-        // that writes it, so a crash cannot lose the death.
-        let batch_death = match (&disposition, job.get("bid").and_then(|b| b.as_str())) {
-            (Disposition::Dead { .. } | Disposition::Drop, Some(bid))
-                if self.count_batch_deaths =>
-            {
-                Some((bid.to_string(), jid.clone()))
-            }
-            _ => None,
-        };
+        // A job that will not run again dies for its batch and lets its unique lock go, in
+        // the same transaction that writes it, so a crash cannot lose either.
+        let leaving = matches!(disposition, Disposition::Dead { .. } | Disposition::Drop);
         // Written first: a slow handler must not hold the failure back.
-        self.write_counting(&disposition, now, work, batch_death)
-            .await;
+        self.write_counting(&disposition, now, work, leaving).await;
         if self.hooks.wants_failures() {
             // A dropped job goes nowhere; handlers see it as it failed.
             let (payload, dead) = match &disposition {
@@ -201,7 +191,7 @@ impl Processor {
             payload: payload.clone(),
             queue: work.queue.to_string(),
         };
-        self.write(&dead, now, work).await;
+        self.write_counting(&dead, now, work, false).await;
         self.report(&payload, error, &work.queue, true).await;
     }
 
@@ -259,18 +249,14 @@ impl Processor {
     }
 
     /// Writes a failed job to `retry` or `dead` and removes it from its in-progress hash,
-    /// in one transaction, retrying while Redis is unreachable.
-    async fn write(&self, disposition: &Disposition, now: f64, work: &UnitOfWork) {
-        self.write_counting(disposition, now, work, None).await
-    }
-
-    /// [`Processor::write`], counting the death of job `(bid, jid)` in its batch too.
+    /// in one transaction, retrying while Redis is unreachable. A job `leaving` for good
+    /// gets its [`farewell`](crate::departure::farewell) in the same transaction.
     async fn write_counting(
         &self,
         disposition: &Disposition,
         now: f64,
         work: &UnitOfWork,
-        batch_death: Option<(String, String)>,
+        leaving: bool,
     ) {
         if let Disposition::Retry { queue, .. } | Disposition::Dead { queue, .. } = disposition
             && self.keys.is_cluster()
@@ -284,7 +270,16 @@ impl Processor {
             written.sadd(self.keys.queues(), queue.as_str()).ignore();
             let mut removal = redis::pipe();
             work.remove_in(&mut removal);
-            for step in [written, removal] {
+            // Batches and unique locks live in the namespace's slot, not the queue's.
+            let farewell = if leaving {
+                crate::departure::farewells(&self.keys, [&*work.raw], now)
+            } else {
+                redis::pipe()
+            };
+            for step in [written, farewell, removal] {
+                if step.cmd_iter().next().is_none() {
+                    continue;
+                }
                 if self.send(&step, "recording a failed job").await.is_err() {
                     return;
                 }
@@ -294,8 +289,8 @@ impl Processor {
         let mut pipe = redis::pipe();
         pipe.atomic();
         retry::commands(disposition, &self.keys, now, &mut pipe);
-        if let Some((bid, jid)) = &batch_death {
-            crate::batch::count_death(&mut pipe, &self.keys, bid, jid, now);
+        if leaving && !self.keys.is_cluster() {
+            crate::departure::farewell(&mut pipe, &self.keys, &work.raw, now);
         }
         work.remove_in(&mut pipe);
         if pipe.cmd_iter().next().is_none() {
@@ -309,10 +304,18 @@ impl Processor {
             );
         }
         // Until it works: with reliable fetch the job is safe in its list meanwhile.
-        if self.send(&pipe, "recording a failed job").await.is_err() && batch_death.is_some() {
-            // The death could not be counted (its bid names a key that is not a batch's):
-            // the job is still written, without it. Both writes are idempotent.
-            Box::pin(self.write_counting(disposition, now, work, None)).await;
+        if self.send(&pipe, "recording a failed job").await.is_err() && leaving {
+            // The farewell could not be written (its bid names a key that is not a
+            // batch's): the job is still written, without it. Both writes are idempotent.
+            Box::pin(self.write_counting(disposition, now, work, false)).await;
+        }
+        if leaving && self.keys.is_cluster() {
+            let farewell = crate::departure::farewells(&self.keys, [&*work.raw], now);
+            if farewell.cmd_iter().next().is_some() {
+                let _ = self
+                    .send(&farewell, "a dead job's batch and unique lock")
+                    .await;
+            }
         }
     }
 }

@@ -60,10 +60,6 @@ pub struct ServerConfig {
     /// Cancel a job that runs longer than this, unless its worker sets its own timeout
     /// (off by default).
     pub(crate) job_timeout: Option<Duration>,
-    /// Discard expired jobs even if no registered worker declares `expires_in` (off).
-    pub(crate) expiring_jobs: bool,
-    /// Let unique jobs' locks go even if no registered worker declares `unique_for` (off).
-    pub(crate) unique_jobs: bool,
     /// Count batch jobs' outcomes and fire batch callbacks (on).
     pub(crate) batches: bool,
 }
@@ -81,8 +77,6 @@ impl Default for ServerConfig {
             tag: String::new(),
             fetch: FetchMode::Reliable,
             job_timeout: None,
-            expiring_jobs: false,
-            unique_jobs: false,
             batches: true,
         }
     }
@@ -118,27 +112,23 @@ impl ServerConfig {
         self.prefetch = Some(jobs);
         self
     }
-    /// Discards jobs whose `expires_at` has passed ([`crate::extensions::Expiry`]) whatever
-    /// their class. Without it, the server does so only if a registered worker declares
-    /// `expires_in`, so a server without expiring jobs pays nothing for the check; turn it
-    /// on when jobs get an expiry per push (`Job::expires_in`, `psychiq enqueue
-    /// --expires-in`, or Ruby's Sidekiq Pro) for classes that do not declare one.
-    ///
-    /// ```
-    /// let config = psychiq::ServerConfig::default().expiring_jobs(true);
-    /// # let _ = config;
-    /// ```
-    pub fn expiring_jobs(mut self, on: bool) -> Self {
-        self.expiring_jobs = on;
+    /// Formerly turned on the discarding of expired jobs for every class. Every server
+    /// now obeys a job's `expires_at` (and a unique job's `unique_until`) without being
+    /// told; this does nothing.
+    #[deprecated(
+        since = "0.2.0",
+        note = "always on: every server obeys a job's expires_at"
+    )]
+    pub fn expiring_jobs(self, _on: bool) -> Self {
         self
     }
-    /// Lets unique jobs' locks go as their `unique_until` says
-    /// ([`crate::extensions::UniqueUnlock`]) whatever their class. Without it, the server
-    /// does so only if a registered worker declares `unique_for`; turn it on when unique
-    /// jobs are pushed per job (`Job::unique_for`, `psychiq enqueue --unique-for`) for
-    /// classes that declare nothing, else their locks go only when their TTL runs out.
-    pub fn unique_jobs(mut self, on: bool) -> Self {
-        self.unique_jobs = on;
+    /// Formerly turned on the release of unique jobs' locks for every class; always on
+    /// now, so this does nothing.
+    #[deprecated(
+        since = "0.2.0",
+        note = "always on: every server lets a unique job's lock go"
+    )]
+    pub fn unique_jobs(self, _on: bool) -> Self {
         self
     }
     /// Counts the outcomes of batch jobs (those with `bid`) and fires their batches'

@@ -642,13 +642,6 @@ impl Registry {
             })
             .collect()
     }
-
-    /// Whether a registered worker declares `expires_in` (the server then checks expiry).
-    pub(crate) fn declares_expiry(&self) -> bool {
-        self.handlers
-            .values()
-            .any(|handler| handler.options().expires_in.is_some())
-    }
 }
 
 #[cfg(test)]

@@ -92,34 +92,26 @@ async fn expired_jobs_are_discarded_unrun_counted_and_never_retried() -> psychiq
     Ok(())
 }
 
+/// A job's `expires_at` is obeyed by a server that was told nothing and whose workers
+/// declare no expiry (the probe's job pushed with `--expires-in 1` ran hours later).
 #[tokio::test]
-async fn expiry_is_checked_when_declared_or_asked_for_and_costs_nothing_otherwise()
--> psychiq::Result<()> {
-    for asked in [false, true] {
-        let ns = TestNs::new().await;
-        let record = Record::default();
-        let mut registry = Registry::new();
-        registry.register(record.clone());
-        let server = RunningServer::start(ns.config().expiring_jobs(asked), registry);
-        ns.client
-            .push(Job::new("Record", ("late",))?.expires_at(an_hour_ago()))
-            .await?;
-        ns.client.push(Job::new("Record", ("marker",))?).await?;
-        wait_until(Duration::from_secs(10), "both jobs taken", || async {
-            unfinished(&ns).await == 0 && record.count() >= 1
-        })
-        .await;
-        server.stop().await;
-        let ran: Vec<Value> = record.seen();
-        if asked {
-            assert_eq!(ran, vec![Value::from(vec!["marker"])]);
-            assert_eq!(stat(&ns, "discarded").await, 1);
-        } else {
-            // No worker declares an expiry and nobody asked: no middleware, no check.
-            assert_eq!(ran.len(), 2, "{ran:?}");
-            assert_eq!(stat(&ns, "discarded").await, 0);
-        }
-    }
+async fn expiry_is_obeyed_by_every_server_without_being_told() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let record = Record::default();
+    let mut registry = Registry::new();
+    registry.register(record.clone());
+    let server = RunningServer::start(ns.config(), registry);
+    ns.client
+        .push(Job::new("Record", ("late",))?.expires_at(an_hour_ago()))
+        .await?;
+    ns.client.push(Job::new("Record", ("marker",))?).await?;
+    wait_until(Duration::from_secs(10), "both jobs taken", || async {
+        unfinished(&ns).await == 0 && record.count() >= 1
+    })
+    .await;
+    server.stop().await;
+    assert_eq!(record.seen(), vec![Value::from(vec!["marker"])]);
+    assert_eq!(stat(&ns, "discarded").await, 1);
     Ok(())
 }
 
@@ -403,8 +395,8 @@ async fn a_unique_lock_always_expires_and_covers_a_scheduled_wait() -> psychiq::
 async fn unique_locks_go_on_success_at_start_or_by_expiry() -> psychiq::Result<()> {
     let ns = TestNs::new().await;
     let record = Record::default();
-    // No worker declares unique_for, so the server is asked to let locks go.
-    let server = RunningServer::start(ns.config().unique_jobs(true), registry_with(&record));
+    // No worker declares unique_for and the server is told nothing: it obeys the job.
+    let server = RunningServer::start(ns.config(), registry_with(&record));
     let c = &ns.client;
     let pushed = |push: &Push| matches!(push, Push::Pushed(_));
 
@@ -469,5 +461,144 @@ async fn unique_locks_go_on_success_at_start_or_by_expiry() -> psychiq::Result<(
         Push::Duplicate(first.jid().unwrap().into())
     );
     server.stop().await;
+    Ok(())
+}
+
+/// The probe's unique job: pushed with `psychiq enqueue --unique-for 3600` to a server
+/// started with no flags, its lock goes when it has run, so the next push is written. A
+/// lock held by a job nobody runs is listed, named in the refusal, and let go by hand.
+#[tokio::test]
+async fn a_unique_push_is_obeyed_by_a_server_told_nothing_and_its_lock_can_be_let_go() {
+    let ns = TestNs::new().await;
+    let out_file = std::env::temp_dir().join(format!("{}-unique.jsonl", ns.namespace));
+    let path = out_file.to_string_lossy().to_string();
+    let args = serde_json::json!([path, "once"]).to_string();
+    let enqueue = |queue: &str| {
+        let out = psychiq_on(&ns)
+            .args([
+                "enqueue",
+                "Echo",
+                &args,
+                "--queue",
+                queue,
+                "--unique-for",
+                "3600",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let mut server = Spawned::start(&ns, &["-s", "demo", "-c", "2"]);
+    assert!(!enqueue("default").contains("not enqueued"));
+    let runs = || {
+        std::fs::read_to_string(&out_file)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    wait_until(Duration::from_secs(10), "the first run", || async {
+        runs() == 1
+    })
+    .await;
+    wait_until(Duration::from_secs(5), "its lock to go", || async {
+        !enqueue("default").contains("not enqueued")
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "the second run", || async {
+        runs() == 2
+    })
+    .await;
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(10)), 0);
+
+    // A queue no server reads: the lock stays, is listed, and named when a push is refused.
+    assert!(!enqueue("nowhere").contains("not enqueued"));
+    let refused = enqueue("nowhere");
+    assert!(
+        refused.contains("locked by jid") && refused.contains("may have finished"),
+        "{refused}"
+    );
+    let listed = psychiq_on(&ns).args(["unique", "--json"]).output().unwrap();
+    let locks: Value = serde_json::from_slice(&listed.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&listed.stdout)));
+    assert_eq!(locks.as_array().map(Vec::len), Some(1), "{locks}");
+    let key = locks[0]["key"].as_str().unwrap().to_string();
+    let queued = ns.lrange(&ns.keys().queue("nowhere")).await;
+    assert!(queued[0].contains(&*locks[0]["jid"].as_str().unwrap()));
+    let unlock = psychiq_on(&ns)
+        .args(["unique", "unlock", &key])
+        .output()
+        .unwrap();
+    assert!(
+        unlock.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unlock.stderr)
+    );
+    assert!(
+        !enqueue("nowhere").contains("not enqueued"),
+        "pushed again once let go"
+    );
+    let again = psychiq_on(&ns)
+        .args(["unique", "show", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1), "a missing lock is an error");
+    let _ = std::fs::remove_file(&out_file);
+}
+
+/// Every path that takes a job away for good has the same farewell: killed from its queue
+/// or the retry set, deleted, or cleared with its queue, a unique job's lock goes and a
+/// batch job dies for its batch (whose death callback fires once).
+#[tokio::test]
+async fn kill_delete_and_clear_let_locks_go_and_count_batch_deaths() -> psychiq::Result<()> {
+    use psychiq::api::{Api, SetKind};
+    use psychiq::batch::Batch;
+    let ns = TestNs::new().await;
+    let api = Api::connect(&ns.redis, &ns.namespace).await?;
+    let c = &ns.client;
+    let lock_count = || async {
+        let locks: Vec<String> = ns
+            .query(redis::cmd("KEYS").arg(ns.keys().key("unique:*")))
+            .await;
+        locks.len()
+    };
+    let idle = |n: u32| unique(serde_json::json!([n])).queue("idle");
+    for n in 0..3 {
+        c.push(idle(n)).await?;
+    }
+    c.push(idle(3).at(SystemTime::now() + Duration::from_secs(600)))
+        .await?;
+    assert_eq!(lock_count().await, 4);
+    let queued = api.queue_jobs("idle", 0, 10).await?;
+    assert!(api.kill(None, &queued[0]).await?);
+    assert_eq!(lock_count().await, 3, "killed let go");
+    assert!(api.delete_from_queue(&queued[1]).await?);
+    assert_eq!(lock_count().await, 2, "deleted let go");
+    assert_eq!(api.clear_queue("idle").await?, 1);
+    assert_eq!(api.clear(SetKind::Scheduled).await?, 1);
+    assert_eq!(lock_count().await, 0, "cleared let go");
+
+    let bid = Batch::new("killed by hand")
+        .on_death(Job::new("Record", ("death",))?.queue("callbacks"))
+        .push(
+            c,
+            vec![
+                Job::new("Record", ("a",))?.queue("idle"),
+                Job::new("Record", ("b",))?.queue("idle"),
+            ],
+        )
+        .await?;
+    let queued = api.queue_jobs("idle", 0, 10).await?;
+    assert!(api.kill(None, &queued[0]).await?);
+    assert!(api.kill(None, &queued[1]).await?);
+    let status = api.batch(&bid).await?.unwrap();
+    assert_eq!((status.dead, status.pending), (2, 0));
+    assert!(status.death_at.is_some() && status.complete_at.is_some());
+    assert_eq!(queue_len(&ns, "callbacks").await, 1, "death fired once");
     Ok(())
 }

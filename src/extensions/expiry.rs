@@ -14,9 +14,9 @@ use crate::context::JobContext;
 use crate::middleware::{BoxFuture, Next, ServerMiddleware};
 use crate::{Outcome, payload};
 
-/// The server middleware that discards expired jobs (see the module docs). The server adds
-/// it, first in the chain, when a registered worker declares `expires_in` or
-/// [`crate::ServerConfig::expiring_jobs`] is on; it can also be added by hand:
+/// The server middleware that discards expired jobs (see the module docs). Every server
+/// adds it near the front of the chain; it can also be added by hand (it is then not
+/// added twice):
 ///
 /// ```
 /// let mut server = psychiq::Server::new(Default::default(), psychiq::Registry::new());

@@ -21,8 +21,8 @@
 //!   API ([`crate::api::Api::pause_queue`]), `psychiq queues pause` and the dashboard
 //!   steer it.
 //!
-//! A server turns an extension on by itself where it can tell it is needed (a registered
-//! worker declares `expires_in`), or when told ([`crate::ServerConfig::expiring_jobs`]).
+//! Every server obeys a job's own fields (`expires_at`, `unique_key`, `bid`) without being
+//! told; a job without them passes each check with a substring search of its payload.
 
 pub mod batch;
 #[cfg(feature = "periodic")]
@@ -37,6 +37,8 @@ pub(crate) mod unique;
 
 #[cfg(feature = "server")]
 pub use expiry::Expiry;
+#[cfg(feature = "api")]
+pub use unique::UniqueLock;
 #[cfg(feature = "server")]
 pub use unique::UniqueUnlock;
 pub use unique::UniqueUntil;

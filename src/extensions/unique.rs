@@ -11,7 +11,8 @@
 //! a lost job or a flushed queue can block pushes for at most that long.
 //!
 //! **Unlocking** ([`UniqueUntil`]): on success (the default: also when the job is discarded
-//! or skipped; a failure keeps the lock while the job waits in the retry set), at start,
+//! or skipped; a failure keeps the lock while the job waits in the retry set; death, or
+//! removal by hand, lets it go), at start,
 //! or only by expiry. [`UniqueUnlock`], a server middleware, does it, deleting the lock only
 //! while it still names this job's jid. Unlocks are written in batches by a task of their
 //! own; those not yet written when the process exits (or while Redis is unreachable) are
@@ -27,7 +28,8 @@ use crate::keys::Keys;
 #[non_exhaustive]
 pub enum UniqueUntil {
     /// When the job has run to its end: done, discarded or skipped (the default). A failed
-    /// job keeps it while it waits for its retry; one that dies keeps it until its TTL.
+    /// job keeps it while it waits for its retry; one that dies (or is killed, deleted or
+    /// cleared by hand) lets it go.
     #[default]
     Success,
     /// When the job starts: a second copy may be pushed while the first runs.
@@ -157,9 +159,8 @@ return gone
     /// A lock to let go: its key and the jid it must still hold.
     type Unlock = (String, String);
 
-    /// The server middleware that lets unique jobs' locks go (see the module docs). The
-    /// server adds it, first in the chain, when a registered worker declares `unique_for`
-    /// or [`crate::ServerConfig::unique_jobs`] is on. A job without `unique_key` in its
+    /// The server middleware that lets unique jobs' locks go (see the module docs). Every
+    /// server adds it, near the front of the chain. A job without `unique_key` in its
     /// payload (found by a substring search) goes straight on, unboxed. Unlocks go to one
     /// task that writes whatever has gathered in one call, so a busy server pays a fraction
     /// of a round trip per job and no job waits for its unlock.
@@ -251,4 +252,98 @@ mod tests {
         );
         assert_eq!(unique_key("X", "q", "[]").len(), 40);
     }
+}
+
+/// A unique job's lock, as the API reads it.
+#[cfg(feature = "api")]
+#[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
+pub struct UniqueLock {
+    /// The job's `unique_key` (the lock is `NAMESPACE:unique:KEY`).
+    pub key: String,
+    /// The jid of the job that took it (which may have finished since, if it died, was
+    /// removed by hand before this version, or its server was told to keep it).
+    pub jid: String,
+    /// Seconds until it lets go by itself.
+    pub ttl_secs: i64,
+}
+
+#[cfg(feature = "api")]
+impl crate::api::Api {
+    /// Unique jobs' locks, up to `limit` (in no order: Redis's `SCAN`).
+    pub async fn unique_locks(&self, limit: usize) -> crate::Result<Vec<UniqueLock>> {
+        let prefix = lock_key(self.keys(), "");
+        let pattern = format!("{}*", escape_glob(&prefix));
+        let mut names: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, page): (u64, Vec<String>) = self
+                .query(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1_000),
+                )
+                .await?;
+            names.extend(page);
+            cursor = next;
+            if cursor == 0 || names.len() >= limit {
+                break;
+            }
+        }
+        names.truncate(limit);
+        let mut pipe = redis::pipe();
+        for name in &names {
+            pipe.get(name).ttl(name);
+        }
+        let replies: Vec<(Option<String>, i64)> = self.query_pipe(&pipe).await?;
+        Ok(names
+            .into_iter()
+            .zip(replies)
+            .filter_map(|(name, (jid, ttl))| {
+                Some(UniqueLock {
+                    key: name.strip_prefix(&prefix)?.to_string(),
+                    jid: jid?,
+                    ttl_secs: ttl,
+                })
+            })
+            .collect())
+    }
+
+    /// The lock of `unique_key`, if it is held.
+    pub async fn unique_lock(&self, unique_key: &str) -> crate::Result<Option<UniqueLock>> {
+        let name = lock_key(self.keys(), unique_key);
+        let mut pipe = redis::pipe();
+        pipe.get(&name).ttl(&name);
+        let (jid, ttl): (Option<String>, i64) = self.query_pipe(&pipe).await?;
+        Ok(jid.map(|jid| UniqueLock {
+            key: unique_key.to_string(),
+            jid,
+            ttl_secs: ttl,
+        }))
+    }
+
+    /// Lets the lock of `unique_key` go, so the same job can be pushed again; `false` if
+    /// it was not held.
+    pub async fn unlock_unique(&self, unique_key: &str) -> crate::Result<bool> {
+        let removed: u64 = self
+            .query(redis::cmd("DEL").arg(lock_key(self.keys(), unique_key)))
+            .await?;
+        Ok(removed == 1)
+    }
+}
+
+/// `text` with the characters `SCAN MATCH` reads as a pattern escaped.
+#[cfg(feature = "api")]
+fn escape_glob(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
