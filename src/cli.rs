@@ -162,7 +162,8 @@ impl ServerArgs {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(std::io::stderr)
+            .with_writer(crate::log_stream::LogStream { json: false })
+            .log_internal_errors(false)
             .try_init();
     }
 
@@ -174,10 +175,13 @@ impl ServerArgs {
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
         // Colours only for a terminal: a log file or a shipper gets plain text.
         let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        // A line that cannot be written is dropped and counted, never a stop.
+        let json = matches!(self.log_format, LogFormat::Json);
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_ansi(colour)
-            .with_writer(std::io::stderr);
+            .with_writer(crate::log_stream::LogStream { json })
+            .log_internal_errors(false);
         let _ = match self.log_format {
             LogFormat::Text => builder.try_init(),
             LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -192,7 +196,7 @@ impl ServerArgs {
     about = "Runs Psychiq job servers: Sidekiq-compatible background jobs on Redis.",
     after_help = "SYSTEM is a named worker set the binary registered, or, where the binary accepts them, \
 a TOML file of command workers. Without -s every registered system is loaded.\n\
-Signals: TERM/INT stop gracefully, TSTP quiets (no new jobs), TTIN logs the running jobs."
+Signals: TERM/INT/HUP stop gracefully, TSTP quiets (no new jobs), TTIN logs the running jobs."
 )]
 pub(crate) struct CliArgs {
     /// An admin command; without one, a server runs.

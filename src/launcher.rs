@@ -39,6 +39,8 @@ pub struct ServerHandle {
     running: Running,
     identity: String,
     done: watch::Receiver<bool>,
+    /// Why the server stopped by itself, if it did (its task panicked).
+    failure: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// A job a server is running now.
@@ -79,6 +81,12 @@ impl ServerHandle {
     /// flushed, the process deregistered.
     pub async fn stopped(&self) {
         let _ = self.done.clone().wait_for(|done| *done).await;
+    }
+
+    /// Once stopped: why the server stopped by itself, if nobody asked it to (a bug: its
+    /// task panicked). Its unfinished jobs are recovered by the next server.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().expect("failure lock").clone()
     }
 
     /// The jobs running now.
@@ -375,10 +383,13 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         tracing::info!("Exiting");
     };
     let (done_tx, done_rx) = watch::channel(false);
+    let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let task = tokio::spawn(work);
+    let failed = Arc::clone(&failure);
     tokio::spawn(async move {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "the server's task failed");
+            *failed.lock().expect("failure lock") = Some(e.to_string());
         }
         let _ = done_tx.send(true);
     });
@@ -387,5 +398,6 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         running: handle_running,
         identity: handle_identity,
         done: done_rx,
+        failure,
     })
 }

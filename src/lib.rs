@@ -70,6 +70,8 @@ pub mod cli;
 pub mod command;
 #[cfg(feature = "demo")]
 pub mod demo;
+#[cfg(feature = "cli")]
+mod log_stream;
 #[cfg(all(feature = "cli", feature = "demo"))]
 mod tour;
 #[cfg(feature = "web")]

@@ -273,7 +273,7 @@ impl Server {
             _ = handle.stopped() => {}
         }
         handle.stopped().await;
-        Ok(())
+        stopped_as_asked(&handle)
     }
 
     /// Runs until `shutdown` completes (or a remote `TERM`), then stops gracefully.
@@ -290,6 +290,17 @@ impl Server {
             _ = handle.stopped() => {}
         }
         handle.stopped().await;
-        Ok(())
+        stopped_as_asked(&handle)
+    }
+}
+
+/// `Ok` unless the server stopped by itself (its task failed): an exit nobody asked for
+/// must not look like a graceful one.
+fn stopped_as_asked(handle: &crate::launcher::ServerHandle) -> Result<()> {
+    match handle.failure() {
+        None => Ok(()),
+        Some(why) => Err(crate::error::Error::Other(format!(
+            "the server stopped by itself ({why}); this is a bug, please report it. Its unfinished jobs are recovered by the next server to start"
+        ))),
     }
 }

@@ -1,18 +1,24 @@
 //! Turning process signals into a shutdown future.
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+/// Completes on SIGINT (Ctrl-C), SIGTERM or SIGHUP (a closed terminal), having logged
+/// which: each asks for a graceful stop.
 pub async fn terminate() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(mut term), Ok(mut hup)) => {
+                let name = tokio::select! {
+                    _ = tokio::signal::ctrl_c() => "INT",
+                    _ = term.recv() => "TERM",
+                    _ = hup.recv() => "HUP (the terminal closed)",
+                };
+                tracing::info!("SIG{name} received: stopping gracefully");
             }
-            Err(_) => {
+            _ => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }

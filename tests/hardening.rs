@@ -639,3 +639,51 @@ async fn redis_errors_that_are_not_outages_are_named() {
     let readonly = message(redis.url()).await;
     assert!(readonly.contains("read-only replica"), "{readonly}");
 }
+
+/// A log stream that cannot be written (`/dev/full` answers every write with "no space
+/// left", as a full disk does) made the server exit at once with status 0, its jobs left in
+/// progress. Now its lines are dropped and counted, and it runs until told to stop. A
+/// closed terminal (SIGHUP) is a graceful stop, as TERM.
+#[tokio::test]
+async fn a_log_stream_that_cannot_be_written_stops_nothing_and_hup_stops_gracefully() {
+    let ns = TestNs::new().await;
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    // The log path is only read back (and removed) by the helper: one that never exists.
+    let unread = std::env::temp_dir().join(format!("{}-unwritten.log", ns.namespace));
+    let mut server = Spawned::start_logging_to(&ns, &["-s", "demo", "-c", "5"], full, unread);
+    let path = std::env::temp_dir().join(format!("{}-full.jsonl", ns.namespace));
+    let path_text = path.to_string_lossy().to_string();
+    let jobs: Vec<psychiq::Job> = (0..3_000)
+        .map(|i| psychiq::Job::new("Echo", (&path_text, i)).unwrap())
+        .collect();
+    ns.client.push_bulk(jobs).await.unwrap();
+    let lines = || {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    wait_until(Duration::from_secs(60), "every job to run", || async {
+        lines() >= 3_000
+    })
+    .await;
+    assert_eq!(
+        server.wait_status(Duration::from_millis(500)),
+        None,
+        "still running"
+    );
+    server.signal("HUP");
+    assert_eq!(server.wait_exit(Duration::from_secs(15)), 0);
+    assert!(
+        inprogress_keys(&ns).await.is_empty(),
+        "nothing left in progress"
+    );
+    let processes: Vec<String> = ns
+        .query(redis::cmd("SMEMBERS").arg(ns.keys().key("processes")))
+        .await;
+    assert!(processes.is_empty(), "deregistered: {processes:?}");
+    let _ = std::fs::remove_file(&path);
+}

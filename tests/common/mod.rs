@@ -287,11 +287,23 @@ impl Spawned {
             ns.namespace,
             psychiq::__private::new_jid()
         ));
+        let stderr = std::fs::File::create(&log).unwrap();
+        Spawned::start_logging_to(ns, args, stderr, log)
+    }
+
+    /// A server whose stderr is `stderr` (`/dev/full`, say); `log` is where the test
+    /// reads it back, if it can.
+    pub fn start_logging_to(
+        ns: &TestNs,
+        args: &[&str],
+        stderr: std::fs::File,
+        log: PathBuf,
+    ) -> Spawned {
         let child = psychiq()
             .args(["--redis-url", &ns.url, "-n", &ns.namespace])
             .args(args)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(stderr)
             .spawn()
             .expect("the psychiq binary starts");
         Spawned { child, log }
