@@ -287,6 +287,8 @@ impl RawWorker for CommandWorker {
         if let Some(dir) = &spec.dir {
             command.current_dir(dir);
         }
+        // Its own process group: whatever it starts ends with the job.
+        crate::process_group::isolate(&mut command);
         let input = job.args.as_bytes().to_vec();
         Ok(Box::pin(async move {
             let run = run(command, input, &spec.command);
@@ -315,7 +317,8 @@ impl RawWorker for CommandWorker {
     fn retries_exhausted(&self, _: &JobMap, _: &JobError) {}
 }
 
-/// Runs the program with `input` on stdin; the child is killed if this future is dropped.
+/// Runs the program with `input` on stdin; its whole process group is killed when it has
+/// exited or when this future is dropped (a timeout, a stop).
 async fn run(
     mut command: tokio::process::Command,
     input: Vec<u8>,
@@ -327,6 +330,13 @@ async fn run(
             format!("cannot start {argv:?}: {e}"),
         )
     })?;
+    struct Group(Option<u32>);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            crate::process_group::kill_group(self.0);
+        }
+    }
+    let mut group = Group(child.id());
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
     // Write stdin and read stderr together, so neither pipe can fill up and stall the other.
@@ -337,14 +347,24 @@ async fn run(
     };
     let mut err = Vec::new();
     let read = stderr.read_to_end(&mut err);
-    let ((), read) = tokio::join!(write, read);
+    // Once the program has exited, what it left running goes too, closing the stderr a
+    // background process may still hold.
+    let pid = child.id();
+    let wait = async {
+        let status = child.wait().await;
+        crate::process_group::kill_group(pid);
+        status
+    };
+    let ((), read, status) = tokio::join!(write, read, wait);
+    // Killed already, and its pid may be anyone's from now on.
+    group.0 = None;
     read.map_err(|e| {
         JobError::new(
             "Psychiq::CommandFailed",
             format!("reading stderr of {argv:?}: {e}"),
         )
     })?;
-    let status = child.wait().await.map_err(|e| {
+    let status = status.map_err(|e| {
         JobError::new(
             "Psychiq::CommandFailed",
             format!("waiting for {argv:?}: {e}"),

@@ -72,6 +72,8 @@ pub mod command;
 pub mod demo;
 #[cfg(feature = "cli")]
 mod log_stream;
+#[cfg(feature = "command")]
+mod process_group;
 #[cfg(all(feature = "cli", feature = "demo"))]
 mod tour;
 #[cfg(feature = "web")]

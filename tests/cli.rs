@@ -387,3 +387,81 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
         .map(|dir| dir.join(name))
         .find(|path| path.is_file())
 }
+
+/// `sleep SECONDS` processes, counted with `pgrep`.
+fn processes_named(seconds: &str) -> usize {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", &format!("^sleep {seconds}$")])
+        .output()
+        .expect("pgrep (procps)");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// A command worker's program and everything it starts end with the job: at its timeout,
+/// and when the server is killed with `kill -9` (the probe's shell left three background
+/// sleeps, and after a `kill -9` even the shell, running beside the job's next copy).
+#[tokio::test]
+async fn a_command_workers_whole_process_group_ends_with_the_job() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let dir = std::env::temp_dir().join(&ns.namespace);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Sleep lengths no other process uses, so pgrep counts only these.
+    let (bg, fg) = (
+        format!("313.{}", std::process::id()),
+        format!("314.{}", std::process::id()),
+    );
+    let toml = format!(
+        r#"
+[workers."Shell::Spawner"]
+command = ["sh", "-c", 'for i in 1 2 3; do sleep {bg} & done; sleep {fg}']
+timeout = 2
+
+[workers."Shell::Lingerer"]
+command = ["sh", "-c", 'for i in 1 2 3; do sleep {bg}1 & done; sleep {fg}1']
+"#
+    );
+    let file = dir.join("workers.toml");
+    std::fs::write(&file, toml).unwrap();
+    let mut server = Spawned::start(&ns, &["-s", file.to_str().unwrap(), "-q", "shell"]);
+    ns.client
+        .push(
+            Job::new("Shell::Spawner", ())?
+                .queue("shell")
+                .retry(psychiq::Retry::Max(0)),
+        )
+        .await?;
+    wait_until(
+        Duration::from_secs(5),
+        "the program and its children",
+        || async { processes_named(&bg) == 3 && processes_named(&fg) == 1 },
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(10),
+        "the timeout to end them all",
+        || async {
+            ns.zrange(&ns.keys().dead()).await.len() == 1
+                && processes_named(&bg) + processes_named(&fg) == 0
+        },
+    )
+    .await;
+
+    ns.client
+        .push(Job::new("Shell::Lingerer", ())?.queue("shell"))
+        .await?;
+    let (bg, fg) = (format!("{bg}1"), format!("{fg}1"));
+    wait_until(Duration::from_secs(5), "the second program", || async {
+        processes_named(&bg) == 3 && processes_named(&fg) == 1
+    })
+    .await;
+    server.kill9();
+    #[cfg(target_os = "linux")]
+    wait_until(
+        Duration::from_secs(5),
+        "the server's death to end them",
+        || async { processes_named(&bg) + processes_named(&fg) == 0 },
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -529,7 +529,7 @@ async fn a_unique_push_is_obeyed_by_a_server_told_nothing_and_its_lock_can_be_le
     assert_eq!(locks.as_array().map(Vec::len), Some(1), "{locks}");
     let key = locks[0]["key"].as_str().unwrap().to_string();
     let queued = ns.lrange(&ns.keys().queue("nowhere")).await;
-    assert!(queued[0].contains(&*locks[0]["jid"].as_str().unwrap()));
+    assert!(queued[0].contains(locks[0]["jid"].as_str().unwrap()));
     let unlock = psychiq_on(&ns)
         .args(["unique", "unlock", &key])
         .output()
