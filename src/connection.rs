@@ -820,6 +820,17 @@ impl Outage {
     }
 }
 
+/// How far Redis's clock is ahead of this process's (seconds; negative if behind). Any
+/// clock that decides something shared by several processes is Redis's: each process
+/// reads its own clock plus this offset.
+pub(crate) async fn redis_clock_offset(conn: &mut Connection) -> redis::RedisResult<f64> {
+    let asked = crate::payload::now_secs();
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await?;
+    let answered = crate::payload::now_secs();
+    // Redis read its clock about halfway through the round trip.
+    Ok(secs as f64 + micros as f64 / 1e6 - (asked + answered) / 2.0)
+}
+
 /// Whether waiting may cure `e`: Redis is unreachable, restarting, failing over, out of
 /// memory or busy, or refuses a login an operator can fix. Anything else (a key of the
 /// wrong type, a script error, a transaction refused) comes back the same every time, so

@@ -116,6 +116,60 @@ queue = "ticks"
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Periodic ticks follow Redis's clock, not a server's: a server an hour fast (faketime)
+/// claims no tick early, so it neither enqueues the next hour's ticks now nor silences the
+/// entry for the servers whose clocks are right; a server 30 s fast enqueues on time.
+#[test]
+fn a_server_whose_clock_is_wrong_claims_no_tick_early() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ns = runtime.block_on(TestNs::new());
+    let dir = std::env::temp_dir().join(format!("{}-clock", ns.namespace));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("system.toml");
+    std::fs::write(
+        &file,
+        r#"
+[workers.Noop]
+command = ["true"]
+
+[periodic."every-second"]
+cron = "* * * * * *"
+class = "Tick"
+queue = "ticks"
+"#,
+    )
+    .unwrap();
+    let args = ["-s", file.to_str().unwrap(), "-q", "default", "-c", "1"];
+    let mut fast = Spawned::start_with_clock(&ns, &args, "+3600s");
+    let mut ahead = Spawned::start_with_clock(&ns, &args, "+30s");
+    std::thread::sleep(Duration::from_secs(4));
+    fast.kill9();
+    let mut right = Spawned::start(&ns, &args);
+    std::thread::sleep(Duration::from_secs(4));
+    let ended = now_secs();
+    for server in [&mut ahead, &mut right] {
+        server.signal("TERM");
+        assert_eq!(server.wait_exit(Duration::from_secs(15)), 0);
+    }
+    let jobs = runtime.block_on(queued(&ns, "ticks"));
+    let ticks: Vec<i64> = jobs
+        .iter()
+        .map(|job| job["periodic_at"].as_i64().unwrap())
+        .collect();
+    assert!(
+        ticks.iter().all(|&tick| tick as f64 <= ended + 1.0),
+        "ticks claimed early: {ticks:?} (ended {ended:.1})"
+    );
+    let mut unique = ticks.clone();
+    unique.dedup();
+    assert_eq!(unique, ticks, "each tick once, in order");
+    assert!(
+        ticks.iter().filter(|&&t| t as f64 >= ended - 3.0).count() >= 2,
+        "the entry was silenced: {ticks:?} (ended {ended:.1})"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn every_second(name: &str, missed: Missed) -> PeriodicJob {
     PeriodicJob::new(
         name,

@@ -67,7 +67,7 @@ use serde_json::Value;
 
 use crate::api::Api;
 use crate::client::Job;
-use crate::connection::Connection;
+use crate::connection::{Connection, redis_clock_offset};
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::middleware::BoxFuture;
@@ -90,8 +90,11 @@ const LONGEST_NAP: Duration = Duration::from_secs(5);
 /// is then noted in KEYS[5]) or a tick at or after it was taken already (KEYS[1]).
 /// ARGV[5] = '1': a catch-up at start, only if some tick was taken before (not on a first
 /// start) and the tick was not skipped while paused. Returns 1 when pushed, 0 when
-/// taken, -1 when paused.
+/// taken, -1 when paused, -2 when not yet due by Redis's clock (a server whose clock runs
+/// fast would otherwise claim it early and silence the entry until then).
 const CLAIM: &str = r#"
+local t = redis.call('time')
+if tonumber(ARGV[2]) > tonumber(t[1]) + tonumber(t[2]) / 1000000 + 0.5 then return -2 end
 if redis.call('sismember', KEYS[2], ARGV[1]) == 1 then
   redis.call('hset', KEYS[5], ARGV[1], ARGV[2])
   return -1
@@ -255,7 +258,18 @@ impl Plugin for PeriodicPlugin {
                 .await
                 .map_err(|e| e.to_string())?;
             let mut declared = tokio::time::Instant::now();
-            let now = payload::now_secs();
+            // Ticks are read on Redis's clock: this process's plus the offset, measured
+            // again with each refresh and whenever Redis says a tick is not yet due.
+            let mut offset = redis_clock_offset(&mut conn.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            if offset.abs() > 1.0 {
+                tracing::warn!(
+                    offset_s = offset,
+                    "this machine's clock is {offset:.1} s off Redis's; periodic ticks follow Redis's"
+                );
+            }
+            let now = payload::now_secs() + offset;
             // The latest tick before start: run once if the entry asks for missed ticks,
             // or if it is less than the grace old (it fell while this server restarted, or
             // its claim failed before a restart). Either only if the entry has run before:
@@ -275,7 +289,7 @@ impl Plugin for PeriodicPlugin {
                 .map(|e| e.schedule.next_after(now as i64))
                 .collect();
             while !ctx.is_stopping() {
-                let now = payload::now_secs();
+                let now = payload::now_secs() + offset;
                 let mut failed = false;
                 for (entry, due) in entries.iter().zip(next.iter_mut()) {
                     while let Some(tick) = *due
@@ -291,7 +305,15 @@ impl Plugin for PeriodicPlugin {
                             continue;
                         }
                         match claim(&conn, &keys, entry, tick, false).await {
-                            Ok(()) => *due = entry.schedule.next_after(tick),
+                            Ok(NOT_YET_DUE) => {
+                                // Our clock ran ahead since it was measured: measure again.
+                                if let Ok(measured) = redis_clock_offset(&mut conn.clone()).await {
+                                    offset = measured;
+                                }
+                                failed = true;
+                                break;
+                            }
+                            Ok(_) => *due = entry.schedule.next_after(tick),
                             Err(e) => {
                                 // Kept due: tried again in a second, while still in grace.
                                 tracing::warn!(entry = entry.name, tick, error = %e, "cannot claim a periodic tick; trying again in a second");
@@ -306,6 +328,9 @@ impl Plugin for PeriodicPlugin {
                         Ok(()) => declared = tokio::time::Instant::now(),
                         Err(e) => tracing::warn!(error = %e, "cannot write the periodic entries"),
                     }
+                    if let Ok(measured) = redis_clock_offset(&mut conn.clone()).await {
+                        offset = measured;
+                    }
                 }
                 if failed {
                     ctx.sleep(Duration::from_secs(1)).await;
@@ -314,7 +339,9 @@ impl Plugin for PeriodicPlugin {
                 let soonest = next.iter().flatten().min().copied();
                 let nap = soonest
                     .map(|tick| {
-                        Duration::from_secs_f64((tick as f64 - payload::now_secs()).max(0.0))
+                        Duration::from_secs_f64(
+                            (tick as f64 - payload::now_secs() - offset).max(0.0),
+                        )
                     })
                     .unwrap_or(LONGEST_NAP)
                     .min(LONGEST_NAP);
@@ -325,14 +352,18 @@ impl Plugin for PeriodicPlugin {
     }
 }
 
-/// Claims `tick` of `entry` and pushes its job if no process has; logs what happened.
+/// What [`claim`] answers when Redis's clock has not reached the tick yet.
+const NOT_YET_DUE: i64 = -2;
+
+/// Claims `tick` of `entry` and pushes its job if no process has; logs what happened and
+/// returns the script's answer (1 pushed, 0 taken, -1 paused, [`NOT_YET_DUE`]).
 async fn claim(
     conn: &Connection,
     keys: &Keys,
     entry: &PeriodicJob,
     tick: i64,
     only_if_run_before: bool,
-) -> redis::RedisResult<()> {
+) -> redis::RedisResult<i64> {
     static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM));
     let queue = entry.job.queue_name();
     let claimed: i64 = SCRIPT
@@ -357,7 +388,7 @@ async fn claim(
         ),
         _ => {}
     }
-    Ok(())
+    Ok(claimed)
 }
 
 /// Writes the entries to the `periodic` hash and drops those no server declared for an hour.

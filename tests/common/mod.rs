@@ -291,6 +291,33 @@ impl Spawned {
         Spawned::start_logging_to(ns, args, stderr, log)
     }
 
+    /// A server whose clock runs `offset` (faketime's syntax: "+3600s") off the machine's,
+    /// through Debian's libfaketime preloaded (the `faketime` command would stand between
+    /// the test and the server's signals).
+    pub fn start_with_clock(ns: &TestNs, args: &[&str], offset: &str) -> Spawned {
+        const LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+        assert!(
+            std::path::Path::new(LIB).exists(),
+            "{LIB} is missing: apt-get install faketime"
+        );
+        let log = std::env::temp_dir().join(format!(
+            "{}-{}.log",
+            ns.namespace,
+            psychiq::__private::new_jid()
+        ));
+        let child = psychiq()
+            .env("LD_PRELOAD", LIB)
+            .env("FAKETIME", offset)
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .args(["--redis-url", &ns.url, "-n", &ns.namespace])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("the psychiq binary starts");
+        Spawned { child, log }
+    }
+
     /// A server whose stderr is `stderr` (`/dev/full`, say); `log` is where the test
     /// reads it back, if it can.
     pub fn start_logging_to(
