@@ -696,7 +696,10 @@ async fn iterations(api: &Api, out: &Out, action: Option<IterationsAction>) -> O
                 .map(|i| {
                     vec![
                         i.jid.clone(),
-                        i.cursor.clone().unwrap_or("-".into()),
+                        i.unreadable
+                            .clone()
+                            .or_else(|| i.cursor.clone())
+                            .unwrap_or("-".into()),
                         format!("{} ago", span_text(now - i.updated_at)),
                         if i.cancelled {
                             "cancelled"
@@ -853,11 +856,7 @@ async fn limits(api: &Api, out: &Out) -> Outcome {
         .iter()
         .map(|l| {
             let limiter = &l.limiter;
-            let interval = if limiter.interval().is_zero() {
-                "-".to_string()
-            } else {
-                span_text(limiter.interval().as_secs_f64())
-            };
+            let interval = limiter.interval_text();
             vec![
                 limiter.name().to_string(),
                 serde_json::to_value(limiter.kind())
@@ -866,7 +865,9 @@ async fn limits(api: &Api, out: &Out) -> Outcome {
                     .unwrap_or_default(),
                 limiter.size().to_string(),
                 interval,
-                format!("{}/{}", l.in_use, limiter.size()),
+                l.unreadable
+                    .clone()
+                    .unwrap_or_else(|| format!("{}/{}", l.in_use, limiter.size())),
                 l.over.to_string(),
             ]
         })

@@ -497,6 +497,49 @@ impl Api {
             .map_err(|e| self.config.redis_error(e))
     }
 
+    /// Sends `pipe` (`width` commands an entry, each entry's keys named in `names`) and
+    /// reads each entry's replies on its own: an entry with a key of the wrong type, or
+    /// replies of another shape, is `Err` with a message naming its key, so one corrupt
+    /// entry does not fail a whole listing.
+    pub(crate) async fn query_rows<T: redis::FromRedisValue>(
+        &self,
+        pipe: &mut redis::Pipeline,
+        width: usize,
+        names: &[String],
+    ) -> Result<Vec<std::result::Result<T, String>>> {
+        if pipe.cmd_iter().next().is_none() {
+            return Ok(Vec::new());
+        }
+        let replies: Vec<redis::Value> = pipe
+            .ignore_errors()
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.config.redis_error(e))?;
+        Ok(replies
+            .chunks(width.max(1))
+            .zip(names)
+            .map(|(row, name)| {
+                let unreadable = |e: &dyn std::fmt::Display| format!("unreadable: {name}: {e}");
+                if let Some(redis::Value::ServerError(e)) = row
+                    .iter()
+                    .find(|v| matches!(v, redis::Value::ServerError(_)))
+                {
+                    return Err(unreadable(&format!(
+                        "{} {}",
+                        e.code(),
+                        e.details().unwrap_or("")
+                    )));
+                }
+                // One reply an entry is read as itself; several as a tuple.
+                let value = match row {
+                    [one] => one.clone(),
+                    _ => redis::Value::Array(row.to_vec()),
+                };
+                T::from_redis_value(value).map_err(|e| unreadable(&e))
+            })
+            .collect())
+    }
+
     pub(crate) async fn query_pipe<T: redis::FromRedisValue>(
         &self,
         pipe: &redis::Pipeline,

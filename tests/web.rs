@@ -869,3 +869,113 @@ async fn batches_and_iterations_are_shown_and_an_iteration_cancelled() {
     assert_eq!(done.status, StatusCode::SEE_OTHER);
     assert!(api.iterations(10).await.unwrap()[0].cancelled);
 }
+
+/// One corrupt key (another program's string where a batch's hash, a walk's state, a
+/// limiter's state or a periodic entry should be) is shown as unreadable, naming its key,
+/// on the page and in the CLI; it no longer turns the whole page into a 503.
+#[tokio::test]
+async fn a_corrupt_entry_is_shown_as_unreadable_not_a_page_wide_failure() {
+    let ns = TestNs::new().await;
+    let (app, api) = app(&ns, WebConfig::default()).await;
+    let k = ns.keys();
+    let window = psychiq::limits::Limiter::window("w", 5, Duration::from_secs(60));
+    let mut pipe = redis::pipe();
+    pipe.set(k.key("batch:bad"), "x")
+        .zadd(k.key("batches"), "bad", 1)
+        .set(k.key("it:bad"), "x")
+        .zadd(k.key("iterations"), "bad", 1)
+        .hset(
+            k.key("limits"),
+            "w",
+            serde_json::to_string(&window).unwrap(),
+        )
+        .hset(k.key("periodic"), "bad", "not json")
+        .hset(k.key("periodic:last"), "bad", "not a number");
+    let () = pipe.query_async(&mut ns.conn()).await.unwrap();
+    // A window limiter's state is a hash: a set is of the wrong type.
+    let _: u64 = ns
+        .query(redis::cmd("SADD").arg(k.key("limits:window:w")).arg("x"))
+        .await;
+
+    let batches = api.batches(10).await.unwrap();
+    assert!(
+        batches[0]
+            .unreadable
+            .as_deref()
+            .unwrap()
+            .contains(&k.key("batch:bad"))
+    );
+    let iterations = api.iterations(10).await.unwrap();
+    assert!(
+        iterations[0]
+            .unreadable
+            .as_deref()
+            .unwrap()
+            .contains(&k.key("it:bad"))
+    );
+    let limits = api.limits().await.unwrap();
+    assert!(
+        limits[0]
+            .unreadable
+            .as_deref()
+            .unwrap()
+            .contains("limits:window:w")
+    );
+    let periodic = api.periodic_jobs().await.unwrap();
+    assert!(
+        periodic[0]
+            .unreadable
+            .as_deref()
+            .unwrap()
+            .contains("\"bad\"")
+    );
+    for (path, key) in [
+        ("/batches", "batch:bad"),
+        ("/iterations", "it:bad"),
+        ("/limits", "limits:window:w"),
+        ("/periodic", "periodic"),
+    ] {
+        let page = get(&app, path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        assert!(page.body.contains("unreadable"), "{path}");
+        assert!(page.body.contains(&k.key(key)), "{path} names {key}");
+    }
+    for command in ["batches", "iterations", "limits", "periodic"] {
+        let out = psychiq()
+            .args(["--redis-url", &ns.url, "-n", &ns.namespace, command])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("unreadable"),
+            "{command}"
+        );
+    }
+    // A typo cancels nothing and leaves no mark.
+    let out = psychiq()
+        .args([
+            "--redis-url",
+            &ns.url,
+            "-n",
+            &ns.namespace,
+            "iterations",
+            "cancel",
+            "NOSUCHJID",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let marked: bool = ns
+        .query(redis::cmd("EXISTS").arg(k.key("it:NOSUCHJID")))
+        .await;
+    assert!(!marked);
+}

@@ -400,6 +400,31 @@ pub struct BatchStatus {
     pub success_at: Option<f64>,
     /// When the first job died.
     pub death_at: Option<f64>,
+    /// Why its keys could not be read (one holds another type of value), naming the key;
+    /// the counts are then zero.
+    pub unreadable: Option<String>,
+}
+
+#[cfg(feature = "api")]
+impl BatchStatus {
+    fn unreadable(bid: String, why: String) -> BatchStatus {
+        BatchStatus {
+            bid,
+            description: why.clone(),
+            parent: None,
+            total: 0,
+            pending: 0,
+            failures: 0,
+            failed_jids: Vec::new(),
+            dead: 0,
+            children_pending: 0,
+            created_at: 0.0,
+            complete_at: None,
+            success_at: None,
+            death_at: None,
+            unreadable: Some(why),
+        }
+    }
 }
 
 #[cfg(feature = "api")]
@@ -416,19 +441,20 @@ impl crate::api::Api {
             .await?;
         // Every batch's status in one round trip, five replies each.
         let mut pipe = redis::pipe();
-        for bid in &bids {
-            status_commands(&mut pipe, &batch_key(self.keys(), bid));
+        let names: Vec<String> = bids.iter().map(|bid| batch_key(self.keys(), bid)).collect();
+        for key in &names {
+            status_commands(&mut pipe, key);
         }
-        let replies: Vec<redis::Value> = self.query_pipe(&pipe).await?;
+        let rows: Vec<std::result::Result<StatusRow, String>> =
+            self.query_rows(&mut pipe, 5, &names).await?;
         let mut out = Vec::new();
         let mut gone = Vec::new();
-        for (bid, row) in bids.into_iter().zip(replies.chunks(5)) {
-            let row: StatusRow =
-                redis::FromRedisValue::from_redis_value(redis::Value::Array(row.to_vec()))
-                    .map_err(|e| Error::Other(format!("reading batch {bid}: {e}")))?;
-            match status_from(&bid, row) {
-                Some(status) => out.push(status),
-                None => gone.push(bid),
+        for (bid, row) in bids.into_iter().zip(rows) {
+            match row.map(|row| status_from(&bid, row)) {
+                Ok(Some(status)) => out.push(status),
+                Ok(None) => gone.push(bid),
+                // Shown, not a failure of the whole list.
+                Err(unreadable) => out.push(BatchStatus::unreadable(bid, unreadable)),
             }
         }
         if !gone.is_empty() {
@@ -447,9 +473,15 @@ impl crate::api::Api {
     /// Batch `bid`'s status; `None` if it does not exist (or expired).
     pub async fn batch(&self, bid: &str) -> Result<Option<BatchStatus>> {
         let mut pipe = redis::pipe();
-        status_commands(&mut pipe, &batch_key(self.keys(), bid));
-        let row: StatusRow = self.query_pipe(&pipe).await?;
-        Ok(status_from(bid, row))
+        let key = batch_key(self.keys(), bid);
+        status_commands(&mut pipe, &key);
+        let rows: Vec<std::result::Result<StatusRow, String>> =
+            self.query_rows(&mut pipe, 5, &[key]).await?;
+        match rows.into_iter().next() {
+            Some(Ok(row)) => Ok(status_from(bid, row)),
+            Some(Err(unreadable)) => Ok(Some(BatchStatus::unreadable(bid.to_string(), unreadable))),
+            None => Ok(None),
+        }
     }
 }
 
@@ -492,6 +524,7 @@ fn status_from(bid: &str, row: StatusRow) -> Option<BatchStatus> {
         complete_at: time("complete_at"),
         success_at: time("success_at"),
         death_at: time("death_at"),
+        unreadable: None,
     })
 }
 

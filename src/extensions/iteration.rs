@@ -331,6 +331,8 @@ pub struct IterationStatus {
     pub updated_at: f64,
     /// Whether it has been cancelled.
     pub cancelled: bool,
+    /// Why its state could not be read (its key holds another type of value), naming it.
+    pub unreadable: Option<String>,
 }
 
 #[cfg(feature = "api")]
@@ -349,6 +351,10 @@ impl crate::api::Api {
             .await?;
         // Every walk's state in one round trip.
         let mut pipe = redis::pipe();
+        let names: Vec<String> = entries
+            .iter()
+            .map(|(jid, _)| state_key(keys, jid))
+            .collect();
         for (jid, _) in &entries {
             pipe.cmd("HMGET")
                 .arg(state_key(keys, jid))
@@ -357,10 +363,25 @@ impl crate::api::Api {
                 .arg("done");
         }
         type State = (Option<String>, Option<String>, Option<String>);
-        let states: Vec<State> = self.query_pipe(&pipe).await?;
+        let states: Vec<std::result::Result<State, String>> =
+            self.query_rows(&mut pipe, 1, &names).await?;
         let mut out = Vec::new();
         let mut gone = Vec::new();
-        for ((jid, updated_at), (cursor, cancelled, done)) in entries.into_iter().zip(states) {
+        for ((jid, updated_at), state) in entries.into_iter().zip(states) {
+            let (cursor, cancelled, done) = match state {
+                Ok(state) => state,
+                Err(unreadable) => {
+                    // Shown, not a failure of the whole list.
+                    out.push(IterationStatus {
+                        jid,
+                        cursor: None,
+                        updated_at,
+                        cancelled: false,
+                        unreadable: Some(unreadable),
+                    });
+                    continue;
+                }
+            };
             if done.is_some() || (cursor.is_none() && cancelled.is_none()) {
                 // Finished, or its state expired (a job deleted or dead long ago).
                 gone.push(jid);
@@ -371,6 +392,7 @@ impl crate::api::Api {
                 cursor,
                 updated_at,
                 cancelled: cancelled.is_some(),
+                unreadable: None,
             });
         }
         if !gone.is_empty() {
@@ -383,13 +405,55 @@ impl crate::api::Api {
 
     /// Cancels the iterable job `jid`: after its running step, or before its first.
     /// Returns whether it had already been cancelled.
+    ///
+    /// A jid that is neither walking nor waiting in a queue, the schedule or the retries
+    /// is refused with [`crate::Error::NotFound`] (a typo would otherwise leave a mark
+    /// for 30 days).
     pub async fn cancel_iteration(&self, jid: &str) -> crate::Result<bool> {
         let key = state_key(self.keys(), jid);
+        if !self.iteration_known(jid, &key).await? {
+            return Err(crate::Error::NotFound(format!(
+                "no job {jid:?} is iterating, queued, scheduled or retrying; `psychiq iterations` lists the walks in progress"
+            )));
+        }
         let mut pipe = redis::pipe();
         pipe.hset_nx(&key, "cancelled", crate::payload::now_secs())
             .expire(&key, UNFINISHED_TTL_SECS as i64)
             .ignore();
         let (newly,): (bool,) = self.query_pipe(&pipe).await?;
         Ok(!newly)
+    }
+
+    /// Whether job `jid` has a walk's state, or waits to run (so it may start one).
+    async fn iteration_known(&self, jid: &str, key: &str) -> crate::Result<bool> {
+        let (state, indexed): (bool, Option<f64>) = self
+            .query_pipe(
+                redis::pipe()
+                    .exists(key)
+                    .zscore(index_key(self.keys()), jid),
+            )
+            .await?;
+        if state || indexed.is_some() {
+            return Ok(true);
+        }
+        if self
+            .running()
+            .await?
+            .iter()
+            .any(|work| work.payload["jid"] == jid)
+        {
+            return Ok(true);
+        }
+        for kind in [crate::api::SetKind::Scheduled, crate::api::SetKind::Retry] {
+            if self.set_find(kind, jid).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        for queue in self.queues().await? {
+            if self.find_in_queue(&queue.name, jid).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }

@@ -272,6 +272,17 @@ impl Limiter {
         self.interval
     }
 
+    /// Its interval as the CLI and the dashboard show it: "-" for a concurrent limiter,
+    /// which has none.
+    #[cfg(feature = "api")]
+    pub(crate) fn interval_text(&self) -> String {
+        if self.kind == LimitKind::Concurrent || self.interval.is_zero() {
+            "-".to_string()
+        } else {
+            crate::api::span_text(self.interval.as_secs_f64())
+        }
+    }
+
     /// Its state, under its kind too: a limiter renamed to another kind starts afresh
     /// rather than meeting a key of the wrong type.
     fn state_key(&self, keys: &Keys) -> String {
@@ -653,6 +664,8 @@ pub struct LimitSummary {
     pub in_use: u64,
     /// How many jobs it has sent away (snoozed, or failed after `max_snooze`).
     pub over: u64,
+    /// Why its state could not be read (its key holds another type of value), naming it.
+    pub unreadable: Option<String>,
 }
 
 #[cfg(feature = "api")]
@@ -667,8 +680,14 @@ impl crate::api::Api {
         let ((secs, micros), declared, over): (
             (u64, u64),
             std::collections::HashMap<String, String>,
-            std::collections::HashMap<String, u64>,
-        ) = self.query_pipe(&pipe).await?;
+            std::collections::HashMap<String, String>,
+        ) = self.query_pipe(&pipe).await.map_err(|e| {
+            Error::Other(format!(
+                "reading {} and {}: {e}",
+                registry_key(keys),
+                over_key(keys)
+            ))
+        })?;
         let now = (secs * 1000 + micros / 1000) as f64;
         let mut limiters: Vec<Limiter> = declared
             .values()
@@ -690,7 +709,9 @@ impl crate::api::Api {
                 LimitKind::Bucket | LimitKind::Leaky => pipe.cmd("GET").arg(key),
             };
         }
-        let states: Vec<redis::Value> = self.query_pipe(&pipe).await?;
+        let names: Vec<String> = limiters.iter().map(|l| l.state_key(keys)).collect();
+        let states: Vec<std::result::Result<redis::Value, String>> =
+            self.query_rows(&mut pipe, 1, &names).await?;
         let number = |value: &redis::Value| -> Option<f64> {
             match value {
                 redis::Value::Int(n) => Some(*n as f64),
@@ -702,6 +723,10 @@ impl crate::api::Api {
             .into_iter()
             .zip(states)
             .map(|(limiter, state)| {
+                let (state, unreadable) = match state {
+                    Ok(state) => (state, None),
+                    Err(unreadable) => (redis::Value::Nil, Some(unreadable)),
+                };
                 let in_use = match (limiter.kind, &state) {
                     (LimitKind::Concurrent | LimitKind::SlidingWindow, value) => {
                         number(value).unwrap_or(0.0)
@@ -718,9 +743,13 @@ impl crate::api::Api {
                     _ => 0.0,
                 };
                 LimitSummary {
-                    over: over.get(&limiter.name).copied().unwrap_or(0),
+                    over: over
+                        .get(&limiter.name)
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0),
                     in_use: in_use as u64,
                     limiter,
+                    unreadable,
                 }
             })
             .collect())

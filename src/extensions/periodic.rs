@@ -463,9 +463,28 @@ pub struct PeriodicSummary {
     /// When a server last declared it (Unix seconds): an entry no running server declares
     /// is not ticking.
     pub seen_at: f64,
+    /// Why it could not be read (not the JSON servers write), naming its key and field.
+    pub unreadable: Option<String>,
 }
 
 impl PeriodicSummary {
+    fn unreadable(name: String, why: String) -> PeriodicSummary {
+        PeriodicSummary {
+            name,
+            cron: String::new(),
+            tz: String::new(),
+            class: why.clone(),
+            queue: String::new(),
+            args: Value::Null,
+            missed: Missed::Skip,
+            next_at: None,
+            last_at: None,
+            paused: false,
+            seen_at: 0.0,
+            unreadable: Some(why),
+        }
+    }
+
     /// Whether a server has declared it within the last two minutes (so it is ticking).
     pub fn is_live(&self) -> bool {
         payload::now_secs() - self.seen_at < 2.0 * REFRESH.as_secs_f64()
@@ -481,18 +500,38 @@ impl Api {
         pipe.hgetall(entries_key(keys))
             .hgetall(last_key(keys))
             .smembers(paused_key(keys));
-        let (entries, last, paused): (HashMap<String, String>, HashMap<String, i64>, Vec<String>) =
-            self.query_pipe(&pipe).await?;
+        type Read = (
+            HashMap<String, String>,
+            HashMap<String, String>,
+            Vec<String>,
+        );
+        let (entries, last, paused): Read = self.query_pipe(&pipe).await.map_err(|e| {
+            Error::Other(format!(
+                "reading {}, {} and {}: {e}",
+                entries_key(keys),
+                last_key(keys),
+                paused_key(keys)
+            ))
+        })?;
         let now = payload::now_secs() as i64;
         let mut out: Vec<PeriodicSummary> = entries
             .into_iter()
-            .filter_map(|(name, json)| {
-                let record: EntryRecord = serde_json::from_str(&json).ok()?;
+            .map(|(name, json)| {
+                let record: EntryRecord = match serde_json::from_str(&json) {
+                    Ok(record) => record,
+                    // Shown, not a failure of the whole list.
+                    Err(e) => {
+                        return PeriodicSummary::unreadable(
+                            name.clone(),
+                            format!("unreadable: {} field {name:?}: {e}", entries_key(keys)),
+                        );
+                    }
+                };
                 let next_at = Schedule::parse(&record.cron, &record.tz)
                     .ok()
                     .and_then(|s| s.next_after(now));
-                Some(PeriodicSummary {
-                    last_at: last.get(&name).copied(),
+                PeriodicSummary {
+                    last_at: last.get(&name).and_then(|t| t.parse().ok()),
                     paused: paused.contains(&name),
                     args: record.job.get("args").cloned().unwrap_or(Value::Null),
                     name,
@@ -503,7 +542,8 @@ impl Api {
                     missed: record.missed,
                     next_at,
                     seen_at: record.seen_at,
-                })
+                    unreadable: None,
+                }
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -114,10 +114,13 @@ pub(super) async fn limits(State(web): State<Arc<Web>>, Extension(ctx): Extensio
                         td { (limiter.name()) }
                         td { (serde_json::to_value(limiter.kind()).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()) }
                         td { (limiter.size()) }
-                        td { @if limiter.interval().is_zero() { "-" } @else { (format!("{:?}", limiter.interval())) } }
+                        td { (limiter.interval_text()) }
                         td {
-                            meter min="0" max=(limiter.size()) value=(l.in_use) title={ (format!("{percent:.0}%")) } {}
-                            " " (l.in_use) " / " (limiter.size())
+                            @if let Some(why) = &l.unreadable { span.badge.quiet { (why) } }
+                            @else {
+                                meter min="0" max=(limiter.size()) value=(l.in_use) title={ (format!("{percent:.0}%")) } {}
+                                " " (l.in_use) " / " (limiter.size())
+                            }
                         }
                         td { (l.over) }
                     }
@@ -185,7 +188,10 @@ pub(super) async fn iterations(
                 @for i in &iterations {
                     tr {
                         td { code { (i.jid) } }
-                        td { code { (i.cursor.as_deref().unwrap_or("-")) } }
+                        td {
+                            @if let Some(why) = &i.unreadable { span.badge.quiet { (why) } }
+                            @else { code { (i.cursor.as_deref().unwrap_or("-")) } }
+                        }
                         td { (crate::api::span_text(now - i.updated_at)) " ago" }
                         td { @if i.cancelled { span.badge.quiet { "cancelled" } } @else { span.badge { "running or waiting" } } }
                         td.actions {
