@@ -1295,9 +1295,11 @@ fn job_to_enqueue(args: &EnqueueArgs) -> std::result::Result<Job, Failure> {
         job = job.expires_in(Duration::from_secs_f64(secs));
     }
     if let Some(secs) = args.unique_for {
-        if !(secs.is_finite() && (1.0..YEAR_10000 / 2.0).contains(&secs)) {
+        // Ten years: a lock longer than that is a typo, and Redis's EX has a ceiling.
+        const MOST: f64 = 10.0 * 365.0 * 86_400.0;
+        if !(secs.is_finite() && (1.0..=MOST).contains(&secs)) {
             return Err(Failure::BadInput(format!(
-                "--unique-for takes a number of seconds, at least 1 (e.g. 600), not {secs}"
+                "--unique-for takes a number of seconds from 1 to {MOST:.0} (ten years), e.g. 600, not {secs}"
             )));
         }
         job = job.unique_for(Duration::from_secs_f64(secs));

@@ -290,6 +290,14 @@ impl Cli {
             }
             if matches!(command, crate::admin::AdminCommand::Web(_)) {
                 args.server.init_logging();
+            } else {
+                // A reader that goes away (`psychiq stats | head -1`) ends the command as
+                // it ends `ls` or `cat`, not as a panic on the broken pipe.
+                #[cfg(unix)]
+                // SAFETY: restores the default action of one signal before any thread starts.
+                unsafe {
+                    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                }
             }
             return match runtime() {
                 Ok(runtime) => {
@@ -323,19 +331,35 @@ impl Cli {
     /// The workers of the named systems (all registered ones when none is named).
     fn registry_for(&self, names: &[String]) -> Result<Registry, String> {
         let mut registry = Registry::new();
+        // Which system brought each class: a class two systems define is refused, not
+        // silently taken from the last.
+        let mut origin: BTreeMap<String, String> = BTreeMap::new();
+        let mut take = |registry: &mut Registry, name: &str, system: &Registry| {
+            for class in system.class_names() {
+                if let Some(first) = origin.insert(class.clone(), name.to_string())
+                    && first != name
+                {
+                    return Err(format!(
+                        "class {class:?} is defined by both {first:?} and {name:?}; rename one of them (each class must have one worker)"
+                    ));
+                }
+            }
+            registry.merge(system);
+            Ok(())
+        };
         if names.is_empty() {
-            for system in self.systems.values() {
-                registry.merge(system);
+            for (name, system) in &self.systems {
+                take(&mut registry, name, system)?;
             }
         }
         for name in names {
             if let Some(system) = self.systems.get(name) {
-                registry.merge(system);
+                take(&mut registry, name, system)?;
                 continue;
             }
             match self.loader.as_ref().and_then(|load| load(name)) {
                 Some(loaded) => {
-                    registry.merge(&loaded?);
+                    take(&mut registry, name, &loaded?)?;
                 }
                 None => {
                     let known: Vec<&str> = self.systems.keys().map(String::as_str).collect();
@@ -356,11 +380,19 @@ impl Cli {
                 }
             }
         }
-        if registry.is_empty() {
-            return Err(format!(
-                "no workers to run: {} registered no system; pass -s",
-                self.name
-            ));
+        #[cfg(feature = "periodic")]
+        let has_periodic = !registry.periodic_jobs().is_empty();
+        #[cfg(not(feature = "periodic"))]
+        let has_periodic = false;
+        if registry.is_empty() && !has_periodic {
+            return Err(if names.is_empty() {
+                format!(
+                    "no workers to run: {} registered no system; pass -s",
+                    self.name
+                )
+            } else {
+                format!("no workers or periodic entries in {}", names.join(", "))
+            });
         }
         Ok(registry)
     }

@@ -169,6 +169,14 @@ fn utc() -> String {
 
 impl PeriodicSpec {
     fn into_entry(self, name: &str) -> Result<crate::periodic::PeriodicJob, String> {
+        if self.class.is_empty() {
+            return Err(format!("periodic {name:?}: class must name a job class"));
+        }
+        if self.queue.as_deref() == Some("") {
+            return Err(format!(
+                "periodic {name:?}: queue must be a name (or left out: \"default\")"
+            ));
+        }
         let mut job = crate::Job::new(self.class, &self.args).map_err(|e| e.to_string())?;
         if let Some(queue) = self.queue {
             job = job.queue(queue);
@@ -210,6 +218,21 @@ struct CommandSpec {
     limit: Option<String>,
 }
 
+/// Whether `program` can be started: a path (relative to `dir`, if given) to a file, or a
+/// name found in one of `PATH`'s directories.
+fn program_exists(program: &str, dir: Option<&Path>) -> bool {
+    let path = Path::new(program);
+    if program.contains('/') {
+        let path = match dir {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        };
+        return path.is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
 /// Reads a TOML file of command workers into a registry.
 pub fn load_workers(path: &Path) -> Result<Registry, String> {
     let text = std::fs::read_to_string(path)
@@ -229,7 +252,14 @@ pub fn parse_workers(text: &str) -> Result<Registry, String> {
     for (name, spec) in file.periodic {
         registry.periodic(spec.into_entry(&name)?);
     }
+    // Every limit is checked, used or not, so a broken one is named as broken.
+    for (name, spec) in &file.limits {
+        spec.clone().into_limiter(name)?;
+    }
     for (class, spec) in file.workers {
+        if class.is_empty() {
+            return Err("a [workers.\"\"] table: a worker needs a class name".into());
+        }
         if spec.command.is_empty() || spec.command[0].is_empty() {
             return Err(format!(
                 "worker {class:?}: command must name a program, e.g. command = [\"python3\", \"job.py\"]"
@@ -242,11 +272,26 @@ pub fn parse_workers(text: &str) -> Result<Registry, String> {
                 "worker {class:?}: timeout must be a positive number of seconds"
             ));
         }
+        if let Some(dir) = &spec.dir
+            && !dir.is_dir()
+        {
+            return Err(format!(
+                "worker {class:?}: dir {} is not a directory here",
+                dir.display()
+            ));
+        }
+        if !program_exists(&spec.command[0], spec.dir.as_deref()) {
+            return Err(format!(
+                "worker {class:?}: program {:?} is not found (not a file, nor on PATH); give its path",
+                spec.command[0]
+            ));
+        }
         let mut options = WorkerOptions::default();
         if let Some(limit) = &spec.limit {
             let Some(limit_spec) = file.limits.get(limit) else {
+                let declared: Vec<&String> = file.limits.keys().collect();
                 return Err(format!(
-                    "worker {class:?}: no [limits.{limit:?}] table for its limit"
+                    "worker {class:?}: no [limits.{limit:?}] table for its limit (the file declares {declared:?})"
                 ));
             };
             options = options.rate_limit(limit_spec.clone().into_limiter(limit)?);

@@ -465,3 +465,94 @@ command = ["sh", "-c", 'for i in 1 2 3; do sleep {bg}1 & done; sleep {fg}1']
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// `psychiq stats | head -1`: a reader that goes away ends an admin command quietly, as it
+/// ends `cat`, instead of a panic on the broken pipe.
+#[tokio::test]
+async fn an_admin_command_whose_reader_went_away_ends_without_a_panic() {
+    let ns = TestNs::new().await;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = psychiq()
+        .args(["--redis-url", &ns.url, "-n", &ns.namespace, "stats"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(13),
+        "ended by SIGPIPE: {:?}",
+        out.status
+    );
+}
+
+/// What a TOML file gets wrong is said when the server starts, naming the entry: an empty
+/// class or queue, a program or dir that does not exist, a broken limit; a class a second
+/// system also defines is refused instead of silently replaced; a file of periodic entries
+/// alone is a system.
+#[test]
+fn toml_mistakes_are_refused_at_start_with_their_entry_named() {
+    let dir = std::env::temp_dir().join(format!("psychiq-toml-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().to_string()
+    };
+    let refused = [
+        ("[workers.\"\"]\ncommand = [\"true\"]", "class name"),
+        ("[workers.A]\ncommand = [\"/no/such/program\"]", "not found"),
+        (
+            "[workers.A]\ncommand = [\"no-such-program-here\"]",
+            "not found",
+        ),
+        (
+            "[workers.A]\ncommand = [\"true\"]\ndir = \"/no/such/dir\"",
+            "not a directory",
+        ),
+        (
+            "[workers.A]\ncommand = [\"true\"]\n[limits.x]\nkind = \"window\"\nsize = 0\ninterval = 1",
+            "size must be at least 1",
+        ),
+        (
+            "[periodic.p]\ncron = \"* * * * *\"\nclass = \"\"",
+            "class must name",
+        ),
+        (
+            "[periodic.p]\ncron = \"* * * * *\"\nclass = \"C\"\nqueue = \"\"",
+            "queue must be",
+        ),
+    ];
+    for (i, (text, says)) in refused.iter().enumerate() {
+        let file = write(&format!("bad{i}.toml"), text);
+        let out = psychiq().args(["-s", &file]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
+        assert!(stderr.contains(says), "{text}: {stderr}");
+    }
+    let echo = write("echo.toml", "[workers.Echo]\ncommand = [\"true\"]");
+    let out = psychiq()
+        .args(["-s", "demo", "-s", &echo])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("\"Echo\" is defined by both"), "{stderr}");
+    // Periodic entries alone start (and here fail only for want of a Redis).
+    let only = write(
+        "only.toml",
+        "[periodic.p]\ncron = \"* * * * *\"\nclass = \"C\"",
+    );
+    let out = psychiq()
+        .args(["-s", &only, "-o", "127.0.0.1", "-p", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("pass -s"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
