@@ -1389,10 +1389,8 @@ pub async fn serve(args: WebArgs, redis: &RedisArgs) -> crate::Result<()> {
         .map_err(|e| Error::Other(e.to_string()))?;
     tracing::info!(namespace = %redis.namespace, "Psychiq dashboard on http://{address}/");
     println!("Psychiq dashboard on http://{address}/ (Ctrl-C stops it)");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(crate::signals::terminate())
-        .await
-        .map_err(|e| Error::Other(format!("the dashboard stopped: {e}")))
+    crate::web::serve(listener, app, crate::signals::terminate()).await;
+    Ok(())
 }
 
 #[cfg(test)]

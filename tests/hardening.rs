@@ -687,3 +687,60 @@ async fn a_log_stream_that_cannot_be_written_stops_nothing_and_hup_stops_gracefu
     assert!(processes.is_empty(), "deregistered: {processes:?}");
     let _ = std::fs::remove_file(&path);
 }
+
+/// Held connections (a slowloris: headers that never end, or sockets opened and left idle)
+/// are closed after the header timeout, and the dashboard answers meanwhile.
+#[tokio::test]
+async fn the_dashboard_closes_connections_that_never_finish_their_headers() {
+    let ns = TestNs::new().await;
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut web = KillOnDrop(
+        psychiq()
+            .args([
+                "--redis-url",
+                &ns.url,
+                "-n",
+                &ns.namespace,
+                "web",
+                "--bind",
+                &bind,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(Duration::from_secs(10), "the dashboard", || async {
+        http_status(port, "/") == 200
+    })
+    .await;
+    let held: Vec<std::net::TcpStream> = (0..50)
+        .map(|i| {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            if i % 2 == 0 {
+                stream
+                    .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                    .unwrap();
+            }
+            stream
+        })
+        .collect();
+    assert_eq!(http_status(port, "/"), 200, "answers while they are held");
+    let started = std::time::Instant::now();
+    for mut stream in held {
+        stream
+            .set_read_timeout(Some(psychiq::web::HEADER_TIMEOUT * 3))
+            .unwrap();
+        let mut rest = Vec::new();
+        // Closed by the server: the read ends (with a 408 or nothing), it does not time out.
+        let read = stream.read_to_end(&mut rest);
+        assert!(read.is_ok(), "{read:?}");
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < psychiq::web::HEADER_TIMEOUT * 2,
+        "closed after {waited:?}"
+    );
+    assert!(web.terminate(), "a graceful stop");
+}

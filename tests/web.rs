@@ -979,3 +979,37 @@ async fn a_corrupt_entry_is_shown_as_unreadable_not_a_page_wide_failure() {
         .await;
     assert!(!marked);
 }
+
+/// Thousands of queues: the front page shows the largest 25, the Queues page a page at a
+/// time, and a scrape gives series to the largest 1000 (each of these was every queue, so
+/// 100,000 queues made pages and scrapes of tens of megabytes).
+#[tokio::test]
+async fn many_queues_are_paged_and_capped() {
+    let ns = TestNs::new().await;
+    let (app, _api) = app(&ns, WebConfig::default()).await;
+    let mut pipe = redis::pipe();
+    for n in 0..1_500 {
+        let queue = format!("q{n:05}");
+        pipe.sadd(ns.keys().queues(), &queue).ignore();
+        for _ in 0..(n % 7) {
+            pipe.lpush(
+                ns.keys().queue(&queue),
+                r#"{"class":"X","args":[],"jid":"j"}"#,
+            )
+            .ignore();
+        }
+    }
+    let () = pipe.query_async(&mut ns.conn()).await.unwrap();
+    let rows = |body: &str| body.matches("href=\"/queues/q").count();
+    let front = get(&app, "/").await;
+    assert_eq!(rows(&front.body), 25, "the largest 25");
+    assert!(front.body.contains("of 1500 queues"));
+    let first = get(&app, "/queues").await;
+    let second = get(&app, "/queues?page=2").await;
+    assert_eq!(rows(&first.body), 25);
+    assert!(first.body.contains("q00000") && !second.body.contains("q00000"));
+    assert!(second.body.contains("q00025"));
+    let metrics = get(&app, "/metrics").await;
+    assert_eq!(metrics.body.matches("psychiq_queue_size{").count(), 1_000);
+    assert!(metrics.body.contains("psychiq_queues 1500"));
+}

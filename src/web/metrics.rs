@@ -12,6 +12,9 @@ use super::pages::WebError;
 use crate::api::{ClassMetrics, Stats};
 use crate::stats::DURATION_BUCKETS;
 
+/// Queues given series of their own in a scrape: the largest.
+const MAX_QUEUE_SERIES: usize = 1_000;
+
 /// Escapes a label value: control characters first (a carriage return breaks parsers such
 /// as Python's `prometheus_client`), then backslash, double quote and newline.
 fn label(value: &str) -> String {
@@ -104,13 +107,25 @@ pub(crate) fn render(stats: &Stats, classes: &[ClassMetrics]) -> String {
         "Jobs in the dead set.",
         stats.dead as f64,
     );
+    // One series per queue, for the largest: a hundred thousand queues must not make every
+    // scrape megabytes long.
+    let mut largest: Vec<&crate::api::QueueSummary> = stats.queues.iter().collect();
+    if largest.len() > MAX_QUEUE_SERIES {
+        largest.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.name.cmp(&b.name)));
+        largest.truncate(MAX_QUEUE_SERIES);
+    }
+    gauge(
+        "psychiq_queues",
+        "gauge",
+        "Queues known (those with their own series below are the largest, at most 1000).",
+        stats.queues.len() as f64,
+    );
     family(
         &mut out,
         "psychiq_queue_size",
         "gauge",
         "Jobs waiting in a queue.",
-        stats
-            .queues
+        largest
             .iter()
             .map(|q| (format!("queue=\"{}\"", label(&q.name)), q.size as f64)),
     );
@@ -119,8 +134,7 @@ pub(crate) fn render(stats: &Stats, classes: &[ClassMetrics]) -> String {
         "psychiq_queue_latency_seconds",
         "gauge",
         "How long the oldest job of a queue has waited.",
-        stats
-            .queues
+        largest
             .iter()
             .map(|q| (format!("queue=\"{}\"", label(&q.name)), q.latency)),
     );
@@ -129,7 +143,7 @@ pub(crate) fn render(stats: &Stats, classes: &[ClassMetrics]) -> String {
         "psychiq_queue_paused",
         "gauge",
         "1 while a queue is paused (no server takes its jobs).",
-        stats.queues.iter().map(|q| {
+        largest.iter().map(|q| {
             let paused = if q.paused { 1.0 } else { 0.0 };
             (format!("queue=\"{}\"", label(&q.name)), paused)
         }),

@@ -26,6 +26,9 @@ mod actions;
 mod extensions;
 mod metrics;
 mod pages;
+mod serve;
+
+pub use serve::{CONNECTION_LIFE, HEADER_TIMEOUT, MAX_CONNECTIONS, serve};
 
 use std::sync::Arc;
 

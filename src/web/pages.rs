@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Ctx, Web};
-use crate::api::{JobRecord, SetKind, Stats};
+use crate::api::{JobRecord, QueueSummary, SetKind, Stats};
 use crate::api::{span_text, utc_text};
 use crate::error::Error;
 use crate::payload;
@@ -238,7 +238,10 @@ pub(super) async fn dashboard(
         }
         section {
             h2 { "Queues" }
-            (queue_table(&ctx, &stats, false))
+            (queue_table(&ctx, &largest(&stats.queues, DASHBOARD_QUEUES), false))
+            @if stats.queues.len() > DASHBOARD_QUEUES {
+                p { "The " (DASHBOARD_QUEUES) " largest of " (stats.queues.len()) " queues; " a href={ (base) "/queues" } { "all queues" } "." }
+            }
         }
     };
     Ok(layout(
@@ -331,13 +334,24 @@ fn pause_button(ctx: &Ctx, queue: &str, paused: bool) -> Markup {
     }
 }
 
-fn queue_table(ctx: &Ctx, stats: &Stats, actions: bool) -> Markup {
+/// Queues shown on the dashboard's front page: the largest.
+const DASHBOARD_QUEUES: usize = 25;
+
+/// The `n` largest queues, largest first.
+fn largest(queues: &[QueueSummary], n: usize) -> Vec<&QueueSummary> {
+    let mut largest: Vec<&QueueSummary> = queues.iter().collect();
+    largest.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.name.cmp(&b.name)));
+    largest.truncate(n);
+    largest
+}
+
+fn queue_table(ctx: &Ctx, queues: &[&QueueSummary], actions: bool) -> Markup {
     let base = &ctx.base;
     html! {
         table {
             thead { tr { th { "queue" } th { "size" } th { "latency" } th { "state" } @if actions { th {} } } }
             tbody {
-                @for q in &stats.queues {
+                @for q in queues {
                     tr {
                         td { a href={ (base) "/queues/" (segment(&q.name)) } { (q.name) } }
                         td { (q.size) }
@@ -354,7 +368,7 @@ fn queue_table(ctx: &Ctx, stats: &Stats, actions: bool) -> Markup {
                         }
                     }
                 }
-                @if stats.queues.is_empty() { tr { td colspan="5" { "No queues yet." } } }
+                @if queues.is_empty() { tr { td colspan="5" { "No queues yet." } } }
             }
         }
     }
@@ -432,7 +446,19 @@ pub(super) async fn queues(
     Query(params): Query<Params>,
 ) -> Page {
     let stats = web.api.stats().await?;
-    let body = html! { h1 { "Queues" } (queue_table(&ctx, &stats, true)) };
+    let page = params.page();
+    let total = stats.queues.len() as u64;
+    let shown: Vec<&QueueSummary> = stats
+        .queues
+        .iter()
+        .skip(((page - 1) * PER_PAGE) as usize)
+        .take(PER_PAGE as usize)
+        .collect();
+    let body = html! {
+        h1 { "Queues (" (total) ")" }
+        (queue_table(&ctx, &shown, true))
+        (pager(&ctx, "queues", page, total, None))
+    };
     Ok(layout(
         &ctx,
         "Queues",
