@@ -274,7 +274,7 @@ impl Limiter {
 
     /// Its interval as the CLI and the dashboard show it: "-" for a concurrent limiter,
     /// which has none.
-    #[cfg(feature = "api")]
+    #[cfg(feature = "web")]
     pub(crate) fn interval_text(&self) -> String {
         if self.kind == LimitKind::Concurrent || self.interval.is_zero() {
             "-".to_string()
