@@ -823,6 +823,7 @@ impl Outage {
 /// How far Redis's clock is ahead of this process's (seconds; negative if behind). Any
 /// clock that decides something shared by several processes is Redis's: each process
 /// reads its own clock plus this offset.
+#[cfg(feature = "periodic")]
 pub(crate) async fn redis_clock_offset(conn: &mut Connection) -> redis::RedisResult<f64> {
     let asked = crate::payload::now_secs();
     let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await?;
