@@ -362,3 +362,55 @@ async fn buckets_allow_their_burst_then_their_rate() -> psychiq::Result<()> {
     }
     Ok(())
 }
+
+/// Window limit "burst": 50 a second, no waiting in the worker. Class name `Burst`.
+struct Burst(Starts);
+impl Worker for Burst {
+    type Args = (u32,);
+    fn options() -> WorkerOptions {
+        WorkerOptions::default().rate_limit(Limiter::window("burst", 50, Duration::from_secs(1)))
+    }
+    async fn perform(&self, _: (u32,)) -> JobResult {
+        self.0.record();
+        Ok(())
+    }
+}
+
+/// A burst far over a window limit is spread over the windows it needs: each job turned
+/// away is told which later window has room for it, so the limit is used nearly in full
+/// and jobs are not snoozed again and again (the probe's burst used 36% of its limit,
+/// backing off blindly, with three snoozes a job).
+#[tokio::test]
+async fn a_burst_over_a_window_limit_fills_the_following_windows() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let starts = Starts::default();
+    let mut registry = Registry::new();
+    registry.register(Burst(starts.clone()));
+    const JOBS: u32 = 300;
+    let jobs: Vec<psychiq::Job> = (0..JOBS)
+        .map(|n| psychiq::Job::new("Burst", (n,)).unwrap())
+        .collect();
+    ns.client.push_bulk(jobs).await?;
+    let server = RunningServer::start(ns.config().concurrency(10), registry);
+    wait_until(Duration::from_secs(20), "every job to run", || async {
+        starts.times().len() == JOBS as usize
+    })
+    .await;
+    server.stop().await;
+    let times = starts.times();
+    let seconds = (times[times.len() - 1] / 1000.0).floor() - (times[0] / 1000.0).floor() + 1.0;
+    let api = Api::connect(&ns.redis, &ns.namespace).await?;
+    let over = api.limits().await?[0].over;
+    let used = f64::from(JOBS) / (seconds * 50.0);
+    eprintln!(
+        "{JOBS} jobs at 50/s: {seconds} windows, {:.0}% of the limit used, {over} snoozes",
+        used * 100.0
+    );
+    // 300 jobs need 6 windows; a window of slack for the poller and the spread.
+    assert!(seconds <= 8.0, "{seconds} windows for {JOBS} jobs");
+    assert!(
+        over <= u64::from(JOBS) * 2,
+        "{over} snoozes for {JOBS} jobs"
+    );
+    Ok(())
+}

@@ -111,7 +111,17 @@ if n < tonumber(ARGV[1]) then
   redis.call('pexpire', KEYS[1], interval * 2)
   return 0
 end
-return (index + 1) * interval - now
+-- Over: the k-th job turned away in this window comes back in the window after the
+-- next k / size, so a burst spreads over the windows it needs instead of all coming back
+-- at the next one (and snoozing again, most of it, every window).
+local over = 1
+if tonumber(redis.call('hget', KEYS[1], 'ow') or -1) == index then
+  over = tonumber(redis.call('hincrby', KEYS[1], 'o', 1))
+else
+  redis.call('hset', KEYS[1], 'ow', index, 'o', 1)
+end
+redis.call('pexpire', KEYS[1], interval * 2)
+return (index + 1) * interval - now + math.floor((over - 1) / tonumber(ARGV[1])) * interval
 "#;
 
 /// Sliding window: KEYS[1] a sorted set of grant times; ARGV size, interval ms, id.
@@ -573,20 +583,28 @@ async fn renew(conn: Connection, key: String, id: String, lease: Duration) {
     }
 }
 
+/// Whether the running job has been snoozed for longer than `limiter` allows.
+fn past_max_snooze(limiter: &Limiter) -> bool {
+    let since =
+        crate::context::current().and_then(|job| job.field("snoozed_at").and_then(|v| v.as_f64()));
+    since.is_some_and(|since| payload::now_secs() - since > limiter.max_snooze.as_secs_f64())
+}
+
 /// The error for a job over `limiter`: a snooze with backoff, or a failure once it has
 /// been snoozed for longer than the limiter allows.
 fn over_limit(limiter: &Limiter, hint: Duration) -> JobError {
+    if limiter.kind == LimitKind::Window && !past_max_snooze(limiter) {
+        // The hint names the window this job has a place in: no backoff on top, only a
+        // spread across the first quarter of that window.
+        let spread = limiter.interval.mul_f64(rand::random::<f64>() / 4.0);
+        return JobError::snooze(hint + spread);
+    }
     let job = crate::context::current();
     let snoozed = job
         .as_ref()
         .and_then(|j| j.field("snoozed").and_then(|v| v.as_u64()))
         .unwrap_or(0);
-    let since = job
-        .as_ref()
-        .and_then(|j| j.field("snoozed_at").and_then(|v| v.as_f64()));
-    if let Some(since) = since
-        && payload::now_secs() - since > limiter.max_snooze.as_secs_f64()
-    {
+    if past_max_snooze(limiter) {
         return JobError::new(
             "Psychiq::OverLimit",
             format!(
