@@ -1013,3 +1013,35 @@ async fn many_queues_are_paged_and_capped() {
     assert_eq!(metrics.body.matches("psychiq_queue_size{").count(), 1_000);
     assert!(metrics.body.contains("psychiq_queues 1500"));
 }
+
+/// A unique job's page shows its lock (who holds it, when it lets go) with an Unlock
+/// button; after it, the same job can be pushed again.
+#[tokio::test]
+async fn a_unique_jobs_lock_is_shown_and_let_go_from_its_page() {
+    let ns = TestNs::new().await;
+    let (app, api) = app(&ns, WebConfig::default()).await;
+    let job = || {
+        psychiq::Job::new("Record", ("x",))
+            .unwrap()
+            .queue("idle")
+            .unique_for(Duration::from_secs(600))
+    };
+    let jid = ns.client.push(job()).await.unwrap();
+    let path = format!("/queues/idle/{jid}");
+    let page = get(&app, &path).await;
+    assert!(page.body.contains("Unique lock") && page.body.contains("(this job)"));
+    let key = api.unique_locks(10).await.unwrap()[0].key.clone();
+    let (cookie, token) = (cookie_of(&page), token_of(&page));
+    // Only back to a page of the dashboard, whatever `from` says.
+    let form = format!("_csrf={token}&action=unlock&key={key}&from=https://evil.example/");
+    let done = post(&app, "/unique", &form, Some(&cookie), None).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    let location = done.headers[header::LOCATION].to_str().unwrap();
+    assert!(location.starts_with("/?notice="), "{location}");
+    assert!(api.unique_lock(&key).await.unwrap().is_none());
+    assert!(!get(&app, &path).await.body.contains("Unique lock"));
+    assert!(matches!(
+        ns.client.try_push(job()).await.unwrap(),
+        psychiq::Push::Pushed(_)
+    ));
+}

@@ -220,3 +220,29 @@ pub(super) async fn set(
     };
     Ok(back(&web, &to, &notice))
 }
+
+/// Lets a unique job's lock go (the Unlock button of a job's page), then back to that page.
+pub(super) async fn unlock_unique(
+    State(web): State<Arc<Web>>,
+    Extension(ctx): Extension<Ctx>,
+    axum::Form(fields): Fields,
+) -> Result<Response, WebError> {
+    if let Some(refused) = forged(&ctx, &fields) {
+        return Ok(refused);
+    }
+    let Some(key) = field(&fields, "key") else {
+        return Ok(bad("which lock? (key is missing)"));
+    };
+    // Back to the page the button was on, and only to a page of this dashboard.
+    let home = format!("{}/", ctx.base);
+    let to = match field(&fields, "from") {
+        Some(from) if from.starts_with(&home) && !from.contains("//") => from.to_string(),
+        _ => home,
+    };
+    let notice = if web.api.unlock_unique(key).await? {
+        format!("Unlocked {key}: the same job can be pushed again.")
+    } else {
+        format!("{key} was not locked (any more).")
+    };
+    Ok(back(&web, &to, &notice))
+}

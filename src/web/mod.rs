@@ -165,6 +165,7 @@ pub fn router(api: Api, config: WebConfig) -> Router {
         .route("/periodic", get(extensions::periodic))
         .route("/limits", get(extensions::limits))
         .route("/batches", get(extensions::batches))
+        .route("/unique", axum::routing::post(actions::unlock_unique))
         .route(
             "/iterations",
             get(extensions::iterations).post(extensions::cancel_iteration),

@@ -15,6 +15,7 @@ use super::{Ctx, Web};
 use crate::api::{JobRecord, QueueSummary, SetKind, Stats};
 use crate::api::{span_text, utc_text};
 use crate::error::Error;
+use crate::extensions::UniqueLock;
 use crate::payload;
 
 /// Jobs shown on one page.
@@ -636,6 +637,45 @@ pub(super) async fn set(
     .into_response())
 }
 
+/// The unique lock job `job` names, if it has `unique_key` and the lock is held.
+async fn unique_lock_of(web: &Web, job: &JobRecord) -> Result<Option<UniqueLock>, WebError> {
+    let Some(key) = job
+        .item()
+        .and_then(|item| item.get("unique_key"))
+        .and_then(Value::as_str)
+    else {
+        return Ok(None);
+    };
+    Ok(web.api.unique_lock(key).await?)
+}
+
+/// The lock a job names, with the button that lets it go.
+fn unique_lock_section(
+    ctx: &Ctx,
+    job: &JobRecord,
+    lock: Option<&UniqueLock>,
+    from: &str,
+) -> Markup {
+    html! {
+        @if let Some(lock) = lock {
+            section {
+                h2 { "Unique lock" }
+                p {
+                    "Held by " code { (lock.jid) }
+                    @if lock.jid == job.jid() { " (this job)" } @else { " (another job, which may have finished)" }
+                    "; it lets go by itself in " (span_text(lock.ttl_secs.max(0) as f64)) ". Until then the same job cannot be pushed."
+                }
+                form method="post" action={ (ctx.base) "/unique" } {
+                    (csrf_field(ctx))
+                    input type="hidden" name="key" value=(lock.key);
+                    input type="hidden" name="from" value=(from);
+                    button name="action" value="unlock" { "Unlock" }
+                }
+            }
+        }
+    }
+}
+
 fn job_page(
     ctx: &Ctx,
     title: &str,
@@ -709,6 +749,9 @@ pub(super) async fn set_job(
             @if kind != SetKind::Dead { button.danger name="action" value="kill" { "Kill" } }
         }
     };
+    let lock = unique_lock_of(&web, &job).await?;
+    let here = format!("{base}/{name}/{}", segment(&jid));
+    let actions = html! { (actions) (unique_lock_section(&ctx, &job, lock.as_ref(), &here)) };
     let back = format!("{base}/{name}");
     Ok(job_page(&ctx, set_title(kind), &name, &job, &back, actions).into_response())
 }
@@ -722,12 +765,15 @@ pub(super) async fn queue_job(
     let Some(job) = web.api.find_in_queue(&name, &jid).await? else {
         return Ok(gone(&ctx, &back));
     };
+    let lock = unique_lock_of(&web, &job).await?;
+    let here = format!("{back}/{}", segment(&jid));
     let actions = html! {
         form method="post" action=(back) {
             (csrf_field(&ctx))
             input type="hidden" name="jid" value=(job.jid());
             button.danger name="action" value="delete" { "Delete" }
         }
+        (unique_lock_section(&ctx, &job, lock.as_ref(), &here))
     };
     Ok(job_page(
         &ctx,
