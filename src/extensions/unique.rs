@@ -134,7 +134,7 @@ mod server {
     use std::sync::LazyLock;
 
     use redis::Script;
-    use tokio::sync::mpsc;
+    use tokio::sync::{mpsc, oneshot};
 
     use super::{UniqueUntil, lock_key};
     use crate::Outcome;
@@ -156,14 +156,15 @@ return gone
     /// Unlocks written in one call at most.
     const UNLOCK_BATCH: usize = 1_000;
 
-    /// A lock to let go: its key and the jid it must still hold.
-    type Unlock = (String, String);
+    /// A lock to let go: its key, the jid it must still hold, and who waits for it.
+    type Unlock = (String, String, oneshot::Sender<()>);
 
     /// The server middleware that lets unique jobs' locks go (see the module docs). Every
     /// server adds it, near the front of the chain. A job without `unique_key` in its
     /// payload (found by a substring search) goes straight on, unboxed. Unlocks go to one
     /// task that writes whatever has gathered in one call, so a busy server pays a fraction
-    /// of a round trip per job and no job waits for its unlock.
+    /// of a round trip per job; a job waits for its unlock before it is acknowledged, so a
+    /// crash between the two cannot leave the lock of a finished job behind.
     pub struct UniqueUnlock {
         keys: Keys,
         unlocks: mpsc::UnboundedSender<Unlock>,
@@ -178,11 +179,18 @@ return gone
             UniqueUnlock { keys, unlocks }
         }
 
-        fn unlock(&self, job: &JobContext, unique_key: &str) {
+        /// Lets the lock go; completes once it is written (or could not be).
+        async fn unlock(&self, job: &JobContext, unique_key: &str) {
+            let (done, written) = oneshot::channel();
             // The task outlives the server's jobs; if it is gone, the TTL lets the lock go.
-            let _ = self
-                .unlocks
-                .send((lock_key(&self.keys, unique_key), job.jid().to_string()));
+            let sent = self.unlocks.send((
+                lock_key(&self.keys, unique_key),
+                job.jid().to_string(),
+                done,
+            ));
+            if sent.is_ok() {
+                let _ = written.await;
+            }
         }
     }
 
@@ -192,14 +200,16 @@ return gone
         let mut batch: Vec<Unlock> = Vec::new();
         while pending.recv_many(&mut batch, UNLOCK_BATCH).await > 0 {
             let mut invocation = SCRIPT.prepare_invoke();
-            for (lock, jid) in &batch {
+            for (lock, jid, _) in &batch {
                 invocation.key(lock).arg(jid);
             }
             if let Err(e) = invocation.invoke_async::<u64>(&mut conn).await {
                 // Their TTLs let them go in the end; say why they linger.
                 tracing::warn!(count = batch.len(), error = %e, "could not release unique jobs' locks; they expire with their TTL");
             }
-            batch.clear();
+            for (_, _, done) in batch.drain(..) {
+                let _ = done.send(());
+            }
         }
     }
 
@@ -212,17 +222,17 @@ return gone
                 return next.run();
             };
             match UniqueUntil::parse(job.field("unique_until").and_then(|v| v.as_str())) {
-                UniqueUntil::Start => {
-                    self.unlock(job, unique_key);
-                    next.run()
-                }
+                UniqueUntil::Start => Box::pin(async move {
+                    self.unlock(job, unique_key).await;
+                    next.run().await
+                }),
                 UniqueUntil::Success => Box::pin(async move {
                     let outcome = next.run().await;
                     if matches!(
                         outcome,
                         Outcome::Done | Outcome::Discarded(_) | Outcome::Skipped(_)
                     ) {
-                        self.unlock(job, unique_key);
+                        self.unlock(job, unique_key).await;
                     }
                     outcome
                 }),
