@@ -32,14 +32,13 @@ fn now_secs() -> f64 {
         .as_secs_f64()
 }
 
-#[test]
-fn three_processes_enqueue_each_tick_once_on_time_through_a_kill_9() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let ns = runtime.block_on(TestNs::new());
-    let dir = std::env::temp_dir().join(format!("{}-periodic", ns.namespace));
+/// A TOML system in a directory of the test's own: a no-op worker, and an entry that
+/// enqueues `Tick("hello")` each second into "ticks", a queue none of the servers serves,
+/// so every enqueued tick stays to count.
+fn ticking_system(ns: &TestNs, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("{}-{name}", ns.namespace));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("system.toml");
-    // "ticks" is a queue none of the servers serves, so every enqueued tick stays to count.
     std::fs::write(
         &file,
         r#"
@@ -54,6 +53,14 @@ queue = "ticks"
 "#,
     )
     .unwrap();
+    (dir, file)
+}
+
+#[test]
+fn three_processes_enqueue_each_tick_once_on_time_through_a_kill_9() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ns = runtime.block_on(TestNs::new());
+    let (dir, file) = ticking_system(&ns, "periodic");
     let args = ["-s", file.to_str().unwrap(), "-q", "default", "-c", "2"];
     let mut servers: Vec<Spawned> = (0..3).map(|_| Spawned::start(&ns, &args)).collect();
     let started = now_secs();
@@ -123,22 +130,7 @@ queue = "ticks"
 fn a_server_whose_clock_is_wrong_claims_no_tick_early() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let ns = runtime.block_on(TestNs::new());
-    let dir = std::env::temp_dir().join(format!("{}-clock", ns.namespace));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("system.toml");
-    std::fs::write(
-        &file,
-        r#"
-[workers.Noop]
-command = ["true"]
-
-[periodic."every-second"]
-cron = "* * * * * *"
-class = "Tick"
-queue = "ticks"
-"#,
-    )
-    .unwrap();
+    let (dir, file) = ticking_system(&ns, "clock");
     let args = ["-s", file.to_str().unwrap(), "-q", "default", "-c", "1"];
     let mut fast = Spawned::start_with_clock(&ns, &args, "+3600s");
     let mut ahead = Spawned::start_with_clock(&ns, &args, "+30s");
