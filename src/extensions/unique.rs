@@ -138,7 +138,7 @@ mod server {
 
     use super::{UniqueUntil, lock_key};
     use crate::Outcome;
-    use crate::connection::Connection;
+    use crate::connection::{Connection, Outage, waiting_may_cure};
     use crate::context::JobContext;
     use crate::keys::Keys;
     use crate::middleware::{BoxFuture, Next, ServerMiddleware};
@@ -203,10 +203,25 @@ return gone
             for (lock, jid, _) in &batch {
                 invocation.key(lock).arg(jid);
             }
-            if let Err(e) = invocation.invoke_async::<u64>(&mut conn).await {
-                // Their TTLs let them go in the end; say why they linger.
-                tracing::warn!(count = batch.len(), error = %e, "could not release unique jobs' locks; they expire with their TTL");
+            // Until Redis answers, as acknowledgements are written: the jobs wait for it.
+            let mut outage = Outage::new("releasing unique jobs' locks");
+            let mut backoff = std::time::Duration::from_millis(100);
+            loop {
+                match invocation.invoke_async::<u64>(&mut conn).await {
+                    Ok(_) => break,
+                    Err(e) if waiting_may_cure(&e) => {
+                        outage.failed(&e);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                    }
+                    Err(e) => {
+                        // Their TTLs let them go in the end; say why they linger.
+                        tracing::warn!(count = batch.len(), error = %e, "could not release unique jobs' locks; they expire with their TTL");
+                        break;
+                    }
+                }
             }
+            outage.ok();
             for (_, _, done) in batch.drain(..) {
                 let _ = done.send(());
             }
