@@ -136,6 +136,16 @@ impl Outcome {
 pub trait ServerMiddleware: Send + Sync + 'static {
     /// Runs around the rest of the chain.
     fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome>;
+
+    /// Whether it has anything to do for the job whose payload is `payload` (yes, unless
+    /// it says otherwise). When no middleware of the chain wants a job, the server runs it
+    /// as if the chain were empty, with no boxed future and no dynamic call, so a
+    /// middleware that acts only on jobs carrying a field (a batch's `bid`) costs the
+    /// others a substring search.
+    fn wants(&self, payload: &str) -> bool {
+        let _ = payload;
+        true
+    }
 }
 
 /// The rest of the chain, then the job.
@@ -200,6 +210,13 @@ pub struct Chain<M: ?Sized> {
 
 /// The server's chain.
 pub type ServerChain = Chain<dyn ServerMiddleware>;
+
+impl ServerChain {
+    /// Whether any of its middleware wants the job whose payload is `payload`.
+    pub(crate) fn wanted_by(&self, payload: &str) -> bool {
+        self.entries.iter().any(|e| e.middleware.wants(payload))
+    }
+}
 
 impl<M: ?Sized> Default for Chain<M> {
     fn default() -> Self {

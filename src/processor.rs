@@ -453,8 +453,8 @@ impl Executor {
         timeout: Option<Duration>,
     ) -> Outcome {
         context::scope(Arc::clone(job), async {
-            if self.middleware.is_empty() {
-                // No chain: no box, no dynamic call.
+            if !self.middleware.wanted_by(job.payload()) {
+                // No chain, or none of it wants this job: no box, no dynamic call.
                 return guarded(future, timeout).await;
             }
             let perform = Box::pin(guarded(future, timeout));

@@ -626,6 +626,10 @@ mod server {
     }
 
     impl ServerMiddleware for BatchCounter {
+        fn wants(&self, payload: &str) -> bool {
+            payload.contains("\"bid\"")
+        }
+
         fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
             if !job.payload().contains("\"bid\"") {
                 return next.run();

@@ -29,6 +29,10 @@ pub struct Expiry;
 pub(crate) const EXPIRES_AT: &str = "expires_at";
 
 impl ServerMiddleware for Expiry {
+    fn wants(&self, payload: &str) -> bool {
+        payload.contains("\"expires_at\"")
+    }
+
     fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
         match expired(job, payload::now_secs()) {
             Some(late) => {

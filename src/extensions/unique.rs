@@ -229,6 +229,10 @@ return gone
     }
 
     impl ServerMiddleware for UniqueUnlock {
+        fn wants(&self, payload: &str) -> bool {
+            payload.contains("\"unique_key\"")
+        }
+
         fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
             if !job.payload().contains("\"unique_key\"") {
                 return next.run();
