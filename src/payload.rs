@@ -29,11 +29,23 @@ pub fn epoch_secs(time: SystemTime) -> f64 {
     }
 }
 
-/// Reads a payload timestamp: a float is seconds, an integer is milliseconds (Sidekiq 8).
+/// Integers below this are seconds, at or above it milliseconds: 10^11 seconds is the year
+/// 5138, 10^11 milliseconds March 1973.
+const MILLIS_FROM: i64 = 100_000_000_000;
+
+/// Reads a payload timestamp by its magnitude: a float is seconds (Sidekiq up to 7), an
+/// integer below 10^11 seconds (the original Lisp Psychiq writes whole seconds), a larger
+/// one milliseconds (Sidekiq 8).
 pub fn timestamp_secs(value: &Value) -> Option<f64> {
     match value {
         Value::Number(n) if n.is_f64() => n.as_f64(),
-        Value::Number(n) => n.as_i64().map(|ms| ms as f64 / 1000.0),
+        Value::Number(n) => n.as_i64().map(|whole| {
+            if whole.abs() < MILLIS_FROM {
+                whole as f64
+            } else {
+                whole as f64 / 1000.0
+            }
+        }),
         _ => None,
     }
 }
@@ -182,11 +194,13 @@ impl Retry {
         }
     }
 
-    /// Reads a payload's `retry` value; `None` when absent, `null` or not understood.
+    /// Reads a payload's `retry` value; `None` when absent, `null` or not understood. A
+    /// negative number allows no retry, as in Sidekiq (the job dies at its first failure).
     pub fn from_value(value: Option<&Value>) -> Option<Retry> {
         match value? {
             Value::Bool(true) => Some(Retry::Default),
             Value::Bool(false) => Some(Retry::Off),
+            Value::Number(n) if n.as_i64().is_some_and(|n| n < 0) => Some(Retry::Max(0)),
             Value::Number(n) => n
                 .as_u64()
                 .map(|n| Retry::Max(n.min(u32::MAX as u64) as u32)),
@@ -274,6 +288,8 @@ mod examples {
         use serde_json::json;
         assert_eq!(timestamp_secs(&json!(1700000000.5)), Some(1700000000.5));
         assert_eq!(timestamp_secs(&json!(1700000000500u64)), Some(1700000000.5));
+        // Whole seconds, as the original Lisp Psychiq writes them.
+        assert_eq!(timestamp_secs(&json!(1796599381)), Some(1796599381.0));
         assert_eq!(timestamp_secs(&json!("soon")), None);
     }
     #[test]

@@ -5,7 +5,9 @@
 //!   `retry_count = 0`, later ones set `retried_at` and add one to `retry_count`;
 //! - the job returns to `retry_queue` if set, else to the queue it came from;
 //! - `retry: false` drops the job (it is still counted as failed); `retry: N` allows N
-//!   retries (`0` goes straight to the dead set); `true` allows 25;
+//!   retries (`0` or a negative number goes straight to the dead set); `true` allows 25;
+//! - `retry_for: S` (Sidekiq 7.1) allows no retry once S seconds have passed since the
+//!   first failure (`0`: none);
 //! - the delay is `count^4 + 15 + rand(10) * (count + 1)` seconds, or the worker's
 //!   `retry_in` plus the same jitter;
 //! - an exhausted job calls the worker's `retries_exhausted`, then goes to the dead set
@@ -107,7 +109,14 @@ pub(crate) fn plan_failure(
         );
     }
 
-    if exhaust_now || count >= max_retries {
+    // Sidekiq 7.1's `retry_for`: no retry once that many seconds have passed since the
+    // first failure (0: none at all).
+    let retry_for_passed = job
+        .get("retry_for")
+        .and_then(Value::as_f64)
+        .zip(job.get("failed_at").and_then(payload::timestamp_secs))
+        .is_some_and(|(retry_for, failed_at)| failed_at + retry_for <= now);
+    if exhaust_now || count >= max_retries || retry_for_passed {
         if let Some(handler) = handler {
             handler.retries_exhausted(job, error);
         }
@@ -288,6 +297,26 @@ mod tests {
             plan_failure(&mut j, "q", &JobError::msg("x"), None, false, 1.0),
             Disposition::Drop
         );
+    }
+
+    #[test]
+    fn a_negative_retry_and_an_elapsed_retry_for_go_to_dead_as_in_sidekiq() {
+        let dies = |json: &str, now: f64| {
+            let mut j = job(json);
+            matches!(
+                plan_failure(&mut j, "q", &JobError::msg("x"), None, false, now),
+                Disposition::Dead { .. }
+            )
+        };
+        assert!(dies(r#"{"retry":-1,"class":"X","args":[]}"#, 1.0));
+        assert!(dies(
+            r#"{"retry":true,"retry_for":0,"class":"X","args":[]}"#,
+            1.0
+        ));
+        // An hour to retry in, first failed 10 minutes ago (Sidekiq 8's milliseconds).
+        let later = r#"{"retry":true,"retry_for":3600,"retry_count":0,"failed_at":1000000000000,"class":"X","args":[]}"#;
+        assert!(!dies(later, 1_000_000_600.0));
+        assert!(dies(later, 1_000_003_601.0));
     }
 
     #[test]

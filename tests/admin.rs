@@ -291,3 +291,39 @@ async fn jobs_are_found_however_their_json_is_spaced_and_at_takes_offsets() -> p
     assert_eq!(job.score(), Some(1_893_474_000.0));
     Ok(())
 }
+
+/// The original Lisp Psychiq writes whole seconds (`"enqueued_at":1796599381`); they were
+/// read as Sidekiq 8's milliseconds (a latency of 20,773 days, dates in 1970). Timestamps
+/// are now read by their magnitude: Lisp's seconds, Sidekiq 7's float seconds and Sidekiq
+/// 8's milliseconds all give the same latency and date.
+#[tokio::test]
+async fn whole_second_timestamps_are_seconds_and_milliseconds_milliseconds() {
+    let ns = TestNs::new().await;
+    let now = psychiq::__private::now_secs();
+    let written = [
+        json!((now - 60.0).floor() as i64),
+        json!(now - 60.0),
+        json!(((now - 60.0) * 1000.0) as i64),
+    ];
+    for (i, at) in written.iter().enumerate() {
+        let raw = format!(
+            r#"{{"class":"Lisp","args":[{i}],"jid":"j{i}","queue":"q{i}","enqueued_at":{at},"created_at":{at}}}"#
+        );
+        ns.lpush_raw(&format!("q{i}"), &raw).await;
+        let () = ns
+            .query(
+                redis::cmd("SADD")
+                    .arg(ns.keys().queues())
+                    .arg(format!("q{i}")),
+            )
+            .await;
+    }
+    let queues = ok_json(&ns, &["queues"]);
+    for queue in queues.as_array().unwrap() {
+        let latency = queue["latency"].as_f64().unwrap();
+        assert!((59.0..70.0).contains(&latency), "{queue}");
+    }
+    let (code, shown, _) = admin(&ns, &["jobs", "q0"]);
+    assert_eq!(code, 0);
+    assert!(!shown.contains("1970"), "{shown}");
+}
