@@ -829,7 +829,9 @@ impl Api {
 
     /// Writes the [`farewell`](crate::departure::farewell) of jobs that left for good.
     async fn farewell<'a>(&self, payloads: impl IntoIterator<Item = &'a [u8]>) -> Result<()> {
-        let pipe = crate::departure::farewells(&self.keys, payloads, payload::now_secs());
+        // Batches are counted where they can be: not in the cluster layout.
+        let batches = !self.keys.is_cluster();
+        let pipe = crate::departure::farewells(&self.keys, payloads, payload::now_secs(), batches);
         if pipe.cmd_iter().next().is_none() {
             return Ok(());
         }

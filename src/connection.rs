@@ -860,11 +860,18 @@ pub(crate) fn waiting_may_cure(e: &RedisError) -> bool {
                 | "NOREPLICAS"
         )
     };
+    // Redis full of clients answers a new connection with a plain `ERR`.
+    let passes = |failure: &redis::ServerError| {
+        transient(failure.code())
+            || failure
+                .details()
+                .is_some_and(|d| d.contains("max number of clients"))
+    };
     match e.clone().into_server_errors() {
         // Every failed command of a pipeline must be one that passes.
-        Some(failures) if !failures.is_empty() => failures
-            .iter()
-            .all(|(_, failure)| transient(failure.code())),
+        Some(failures) if !failures.is_empty() => {
+            failures.iter().all(|(_, failure)| passes(failure))
+        }
         _ => matches!(
             e.kind(),
             ErrorKind::Io

@@ -17,9 +17,18 @@ const UNLOCK_IF_HELD: &str =
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0";
 
 /// Adds to `pipe` the commands that follow job `payload` leaving for good at `now`; nothing
-/// for a job that is in no batch and not unique (or is not a readable JSON object).
-/// The commands are `EVAL`s, so they may go inside a transaction; each ignores its reply.
-pub(crate) fn farewell(pipe: &mut redis::Pipeline, keys: &Keys, payload: &[u8], now: f64) {
+/// for a job that is in no batch and not unique (or is not a readable JSON object). Its
+/// death is counted for its batch only where `batches` says batches are counted (not
+/// with `--no-batches`, nor in the cluster layout); a lock taken `unique_until: expiry` is
+/// left to its TTL, as promised. The commands are `EVAL`s, so they may go inside a
+/// transaction; each ignores its reply.
+pub(crate) fn farewell(
+    pipe: &mut redis::Pipeline,
+    keys: &Keys,
+    payload: &[u8],
+    now: f64,
+    batches: bool,
+) {
     let Ok(text) = std::str::from_utf8(payload) else {
         return;
     };
@@ -34,10 +43,14 @@ pub(crate) fn farewell(pipe: &mut redis::Pipeline, keys: &Keys, payload: &[u8], 
     let Some(jid) = field("jid") else {
         return;
     };
-    if let Some(bid) = field("bid") {
+    if let Some(bid) = field("bid")
+        && batches
+    {
         crate::batch::count_death(pipe, keys, bid, jid, now);
     }
-    if let Some(unique_key) = field("unique_key") {
+    if let Some(unique_key) = field("unique_key")
+        && field("unique_until") != Some("expiry")
+    {
         pipe.cmd("EVAL")
             .arg(UNLOCK_IF_HELD)
             .arg(1)
@@ -52,10 +65,11 @@ pub(crate) fn farewells<'a>(
     keys: &Keys,
     payloads: impl IntoIterator<Item = &'a [u8]>,
     now: f64,
+    batches: bool,
 ) -> redis::Pipeline {
     let mut pipe = redis::pipe();
     for payload in payloads {
-        farewell(&mut pipe, keys, payload, now);
+        farewell(&mut pipe, keys, payload, now, batches);
     }
     pipe
 }
@@ -69,7 +83,7 @@ mod tests {
         let keys = Keys::new("ns");
         let commands = |payload: &str| {
             let mut pipe = redis::pipe();
-            farewell(&mut pipe, &keys, payload.as_bytes(), 1.0);
+            farewell(&mut pipe, &keys, payload.as_bytes(), 1.0, true);
             pipe.cmd_iter().count()
         };
         assert_eq!(commands(r#"{"class":"X","jid":"j","args":[]}"#), 0);
@@ -80,6 +94,13 @@ mod tests {
         assert_eq!(
             commands(r#"{"class":"X","jid":"j","args":[],"bid":"b","unique_key":"k"}"#),
             2
+        );
+        // A lock kept until its TTL stays.
+        assert_eq!(
+            commands(
+                r#"{"class":"X","jid":"j","args":[],"unique_key":"k","unique_until":"expiry"}"#
+            ),
+            0
         );
         // Only named in the arguments, or not JSON: nothing.
         assert_eq!(commands(r#"{"class":"X","jid":"j","args":["\"bid\""]}"#), 0);

@@ -258,6 +258,7 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         stats: Arc::clone(&stats),
         acks,
         hooks: Arc::clone(&hooks),
+        batches,
     });
     let weights: Vec<(String, u32)> = queues.iter().map(|q| (q.name.clone(), q.weight)).collect();
     let (beat_done, beat_done_rx) = watch::channel(false);

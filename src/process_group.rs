@@ -7,7 +7,9 @@
 //! executed: it asks the kernel for a signal when the server dies
 //! (`PR_SET_PDEATHSIG`), waits for the program, and passes its exit status on; if the server
 //! dies first, it kills the whole group. It runs only async-signal-safe calls, as a child
-//! forked from a multi-threaded process must.
+//! forked from a multi-threaded process must. The kernel sends that signal when the
+//! *thread* that spawned the program ends: jobs run on the runtime's worker threads,
+//! which live as long as the server.
 
 /// Makes `command` start its program as the leader of a new process group, watched on Linux.
 pub(crate) fn isolate(command: &mut tokio::process::Command) {
@@ -55,6 +57,9 @@ unsafe fn watch(server: libc::pid_t) -> std::io::Result<()> {
         libc::sigaddset(&mut watched, libc::SIGUSR1);
         libc::sigaddset(&mut watched, libc::SIGTERM);
         let mut before: libc::sigset_t = std::mem::zeroed();
+        // A server started with SIGCHLD ignored would have the kernel reap the program
+        // unseen (and a program inherits an ignored signal across exec): default it.
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
         // Blocked before the fork, so no signal can come between and be lost.
         libc::sigprocmask(libc::SIG_BLOCK, &watched, &mut before);
         let program = libc::fork();
@@ -69,7 +74,14 @@ unsafe fn watch(server: libc::pid_t) -> std::io::Result<()> {
         // the server's spawn waits for the program's exec (and of the program's stdin and
         // stderr, whose ends are the program's business).
         if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
-            for fd in 0..4096 {
+            // Kernels before 5.9: every descriptor the limit allows.
+            let mut limit: libc::rlimit = std::mem::zeroed();
+            let most = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                limit.rlim_cur.min(1 << 20) as libc::c_int
+            } else {
+                65_536
+            };
+            for fd in 0..most {
                 libc::close(fd);
             }
         }

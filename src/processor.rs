@@ -35,6 +35,9 @@ pub(crate) struct Processor {
     pub stats: Arc<Stats>,
     /// Where finished jobs are acknowledged (reliable fetch).
     pub acks: Acks,
+    /// Whether batch jobs' deaths are counted (off with `--no-batches` and in the cluster
+    /// layout, as the batch counter is).
+    pub batches: bool,
     pub hooks: Arc<Hooks>,
 }
 
@@ -233,7 +236,39 @@ impl Processor {
             .zadd(self.keys.schedule_of(&work.queue), payload, at)
             .ignore();
         work.remove_in(&mut pipe);
-        let _ = self.send(&pipe, "snoozing a job").await;
+        if self.send(&pipe, "snoozing a job").await.is_err() {
+            let schedule = self.keys.schedule_of(&work.queue);
+            self.keep_if_lost(work, &schedule, payload).await;
+        }
+    }
+
+    /// After a transaction that removed `work` from its in-progress hash failed in a way
+    /// waiting will not cure: Redis does not roll a transaction back, so the removal may
+    /// have gone through while the write (`member` into `key`) did not. Then the job goes
+    /// back into its hash, so it is not lost: it runs again when this process's jobs are
+    /// recovered (the poison rule bounds how often).
+    async fn keep_if_lost(&self, work: &UnitOfWork, key: &str, member: &[u8]) {
+        let written: redis::RedisResult<Option<f64>> = redis::cmd("ZSCORE")
+            .arg(key)
+            .arg(member)
+            .query_async(&mut self.conn.clone())
+            .await;
+        if let Ok(Some(_)) = written {
+            return;
+        }
+        let mut keep = redis::pipe();
+        work.keep_in(&mut keep);
+        if keep.cmd_iter().next().is_some()
+            && self
+                .send(&keep, "keeping a job that could not be written")
+                .await
+                .is_ok()
+        {
+            tracing::error!(
+                key,
+                "a job could not be written to {key} (see the error above); it stays in this process's in-progress hash and runs again when that is recovered"
+            );
+        }
     }
 
     /// Sends `pipe` until Redis answers; an error that waiting will not cure is logged with
@@ -272,25 +307,28 @@ impl Processor {
             work.remove_in(&mut removal);
             // Batches and unique locks live in the namespace's slot, not the queue's.
             let farewell = if leaving {
-                crate::departure::farewells(&self.keys, [&*work.raw], now)
+                crate::departure::farewells(&self.keys, [&*work.raw], now, self.batches)
             } else {
                 redis::pipe()
             };
-            for step in [written, farewell, removal] {
-                if step.cmd_iter().next().is_none() {
-                    continue;
-                }
-                if self.send(&step, "recording a failed job").await.is_err() {
-                    return;
-                }
+            if self.send(&written, "recording a failed job").await.is_err() {
+                // Not written: it stays in its in-progress hash.
+                return;
             }
+            if farewell.cmd_iter().next().is_some() {
+                // Logged if it fails; the job is written either way.
+                let _ = self
+                    .send(&farewell, "a dead job's batch and unique lock")
+                    .await;
+            }
+            let _ = self.send(&removal, "recording a failed job").await;
             return;
         }
         let mut pipe = redis::pipe();
         pipe.atomic();
         retry::commands(disposition, &self.keys, now, &mut pipe);
         if leaving && !self.keys.is_cluster() {
-            crate::departure::farewell(&mut pipe, &self.keys, &work.raw, now);
+            crate::departure::farewell(&mut pipe, &self.keys, &work.raw, now, self.batches);
         }
         work.remove_in(&mut pipe);
         if pipe.cmd_iter().next().is_none() {
@@ -304,13 +342,18 @@ impl Processor {
             );
         }
         // Until it works: with reliable fetch the job is safe in its list meanwhile.
-        if self.send(&pipe, "recording a failed job").await.is_err() && leaving {
-            // The farewell could not be written (its bid names a key that is not a
-            // batch's): the job is still written, without it. Both writes are idempotent.
-            Box::pin(self.write_counting(disposition, now, work, false)).await;
+        if self.send(&pipe, "recording a failed job").await.is_err() {
+            if leaving {
+                // The farewell could not be written (its bid names a key that is not a
+                // batch's): the job is still written, without it. Both are idempotent.
+                return Box::pin(self.write_counting(disposition, now, work, false)).await;
+            }
+            if let Some((key, member)) = retry::written_as(disposition, &self.keys) {
+                self.keep_if_lost(work, &key, member.as_bytes()).await;
+            }
         }
         if leaving && self.keys.is_cluster() {
-            let farewell = crate::departure::farewells(&self.keys, [&*work.raw], now);
+            let farewell = crate::departure::farewells(&self.keys, [&*work.raw], now, self.batches);
             if farewell.cmd_iter().next().is_some() {
                 let _ = self
                     .send(&farewell, "a dead job's batch and unique lock")

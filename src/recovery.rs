@@ -232,7 +232,7 @@ async fn recover_owner(
         let now = payload::now_secs();
         // Poison jobs of batches die for their batch too (after the move; counting is
         // idempotent, so a repeat after a crash changes nothing).
-        let mut batch_deaths = redis::pipe();
+        let mut farewells = redis::pipe();
         let mut invocation = SCRIPT.prepare_invoke();
         invocation
             .key(&store)
@@ -258,22 +258,17 @@ async fn recover_owner(
                         owner,
                         "job recovered {MAX_RECOVERIES} times from crashed processes: moved to the dead set"
                     );
-                    // (The cluster layout has no batches.)
-                    if !keys.is_cluster()
-                        && let Some(bid) = serde_json::from_slice::<serde_json::Value>(&job)
-                            .ok()
-                            .and_then(|j| j.get("bid").and_then(|b| b.as_str()).map(str::to_string))
-                    {
-                        crate::batch::count_death(&mut batch_deaths, keys, &bid, &jid, now);
-                    }
+                    // Dead for good: the same farewell as any death (the cluster layout
+                    // counts no batches).
+                    crate::departure::farewell(&mut farewells, keys, &job, now, !keys.is_cluster());
                     invocation.arg(handle).arg(job).arg("dead");
                 }
             }
         }
         let count: usize = invocation.invoke_async(conn).await?;
         moved += count;
-        if batch_deaths.cmd_iter().next().is_some() {
-            batch_deaths.query_async::<()>(conn).await?;
+        if farewells.cmd_iter().next().is_some() {
+            farewells.query_async::<()>(conn).await?;
         }
     }
     if gone {

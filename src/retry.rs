@@ -206,6 +206,18 @@ pub(crate) fn commands(
     }
 }
 
+/// The sorted set and member [`commands`] write for `disposition` (`None` for a drop).
+pub(crate) fn written_as<'a>(
+    disposition: &'a Disposition,
+    keys: &Keys,
+) -> Option<(String, &'a str)> {
+    match disposition {
+        Disposition::Retry { payload, queue, .. } => Some((keys.retry_of(queue), payload)),
+        Disposition::Dead { payload, queue } => Some((keys.dead_of(queue), payload)),
+        Disposition::Drop => None,
+    }
+}
+
 fn to_json(job: &JobMap) -> String {
     serde_json::to_string(job).expect("a JSON map always serialises")
 }

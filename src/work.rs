@@ -96,6 +96,14 @@ impl UnitOfWork {
         }
     }
 
+    /// Adds its return to the in-progress hash to `pipe` (after a transaction removed it
+    /// but failed to write what replaces it).
+    pub fn keep_in(&self, pipe: &mut redis::Pipeline) {
+        if let Some(held) = &self.held_in {
+            pipe.hset(&*held.hash, held.slot, &*self.raw).ignore();
+        }
+    }
+
     /// Adds its removal from the in-progress hash to `pipe` (in the same transaction as
     /// what replaces it: a retry, a death, a snooze).
     pub fn remove_in(&self, pipe: &mut redis::Pipeline) {

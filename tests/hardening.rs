@@ -744,3 +744,50 @@ async fn the_dashboard_closes_connections_that_never_finish_their_headers() {
     );
     assert!(web.terminate(), "a graceful stop");
 }
+
+/// Redis does not roll a transaction back when one of its commands fails: a failed job
+/// whose retry set was overwritten by another program (a string) used to leave its
+/// in-progress hash while its retry was never written, and was lost. It now stays in the
+/// hash (and runs again when that is recovered); the next job is not held up.
+#[tokio::test]
+async fn a_failure_that_cannot_be_written_keeps_the_job() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let () = ns
+        .query(
+            redis::cmd("SET")
+                .arg(ns.keys().retry())
+                .arg("not a sorted set"),
+        )
+        .await;
+    let record = Record::default();
+    let server = RunningServer::start(ns.config().concurrency(1), registry_with(&record));
+    ns.client
+        .push(psychiq::Job::new("Flaky", ("kept",))?)
+        .await?;
+    ns.client
+        .push(psychiq::Job::new("Record", ("after",))?)
+        .await?;
+    wait_until(Duration::from_secs(10), "the next job", || async {
+        record.count() == 1
+    })
+    .await;
+    let held = || async {
+        let mut held = Vec::new();
+        for hash in inprogress_keys(&ns).await {
+            let values: Vec<String> = ns.query(redis::cmd("HVALS").arg(&hash)).await;
+            held.extend(values);
+        }
+        held
+    };
+    wait_until(Duration::from_secs(5), "the failed job kept", || async {
+        held().await.iter().any(|job| job.contains("kept"))
+    })
+    .await;
+    server.stop().await;
+    let after_stop = held().await;
+    assert!(
+        after_stop.iter().any(|job| job.contains("kept")),
+        "still held after the stop, for the next server to recover: {after_stop:?}"
+    );
+    Ok(())
+}

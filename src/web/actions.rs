@@ -236,7 +236,10 @@ pub(super) async fn unlock_unique(
     // Back to the page the button was on, and only to a page of this dashboard.
     let home = format!("{}/", ctx.base);
     let to = match field(&fields, "from") {
-        Some(from) if from.starts_with(&home) && !from.contains("//") => from.to_string(),
+        // No `//` nor `\`, which browsers read as `/`: never another site.
+        Some(from) if from.starts_with(&home) && !from.contains("//") && !from.contains('\\') => {
+            from.to_string()
+        }
         _ => home,
     };
     let notice = if web.api.unlock_unique(key).await? {
