@@ -535,8 +535,13 @@ struct Out {
 
 impl Out {
     fn print(&self, value: &Value, headers: &[&str], rows: Vec<Vec<String>>) {
+        self.print_json_text(&value.to_string(), headers, rows);
+    }
+
+    /// As [`Out::print`], with the JSON already written (jobs keep their exact text).
+    fn print_json_text(&self, json: &str, headers: &[&str], rows: Vec<Vec<String>>) {
         if self.json {
-            println!("{value}");
+            println!("{json}");
         } else {
             print!("{}", table(headers, &rows));
         }
@@ -594,14 +599,42 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     text
 }
 
-fn job_json(job: &JobRecord) -> Value {
-    json!({
-        "jid": job.jid(),
-        "class": job.display_class(),
-        "queue": job.queue(),
-        "score": job.score(),
-        "item": job.item().map_or_else(|| Value::String(job.raw().to_string()), |i| Value::Object(i.clone())),
-    })
+/// A job as `--json` prints it, its `item` the payload's own text (so numbers keep their
+/// digits: an integer past 64 bits is not turned into a float), or the payload as a string
+/// when it is not a JSON object.
+fn job_json(job: &JobRecord) -> String {
+    #[derive(serde::Serialize)]
+    struct Shown<'a> {
+        jid: &'a str,
+        class: &'a str,
+        queue: &'a str,
+        score: Option<f64>,
+        item: Item<'a>,
+    }
+    #[derive(serde::Serialize)]
+    #[serde(untagged)]
+    enum Item<'a> {
+        Exact(&'a serde_json::value::RawValue),
+        Text(&'a str),
+    }
+    let raw = job.raw();
+    let exact = job
+        .item()
+        .and_then(|_| serde_json::from_str::<&serde_json::value::RawValue>(raw.trim()).ok());
+    let shown = Shown {
+        jid: job.jid(),
+        class: job.display_class(),
+        queue: job.queue(),
+        score: job.score(),
+        item: exact.map_or(Item::Text(raw), Item::Exact),
+    };
+    serde_json::to_string(&shown).unwrap_or_default()
+}
+
+/// Jobs as `--json` prints them: an array of [`job_json`]s.
+fn jobs_json(jobs: &[JobRecord]) -> String {
+    let shown: Vec<String> = jobs.iter().map(job_json).collect();
+    format!("[{}]", shown.join(","))
 }
 
 async fn stats(api: &Api, out: &Out, days: u32) -> Outcome {
@@ -1006,9 +1039,8 @@ async fn jobs(api: &Api, out: &Out, queue: &str, action: Option<JobsAction>) -> 
         JobsAction::List(page) => {
             let start = (page.page - 1) * page.per_page;
             let jobs = api.queue_jobs(queue, start, page.per_page).await?;
-            let value = json!(jobs.iter().map(job_json).collect::<Vec<_>>());
-            out.print(
-                &value,
+            out.print_json_text(
+                &jobs_json(&jobs),
                 &["jid", "class", "queue", "enqueued at (UTC)", "args"],
                 job_rows(&jobs, None),
             );
@@ -1069,7 +1101,7 @@ async fn set(api: &Api, out: &Out, kind: SetKind, action: Option<SetAction>) -> 
                     api.set_page(kind, start, page.per_page).await?
                 }
             };
-            let value = json!(jobs.iter().map(job_json).collect::<Vec<_>>());
+            let value = jobs_json(&jobs);
             let when = match kind {
                 SetKind::Scheduled => "runs at (UTC)",
                 SetKind::Retry => "next retry (UTC)",
@@ -1079,7 +1111,7 @@ async fn set(api: &Api, out: &Out, kind: SetKind, action: Option<SetAction>) -> 
             if kind != SetKind::Scheduled {
                 headers.push("error");
             }
-            out.print(&value, &headers, job_rows(&jobs, Some(kind)));
+            out.print_json_text(&value, &headers, job_rows(&jobs, Some(kind)));
         }
         SetAction::Show { jid } => show(out, &find(jid).await?),
         SetAction::Retry { jid } => {

@@ -327,3 +327,35 @@ async fn whole_second_timestamps_are_seconds_and_milliseconds_milliseconds() {
     assert_eq!(code, 0);
     assert!(!shown.contains("1970"), "{shown}");
 }
+
+/// `--json` prints the payload's own text: an integer past 64 bits keeps its digits (it was
+/// printed as `1.8446744073709552e+19`), as Ruby Sidekiq keeps them.
+#[tokio::test]
+async fn json_output_keeps_the_payloads_numbers_exactly() {
+    let ns = TestNs::new().await;
+    let raw = r#"{"class":"Big","args":[18446744073709551617,1e3],"jid":"big","queue":"default","enqueued_at":1700000000.5}"#;
+    ns.lpush_raw("default", raw).await;
+    let () = ns
+        .query(redis::cmd("SADD").arg(ns.keys().queues()).arg("default"))
+        .await;
+    let _: u64 = ns
+        .query(
+            redis::cmd("ZADD")
+                .arg(ns.keys().retry())
+                .arg(1_700_000_100)
+                .arg(raw),
+        )
+        .await;
+    for args in [vec!["jobs", "default"], vec!["retries"]] {
+        let mut with_json = args.clone();
+        with_json.push("--json");
+        let (code, out, err) = admin(&ns, &with_json);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(
+            out.contains("[18446744073709551617,1e3]"),
+            "{args:?}: {out}"
+        );
+        let parsed: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed[0]["jid"], "big");
+    }
+}
