@@ -883,18 +883,38 @@ pub(crate) fn waiting_may_cure(e: &RedisError) -> bool {
     }
 }
 
-/// Runs `pipe` until Redis answers, with capped backoff (100 ms doubling to 5 s), logging
-/// the outage once through `outage`. For writes that must not be dropped. An error that
-/// waiting will not cure ([`waiting_may_cure`]) is returned at once: the caller decides.
+/// Runs `pipe` until Redis answers (see [`until_cured`]). For writes that must not be
+/// dropped.
 pub(crate) async fn query_until_ok(
     conn: &mut Connection,
     pipe: &redis::Pipeline,
     outage: &mut Outage,
 ) -> redis::RedisResult<()> {
+    until_cured(outage, || {
+        let mut conn = conn.clone();
+        async move { pipe.query_async::<()>(&mut conn).await }
+    })
+    .await
+}
+
+/// Tries `attempt` until it works, with capped backoff (100 ms doubling to 5 s), logging an
+/// outage once through `outage`. An error that waiting will not cure ([`waiting_may_cure`])
+/// is returned at once: the caller decides.
+pub(crate) async fn until_cured<T, F, Fut>(
+    outage: &mut Outage,
+    mut attempt: F,
+) -> redis::RedisResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<T>>,
+{
     let mut backoff = Duration::from_millis(100);
     loop {
-        match pipe.query_async::<()>(conn).await {
-            Ok(()) => break,
+        match attempt().await {
+            Ok(value) => {
+                outage.ok();
+                return Ok(value);
+            }
             Err(e) if waiting_may_cure(&e) => {
                 outage.failed(&e);
                 tokio::time::sleep(backoff).await;
@@ -906,8 +926,6 @@ pub(crate) async fn query_until_ok(
             }
         }
     }
-    outage.ok();
-    Ok(())
 }
 
 #[cfg(test)]

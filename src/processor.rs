@@ -462,7 +462,12 @@ impl Executor {
         );
         let started = Instant::now();
         let timeout = handler.options().timeout.or(self.job_timeout);
-        let outcome = self.perform(&job, future, timeout).instrument(span).await;
+        // Asked once, of the text already read (the context would check its UTF-8 again).
+        let chained = self.middleware.wanted_by(text);
+        let outcome = self
+            .perform(&job, future, timeout, chained)
+            .instrument(span)
+            .await;
         let failed = matches!(outcome, Outcome::Failed(_));
         if !matches!(outcome, Outcome::Skipped(_) | Outcome::Snoozed(_)) {
             self.stats.record_class(class, started.elapsed(), failed);
@@ -494,9 +499,10 @@ impl Executor {
         job: &Arc<JobContext>,
         future: crate::worker::JobFuture,
         timeout: Option<Duration>,
+        chained: bool,
     ) -> Outcome {
         context::scope(Arc::clone(job), async {
-            if !self.middleware.wanted_by(job.payload()) {
+            if !chained {
                 // No chain, or none of it wants this job: no box, no dynamic call.
                 return guarded(future, timeout).await;
             }

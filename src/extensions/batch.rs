@@ -557,7 +557,7 @@ mod server {
 
     use super::*;
     use crate::Outcome;
-    use crate::connection::{Outage, explain, waiting_may_cure};
+    use crate::connection::{Outage, explain, until_cured};
     use crate::context::JobContext;
     use crate::middleware::{BoxFuture, Next, ServerMiddleware};
     use crate::worker::JobError;
@@ -587,33 +587,25 @@ mod server {
         ) -> redis::RedisResult<()> {
             static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(OUTCOME));
             let mut outage = Outage::new("counting a batch job's outcome");
-            let mut wait = Duration::from_millis(100);
-            loop {
-                let counted: redis::RedisResult<i64> = SCRIPT
-                    .arg(self.keys.prefix())
-                    .arg(bid)
-                    .arg(jid)
-                    .arg(kind)
-                    .arg(payload::now_secs())
-                    .arg(DONE_TTL.as_secs())
-                    .arg(IDLE_TTL.as_secs())
-                    .invoke_async(&mut self.conn.clone())
-                    .await;
-                match counted {
-                    Ok(_) => {
-                        outage.ok();
-                        return Ok(());
-                    }
-                    // Until it works, as failures are written: the job is acknowledged only
-                    // after its batch knows, so an uncounted job cannot leave it open.
-                    Err(e) if waiting_may_cure(&e) => {
-                        outage.failed(&e);
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(10));
-                    }
-                    Err(e) => return Err(e),
+            // Until it works, as failures are written: the job is acknowledged only after
+            // its batch knows, so an uncounted job cannot leave it open.
+            until_cured(&mut outage, || {
+                let mut conn = self.conn.clone();
+                async move {
+                    SCRIPT
+                        .arg(self.keys.prefix())
+                        .arg(bid)
+                        .arg(jid)
+                        .arg(kind)
+                        .arg(payload::now_secs())
+                        .arg(DONE_TTL.as_secs())
+                        .arg(IDLE_TTL.as_secs())
+                        .invoke_async::<i64>(&mut conn)
+                        .await
                 }
-            }
+            })
+            .await
+            .map(|_| ())
         }
     }
 

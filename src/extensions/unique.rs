@@ -138,7 +138,7 @@ mod server {
 
     use super::{UniqueUntil, lock_key};
     use crate::Outcome;
-    use crate::connection::{Connection, Outage, waiting_may_cure};
+    use crate::connection::{Connection, Outage, until_cured};
     use crate::context::JobContext;
     use crate::keys::Keys;
     use crate::middleware::{BoxFuture, Next, ServerMiddleware};
@@ -195,7 +195,7 @@ return gone
     }
 
     /// Lets locks go in batches until every sender is gone.
-    async fn unlock_batches(mut pending: mpsc::UnboundedReceiver<Unlock>, mut conn: Connection) {
+    async fn unlock_batches(mut pending: mpsc::UnboundedReceiver<Unlock>, conn: Connection) {
         static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNLOCK));
         let mut batch: Vec<Unlock> = Vec::new();
         while pending.recv_many(&mut batch, UNLOCK_BATCH).await > 0 {
@@ -205,23 +205,16 @@ return gone
             }
             // Until Redis answers, as acknowledgements are written: the jobs wait for it.
             let mut outage = Outage::new("releasing unique jobs' locks");
-            let mut backoff = std::time::Duration::from_millis(100);
-            loop {
-                match invocation.invoke_async::<u64>(&mut conn).await {
-                    Ok(_) => break,
-                    Err(e) if waiting_may_cure(&e) => {
-                        outage.failed(&e);
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
-                    }
-                    Err(e) => {
-                        // Their TTLs let them go in the end; say why they linger.
-                        tracing::warn!(count = batch.len(), error = %e, "could not release unique jobs' locks; they expire with their TTL");
-                        break;
-                    }
-                }
+            let released = until_cured(&mut outage, || {
+                let mut conn = conn.clone();
+                let invocation = &invocation;
+                async move { invocation.invoke_async::<u64>(&mut conn).await }
+            })
+            .await;
+            if let Err(e) = released {
+                // Their TTLs let them go in the end; say why they linger.
+                tracing::warn!(count = batch.len(), error = %e, "could not release unique jobs' locks; they expire with their TTL");
             }
-            outage.ok();
             for (_, _, done) in batch.drain(..) {
                 let _ = done.send(());
             }
