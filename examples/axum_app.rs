@@ -61,8 +61,8 @@ struct Args {
         default_value = "redis://127.0.0.1:6379"
     )]
     redis_url: String,
-    /// Key namespace
-    #[arg(short = 'n', long, default_value = "psychiq")]
+    /// Key namespace (none: Sidekiq's bare keys)
+    #[arg(short = 'n', long, default_value = "")]
     namespace: String,
 }
 

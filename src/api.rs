@@ -15,7 +15,7 @@
 //! ```no_run
 //! # async fn demo() -> psychiq::Result<()> {
 //! use psychiq::api::{Api, SetKind};
-//! let api = Api::connect(&psychiq::RedisConfig::default(), "psychiq").await?;
+//! let api = Api::connect(&psychiq::RedisConfig::default(), "").await?;
 //! let stats = api.stats().await?;
 //! println!("{} processed, {} failed, {} waiting", stats.processed, stats.failed, stats.enqueued);
 //! for job in api.set_page(SetKind::Retry, 0, 25).await? {

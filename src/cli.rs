@@ -1,8 +1,8 @@
 //! Command-line flags for a server, offered to any binary that embeds Psychiq.
 //!
 //! The flags and defaults are the original's (`-o/--host localhost`, `-p/--port 6379`,
-//! `-d/--db`, `-q/--queue QUEUE[,WEIGHT]`, `-c/--concurrency 25`, `-n/--namespace psychiq`,
-//! `-v/--verbose`), plus `--redis-url` (or `REDIS_URL`) for passwords and TLS and
+//! `-d/--db`, `-q/--queue QUEUE[,WEIGHT]`, `-c/--concurrency 25`, `-n/--namespace` with
+//! none by default, so Sidekiq's bare keys, `-v/--verbose`), plus `--redis-url` (or `REDIS_URL`) for passwords and TLS and
 //! `-t/--timeout` for shutdown. A wrong flag or value prints one clear message and exits
 //! with status 2.
 //!

@@ -12,8 +12,14 @@
 //! the extensions' keys) shares the namespace's tag (`{psychiq}:processes`): one slot, kept
 //! small, written once a beat per process.
 
-/// The namespace Psychiq uses unless told otherwise, as the original's CLI documents.
-pub const DEFAULT_NAMESPACE: &str = "psychiq";
+/// The namespace Psychiq uses unless told otherwise: none, so keys are Sidekiq's bare ones
+/// (`queue:default`), as Sidekiq 7 and 8 (which have no namespaces) and the original Lisp
+/// Psychiq (`*psychiq-namespace*` is `nil`) write them. Psychiq 0.1 used `psychiq`;
+/// `-n psychiq` keeps that layout.
+pub const DEFAULT_NAMESPACE: &str = "";
+
+/// The namespace the cluster layout uses when given none: its shared keys need a hash tag.
+pub const CLUSTER_NAMESPACE: &str = "psychiq";
 
 /// Builds the Redis keys of one namespace.
 ///
@@ -90,7 +96,7 @@ impl Keys {
     /// shared keys carry it as their hash tag); given none it uses `psychiq`.
     pub fn with_layout(namespace: &str, layout: Layout) -> Self {
         let namespace = match layout {
-            Layout::Cluster if namespace.is_empty() => DEFAULT_NAMESPACE,
+            Layout::Cluster if namespace.is_empty() => CLUSTER_NAMESPACE,
             _ => namespace,
         };
         let prefix = match layout {

@@ -67,7 +67,7 @@ use crate::worker::JobError;
 ///     }
 /// }
 /// # async fn demo() -> psychiq::Result<()> {
-/// let mut client = psychiq::Client::connect(&Default::default(), "psychiq").await?;
+/// let mut client = psychiq::Client::connect(&Default::default(), "").await?;
 /// client.middleware().add(Tenant("acme"));
 /// # Ok(()) }
 /// ```

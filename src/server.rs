@@ -41,7 +41,7 @@ use crate::worker::Registry;
 pub struct ServerConfig {
     /// Where Redis is.
     pub(crate) redis: RedisConfig,
-    /// Key namespace (`"psychiq"`; `""` for Sidekiq's bare keys).
+    /// Key namespace (`""`, Sidekiq's bare keys, unless set; `"psychiq"` was 0.1's default).
     pub(crate) namespace: String,
     /// How many jobs run at once (25).
     pub(crate) concurrency: usize,

@@ -13,8 +13,17 @@ use crate::cli::ServerArgs;
 use crate::connection::RedisConfig;
 use crate::{Client, Error, Job, NoArgs, Server};
 
+/// The namespace the tour uses unless `-n` names one: its own, so the demo workers never
+/// take the jobs of an app on the default (bare) keys.
+const TOUR_NAMESPACE: &str = "psychiq-tour";
+
 /// Runs the tour with the server flags given (`-n`, the Redis address, `-v`).
 pub(crate) fn run(flags: &ServerArgs) -> ExitCode {
+    let mut flags = flags.clone();
+    if flags.redis.namespace.is_empty() {
+        flags.redis.namespace = TOUR_NAMESPACE.to_string();
+    }
+    let flags = &flags;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -241,11 +250,46 @@ async fn tour(flags: &ServerArgs) -> crate::Result<()> {
              running, `cargo run --release -- web` serves the dashboard at http://127.0.0.1:7433/."
         );
     } else {
+        let flags = same_redis_flags(flags);
         println!(
-            "\nSee it all: `cargo run --release -- web -n {ns}`, then open http://127.0.0.1:7433/ \
-             (or `cargo run --release -- retries -n {ns}` in the terminal).",
-            ns = client.keys().namespace()
+            "\nSee it all: `cargo run --release -- web {flags}`, then open http://127.0.0.1:7433/ \
+             (or `cargo run --release -- retries {flags}` in the terminal)."
         );
     }
     Ok(())
+}
+
+/// The flags that point an admin command at the Redis, db and namespace the tour used (a
+/// URL is not repeated: it may hold a password, and `REDIS_URL` is read again anyway).
+fn same_redis_flags(flags: &ServerArgs) -> String {
+    let redis = &flags.redis;
+    let mut out = Vec::new();
+    if redis.redis_url.is_some() {
+        out.push("--redis-url URL".to_string());
+    } else {
+        if redis.host != "localhost" {
+            out.push(format!("-o {}", redis.host));
+        }
+        if redis.port != 6379 {
+            out.push(format!("-p {}", redis.port));
+        }
+        if let Some(db) = redis.db {
+            out.push(format!("-d {db}"));
+        }
+    }
+    out.push(format!("-n {}", shell_word(&redis.namespace)));
+    out.join(" ")
+}
+
+/// `word` as one shell word.
+fn shell_word(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }

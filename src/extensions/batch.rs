@@ -7,7 +7,7 @@
 //! use psychiq::batch::Batch;
 //! use psychiq::{Client, Job, RedisConfig};
 //! # async fn demo() -> psychiq::Result<()> {
-//! let client = Client::connect(&RedisConfig::default(), "psychiq").await?;
+//! let client = Client::connect(&RedisConfig::default(), "").await?;
 //! let batch = Batch::new("import 2026-12")
 //!     .on_complete(Job::new("Import::Report", ("2026-12",))?)
 //!     .on_success(Job::new("Import::Publish", ("2026-12",))?);

@@ -15,7 +15,7 @@
 //! # async fn demo() -> psychiq::Result<()> {
 //! use psychiq::api::Api;
 //! use psychiq::web::{WebConfig, router};
-//! let api = Api::connect(&psychiq::RedisConfig::default(), "psychiq").await?;
+//! let api = Api::connect(&psychiq::RedisConfig::default(), "").await?;
 //! let app = axum::Router::new().nest("/jobs", router(api, WebConfig::default()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
 //! axum::serve(listener, app).await.unwrap();
