@@ -316,6 +316,9 @@ pub struct EnqueueArgs {
     /// Push nothing while the same job (class, queue, args) is pending, for at most this many seconds; prints the pending job's jid
     #[arg(long, value_name = "SECONDS")]
     pub unique_for: Option<f64>,
+    /// CLASS is a Rails ActiveJob class: write Rails' JobWrapper payload, so a Ruby Sidekiq runs CLASS#perform(*ARGS) as perform_later would (objects are hashes with string keys)
+    #[arg(long)]
+    pub active_job: bool,
 }
 
 /// Where Redis is and which namespace to use: taken by the server and every admin command,
@@ -334,8 +337,8 @@ pub struct RedisArgs {
     /// Redis URL, e.g. redis://user:password@host:6379/0 or rediss:// for TLS (overrides -o/-p/-d)
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<String>,
-    /// Key namespace ('' for Sidekiq's bare keys)
-    #[arg(short = 'n', long, default_value = crate::keys::DEFAULT_NAMESPACE, global = true)]
+    /// Key namespace: none by default, so keys are Sidekiq's bare ones (queue:default) as Sidekiq 7/8 and the original Psychiq write them; -n psychiq reads Psychiq 0.1's keys (psychiq:queue:default)
+    #[arg(short = 'n', long, default_value = crate::keys::DEFAULT_NAMESPACE, hide_default_value = true, global = true)]
     pub namespace: String,
     /// Key layout: sidekiq (Sidekiq's keys) or cluster (each queue in its own hash slot, for Redis Cluster; implied by a redis+cluster:// URL)
     #[arg(long, value_name = "LAYOUT", env = "PSYCHIQ_LAYOUT", global = true)]
@@ -1298,7 +1301,12 @@ fn job_to_enqueue(args: &EnqueueArgs) -> std::result::Result<Job, Failure> {
     if args.queue.trim().is_empty() {
         return Err(Failure::BadInput("--queue must not be empty".into()));
     }
-    let mut job = Job::new(args.class.clone(), values)
+    let job = if args.active_job {
+        Job::active_job(args.class.clone(), values)
+    } else {
+        Job::new(args.class.clone(), values)
+    };
+    let mut job = job
         .map_err(|e| Failure::BadInput(e.to_string()))?
         .queue(args.queue.clone());
     if let Some(retry) = &args.retry {

@@ -50,6 +50,9 @@ pub struct Job {
     expiry: Option<Expiry>,
     unique: Option<Unique>,
     options: JobMap,
+    /// Set for a job of a Ruby ActiveJob class: `args` are then the job's own arguments,
+    /// written inside Rails' record (see [`Job::active_job`]).
+    active_job: Option<crate::active_job::Wrapped>,
 }
 
 /// A unique job's settings (see [`Job::unique_for`]).
@@ -97,7 +100,40 @@ impl Job {
             expiry: None,
             unique: None,
             options: JobMap::new(),
+            active_job: None,
         })
+    }
+
+    /// A job for the Ruby ActiveJob class `job_class`, run by a Ruby Sidekiq as
+    /// `JobClass.perform_later(*args)` would: the payload is Rails 6.1's
+    /// (`class` `ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper`, which Sidekiq 6.4 to
+    /// 8.0 run, `wrapped` the class, `args` ActiveJob's record with `queue_name`, a new
+    /// `job_id` and the arguments serialized as Rails does). Objects are Ruby hashes with
+    /// string keys; for keyword arguments, GlobalIDs and symbols see
+    /// [`crate::active_job::keywords`], [`global_id`](crate::active_job::global_id) and
+    /// [`symbol`](crate::active_job::symbol). A Psychiq server runs it too, with the worker
+    /// registered as `job_class`.
+    ///
+    /// ```
+    /// use psychiq::{Job, active_job};
+    /// use serde_json::json;
+    /// let job = Job::active_job("Billing::InvoiceJob", (42, active_job::keywords(json!({"currency": "eur"}))?))?
+    ///     .queue("billing");
+    /// assert_eq!(job.class(), active_job::JOB_WRAPPER);
+    /// assert_eq!(job.get_option("wrapped"), Some(&json!("Billing::InvoiceJob")));
+    /// # Ok::<(), psychiq::Error>(())
+    /// ```
+    pub fn active_job(job_class: impl Into<String>, args: impl Serialize) -> Result<Job> {
+        let job_class = job_class.into();
+        let plain = Job::new(crate::active_job::JOB_WRAPPER, args)?;
+        let arguments: Value = serde_json::from_str(plain.args.get())
+            .map_err(|e| Error::Payload(format!("arguments are not JSON: {e}")))?;
+        let encoded = crate::active_job::encode_arguments(arguments)?;
+        let args = serde_json::value::to_raw_value(&encoded)
+            .map_err(|e| Error::Payload(format!("arguments do not serialise to JSON: {e}")))?;
+        let mut job = Job { args, ..plain }.option("wrapped", Value::String(job_class.clone()));
+        job.active_job = Some(crate::active_job::Wrapped::new(job_class));
+        Ok(job)
     }
 
     /// A job for worker `W`, with `W`'s class name and options.
@@ -314,6 +350,14 @@ impl Job {
             #[serde(skip_serializing_if = "Option::is_none")]
             enqueued_at: Option<f64>,
         }
+        // An ActiveJob's arguments go inside Rails' record, which names the queue too.
+        let wrapped = match &self.active_job {
+            Some(wrapped) => Some(
+                RawValue::from_string(wrapped.args(&self.queue, self.args.get(), created_at))
+                    .map_err(|e| Error::Payload(e.to_string()))?,
+            ),
+            None => None,
+        };
         let payload = Payload {
             retry: self.retry.to_value(),
             queue: &self.queue,
@@ -328,7 +372,7 @@ impl Job {
             unique_for: self.unique.as_ref().map(|u| u.for_.as_secs_f64()),
             unique_until: self.unique.as_ref().map(|u| u.until.as_str()),
             unique_key: self.unique_key(),
-            args: &self.args,
+            args: wrapped.as_deref().unwrap_or(&self.args),
             class: &self.class,
             jid,
             created_at,
@@ -348,7 +392,7 @@ impl Job {
 ///     async fn perform(&self, (to,): Self::Args) -> JobResult { Ok(()) }
 /// }
 /// # async fn demo() -> psychiq::Result<()> {
-/// let client = Client::connect(&RedisConfig::default(), "psychiq").await?;
+/// let client = Client::connect(&RedisConfig::default(), "").await?;
 /// let jid = client.enqueue::<Email>(("ada@example.com".into(),)).await?;
 /// client.enqueue_in::<Email>(std::time::Duration::from_secs(60), ("bob@example.com".into(),)).await?;
 /// # Ok(()) }
@@ -453,7 +497,7 @@ impl Client {
     ///
     /// ```
     /// # async fn demo() -> psychiq::Result<()> {
-    /// let mut client = psychiq::Client::connect(&Default::default(), "psychiq").await?;
+    /// let mut client = psychiq::Client::connect(&Default::default(), "").await?;
     /// // Search::Reindex(record_id, requested_at): one pending reindex per record.
     /// client.unique_key_for("Search::Reindex", |args| args[0].to_string());
     /// # Ok(()) }

@@ -26,6 +26,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
+use crate::active_job::ActiveJob;
 use crate::payload::{self, JobMap};
 
 tokio::task_local! {
@@ -54,6 +55,8 @@ pub struct JobContext {
     args: Range<usize>,
     /// Every field, parsed when first asked for.
     fields: OnceLock<JobMap>,
+    /// The ActiveJob record of a job a Rails app enqueued.
+    active_job: Option<Box<ActiveJob>>,
 }
 
 impl JobContext {
@@ -79,10 +82,18 @@ impl JobContext {
             jid: jid.into(),
             args,
             fields: OnceLock::new(),
+            active_job: None,
         }
     }
 
-    /// The `class` field: which worker runs it.
+    /// The context of a job a Rails app enqueued: its class and arguments are ActiveJob's.
+    pub(crate) fn with_active_job(mut self, active_job: ActiveJob) -> JobContext {
+        self.active_job = Some(Box::new(active_job));
+        self
+    }
+
+    /// The `class` field: which worker runs it (for a job a Rails app enqueued, the
+    /// ActiveJob class, not the wrapper).
     pub fn class(&self) -> &str {
         &self.class
     }
@@ -98,9 +109,19 @@ impl JobContext {
         &self.queue
     }
 
-    /// The `args` array as JSON text, exactly as stored.
+    /// The `args` array as JSON text, exactly as stored; for a job a Rails app enqueued,
+    /// the ActiveJob arguments as the worker received them.
     pub fn args(&self) -> &str {
+        if let Some(active_job) = &self.active_job {
+            return active_job.arguments();
+        }
         std::str::from_utf8(&self.raw[self.args.clone()]).unwrap_or("[]")
+    }
+
+    /// ActiveJob's record (`job_id`, `executions`, `locale`, …) of a job a Rails app
+    /// enqueued with `perform_later`; `None` for any other job. See [`crate::active_job`].
+    pub fn active_job(&self) -> Option<&ActiveJob> {
+        self.active_job.as_deref()
     }
 
     /// The whole payload as stored.

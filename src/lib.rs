@@ -6,6 +6,7 @@
 #![cfg_attr(not(feature = "server"), allow(dead_code))]
 
 // Always built: what an app that only enqueues needs.
+pub mod active_job;
 mod client;
 mod connection;
 pub mod context;

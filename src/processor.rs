@@ -407,6 +407,22 @@ impl Executor {
             return Verdict::failed(error, None, true);
         };
         let jid = head.jid.as_deref().unwrap_or("");
+        // A Rails `perform_later`: the worker is the ActiveJob class, its arguments Rails'.
+        let active_job = if crate::active_job::is_wrapper(class) {
+            match crate::active_job::ActiveJob::from_args(args.get()) {
+                Ok(active_job) => Some(active_job),
+                Err(reason) => {
+                    let error = JobError::new("Psychiq::InvalidPayload", reason);
+                    return Verdict::failed(error, None, true);
+                }
+            }
+        } else {
+            None
+        };
+        let (class, args) = match &active_job {
+            Some(active_job) => (active_job.job_class(), active_job.arguments()),
+            None => (class, args.get()),
+        };
         let Some(handler) = self.registry.get(class) else {
             let error = JobError::new(
                 "Psychiq::UnknownClass",
@@ -420,25 +436,23 @@ impl Executor {
             class,
             jid,
             queue,
-            args: args.get(),
+            args,
         };
         let future = match handler.start(&info) {
             Ok(future) => future,
             Err(e) => {
                 let error = JobError::new(
                     "Psychiq::InvalidArguments",
-                    format!("arguments {} do not fit worker {class}: {e}", args.get()),
+                    format!("arguments {args} do not fit worker {class}: {e}"),
                 );
                 return Verdict::failed(error, Some(handler), true);
             }
         };
-        let job = Arc::new(JobContext::new(
-            Arc::clone(raw),
-            Arc::clone(queue),
-            class,
-            jid,
-            args.get(),
-        ));
+        let mut job = JobContext::new(Arc::clone(raw), Arc::clone(queue), class, jid, args);
+        if let Some(active_job) = active_job.clone() {
+            job = job.with_active_job(active_job);
+        }
+        let job = Arc::new(job);
         // Every log line of the job (the worker's own too) carries these.
         let span = tracing::info_span!(
             "job",

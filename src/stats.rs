@@ -189,7 +189,7 @@ fn sidekiq_metrics(
     let secs = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let (year, month, day) = crate::payload::civil_from_days((secs / 86_400) as i64);
     let (hour, minute) = ((secs % 86_400) / 3_600, (secs % 3_600) / 60);
     let yy = year % 100;
     let minutely_8 = format!("j|{yy:02}{month:02}{day:02}|{hour}:{minute:02}");
@@ -254,22 +254,8 @@ pub fn utc_date(time: SystemTime) -> String {
     let secs = time
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let (y, m, d) = crate::payload::civil_from_days((secs / 86_400) as i64);
     format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Days since 1970-01-01 to a (year, month, day) date: Howard Hinnant's algorithm.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -308,9 +294,9 @@ mod tests {
 
     #[test]
     fn dates_around_leap_days() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_513), (2026, 3, 1));
+        assert_eq!(crate::payload::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(crate::payload::civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(crate::payload::civil_from_days(20_513), (2026, 3, 1));
     }
 }
 
