@@ -191,9 +191,35 @@ impl JobRecord {
         self.escaped.is_none()
     }
 
-    /// The parsed payload; `None` when it is not a JSON object.
+    /// The parsed payload; `None` when it is not a JSON object. An integer past 64 bits
+    /// reads as a float here; [`JobRecord::field_json`] and [`JobRecord::raw`] keep its
+    /// digits.
     pub fn item(&self) -> Option<&JobMap> {
         self.item.as_ref()
+    }
+
+    /// One field's JSON text exactly as stored (`"args"` gives `[18446744073709551617]`
+    /// where [`JobRecord::item`] would give a float); `None` when absent or not an object.
+    pub fn field_json(&self, name: &str) -> Option<&str> {
+        let text = std::str::from_utf8(&self.raw).ok()?;
+        let fields: std::collections::HashMap<
+            std::borrow::Cow<'_, str>,
+            &serde_json::value::RawValue,
+        > = serde_json::from_str(text).ok()?;
+        fields.get(name).map(|value| value.get())
+    }
+
+    /// The arguments as Sidekiq's dashboard shows them: for a job a Rails app enqueued, its
+    /// ActiveJob arguments without Rails' markers; else `args` as stored.
+    pub fn display_args(&self) -> String {
+        let args = self.field_json("args").unwrap_or("null");
+        let active_job = crate::active_job::is_wrapper(self.class())
+            .then(|| crate::active_job::ActiveJob::from_args(args).ok())
+            .flatten();
+        match active_job {
+            Some(active_job) => active_job.arguments().to_string(),
+            None => args.to_string(),
+        }
     }
 
     /// The score in its sorted set (when it runs, or when it failed or died).

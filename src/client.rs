@@ -261,14 +261,43 @@ impl Job {
     }
 
     /// Adds any other payload field (Sidekiq option or middleware data such as `tags`).
+    /// The fields a `Job` writes itself are not duplicated: `queue`, `retry` and `jid` set
+    /// what [`Job::queue`], [`Job::retry`] and [`Job::jid`] set (given a string, a
+    /// boolean or number, a string), and `class`, `args`, `at`, `created_at` and
+    /// `enqueued_at`, which the push writes, are ignored.
+    ///
+    /// ```
+    /// let job = psychiq::Job::new("Mailer", ())?.option("queue", "mail".into()).option("tags", serde_json::json!(["q4"]));
+    /// assert_eq!(job.queue_name(), "mail");
+    /// assert_eq!(job.get_option("queue"), None);
+    /// # Ok::<(), psychiq::Error>(())
+    /// ```
     pub fn option(mut self, key: impl Into<String>, value: Value) -> Job {
-        self.options.insert(key.into(), value);
+        self.set_option(key, value);
         self
     }
 
-    /// Sets a payload field in place (for client middleware).
+    /// Sets a payload field in place (for client middleware), as [`Job::option`] does.
     pub fn set_option(&mut self, key: impl Into<String>, value: Value) -> &mut Job {
-        self.options.insert(key.into(), value);
+        let key = key.into();
+        match (key.as_str(), &value) {
+            ("queue", Value::String(queue)) => self.queue.clone_from(queue),
+            ("jid", Value::String(jid)) => self.jid = Some(jid.clone()),
+            ("retry", _) => {
+                if let Some(retry) = Retry::from_value(Some(&value)) {
+                    self.retry = retry;
+                }
+            }
+            ("queue" | "jid" | "class" | "args" | "at" | "created_at" | "enqueued_at", _) => {
+                tracing::warn!(
+                    field = key,
+                    "Job::option cannot set this field (the push writes it); ignored"
+                );
+            }
+            _ => {
+                self.options.insert(key, value);
+            }
+        }
         self
     }
 

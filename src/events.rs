@@ -62,6 +62,10 @@ pub struct FailedJob {
     pub queue: String,
     /// Whether it went to the dead set (else it will be retried, or was dropped).
     pub dead: bool,
+    /// Whether it was dropped: it will not run again and is kept nowhere (`retry: false`,
+    /// or retries exhausted with `dead: false`, when the payload has `discarded_at`). The
+    /// death handlers hear of it, as Sidekiq's do.
+    pub dropped: bool,
 }
 
 impl FailedJob {
@@ -136,13 +140,13 @@ impl Hooks {
         }
     }
 
-    /// Runs the error handlers, then (if it died) the death handlers.
+    /// Runs the error handlers, then (if it will not run again) the death handlers.
     pub async fn failed(&self, job: FailedJob) {
         let job = Arc::new(job);
         for hook in &self.errors {
             guarded("error handler", || hook(Arc::clone(&job))).await;
         }
-        if job.dead {
+        if job.dead || job.dropped {
             for hook in &self.deaths {
                 guarded("death handler", || hook(Arc::clone(&job))).await;
             }

@@ -182,7 +182,8 @@ impl Processor {
                 Disposition::Dead { payload, .. } => (payload.clone(), true),
                 Disposition::Drop => (job.to_json(), false),
             };
-            self.report(&payload, &error, queue, dead).await;
+            let dropped = matches!(disposition, Disposition::Drop);
+            self.report(&payload, &error, queue, dead, dropped).await;
         }
     }
 
@@ -195,7 +196,7 @@ impl Processor {
             queue: work.queue.to_string(),
         };
         self.write_counting(&dead, now, work, false).await;
-        self.report(&payload, error, &work.queue, true).await;
+        self.report(&payload, error, &work.queue, true, false).await;
     }
 
     /// A job done with, not to run again (done, skipped, discarded): counted, acknowledged.
@@ -205,7 +206,14 @@ impl Processor {
     }
 
     /// Calls the error (and, if it died, death) handlers, after the failure is written.
-    async fn report(&self, payload: &str, error: &JobError, queue: &str, dead: bool) {
+    async fn report(
+        &self,
+        payload: &str,
+        error: &JobError,
+        queue: &str,
+        dead: bool,
+        dropped: bool,
+    ) {
         if !self.hooks.wants_failures() {
             return;
         }
@@ -214,6 +222,7 @@ impl Processor {
             error: error.clone(),
             queue: queue.to_string(),
             dead,
+            dropped,
         };
         self.hooks.failed(failed).await;
     }

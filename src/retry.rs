@@ -8,10 +8,13 @@
 //!   retries (`0` or a negative number goes straight to the dead set); `true` allows 25;
 //! - `retry_for: S` (Sidekiq 7.1) allows no retry once S seconds have passed since the
 //!   first failure (`0`: none);
-//! - the delay is `count^4 + 15 + rand(10) * (count + 1)` seconds, or the worker's
-//!   `retry_in` plus the same jitter;
+//! - the delay is `count^4 + 15 + rand(10 * (count + 1))` seconds (Sidekiq 8's jitter), or
+//!   the worker's `retry_in` plus the same jitter;
 //! - an exhausted job calls the worker's `retries_exhausted`, then goes to the dead set
-//!   (unless `dead: false`), which is trimmed to 180 days and fewer than 10,000 entries.
+//!   (unless `dead: false`: then it gets `discarded_at` and goes nowhere), which is trimmed
+//!   to 180 days and fewer than 10,000 entries;
+//! - the death handlers hear of every job that will not run again: dead, `retry: false`,
+//!   or exhausted with `dead: false`.
 
 use std::io::{Read, Write};
 
@@ -49,9 +52,10 @@ pub fn base_delay_secs(count: u32) -> u64 {
     (count as u64).pow(4) + 15
 }
 
-/// Sidekiq 6/7's jitter: `rand(10) * (count + 1)`.
+/// Sidekiq 8's jitter: `rand(10 * (count + 1))` (6 and 7 took `rand(10) * (count + 1)`:
+/// the same range in steps of `count + 1`).
 fn jitter_secs(count: u32) -> u64 {
-    rand::random_range(0..10u64) * (count as u64 + 1)
+    rand::random_range(0..10 * (count as u64 + 1))
 }
 
 /// Writes the failure into `job` and decides where it goes.
@@ -125,6 +129,8 @@ pub(crate) fn plan_failure(
             .and_then(Value::as_bool)
             .unwrap_or(options.dead);
         if !dead {
+            // As Sidekiq marks it for the death handlers, the only ones to see it.
+            job.insert("discarded_at".into(), payload::timestamp_value(now));
             return Disposition::Drop;
         }
         return Disposition::Dead {

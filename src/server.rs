@@ -240,7 +240,8 @@ impl Server {
         self
     }
 
-    /// Runs `hook` when a job goes to the dead set (Sidekiq's `death_handlers`).
+    /// Runs `hook` when a job will not run again: it went to the dead set, or was dropped
+    /// (`retry: false`, or exhausted with `dead: false`), as Sidekiq's `death_handlers` run.
     pub fn on_death<F, Fut>(&mut self, hook: F) -> &mut Self
     where
         F: Fn(Arc<FailedJob>) -> Fut + Send + Sync + 'static,

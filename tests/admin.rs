@@ -358,4 +358,10 @@ async fn json_output_keeps_the_payloads_numbers_exactly() {
         let parsed: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(parsed[0]["jid"], "big");
     }
+    // The API keeps them too.
+    let api = Api::connect(&ns.redis, &ns.namespace).await.unwrap();
+    let job = api.set_find(SetKind::Retry, "big").await.unwrap().unwrap();
+    assert_eq!(job.field_json("args"), Some("[18446744073709551617,1e3]"));
+    assert_eq!(job.display_args(), "[18446744073709551617,1e3]");
+    assert_eq!(job.field_json("nope"), None);
 }

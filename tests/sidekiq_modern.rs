@@ -11,6 +11,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -52,6 +53,11 @@ struct Peer {
 impl Peer {
     async fn new(version: &'static str, db: u32, runner: PathBuf) -> Peer {
         let url = format!("{}/{db}", redis_url().trim_end_matches('/'));
+        Peer::at(version, url, runner).await
+    }
+
+    /// On the Redis database at `url` (emptied now and when dropped).
+    async fn at(version: &'static str, url: String, runner: PathBuf) -> Peer {
         let client = Client::connect(&RedisConfig::from_url(url.as_str()), "")
             .await
             .expect("tests need Redis: see README");
@@ -508,4 +514,169 @@ async fn sidekiq_7_3_and_psychiq_share_jobs_retries_and_the_dashboard() {
 #[tokio::test]
 async fn sidekiq_8_0_and_psychiq_share_jobs_retries_and_the_dashboard() {
     scenarios("8", 13).await;
+}
+
+/// Where a failed job ends and which fields it gets, for one payload: the set (`retry`,
+/// `dead` or `none`), its keys and `retry_count`, `queue`.
+async fn outcome_of(peer: &Peer, jid: &str) -> Value {
+    let mut conn = peer.client.redis_connection().unwrap();
+    for set in ["retry", "dead"] {
+        let members: Vec<String> = redis::cmd("ZRANGE")
+            .arg(set)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if let Some(raw) = members.iter().find(|m| m.contains(&format!("\"{jid}\""))) {
+            let item = object(raw);
+            return json!({"set": set, "keys": sorted_keys(&item),
+                "retry_count": item["retry_count"], "queue": item["queue"]});
+        }
+    }
+    json!({"set": "none"})
+}
+
+/// Sidekiq's retry rules as its job_retry.rb applies them, one payload each: the same
+/// payloads failed by a real Sidekiq 8.0.10 server and by a Psychiq server end in the same
+/// set, with the same fields, `retry_count` and queue.
+#[tokio::test]
+async fn a_failed_job_ends_where_sidekiq_8_puts_it_with_the_same_fields() {
+    let Some(runner) = runner() else { return };
+    let own = OwnRedis::start();
+    let peer = Peer::at("8", own.url(), runner).await;
+    let now = psychiq::__private::now_secs();
+    let hours_ago_ms = ((now - 7200.0) * 1000.0) as i64;
+    let cases: Vec<(&str, Value)> = vec![
+        ("negative", json!({"retry": -1})),
+        ("zero", json!({"retry": 0})),
+        ("off", json!({"retry": false})),
+        (
+            "last",
+            json!({"retry": 2, "retry_count": 1, "failed_at": now - 60.0}),
+        ),
+        (
+            "again",
+            json!({"retry": 2, "retry_count": 0, "failed_at": now - 60.0}),
+        ),
+        ("first", json!({"retry": true})),
+        ("for-zero", json!({"retry": true, "retry_for": 0})),
+        (
+            "for-passed",
+            json!({"retry": true, "retry_for": 3600, "retry_count": 3, "failed_at": hours_ago_ms}),
+        ),
+        (
+            "for-open",
+            json!({"retry": true, "retry_for": 3600, "retry_count": 3, "failed_at": now - 60.0}),
+        ),
+        ("undead", json!({"retry": 0, "dead": false})),
+        ("elsewhere", json!({"retry": 1, "retry_queue": "later"})),
+        (
+            "minus-one",
+            json!({"retry": 3, "retry_count": -1, "failed_at": now - 60.0}),
+        ),
+    ];
+    let push_all = || async {
+        for (jid, fields) in &cases {
+            let mut payload = fields.as_object().unwrap().clone();
+            payload.insert("class".into(), json!("Interop::Flaky"));
+            payload.insert("args".into(), json!([jid]));
+            payload.insert("jid".into(), json!(jid));
+            payload.insert("queue".into(), json!("default"));
+            payload.insert("created_at".into(), json!(now));
+            payload.insert("enqueued_at".into(), json!(now));
+            let mut conn = peer.client.redis_connection().unwrap();
+            let () = redis::pipe()
+                .sadd("queues", "default")
+                .ignore()
+                .lpush("queue:default", Value::Object(payload).to_string())
+                .ignore()
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    };
+    let drained = || async { peer.list("queue:default").await.is_empty() };
+
+    // Ruby's server fails each once.
+    push_all().await;
+    let mut ruby = peer
+        .command(&["server", "2"])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ruby runs");
+    wait_until(
+        Duration::from_secs(30),
+        "Sidekiq 8 to take every job",
+        drained,
+    )
+    .await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &ruby.id().unwrap().to_string()])
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(30), ruby.wait()).await;
+    assert!(status.unwrap().unwrap().success());
+    let mut sidekiq = Vec::new();
+    for (jid, _) in &cases {
+        sidekiq.push(outcome_of(&peer, jid).await);
+    }
+
+    // Not a vacuous comparison: Sidekiq sent these where its rules say.
+    let sets: Vec<&str> = sidekiq.iter().map(|o| o["set"].as_str().unwrap()).collect();
+    assert_eq!(
+        sets,
+        [
+            "dead", "dead", "none", "dead", "retry", "retry", "dead", "dead", "retry", "none",
+            "retry", "retry"
+        ],
+        "{sidekiq:#?}"
+    );
+    assert_eq!(sidekiq[10]["queue"], "later");
+
+    // The same payloads, failed by Psychiq.
+    peer.flush();
+    push_all().await;
+    let deaths = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut registry = Registry::new();
+    registry.register(Flaky);
+    let mut server = psychiq::Server::new(peer.config(), registry);
+    let heard = Arc::clone(&deaths);
+    server.on_death(move |job| {
+        let heard = Arc::clone(&heard);
+        async move {
+            heard
+                .lock()
+                .unwrap()
+                .push((job.jid().to_string(), job.dead, job.dropped));
+        }
+    });
+    let server = RunningServer::start_server(server);
+    wait_until(
+        Duration::from_secs(15),
+        "Psychiq to take every job",
+        drained,
+    )
+    .await;
+    server.stop().await;
+    for ((jid, _), ruby) in cases.iter().zip(&sidekiq) {
+        assert_eq!(
+            &outcome_of(&peer, jid).await,
+            ruby,
+            "case {jid}: Psychiq vs Sidekiq 8.0.10"
+        );
+    }
+    // The death handlers hear of every job that will not run again, dropped ones too.
+    let mut heard: Vec<(String, bool, bool)> = deaths.lock().unwrap().clone();
+    heard.sort();
+    let expected: Vec<(String, bool, bool)> = vec![
+        ("for-passed".into(), true, false),
+        ("for-zero".into(), true, false),
+        ("last".into(), true, false),
+        ("negative".into(), true, false),
+        ("off".into(), false, true),
+        ("undead".into(), false, true),
+        ("zero".into(), true, false),
+    ];
+    assert_eq!(heard, expected);
 }

@@ -203,7 +203,7 @@ pub(super) fn job_key(job: &JobRecord) -> String {
 /// text itself, escaped, so it can be recognised before it is deleted.
 fn args_text(job: &JobRecord) -> String {
     let text = match job.item() {
-        Some(_) => job.args().to_string(),
+        Some(_) => job.display_args(),
         None => crate::text::printable(job.raw()).into_owned(),
     };
     if text.chars().count() > 120 {
