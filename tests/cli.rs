@@ -200,34 +200,54 @@ timeout = 1
         .client
         .push(Job::new("Shell::Record", ("ünï 😀 עברית", { 1 }, [true]))?.queue("shell"))
         .await?;
+    // A Rails perform_later for the same class: the program gets ActiveJob's arguments.
+    let aj_jid = ns
+        .client
+        .push(Job::active_job("Shell::Record", ("from rails", 2))?.queue("shell"))
+        .await?;
     ns.client
         .push(Job::new("Shell::Fail", ())?.queue("shell"))
         .await?;
     ns.client
         .push(Job::new("Shell::Slow", ())?.queue("shell"))
         .await?;
-    let mut server = Spawned::start(&ns, &["-s", file.to_str().unwrap(), "-q", "shell"]);
+    // One at a time: each run's two writes to OUT stay together.
+    let mut server = Spawned::start(
+        &ns,
+        &["-s", file.to_str().unwrap(), "-q", "shell", "-c", "1"],
+    );
 
     let retry_key = ns.keys().retry();
     wait_until(
         Duration::from_secs(10),
-        "one success and two failures",
+        "two successes and two failures",
         || async {
             ns.zrange(&retry_key).await.len() == 2
-                && std::fs::read_to_string(&out).is_ok_and(|s| s.lines().count() >= 2)
+                && std::fs::read_to_string(&out).is_ok_and(|s| s.lines().count() >= 4)
         },
     )
     .await;
     server.signal("TERM");
     assert_eq!(server.wait_exit(Duration::from_secs(8)), 0);
 
+    // Each run wrote its arguments, then its jid, class, queue and directory.
     let written = std::fs::read_to_string(&out).unwrap();
-    let mut lines = written.lines();
-    let args: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    let lines: Vec<&str> = written.lines().collect();
+    let run_of = |jid: &str| {
+        let at = lines.iter().position(|l| l.starts_with(jid)).unwrap();
+        (
+            serde_json::from_str::<Value>(lines[at - 1]).unwrap(),
+            lines[at],
+        )
+    };
+    let (args, info) = run_of(&jid);
     assert_eq!(args, serde_json::json!(["ünï 😀 עברית", 1, [true]]));
+    assert_eq!(info, format!("{jid} Shell::Record shell {}", dir.display()));
+    let (args, info) = run_of(&aj_jid);
+    assert_eq!(args, serde_json::json!(["from rails", 2]));
     assert_eq!(
-        lines.next().unwrap(),
-        format!("{jid} Shell::Record shell {}", dir.display())
+        info,
+        format!("{aj_jid} Shell::Record shell {}", dir.display())
     );
 
     let failures: Vec<Value> = ns
