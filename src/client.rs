@@ -350,6 +350,30 @@ impl Job {
             .unwrap_or_default()
     }
 
+    /// What Sidekiq's client refuses (`job_util.rb`'s `validate`), refused here too, after
+    /// the client middleware had their say: an empty queue, `tags` that are not a list, a
+    /// `retry_for` that is not a number of seconds up to 10^9.
+    fn check(&self) -> Result<()> {
+        if self.queue.is_empty() {
+            return Err(Error::Payload(format!(
+                "job {} has an empty queue name; give it one with .queue(\"name\")",
+                self.class
+            )));
+        }
+        if let Some(tags) = self.options.get("tags").filter(|tags| !tags.is_array()) {
+            return Err(Error::Payload(format!(
+                "tags must be a list such as [\"q4\"], not {tags}"
+            )));
+        }
+        let in_range = |secs: &Value| secs.as_f64().is_some_and(|s| (0.0..=1e9).contains(&s));
+        match self.options.get("retry_for") {
+            Some(retry_for) if !in_range(retry_for) => Err(Error::Payload(format!(
+                "retry_for must be a number of seconds from 0 to 1000000000, not {retry_for}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// When the job should run, if in the future (in epoch seconds).
     fn scheduled_at(&self) -> Option<f64> {
         let at = self.at?;
@@ -678,6 +702,9 @@ impl Client {
 
     /// Writes jobs where this client's backend keeps them.
     async fn write(&self, jobs: &[&Job]) -> Result<Vec<Push>> {
+        for job in jobs {
+            job.check()?;
+        }
         match &self.backend {
             Backend::Redis {
                 conn,

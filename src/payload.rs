@@ -171,6 +171,13 @@ pub(crate) fn mark_snoozed(raw: &[u8], now: f64) -> Option<String> {
     Some(job.to_json())
 }
 
+/// The payload with `enqueued_at` set to `now`, as a push back to its queue writes it.
+pub(crate) fn mark_enqueued(raw: &[u8], now: f64) -> Option<String> {
+    let mut job = Rewrite::parse(std::str::from_utf8(raw).ok()?).ok()?;
+    job.insert("enqueued_at".into(), timestamp_value(now));
+    Some(job.to_json())
+}
+
 /// The fields the server needs to run a job, borrowed from the raw payload (parsed once).
 #[derive(Debug, Deserialize)]
 pub(crate) struct JobHead<'a> {

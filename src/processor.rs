@@ -227,27 +227,34 @@ impl Processor {
         self.hooks.failed(failed).await;
     }
 
-    /// Puts a snoozed job back in the schedule (marked with `snoozed` and `snoozed_at`
-    /// unless the delay is zero) and removes it from its in-progress hash, in one
-    /// transaction.
+    /// Puts a snoozed job back in the schedule (marked with `snoozed` and `snoozed_at`)
+    /// and removes it from its in-progress hash, in one transaction. A snooze of zero is a
+    /// requeue (an iterable job's slice ended): the job goes straight back to the end of its
+    /// queue with a new `enqueued_at`, as Sidekiq's interrupt handler pushes it.
     async fn snooze(&self, work: &UnitOfWork, delay: Duration) {
         let now = payload::now_secs();
-        let at = now + delay.as_secs_f64();
-        // A snooze of zero is a requeue (an iterable job's slice ended), not a wait.
-        let marked = if delay.is_zero() {
-            None
+        let requeue = delay.is_zero();
+        let marked = if requeue {
+            payload::mark_enqueued(&work.raw, now)
         } else {
             payload::mark_snoozed(&work.raw, now)
         };
         let payload: &[u8] = marked.as_deref().map_or(&work.raw, str::as_bytes);
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .zadd(self.keys.schedule_of(&work.queue), payload, at)
-            .ignore();
+        pipe.atomic();
+        let key = if requeue {
+            let queue = self.keys.queue(&work.queue);
+            pipe.lpush(&queue, payload).ignore();
+            queue
+        } else {
+            let schedule = self.keys.schedule_of(&work.queue);
+            pipe.zadd(&schedule, payload, now + delay.as_secs_f64())
+                .ignore();
+            schedule
+        };
         work.remove_in(&mut pipe);
         if self.send(&pipe, "snoozing a job").await.is_err() {
-            let schedule = self.keys.schedule_of(&work.queue);
-            self.keep_if_lost(work, &schedule, payload).await;
+            self.keep_if_lost(work, &key, payload).await;
         }
     }
 
@@ -257,11 +264,14 @@ impl Processor {
     /// back into its hash, so it is not lost: it runs again when this process's jobs are
     /// recovered (the poison rule bounds how often).
     async fn keep_if_lost(&self, work: &UnitOfWork, key: &str, member: &[u8]) {
-        let written: redis::RedisResult<Option<f64>> = redis::cmd("ZSCORE")
-            .arg(key)
-            .arg(member)
-            .query_async(&mut self.conn.clone())
-            .await;
+        // `key` is a sorted set, or (a requeue) the queue's list.
+        let probe = if key == self.keys.queue(&work.queue) {
+            redis::cmd("LPOS").arg(key).arg(member).clone()
+        } else {
+            redis::cmd("ZSCORE").arg(key).arg(member).clone()
+        };
+        let written: redis::RedisResult<Option<redis::Value>> =
+            probe.query_async(&mut self.conn.clone()).await;
         if let Ok(Some(_)) = written {
             return;
         }

@@ -750,3 +750,37 @@ async fn worker_hooks_set_the_delay_and_see_exhaustion() -> psychiq::Result<()> 
     assert_eq!(*hooked.exhausted.lock().unwrap(), ["dies: always"]);
     Ok(())
 }
+
+/// What Sidekiq's client refuses is refused here too, before anything is written.
+#[tokio::test]
+async fn pushes_sidekiq_refuses_are_refused_with_what_to_do() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let refused = [
+        (Job::new("X", ())?.queue(""), "empty queue"),
+        (
+            Job::new("X", ())?.option("tags", serde_json::json!("q4")),
+            "tags must be a list",
+        ),
+        (
+            Job::new("X", ())?.option("retry_for", serde_json::json!(2e9)),
+            "retry_for must be",
+        ),
+        (
+            Job::new("X", ())?.option("retry_for", serde_json::json!("1h")),
+            "retry_for must be",
+        ),
+    ];
+    for (job, says) in refused {
+        let error = ns.client.push(job).await.unwrap_err().to_string();
+        assert!(error.contains(says), "{error}");
+    }
+    assert!(ns.lrange(&ns.keys().queue("default")).await.is_empty());
+    ns.client
+        .push(
+            Job::new("X", ())?
+                .option("retry_for", serde_json::json!(3600))
+                .option("tags", serde_json::json!(["q4"])),
+        )
+        .await?;
+    Ok(())
+}
