@@ -289,9 +289,17 @@ async fn the_original_lisp_psychiq_and_psychiq_share_a_redis_on_their_defaults()
     assert_eq!(read_back["retry_count"], 0);
     assert_eq!(read_back["error_class"], "PaymentDeclined");
     assert_eq!(lisp.run(&["retry-length"]).trim(), "1");
+    // And back: the entry Psychiq wrote, retried now, runs (and fails) in the Lisp server,
+    // which counts on from it.
+    assert!(api.retry_now(SetKind::Retry, &retry).await.unwrap());
+    lisp.run(&["serve", "1", out.to_str().unwrap()]);
+    let retry = api.set_find(SetKind::Retry, &failing).await.unwrap().expect("Lisp's retry");
+    assert_eq!(retry.error_class(), Some("COMMON-LISP::SIMPLE-ERROR"));
+    assert_eq!(retry.retry_count(), Some(0));
+    assert_eq!(retry.item().unwrap()["failed_at"], lisp_failed_at);
     let stats: Value = serde_json::from_str(lisp.run(&["stats"]).trim()).unwrap();
     assert_eq!(stats["retry"], 1);
-    assert!(stats["processed"].as_u64().unwrap() >= 5 + 6, "{stats}");
+    assert!(stats["processed"].as_u64().unwrap() >= 5 + 6 + 1, "{stats}");
 
     // 4. A mixed fleet on one queue: 100 jobs from each side, both servers running; each
     //    job runs once, in one of them.
