@@ -293,7 +293,11 @@ async fn the_original_lisp_psychiq_and_psychiq_share_a_redis_on_their_defaults()
     // which counts on from it.
     assert!(api.retry_now(SetKind::Retry, &retry).await.unwrap());
     lisp.run(&["serve", "1", out.to_str().unwrap()]);
-    let retry = api.set_find(SetKind::Retry, &failing).await.unwrap().expect("Lisp's retry");
+    let retry = api
+        .set_find(SetKind::Retry, &failing)
+        .await
+        .unwrap()
+        .expect("Lisp's retry");
     assert_eq!(retry.error_class(), Some("COMMON-LISP::SIMPLE-ERROR"));
     assert_eq!(retry.retry_count(), Some(0));
     assert_eq!(retry.item().unwrap()["failed_at"], lisp_failed_at);
