@@ -303,7 +303,7 @@ async fn the_original_lisp_psychiq_and_psychiq_share_a_redis_on_their_defaults()
     assert_eq!(retry.item().unwrap()["failed_at"], lisp_failed_at);
     let stats: Value = serde_json::from_str(lisp.run(&["stats"]).trim()).unwrap();
     assert_eq!(stats["retry"], 1);
-    assert!(stats["processed"].as_u64().unwrap() >= 5 + 6 + 1, "{stats}");
+    assert!(stats["processed"].as_u64().unwrap() >= 12, "{stats}");
 
     // 4. A mixed fleet on one queue: 100 jobs from each side, both servers running; each
     //    job runs once, in one of them.
