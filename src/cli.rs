@@ -195,7 +195,8 @@ impl ServerArgs {
     version,
     about = "Runs Psychiq job servers: Sidekiq-compatible background jobs on Redis.",
     after_help = "SYSTEM is a named worker set the binary registered, or, where the binary accepts them, \
-a TOML file of command workers. Without -s every registered system is loaded.\n\
+a TOML file of command workers. Without -s the binary's default systems are loaded (the psychiq \
+binary has none: name one).\n\
 Signals: TERM/INT/HUP stop gracefully, TSTP quiets (no new jobs), TTIN logs the running jobs."
 )]
 pub(crate) struct CliArgs {
@@ -208,7 +209,7 @@ pub(crate) struct CliArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub server: ServerArgs,
-    /// Worker set to load; repeat for more (default: all)
+    /// Worker set to load; repeat for more (default: the binary's default systems)
     #[arg(short = 's', long = "system", value_name = "SYSTEM")]
     pub systems: Vec<String>,
 }
@@ -221,13 +222,16 @@ type Loader = Box<dyn Fn(&str) -> Option<Result<Registry, String>>>;
 /// use psychiq::cli::Cli;
 /// fn main() -> std::process::ExitCode {
 ///     Cli::new("billing-worker")
-///         .system("billing", psychiq::demo::registry())
+///         .default_system("billing", psychiq::demo::registry()) // served without -s
+///         .system("reports", psychiq::Registry::new())             // only with -s reports
 ///         .run()
 /// }
 /// ```
 pub struct Cli {
     name: String,
     systems: BTreeMap<String, Registry>,
+    /// The systems served when no `-s` is given.
+    defaults: Vec<String>,
     loader: Option<Loader>,
 }
 
@@ -237,14 +241,22 @@ impl Cli {
         Cli {
             name: name.into(),
             systems: BTreeMap::new(),
+            defaults: Vec::new(),
             loader: None,
         }
     }
 
-    /// Registers a named worker set, picked with `-s NAME`.
+    /// Registers a named worker set, served with `-s NAME`.
     pub fn system(mut self, name: impl Into<String>, registry: Registry) -> Cli {
         self.systems.insert(name.into(), registry);
         self
+    }
+
+    /// Registers a named worker set that is also served when no `-s` is given.
+    pub fn default_system(mut self, name: impl Into<String>, registry: Registry) -> Cli {
+        let name = name.into();
+        self.defaults.push(name.clone());
+        self.system(name, registry)
     }
 
     /// Resolves `-s` values that are not registered names (e.g. files); `None` means
@@ -328,7 +340,37 @@ impl Cli {
         }
     }
 
-    /// The workers of the named systems (all registered ones when none is named).
+    /// What to say when no `-s` is given and there is no default system.
+    fn nothing_to_serve(&self) -> String {
+        let known: Vec<&str> = self.systems.keys().map(String::as_str).collect();
+        let files = if self.loader.is_some() {
+            ", or -s FILE.toml for command workers (see README, \"Jobs in any language\")"
+        } else {
+            ""
+        };
+        let demo = if self.systems.contains_key("demo") {
+            " (-s demo runs the demo workers, which write files and abort their process: \
+             for trying Psychiq out, not for real data)"
+        } else {
+            ""
+        };
+        if known.is_empty() && self.loader.is_none() {
+            return format!(
+                "{} has no workers to serve: register them with Cli::default_system",
+                self.name
+            );
+        }
+        format!(
+            "name the workers to serve with -s: {}{files}{demo}",
+            if known.is_empty() {
+                "none built in".to_string()
+            } else {
+                known.join(", ")
+            }
+        )
+    }
+
+    /// The workers of the named systems (the default systems when none is named).
     fn registry_for(&self, names: &[String]) -> Result<Registry, String> {
         let mut registry = Registry::new();
         // Which system brought each class: a class two systems define is refused, not
@@ -348,8 +390,11 @@ impl Cli {
             Ok(())
         };
         if names.is_empty() {
-            for (name, system) in &self.systems {
-                take(&mut registry, name, system)?;
+            if self.defaults.is_empty() {
+                return Err(self.nothing_to_serve());
+            }
+            for name in &self.defaults {
+                take(&mut registry, name, &self.systems[name])?;
             }
         }
         for name in names {
@@ -387,8 +432,9 @@ impl Cli {
         if registry.is_empty() && !has_periodic {
             return Err(if names.is_empty() {
                 format!(
-                    "no workers to run: {} registered no system; pass -s",
-                    self.name
+                    "no workers to run: the default systems of {} ({}) are empty; pass -s",
+                    self.name,
+                    self.defaults.join(", ")
                 )
             } else {
                 format!("no workers or periodic entries in {}", names.join(", "))

@@ -75,8 +75,19 @@ enum Expiry {
 }
 
 impl Job {
-    /// A job for `class` with `args`, which must serialise to a JSON array
-    /// (a tuple, a `Vec` or a `serde_json::json!([...])`); `()` gives `[]`.
+    /// A job for `class` with `args`: a tuple, a `Vec` or a `serde_json::json!([...])` is
+    /// the argument list (`()` gives `[]`); a struct or map is the job's one argument,
+    /// `[{…}]`, Sidekiq 7's recommended shape (a worker whose `Args` is that struct reads it
+    /// back).
+    ///
+    /// ```
+    /// #[derive(serde::Serialize)]
+    /// struct Order { id: u64, sku: String }
+    /// let job = psychiq::Job::new("Ship", Order { id: 7, sku: "A1".into() })?;
+    /// assert_eq!(job.args_json(), r#"[{"id":7,"sku":"A1"}]"#);
+    /// assert_eq!(psychiq::Job::new("Ship", (7, "A1"))?.args_json(), r#"[7,"A1"]"#);
+    /// # Ok::<(), psychiq::Error>(())
+    /// ```
     pub fn new(class: impl Into<String>, args: impl Serialize) -> Result<Job> {
         let mut args = serde_json::value::to_raw_value(&args)
             .map_err(|e| Error::Payload(format!("arguments do not serialise to JSON: {e}")))?;
@@ -84,9 +95,13 @@ impl Job {
             // `()`: a job without arguments, which Sidekiq writes as `[]`.
             args = RawValue::from_string("[]".to_string()).expect("[] is JSON");
         }
+        if args.get().starts_with('{') {
+            // A struct or map: the job's one argument.
+            args = RawValue::from_string(format!("[{}]", args.get())).expect("[{…}] is JSON");
+        }
         if !args.get().starts_with('[') {
             return Err(Error::Payload(format!(
-                "arguments must serialise to a JSON array (Sidekiq passes them as a list), got {}; use a tuple such as (id,) or a Vec",
+                "arguments must serialise to a JSON list or object (Sidekiq passes a list), got {}; use a tuple such as (id,), a Vec or a struct",
                 args.get()
             )));
         }
@@ -910,8 +925,10 @@ mod tests {
     }
 
     #[test]
-    fn arguments_must_be_an_array() {
-        let err = Job::new("X", serde_json::json!({"a": 1})).unwrap_err();
-        assert!(err.to_string().contains("JSON array"), "{err}");
+    fn arguments_are_a_list_or_one_object() {
+        let job = Job::new("X", serde_json::json!({"a": 1})).unwrap();
+        assert_eq!(job.args_json(), r#"[{"a":1}]"#);
+        let err = Job::new("X", 42).unwrap_err();
+        assert!(err.to_string().contains("JSON list or object"), "{err}");
     }
 }

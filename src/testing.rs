@@ -136,7 +136,7 @@ impl EnqueuedJob {
 
     /// Its arguments read as `T`, as a worker's `perform` would get them.
     pub fn args<T: DeserializeOwned>(&self) -> serde_json::Result<T> {
-        T::deserialize(self.args_json())
+        crate::worker::parse_args(&self.args_json().to_string())
     }
 
     /// Its `args` array as JSON.
@@ -463,10 +463,11 @@ impl Fake {
     /// `args` (as JSON) is waiting.
     pub fn assert_enqueued_class(&self, class: &str, args: impl Serialize) {
         let wanted = serde_json::to_value(args).expect("arguments serialise to JSON");
-        let wanted = if wanted.is_null() {
-            Value::Array(Vec::new())
-        } else {
-            wanted
+        // As `Job::new` writes them: `()` is `[]`, a struct or map the one argument.
+        let wanted = match wanted {
+            Value::Null => Value::Array(Vec::new()),
+            Value::Object(_) => Value::Array(vec![wanted]),
+            other => other,
         };
         let jobs = self.jobs();
         if !jobs

@@ -471,9 +471,14 @@ impl<W: Worker> RawWorker for Typed<W> {
     }
 }
 
-/// A job's arguments as `T`. `[]` also reads as `()`: `Job::new(class, ())` writes `[]`
-/// (Sidekiq's empty argument list), which serde would only read as `()` from `null`.
+/// A job's arguments as `T`. A struct or map is the job's one argument (`[{…}]`, Sidekiq
+/// 7's recommended shape), as [`crate::Job::new`] writes it. `[]` also reads as `()`:
+/// `Job::new(class, ())` writes `[]` (Sidekiq's empty argument list), which serde would only
+/// read as `()` from `null`.
 pub(crate) fn parse_args<T: serde::de::DeserializeOwned>(args: &str) -> serde_json::Result<T> {
+    if reads_an_object::<T>() {
+        return serde_json::from_str::<(T,)>(args).map(|(one,)| one);
+    }
     serde_json::from_str(args).or_else(|e| {
         if args.trim() == "[]" {
             serde_json::from_str("null").map_err(|_| e)
@@ -481,6 +486,49 @@ pub(crate) fn parse_args<T: serde::de::DeserializeOwned>(args: &str) -> serde_js
             Err(e)
         }
     })
+}
+
+/// Whether `T` reads a JSON object (a struct or a map), found by asking its `Deserialize`
+/// what it wants from a deserializer that answers nothing.
+fn reads_an_object<'de, T: Deserialize<'de>>() -> bool {
+    /// What the type asked for: `true` for a struct or a map.
+    #[derive(Debug)]
+    struct Asked(bool);
+    impl std::fmt::Display for Asked {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("probe")
+        }
+    }
+    impl std::error::Error for Asked {}
+    impl serde::de::Error for Asked {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Asked(false)
+        }
+    }
+    struct Probe;
+    impl<'de> Deserializer<'de> for Probe {
+        type Error = Asked;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Asked> {
+            Err(Asked(false))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            _: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Asked> {
+            Err(Asked(true))
+        }
+        fn deserialize_map<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Asked> {
+            Err(Asked(true))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct enum
+            identifier ignored_any
+        }
+    }
+    matches!(T::deserialize(Probe), Err(Asked(true)))
 }
 
 /// Runs a worker hook, logging a panic instead of unwinding into the server.
@@ -513,6 +561,8 @@ fn guard<T>(hook: &str, f: impl FnOnce() -> T) -> Option<T> {
 #[derive(Default, Clone)]
 pub struct Registry {
     handlers: HashMap<String, Arc<dyn RawWorker>>,
+    /// The Rust type registered for each class, to name both when a class comes twice.
+    types: HashMap<String, &'static str>,
     #[cfg(feature = "periodic")]
     periodic: Vec<crate::periodic::PeriodicJob>,
     /// The classes registered with [`Registry::register_iterable`].
@@ -533,27 +583,51 @@ impl Registry {
         Registry::default()
     }
 
-    /// Adds a worker under its class name; a later registration of the same name replaces it.
+    /// Adds a worker under its class name.
+    ///
+    /// # Panics
+    ///
+    /// When the class is registered already (two types named `Greet` in different modules
+    /// both default to class `"Greet"`): each class has one worker, and the message names
+    /// both types and how to tell them apart, as axum refuses a route given twice.
     pub fn register<W: Worker>(&mut self, worker: W) -> &mut Self {
         self.register_as(W::class_name(), worker)
     }
 
     /// Adds a worker under a class name of your choosing instead of its own (one worker type
-    /// serving several classes, or a name decided at run time).
+    /// serving several classes, or a name decided at run time). Panics as
+    /// [`Registry::register`] does when the class is registered already.
     pub fn register_as<W: Worker>(&mut self, class: impl Into<String>, worker: W) -> &mut Self {
         let handler = Typed {
             worker: Arc::new(worker),
             options: W::options(),
         };
-        self.handlers.insert(class.into(), Arc::new(handler));
+        self.insert(class.into(), std::any::type_name::<W>(), Arc::new(handler));
         self
     }
 
-    /// Adds a [`RawWorker`] (arguments as raw JSON) under `class`; a later registration of
-    /// the same name replaces it.
-    pub fn register_raw(&mut self, class: impl Into<String>, worker: impl RawWorker) -> &mut Self {
-        self.handlers.insert(class.into(), Arc::new(worker));
+    /// Adds a [`RawWorker`] (arguments as raw JSON) under `class`. Panics as
+    /// [`Registry::register`] does when the class is registered already.
+    pub fn register_raw<R: RawWorker>(&mut self, class: impl Into<String>, worker: R) -> &mut Self {
+        self.insert(class.into(), std::any::type_name::<R>(), Arc::new(worker));
         self
+    }
+
+    /// Adds `handler` for `class`, refusing a second worker for one class.
+    fn insert(&mut self, class: String, type_name: &'static str, handler: Arc<dyn RawWorker>) {
+        if let Some(existing) = self.handlers.get(&class) {
+            if Arc::ptr_eq(existing, &handler) {
+                return;
+            }
+            let first = self.types.get(&class).copied().unwrap_or("another worker");
+            panic!(
+                "class {class:?} is registered twice, for {first} and for {type_name}; each class has \
+                 one worker. Give one of them its own name: `fn class_name() -> String {{ \"Other\".into() }}` \
+                 in its `impl Worker`, or `registry.register_as(\"Other\", worker)`"
+            );
+        }
+        self.types.insert(class.clone(), type_name);
+        self.handlers.insert(class, handler);
     }
 
     /// Adds an [`crate::iteration::IterableWorker`] under its class name: its jobs walk
@@ -567,7 +641,7 @@ impl Registry {
             worker: Arc::new(worker),
             options: W::options(),
         };
-        self.handlers.insert(class.clone(), Arc::new(handler));
+        self.insert(class.clone(), std::any::type_name::<W>(), Arc::new(handler));
         self.iterable.insert(class);
         self
     }
@@ -581,10 +655,12 @@ impl Registry {
             .collect()
     }
 
-    /// Adds every worker (and periodic entry) of `other`.
+    /// Adds every worker (and periodic entry) of `other`. Panics as [`Registry::register`]
+    /// does when both have a worker for one class (the same worker twice is fine).
     pub fn merge(&mut self, other: &Registry) -> &mut Self {
         for (name, handler) in &other.handlers {
-            self.handlers.insert(name.clone(), Arc::clone(handler));
+            let type_name = other.types.get(name).copied().unwrap_or("a worker");
+            self.insert(name.clone(), type_name, Arc::clone(handler));
         }
         self.iterable.extend(other.iterable.iter().cloned());
         #[cfg(feature = "periodic")]

@@ -52,6 +52,11 @@ fn help_version_and_flag_errors() {
         (vec!["--bogus"], "--bogus"),
         (vec!["-s", "nope"], "knows: demo"),
         (vec!["-s", "/nonexistent/workers.toml"], "cannot read"),
+        // Bare `psychiq` names what it could serve instead of running the demo workers.
+        (
+            vec![],
+            "name the workers to serve with -s: demo, demo-limits",
+        ),
     ] {
         let out = psychiq().args(&args).output().unwrap();
         let stderr = String::from_utf8(out.stderr).unwrap();
@@ -63,7 +68,7 @@ fn help_version_and_flag_errors() {
     }
 
     let out = psychiq()
-        .args(["-o", "127.0.0.1", "-p", "1"])
+        .args(["-s", "demo", "-o", "127.0.0.1", "-p", "1"])
         .output()
         .unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();

@@ -405,7 +405,10 @@ fn secrets_stay_out_of_help_errors_and_job_programs() {
         "redis+unix:///nonexistent/redis.sock?db=0&pass=topsecret",
         "redis://:top/secret@127.0.0.1:1",
     ] {
-        let out = psychiq().args(["--redis-url", url]).output().unwrap();
+        let out = psychiq()
+            .args(["-s", "demo", "--redis-url", url])
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(!stderr.contains("secret"), "{stderr}");

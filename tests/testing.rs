@@ -337,3 +337,100 @@ async fn assert_enqueued_says_what_is_waiting() {
     fake.client().enqueue::<Leaf>((1,)).await.unwrap();
     fake.assert_enqueued::<Leaf>(&(9,));
 }
+
+/// A struct (or map) as `Args` is the job's one argument, `[{…}]`, both ways: written so by
+/// `enqueue`, and read so from a payload another client (a Ruby `perform(order)`) wrote.
+#[tokio::test]
+async fn a_struct_is_the_jobs_one_argument() {
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Order {
+        id: u64,
+        sku: String,
+    }
+    struct Ship(Arc<std::sync::Mutex<Vec<Order>>>);
+    impl Worker for Ship {
+        type Args = Order;
+        async fn perform(&self, order: Order) -> JobResult {
+            self.0.lock().unwrap().push(order);
+            Ok(())
+        }
+    }
+    struct Tally(Arc<AtomicUsize>);
+    impl Worker for Tally {
+        type Args = std::collections::HashMap<String, u32>;
+        async fn perform(&self, counts: Self::Args) -> JobResult {
+            self.0
+                .fetch_add(counts.values().sum::<u32>() as usize, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+    let shipped = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tallied = Arc::new(AtomicUsize::new(0));
+    let mut registry = Registry::new();
+    registry
+        .register(Ship(Arc::clone(&shipped)))
+        .register(Tally(Arc::clone(&tallied)));
+    let fake = Fake::new(registry);
+    let order = Order {
+        id: 7,
+        sku: "A1".into(),
+    };
+    fake.client().enqueue::<Ship>(order).await.unwrap();
+    let waiting = fake.jobs_for::<Ship>();
+    assert_eq!(
+        waiting[0].args_json(),
+        &serde_json::json!([{"id": 7, "sku": "A1"}])
+    );
+    assert_eq!(
+        waiting[0].args::<Order>().unwrap(),
+        Order {
+            id: 7,
+            sku: "A1".into()
+        }
+    );
+    fake.assert_enqueued::<Ship>(&Order {
+        id: 7,
+        sku: "A1".into(),
+    });
+    // As Ruby's `Ship.perform_async({"id" => 8, "sku" => "B2"})` writes it.
+    fake.client()
+        .push(Job::new("Ship", serde_json::json!([{"id": 8, "sku": "B2"}])).unwrap())
+        .await
+        .unwrap();
+    fake.client()
+        .push(Job::new("Tally", serde_json::json!({"a": 2, "b": 3})).unwrap())
+        .await
+        .unwrap();
+    fake.drain().await.unwrap();
+    let shipped = shipped.lock().unwrap();
+    assert_eq!(shipped.len(), 2);
+    assert_eq!(
+        shipped[1],
+        Order {
+            id: 8,
+            sku: "B2".into()
+        }
+    );
+    assert_eq!(tallied.load(Ordering::SeqCst), 5);
+}
+
+/// Two workers for one class name are refused when registered, naming both.
+#[test]
+#[should_panic(expected = "class \"Leaf\" is registered twice")]
+fn two_workers_for_one_class_are_refused() {
+    mod other {
+        pub struct Leaf;
+        impl psychiq::Worker for Leaf {
+            type Args = psychiq::NoArgs;
+            async fn perform(&self, _: psychiq::NoArgs) -> psychiq::JobResult {
+                Ok(())
+            }
+        }
+    }
+    let mut registry = Registry::new();
+    registry
+        .register(Leaf {
+            seen: Arc::default(),
+        })
+        .register(other::Leaf);
+}
