@@ -341,7 +341,13 @@ pub struct RedisArgs {
     #[arg(short = 'n', long, default_value = crate::keys::DEFAULT_NAMESPACE, hide_default_value = true, global = true)]
     pub namespace: String,
     /// Key layout: sidekiq (Sidekiq's keys) or cluster (each queue in its own hash slot, for Redis Cluster; implied by a redis+cluster:// URL)
-    #[arg(long, value_name = "LAYOUT", env = "PSYCHIQ_LAYOUT", global = true)]
+    #[arg(
+        long,
+        value_name = "LAYOUT",
+        env = "PSYCHIQ_LAYOUT",
+        hide_env_values = true,
+        global = true
+    )]
     pub layout: Option<crate::keys::Layout>,
     /// After each enqueue and acknowledgement, wait (up to 1 s) until this many replicas have the writes, so a failover loses neither
     #[arg(long, value_name = "N", env = "PSYCHIQ_WAIT_REPLICAS", global = true)]
@@ -479,14 +485,32 @@ pub async fn run(command: AdminCommand, redis: &RedisArgs, json_output: bool) ->
         // Bad input is reported before Redis is asked anything.
         AdminCommand::Enqueue(args) => match job_to_enqueue(&args) {
             Ok(job) => match Api::connect(&redis.redis_config(), &redis.namespace).await {
-                Ok(api) => enqueue(&api, &Out { json: json_output }, &args, job).await,
+                Ok(api) => {
+                    let out = Out {
+                        json: json_output,
+                        source: format!("Redis {}", api.source()),
+                    };
+                    enqueue(&api, &out, &args, job).await
+                }
                 Err(e) => Err(Failure::Other(e)),
             },
             Err(bad) => Err(bad),
         },
         command => match Api::connect(&redis.redis_config(), &redis.namespace).await {
             Ok(api) => {
-                let out = Out { json: json_output };
+                // Tables say where they come from, and an empty namespace (a typo in -n)
+                // says which namespaces do hold jobs.
+                let out = Out {
+                    json: json_output,
+                    source: format!("Redis {}", api.source()),
+                };
+                let warning = match json_output {
+                    false => empty_namespace_warning(&api, redis).await,
+                    true => None,
+                };
+                if let Some(warning) = warning {
+                    eprintln!("{warning}");
+                }
                 dispatch(command, &api, &out).await
             }
             Err(e) => Err(Failure::Other(e)),
@@ -507,6 +531,74 @@ pub async fn run(command: AdminCommand, redis: &RedisArgs, json_output: bool) ->
             ExitCode::FAILURE
         }
     }
+}
+
+/// When the namespace holds none of the keys every Sidekiq-layout namespace has, a warning
+/// listing the namespaces of this Redis that do (from their `queues` and `processes` keys,
+/// found by a bounded `SCAN`).
+async fn empty_namespace_warning(api: &Api, redis: &RedisArgs) -> Option<String> {
+    let keys = api.keys();
+    if keys.is_cluster() {
+        return None;
+    }
+    let probe = [
+        "queues",
+        "processes",
+        "stat:processed",
+        "retry",
+        "dead",
+        "schedule",
+    ];
+    let mut exists = redis::cmd("EXISTS");
+    for name in probe {
+        exists.arg(keys.key(name));
+    }
+    let found: u64 = exists.query_async(&mut api.connection()).await.ok()?;
+    if found > 0 {
+        return None;
+    }
+    let mut others = std::collections::BTreeSet::new();
+    let mut cursor = 0u64;
+    // At most 20 pages of 1,000 keys: a hint, not an inventory.
+    for _ in 0..20 {
+        let (next, names): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut api.connection())
+            .await
+            .ok()?;
+        for name in names {
+            let name = String::from_utf8_lossy(&name);
+            for kind in ["queues", "processes"] {
+                if name == kind {
+                    others.insert(String::new());
+                } else if let Some(prefix) = name.strip_suffix(&format!(":{kind}")) {
+                    others.insert(prefix.to_string());
+                }
+            }
+        }
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    let listed: Vec<String> = others
+        .iter()
+        .map(|ns| crate::api::namespace_label(ns))
+        .collect();
+    Some(if listed.is_empty() {
+        format!(
+            "warning: nothing is stored under namespace {} in this Redis, nor under any other",
+            crate::api::namespace_label(&redis.namespace)
+        )
+    } else {
+        format!(
+            "warning: nothing is stored under namespace {} in this Redis; these namespaces hold jobs: {} (pick one with -n)",
+            crate::api::namespace_label(&redis.namespace),
+            listed.join(", ")
+        )
+    })
 }
 
 async fn dispatch(command: AdminCommand, api: &Api, out: &Out) -> Outcome {
@@ -534,6 +626,8 @@ async fn dispatch(command: AdminCommand, api: &Api, out: &Out) -> Outcome {
 /// Prints tables for people or JSON for scripts.
 struct Out {
     json: bool,
+    /// Which Redis and namespace, the title of every table.
+    source: String,
 }
 
 impl Out {
@@ -546,6 +640,7 @@ impl Out {
         if self.json {
             println!("{json}");
         } else {
+            println!("{}", self.source);
             print!("{}", table(headers, &rows));
         }
     }
@@ -662,6 +757,7 @@ async fn stats(api: &Api, out: &Out, days: u32) -> Outcome {
             span_text(stats.default_queue_latency),
         ],
     ];
+    println!("{}", out.source);
     print!("{}", table(&["total", "value"], &rows));
     println!();
     let rows = history
@@ -860,7 +956,7 @@ async fn batches(api: &Api, out: &Out, action: Option<BatchesAction>) -> Outcome
                     "no batch {bid:?} (it may have expired); `psychiq batches` lists them"
                 )));
             };
-            let time = |t: Option<f64>| t.map_or("-".to_string(), |t| format!("{t:.3}"));
+            let time = |t: Option<f64>| t.map_or("-".to_string(), utc_text);
             let rows = vec![
                 vec!["bid".into(), b.bid.clone()],
                 vec!["description".into(), b.description.clone()],
@@ -1042,6 +1138,11 @@ async fn jobs(api: &Api, out: &Out, queue: &str, action: Option<JobsAction>) -> 
         JobsAction::List(page) => {
             let start = (page.page - 1) * page.per_page;
             let jobs = api.queue_jobs(queue, start, page.per_page).await?;
+            if jobs.is_empty() && !api.queue_exists(queue).await? {
+                return Err(Failure::NotFound(format!(
+                    "there is no queue {queue:?}; `psychiq queues` lists them"
+                )));
+            }
             out.print_json_text(
                 &jobs_json(&jobs),
                 &["jid", "class", "queue", "enqueued at (UTC)", "args"],

@@ -446,6 +446,15 @@ redis.call('zremrangebyrank', KEYS[2], 0, -tonumber(ARGV[6]))
 return 1
 "#;
 
+/// A namespace as people read it: the empty one is Sidekiq's bare keys.
+pub(crate) fn namespace_label(namespace: &str) -> String {
+    if namespace.is_empty() {
+        "(none: bare keys)".to_string()
+    } else {
+        format!("{:?}", crate::text::printable(namespace))
+    }
+}
+
 impl Api {
     /// Connects to Redis and reads keys under `namespace`.
     pub async fn connect(config: &RedisConfig, namespace: &str) -> Result<Api> {
@@ -455,6 +464,16 @@ impl Api {
             keys: config.keys(namespace),
             config: config.clone(),
         })
+    }
+
+    /// Which Redis (its password masked) and namespace this API reads:
+    /// `redis://localhost:6379/3 · namespace "billing"`, or `· namespace (none: bare keys)`.
+    pub fn source(&self) -> String {
+        format!(
+            "{} · namespace {}",
+            self.config.display_address(),
+            namespace_label(self.keys.namespace())
+        )
     }
 
     /// The keys this API reads.

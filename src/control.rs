@@ -10,6 +10,8 @@ use tokio::sync::watch;
 pub(crate) struct Control {
     pub quiet: Arc<watch::Sender<bool>>,
     pub stop: Arc<watch::Sender<bool>>,
+    /// Stop without waiting for running jobs: they are pushed back at once.
+    pub now: Arc<watch::Sender<bool>>,
 }
 
 impl Control {
@@ -17,7 +19,13 @@ impl Control {
         Control {
             quiet: Arc::new(watch::channel(false).0),
             stop: Arc::new(watch::channel(false).0),
+            now: Arc::new(watch::channel(false).0),
         }
+    }
+    /// Stops at once: running jobs are cancelled and pushed back to their queues.
+    pub fn stop_now(&self) {
+        self.stop();
+        self.now.send_replace(true);
     }
     /// Stops fetching and scheduling; running jobs go on and the heartbeat keeps beating.
     pub fn quiet(&self) {

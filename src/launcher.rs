@@ -72,6 +72,12 @@ impl ServerHandle {
         self.control.stop();
     }
 
+    /// Stops without waiting out the shutdown timeout: running jobs are cancelled and pushed
+    /// back to the front of their queues at once (what a second INT or TERM does).
+    pub fn stop_now(&self) {
+        self.control.stop_now();
+    }
+
     /// Whether the server is quiet (or stopping).
     pub fn is_quiet(&self) -> bool {
         *self.control.quiet.borrow()
@@ -340,12 +346,20 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         hooks.fire(Event::Shutdown).await;
 
         let busy = running.lock().expect("running jobs lock").len();
-        tracing::info!(running = busy, "Shutting down: waiting for running jobs");
-        let finished = tokio::time::timeout(config.shutdown_timeout, async {
-            while workers.join_next().await.is_some() {}
-        })
-        .await
-        .is_ok();
+        tracing::info!(
+            running = busy,
+            "Shutting down: waiting up to {:.0} s for running jobs, then pushing back what is unfinished (a second INT or TERM does it at once)",
+            config.shutdown_timeout.as_secs_f64()
+        );
+        let mut now = control.now.subscribe();
+        let finished = tokio::select! {
+            _ = async { while workers.join_next().await.is_some() {} } => true,
+            _ = tokio::time::sleep(config.shutdown_timeout) => false,
+            _ = now.wait_for(|now| *now) => {
+                tracing::info!("Stopping now: running jobs go back to their queues");
+                false
+            }
+        };
         if !finished {
             // Stop them first, then push back exactly those still unfinished.
             workers.abort_all();

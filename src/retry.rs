@@ -9,7 +9,8 @@
 //! - `retry_for: S` (Sidekiq 7.1) allows no retry once S seconds have passed since the
 //!   first failure (`0`: none);
 //! - the delay is `count^4 + 15 + rand(10 * (count + 1))` seconds (Sidekiq 8's jitter), or
-//!   the worker's `retry_in` plus the same jitter;
+//!   exactly the worker's `retry_in` (Sidekiq adds its jitter there too; a delay a worker
+//!   names is kept as named);
 //! - an exhausted job calls the worker's `retries_exhausted`, then goes to the dead set
 //!   (unless `dead: false`: then it gets `discarded_at` and goes nowhere), which is trimmed
 //!   to 180 days and fewer than 10,000 entries;
@@ -139,12 +140,15 @@ pub(crate) fn plan_failure(
         };
     }
 
-    let base = handler
+    // The worker's own delay is kept exactly; Sidekiq's formula gets its jitter.
+    let delay = match handler
         .and_then(|h| h.retry_in(count, error))
-        .map(|d| d.as_secs())
-        .filter(|&secs| secs > 0)
-        .unwrap_or_else(|| base_delay_secs(count));
-    let at = now + (base + jitter_secs(count)) as f64;
+        .filter(|d| !d.is_zero())
+    {
+        Some(delay) => delay.as_secs_f64(),
+        None => (base_delay_secs(count) + jitter_secs(count)) as f64,
+    };
+    let at = now + delay;
     Disposition::Retry {
         at,
         payload: job.to_json(),

@@ -265,12 +265,17 @@ impl Server {
         crate::launcher::launch(self, false).await
     }
 
-    /// Runs until SIGINT or SIGTERM (or a remote `TERM`). SIGTSTP quiets the server and
-    /// SIGTTIN logs the running jobs.
+    /// Runs until SIGINT or SIGTERM (or a remote `TERM`), then stops gracefully; a second
+    /// SIGINT or SIGTERM stops at once, pushing running jobs back. SIGTSTP quiets the
+    /// server and SIGTTIN logs the running jobs.
     pub async fn run(self) -> Result<()> {
         let handle = crate::launcher::launch(self, true).await?;
         tokio::select! {
             _ = crate::signals::terminate() => handle.stop(),
+            _ = handle.stopped() => {}
+        }
+        tokio::select! {
+            _ = crate::signals::terminate() => handle.stop_now(),
             _ = handle.stopped() => {}
         }
         handle.stopped().await;

@@ -1,7 +1,7 @@
 //! Turning process signals into a shutdown future.
 
 /// Completes on SIGINT (Ctrl-C), SIGTERM or SIGHUP (a closed terminal), having logged
-/// which: each asks for a graceful stop.
+/// which: the first asks for a graceful stop, a second for a stop at once.
 pub async fn terminate() {
     #[cfg(unix)]
     {
@@ -16,7 +16,7 @@ pub async fn terminate() {
                     _ = term.recv() => "TERM",
                     _ = hup.recv() => "HUP (the terminal closed)",
                 };
-                tracing::info!("SIG{name} received: stopping gracefully");
+                tracing::info!("SIG{name} received");
             }
             _ => {
                 let _ = tokio::signal::ctrl_c().await;

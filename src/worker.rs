@@ -332,8 +332,8 @@ pub trait Worker: Send + Sync + 'static {
     /// Does the work.
     fn perform(&self, args: Self::Args) -> impl Future<Output = JobResult> + Send;
 
-    /// Seconds to wait before retry number `count + 1`, replacing `count^4 + 15`
-    /// (jitter is still added). `None` keeps Sidekiq's formula.
+    /// How long to wait before retry number `count + 1`, exactly (no jitter is added),
+    /// replacing Sidekiq's `count^4 + 15` plus jitter. `None` (or zero) keeps the formula.
     fn retry_in(&self, count: u32, error: &JobError) -> Option<Duration> {
         let _ = (count, error);
         None

@@ -365,3 +365,42 @@ async fn json_output_keeps_the_payloads_numbers_exactly() {
     assert_eq!(job.display_args(), "[18446744073709551617,1e3]");
     assert_eq!(job.field_json("nope"), None);
 }
+
+/// Tables say which Redis and namespace they read; a namespace holding nothing (a typo in
+/// -n) warns and lists the namespaces that do hold jobs; a queue that does not exist is an
+/// error, not an empty table.
+#[tokio::test]
+async fn admin_output_names_its_redis_and_namespace_and_an_empty_one_warns() {
+    let own = OwnRedis::start();
+    let redis = psychiq::RedisConfig::from_url(own.url());
+    let client = psychiq::Client::connect(&redis, "billing").await.unwrap();
+    client.push(Job::new("X", ()).unwrap()).await.unwrap();
+    let run = |namespace: &str, args: &[&str]| {
+        let out = psychiq()
+            .args(args)
+            .args(["--redis-url", &format!("{}/0", own.url()), "-n", namespace])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, out) = run("billing", &["stats"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with(&format!("Redis {}/0 · namespace \"billing\"\n", own.url())),
+        "{out}"
+    );
+    assert!(!out.contains("warning"), "{out}");
+    let (code, err) = run("biling", &["queues"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: nothing is stored under namespace \"biling\"")
+            && err.contains("these namespaces hold jobs: \"billing\""),
+        "{err}"
+    );
+    let (code, err) = run("billing", &["jobs", "nosuchqueue"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("there is no queue \"nosuchqueue\""), "{err}");
+}

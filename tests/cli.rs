@@ -581,3 +581,34 @@ fn toml_mistakes_are_refused_at_start_with_their_entry_named() {
     assert!(!stderr.contains("pass -s"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The first TERM says how long it will wait for running jobs; a second stops at once,
+/// pushing the running job back to its queue.
+#[tokio::test]
+async fn a_second_term_stops_at_once_and_pushes_running_jobs_back() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let jid = ns.client.push(Job::new("Sleep", (20_000,))?).await?;
+    let mut server = Spawned::start(&ns, &["-s", "demo", "-t", "25", "-v"]);
+    wait_until(
+        Duration::from_secs(10),
+        "the Sleep job to start",
+        || async { server.log_text().contains("start") },
+    )
+    .await;
+    server.signal("TERM");
+    wait_until(Duration::from_secs(5), "the shutdown line", || async {
+        server.log_text().contains("waiting up to 25 s")
+    })
+    .await;
+    let asked = Instant::now();
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(5)), 0);
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        asked.elapsed()
+    );
+    let queued = ns.lrange(&ns.keys().queue("default")).await;
+    assert!(queued.iter().any(|job| job.contains(&jid)), "{queued:?}");
+    Ok(())
+}

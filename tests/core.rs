@@ -741,9 +741,9 @@ async fn worker_hooks_set_the_delay_and_see_exhaustion() -> psychiq::Result<()> 
         .query(redis::cmd("ZSCORE").arg(&retry_key).arg(&raw))
         .await;
     let failed_at = parse(&raw)["failed_at"].as_f64().unwrap();
-    // retry_in's 100 s replaces count^4 + 15; Sidekiq's jitter rand(10) * 1 is still added.
+    // retry_in's 100 s replaces count^4 + 15 and its jitter: exactly 100 s.
     assert!(
-        (failed_at + 100.0..=failed_at + 109.0).contains(&(score)),
+        (score - failed_at - 100.0).abs() < 0.01,
         "delay {}",
         score - failed_at
     );

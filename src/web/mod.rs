@@ -132,6 +132,8 @@ pub(crate) struct Ctx {
     pub base: String,
     /// The token forms must send back (`_csrf`).
     pub csrf: String,
+    /// Which Redis (password masked), db and namespace this dashboard shows.
+    pub source: String,
 }
 
 impl Ctx {
@@ -365,6 +367,7 @@ async fn guard_forms(
     request.extensions_mut().insert(Ctx {
         base: base.clone(),
         csrf: csrf.clone(),
+        source: web.api.source(),
     });
     let mut response = next.run(request).await;
     let headers = response.headers_mut();

@@ -155,6 +155,7 @@ pub(super) fn layout(
                             }
                         }
                     }
+                    span.source title="Redis, database and namespace" { (ctx.source) }
                     div.strip {
                         @for (key, label) in [("processed", "processed"), ("failed", "failed"), ("busy", "busy"), ("enqueued", "enqueued"), ("retries", "retries"), ("dead", "dead")] {
                             span { b data-stat=(key) { "…" } " " (label) }
