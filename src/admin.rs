@@ -527,7 +527,7 @@ pub async fn run(command: AdminCommand, redis: &RedisArgs, json_output: bool) ->
             ExitCode::FAILURE
         }
         Err(Failure::Other(e)) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e}{}", e.command_line_hint());
             ExitCode::FAILURE
         }
     }

@@ -334,7 +334,7 @@ impl Cli {
         match runtime.block_on(Server::new(args.server.server_config(), registry).run()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {e}{}", e.command_line_hint());
                 ExitCode::FAILURE
             }
         }

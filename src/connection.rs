@@ -467,7 +467,7 @@ impl RedisConfig {
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
+            .set_max_delay(Duration::from_millis(500));
         ConnectionManager::new_with_config(client, config).await
     }
 }
@@ -701,13 +701,14 @@ fn master_may_have_moved(e: &RedisError) -> bool {
 /// What a Redis error means and what to do about it, in one sentence for logs and the CLI.
 pub fn explain(e: &RedisError) -> &'static str {
     if login_refused(e) {
-        return "Redis refused the login. Check the user and password in --redis-url / REDIS_URL against Redis's requirepass or ACL (a server logs in again until it is accepted)";
+        return "Redis refused the login. Check the user and password in the Redis URL against Redis's requirepass or ACL (a server logs in again until it is accepted)";
     }
     let text = e.to_string().to_lowercase();
     if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
-        return "The TLS handshake failed. Check that the server's certificate is signed by the CA given with --tls-ca (RedisConfig::tls_ca_file) and names the host in --redis-url, and, if Redis requires client certificates (tls-auth-clients), give --tls-cert and --tls-key";
+        return "The TLS handshake failed. Check that the server's certificate is signed by the CA given (RedisConfig::tls_ca_file) and names the host in the URL, and, if Redis requires client certificates (tls-auth-clients), give one (RedisConfig::tls_client_cert)";
     }
-    const UNREACHABLE: &str = "Cannot reach Redis. Check that redis-server is running and the address (--redis-url, -o/-p/-d) is right; no Redis yet? `sudo apt-get install redis-server` (Debian, Ubuntu), `brew install redis && brew services start redis` (macOS) or `docker run -d -p 6379:6379 redis`";
+    const UNREACHABLE: &str =
+        "Cannot reach Redis. Check that redis-server is running and the address is right";
     match e.kind() {
         ErrorKind::Server(ServerErrorKind::NoPerm) => {
             "The Redis ACL user lacks a permission Psychiq needs. Grant it its keys (~* or ~NAMESPACE:*), channels (&*) and commands (+@all, or +@read +@write +@list +@sortedset +@set +@hash +@string +@scripting +@connection +@keyspace)"
@@ -775,47 +776,91 @@ pub(crate) async fn wait_for_replicas(conn: &mut Connection, config: &RedisConfi
     }
 }
 
-/// Logs a Redis outage once when it starts and once when it ends, with its length.
+/// One part of a server (fetch, heartbeat, scheduler, …) waiting out a Redis outage. The
+/// parts of a process share one [`OUTAGE`] record, so an outage is logged once when it
+/// starts (what failed, since when) and once when every part is through it (how long), not
+/// once per part.
 #[derive(Debug)]
 pub(crate) struct Outage {
     /// Which part of the server is talking (e.g. "fetch").
     what: &'static str,
-    since: Option<Instant>,
-    /// What the last logged error meant, so a change of cause is logged too.
-    cause: &'static str,
+    /// Whether this part is counted among those failing.
+    failing: bool,
 }
+
+/// The process's outage: since when, why, and how many parts are still failing.
+#[derive(Debug)]
+struct OutageState {
+    since: Option<Instant>,
+    cause: &'static str,
+    failing: usize,
+}
+
+static OUTAGE: std::sync::Mutex<OutageState> = std::sync::Mutex::new(OutageState {
+    since: None,
+    cause: "",
+    failing: 0,
+});
 
 impl Outage {
     pub fn new(what: &'static str) -> Outage {
         Outage {
             what,
-            since: None,
-            cause: "",
+            failing: false,
         }
     }
 
-    /// A command failed: logs it if this starts an outage or its cause changed.
+    /// A command failed: logs it if this starts the process's outage or changes its cause.
     pub fn failed(&mut self, error: &redis::RedisError) {
         let cause = explain(error);
-        if self.since.is_none() || self.cause != cause {
-            tracing::error!(error = %error, "{}: {cause}; will keep trying", self.what);
-            self.since.get_or_insert_with(Instant::now);
-            self.cause = cause;
+        let mut shared = OUTAGE.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.failing {
+            self.failing = true;
+            shared.failing += 1;
+        }
+        if shared.since.is_none() {
+            shared.since = Some(Instant::now());
+            shared.cause = cause;
+            tracing::error!(
+                error = %error,
+                part = self.what,
+                "Redis unavailable since {}: {cause}; every part waits and tries again",
+                crate::payload::utc_iso8601(crate::payload::now_secs())
+            );
+        } else if shared.cause != cause {
+            shared.cause = cause;
+            tracing::error!(error = %error, part = self.what, "Redis still unavailable: {cause}");
         }
     }
 
-    /// A command succeeded: logs the recovery if an outage was going on; returns whether it was.
+    /// A command succeeded: once every failing part has, logs how long the outage lasted.
+    /// Returns whether this part was failing.
     pub fn ok(&mut self) -> bool {
-        match self.since.take() {
-            Some(since) => {
-                tracing::info!(
-                    downtime_s = since.elapsed().as_secs_f64(),
-                    "{}: Redis is back",
-                    self.what
-                );
-                true
+        if !self.failing {
+            return false;
+        }
+        self.failing = false;
+        let mut shared = OUTAGE.lock().unwrap_or_else(|e| e.into_inner());
+        shared.failing = shared.failing.saturating_sub(1);
+        if let (0, Some(since)) = (shared.failing, shared.since) {
+            shared.since = None;
+            let downtime = since.elapsed().as_secs_f64();
+            tracing::info!(downtime_s = downtime, "Redis is back after {downtime:.1} s");
+        }
+        true
+    }
+}
+
+impl Drop for Outage {
+    /// A part that gives up (its error is not an outage, or it stops) no longer holds the
+    /// outage open.
+    fn drop(&mut self) {
+        if self.failing {
+            let mut shared = OUTAGE.lock().unwrap_or_else(|e| e.into_inner());
+            shared.failing = shared.failing.saturating_sub(1);
+            if shared.failing == 0 {
+                shared.since = None;
             }
-            None => false,
         }
     }
 }

@@ -57,6 +57,29 @@ pub enum Error {
     Other(String),
 }
 
+impl Error {
+    /// What the command line adds to this error when it ends the program: the flags that
+    /// set what went wrong, and for a Redis never reached, how to get one.
+    #[cfg(feature = "cli")]
+    pub(crate) fn command_line_hint(&self) -> &'static str {
+        let Error::Redis { source, .. } = self else {
+            return "";
+        };
+        let explained = crate::connection::explain(source);
+        if explained.starts_with("Cannot reach Redis") {
+            " (the address comes from --redis-url / REDIS_URL or -o/-p/-d). No Redis yet? \
+             `sudo apt-get install redis-server` (Debian, Ubuntu), `brew install redis && brew \
+             services start redis` (macOS) or `docker run -d -p 6379:6379 redis`"
+        } else if explained.starts_with("Redis refused the login") {
+            " (the user and password come from --redis-url / REDIS_URL)"
+        } else if explained.starts_with("The TLS handshake failed") {
+            " (the CA comes from --tls-ca, a client certificate from --tls-cert and --tls-key)"
+        } else {
+            ""
+        }
+    }
+}
+
 impl std::fmt::Debug for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Display::fmt(self, f)

@@ -170,7 +170,9 @@ impl Manager<'_> {
                                 _ = tokio::time::sleep(backoff) => {}
                                 _ = until_quiet(&mut quiet) => {}
                             }
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                            // At most half a second: work resumes within a second of Redis
+                            // answering again (a failed fetch costs Redis nothing).
+                            backoff = (backoff * 2).min(Duration::from_millis(500));
                         }
                     }
                 }

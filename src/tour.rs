@@ -42,7 +42,7 @@ pub(crate) fn run(flags: &ServerArgs) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e}{}", e.command_line_hint());
             ExitCode::FAILURE
         }
     }

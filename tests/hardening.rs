@@ -794,3 +794,46 @@ async fn a_failure_that_cannot_be_written_keeps_the_job() -> psychiq::Result<()>
     );
     Ok(())
 }
+
+/// A Redis outage is one ERROR line when it starts and one line when it ends (not one per
+/// part of the server), and work resumes within about a second of Redis answering again.
+#[tokio::test]
+async fn an_outage_is_two_lines_and_work_resumes_within_a_second() {
+    let mut redis = OwnRedis::start();
+    let ns = TestNs::on(&redis.url()).await;
+    let mut server = Spawned::start(&ns, &["-s", "demo", "-c", "2"]);
+    ns.registered_identity().await;
+    redis.stop();
+    // Long enough for every part (fetch, heartbeat, scheduler, recovery) to fail.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    redis.launch();
+    let out = std::env::temp_dir().join(format!("{}-echo.jsonl", ns.namespace));
+    let job = json!({"class": "Echo", "args": [out.to_string_lossy(), "after"], "jid": "after"});
+    redis.cli(&["LPUSH", &ns.keys().queue("default"), &job.to_string()]);
+    // From the moment the job is in Redis, which answers again.
+    let back = std::time::Instant::now();
+    wait_until(
+        Duration::from_secs(10),
+        "the job after the outage",
+        || async { std::fs::read_to_string(&out).is_ok_and(|text| text.contains("after")) },
+    )
+    .await;
+    let resumed = back.elapsed();
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(15)), 0);
+    let log = server.log_text();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "one line when it starts: {log}");
+    assert!(errors[0].contains("Redis unavailable since"), "{log}");
+    assert!(
+        !errors[0].contains("apt-get"),
+        "no install hints for a Redis that was up: {log}"
+    );
+    assert_eq!(log.matches("Redis is back after").count(), 1, "{log}");
+    eprintln!("work resumed {resumed:?} after Redis answered again");
+    assert!(
+        resumed < Duration::from_millis(1500),
+        "resumed after {resumed:?}"
+    );
+    let _ = std::fs::remove_file(&out);
+}
