@@ -476,6 +476,31 @@ impl Api {
         )
     }
 
+    /// The Redis server's own figures, as Sidekiq's dashboard shows them: `redis_version`,
+    /// `uptime_in_seconds`, `connected_clients`, `used_memory_human`,
+    /// `used_memory_peak_human`, `maxmemory_human`, `maxmemory_policy` (those `INFO` gives;
+    /// a managed Redis may hide some).
+    pub async fn redis_info(&self) -> Result<Vec<(String, String)>> {
+        const SHOWN: [&str; 7] = [
+            "redis_version",
+            "uptime_in_seconds",
+            "connected_clients",
+            "used_memory_human",
+            "used_memory_peak_human",
+            "maxmemory_human",
+            "maxmemory_policy",
+        ];
+        let text: String = self.query(&redis::cmd("INFO")).await?;
+        let fields: HashMap<&str, &str> = text
+            .lines()
+            .filter_map(|line| line.trim_end().split_once(':'))
+            .collect();
+        Ok(SHOWN
+            .iter()
+            .filter_map(|name| Some((name.to_string(), fields.get(name)?.to_string())))
+            .collect())
+    }
+
     /// The keys this API reads.
     pub fn keys(&self) -> &Keys {
         &self.keys

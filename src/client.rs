@@ -747,8 +747,7 @@ impl Client {
                         payload: json,
                     });
                 }
-                let jids = Box::pin(store.push(written)).await?;
-                Ok(jids.into_iter().map(Push::Pushed).collect())
+                Box::pin(store.push(written)).await
             }
         }
     }

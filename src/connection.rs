@@ -501,6 +501,12 @@ impl SentinelAddress {
 }
 
 /// Makes ring rustls's crypto provider for the process, once, unless the app chose one.
+///
+/// rustls 0.23.48 deprecates ring's provider because it has no post-quantum key exchange.
+/// ring stays Psychiq's default (it builds everywhere without a C toolchain); an app that
+/// wants post-quantum key exchange installs aws-lc-rs's provider before connecting, and
+/// keeps it. The `allow` keeps the deprecation out of every downstream build's warnings.
+#[allow(deprecated)]
 fn install_crypto_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

@@ -274,9 +274,15 @@ impl Store {
     }
 
     /// Records jobs (fake) or performs them now (inline); returns their jids.
-    pub(crate) async fn push(&self, jobs: Vec<Pushed>) -> Result<Vec<String>> {
+    pub(crate) async fn push(&self, jobs: Vec<Pushed>) -> Result<Vec<crate::Push>> {
         let mut jids = Vec::with_capacity(jobs.len());
         for job in jobs {
+            // A unique job whose twin is still waiting is not pushed: the twin's jid is the
+            // answer, as the lock in Redis gives it.
+            if let Some(twin) = self.waiting_twin(&job.payload) {
+                jids.push(crate::Push::Duplicate(twin));
+                continue;
+            }
             if self.inline {
                 let queue: Arc<str> = job.queue.as_str().into();
                 let raw: Arc<[u8]> = job.payload.as_bytes().into();
@@ -291,9 +297,23 @@ impl Store {
                 let recorded = EnqueuedJob::new(job.payload, &job.queue, job.at);
                 self.state().pending.push_back(recorded);
             }
-            jids.push(job.jid);
+            jids.push(crate::Push::Pushed(job.jid));
         }
         Ok(jids)
+    }
+
+    /// The jid of a waiting job with the same `unique_key` as `payload`, if it has one.
+    fn waiting_twin(&self, payload: &str) -> Option<String> {
+        if !payload.contains("\"unique_key\"") {
+            return None;
+        }
+        let fields: crate::payload::JobMap = serde_json::from_str(payload).ok()?;
+        let key = fields.get("unique_key")?.as_str()?;
+        self.state()
+            .pending
+            .iter()
+            .find(|waiting| waiting.field("unique_key").and_then(Value::as_str) == Some(key))
+            .map(|twin| twin.jid().to_string())
     }
 }
 

@@ -101,7 +101,7 @@ async fn eval<T: serde::de::DeserializeOwned>(page: &Page, js: &str) -> T {
 /// as "not yet", so the wait does not depend on which side of the redirect it lands.
 async fn wait_for(page: &Page, what: &str, js: &str) {
     let mut last_error = None;
-    for _ in 0..120 {
+    for _ in 0..250 {
         match page.evaluate(js).await {
             Ok(value) => {
                 if value.into_value::<bool>().unwrap() {

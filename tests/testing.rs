@@ -434,3 +434,45 @@ fn two_workers_for_one_class_are_refused() {
         })
         .register(other::Leaf);
 }
+
+/// The test mode refuses a unique job's twin as Redis does, answering with the waiting jid.
+#[tokio::test]
+async fn a_unique_jobs_twin_is_refused_in_the_fake_too() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let mut registry = Registry::new();
+    registry.register(Leaf {
+        seen: Arc::clone(&seen),
+    });
+    let fake = Fake::new(registry);
+    let unique = || {
+        Job::of::<Leaf>(&(3,))
+            .unwrap()
+            .unique_for(Duration::from_secs(60))
+    };
+    let first = fake.client().try_push(unique()).await.unwrap();
+    let psychiq::Push::Pushed(jid) = first else {
+        panic!("{first:?}")
+    };
+    let twin = fake.client().try_push(unique()).await.unwrap();
+    assert!(
+        matches!(&twin, psychiq::Push::Duplicate(j) if *j == jid),
+        "{twin:?}"
+    );
+    assert_eq!(fake.jobs().len(), 1);
+    // Another argument is another job; once the first has run, it may be pushed again.
+    fake.client()
+        .push(
+            Job::of::<Leaf>(&(4,))
+                .unwrap()
+                .unique_for(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fake.jobs().len(), 2);
+    fake.drain().await.unwrap();
+    assert_eq!(seen.load(Ordering::SeqCst), 7);
+    assert!(matches!(
+        fake.client().try_push(unique()).await.unwrap(),
+        psychiq::Push::Pushed(_)
+    ));
+}

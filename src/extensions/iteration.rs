@@ -185,18 +185,35 @@ fn redis_failure(e: redis::RedisError) -> JobError {
     )
 }
 
+/// Reads or writes the walk's state, waiting out a Redis outage (every one of these is
+/// idempotent); an error waiting will not cure fails the job.
+async fn on_state<T: redis::FromRedisValue>(
+    conn: &crate::connection::Connection,
+    command: impl Fn() -> redis::Pipeline,
+) -> Result<T, JobError> {
+    let mut outage = crate::connection::Outage::new("iteration state");
+    crate::connection::until_cured(&mut outage, || {
+        let mut conn = conn.clone();
+        let pipe = command();
+        async move { pipe.query_async::<(T,)>(&mut conn).await.map(|(one,)| one) }
+    })
+    .await
+    .map_err(redis_failure)
+}
+
 async fn walk<W: IterableWorker>(worker: &W, args: &W::Args, jid: &str, env: &Env) -> JobResult {
     let key = state_key(&env.keys, jid);
-    let mut conn = env.conn.clone();
     let (saved, cancelled, done): (Option<String>, Option<String>, Option<String>) =
-        redis::cmd("HMGET")
-            .arg(&key)
-            .arg("c")
-            .arg("cancelled")
-            .arg("done")
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_failure)?;
+        on_state(&env.conn, || {
+            let mut pipe = redis::pipe();
+            pipe.cmd("HMGET")
+                .arg(&key)
+                .arg("c")
+                .arg("cancelled")
+                .arg("done");
+            pipe
+        })
+        .await?;
     if done.is_some() {
         return Ok(()); // a duplicate run of a finished walk
     }
@@ -223,16 +240,17 @@ async fn walk<W: IterableWorker>(worker: &W, args: &W::Args, jid: &str, env: &En
         std::sync::LazyLock::new(|| redis::Script::new(SAVE));
     loop {
         let Some(next) = worker.step(args, cursor.take()).await? else {
-            let _: () = redis::pipe()
-                .hset(&key, "done", crate::payload::now_secs())
-                .ignore()
-                .expire(&key, FINISHED_TTL_SECS as i64)
-                .ignore()
-                .zrem(index_key(&env.keys), jid)
-                .ignore()
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_failure)?;
+            let finished_at = crate::payload::now_secs();
+            let _: redis::Value = on_state(&env.conn, || {
+                let mut pipe = redis::pipe();
+                pipe.hset(&key, "done", finished_at)
+                    .expire(&key, FINISHED_TTL_SECS as i64)
+                    .ignore()
+                    .zrem(index_key(&env.keys), jid)
+                    .ignore();
+                pipe
+            })
+            .await?;
             worker.on_complete(args).await;
             return Ok(());
         };
@@ -242,16 +260,21 @@ async fn walk<W: IterableWorker>(worker: &W, args: &W::Args, jid: &str, env: &En
                 format!("cursor does not serialise: {e}"),
             )
         })?;
-        let cancelled: String = SCRIPT
-            .key(&key)
-            .key(index_key(&env.keys))
-            .arg(json)
-            .arg(crate::payload::now_secs())
-            .arg(jid)
-            .arg(UNFINISHED_TTL_SECS)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_failure)?;
+        let saved_at = crate::payload::now_secs();
+        let mut outage = crate::connection::Outage::new("iteration state");
+        let cancelled: String = crate::connection::until_cured(&mut outage, || {
+            let mut conn = env.conn.clone();
+            let mut invocation = SCRIPT.key(&key);
+            invocation
+                .key(index_key(&env.keys))
+                .arg(&json)
+                .arg(saved_at)
+                .arg(jid)
+                .arg(UNFINISHED_TTL_SECS);
+            async move { invocation.invoke_async(&mut conn).await }
+        })
+        .await
+        .map_err(redis_failure)?;
         cursor = Some(next);
         if !cancelled.is_empty() {
             return finish_cancelled(worker, args, jid, env).await;

@@ -222,6 +222,8 @@ pub(super) async fn dashboard(
     let stats = web.api.stats().await?;
     let days = params.days();
     let history = web.api.history(days, SystemTime::now()).await?;
+    // A Redis that refuses INFO (a restricted ACL) leaves the panel out, not the page.
+    let redis = web.api.redis_info().await.unwrap_or_default();
     let cards = cards(&stats);
     let chart = history_chart(&history);
     let base = &ctx.base;
@@ -231,12 +233,32 @@ pub(super) async fn dashboard(
         section {
             h2 { "Live: jobs per second" }
             canvas #live width="900" height="220" data-api={ (base) "/api/stats" } aria-label="processed and failed per second, live" {}
-            p.legend { span.processed { "■ processed" } " " span.failed { "■ failed" } " (sampled every 2 s)" }
+            p.legend { span.processed { "■ processed" } " " span.failed { "■ failed" } " (sampled every 5 s, as servers flush their counters)" }
         }
         section {
             h2 { "History (UTC days)" }
             p.tabs { @for d in [7, 30, 90, 180] { a.active[d == days] href={ (ctx.home()) "?days=" (d) } { (d) " days" } } }
             (chart)
+        }
+        @if !redis.is_empty() {
+            section {
+                h2 { "Redis" }
+                table.redis {
+                    tbody {
+                        tr { th { "address" } td { code { (ctx.source) } } }
+                        @for (name, value) in &redis {
+                            tr {
+                                th { (name.replace('_', " ")) }
+                                td {
+                                    @if name == "uptime_in_seconds" {
+                                        (span_text(value.parse().unwrap_or(0.0)))
+                                    } @else { (value) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
         section {
             h2 { "Queues" }
@@ -311,7 +333,7 @@ fn history_chart(history: &[crate::api::DayStats]) -> Markup {
         }
         table.compact {
             thead { tr { th { "date" } th { "processed" } th { "failed" } } }
-            tbody { @for d in history.iter().take(7) { tr { td { (d.date) } td { (d.processed) } td { (d.failed) } } } }
+            tbody { @for d in history { tr { td { (d.date) } td { (d.processed) } td { (d.failed) } } } }
         }
     }
 }
@@ -416,19 +438,20 @@ pub(super) async fn busy(
         }
         h2 { "Running jobs (" (running.len()) ")" }
         table {
-            thead { tr { th { "process" } th { "slot" } th { "queue" } th { "class" } th { "args" } th { "started" } } }
+            thead { tr { th { "process" } th { "slot" } th { "jid" } th { "queue" } th { "class" } th { "args" } th { "started" } } }
             tbody {
                 @for w in &running {
                     tr {
                         td { code { (w.process) } }
                         td { (w.thread) }
+                        td { code { (w.payload["jid"].as_str().unwrap_or("")) } }
                         td { (w.queue) }
                         td { (w.payload["wrapped"].as_str().or(w.payload["class"].as_str()).unwrap_or("")) }
                         td { code { (w.payload["args"].to_string()) } }
                         td { (span_text(now - w.run_at)) " ago" }
                     }
                 }
-                @if running.is_empty() { tr { td colspan="6" { "Nothing running." } } }
+                @if running.is_empty() { tr { td colspan="7" { "Nothing running." } } }
             }
         }
     };

@@ -5,6 +5,9 @@
   const base = document.body.dataset.base || "";
   const statsUrl = base + "/api/stats";
   const samples = []; // {at, processed, failed}
+  // Servers flush their counters every 5 s: sampling faster would draw each flush as a
+  // spike between zeros.
+  const SAMPLE_MS = 5000;
   const canvas = document.getElementById("live");
 
   function setFigures(s) {
@@ -32,7 +35,7 @@
     ctx.beginPath(); ctx.moveTo(pad, h - pad); ctx.lineTo(w - pad, h - pad); ctx.stroke();
     ctx.fillStyle = "#667085"; ctx.font = "11px sans-serif";
     ctx.fillText(Math.round(max).toLocaleString("en") + " jobs/s", pad, 14);
-    ctx.fillText("last " + Math.max(0, rates.length) * 2 + " s", w - pad - 60, h - 8);
+    ctx.fillText("last " + Math.max(0, rates.length) * SAMPLE_MS / 1000 + " s", w - pad - 60, h - 8);
     const step = (w - 2 * pad) / 60;
     [["p", "#3556d4"], ["f", "#c0362c"]].forEach(function (line) {
       ctx.strokeStyle = line[1]; ctx.lineWidth = 2; ctx.beginPath();
@@ -96,6 +99,6 @@
   }
 
   poll();
-  setInterval(poll, 2000);
+  setInterval(poll, SAMPLE_MS);
   setInterval(refreshMain, 5000);
 })();
