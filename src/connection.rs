@@ -784,28 +784,26 @@ pub(crate) async fn wait_for_replicas(conn: &mut Connection, config: &RedisConfi
 
 /// One part of a server (fetch, heartbeat, scheduler, …) waiting out a Redis outage. The
 /// parts of a process share one [`OUTAGE`] record, so an outage is logged once when it
-/// starts (what failed, since when) and once when every part is through it (how long), not
-/// once per part.
+/// starts (what failed, since when) and once when Redis answers a part that was failing
+/// again (how long), not once per part.
 #[derive(Debug)]
 pub(crate) struct Outage {
     /// Which part of the server is talking (e.g. "fetch").
     what: &'static str,
-    /// Whether this part is counted among those failing.
+    /// Whether this part's last command failed.
     failing: bool,
 }
 
-/// The process's outage: since when, why, and how many parts are still failing.
+/// The process's outage: since when, and why.
 #[derive(Debug)]
 struct OutageState {
     since: Option<Instant>,
     cause: &'static str,
-    failing: usize,
 }
 
 static OUTAGE: std::sync::Mutex<OutageState> = std::sync::Mutex::new(OutageState {
     since: None,
     cause: "",
-    failing: 0,
 });
 
 impl Outage {
@@ -819,11 +817,8 @@ impl Outage {
     /// A command failed: logs it if this starts the process's outage or changes its cause.
     pub fn failed(&mut self, error: &redis::RedisError) {
         let cause = explain(error);
+        self.failing = true;
         let mut shared = OUTAGE.lock().unwrap_or_else(|e| e.into_inner());
-        if !self.failing {
-            self.failing = true;
-            shared.failing += 1;
-        }
         if shared.since.is_none() {
             shared.since = Some(Instant::now());
             shared.cause = cause;
@@ -839,35 +834,23 @@ impl Outage {
         }
     }
 
-    /// A command succeeded: once every failing part has, logs how long the outage lasted.
+    /// A command succeeded: if this part was failing and the outage is still open, logs how
+    /// long it lasted (the parts that failed too get through on their next try, unlogged).
     /// Returns whether this part was failing.
     pub fn ok(&mut self) -> bool {
-        if !self.failing {
+        if !std::mem::take(&mut self.failing) {
             return false;
         }
-        self.failing = false;
-        let mut shared = OUTAGE.lock().unwrap_or_else(|e| e.into_inner());
-        shared.failing = shared.failing.saturating_sub(1);
-        if let (0, Some(since)) = (shared.failing, shared.since) {
-            shared.since = None;
+        let since = OUTAGE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .since
+            .take();
+        if let Some(since) = since {
             let downtime = since.elapsed().as_secs_f64();
             tracing::info!(downtime_s = downtime, "Redis is back after {downtime:.1} s");
         }
         true
-    }
-}
-
-impl Drop for Outage {
-    /// A part that gives up (its error is not an outage, or it stops) no longer holds the
-    /// outage open.
-    fn drop(&mut self) {
-        if self.failing {
-            let mut shared = OUTAGE.lock().unwrap_or_else(|e| e.into_inner());
-            shared.failing = shared.failing.saturating_sub(1);
-            if shared.failing == 0 {
-                shared.since = None;
-            }
-        }
     }
 }
 
