@@ -350,6 +350,32 @@ pub struct RunningWork {
     pub payload: Value,
 }
 
+/// Per-class figures over time (see [`Api::class_series`]).
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ClassSeries {
+    /// When each point starts (epoch seconds), oldest first.
+    pub starts: Vec<u64>,
+    /// The seconds each point covers (60, or 600 beyond 8 hours).
+    pub step_secs: u64,
+    /// Each class seen in the range, busiest first.
+    pub classes: Vec<ClassPoints>,
+}
+
+/// One class's figures per point of a [`ClassSeries`].
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ClassPoints {
+    /// The job class.
+    pub class: String,
+    /// Runs of `perform` in each point.
+    pub runs: Vec<u64>,
+    /// Runs that failed.
+    pub failed: Vec<u64>,
+    /// Milliseconds spent in runs that succeeded.
+    pub ms: Vec<u64>,
+}
+
 /// Runs of one worker class, summed over every server since the metrics began.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
@@ -1351,6 +1377,65 @@ impl Api {
             .collect();
         metrics.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.class.cmp(&b.class)));
         Ok(metrics)
+    }
+
+    /// Runs, failures and seconds per class over time, from the per-minute metrics every
+    /// server writes in Sidekiq 8's format (what Sidekiq 7/8's Metrics tab reads): one point a
+    /// minute for ranges up to 8 hours (the minutes' lifetime), one per ten minutes beyond (up
+    /// to 3 days). Points run oldest first, ending at `until`'s minute.
+    pub async fn class_series(&self, range: Duration, until: SystemTime) -> Result<ClassSeries> {
+        const MINUTES_KEPT: u64 = 8 * 60;
+        let minutes = (range.as_secs() / 60).clamp(1, 3 * 24 * 60);
+        let step = if minutes <= MINUTES_KEPT { 1 } else { 10 };
+        let end = until
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            / 60;
+        let end = end - end % step;
+        let points: Vec<u64> = (0..minutes / step).rev().map(|i| end - i * step).collect();
+        let mut pipe = redis::pipe();
+        for minute in &points {
+            let secs = minute * 60;
+            let (y, m, d) = payload::civil_from_days((secs / 86_400) as i64);
+            let (hh, mm) = ((secs % 86_400) / 3_600, (secs % 3_600) / 60);
+            let name = if step == 1 {
+                format!("j|{:02}{m:02}{d:02}|{hh}:{mm:02}", y % 100)
+            } else {
+                format!("j|{:02}{m:02}{d:02}|{hh}:{}", y % 100, mm / 10)
+            };
+            pipe.hgetall(self.keys.key(&name));
+        }
+        let hashes: Vec<HashMap<Vec<u8>, Vec<u8>>> = self.query_pipe(&pipe).await?;
+        let mut classes: std::collections::BTreeMap<String, ClassPoints> = Default::default();
+        for (i, hash) in hashes.into_iter().enumerate() {
+            for (field, value) in text_map(hash) {
+                let Some((class, kind)) = field.rsplit_once('|') else {
+                    continue;
+                };
+                let value: u64 = value.parse().unwrap_or(0);
+                let series = classes
+                    .entry(class.to_string())
+                    .or_insert_with(|| ClassPoints {
+                        class: class.to_string(),
+                        runs: vec![0; points.len()],
+                        failed: vec![0; points.len()],
+                        ms: vec![0; points.len()],
+                    });
+                match kind {
+                    "p" => series.runs[i] = value,
+                    "f" => series.failed[i] = value,
+                    "ms" => series.ms[i] = value,
+                    _ => {}
+                }
+            }
+        }
+        let mut classes: Vec<ClassPoints> = classes.into_values().collect();
+        classes.sort_by_key(|c| std::cmp::Reverse(c.runs.iter().sum::<u64>()));
+        Ok(ClassSeries {
+            starts: points.iter().map(|minute| minute * 60).collect(),
+            step_secs: step * 60,
+            classes,
+        })
     }
 
     /// A client pushing to the same Redis and namespace.

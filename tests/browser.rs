@@ -173,7 +173,12 @@ async fn the_dashboard_in_chromium() -> psychiq::Result<()> {
             .chrome_executable(CHROMIUM)
             .no_sandbox()
             .user_data_dir(&profile)
-            .window_size(1300, 900)
+            .window_size(1400, 1000)
+            .viewport(chromiumoxide::handler::viewport::Viewport {
+                width: 1400,
+                height: 1000,
+                ..Default::default()
+            })
             .request_timeout(Duration::from_secs(20))
             .build()
             .unwrap(),

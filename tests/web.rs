@@ -477,6 +477,36 @@ async fn metrics_report_totals_queues_and_per_class_durations() {
     assert!(classes[0].mean() < 1.0 && classes[0].p95() <= 1.0);
     let page = get(&app, "/classes").await.body;
     assert!(page.contains("Record") && page.contains("Flaky"));
+    // Over time: this hour's per-minute metrics, as Sidekiq 7/8's Metrics tab reads them.
+    let now = std::time::SystemTime::now();
+    let series = api
+        .class_series(Duration::from_secs(3600), now)
+        .await
+        .unwrap();
+    assert_eq!((series.starts.len(), series.step_secs), (60, 60));
+    let record = series.classes.iter().find(|c| c.class == "Record").unwrap();
+    assert_eq!(record.runs.iter().sum::<u64>(), 5);
+    let flaky = series.classes.iter().find(|c| c.class == "Flaky").unwrap();
+    assert_eq!(flaky.failed.iter().sum::<u64>(), 1);
+    let day = api
+        .class_series(Duration::from_secs(24 * 3600), now)
+        .await
+        .unwrap();
+    assert_eq!((day.starts.len(), day.step_secs), (144, 600));
+    let ten_minutes: u64 = day
+        .classes
+        .iter()
+        .find(|c| c.class == "Record")
+        .unwrap()
+        .runs
+        .iter()
+        .sum();
+    assert_eq!(ten_minutes, 5);
+    for range in ["1h", "72h"] {
+        let page = get(&app, &format!("/classes?range={range}")).await.body;
+        assert!(page.contains("Record · 5 runs, 0 failed"), "{page}");
+        assert!(page.contains("runs and failures over time"), "{page}");
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The dashboard's pages, rendered with maud (which escapes every value it prints).
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::Extension;
 use axum::extract::{Path, Query, State};
@@ -56,6 +56,8 @@ pub(super) struct Params {
     page: Option<String>,
     q: Option<String>,
     days: Option<String>,
+    /// The Classes page's range (`1h` … `72h`).
+    range: Option<String>,
     pub(super) notice: Option<String>,
 }
 
@@ -248,7 +250,7 @@ pub(super) async fn dashboard(
                         tr { th { "address" } td { code { (ctx.source) } } }
                         @for (name, value) in &redis {
                             tr {
-                                th { (name.replace('_', " ")) }
+                                th { (redis_label(name)) }
                                 td {
                                     @if name == "uptime_in_seconds" {
                                         (span_text(value.parse().unwrap_or(0.0)))
@@ -278,6 +280,20 @@ pub(super) async fn dashboard(
     ))
 }
 
+/// How the Redis panel names an `INFO` field.
+fn redis_label(name: &str) -> &str {
+    match name {
+        "redis_version" => "version",
+        "uptime_in_seconds" => "up for",
+        "connected_clients" => "connected clients",
+        "used_memory_human" => "memory used",
+        "used_memory_peak_human" => "memory peak",
+        "maxmemory_human" => "memory limit (0B: none)",
+        "maxmemory_policy" => "eviction policy",
+        other => other,
+    }
+}
+
 fn cards(stats: &Stats) -> Vec<(&'static str, &'static str, u64)> {
     vec![
         ("processed", "processed", stats.processed),
@@ -294,46 +310,76 @@ fn cards(stats: &Stats) -> Vec<(&'static str, &'static str, u64)> {
 
 /// Processed and failed per day as an SVG line chart, oldest day on the left.
 fn history_chart(history: &[crate::api::DayStats]) -> Markup {
-    let (w, h, pad) = (900.0, 200.0, 30.0);
     let days: Vec<_> = history.iter().rev().collect();
-    let max = days
+    let processed: Vec<u64> = days.iter().map(|d| d.processed).collect();
+    let failed: Vec<u64> = days.iter().map(|d| d.failed).collect();
+    let first = days.first().map(|d| d.date.as_str()).unwrap_or("");
+    let last = days.last().map(|d| d.date.as_str()).unwrap_or("");
+    html! {
+        (line_chart(
+            (900.0, 200.0),
+            &[("processed", &processed), ("failed", &failed)],
+            (first, last),
+            "a day",
+            "processed and failed per day",
+        ))
+        details {
+            summary { "Per day (" (history.len()) " days)" }
+            table.compact {
+                thead { tr { th { "date" } th { "processed" } th { "failed" } } }
+                tbody { @for d in history { tr { td { (d.date) } td { (d.processed) } td { (d.failed) } } } }
+            }
+        }
+    }
+}
+
+/// An SVG line chart of `lines` (CSS class, values), oldest on the left, labelled at both
+/// ends, its top value per `unit`.
+fn line_chart(
+    (w, h): (f64, f64),
+    lines: &[(&str, &[u64])],
+    (first, last): (&str, &str),
+    unit: &str,
+    label: &str,
+) -> Markup {
+    let pad = 30.0;
+    let len = lines
         .iter()
-        .map(|d| d.processed.max(d.failed))
+        .map(|(_, values)| values.len())
+        .max()
+        .unwrap_or(0);
+    let max = lines
+        .iter()
+        .flat_map(|(_, values)| values.iter().copied())
         .max()
         .unwrap_or(0)
         .max(1) as f64;
-    let step = if days.len() > 1 {
-        (w - 2.0 * pad) / (days.len() - 1) as f64
+    let step = if len > 1 {
+        (w - 2.0 * pad) / (len - 1) as f64
     } else {
         0.0
     };
-    let points = |pick: fn(&crate::api::DayStats) -> u64| {
-        days.iter()
+    let points = |values: &[u64]| {
+        values
+            .iter()
             .enumerate()
-            .map(|(i, d)| {
+            .map(|(i, v)| {
                 format!(
                     "{:.1},{:.1}",
                     pad + i as f64 * step,
-                    h - pad - pick(d) as f64 / max * (h - 2.0 * pad)
+                    h - pad - *v as f64 / max * (h - 2.0 * pad)
                 )
             })
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let first = days.first().map(|d| d.date.as_str()).unwrap_or("");
-    let last = days.last().map(|d| d.date.as_str()).unwrap_or("");
     html! {
-        svg.chart viewBox={ "0 0 " (w) " " (h) } role="img" aria-label="processed and failed per day" {
+        svg.chart viewBox={ "0 0 " (w) " " (h) } role="img" aria-label=(label) {
             line x1=(pad) y1=(h - pad) x2=(w - pad) y2=(h - pad) class="axis" {}
-            polyline class="processed" points=(points(|d| d.processed)) {}
-            polyline class="failed" points=(points(|d| d.failed)) {}
+            @for (class, values) in lines { polyline class=(class) points=(points(values)) {} }
             text x=(pad) y=(h - 8.0) { (first) }
             text x=(w - pad) y=(h - 8.0) text-anchor="end" { (last) }
-            text x=(pad) y="16" { "max " (max as u64) " a day" }
-        }
-        table.compact {
-            thead { tr { th { "date" } th { "processed" } th { "failed" } } }
-            tbody { @for d in history { tr { td { (d.date) } td { (d.processed) } td { (d.failed) } } } }
+            text x=(pad) y="16" { "max " (max as u64) " " (unit) }
         }
     }
 }
@@ -822,8 +868,40 @@ fn gone(ctx: &Ctx, back: &str) -> Response {
         .into_response()
 }
 
-pub(super) async fn classes(State(web): State<Arc<Web>>, Extension(ctx): Extension<Ctx>) -> Page {
+/// The ranges the Classes page charts: label, seconds.
+const CLASS_RANGES: [(&str, u64); 5] = [
+    ("1h", 3_600),
+    ("3h", 3 * 3_600),
+    ("8h", 8 * 3_600),
+    ("24h", 24 * 3_600),
+    ("72h", 72 * 3_600),
+];
+/// Classes charted at most (the busiest).
+const CHARTED_CLASSES: usize = 12;
+
+pub(super) async fn classes(
+    State(web): State<Arc<Web>>,
+    Extension(ctx): Extension<Ctx>,
+    Query(params): Query<Params>,
+) -> Page {
     let metrics = web.api.class_metrics().await?;
+    let (range, range_secs) = CLASS_RANGES
+        .iter()
+        .copied()
+        .find(|(name, _)| params.range.as_deref() == Some(*name))
+        .unwrap_or(CLASS_RANGES[0]);
+    let series = web
+        .api
+        .class_series(Duration::from_secs(range_secs), SystemTime::now())
+        .await?;
+    let clock = |secs: u64| crate::api::utc_text(secs as f64);
+    let first = series.starts.first().map(|s| clock(*s)).unwrap_or_default();
+    let last = series.starts.last().map(|s| clock(*s)).unwrap_or_default();
+    let per = if series.step_secs == 60 {
+        "a minute"
+    } else {
+        "per 10 minutes"
+    };
     let ms = |secs: f64| {
         if secs.is_infinite() {
             "> 300 s".to_string()
@@ -835,6 +913,23 @@ pub(super) async fn classes(State(web): State<Arc<Web>>, Extension(ctx): Extensi
     };
     let body = html! {
         h1 { "Classes" }
+        section {
+            h2 { "Over time (UTC)" }
+            p.tabs { @for (name, _) in CLASS_RANGES { a.active[name == range] href={ (ctx.base) "/classes?range=" (name) } { (name) } } }
+            p.legend { span.processed { "■ runs" } " " span.failed { "■ failures" } " " (per) ", from the per-minute metrics every server writes (Sidekiq 7/8's Metrics tab reads the same keys)" }
+            @for c in series.classes.iter().take(CHARTED_CLASSES) {
+                div.class-series {
+                    h3 {
+                        (c.class) " · " (c.runs.iter().sum::<u64>()) " runs, " (c.failed.iter().sum::<u64>()) " failed"
+                        @let ok = c.runs.iter().sum::<u64>().saturating_sub(c.failed.iter().sum::<u64>());
+                        @if ok > 0 { ", mean " (format!("{:.1}", c.ms.iter().sum::<u64>() as f64 / ok as f64)) " ms" }
+                    }
+                    (line_chart((900.0, 120.0), &[("processed", &c.runs), ("failed", &c.failed)], (&first, &last), per, "runs and failures over time"))
+                }
+            }
+            @if series.classes.is_empty() { p { "No job ran in this range." } }
+        }
+        h2 { "Since the metrics began" }
         p { "Runs of " code { "perform" } " per worker class, summed over every server since the metrics began. p95 is the upper bound of the histogram bucket holding the 95th percentile." }
         table {
             thead { tr { th { "class" } th { "runs" } th { "failed" } th { "failure rate" } th { "mean" } th { "p95 ≤" } } }
