@@ -132,8 +132,42 @@ struct Source {
 /// it is only ever fetched alone (index prefixed with `s`), so if it takes this process down
 /// too, no innocent job shares its fate and its recovery count. The jobs popped after it go
 /// back to the tail of their queue, in their order.
+///
+/// A call sent twice (a Redis Cluster client resends a request whose reply a failover lost,
+/// and the first one may have run) must not take a second batch into the same slots, which
+/// would overwrite the first and lose it: slots are never reused by a process, so a hash
+/// that already holds the first slot means this call ran, and it answers with what it took.
 const FETCH_BATCH: &str = r#"
 local max, slot = tonumber(ARGV[1]), tonumber(ARGV[2])
+for k = 3, #KEYS, 2 do
+  if redis.call('hexists', KEYS[k], slot) == 1 then
+    local held = {}
+    for h = 3, #KEYS, 2 do
+      held[h] = {}
+      for from = slot, slot + max - 1, 1000 do
+        local fields = {}
+        for s = from, math.min(from + 999, slot + max - 1) do fields[#fields + 1] = s end
+        for _, job in ipairs(redis.call('hmget', KEYS[h], unpack(fields))) do
+          held[h][#held[h] + 1] = job
+        end
+      end
+    end
+    local out = { '' }
+    for j = 1, max do
+      local found = false
+      for h = 3, #KEYS, 2 do
+        if held[h][j] then
+          out[#out + 1] = tostring((h - 3) / 2)
+          out[#out + 1] = held[h][j]
+          found = true
+          break
+        end
+      end
+      if not found then break end
+    end
+    return out
+  end
+end
 local taken = 0
 local paused, skipped = {}, {}
 if redis.call('scard', KEYS[1]) > 0 then
@@ -503,6 +537,63 @@ impl Fetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fetch script sent twice with the same slots (a cluster client's resend after a
+    /// lost reply) answers the second time with what the first took, and takes nothing more.
+    #[tokio::test]
+    async fn a_fetch_sent_twice_takes_once() {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let client = redis::Client::open(url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let ns = format!("psychiq-unit-{}", crate::payload::new_jid());
+        let (paused, queue, hash) = (
+            format!("{ns}:paused"),
+            format!("{ns}:queue:a"),
+            format!("{ns}:inprogress:a"),
+        );
+        let _: () = redis::cmd("LPUSH")
+            .arg(&queue)
+            .arg(&["j1", "j2", "j3", "j4", "j5"][..])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let script = Script::new(FETCH_BATCH);
+        let fetch = || {
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(&paused)
+                .key(&queue)
+                .key(&hash)
+                .arg(3)
+                .arg(100)
+                .arg("a");
+            invocation
+        };
+        let first: Vec<String> = fetch().invoke_async(&mut conn).await.unwrap();
+        let again: Vec<String> = fetch().invoke_async(&mut conn).await.unwrap();
+        assert_eq!(first, ["", "0", "j1", "0", "j2", "0", "j3"]);
+        assert_eq!(again, first);
+        let left: Vec<String> = redis::cmd("LRANGE")
+            .arg(&queue)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(left, ["j5", "j4"]);
+        let held: Vec<String> = redis::cmd("HVALS")
+            .arg(&hash)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(held.len(), 3);
+        let _: () = redis::cmd("DEL")
+            .arg(&queue)
+            .arg(&hash)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
 
     #[test]
     fn queue_specs_split_at_the_last_comma() {

@@ -11,7 +11,7 @@
 //! - the window limit was never exceeded;
 //! - no unique lock is left, nothing is in progress, nothing waits in a queue or a set.
 //!
-//! `PSYCHIQ_CHAOS_SECS` sets how long the chaos lasts (75 s unless set; the heartbeat's
+//! `PSYCHIQ_CHAOS_SECS` sets how long the chaos lasts (60 s unless set; the heartbeat's
 //! 60 s is the floor for the stopped server to be taken for dead), `PSYCHIQ_CHAOS_SEED`
 //! the seed (random unless set; printed either way, to replay a failure).
 //!
@@ -294,7 +294,7 @@ async fn chaos_loses_nothing_and_fires_everything_once() -> psychiq::Result<()> 
     let secs: u64 = std::env::var("PSYCHIQ_CHAOS_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(75);
+        .unwrap_or(60);
     let seed: u64 = std::env::var("PSYCHIQ_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
