@@ -159,10 +159,13 @@ pub fn decode_arguments(value: Value) -> Value {
             if let (1, Some(Value::String(gid))) = (map.len(), map.get("_aj_globalid")) {
                 return Value::String(gid.clone());
             }
-            if map.remove("_aj_serialized").is_some() {
-                // Symbol, Time, Date, Duration, BigDecimal, Module: a `value`. Others
-                // (Range in Rails 7.1) keep their own keys.
-                if let Some(value) = map.remove("value") {
+            if let Some(Value::String(serializer)) = map.remove("_aj_serialized") {
+                // Rails' own (Symbol, Time, Date, Duration, Module, …) are their `value`; an
+                // app's own serializer, or one without a `value` (Range in Rails 7.1), keeps
+                // its keys.
+                if serializer.starts_with("ActiveJob::Serializers::")
+                    && let Some(value) = map.remove("value")
+                {
                     return decode_arguments(value);
                 }
             }
@@ -325,6 +328,7 @@ mod tests {
             {"_aj_serialized": "ActiveJob::Serializers::TimeWithZoneSerializer", "value": "2026-12-07T03:55:00.000000000Z"},
             {"_aj_serialized": "ActiveJob::Serializers::DurationSerializer", "value": 3600, "parts": [["hours", 1]]},
             {"_aj_serialized": "ActiveJob::Serializers::RangeSerializer", "begin": 1, "end": 5, "exclude_end": false},
+            {"_aj_serialized": "MoneySerializer", "value": 100, "currency": "EUR"},
             {"_aj_globalid": "gid://app/User/1"},
             [{"deep": {"_aj_serialized": "ActiveJob::Serializers::DateSerializer", "value": "2026-12-07"}, "_aj_symbol_keys": ["deep"]}],
             {"kw": 1, "_aj_ruby2_keywords": ["kw"]},
@@ -333,7 +337,8 @@ mod tests {
             decode_arguments(written),
             json!([1, 2.5, "s", null, true, "sym", {"a": 1}, {"b": 2}, {"c": 3},
                 "2026-12-07T03:55:00.000000000Z", 3600,
-                {"begin": 1, "end": 5, "exclude_end": false}, "gid://app/User/1",
+                {"begin": 1, "end": 5, "exclude_end": false},
+                {"value": 100, "currency": "EUR"}, "gid://app/User/1",
                 [{"deep": "2026-12-07"}], {"kw": 1}])
         );
     }

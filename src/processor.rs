@@ -426,18 +426,21 @@ impl Executor {
             return Verdict::failed(error, None, true);
         };
         let jid = head.jid.as_deref().unwrap_or("");
-        // A Rails `perform_later`: the worker is the ActiveJob class, its arguments Rails'.
-        let active_job = if crate::active_job::is_wrapper(class) {
-            match crate::active_job::ActiveJob::from_args(args.get()) {
-                Ok(active_job) => Some(active_job),
-                Err(reason) => {
-                    let error = JobError::new("Psychiq::InvalidPayload", reason);
-                    return Verdict::failed(error, None, true);
+        // A Rails `perform_later`: the worker is the ActiveJob class, its arguments Rails'
+        // (unless the app registered a worker for the wrapper class itself, which then gets
+        // the payload's own arguments).
+        let active_job =
+            if crate::active_job::is_wrapper(class) && self.registry.get(class).is_none() {
+                match crate::active_job::ActiveJob::from_args(args.get()) {
+                    Ok(active_job) => Some(active_job),
+                    Err(reason) => {
+                        let error = JobError::new("Psychiq::InvalidPayload", reason);
+                        return Verdict::failed(error, None, true);
+                    }
                 }
-            }
-        } else {
-            None
-        };
+            } else {
+                None
+            };
         let (class, args) = match &active_job {
             Some(active_job) => (active_job.job_class(), active_job.arguments()),
             None => (class, args.get()),

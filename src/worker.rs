@@ -59,8 +59,9 @@ impl JobError {
         }
     }
 
-    /// Not a failure: run the job again after `delay` (it goes back to the schedule, is not
-    /// counted as failed and keeps its retry count). `return Err(JobError::snooze(d))`.
+    /// Not a failure: run the job again after `delay`, at least 1 ms (it goes back to the
+    /// schedule, is not counted as failed and keeps its retry count).
+    /// `return Err(JobError::snooze(d))`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -68,9 +69,20 @@ impl JobError {
     /// assert!(matches!(later.into_outcome(), psychiq::Outcome::Snoozed(d) if d.as_secs() == 30));
     /// ```
     pub fn snooze(delay: Duration) -> Self {
+        // At least a millisecond: a delay of zero is the iterable job's requeue.
+        let delay = delay.max(Duration::from_millis(1));
         JobError {
             wish: Wish::Snooze(delay),
             ..JobError::new("Psychiq::Snoozed", format!("snoozed for {delay:?}"))
+        }
+    }
+
+    /// Not a failure: back to the end of its queue at once (an iterable job's slice ended),
+    /// unmarked.
+    pub(crate) fn requeue() -> Self {
+        JobError {
+            wish: Wish::Snooze(Duration::ZERO),
+            ..JobError::new("Psychiq::Requeued", "requeued")
         }
     }
 
@@ -476,14 +488,18 @@ impl<W: Worker> RawWorker for Typed<W> {
 /// `Job::new(class, ())` writes `[]` (Sidekiq's empty argument list), which serde would only
 /// read as `()` from `null`.
 pub(crate) fn parse_args<T: serde::de::DeserializeOwned>(args: &str) -> serde_json::Result<T> {
+    let as_one = || serde_json::from_str::<(T,)>(args).map(|(one,)| one);
     if reads_an_object::<T>() {
-        return serde_json::from_str::<(T,)>(args).map(|(one,)| one);
+        // A struct may also have been written as the list of its fields (0.1's shape, or a
+        // Ruby `perform(7, "x")`): read that too.
+        return as_one().or_else(|e| serde_json::from_str(args).map_err(|_| e));
     }
     serde_json::from_str(args).or_else(|e| {
         if args.trim() == "[]" {
             serde_json::from_str("null").map_err(|_| e)
         } else {
-            Err(e)
+            // An enum (or anything else `Job::new` wrote as one object) is the one argument.
+            as_one().map_err(|_| e)
         }
     })
 }

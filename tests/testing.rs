@@ -401,17 +401,47 @@ async fn a_struct_is_the_jobs_one_argument() {
         .push(Job::new("Tally", serde_json::json!({"a": 2, "b": 3})).unwrap())
         .await
         .unwrap();
+    // A struct written as the list of its fields (0.1's shape, a Ruby `perform(9, "C3")`)
+    // still reads.
+    fake.client()
+        .push(Job::new("Ship", (9, "C3")).unwrap())
+        .await
+        .unwrap();
     fake.drain().await.unwrap();
     let shipped = shipped.lock().unwrap();
-    assert_eq!(shipped.len(), 2);
-    assert_eq!(
-        shipped[1],
-        Order {
-            id: 8,
-            sku: "B2".into()
-        }
-    );
+    let order = |id: u64, sku: &str| Order {
+        id,
+        sku: sku.into(),
+    };
+    assert_eq!(shipped[1..], [order(8, "B2"), order(9, "C3")]);
     assert_eq!(tallied.load(Ordering::SeqCst), 5);
+}
+
+/// An enum argument, which `Job::new` writes as one object, reads back.
+#[tokio::test]
+async fn an_enum_is_the_jobs_one_argument() {
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    enum Command {
+        Refund { order: u64 },
+    }
+    struct Act(Arc<std::sync::Mutex<Vec<Command>>>);
+    impl Worker for Act {
+        type Args = Command;
+        async fn perform(&self, command: Command) -> JobResult {
+            self.0.lock().unwrap().push(command);
+            Ok(())
+        }
+    }
+    let done = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut registry = Registry::new();
+    registry.register(Act(Arc::clone(&done)));
+    let fake = Fake::new(registry);
+    fake.client()
+        .enqueue::<Act>(Command::Refund { order: 7 })
+        .await
+        .unwrap();
+    fake.drain().await.unwrap();
+    assert_eq!(*done.lock().unwrap(), [Command::Refund { order: 7 }]);
 }
 
 /// Two workers for one class name are refused when registered, naming both.

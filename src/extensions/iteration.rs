@@ -281,8 +281,8 @@ async fn walk<W: IterableWorker>(worker: &W, args: &W::Args, jid: &str, env: &En
         }
         if *env.stop.borrow() || started.elapsed() >= slice {
             worker.on_stop(args).await;
-            // Back to the schedule at once, atomically with leaving this process.
-            return Err(JobError::snooze(Duration::ZERO));
+            // Back to the end of its queue at once, atomically with leaving this process.
+            return Err(JobError::requeue());
         }
     }
 }
