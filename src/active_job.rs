@@ -86,7 +86,7 @@ const RESERVED: [&str; 5] = [
 /// ```
 #[derive(Debug, Clone)]
 pub struct ActiveJob {
-    job_class: String,
+    /// The record without `arguments`; `job_class` is a string (checked when read).
     fields: JobMap,
     arguments: String,
 }
@@ -102,16 +102,15 @@ impl ActiveJob {
         let Some(Value::Object(mut fields)) = records.pop().filter(|_| records.is_empty()) else {
             return Err(format!("{shape}, got {args}"));
         };
-        let Some(Value::String(job_class)) = fields.get("job_class").cloned() else {
+        if !fields.get("job_class").is_some_and(Value::is_string) {
             return Err(format!("{shape}; job_class is missing or not a string"));
-        };
+        }
         let arguments = match fields.remove("arguments") {
             Some(Value::Array(items)) => decode_arguments(Value::Array(items)),
             None | Some(Value::Null) => Value::Array(Vec::new()),
             Some(other) => return Err(format!("{shape}; arguments is {other}, not a list")),
         };
         Ok(ActiveJob {
-            job_class,
             fields,
             arguments: arguments.to_string(),
         })
@@ -119,7 +118,10 @@ impl ActiveJob {
 
     /// The ActiveJob class (`job_class`): the worker that runs it.
     pub fn job_class(&self) -> &str {
-        &self.job_class
+        self.fields
+            .get("job_class")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     /// ActiveJob's own id (`job_id`, a UUID), not the Sidekiq jid.
@@ -260,40 +262,43 @@ impl Wrapped {
     }
 
     /// The wrapper's `args` as Rails 6.1's adapter writes them: one record holding the
-    /// (already encoded) `arguments`.
-    pub(crate) fn args(&self, queue: &str, arguments: &str, enqueued_at: f64) -> String {
-        let arguments: Value = serde_json::from_str(arguments).unwrap_or_default();
-        envelope(
-            &self.job_class,
-            &self.job_id,
-            queue,
-            &arguments,
-            enqueued_at,
-        )
-        .to_string()
+    /// (already encoded) `arguments`, written as they are.
+    pub(crate) fn args(
+        &self,
+        queue: &str,
+        arguments: &serde_json::value::RawValue,
+        enqueued_at: f64,
+    ) -> String {
+        /// Rails 6.1's `ActiveJob::Base#serialize`, field for field.
+        #[derive(serde::Serialize)]
+        struct Record<'a> {
+            job_class: &'a str,
+            job_id: &'a str,
+            provider_job_id: Option<()>,
+            queue_name: &'a str,
+            priority: Option<()>,
+            arguments: &'a serde_json::value::RawValue,
+            executions: u32,
+            exception_executions: Map<String, Value>,
+            locale: &'static str,
+            timezone: &'static str,
+            enqueued_at: String,
+        }
+        let record = Record {
+            job_class: &self.job_class,
+            job_id: &self.job_id,
+            provider_job_id: None,
+            queue_name: queue,
+            priority: None,
+            arguments,
+            executions: 0,
+            exception_executions: Map::new(),
+            locale: "en",
+            timezone: "UTC",
+            enqueued_at: crate::payload::utc_iso8601(enqueued_at),
+        };
+        serde_json::to_string(&[record]).expect("a record of strings and JSON serialises")
     }
-}
-
-fn envelope(
-    job_class: &str,
-    job_id: &str,
-    queue: &str,
-    arguments: &Value,
-    enqueued_at: f64,
-) -> Value {
-    serde_json::json!([{
-        "job_class": job_class,
-        "job_id": job_id,
-        "provider_job_id": null,
-        "queue_name": queue,
-        "priority": null,
-        "arguments": arguments,
-        "executions": 0,
-        "exception_executions": {},
-        "locale": "en",
-        "timezone": "UTC",
-        "enqueued_at": crate::payload::utc_iso8601(enqueued_at),
-    }])
 }
 
 /// A new ActiveJob `job_id`: a random (version 4) UUID.

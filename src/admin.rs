@@ -485,13 +485,7 @@ pub async fn run(command: AdminCommand, redis: &RedisArgs, json_output: bool) ->
         // Bad input is reported before Redis is asked anything.
         AdminCommand::Enqueue(args) => match job_to_enqueue(&args) {
             Ok(job) => match Api::connect(&redis.redis_config(), &redis.namespace).await {
-                Ok(api) => {
-                    let out = Out {
-                        json: json_output,
-                        source: format!("Redis {}", api.source()),
-                    };
-                    enqueue(&api, &out, &args, job).await
-                }
+                Ok(api) => enqueue(&api, &Out::new(json_output, &api), &args, job).await,
                 Err(e) => Err(Failure::Other(e)),
             },
             Err(bad) => Err(bad),
@@ -500,10 +494,7 @@ pub async fn run(command: AdminCommand, redis: &RedisArgs, json_output: bool) ->
             Ok(api) => {
                 // Tables say where they come from, and an empty namespace (a typo in -n)
                 // says which namespaces do hold jobs.
-                let out = Out {
-                    json: json_output,
-                    source: format!("Redis {}", api.source()),
-                };
+                let out = Out::new(json_output, &api);
                 let warning = match json_output {
                     false => empty_namespace_warning(&api, redis).await,
                     true => None,
@@ -631,6 +622,13 @@ struct Out {
 }
 
 impl Out {
+    fn new(json: bool, api: &Api) -> Out {
+        Out {
+            json,
+            source: format!("Redis {}", api.source()),
+        }
+    }
+
     fn print(&self, value: &Value, headers: &[&str], rows: Vec<Vec<String>>) {
         self.print_json_text(&value.to_string(), headers, rows);
     }
@@ -1133,15 +1131,20 @@ fn show(out: &Out, job: &JobRecord) {
     }
 }
 
+/// The failure of a command naming a queue that does not exist.
+fn no_queue(queue: &str) -> Failure {
+    Failure::NotFound(format!(
+        "there is no queue {queue:?}; `psychiq queues` lists them"
+    ))
+}
+
 async fn jobs(api: &Api, out: &Out, queue: &str, action: Option<JobsAction>) -> Outcome {
     match action.unwrap_or_else(|| JobsAction::List(PageArgs::default())) {
         JobsAction::List(page) => {
             let start = (page.page - 1) * page.per_page;
             let jobs = api.queue_jobs(queue, start, page.per_page).await?;
             if jobs.is_empty() && !api.queue_exists(queue).await? {
-                return Err(Failure::NotFound(format!(
-                    "there is no queue {queue:?}; `psychiq queues` lists them"
-                )));
+                return Err(no_queue(queue));
             }
             out.print_json_text(
                 &jobs_json(&jobs),
@@ -1173,9 +1176,7 @@ async fn jobs(api: &Api, out: &Out, queue: &str, action: Option<JobsAction>) -> 
         }
         JobsAction::Clear(confirm) => {
             if !api.queue_exists(queue).await? {
-                return Err(Failure::NotFound(format!(
-                    "there is no queue {queue:?}; `psychiq queues` lists them"
-                )));
+                return Err(no_queue(queue));
             }
             let size = api.queue_size(queue).await?;
             confirm.ask(&format!("delete queue {queue} and its {size} jobs"))?;

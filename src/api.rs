@@ -376,6 +376,20 @@ pub struct ClassPoints {
     pub ms: Vec<u64>,
 }
 
+impl ClassPoints {
+    /// Over the whole range: runs, failures, and the mean milliseconds of a successful run
+    /// (`None` without one).
+    pub fn totals(&self) -> (u64, u64, Option<f64>) {
+        let (runs, failed) = (
+            self.runs.iter().sum::<u64>(),
+            self.failed.iter().sum::<u64>(),
+        );
+        let ok = runs.saturating_sub(failed);
+        let mean = (ok > 0).then(|| self.ms.iter().sum::<u64>() as f64 / ok as f64);
+        (runs, failed, mean)
+    }
+}
+
 /// Runs of one worker class, summed over every server since the metrics began.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
@@ -1395,15 +1409,8 @@ impl Api {
         let points: Vec<u64> = (0..minutes / step).rev().map(|i| end - i * step).collect();
         let mut pipe = redis::pipe();
         for minute in &points {
-            let secs = minute * 60;
-            let (y, m, d) = payload::civil_from_days((secs / 86_400) as i64);
-            let (hh, mm) = ((secs % 86_400) / 3_600, (secs % 3_600) / 60);
-            let name = if step == 1 {
-                format!("j|{:02}{m:02}{d:02}|{hh}:{mm:02}", y % 100)
-            } else {
-                format!("j|{:02}{m:02}{d:02}|{hh}:{}", y % 100, mm / 10)
-            };
-            pipe.hgetall(self.keys.key(&name));
+            let bucket = crate::stats::sidekiq_8_bucket(minute * 60, step > 1);
+            pipe.hgetall(self.keys.key(&bucket));
         }
         let hashes: Vec<HashMap<Vec<u8>, Vec<u8>>> = self.query_pipe(&pipe).await?;
         let mut classes: std::collections::BTreeMap<String, ClassPoints> = Default::default();
@@ -1430,7 +1437,7 @@ impl Api {
             }
         }
         let mut classes: Vec<ClassPoints> = classes.into_values().collect();
-        classes.sort_by_key(|c| std::cmp::Reverse(c.runs.iter().sum::<u64>()));
+        classes.sort_by_cached_key(|c| std::cmp::Reverse(c.totals().0));
         Ok(ClassSeries {
             starts: points.iter().map(|minute| minute * 60).collect(),
             step_secs: step * 60,
@@ -1469,9 +1476,7 @@ pub(crate) fn utc_text(secs: f64) -> String {
     if secs >= YEAR_10000 {
         return secs.to_string();
     }
-    let time = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs);
-    humantime::format_rfc3339_seconds(time)
-        .to_string()
+    payload::utc_iso8601(secs)
         .replace('T', " ")
         .trim_end_matches('Z')
         .to_string()

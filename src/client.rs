@@ -421,7 +421,7 @@ impl Job {
         // An ActiveJob's arguments go inside Rails' record, which names the queue too.
         let wrapped = match &self.active_job {
             Some(wrapped) => Some(
-                RawValue::from_string(wrapped.args(&self.queue, self.args.get(), created_at))
+                RawValue::from_string(wrapped.args(&self.queue, &self.args, created_at))
                     .map_err(|e| Error::Payload(e.to_string()))?,
             ),
             None => None,

@@ -704,17 +704,46 @@ fn master_may_have_moved(e: &RedisError) -> bool {
         || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
 }
 
-/// What a Redis error means and what to do about it, in one sentence for logs and the CLI.
-pub fn explain(e: &RedisError) -> &'static str {
+/// The failures whose cure is in how Redis is addressed, which the command line names its
+/// own flags for (see `Error::command_line_hint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Addressing {
+    /// No Redis answers at the address.
+    Unreachable,
+    /// The user or password is refused.
+    Login,
+    /// The TLS handshake failed.
+    Tls,
+}
+
+/// Which [`Addressing`] failure `e` is, if any.
+pub(crate) fn addressing(e: &RedisError) -> Option<Addressing> {
     if login_refused(e) {
-        return "Redis refused the login. Check the user and password in the Redis URL against Redis's requirepass or ACL (a server logs in again until it is accepted)";
+        return Some(Addressing::Login);
     }
     let text = e.to_string().to_lowercase();
     if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
-        return "The TLS handshake failed. Check that the server's certificate is signed by the CA given (RedisConfig::tls_ca_file) and names the host in the URL, and, if Redis requires client certificates (tls-auth-clients), give one (RedisConfig::tls_client_cert)";
+        return Some(Addressing::Tls);
     }
-    const UNREACHABLE: &str =
-        "Cannot reach Redis. Check that redis-server is running and the address is right";
+    let dropped = !e.is_timeout() && (e.is_connection_dropped() || e.is_connection_refusal());
+    (e.kind() == ErrorKind::Io || (dropped && error_code(e).is_none()))
+        .then_some(Addressing::Unreachable)
+}
+
+/// What a Redis error means and what to do about it, in one sentence for logs and the CLI.
+pub fn explain(e: &RedisError) -> &'static str {
+    match addressing(e) {
+        Some(Addressing::Login) => {
+            return "Redis refused the login. Check the user and password in the Redis URL against Redis's requirepass or ACL (a server logs in again until it is accepted)";
+        }
+        Some(Addressing::Tls) => {
+            return "The TLS handshake failed. Check that the server's certificate is signed by the CA given (RedisConfig::tls_ca_file) and names the host in the URL, and, if Redis requires client certificates (tls-auth-clients), give one (RedisConfig::tls_client_cert)";
+        }
+        Some(Addressing::Unreachable) => {
+            return "Cannot reach Redis. Check that redis-server is running and the address is right";
+        }
+        None => {}
+    }
     match e.kind() {
         ErrorKind::Server(ServerErrorKind::NoPerm) => {
             "The Redis ACL user lacks a permission Psychiq needs. Grant it its keys (~* or ~NAMESPACE:*), channels (&*) and commands (+@all, or +@read +@write +@list +@sortedset +@set +@hash +@string +@scripting +@connection +@keyspace)"
@@ -734,7 +763,6 @@ pub fn explain(e: &RedisError) -> &'static str {
         ErrorKind::Server(
             ServerErrorKind::MasterDown | ServerErrorKind::ClusterDown | ServerErrorKind::TryAgain,
         ) => "Redis's master is down or its cluster is not serving. Wait for the failover",
-        ErrorKind::Io => UNREACHABLE,
         ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
             "Redis answered with data of an unexpected shape (a key of the wrong type, or bytes that are not UTF-8 where text is needed)"
         }
@@ -754,7 +782,6 @@ pub fn explain(e: &RedisError) -> &'static str {
             _ if e.is_timeout() => {
                 "Redis did not answer in time (overloaded, or the network is down)"
             }
-            _ if e.is_connection_dropped() || e.is_connection_refusal() => UNREACHABLE,
             _ => "Redis answered with an error",
         },
     }

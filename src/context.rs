@@ -95,7 +95,10 @@ impl JobContext {
     /// The `class` field: which worker runs it (for a job a Rails app enqueued, the
     /// ActiveJob class, not the wrapper).
     pub fn class(&self) -> &str {
-        &self.class
+        match &self.active_job {
+            Some(active_job) => active_job.job_class(),
+            None => &self.class,
+        }
     }
 
     /// The job id (empty if the payload has none). Key side effects by it: a job can run

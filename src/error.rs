@@ -65,17 +65,18 @@ impl Error {
         let Error::Redis { source, .. } = self else {
             return "";
         };
-        let explained = crate::connection::explain(source);
-        if explained.starts_with("Cannot reach Redis") {
-            " (the address comes from --redis-url / REDIS_URL or -o/-p/-d). No Redis yet? \
-             `sudo apt-get install redis-server` (Debian, Ubuntu), `brew install redis && brew \
-             services start redis` (macOS) or `docker run -d -p 6379:6379 redis`"
-        } else if explained.starts_with("Redis refused the login") {
-            " (the user and password come from --redis-url / REDIS_URL)"
-        } else if explained.starts_with("The TLS handshake failed") {
-            " (the CA comes from --tls-ca, a client certificate from --tls-cert and --tls-key)"
-        } else {
-            ""
+        use crate::connection::Addressing;
+        match crate::connection::addressing(source) {
+            Some(Addressing::Unreachable) => {
+                " (the address comes from --redis-url / REDIS_URL or -o/-p/-d). No Redis yet? \
+                 `sudo apt-get install redis-server` (Debian, Ubuntu), `brew install redis && \
+                 brew services start redis` (macOS) or `docker run -d -p 6379:6379 redis`"
+            }
+            Some(Addressing::Login) => " (the user and password come from --redis-url / REDIS_URL)",
+            Some(Addressing::Tls) => {
+                " (the CA comes from --tls-ca, a client certificate from --tls-cert and --tls-key)"
+            }
+            None => "",
         }
     }
 }

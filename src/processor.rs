@@ -242,19 +242,20 @@ impl Processor {
         let payload: &[u8] = marked.as_deref().map_or(&work.raw, str::as_bytes);
         let mut pipe = redis::pipe();
         pipe.atomic();
-        let key = if requeue {
+        let (key, probe) = if requeue {
             let queue = self.keys.queue(&work.queue);
             pipe.lpush(&queue, payload).ignore();
-            queue
+            (queue, "LPOS")
         } else {
             let schedule = self.keys.schedule_of(&work.queue);
             pipe.zadd(&schedule, payload, now + delay.as_secs_f64())
                 .ignore();
-            schedule
+            (schedule, "ZSCORE")
         };
         work.remove_in(&mut pipe);
         if self.send(&pipe, "snoozing a job").await.is_err() {
-            self.keep_if_lost(work, &key, payload).await;
+            let written = redis::cmd(probe).arg(&key).arg(payload).clone();
+            self.keep_if_lost(work, &written, &key).await;
         }
     }
 
@@ -263,15 +264,11 @@ impl Processor {
     /// have gone through while the write (`member` into `key`) did not. Then the job goes
     /// back into its hash, so it is not lost: it runs again when this process's jobs are
     /// recovered (the poison rule bounds how often).
-    async fn keep_if_lost(&self, work: &UnitOfWork, key: &str, member: &[u8]) {
-        // `key` is a sorted set, or (a requeue) the queue's list.
-        let probe = if key == self.keys.queue(&work.queue) {
-            redis::cmd("LPOS").arg(key).arg(member).clone()
-        } else {
-            redis::cmd("ZSCORE").arg(key).arg(member).clone()
-        };
+    /// `written` asks whether the write landed (`ZSCORE` of a set member, `LPOS` of a list
+    /// element): nil means it did not.
+    async fn keep_if_lost(&self, work: &UnitOfWork, written: &redis::Cmd, key: &str) {
         let written: redis::RedisResult<Option<redis::Value>> =
-            probe.query_async(&mut self.conn.clone()).await;
+            written.query_async(&mut self.conn.clone()).await;
         if let Ok(Some(_)) = written {
             return;
         }
@@ -368,7 +365,8 @@ impl Processor {
                 return Box::pin(self.write_counting(disposition, now, work, false)).await;
             }
             if let Some((key, member)) = retry::written_as(disposition, &self.keys) {
-                self.keep_if_lost(work, &key, member.as_bytes()).await;
+                let written = redis::cmd("ZSCORE").arg(&key).arg(member).clone();
+                self.keep_if_lost(work, &written, &key).await;
             }
         }
         if leaving && self.keys.is_cluster() {
@@ -441,7 +439,14 @@ impl Executor {
             } else {
                 None
             };
-        let (class, args) = match &active_job {
+        // The context owns the ActiveJob record; the worker's class and arguments are read
+        // from it.
+        let mut job = JobContext::new(Arc::clone(raw), Arc::clone(queue), class, jid, args.get());
+        if let Some(active_job) = active_job {
+            job = job.with_active_job(active_job);
+        }
+        let job = Arc::new(job);
+        let (class, args) = match job.active_job() {
             Some(active_job) => (active_job.job_class(), active_job.arguments()),
             None => (class, args.get()),
         };
@@ -470,11 +475,6 @@ impl Executor {
                 return Verdict::failed(error, Some(handler), true);
             }
         };
-        let mut job = JobContext::new(Arc::clone(raw), Arc::clone(queue), class, jid, args);
-        if let Some(active_job) = active_job.clone() {
-            job = job.with_active_job(active_job);
-        }
-        let job = Arc::new(job);
         // Every log line of the job (the worker's own too) carries these.
         let span = tracing::info_span!(
             "job",

@@ -174,6 +174,20 @@ const SIDEKIQ_SHORT_TERM_SECS: i64 = 8 * 60 * 60;
 /// How long Sidekiq 8 keeps its 10-minute buckets (`MID_TERM`).
 const SIDEKIQ_MID_TERM_SECS: i64 = 3 * 24 * 60 * 60;
 
+/// The name of Sidekiq 8's per-minute metrics hash holding epoch second `secs`
+/// (`j|261202|9:05`), or of its 10-minute rollup (`j|261202|9:0`): the one place these names
+/// are made, for the servers that write them and the API that charts them.
+pub(crate) fn sidekiq_8_bucket(secs: u64, ten_minutes: bool) -> String {
+    let (year, month, day) = crate::payload::civil_from_days((secs / 86_400) as i64);
+    let (hour, minute) = ((secs % 86_400) / 3_600, (secs % 3_600) / 60);
+    let yy = year % 100;
+    if ten_minutes {
+        format!("j|{yy:02}{month:02}{day:02}|{hour}:{}", minute / 10)
+    } else {
+        format!("j|{yy:02}{month:02}{day:02}|{hour}:{minute:02}")
+    }
+}
+
 /// Adds the runs of `classes` to the keys Sidekiq's metrics read (`lib/sidekiq/metrics/` of
 /// 7.3.10 and 8.0.10), in the minute of `now`: a hash of `CLASS|p` (runs), `CLASS|f`
 /// (failures) and `CLASS|ms` (time in successful runs) per minute, and a BITFIELD of 26 u16
@@ -191,18 +205,13 @@ fn sidekiq_metrics(
         .map_or(0, |d| d.as_secs());
     let (year, month, day) = crate::payload::civil_from_days((secs / 86_400) as i64);
     let (hour, minute) = ((secs % 86_400) / 3_600, (secs % 3_600) / 60);
-    let yy = year % 100;
-    let minutely_8 = format!("j|{yy:02}{month:02}{day:02}|{hour}:{minute:02}");
     let buckets = [
         (
             format!("j|{year:04}{month:02}{day:02}|{hour}:{minute}"),
             SIDEKIQ_SHORT_TERM_SECS,
         ),
-        (minutely_8.clone(), SIDEKIQ_SHORT_TERM_SECS),
-        (
-            minutely_8[..minutely_8.len() - 1].to_string(),
-            SIDEKIQ_MID_TERM_SECS,
-        ),
+        (sidekiq_8_bucket(secs, false), SIDEKIQ_SHORT_TERM_SECS),
+        (sidekiq_8_bucket(secs, true), SIDEKIQ_MID_TERM_SECS),
     ];
     for (bucket, ttl) in &buckets {
         let key = keys.key(bucket);

@@ -369,7 +369,7 @@ async fn ruby_api_and_web_ui_see_and_steer_a_running_psychiq_server() -> psychiq
     // Something in every place the dashboard shows.
     let c = &ns.client;
     for _ in 0..2 {
-        c.push(Job::new("Nap", (20_000,))?).await?;
+        c.push(Job::new("Nap", (120_000,))?).await?;
     }
     c.push(Job::new("Interop::Charge", ("<script>alert(1)</script>",))?)
         .await?;

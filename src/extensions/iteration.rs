@@ -187,31 +187,28 @@ fn redis_failure(e: redis::RedisError) -> JobError {
 
 /// Reads or writes the walk's state, waiting out a Redis outage (every one of these is
 /// idempotent); an error waiting will not cure fails the job.
-async fn on_state<T: redis::FromRedisValue>(
-    conn: &crate::connection::Connection,
-    command: impl Fn() -> redis::Pipeline,
-) -> Result<T, JobError> {
+async fn on_state<T, Fut>(attempt: impl FnMut() -> Fut) -> Result<T, JobError>
+where
+    Fut: std::future::Future<Output = redis::RedisResult<T>>,
+{
     let mut outage = crate::connection::Outage::new("iteration state");
-    crate::connection::until_cured(&mut outage, || {
-        let mut conn = conn.clone();
-        let pipe = command();
-        async move { pipe.query_async::<(T,)>(&mut conn).await.map(|(one,)| one) }
-    })
-    .await
-    .map_err(redis_failure)
+    crate::connection::until_cured(&mut outage, attempt)
+        .await
+        .map_err(redis_failure)
 }
 
 async fn walk<W: IterableWorker>(worker: &W, args: &W::Args, jid: &str, env: &Env) -> JobResult {
     let key = state_key(&env.keys, jid);
     let (saved, cancelled, done): (Option<String>, Option<String>, Option<String>) =
-        on_state(&env.conn, || {
-            let mut pipe = redis::pipe();
-            pipe.cmd("HMGET")
+        on_state(|| {
+            let mut conn = env.conn.clone();
+            let read = redis::cmd("HMGET")
                 .arg(&key)
                 .arg("c")
                 .arg("cancelled")
-                .arg("done");
-            pipe
+                .arg("done")
+                .clone();
+            async move { read.query_async(&mut conn).await }
         })
         .await?;
     if done.is_some() {
@@ -241,14 +238,16 @@ async fn walk<W: IterableWorker>(worker: &W, args: &W::Args, jid: &str, env: &En
     loop {
         let Some(next) = worker.step(args, cursor.take()).await? else {
             let finished_at = crate::payload::now_secs();
-            let _: redis::Value = on_state(&env.conn, || {
-                let mut pipe = redis::pipe();
-                pipe.hset(&key, "done", finished_at)
+            let () = on_state(|| {
+                let mut conn = env.conn.clone();
+                let mut done = redis::pipe();
+                done.hset(&key, "done", finished_at)
+                    .ignore()
                     .expire(&key, FINISHED_TTL_SECS as i64)
                     .ignore()
                     .zrem(index_key(&env.keys), jid)
                     .ignore();
-                pipe
+                async move { done.query_async(&mut conn).await }
             })
             .await?;
             worker.on_complete(args).await;
@@ -261,8 +260,7 @@ async fn walk<W: IterableWorker>(worker: &W, args: &W::Args, jid: &str, env: &En
             )
         })?;
         let saved_at = crate::payload::now_secs();
-        let mut outage = crate::connection::Outage::new("iteration state");
-        let cancelled: String = crate::connection::until_cured(&mut outage, || {
+        let cancelled: String = on_state(|| {
             let mut conn = env.conn.clone();
             let mut invocation = SCRIPT.key(&key);
             invocation
@@ -273,8 +271,7 @@ async fn walk<W: IterableWorker>(worker: &W, args: &W::Args, jid: &str, env: &En
                 .arg(UNFINISHED_TTL_SECS);
             async move { invocation.invoke_async(&mut conn).await }
         })
-        .await
-        .map_err(redis_failure)?;
+        .await?;
         cursor = Some(next);
         if !cancelled.is_empty() {
             return finish_cancelled(worker, args, jid, env).await;

@@ -919,10 +919,10 @@ pub(super) async fn classes(
             p.legend { span.processed { "■ runs" } " " span.failed { "■ failures" } " " (per) ", from the per-minute metrics every server writes (Sidekiq 7/8's Metrics tab reads the same keys)" }
             @for c in series.classes.iter().take(CHARTED_CLASSES) {
                 div.class-series {
+                    @let (runs, failed, mean) = c.totals();
                     h3 {
-                        (c.class) " · " (c.runs.iter().sum::<u64>()) " runs, " (c.failed.iter().sum::<u64>()) " failed"
-                        @let ok = c.runs.iter().sum::<u64>().saturating_sub(c.failed.iter().sum::<u64>());
-                        @if ok > 0 { ", mean " (format!("{:.1}", c.ms.iter().sum::<u64>() as f64 / ok as f64)) " ms" }
+                        (c.class) " · " (runs) " runs, " (failed) " failed"
+                        @if let Some(mean) = mean { ", mean " (format!("{mean:.1}")) " ms" }
                     }
                     (line_chart((900.0, 120.0), &[("processed", &c.runs), ("failed", &c.failed)], (&first, &last), per, "runs and failures over time"))
                 }
