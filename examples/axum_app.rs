@@ -104,7 +104,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> psychiq::Result<()> {
-    let redis = RedisConfig::from_url(args.redis_url);
+    let redis = RedisConfig::from_url(args.redis_url)?;
     let db = Db {
         connections: Arc::new(Semaphore::new(5)),
         sent: Arc::default(),

@@ -32,7 +32,7 @@ async fn main() -> Fallible<()> {
         .map(|p| p.split(',').filter_map(|p| p.parse().ok()).collect())
         .unwrap_or_default();
     let namespace = format!("drain-{}", std::process::id());
-    let redis = RedisConfig::from_url(url.clone());
+    let redis = RedisConfig::from_url(url.clone())?;
     let client = Client::connect(&redis, &namespace).await?;
     let api = Api::connect(&redis, &namespace).await?;
     let names: Vec<String> = (0..queues).map(|i| format!("q{i}")).collect();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use psychiq::context::JobContext;
-use psychiq::middleware::{BoxFuture, Next, ServerMiddleware};
+use psychiq::middleware::{Next, ServerMiddleware};
 use psychiq::{
     Client, Job, JobResult, NoArgs, Outcome, RedisConfig, Registry, Server, ServerConfig, Worker,
 };
@@ -32,8 +32,8 @@ impl Worker for Noop {
 struct PassThrough<const N: usize>;
 
 impl<const N: usize> ServerMiddleware for PassThrough<N> {
-    fn call<'a>(&'a self, _: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
-        next.run()
+    async fn call(&self, _: &JobContext, next: Next<'_>) -> Outcome {
+        next.run().await
     }
 }
 
@@ -59,7 +59,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> psychiq::Result<()> {
     let args = Args::parse();
-    let redis = RedisConfig::from_url(args.redis_url.clone());
+    let redis = RedisConfig::from_url(args.redis_url.clone())?;
     let namespace = format!("psychiq-load-{}", std::process::id());
     let client = Client::connect(&redis, &namespace).await?;
 

@@ -60,7 +60,7 @@ async fn main() -> psychiq::Result<()> {
     let mut registry = Registry::new();
     registry.register(Traced(Arc::clone(&done)));
     let config = ServerConfig::default()
-        .redis(RedisConfig::from_url(args.redis_url))
+        .redis(RedisConfig::from_url(args.redis_url)?)
         .namespace(args.namespace);
     let handle = Server::new(config, registry).start().await?;
     while done.load(Ordering::SeqCst) < args.jobs {

@@ -335,8 +335,8 @@ pub struct RedisArgs {
     #[arg(short = 'd', long, global = true)]
     pub db: Option<u32>,
     /// Redis URL, e.g. redis://user:password@host:6379/0 or rediss:// for TLS (overrides -o/-p/-d)
-    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
-    pub redis_url: Option<String>,
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true, value_parser = RedisUrl)]
+    pub redis_url: Option<RedisConfig>,
     /// Key namespace: none by default, so keys are Sidekiq's bare ones (queue:default) as Sidekiq 7/8 and the original Psychiq write them; -n psychiq reads Psychiq 0.1's keys (psychiq:queue:default)
     #[arg(short = 'n', long, default_value = crate::keys::DEFAULT_NAMESPACE, hide_default_value = true, global = true)]
     pub namespace: String,
@@ -375,11 +375,42 @@ pub struct RedisArgs {
     pub tls_key: Option<std::path::PathBuf>,
 }
 
+/// Reads `--redis-url`: one that cannot be an address stops the command line before
+/// anything runs, and the message shows it with its password masked (clap's own message
+/// would repeat the value as given).
+#[derive(Clone)]
+struct RedisUrl;
+
+impl clap::builder::TypedValueParser for RedisUrl {
+    type Value = RedisConfig;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<RedisConfig, clap::Error> {
+        let refuse = |why: String| {
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{why}\n"))
+                .with_cmd(cmd)
+        };
+        let url = value
+            .to_str()
+            .ok_or_else(|| refuse("--redis-url is not UTF-8".into()))?;
+        RedisConfig::from_url(url).map_err(|e| refuse(format!("--redis-url: {e}")))
+    }
+}
+
 impl RedisArgs {
+    /// Where the jobs are: the Redis these flags name and the namespace.
+    pub fn config(&self) -> crate::Config {
+        crate::Config::new(self.redis_config()).namespace(self.namespace.clone())
+    }
+
     /// The Redis connection settings: `--redis-url` if given, else host, port and db.
     pub fn redis_config(&self) -> RedisConfig {
         let mut config = match &self.redis_url {
-            Some(url) => RedisConfig::from_url(url.clone()),
+            Some(url) => url.clone(),
             None => RedisConfig::from_parts(&self.host, self.port, self.db),
         };
         if let Some(ca) = &self.tls_ca {
@@ -484,13 +515,13 @@ pub async fn run(command: AdminCommand, redis: &RedisArgs, json_output: bool) ->
         AdminCommand::Web(args) => serve(args, redis).await.map_err(Failure::from),
         // Bad input is reported before Redis is asked anything.
         AdminCommand::Enqueue(args) => match job_to_enqueue(&args) {
-            Ok(job) => match Api::connect(&redis.redis_config(), &redis.namespace).await {
+            Ok(job) => match redis.config().api().await {
                 Ok(api) => enqueue(&api, &Out::new(json_output, &api), &args, job).await,
                 Err(e) => Err(Failure::Other(e)),
             },
             Err(bad) => Err(bad),
         },
-        command => match Api::connect(&redis.redis_config(), &redis.namespace).await {
+        command => match redis.config().api().await {
             Ok(api) => {
                 // Tables say where they come from, and an empty namespace (a typo in -n)
                 // says which namespaces do hold jobs.
@@ -1486,7 +1517,7 @@ async fn enqueue(api: &Api, out: &Out, args: &EnqueueArgs, job: Job) -> Outcome 
 
 /// `psychiq web`: serves the dashboard until TERM or Ctrl-C.
 pub async fn serve(args: WebArgs, redis: &RedisArgs) -> crate::Result<()> {
-    let api = Api::connect(&redis.redis_config(), &redis.namespace).await?;
+    let api = redis.config().api().await?;
     let credentials = match &args.basic_auth {
         None => None,
         Some(pair) => Some(pair.split_once(':').ok_or_else(|| {

@@ -55,9 +55,15 @@ pub struct ServerArgs {
     /// Fetched jobs that may wait for a worker beyond those running (default: twice the concurrency; 0: none)
     #[arg(long, value_name = "JOBS", value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub prefetch: Option<u32>,
-    /// Seconds running jobs get to finish on shutdown before they are pushed back
-    #[arg(short = 't', long, default_value_t = 25)]
-    pub timeout: u64,
+    /// Seconds running jobs get to finish on shutdown before they are pushed back (Sidekiq's -t; --timeout also works)
+    #[arg(
+        short = 't',
+        long,
+        alias = "timeout",
+        value_name = "SECONDS",
+        default_value_t = 25
+    )]
+    pub shutdown_timeout: u64,
     /// Fetch mode: reliable (crash-safe, the default) or basic (Sidekiq OSS's BRPOP)
     #[arg(long, value_enum, default_value_t = Fetch::Reliable)]
     pub fetch: Fetch,
@@ -132,16 +138,17 @@ impl ServerArgs {
 
     /// The server settings these flags describe.
     pub fn server_config(&self) -> ServerConfig {
-        let mut config = ServerConfig::default()
-            .redis(self.redis_config())
-            .namespace(self.redis.namespace.clone())
+        let mut config = self
+            .redis
+            .config()
+            .server()
             .concurrency(self.concurrency as usize)
-            .shutdown_timeout(Duration::from_secs(self.timeout))
+            .shutdown_timeout(Duration::from_secs(self.shutdown_timeout))
             .tag(self.tag.clone())
             .fetch(self.fetch.into())
             .batches(!self.no_batches);
         for queue in &self.queues {
-            config = config.queue(queue.name.clone(), queue.weight);
+            config = config.queue_spec(queue.clone());
         }
         if let Some(timeout) = self.job_timeout {
             config = config.job_timeout(timeout);

@@ -584,6 +584,15 @@ impl Client {
         &self.keys
     }
 
+    /// The test mode's store, for a client a [`crate::testing::Fake`] handed out.
+    #[cfg(feature = "server")]
+    pub(crate) fn test_store(&self) -> Option<&Arc<crate::testing::Store>> {
+        match &self.backend {
+            Backend::Memory(store) => Some(store),
+            Backend::Redis { .. } => None,
+        }
+    }
+
     /// The raw-Redis escape hatch: a clone of the underlying connection, for redis-rs
     /// commands of your own. `None` for a test-mode client ([`crate::testing`]), which has
     /// no Redis.

@@ -199,7 +199,9 @@ impl PeriodicSpec {
                 ));
             }
         }
-        crate::periodic::PeriodicJob::new(name, &self.cron, &self.tz, job)
+        let schedule = crate::periodic::Schedule::parse(&self.cron, &self.tz)
+            .map_err(|e| format!("periodic {name:?}: {e}"))?;
+        crate::periodic::PeriodicJob::new(name, schedule, job)
             .map(|entry| entry.missed(self.missed))
             .map_err(|e| e.to_string())
     }

@@ -32,12 +32,16 @@ const REBUILD_EVERY: Duration = Duration::from_secs(1);
 /// use psychiq::RedisConfig;
 /// let config = RedisConfig::from_parts("localhost", 6379, Some(2));
 /// assert_eq!(config.display_address(), "redis://localhost:6379/2");
-/// let config = RedisConfig::from_url("redis://app:secret@10.0.0.5:6380/1");
+/// let config = RedisConfig::from_url("redis://app:secret@10.0.0.5:6380/1")?;
 /// assert_eq!(config.display_address(), "redis://app:***@10.0.0.5:6380/1");
-/// let config = RedisConfig::from_url("redis://app:p@ss/w0rd@10.0.0.5/1");
+/// let config = RedisConfig::from_url("redis://app:p%40ss%2Fw0rd@10.0.0.5/1")?;
 /// assert_eq!(config.display_address(), "redis://app:***@10.0.0.5/1");
-/// let config = RedisConfig::from_url("redis+unix:///run/redis.sock?db=2&pass=secret");
+/// // A password's `@` and `/` must be percent-encoded; the error says so, password masked.
+/// let wrong = RedisConfig::from_url("redis://app:p@ss/w0rd@10.0.0.5/1").unwrap_err();
+/// assert!(wrong.to_string().contains("%40") && !wrong.to_string().contains("w0rd"));
+/// let config = RedisConfig::from_url("redis+unix:///run/redis.sock?db=2&pass=secret")?;
 /// assert_eq!(config.display_address(), "redis+unix:///run/redis.sock?db=2&pass=***");
+/// # Ok::<(), psychiq::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct RedisConfig {
@@ -81,9 +85,47 @@ impl RedisConfig {
     /// master's address is asked of the sentinels, and asked again after a failover; or a
     /// Redis Cluster, `redis+cluster://[user:password@]node1:6379,node2:6379`: any of its
     /// nodes, from which the rest are found, with keys in the [cluster layout](Layout).
-    pub fn from_url(url: impl Into<String>) -> Self {
+    ///
+    /// Fails at once, saying what is wrong, for an address that cannot be one (an unknown
+    /// scheme, a port that is not a number, a Sentinel address without its master's name),
+    /// so a typo in an app's settings stops it at start rather than at its first push.
+    ///
+    /// ```
+    /// use psychiq::RedisConfig;
+    /// assert!(RedisConfig::from_url("redis://10.0.0.5:6380/1").is_ok());
+    /// let wrong = RedisConfig::from_url("redis://10.0.0.5:port/1").unwrap_err();
+    /// assert!(wrong.to_string().contains("invalid Redis address"), "{wrong}");
+    /// ```
+    pub fn from_url(url: impl Into<String>) -> Result<Self> {
+        let config = RedisConfig::unchecked(url.into());
+        match config.client() {
+            Ok(_) => Ok(config),
+            Err(Error::InvalidAddress { address, reason }) if config.login_needs_encoding() => {
+                Err(Error::InvalidAddress {
+                    address,
+                    reason: format!(
+                        "{reason}; a user name or password holding @, /, ? or # must be percent-encoded (%40, %2F, %3F, %23)"
+                    ),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the part before the host (up to the last `@`) holds a character a URL
+    /// reads as the end of the login.
+    fn login_needs_encoding(&self) -> bool {
+        let Some((_, rest)) = self.url.split_once("://") else {
+            return false;
+        };
+        rest.rsplit_once('@')
+            .is_some_and(|(login, _)| login.contains(['@', '/', '?', '#']))
+    }
+
+    /// A config for `url` whose address is checked when it connects.
+    fn unchecked(url: String) -> Self {
         RedisConfig {
-            url: url.into(),
+            url,
             tls: None,
             wait: None,
             layout: None,
@@ -98,8 +140,9 @@ impl RedisConfig {
     /// use psychiq::{Layout, RedisConfig};
     /// let config = RedisConfig::default().layout(Layout::Cluster);
     /// assert_eq!(config.keys("psychiq").queue("mail"), "psychiq:{mail}:queue");
-    /// let cluster = RedisConfig::from_url("redis+cluster://10.0.0.1:7000,10.0.0.2:7000");
+    /// let cluster = RedisConfig::from_url("redis+cluster://10.0.0.1:7000,10.0.0.2:7000")?;
     /// assert_eq!(cluster.key_layout(), Layout::Cluster);
+    /// # Ok::<(), psychiq::Error>(())
     /// ```
     pub fn layout(mut self, layout: Layout) -> Self {
         self.layout = Some(layout);
@@ -215,7 +258,7 @@ impl RedisConfig {
             Some(db) => format!("redis://{host}:{port}/{db}"),
             None => format!("redis://{host}:{port}"),
         };
-        RedisConfig::from_url(url)
+        RedisConfig::unchecked(url)
     }
 
     /// The address for logs and error messages, with any password replaced by `***`: in the
@@ -995,14 +1038,14 @@ mod tests {
 
     #[test]
     fn sentinel_addresses_are_read_and_wrong_ones_named() {
-        let config = RedisConfig::from_url("redis+sentinel://u:p@a:26379,b:26380/main/3");
+        let config = RedisConfig::unchecked("redis+sentinel://u:p@a:26379,b:26380/main/3".into());
         assert_eq!(
             config.display_address(),
             "redis+sentinel://u:***@a:26379,b:26380/main/3"
         );
         let sentinel = config.sentinel().unwrap().unwrap();
         assert_eq!(sentinel.sentinels, ["redis://a:26379", "redis://b:26380"]);
-        let defaulted = RedisConfig::from_url("redis+sentinel://a,b:1/m").sentinel();
+        let defaulted = RedisConfig::unchecked("redis+sentinel://a,b:1/m".into()).sentinel();
         assert_eq!(
             defaulted.unwrap().unwrap().sentinels,
             ["redis://a:26379", "redis://b:1"]
@@ -1017,18 +1060,19 @@ mod tests {
             "redis+sentinel://a:1/m/x",
             "redis+sentinel://a,,b/m",
         ] {
-            let error = RedisConfig::from_url(wrong)
-                .client()
-                .unwrap_err()
-                .to_string();
+            let error = RedisConfig::from_url(wrong).unwrap_err().to_string();
             assert!(error.contains("invalid Redis address"), "{error}");
         }
-        assert!(RedisConfig::from_url("redis://h").sentinel().is_none());
+        assert!(
+            RedisConfig::unchecked("redis://h".into())
+                .sentinel()
+                .is_none()
+        );
     }
 
     #[test]
     fn passwords_are_hidden_whole() {
-        let shown = |url: &str| RedisConfig::from_url(url).display_address();
+        let shown = |url: &str| RedisConfig::unchecked(url.into()).display_address();
         assert_eq!(shown("redis://:a/b@c@h:1/2"), "redis://:***@h:1/2");
         assert_eq!(shown("redis://u:pa?ss@h/0"), "redis://u:***@h/0");
         assert_eq!(shown("rediss://u:x@h"), "rediss://u:***@h");
@@ -1037,7 +1081,7 @@ mod tests {
             shown("redis+unix:///s?user=u&password=p"),
             "redis+unix:///s?user=u&password=***"
         );
-        assert!(!format!("{:?}", RedisConfig::from_url("redis://:top@h")).contains("top"));
+        assert!(!format!("{:?}", RedisConfig::unchecked("redis://:top@h".into())).contains("top"));
     }
 }
 

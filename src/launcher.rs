@@ -223,9 +223,12 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         // Innermost: iterable jobs see the server's Redis and its stop signal.
         middleware.add(crate::iteration::IterationSupport {
             env: Arc::new(crate::iteration::Env {
-                conn: conn.clone(),
-                keys: keys.clone(),
+                cursors: crate::iteration::Cursors::Redis {
+                    conn: conn.clone(),
+                    keys: keys.clone(),
+                },
                 stop: control.stop.subscribe(),
+                steps_per_run: None,
             }),
             classes: iterable,
         });

@@ -8,6 +8,7 @@
 // Always built: what an app that only enqueues needs.
 pub mod active_job;
 mod client;
+mod config;
 mod connection;
 pub mod context;
 mod error;
@@ -81,6 +82,7 @@ mod tour;
 pub mod web;
 
 pub use client::{Client, Job, Push};
+pub use config::Config;
 pub use connection::{Connection as RedisConnection, RedisConfig};
 pub use error::{Error, Result};
 #[cfg(feature = "periodic")]

@@ -10,21 +10,21 @@
 //! it later). A middleware that panics fails the job like a job that panics; the server
 //! goes on. With no middleware registered, a job costs exactly what it did without them.
 //!
+//! A middleware is an `async fn`, as a worker's `perform` is:
+//!
 //! ```
-//! use psychiq::middleware::{BoxFuture, Next, ServerMiddleware};
+//! use psychiq::middleware::{Next, ServerMiddleware};
 //! use psychiq::{context::JobContext, Outcome};
 //!
 //! /// Logs how long each job took.
 //! struct Timing;
 //!
 //! impl ServerMiddleware for Timing {
-//!     fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
-//!         Box::pin(async move {
-//!             let started = std::time::Instant::now();
-//!             let outcome = next.run().await;
-//!             println!("{} {} took {:?}: {outcome:?}", job.class(), job.jid(), started.elapsed());
-//!             outcome
-//!         })
+//!     async fn call(&self, job: &JobContext, next: Next<'_>) -> Outcome {
+//!         let started = std::time::Instant::now();
+//!         let outcome = next.run().await;
+//!         println!("{} {} took {:?}: {outcome:?}", job.class(), job.jid(), started.elapsed());
+//!         outcome
 //!     }
 //! }
 //!
@@ -52,18 +52,16 @@ use crate::worker::JobError;
 /// through it again: they were when first pushed.
 ///
 /// ```
-/// use psychiq::middleware::{BoxFuture, ClientMiddleware};
+/// use psychiq::middleware::ClientMiddleware;
 /// use psychiq::Job;
 ///
 /// /// Stamps every job with the tenant it was pushed for.
 /// struct Tenant(&'static str);
 ///
 /// impl ClientMiddleware for Tenant {
-///     fn call<'a>(&'a self, job: &'a mut Job) -> BoxFuture<'a, Result<(), String>> {
-///         Box::pin(async move {
-///             job.set_option("tenant_id", self.0.into());
-///             Ok(())
-///         })
+///     async fn call(&self, job: &mut Job) -> Result<(), String> {
+///         job.set_option("tenant_id", self.0.into());
+///         Ok(())
 ///     }
 /// }
 /// # async fn demo() -> psychiq::Result<()> {
@@ -73,13 +71,26 @@ use crate::worker::JobError;
 /// ```
 pub trait ClientMiddleware: Send + Sync + 'static {
     /// Changes `job` in place, or refuses it with a reason.
-    fn call<'a>(&'a self, job: &'a mut Job) -> BoxFuture<'a, Result<(), String>>;
+    fn call(&self, job: &mut Job) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// A [`ClientMiddleware`] as a chain holds it, behind a pointer (implemented for every
+/// client middleware; nothing to write).
+pub trait ErasedClientMiddleware: Send + Sync + 'static {
+    /// [`ClientMiddleware::call`], boxed.
+    fn call_boxed<'a>(&'a self, job: &'a mut Job) -> BoxFuture<'a, Result<(), String>>;
+}
+
+impl<T: ClientMiddleware> ErasedClientMiddleware for T {
+    fn call_boxed<'a>(&'a self, job: &'a mut Job) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.call(job))
+    }
 }
 
 /// The client's chain.
-pub type ClientChain = Chain<dyn ClientMiddleware>;
+pub type ClientChain = Chain<dyn ErasedClientMiddleware>;
 
-impl Chain<dyn ClientMiddleware> {
+impl Chain<dyn ErasedClientMiddleware> {
     /// Runs every middleware on `job`, in order, until one refuses it. A middleware that
     /// panics refuses the job (the panic is logged).
     pub(crate) async fn admit(&self, job: &mut Job) -> Result<(), String> {
@@ -88,7 +99,9 @@ impl Chain<dyn ClientMiddleware> {
             let middleware = &entry.middleware;
             let job = &mut *job;
             let call =
-                std::panic::AssertUnwindSafe(Box::pin(async move { middleware.call(job).await }));
+                std::panic::AssertUnwindSafe(Box::pin(
+                    async move { middleware.call_boxed(job).await },
+                ));
             match crate::unwind::CatchUnwind::new(call).await {
                 Ok(Ok(())) => {}
                 Ok(Err(reason)) => return Err(reason),
@@ -131,11 +144,11 @@ impl Outcome {
     }
 }
 
-/// A server middleware. `call` must call `next.run()` to run the rest of the chain and the
-/// job, or return an outcome of its own instead.
+/// A server middleware. `call` (an `async fn`) must call `next.run().await` to run the rest
+/// of the chain and the job, or return an outcome of its own instead.
 pub trait ServerMiddleware: Send + Sync + 'static {
     /// Runs around the rest of the chain.
-    fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome>;
+    fn call(&self, job: &JobContext, next: Next<'_>) -> impl Future<Output = Outcome> + Send;
 
     /// Whether it has anything to do for the job whose payload is `payload` (yes, unless
     /// it says otherwise). When no middleware of the chain wants a job, the server runs it
@@ -148,9 +161,27 @@ pub trait ServerMiddleware: Send + Sync + 'static {
     }
 }
 
+/// A [`ServerMiddleware`] as a chain holds it, behind a pointer (implemented for every
+/// server middleware; nothing to write).
+pub trait ErasedServerMiddleware: Send + Sync + 'static {
+    /// [`ServerMiddleware::call`], boxed.
+    fn call_boxed<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome>;
+    /// [`ServerMiddleware::wants`].
+    fn wants_payload(&self, payload: &str) -> bool;
+}
+
+impl<T: ServerMiddleware> ErasedServerMiddleware for T {
+    fn call_boxed<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.call(job, next))
+    }
+    fn wants_payload(&self, payload: &str) -> bool {
+        self.wants(payload)
+    }
+}
+
 /// The rest of the chain, then the job.
 pub struct Next<'a> {
-    rest: &'a [Entry<dyn ServerMiddleware>],
+    rest: &'a [Entry<dyn ErasedServerMiddleware>],
     job: &'a JobContext,
     perform: BoxFuture<'static, Outcome>,
 }
@@ -174,7 +205,7 @@ impl<'a> Next<'a> {
     pub fn run(self) -> BoxFuture<'a, Outcome> {
         match self.rest.split_first() {
             None => self.perform,
-            Some((first, rest)) => first.middleware.call(
+            Some((first, rest)) => first.middleware.call_boxed(
                 self.job,
                 Next {
                     rest,
@@ -209,12 +240,14 @@ pub struct Chain<M: ?Sized> {
 }
 
 /// The server's chain.
-pub type ServerChain = Chain<dyn ServerMiddleware>;
+pub type ServerChain = Chain<dyn ErasedServerMiddleware>;
 
 impl ServerChain {
     /// Whether any of its middleware wants the job whose payload is `payload`.
     pub(crate) fn wanted_by(&self, payload: &str) -> bool {
-        self.entries.iter().any(|e| e.middleware.wants(payload))
+        self.entries
+            .iter()
+            .any(|e| e.middleware.wants_payload(payload))
     }
 }
 
@@ -319,14 +352,14 @@ pub trait Link<M: ?Sized>: Send + Sync + 'static {
     fn into_link(self) -> Arc<M>;
 }
 
-impl<T: ServerMiddleware> Link<dyn ServerMiddleware> for T {
-    fn into_link(self) -> Arc<dyn ServerMiddleware> {
+impl<T: ServerMiddleware> Link<dyn ErasedServerMiddleware> for T {
+    fn into_link(self) -> Arc<dyn ErasedServerMiddleware> {
         Arc::new(self)
     }
 }
 
-impl<T: ClientMiddleware> Link<dyn ClientMiddleware> for T {
-    fn into_link(self) -> Arc<dyn ClientMiddleware> {
+impl<T: ClientMiddleware> Link<dyn ErasedClientMiddleware> for T {
+    fn into_link(self) -> Arc<dyn ErasedClientMiddleware> {
         Arc::new(self)
     }
 }
@@ -339,18 +372,18 @@ mod tests {
     struct B;
     struct C;
     impl ServerMiddleware for A {
-        fn call<'a>(&'a self, _: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
-            next.run()
+        async fn call(&self, _: &JobContext, next: Next<'_>) -> Outcome {
+            next.run().await
         }
     }
     impl ServerMiddleware for B {
-        fn call<'a>(&'a self, _: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
-            next.run()
+        async fn call(&self, _: &JobContext, next: Next<'_>) -> Outcome {
+            next.run().await
         }
     }
     impl ServerMiddleware for C {
-        fn call<'a>(&'a self, _: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
-            next.run()
+        async fn call(&self, _: &JobContext, next: Next<'_>) -> Outcome {
+            next.run().await
         }
     }
 

@@ -19,23 +19,26 @@ use crate::middleware::ServerChain;
 use crate::plugins::Plugin;
 use crate::worker::Registry;
 
-/// A server's settings, with the original's defaults: namespace `psychiq`, 25 jobs at once,
-/// queue `default`, 25 s to finish at shutdown, crash-safe fetch. Built through its
-/// methods (concurrency at least 1, poll interval at least 10 ms).
+/// A server's settings, with the original's defaults: 25 jobs at once, queue `default`, 25 s
+/// to finish at shutdown, crash-safe fetch; Sidekiq's bare keys unless a namespace is set.
+/// Built through its methods (concurrency at least 1, poll interval at least 10 ms), or from
+/// the [`crate::Config`] the app's client is built from ([`crate::Config::server`]).
 ///
 /// ```
 /// use std::time::Duration;
-/// use psychiq::{FetchMode, RedisConfig, ServerConfig};
+/// use psychiq::{Config, FetchMode};
 ///
-/// let config = ServerConfig::default()
-///     .redis(RedisConfig::from_url("redis://127.0.0.1:6379/0"))
+/// let config = Config::from_url("redis://127.0.0.1:6379/0")?
+///     .namespace("shop")
+///     .server()
 ///     .concurrency(10)
-///     .queue("critical", 3)
-///     .queue("default", 1)
+///     .weighted_queue("critical", 3)
+///     .weighted_queue("default", 1)
 ///     .fetch(FetchMode::Reliable)
 ///     .job_timeout(Duration::from_secs(300))
 ///     .tag("billing");
 /// # let _ = config;
+/// # Ok::<(), psychiq::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -139,18 +142,56 @@ impl ServerConfig {
         self.batches = on;
         self
     }
-    /// Adds a queue with a weight (0 = strict order).
-    pub fn queue(mut self, name: impl Into<String>, weight: u32) -> Self {
+    /// Adds a queue. Queues added this way are served in strict order, as Sidekiq's
+    /// `-q critical -q default`: a job of a later queue runs only when the earlier ones are
+    /// empty. Beside [weighted](ServerConfig::weighted_queue) queues it has weight 1.
+    ///
+    /// ```
+    /// let strict = psychiq::ServerConfig::default().queue("critical").queue("default");
+    /// # let _ = strict;
+    /// ```
+    pub fn queue(mut self, name: impl Into<String>) -> Self {
         self.queues.push(QueueSpec {
             name: name.into(),
-            weight,
+            weight: 0,
         });
         self
     }
-    /// Sets the shutdown timeout.
+    /// Adds a queue with a weight, as Sidekiq's `-q critical,3 -q default,1`: each fetch
+    /// tries the queues in a random order where one of weight 3 comes first three times as
+    /// often as one of weight 1, so no queue starves. A weight of 0 counts as 1.
+    ///
+    /// ```
+    /// let weighted = psychiq::ServerConfig::default()
+    ///     .weighted_queue("critical", 3)
+    ///     .weighted_queue("default", 1);
+    /// # let _ = weighted;
+    /// ```
+    pub fn weighted_queue(mut self, name: impl Into<String>, weight: u32) -> Self {
+        self.queues.push(QueueSpec {
+            name: name.into(),
+            weight: weight.max(1),
+        });
+        self
+    }
+    /// Adds a queue as the CLI's `-q NAME[,WEIGHT]` gives it ([`QueueSpec::parse`]).
+    pub fn queue_spec(mut self, spec: QueueSpec) -> Self {
+        self.queues.push(spec);
+        self
+    }
+    /// Sets how long running jobs get to finish after a stop before they are pushed back
+    /// to their queues (25 s; the CLI's `-t/--shutdown-timeout`).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self
+    }
+    /// There is no plain `timeout`: two settings could be meant, so this says which.
+    #[deprecated(
+        since = "0.2.0",
+        note = "say which timeout: `shutdown_timeout` (how long running jobs get at a stop, the CLI's -t) or `job_timeout` (how long one job may run)"
+    )]
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.shutdown_timeout(timeout)
     }
     /// Sets the scheduler's mean poll interval (at least 10 ms).
     pub fn poll_interval(mut self, interval: Duration) -> Self {

@@ -177,7 +177,7 @@ async fn both_ways(version: &'static str) {
     let Some(ruby) = Ruby::new(version, &redis_server) else {
         return;
     };
-    let redis = RedisConfig::from_url(redis_server.url());
+    let redis = RedisConfig::from_url(redis_server.url()).unwrap();
     let client = Client::connect(&redis, "").await.unwrap();
     let api = Api::connect(&redis, "").await.unwrap();
 

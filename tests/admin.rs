@@ -372,7 +372,7 @@ async fn json_output_keeps_the_payloads_numbers_exactly() {
 #[tokio::test]
 async fn admin_output_names_its_redis_and_namespace_and_an_empty_one_warns() {
     let own = OwnRedis::start();
-    let redis = psychiq::RedisConfig::from_url(own.url());
+    let redis = psychiq::RedisConfig::from_url(own.url()).unwrap();
     let client = psychiq::Client::connect(&redis, "billing").await.unwrap();
     client.push(Job::new("X", ()).unwrap()).await.unwrap();
     let run = |namespace: &str, args: &[&str]| {

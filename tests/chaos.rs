@@ -29,7 +29,7 @@ use common::*;
 use psychiq::batch::Batch;
 use psychiq::iteration::IterableWorker;
 use psychiq::limits::Limiter;
-use psychiq::periodic::PeriodicJob;
+use psychiq::periodic::{PeriodicJob, Schedule};
 use psychiq::{Job, JobError, JobResult, Registry, Worker, WorkerOptions};
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
@@ -159,8 +159,7 @@ fn registry() -> Registry {
     registry.periodic(
         PeriodicJob::new(
             "chaos-tick",
-            "* * * * * *",
-            "UTC",
+            Schedule::cron("* * * * * *").unwrap(),
             Job::new("Chaos::Event", ("tick",)).unwrap().queue("ticks"),
         )
         .unwrap(),

@@ -32,7 +32,7 @@ fn help_version_and_flag_errors() {
         "--system",
         "--namespace",
         "--redis-url",
-        "--timeout",
+        "--shutdown-timeout",
         "--tag",
         "--verbose",
     ] {
@@ -52,6 +52,15 @@ fn help_version_and_flag_errors() {
         (vec!["--bogus"], "--bogus"),
         (vec!["-s", "nope"], "knows: demo"),
         (vec!["-s", "/nonexistent/workers.toml"], "cannot read"),
+        // A URL that cannot be an address stops at the flags, before any connection.
+        (
+            vec!["-s", "demo", "--redis-url", "redis://127.0.0.1:port/0"],
+            "invalid Redis address",
+        ),
+        (
+            vec!["-s", "demo", "--timeout", "soon"],
+            "invalid value 'soon'",
+        ),
         // Bare `psychiq` names what it could serve instead of running the demo workers.
         (
             vec![],

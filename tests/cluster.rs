@@ -67,7 +67,7 @@ fn server_config(redis: RedisConfig, namespace: &str, queues: &[String]) -> Serv
         .poll_interval(Duration::from_millis(200))
         .shutdown_timeout(Duration::from_secs(5));
     for queue in queues {
-        config = config.queue(queue.clone(), 1);
+        config = config.weighted_queue(queue.clone(), 1);
     }
     config
 }
@@ -88,7 +88,9 @@ async fn push_counts(client: &Client, queues: &[String], first: u64, n: u64) -> 
 #[tokio::test]
 async fn the_cluster_layout_runs_on_one_redis_with_every_part_working() {
     let namespace = format!("psychiq-test-{}", &psychiq::__private::new_jid()[..12]);
-    let redis = RedisConfig::from_url(redis_url()).layout(Layout::Cluster);
+    let redis = RedisConfig::from_url(redis_url())
+        .unwrap()
+        .layout(Layout::Cluster);
     let keys = redis.keys(&namespace);
     let client = Client::connect(&redis, &namespace).await.unwrap();
     let api = Api::connect(&redis, &namespace).await.unwrap();
@@ -219,7 +221,9 @@ async fn the_cluster_layout_runs_on_one_redis_with_every_part_working() {
 
 #[tokio::test]
 async fn what_the_cluster_layout_cannot_do_is_refused_with_a_reason() {
-    let redis = RedisConfig::from_url(redis_url()).layout(Layout::Cluster);
+    let redis = RedisConfig::from_url(redis_url())
+        .unwrap()
+        .layout(Layout::Cluster);
     let client = Client::connect(&redis, "psychiq-test-refusals")
         .await
         .unwrap();
@@ -248,7 +252,9 @@ async fn what_the_cluster_layout_cannot_do_is_refused_with_a_reason() {
         .to_string();
     assert!(error.contains("basic fetch"), "{error}");
     // Sidekiq's layout on a cluster address is refused before connecting.
-    let config = RedisConfig::from_url("redis+cluster://127.0.0.1:1").layout(Layout::Sidekiq);
+    let config = RedisConfig::from_url("redis+cluster://127.0.0.1:1")
+        .unwrap()
+        .layout(Layout::Sidekiq);
     let error = config.connect().await.err().unwrap().to_string();
     assert!(error.contains("drop --layout sidekiq"), "{error}");
     assert_eq!(
@@ -386,7 +392,7 @@ fn field<'a>(info: &'a str, name: &str) -> &'a str {
 async fn a_real_cluster_spreads_queues_over_shards_and_a_master_failover_loses_nothing() {
     let cluster = Cluster::start();
     let namespace = "psychiq";
-    let redis = RedisConfig::from_url(cluster.url());
+    let redis = RedisConfig::from_url(cluster.url()).unwrap();
     let keys = redis.keys(namespace);
     let client = Client::connect(&redis, namespace).await.unwrap();
     let api = Api::connect(&redis, namespace).await.unwrap();

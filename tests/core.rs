@@ -272,7 +272,7 @@ async fn strict_queues_starve_lower_ones() -> psychiq::Result<()> {
             .await?;
     }
     let record = Record::default();
-    let config = ns.config().concurrency(1).queue("high", 0).queue("low", 0);
+    let config = ns.config().concurrency(1).queue("high").queue("low");
     let server = RunningServer::start(config, registry_with(&record));
     wait_until(Duration::from_secs(10), "40 jobs", || async {
         record.count() == 40
@@ -303,8 +303,8 @@ async fn weighted_queues_share_by_weight() -> psychiq::Result<()> {
     let config = ns
         .config()
         .concurrency(1)
-        .queue("heavy", 3)
-        .queue("light", 1);
+        .weighted_queue("heavy", 3)
+        .weighted_queue("light", 1);
     let server = RunningServer::start(config, registry_with(&record));
     wait_until(Duration::from_secs(20), "300 jobs", || async {
         record.count() >= 300
@@ -335,7 +335,7 @@ async fn failures_follow_sidekiqs_retry_rules_and_keep_unknown_keys() -> psychiq
         )
         .await?;
     let record = Record::default();
-    let config = ns.config().queue("default", 0).queue("retries", 0);
+    let config = ns.config().queue("default").queue("retries");
     let server = RunningServer::start(config, registry_with(&record));
     let retry_key = ns.keys().retry();
     wait_until(Duration::from_secs(5), "first failure", || async {

@@ -164,7 +164,7 @@ async fn a_paused_queue_keeps_its_jobs_for_every_server_until_resumed_even_acros
     let ns = TestNs::new().await;
     let api = psychiq::api::Api::connect(&ns.redis, &ns.namespace).await?;
     let record = Record::default();
-    let config = || ns.config().queue("default", 0).queue("other", 0);
+    let config = || ns.config().queue("default").queue("other");
     let server = RunningServer::start(config(), registry_with(&record));
     let c = &ns.client;
     c.push(Job::new("Record", ("warm-up",))?).await?;

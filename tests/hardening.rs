@@ -400,17 +400,21 @@ fn secrets_stay_out_of_help_errors_and_job_programs() {
         .unwrap();
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stdout).contains("topsecret"));
-    // Start-up errors hide a password given as a query parameter or holding a '/'.
-    for url in [
-        "redis+unix:///nonexistent/redis.sock?db=0&pass=topsecret",
-        "redis://:top/secret@127.0.0.1:1",
+    // Start-up errors hide a password given as a query parameter or holding a '/' (which
+    // is refused with the flags, exit 2, before any connection).
+    for (url, code) in [
+        (
+            "redis+unix:///nonexistent/redis.sock?db=0&pass=topsecret",
+            1,
+        ),
+        ("redis://:top/secret@127.0.0.1:1", 2),
     ] {
         let out = psychiq()
             .args(["-s", "demo", "--redis-url", url])
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(out.status.code(), Some(code), "{stderr}");
         assert!(!stderr.contains("secret"), "{stderr}");
         assert!(stderr.contains("***"), "{stderr}");
     }
@@ -591,7 +595,7 @@ async fn redis_errors_that_are_not_outages_are_named() {
     ]);
     redis.cli(&["ACL", "SETUSER", "locked", "on", ">pw", "~*", "&*", "+@all"]);
     let message = |url: String| async move {
-        let config = psychiq::RedisConfig::from_url(url);
+        let config = psychiq::RedisConfig::from_url(url).unwrap();
         match psychiq::Client::connect(&config, "named").await {
             Err(e) => e.to_string(),
             Ok(client) => client

@@ -33,8 +33,8 @@ async fn heartbeat_registers_shows_work_and_obeys_remote_quiet_and_stop() -> psy
     let config = ns
         .config()
         .concurrency(3)
-        .queue("default", 0)
-        .queue("low", 0)
+        .queue("default")
+        .queue("low")
         .tag("billing");
     let server = RunningServer::start(config, registry_with(&record));
     ns.client.push(Job::new("Nap", (8_000,))?).await?;

@@ -135,7 +135,7 @@ async fn the_original_lisp_psychiq_and_psychiq_share_a_redis_on_their_defaults()
         load: dir.join("load.lisp"),
         port: redis_server.port,
     };
-    let redis = RedisConfig::from_url(redis_server.url());
+    let redis = RedisConfig::from_url(redis_server.url()).unwrap();
     let client = Client::connect(&redis, "").await.unwrap();
     let api = Api::connect(&redis, "").await.unwrap();
     let out = std::env::temp_dir().join(format!("psychiq-lisp-{}.jsonl", redis_server.port));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use psychiq::api::Api;
-use psychiq::periodic::{Missed, PeriodicJob};
+use psychiq::periodic::{Missed, PeriodicJob, Schedule};
 use psychiq::{Job, Registry};
 use serde_json::Value;
 
@@ -165,8 +165,7 @@ fn a_server_whose_clock_is_wrong_claims_no_tick_early() {
 fn every_second(name: &str, missed: Missed) -> PeriodicJob {
     PeriodicJob::new(
         name,
-        "* * * * * *",
-        "UTC",
+        Schedule::cron("* * * * * *").unwrap(),
         Job::new("Tick", (name,)).unwrap().queue("ticks"),
     )
     .unwrap()
@@ -245,8 +244,10 @@ async fn a_missed_tick_runs_once_at_start_only_when_asked() -> psychiq::Result<(
     let hourly = |name: &str, missed| {
         PeriodicJob::new(
             name,
-            &cron,
-            "Europe/Berlin",
+            Schedule::cron(&cron)
+                .unwrap()
+                .in_zone("Europe/Berlin")
+                .unwrap(),
             Job::new("Tick", (name,)).unwrap().queue("ticks"),
         )
         .unwrap()
@@ -301,8 +302,7 @@ async fn the_cli_lists_runs_and_pauses_entries() -> psychiq::Result<()> {
     // 03:00 on 29 February only: no tick falls while the test runs.
     registry.periodic(PeriodicJob::new(
         "nightly-report",
-        "0 3 29 2 *",
-        "Europe/Berlin",
+        Schedule::cron("0 3 29 2 *")?.in_zone("Europe/Berlin")?,
         Job::new("Reports::Nightly", (1, "full"))?.queue("reports"),
     )?);
     let server = RunningServer::start(ns.config(), registry);

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,51 +24,47 @@ struct Around {
 }
 
 impl ServerMiddleware for Around {
-    fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
-        Box::pin(async move {
-            self.log
-                .lock()
-                .unwrap()
-                .push(format!("{} before {}", self.name, job.class()));
-            let outcome = next.run().await;
-            let shown = match &outcome {
-                Outcome::Done => "done".to_string(),
-                Outcome::Failed(e) => format!("failed {}", e.class()),
-                other => format!("{other:?}"),
-            };
-            self.log
-                .lock()
-                .unwrap()
-                .push(format!("{} after {}: {shown}", self.name, job.class()));
-            outcome
-        })
+    async fn call(&self, job: &JobContext, next: Next<'_>) -> Outcome {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{} before {}", self.name, job.class()));
+        let outcome = next.run().await;
+        let shown = match &outcome {
+            Outcome::Done => "done".to_string(),
+            Outcome::Failed(e) => format!("failed {}", e.class()),
+            other => format!("{other:?}"),
+        };
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{} after {}: {shown}", self.name, job.class()));
+        outcome
     }
 }
 
 // A second type, so the chain holds two (a type appears once in a chain).
 struct Outer(Around);
 impl ServerMiddleware for Outer {
-    fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
-        self.0.call(job, next)
+    async fn call(&self, job: &JobContext, next: Next<'_>) -> Outcome {
+        self.0.call(job, next).await
     }
 }
 
 /// Skips `Skipme`, fails `Refuse`, panics on `Explode`, forgives `Forgiven`'s failure.
 struct Gate;
 impl ServerMiddleware for Gate {
-    fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
-        Box::pin(async move {
-            match job.class() {
-                "Skipme" => Outcome::Skipped("not today".into()),
-                "Refuse" => Outcome::Failed(JobError::new("Gate::Refused", "no entry")),
-                "Explode" => panic!("middleware boom"),
-                "Forgiven" => match next.run().await {
-                    Outcome::Failed(_) => Outcome::Done,
-                    other => other,
-                },
-                _ => next.run().await,
-            }
-        })
+    async fn call(&self, job: &JobContext, next: Next<'_>) -> Outcome {
+        match job.class() {
+            "Skipme" => Outcome::Skipped("not today".into()),
+            "Refuse" => Outcome::Failed(JobError::new("Gate::Refused", "no entry")),
+            "Explode" => panic!("middleware boom"),
+            "Forgiven" => match next.run().await {
+                Outcome::Failed(_) => Outcome::Done,
+                other => other,
+            },
+            _ => next.run().await,
+        }
     }
 }
 
@@ -450,17 +447,15 @@ async fn a_host_app_starts_watches_and_stops_the_server_from_code() -> psychiq::
 /// Stamps `tenant_id`; refuses jobs for the `blocked` queue; sends `Slow` to queue `slow`.
 struct Tenant;
 impl psychiq::middleware::ClientMiddleware for Tenant {
-    fn call<'a>(&'a self, job: &'a mut Job) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            if job.queue_name() == "blocked" {
-                return Err("the blocked queue takes no jobs".into());
-            }
-            if job.class() == "Slow" {
-                job.set_queue("slow");
-            }
-            job.set_option("tenant_id", "acme".into());
-            Ok(())
-        })
+    async fn call(&self, job: &mut Job) -> Result<(), String> {
+        if job.queue_name() == "blocked" {
+            return Err("the blocked queue takes no jobs".into());
+        }
+        if job.class() == "Slow" {
+            job.set_queue("slow");
+        }
+        job.set_option("tenant_id", "acme".into());
+        Ok(())
     }
 }
 
@@ -563,10 +558,11 @@ async fn middleware_see_a_panic_and_a_timeout_as_outcomes() -> psychiq::Result<(
     Ok(())
 }
 
-/// Panics in `call` itself, before any future exists.
+/// Panics in `call` itself, before any future exists (a middleware written as a plain
+/// `fn` returning a future may).
 struct Eager;
 impl ServerMiddleware for Eager {
-    fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+    fn call(&self, job: &JobContext, next: Next<'_>) -> impl Future<Output = Outcome> + Send {
         assert_ne!(job.class(), "Seer", "eager boom");
         next.run()
     }

@@ -609,7 +609,7 @@ async fn a_batch_run_by_psychiq_calls_back_a_ruby_class() -> psychiq::Result<()>
     let mut registry = psychiq::Registry::new();
     registry.register(Recorder::new(&ns));
     let ruby = RubyServer::start(&ns, 2).await;
-    let server = RunningServer::start(ns.config().queue("rust", 1), registry);
+    let server = RunningServer::start(ns.config().weighted_queue("rust", 1), registry);
     let jobs = (0..20)
         .map(|n| Job::new("Interop::Recorder", ("part", n)).map(|j| j.queue("rust")))
         .collect::<psychiq::Result<Vec<_>>>()?;

@@ -189,7 +189,7 @@ impl Drop for Topology {
 async fn a_server_follows_a_failover_and_runs_every_job_the_new_master_holds() {
     let mut topology = Topology::start();
     let url = topology.url();
-    let config = RedisConfig::from_url(&url);
+    let config = RedisConfig::from_url(&url).unwrap();
     let client = Client::connect(&config, "sentinel")
         .await
         .expect("a client through Sentinel");
@@ -294,7 +294,9 @@ async fn with_wait_for_replicas_pushes_and_acknowledgements_reach_the_replica() 
     let (m, r) = (master.port, replica.port);
     wait_for_sync(r);
     let url = format!("redis://127.0.0.1:{m}");
-    let config = RedisConfig::from_url(&url).wait_for_replicas(1, Duration::from_secs(1));
+    let config = RedisConfig::from_url(&url)
+        .unwrap()
+        .wait_for_replicas(1, Duration::from_secs(1));
     let client = Client::connect(&config, "wait").await.unwrap();
     let out = dir.join("ran.jsonl");
     let path = out.to_string_lossy().to_string();

@@ -58,7 +58,7 @@ impl Peer {
 
     /// On the Redis database at `url` (emptied now and when dropped).
     async fn at(version: &'static str, url: String, runner: PathBuf) -> Peer {
-        let client = Client::connect(&RedisConfig::from_url(url.as_str()), "")
+        let client = Client::connect(&RedisConfig::from_url(url.as_str()).unwrap(), "")
             .await
             .expect("tests need Redis: see README");
         let peer = Peer {
@@ -107,7 +107,7 @@ impl Peer {
 
     fn config(&self) -> psychiq::ServerConfig {
         psychiq::ServerConfig::default()
-            .redis(RedisConfig::from_url(self.url.as_str()))
+            .redis(RedisConfig::from_url(self.url.as_str()).unwrap())
             .namespace("")
             .poll_interval(Duration::from_millis(200))
             .shutdown_timeout(Duration::from_secs(5))
@@ -446,7 +446,7 @@ async fn scenarios(version: &'static str, db: u32) {
         .expect("the Sidekiq server stops within 30 s");
     assert!(status.unwrap().success());
 
-    let api = Api::connect(&RedisConfig::from_url(peer.url.as_str()), "")
+    let api = Api::connect(&RedisConfig::from_url(peer.url.as_str()).unwrap(), "")
         .await
         .unwrap();
     let written = api

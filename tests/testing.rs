@@ -263,17 +263,12 @@ async fn a_snoozed_job_waits_and_a_refused_push_is_not_recorded() {
 
     struct NoGuests;
     impl psychiq::middleware::ClientMiddleware for NoGuests {
-        fn call<'a>(
-            &'a self,
-            job: &'a mut Job,
-        ) -> psychiq::middleware::BoxFuture<'a, Result<(), String>> {
-            Box::pin(async move {
-                if job.queue_name() == "guests" {
-                    return Err("guests are closed".into());
-                }
-                job.set_option("tenant", "acme".into());
-                Ok(())
-            })
+        async fn call(&self, job: &mut Job) -> Result<(), String> {
+            if job.queue_name() == "guests" {
+                return Err("guests are closed".into());
+            }
+            job.set_option("tenant", "acme".into());
+            Ok(())
         }
     }
     client.middleware().add(NoGuests);
@@ -505,4 +500,204 @@ async fn a_unique_jobs_twin_is_refused_in_the_fake_too() {
         fake.client().try_push(unique()).await.unwrap(),
         psychiq::Push::Pushed(_)
     ));
+}
+
+/// Records the class, args and `batch_event` of every job it runs; fails the job whose
+/// argument is "fail" (its retries set by the job), as a batch's member or callback.
+#[derive(Clone, Default)]
+struct Member {
+    ran: Arc<std::sync::Mutex<Vec<String>>>,
+}
+impl psychiq::RawWorker for Member {
+    fn start(&self, job: &psychiq::RawJob<'_>) -> Result<psychiq::JobFuture, serde_json::Error> {
+        let args: serde_json::Value = serde_json::from_str(job.args())?;
+        let ran = Arc::clone(&self.ran);
+        let class = job.class().to_string();
+        Ok(Box::pin(async move {
+            let event = psychiq::context::current()
+                .and_then(|c| c.field("batch_event").cloned())
+                .map(|e| format!(" {}", e["event"].as_str().unwrap_or("?")))
+                .unwrap_or_default();
+            ran.lock().unwrap().push(format!("{class}{event} {args}"));
+            if args[0] == "fail" {
+                return Err(JobError::new("Member::Failed", "asked to"));
+            }
+            Ok(())
+        }))
+    }
+    fn options(&self) -> &psychiq::WorkerOptions {
+        static OPTIONS: std::sync::LazyLock<psychiq::WorkerOptions> =
+            std::sync::LazyLock::new(psychiq::WorkerOptions::default);
+        &OPTIONS
+    }
+}
+
+fn member_registry(member: &Member) -> Registry {
+    let mut registry = Registry::new();
+    for class in ["Row", "Done", "Good", "Dead"] {
+        registry.register_raw(class, member.clone());
+    }
+    registry
+}
+
+#[tokio::test]
+async fn a_batchs_callbacks_fire_in_the_drain_as_on_a_server() -> psychiq::Result<()> {
+    use psychiq::batch::Batch;
+    let member = Member::default();
+    let fake = Fake::new(member_registry(&member));
+    let client = fake.client();
+    let bid = Batch::new("import")
+        .on_complete(Job::new("Done", ("import",))?)
+        .on_success(Job::new("Good", ("import",))?)
+        .on_death(Job::new("Dead", ("import",))?)
+        .push(
+            &client,
+            vec![
+                Job::new("Row", (1,))?,
+                Job::new("Row", ("fail",))?.retry(Retry::Max(1)),
+            ],
+        )
+        .await?;
+    assert_eq!(fake.jobs_of_class("Row").len(), 2);
+    assert_eq!(fake.jobs_of_class("Row")[0].field("bid").unwrap(), &bid);
+
+    // Row 2 fails: every job has run, so "complete" fires; "success" waits for the retry.
+    let failed = fake.drain().await.unwrap_err();
+    assert_eq!(failed.went_to, WentTo::Retry);
+    fake.drain().await.unwrap();
+    let ran = member.ran.lock().unwrap().clone();
+    assert_eq!(
+        ran,
+        ["Row [1]", "Row [\"fail\"]", "Done complete [\"import\"]"]
+    );
+
+    // Its last retry fails too: it dies, and "death" fires; "success" never does.
+    fake.retry_all();
+    assert_eq!(fake.drain().await.unwrap_err().went_to, WentTo::Dead);
+    fake.drain().await.unwrap();
+    let ran = member.ran.lock().unwrap().clone();
+    assert_eq!(ran[3..], ["Row [\"fail\"]", "Dead death [\"import\"]"]);
+    assert!(fake.jobs().is_empty());
+
+    // A child batch: the parent succeeds only after it, and jobs added while the parent is
+    // open count.
+    member.ran.lock().unwrap().clear();
+    let parent = Batch::new("parent")
+        .on_success(Job::new("Good", ("parent",))?)
+        .push(&client, vec![Job::new("Row", (10,))?])
+        .await?;
+    Batch::new("child")
+        .parent(&parent)
+        .on_success(Job::new("Good", ("child",))?)
+        .push(&client, vec![Job::new("Row", (11,))?])
+        .await?;
+    Batch::open(&client, &parent, vec![Job::new("Row", (12,))?]).await?;
+    fake.drain().await.unwrap();
+    let ran = member.ran.lock().unwrap().clone();
+    assert_eq!(
+        ran,
+        [
+            "Row [10]",
+            "Row [11]",
+            "Row [12]",
+            "Good success [\"child\"]",
+            "Good success [\"parent\"]",
+        ]
+    );
+    // A succeeded batch takes no more work, as on a server.
+    let late = Batch::open(&client, &parent, vec![Job::new("Row", (13,))?]).await;
+    assert!(late.unwrap_err().to_string().contains("already succeeded"));
+    // The inline mode has no drain to wait in, and says so.
+    let inline = psychiq::testing::inline(member_registry(&member));
+    let refused = Batch::new("x")
+        .push(&inline, vec![Job::new("Row", (1,))?])
+        .await;
+    assert!(refused.unwrap_err().to_string().contains("testing::Fake"));
+    Ok(())
+}
+
+/// Counts to its argument, a number a step; records its hooks.
+#[derive(Clone, Default)]
+struct Counter {
+    hooks: Arc<std::sync::Mutex<Vec<String>>>,
+}
+impl psychiq::iteration::IterableWorker for Counter {
+    type Args = (u64,);
+    type Cursor = u64;
+    async fn step(&self, (to,): &(u64,), at: Option<u64>) -> Result<Option<u64>, JobError> {
+        let next = at.unwrap_or(0) + 1;
+        Ok((next < *to).then_some(next))
+    }
+    async fn on_start(&self, _: &(u64,)) {
+        self.hooks.lock().unwrap().push("start".into());
+    }
+    async fn on_resume(&self, _: &(u64,)) {
+        self.hooks.lock().unwrap().push("resume".into());
+    }
+    async fn on_stop(&self, _: &(u64,)) {
+        self.hooks.lock().unwrap().push("stop".into());
+    }
+    async fn on_cancel(&self, _: &(u64,)) {
+        self.hooks.lock().unwrap().push("cancel".into());
+    }
+    async fn on_complete(&self, _: &(u64,)) {
+        self.hooks.lock().unwrap().push("complete".into());
+    }
+}
+
+#[tokio::test]
+async fn an_iterable_job_is_stepped_resumed_and_cancelled() -> psychiq::Result<()> {
+    let counter = Counter::default();
+    let mut registry = Registry::new();
+    registry.register_iterable(counter.clone());
+    let fake = Fake::new(registry).steps_per_run(2);
+    let jid = fake.client().push(Job::new("Counter", (6,))?).await?;
+
+    // Runs of two steps: the cursor is saved after each, and the job goes back to its
+    // queue between runs.
+    for expected in [2, 4] {
+        let run = fake.run_one().await.unwrap();
+        assert_eq!(run.snoozed, 1, "a run ends early, not as a failure");
+        assert_eq!(fake.cursor(&jid), Some(serde_json::json!(expected)));
+        assert!(!fake.iteration_done(&jid));
+    }
+    assert_eq!(fake.run_one().await.unwrap().performed, 1);
+    assert!(fake.iteration_done(&jid));
+    assert_eq!(
+        *counter.hooks.lock().unwrap(),
+        ["start", "stop", "resume", "stop", "resume", "complete"]
+    );
+
+    // Cancelled between runs: the next run ends before its first step.
+    counter.hooks.lock().unwrap().clear();
+    let jid = fake.client().push(Job::new("Counter", (100,))?).await?;
+    fake.run_one().await.unwrap();
+    fake.cancel_iteration(&jid);
+    assert_eq!(fake.drain().await.unwrap().performed, 1);
+    assert_eq!(fake.cursor(&jid), Some(serde_json::json!(2)));
+    assert!(fake.iteration_done(&jid));
+    assert_eq!(*counter.hooks.lock().unwrap(), ["start", "stop", "cancel"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_periodic_entry_ticks_by_hand() -> psychiq::Result<()> {
+    use psychiq::periodic::{PeriodicJob, Schedule};
+    let member = Member::default();
+    let mut registry = member_registry(&member);
+    registry.periodic(PeriodicJob::new(
+        "hourly-import",
+        Schedule::cron("0 * * * *")?,
+        Job::new("Row", ("hourly",))?.queue("imports"),
+    )?);
+    let fake = Fake::new(registry);
+    let jid = fake.tick("hourly-import")?;
+    let job = &fake.jobs_in_queue("imports")[0];
+    assert_eq!(job.jid(), jid);
+    let tick = job.field("periodic_at").and_then(|t| t.as_i64()).unwrap();
+    assert_eq!(tick % 3600, 0, "the entry's next tick, on the hour");
+    assert_eq!(fake.drain().await.unwrap().performed, 1);
+    let unknown = fake.tick("hourly").unwrap_err().to_string();
+    assert!(unknown.contains("it has: hourly-import"), "{unknown}");
+    Ok(())
 }

@@ -759,7 +759,7 @@ async fn queues_are_paused_and_resumed_from_the_dashboard() {
 
 #[tokio::test]
 async fn periodic_entries_are_shown_run_paused_and_resumed_from_the_dashboard() {
-    use psychiq::periodic::PeriodicJob;
+    use psychiq::periodic::{PeriodicJob, Schedule};
     let ns = TestNs::new().await;
     let (app, api) = app(&ns, WebConfig::default()).await;
     // A hostile name, shown as text and sent back intact in the form's URL.
@@ -768,8 +768,10 @@ async fn periodic_entries_are_shown_run_paused_and_resumed_from_the_dashboard() 
     registry.periodic(
         PeriodicJob::new(
             name.as_str(),
-            "0 3 29 2 *",
-            "Europe/Berlin",
+            Schedule::cron("0 3 29 2 *")
+                .unwrap()
+                .in_zone("Europe/Berlin")
+                .unwrap(),
             psychiq::Job::new("Reports::Nightly", (1,))
                 .unwrap()
                 .queue("reports"),

@@ -125,7 +125,7 @@ fn main() -> ExitCode {
 type Fallible<T> = Result<T, Box<dyn std::error::Error>>;
 
 async fn run(args: Args) -> Fallible<()> {
-    let mut redis = RedisConfig::from_url(args.redis_url.clone());
+    let mut redis = RedisConfig::from_url(args.redis_url.clone())?;
     // As the server reads it (it inherits the variable): pushes wait for replicas too.
     if let Some(replicas) = std::env::var("PSYCHIQ_WAIT_REPLICAS")
         .ok()

@@ -196,12 +196,19 @@ impl Batch {
                 "a batch needs at least one job (its callbacks fire when its jobs are done)".into(),
             ));
         }
+        let now = payload::now_secs();
+        #[cfg(feature = "server")]
+        if let Some(store) = client.test_store() {
+            let stamped = stamp(&self.bid, jobs, now);
+            let callbacks = self.callback_records(now);
+            store.create_batch(&self.bid, self.parent.as_deref(), callbacks, stamped)?;
+            return Ok(self.bid);
+        }
         let conn = connection(client)?;
         let keys = client.keys();
         if let Some(parent) = &self.parent {
             still_open(&conn, keys, parent).await?;
         }
-        let now = payload::now_secs();
         let key = batch_key(keys, &self.bid);
         let mut fields: Vec<(String, String)> = vec![
             ("description".into(), self.description.clone()),
@@ -211,20 +218,9 @@ impl Batch {
         if let Some(parent) = &self.parent {
             fields.push(("parent".into(), parent.clone()));
         }
-        for (event, job) in &self.callbacks {
-            let mut job = job.clone();
-            job.set_option(
-                "batch_event",
-                serde_json::json!({"bid": self.bid, "event": event}),
-            );
-            let job = job.jid(format!("{}-{event}", self.bid));
-            // Without its final `}`: the step that fires it appends `enqueued_at`.
-            let payload = job.payload_at(now, false);
-            fields.push((
-                format!("cb_{event}"),
-                payload.trim_end_matches('}').to_string(),
-            ));
-            fields.push((format!("cbq_{event}"), job.queue_name().to_string()));
+        for callback in self.callback_records(now) {
+            fields.push((format!("cb_{}", callback.event), callback.payload));
+            fields.push((format!("cbq_{}", callback.event), callback.queue));
         }
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -245,9 +241,34 @@ impl Batch {
         Ok(self.bid)
     }
 
+    /// Its callbacks as they are stored until they fire.
+    fn callback_records(&self, now: f64) -> Vec<Callback> {
+        self.callbacks
+            .iter()
+            .map(|(event, job)| {
+                let mut job = job.clone();
+                job.set_option(
+                    "batch_event",
+                    serde_json::json!({"bid": self.bid, "event": event}),
+                );
+                let job = job.jid(format!("{}-{event}", self.bid));
+                Callback {
+                    event,
+                    // Without its final `}`: the step that fires it appends `enqueued_at`.
+                    payload: job.payload_at(now, false).trim_end_matches('}').to_string(),
+                    queue: job.queue_name().to_string(),
+                }
+            })
+            .collect()
+    }
+
     /// Adds `jobs` to the existing batch `bid` in one transaction (from a job of that
     /// batch, whose own pending run keeps the batch open, or before its jobs can finish).
     pub async fn open(client: &Client, bid: &str, jobs: Vec<Job>) -> Result<()> {
+        #[cfg(feature = "server")]
+        if let Some(store) = client.test_store() {
+            return store.add_to_batch(bid, stamp(bid, jobs, payload::now_secs()));
+        }
         let conn = connection(client)?;
         let keys = client.keys();
         still_open(&conn, keys, bid).await?;
@@ -307,6 +328,45 @@ fn batch_key(keys: &Keys, bid: &str) -> String {
     keys.key(&format!("batch:{bid}"))
 }
 
+/// A callback job as a batch stores it until it fires.
+pub(crate) struct Callback {
+    /// `complete`, `success` or `death`.
+    pub event: &'static str,
+    /// Its payload without the final `}` (firing appends `enqueued_at`).
+    pub payload: String,
+    pub queue: String,
+}
+
+/// A job of a batch, stamped with its `bid` and ready to push.
+pub(crate) struct Stamped {
+    pub jid: String,
+    pub queue: String,
+    /// When it is to run, if later than now.
+    pub at: Option<f64>,
+    pub payload: String,
+}
+
+/// Stamps `jobs` with batch `bid` (and a jid each).
+pub(crate) fn stamp(bid: &str, jobs: Vec<Job>, now: f64) -> Vec<Stamped> {
+    jobs.into_iter()
+        .map(|job| {
+            let jid = job
+                .given_jid()
+                .map_or_else(payload::new_jid, str::to_string);
+            let job = job
+                .option("bid", Value::String(bid.to_string()))
+                .jid(jid.clone());
+            let at = job.run_at().map(payload::epoch_secs).filter(|&at| at > now);
+            Stamped {
+                payload: job.payload_at(now, at.is_none()),
+                queue: job.queue_name().to_string(),
+                jid,
+                at,
+            }
+        })
+        .collect()
+}
+
 /// Queues the commands that count `jobs` in batch `bid` and push them.
 fn add_jobs(
     pipe: &mut redis::Pipeline,
@@ -316,30 +376,19 @@ fn add_jobs(
     now: f64,
 ) -> Result<()> {
     let key = batch_key(keys, bid);
+    let stamped = stamp(bid, jobs, now);
     // Long enough for the latest scheduled job to run and be counted.
-    let latest = jobs
-        .iter()
-        .filter_map(|job| job.run_at().map(payload::epoch_secs))
-        .fold(now, f64::max);
+    let latest = stamped.iter().filter_map(|job| job.at).fold(now, f64::max);
     let ttl = IDLE_TTL.as_secs() as i64 + (latest - now) as i64;
-    let mut jids = Vec::with_capacity(jobs.len());
+    let mut jids = Vec::with_capacity(stamped.len());
     let mut queues: HashMap<String, Vec<String>> = HashMap::new();
     let mut scheduled: Vec<(f64, String)> = Vec::new();
-    for job in jobs {
-        let jid = job
-            .given_jid()
-            .map_or_else(payload::new_jid, str::to_string);
-        let job = job
-            .option("bid", Value::String(bid.to_string()))
-            .jid(jid.clone());
-        match job.run_at().map(payload::epoch_secs).filter(|&at| at > now) {
-            Some(at) => scheduled.push((at, job.payload_at(now, false))),
-            None => queues
-                .entry(job.queue_name().to_string())
-                .or_default()
-                .push(job.payload_at(now, true)),
+    for job in stamped {
+        match job.at {
+            Some(at) => scheduled.push((at, job.payload)),
+            None => queues.entry(job.queue).or_default().push(job.payload),
         }
-        jids.push(jid);
+        jids.push(job.jid);
     }
     if jids.is_empty() {
         return Ok(());
@@ -559,7 +608,7 @@ mod server {
     use crate::Outcome;
     use crate::connection::{Outage, explain, until_cured};
     use crate::context::JobContext;
-    use crate::middleware::{BoxFuture, Next, ServerMiddleware};
+    use crate::middleware::{Next, ServerMiddleware};
     use crate::worker::JobError;
 
     /// The server middleware that counts each batch job's outcome (success or failure;
@@ -622,32 +671,30 @@ mod server {
             payload.contains("\"bid\"")
         }
 
-        fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+        async fn call(&self, job: &JobContext, next: Next<'_>) -> Outcome {
             if !job.payload().contains("\"bid\"") {
-                return next.run();
+                return next.run().await;
             }
             let Some(bid) = job.field("bid").and_then(Value::as_str) else {
-                return next.run();
+                return next.run().await;
             };
-            Box::pin(async move {
-                let outcome = next.run().await;
-                let kind = match &outcome {
-                    Outcome::Snoozed(_) => return outcome,
-                    Outcome::Failed(_) => "failure",
-                    _ => "success",
-                };
-                match self.counter.count(bid, job.jid(), kind).await {
-                    Ok(()) => outcome,
-                    // The job fails into its retries, with the cause named.
-                    Err(e) => Outcome::Failed(JobError::new(
-                        "Psychiq::BatchError",
-                        format!(
-                            "counting this job's {kind} in batch {bid:?} failed: {e} ({}); is {bid:?} a batch's bid?",
-                            explain(&e)
-                        ),
-                    )),
-                }
-            })
+            let outcome = next.run().await;
+            let kind = match &outcome {
+                Outcome::Snoozed(_) => return outcome,
+                Outcome::Failed(_) => "failure",
+                _ => "success",
+            };
+            match self.counter.count(bid, job.jid(), kind).await {
+                Ok(()) => outcome,
+                // The job fails into its retries, with the cause named.
+                Err(e) => Outcome::Failed(JobError::new(
+                    "Psychiq::BatchError",
+                    format!(
+                        "counting this job's {kind} in batch {bid:?} failed: {e} ({}); is {bid:?} a batch's bid?",
+                        explain(&e)
+                    ),
+                )),
+            }
         }
     }
 }

@@ -85,6 +85,26 @@ impl Schedule {
         Ok(schedule)
     }
 
+    /// `expression` read in UTC (see [`Schedule::parse`] for what it may hold); go on with
+    /// [`Schedule::in_zone`] for another zone. The error says what is wrong.
+    ///
+    /// ```
+    /// use psychiq::periodic::Schedule;
+    /// let nightly = Schedule::cron("0 3 * * *")?.in_zone("Europe/Berlin")?;
+    /// assert_eq!(nightly.time_zone(), "Europe/Berlin");
+    /// assert!(Schedule::cron("0 3 * *").is_err());
+    /// # Ok::<(), psychiq::Error>(())
+    /// ```
+    pub fn cron(expression: &str) -> Result<Schedule, crate::Error> {
+        Schedule::parse(expression, "UTC").map_err(crate::Error::Config)
+    }
+
+    /// The same expression read in the IANA zone `tz` (`"Europe/Berlin"`): `0 3 * * *` is
+    /// 03:00 there, summer and winter.
+    pub fn in_zone(self, tz: &str) -> Result<Schedule, crate::Error> {
+        Schedule::parse(&self.expression, tz).map_err(crate::Error::Config)
+    }
+
     /// The expression as given.
     pub fn expression(&self) -> &str {
         &self.expression

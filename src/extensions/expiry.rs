@@ -11,7 +11,7 @@
 //! on through the rest of the chain.
 
 use crate::context::JobContext;
-use crate::middleware::{BoxFuture, Next, ServerMiddleware};
+use crate::middleware::{Next, ServerMiddleware};
 use crate::{Outcome, payload};
 
 /// The server middleware that discards expired jobs (see the module docs). Every server
@@ -33,14 +33,14 @@ impl ServerMiddleware for Expiry {
         payload.contains("\"expires_at\"")
     }
 
-    fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+    async fn call(&self, job: &JobContext, next: Next<'_>) -> Outcome {
         match expired(job, payload::now_secs()) {
             Some(late) => {
                 let reason = format!("expired {late:.1} s before it could start");
                 tracing::info!(class = job.class(), jid = job.jid(), reason, "job expired");
-                Box::pin(std::future::ready(Outcome::Discarded(reason)))
+                Outcome::Discarded(reason)
             }
-            None => next.run(),
+            None => next.run().await,
         }
     }
 }

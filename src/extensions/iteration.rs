@@ -41,8 +41,12 @@
 //!
 //! **Limits.** Keep `max_run_time` below any job timeout (a timeout cancels the run mid-step
 //! and counts as a failure). Two runs of one jid at once (a stalled process whose job was
-//! recovered) both walk and write the cursor. The test mode (`psychiq::testing`) does not
-//! run iterable jobs.
+//! recovered) both walk and write the cursor.
+//!
+//! **Tests.** The test mode's [`Fake`](crate::testing::Fake) runs iterable jobs with their
+//! cursors in memory: `Fake::steps_per_run(n)` ends each run after `n` steps as a deploy
+//! would, `Fake::cursor(jid)` reads the saved cursor between runs, and
+//! `Fake::cancel_iteration(jid)` cancels.
 //!
 //! **Callbacks**: `on_start` (first run), `on_resume`, `on_stop` (interrupted), `on_cancel`,
 //! `on_complete`. The state of a finished job is kept for a day (so a duplicate run does
@@ -141,11 +145,141 @@ pub(crate) fn index_key(keys: &Keys) -> String {
     keys.key("iterations")
 }
 
-/// What the running server gives iterable jobs: Redis and whether it is stopping.
+/// What the running server (or the test mode) gives iterable jobs: where cursors are kept
+/// and whether it is stopping.
 pub(crate) struct Env {
-    pub conn: Connection,
-    pub keys: Keys,
+    pub cursors: Cursors,
     pub stop: tokio::sync::watch::Receiver<bool>,
+    /// A run ends after this many steps (the test mode's stepping); `None`: by time only.
+    pub steps_per_run: Option<usize>,
+}
+
+/// Where walks keep their state.
+pub(crate) enum Cursors {
+    /// In Redis, under `it:JID`, indexed in `iterations`.
+    Redis { conn: Connection, keys: Keys },
+    /// In the test mode's memory, by jid.
+    #[cfg(feature = "server")]
+    Memory(Arc<std::sync::Mutex<std::collections::HashMap<String, Walked>>>),
+}
+
+/// A walk's state as the test mode keeps it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Walked {
+    /// The saved cursor, as JSON.
+    pub cursor: Option<String>,
+    pub cancelled: bool,
+    pub done: bool,
+}
+
+/// What a run reads before its first step.
+struct Saved {
+    cursor: Option<String>,
+    cancelled: bool,
+    done: bool,
+}
+
+impl Cursors {
+    async fn read(&self, jid: &str) -> Result<Saved, JobError> {
+        match self {
+            Cursors::Redis { conn, keys } => {
+                let key = state_key(keys, jid);
+                let (cursor, cancelled, done): (Option<String>, Option<String>, Option<String>) =
+                    on_state(|| {
+                        let mut conn = conn.clone();
+                        let read = redis::cmd("HMGET")
+                            .arg(&key)
+                            .arg("c")
+                            .arg("cancelled")
+                            .arg("done")
+                            .clone();
+                        async move { read.query_async(&mut conn).await }
+                    })
+                    .await?;
+                Ok(Saved {
+                    cursor,
+                    cancelled: cancelled.is_some(),
+                    done: done.is_some(),
+                })
+            }
+            #[cfg(feature = "server")]
+            Cursors::Memory(walks) => {
+                let walks = walks.lock().unwrap_or_else(|e| e.into_inner());
+                let walked = walks.get(jid).cloned().unwrap_or_default();
+                Ok(Saved {
+                    cursor: walked.cursor,
+                    cancelled: walked.cancelled,
+                    done: walked.done,
+                })
+            }
+        }
+    }
+
+    /// Saves the cursor after a step; whether the job was cancelled meanwhile.
+    async fn save(&self, jid: &str, json: &str) -> Result<bool, JobError> {
+        match self {
+            Cursors::Redis { conn, keys } => {
+                static SCRIPT: std::sync::LazyLock<redis::Script> =
+                    std::sync::LazyLock::new(|| redis::Script::new(SAVE));
+                let key = state_key(keys, jid);
+                let saved_at = crate::payload::now_secs();
+                let cancelled: String = on_state(|| {
+                    let mut conn = conn.clone();
+                    let mut invocation = SCRIPT.key(&key);
+                    invocation
+                        .key(index_key(keys))
+                        .arg(json)
+                        .arg(saved_at)
+                        .arg(jid)
+                        .arg(UNFINISHED_TTL_SECS);
+                    async move { invocation.invoke_async(&mut conn).await }
+                })
+                .await?;
+                Ok(!cancelled.is_empty())
+            }
+            #[cfg(feature = "server")]
+            Cursors::Memory(walks) => {
+                let mut walks = walks.lock().unwrap_or_else(|e| e.into_inner());
+                let walked = walks.entry(jid.to_string()).or_default();
+                walked.cursor = Some(json.to_string());
+                Ok(walked.cancelled)
+            }
+        }
+    }
+
+    /// Marks the walk done (finished or cancelled), so a duplicate run does nothing.
+    async fn finish(&self, jid: &str) -> Result<(), JobError> {
+        match self {
+            Cursors::Redis { conn, keys } => {
+                let key = state_key(keys, jid);
+                let finished_at = crate::payload::now_secs();
+                on_state(|| {
+                    let mut conn = conn.clone();
+                    let mut done = redis::pipe();
+                    done.hset(&key, "done", finished_at)
+                        .ignore()
+                        .expire(&key, FINISHED_TTL_SECS as i64)
+                        .ignore()
+                        .zrem(index_key(keys), jid)
+                        .ignore();
+                    async move { done.query_async(&mut conn).await }
+                })
+                .await
+            }
+            #[cfg(feature = "server")]
+            Cursors::Memory(walks) => {
+                let mut walks = walks.lock().unwrap_or_else(|e| e.into_inner());
+                walks.entry(jid.to_string()).or_default().done = true;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Runs `job` with `env` as its iterable jobs' environment (the test mode's drains).
+#[cfg(feature = "server")]
+pub(crate) async fn with_env<T>(env: Arc<Env>, job: impl Future<Output = T>) -> T {
+    ENV.scope(env, job).await
 }
 
 tokio::task_local! {
@@ -198,26 +332,14 @@ where
 }
 
 async fn walk<W: IterableWorker>(worker: &W, args: &W::Args, jid: &str, env: &Env) -> JobResult {
-    let key = state_key(&env.keys, jid);
-    let (saved, cancelled, done): (Option<String>, Option<String>, Option<String>) =
-        on_state(|| {
-            let mut conn = env.conn.clone();
-            let read = redis::cmd("HMGET")
-                .arg(&key)
-                .arg("c")
-                .arg("cancelled")
-                .arg("done")
-                .clone();
-            async move { read.query_async(&mut conn).await }
-        })
-        .await?;
-    if done.is_some() {
+    let saved = env.cursors.read(jid).await?;
+    if saved.done {
         return Ok(()); // a duplicate run of a finished walk
     }
-    if cancelled.is_some() {
+    if saved.cancelled {
         return finish_cancelled(worker, args, jid, env).await;
     }
-    let mut cursor: Option<W::Cursor> = match &saved {
+    let mut cursor: Option<W::Cursor> = match &saved.cursor {
         Some(json) => Some(serde_json::from_str(json).map_err(|e| {
             JobError::new(
                 "Psychiq::InvalidCursor",
@@ -233,50 +355,28 @@ async fn walk<W: IterableWorker>(worker: &W, args: &W::Args, jid: &str, env: &En
     }
     let started = tokio::time::Instant::now();
     let slice = worker.max_run_time();
-    static SCRIPT: std::sync::LazyLock<redis::Script> =
-        std::sync::LazyLock::new(|| redis::Script::new(SAVE));
+    let mut steps = 0;
     loop {
         let Some(next) = worker.step(args, cursor.take()).await? else {
-            let finished_at = crate::payload::now_secs();
-            let () = on_state(|| {
-                let mut conn = env.conn.clone();
-                let mut done = redis::pipe();
-                done.hset(&key, "done", finished_at)
-                    .ignore()
-                    .expire(&key, FINISHED_TTL_SECS as i64)
-                    .ignore()
-                    .zrem(index_key(&env.keys), jid)
-                    .ignore();
-                async move { done.query_async(&mut conn).await }
-            })
-            .await?;
+            env.cursors.finish(jid).await?;
             worker.on_complete(args).await;
             return Ok(());
         };
+        steps += 1;
         let json = serde_json::to_string(&next).map_err(|e| {
             JobError::new(
                 "Psychiq::InvalidCursor",
                 format!("cursor does not serialise: {e}"),
             )
         })?;
-        let saved_at = crate::payload::now_secs();
-        let cancelled: String = on_state(|| {
-            let mut conn = env.conn.clone();
-            let mut invocation = SCRIPT.key(&key);
-            invocation
-                .key(index_key(&env.keys))
-                .arg(&json)
-                .arg(saved_at)
-                .arg(jid)
-                .arg(UNFINISHED_TTL_SECS);
-            async move { invocation.invoke_async(&mut conn).await }
-        })
-        .await?;
+        let cancelled = env.cursors.save(jid, &json).await?;
         cursor = Some(next);
-        if !cancelled.is_empty() {
+        if cancelled {
             return finish_cancelled(worker, args, jid, env).await;
         }
-        if *env.stop.borrow() || started.elapsed() >= slice {
+        let slice_over =
+            started.elapsed() >= slice || env.steps_per_run.is_some_and(|n| steps >= n);
+        if *env.stop.borrow() || slice_over {
             worker.on_stop(args).await;
             // Back to the end of its queue at once, atomically with leaving this process.
             return Err(JobError::requeue());
@@ -290,19 +390,9 @@ async fn finish_cancelled<W: IterableWorker>(
     jid: &str,
     env: &Env,
 ) -> JobResult {
-    let key = &state_key(&env.keys, jid);
-    let written: redis::RedisResult<()> = redis::pipe()
-        .hset(key, "done", crate::payload::now_secs())
-        .ignore()
-        .expire(key, FINISHED_TTL_SECS as i64)
-        .ignore()
-        .zrem(index_key(&env.keys), jid)
-        .ignore()
-        .query_async(&mut env.conn.clone())
-        .await;
-    if let Err(e) = written {
+    if let Err(e) = env.cursors.finish(jid).await {
         // It is cancelled either way; a later run reads the flag again.
-        tracing::warn!(key, error = %e, "could not record a cancelled iteration as done");
+        tracing::warn!(jid, error = %e, "could not record a cancelled iteration as done");
     }
     worker.on_cancel(args).await;
     Ok(())
@@ -319,7 +409,7 @@ mod server {
     use super::{ENV, Env};
     use crate::Outcome;
     use crate::context::JobContext;
-    use crate::middleware::{BoxFuture, Next, ServerMiddleware};
+    use crate::middleware::{Next, ServerMiddleware};
 
     /// Gives the jobs of iterable classes the server's Redis and its stop signal (added by
     /// the server when the registry holds iterable workers).
@@ -329,11 +419,11 @@ mod server {
     }
 
     impl ServerMiddleware for IterationSupport {
-        fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+        async fn call(&self, job: &JobContext, next: Next<'_>) -> Outcome {
             if !self.classes.contains(job.class()) {
-                return next.run();
+                return next.run().await;
             }
-            Box::pin(ENV.scope(Arc::clone(&self.env), next.run()))
+            ENV.scope(Arc::clone(&self.env), next.run()).await
         }
     }
 }

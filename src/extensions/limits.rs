@@ -634,7 +634,7 @@ mod server {
     use super::{Limiter, Limits};
     use crate::Outcome;
     use crate::context::JobContext;
-    use crate::middleware::{BoxFuture, Next, ServerMiddleware};
+    use crate::middleware::{Next, ServerMiddleware};
 
     /// The server middleware that runs each job of a class with a
     /// [`crate::WorkerOptions::rate_limit`] within its limiter (added by the server when a
@@ -651,21 +651,19 @@ mod server {
     }
 
     impl ServerMiddleware for RateLimit {
-        fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+        async fn call(&self, job: &JobContext, next: Next<'_>) -> Outcome {
             let Some(limiter) = self.by_class.get(job.class()) else {
-                return next.run();
+                return next.run().await;
             };
-            Box::pin(async move {
-                // The chain runs with the job as the current context, which `over_limit` reads.
-                match self.limits.acquire_for_job(limiter).await {
-                    Ok(permit) => {
-                        let outcome = next.run().await;
-                        permit.release().await;
-                        outcome
-                    }
-                    Err(over) => over.into_outcome(),
+            // The chain runs with the job as the current context, which `over_limit` reads.
+            match self.limits.acquire_for_job(limiter).await {
+                Ok(permit) => {
+                    let outcome = next.run().await;
+                    permit.release().await;
+                    outcome
                 }
-            })
+                Err(over) => over.into_outcome(),
+            }
         }
     }
 }

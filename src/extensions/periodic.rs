@@ -2,15 +2,14 @@
 //! processes run them (Sidekiq Enterprise's `periodic`, sidekiq-cron).
 //!
 //! ```
-//! use psychiq::periodic::{Missed, PeriodicJob};
+//! use psychiq::periodic::{Missed, PeriodicJob, Schedule};
 //! use psychiq::{Job, Registry};
 //!
 //! let mut registry = Registry::new();
 //! registry.periodic(
 //!     PeriodicJob::new(
 //!         "nightly-report",
-//!         "0 3 * * *",
-//!         "Europe/Berlin",
+//!         Schedule::cron("0 3 * * *")?.in_zone("Europe/Berlin")?,
 //!         Job::new("Reports::Nightly", (1, "full"))?.queue("reports"),
 //!     )?
 //!     .missed(Missed::RunLast),
@@ -135,20 +134,18 @@ pub struct PeriodicJob {
 
 impl PeriodicJob {
     /// An entry named `name` that pushes `job` (class, args, queue, retry and options;
-    /// `Job::of::<W>` takes a worker's) at each tick of `cron` read in the IANA zone `tz`.
-    /// Fails with a message saying what is wrong with the expression or the zone.
+    /// `Job::of::<W>` takes a worker's) at each tick of `schedule`
+    /// (`Schedule::cron("0 3 * * *")?`, with `.in_zone("Europe/Berlin")?` for another zone
+    /// than UTC). Fails for an empty name.
     pub fn new(
         name: impl Into<String>,
-        cron: &str,
-        tz: &str,
+        schedule: Schedule,
         job: Job,
     ) -> std::result::Result<PeriodicJob, Error> {
         let name = name.into();
         if name.is_empty() {
             return Err(Error::Config("a periodic entry needs a name".into()));
         }
-        let schedule = Schedule::parse(cron, tz)
-            .map_err(|e| Error::Config(format!("periodic {name:?}: {e}")))?;
         Ok(PeriodicJob {
             name,
             schedule,
@@ -173,8 +170,13 @@ impl PeriodicJob {
         &self.schedule
     }
 
+    /// The queue its job goes to.
+    pub(crate) fn queue(&self) -> &str {
+        self.job.queue_name()
+    }
+
     /// The payload for one tick, with a new jid.
-    fn payload_for(&self, tick: i64) -> String {
+    pub(crate) fn payload_for(&self, tick: i64) -> String {
         let mut job = self.job.clone();
         job.set_option("periodic", Value::String(self.name.clone()));
         job.set_option("periodic_at", Value::from(tick));

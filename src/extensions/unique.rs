@@ -141,7 +141,7 @@ mod server {
     use crate::connection::{Connection, Outage, until_cured};
     use crate::context::JobContext;
     use crate::keys::Keys;
-    use crate::middleware::{BoxFuture, Next, ServerMiddleware};
+    use crate::middleware::{Next, ServerMiddleware};
 
     /// Deletes each lock KEYS[i] that still holds ARGV[i] (one taken again by a later push
     /// after it expired is not this job's to let go); returns how many went.
@@ -226,19 +226,19 @@ return gone
             payload.contains("\"unique_key\"")
         }
 
-        fn call<'a>(&'a self, job: &'a JobContext, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+        async fn call(&self, job: &JobContext, next: Next<'_>) -> Outcome {
             if !job.payload().contains("\"unique_key\"") {
-                return next.run();
+                return next.run().await;
             }
             let Some(unique_key) = job.field("unique_key").and_then(|v| v.as_str()) else {
-                return next.run();
+                return next.run().await;
             };
             match UniqueUntil::parse(job.field("unique_until").and_then(|v| v.as_str())) {
-                UniqueUntil::Start => Box::pin(async move {
+                UniqueUntil::Start => {
                     self.unlock(job, unique_key).await;
                     next.run().await
-                }),
-                UniqueUntil::Success => Box::pin(async move {
+                }
+                UniqueUntil::Success => {
                     let outcome = next.run().await;
                     if matches!(
                         outcome,
@@ -247,8 +247,8 @@ return gone
                         self.unlock(job, unique_key).await;
                     }
                     outcome
-                }),
-                UniqueUntil::Expiry => next.run(),
+                }
+                UniqueUntil::Expiry => next.run().await,
             }
         }
     }

@@ -26,6 +26,8 @@ pub struct TestNs {
     pub url: String,
     pub namespace: String,
     pub redis: RedisConfig,
+    /// Where this test's jobs live; its client and servers are built from it.
+    pub jobs: psychiq::Config,
     pub client: Client,
 }
 
@@ -37,14 +39,14 @@ impl TestNs {
     /// A namespace on the Redis at `url`.
     pub async fn on(url: &str) -> TestNs {
         let namespace = format!("psychiq-test-{}", &psychiq::__private::new_jid()[..12]);
-        let redis = RedisConfig::from_url(url);
-        let client = Client::connect(&redis, &namespace)
-            .await
-            .expect("tests need Redis: see README");
+        let redis = RedisConfig::from_url(url).unwrap();
+        let jobs = psychiq::Config::new(redis.clone()).namespace(&namespace);
+        let client = jobs.client().await.expect("tests need Redis: see README");
         TestNs {
             url: url.to_string(),
             namespace,
             redis,
+            jobs,
             client,
         }
     }
@@ -58,9 +60,8 @@ impl TestNs {
     }
 
     pub fn config(&self) -> ServerConfig {
-        ServerConfig::default()
-            .redis(self.redis.clone())
-            .namespace(self.namespace.clone())
+        self.jobs
+            .server()
             .poll_interval(Duration::from_millis(200))
             .shutdown_timeout(Duration::from_secs(5))
     }

@@ -11,6 +11,11 @@
 //!   real server, including jobs that jobs enqueue. A failure comes back to the test with
 //!   its error and the job waits in [`Fake::retries`], rewritten as the server would
 //!   (`retry_count`, `error_message`); [`Fake::retry_all`] runs it again by hand.
+//!   The extensions run too: a [`crate::batch::Batch`] pushed with the fake's client fires
+//!   its callbacks during the drain; iterable jobs walk with their cursors in memory
+//!   ([`Fake::steps_per_run`], [`Fake::cursor`], [`Fake::cancel_iteration`]); unique jobs
+//!   whose twin waits are refused; [`Fake::tick`] pushes a periodic entry's job as its
+//!   tick would.
 //! - [`inline`] performs each job as it is pushed, in the caller's task, and returns its
 //!   result: a job that fails makes the push return [`Error::JobFailed`].
 //!
@@ -55,6 +60,9 @@
 //! # }
 //! ```
 
+mod batches;
+mod extensions;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -71,6 +79,7 @@ use crate::processor::{Executor, Verdict};
 use crate::retry::{self, Disposition};
 use crate::stats::Stats;
 use crate::worker::{Registry, Worker};
+use batches::Counted;
 
 /// A drain that performs this many jobs without emptying the queues stops with a panic:
 /// some job keeps enqueueing work (itself, say).
@@ -245,6 +254,7 @@ struct State {
     pending: VecDeque<EnqueuedJob>,
     retries: Vec<EnqueuedJob>,
     dead: Vec<EnqueuedJob>,
+    batches: batches::Batches,
 }
 
 /// The test mode's store, shared by a [`Fake`] and the clients it hands out.
@@ -252,6 +262,10 @@ pub(crate) struct Store {
     executor: Executor,
     inline: bool,
     state: Mutex<State>,
+    /// Iterable jobs' cursors, by jid.
+    walks: extensions::Walks,
+    /// An iterable job's run ends after this many steps (0: when its walk ends).
+    steps_per_run: std::sync::atomic::AtomicUsize,
 }
 
 impl Store {
@@ -265,6 +279,8 @@ impl Store {
             },
             inline,
             state: Mutex::default(),
+            walks: extensions::Walks::default(),
+            steps_per_run: Default::default(),
         }
     }
 
@@ -286,7 +302,7 @@ impl Store {
             if self.inline {
                 let queue: Arc<str> = job.queue.as_str().into();
                 let raw: Arc<[u8]> = job.payload.as_bytes().into();
-                let verdict = self.executor.execute(&queue, &raw).await;
+                let verdict = self.execute(&queue, &raw).await;
                 if let Some(error) = failure(verdict) {
                     return Err(Error::JobFailed {
                         jid: job.jid,
@@ -381,7 +397,7 @@ impl Fake {
     /// A fake whose drains run every job inside `middleware`, as a server with that chain.
     ///
     /// ```
-    /// use psychiq::middleware::{BoxFuture, Next, ServerChain, ServerMiddleware};
+    /// use psychiq::middleware::{Next, ServerChain, ServerMiddleware};
     /// use psychiq::{context::JobContext, JobResult, NoArgs, Outcome, Registry, Worker};
     ///
     /// struct Report;
@@ -392,8 +408,8 @@ impl Fake {
     ///
     /// struct Maintenance;
     /// impl ServerMiddleware for Maintenance {
-    ///     fn call<'a>(&'a self, _: &'a JobContext, _: Next<'a>) -> BoxFuture<'a, Outcome> {
-    ///         Box::pin(async { Outcome::Skipped("maintenance".into()) })
+    ///     async fn call(&self, _: &JobContext, _: Next<'_>) -> Outcome {
+    ///         Outcome::Skipped("maintenance".into())
     ///     }
     /// }
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> psychiq::Result<()> {
@@ -518,13 +534,19 @@ impl Fake {
     /// none is due; scheduled jobs wait. Stops at the first failure and returns it (the
     /// failed job is in [`Fake::retries`] or [`Fake::dead`], as a server would put it).
     pub async fn drain(&self) -> std::result::Result<Drained, JobFailed> {
-        self.run(false).await
+        self.run(false, None).await
+    }
+
+    /// Performs only the first job due now (if any), as one step of [`Fake::drain`]: to
+    /// watch a callback or an iterable job's next run come in between.
+    pub async fn run_one(&self) -> std::result::Result<Drained, JobFailed> {
+        self.run(false, Some(1)).await
     }
 
     /// [`Fake::drain`], also performing jobs scheduled for later (as `Sidekiq::Testing`'s
     /// `drain` does), but not retries.
     pub async fn drain_all(&self) -> std::result::Result<Drained, JobFailed> {
-        self.run(true).await
+        self.run(true, None).await
     }
 
     /// Makes every retrying job due now, to run on the next drain.
@@ -572,7 +594,7 @@ impl Fake {
         let queue: Arc<str> = job.queue_name().into();
         let payload = job.payload_now();
         let raw: Arc<[u8]> = payload.as_bytes().into();
-        match self.store.executor.execute(&queue, &raw).await {
+        match self.store.execute(&queue, &raw).await {
             Verdict::Ran { outcome, .. } => outcome,
             Verdict::Unreadable { reason } => {
                 Outcome::Failed(crate::JobError::new("Psychiq::InvalidPayload", reason))
@@ -580,10 +602,19 @@ impl Fake {
         }
     }
 
-    async fn run(&self, scheduled_too: bool) -> std::result::Result<Drained, JobFailed> {
+    /// Performs the due jobs (at most `most`); more than [`DRAIN_LIMIT`] is a job that
+    /// keeps enqueueing work.
+    async fn run(
+        &self,
+        scheduled_too: bool,
+        most: Option<usize>,
+    ) -> std::result::Result<Drained, JobFailed> {
         let mut drained = Drained::default();
         let mut runs = 0;
-        while let Some(job) = self.next_due(scheduled_too) {
+        while most.is_none_or(|most| runs < most) {
+            let Some(job) = self.next_due(scheduled_too) else {
+                break;
+            };
             runs += 1;
             if runs > DRAIN_LIMIT {
                 panic!(
@@ -592,7 +623,7 @@ impl Fake {
             }
             let queue: Arc<str> = job.queue.clone();
             let raw: Arc<[u8]> = job.payload.as_bytes().into();
-            let verdict = self.store.executor.execute(&queue, &raw).await;
+            let verdict = self.store.execute(&queue, &raw).await;
             let (error, handler, exhaust_now) = match verdict {
                 Verdict::Ran {
                     outcome,
@@ -601,14 +632,17 @@ impl Fake {
                 } => match outcome {
                     Outcome::Done => {
                         drained.performed += 1;
+                        self.store.count_for_batch(&job, Counted::Success);
                         continue;
                     }
                     Outcome::Skipped(_) => {
                         drained.skipped += 1;
+                        self.store.count_for_batch(&job, Counted::Success);
                         continue;
                     }
                     Outcome::Discarded(_) => {
                         drained.discarded += 1;
+                        self.store.count_for_batch(&job, Counted::Success);
                         continue;
                     }
                     Outcome::Snoozed(delay) => {
@@ -664,6 +698,10 @@ impl Fake {
                     Disposition::Drop => WentTo::Dropped,
                 }
             };
+            self.store.count_for_batch(&job, Counted::Failure);
+            if went_to != WentTo::Retry {
+                self.store.count_for_batch(&job, Counted::Death);
+            }
             return Err(JobFailed {
                 job,
                 error,
