@@ -60,6 +60,11 @@ pub enum AdminCommand {
         #[allow(missing_docs)]
         action: Option<BatchesAction>,
     },
+    /// Where one job is now (running, in a queue, scheduled, retrying or dead), shown in full
+    Job {
+        /// Its jid
+        jid: String,
+    },
     /// The jobs of one queue: list, show, delete or clear
     Jobs {
         /// The queue name, e.g. default
@@ -632,6 +637,7 @@ async fn dispatch(command: AdminCommand, api: &Api, out: &Out) -> Outcome {
         AdminCommand::Batches { action } => batches(api, out, action).await,
         AdminCommand::Unique { action } => unique(api, out, action).await,
         AdminCommand::Iterations { action } => iterations(api, out, action).await,
+        AdminCommand::Job { jid } => locate(api, out, &jid).await,
         AdminCommand::Jobs { queue, action } => jobs(api, out, &queue, action).await,
         AdminCommand::Scheduled { action } => set(api, out, SetKind::Scheduled, action).await,
         AdminCommand::Retries { action } => set(api, out, SetKind::Retry, action).await,
@@ -1160,6 +1166,53 @@ fn show(out: &Out, job: &JobRecord) {
             println!("  {}", crate::text::printable(&line));
         }
     }
+}
+
+/// `psychiq job JID`: where the job is, then the job in full.
+async fn locate(api: &Api, out: &Out, jid: &str) -> Outcome {
+    use crate::api::Whereabouts;
+    let (state, job) = match api.locate(jid).await? {
+        None => {
+            return Err(Failure::NotFound(format!(
+                "no job {jid:?} is running, waiting in a queue, or in the scheduled, retry or dead set; a job that succeeded, was discarded or was deleted leaves nothing behind"
+            )));
+        }
+        Some(Whereabouts::Running(work)) => {
+            let place = format!(
+                "running on {} (slot {}) from queue {} since {}",
+                work.process,
+                work.thread,
+                work.queue,
+                utc_text(work.run_at)
+            );
+            out.done(
+                json!({"state": "running", "process": work.process, "slot": work.thread, "queue": work.queue, "run_at": work.run_at, "job": work.payload}),
+                format!("{jid}: {place}\n{}", serde_json::to_string_pretty(&work.payload).unwrap_or_default()),
+            );
+            return Ok(());
+        }
+        Some(Whereabouts::Enqueued(job)) => ("enqueued", job),
+        Some(Whereabouts::Scheduled(job)) => ("scheduled", job),
+        Some(Whereabouts::Retrying(job)) => ("retrying", job),
+        Some(Whereabouts::Dead(job)) => ("dead", job),
+    };
+    if out.json {
+        println!(
+            "{}",
+            json!({"state": state, "queue": job.queue(), "at": job.score(), "job": job_json(&job)})
+        );
+        return Ok(());
+    }
+    match job.score() {
+        Some(at) => println!(
+            "{jid}: {state} (queue {}), at {}",
+            job.queue(),
+            utc_text(at)
+        ),
+        None => println!("{jid}: {state} in queue {}", job.queue()),
+    }
+    show(out, &job);
+    Ok(())
 }
 
 /// The failure of a command naming a queue that does not exist.

@@ -350,6 +350,22 @@ pub struct RunningWork {
     pub payload: Value,
 }
 
+/// Where a job is now, as [`Api::locate`] finds it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Whereabouts {
+    /// Running in a live process.
+    Running(RunningWork),
+    /// Waiting in a queue.
+    Enqueued(JobRecord),
+    /// In the schedule, to be enqueued at its score.
+    Scheduled(JobRecord),
+    /// In the retry set, to be retried at its score.
+    Retrying(JobRecord),
+    /// In the dead set.
+    Dead(JobRecord),
+}
+
 /// Per-class figures over time (see [`Api::class_series`]).
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
@@ -1353,6 +1369,44 @@ impl Api {
         }
         running.sort_by(|a, b| a.run_at.total_cmp(&b.run_at));
         Ok(running)
+    }
+
+    /// Where job `jid` is now: running, in a queue, scheduled, retrying or dead; `None`
+    /// when it is in none of them (it has succeeded, been discarded or deleted: Sidekiq's
+    /// layout keeps no record of those). It looks where a job spends the least time first:
+    /// the running jobs (one round trip), each queue's first 100,000 jobs, then the sets by
+    /// a scan for the jid, so it costs a request of the dashboard, not of a hot path.
+    pub async fn locate(&self, jid: &str) -> Result<Option<Whereabouts>> {
+        let jid = jid.trim();
+        if jid.is_empty() {
+            return Ok(None);
+        }
+        if let Some(work) = self
+            .running()
+            .await?
+            .into_iter()
+            .find(|work| work.payload["jid"].as_str() == Some(jid))
+        {
+            return Ok(Some(Whereabouts::Running(work)));
+        }
+        for queue in self.queues().await? {
+            if let Some(job) = self.find_in_queue(&queue.name, jid).await? {
+                return Ok(Some(Whereabouts::Enqueued(job)));
+            }
+        }
+        for (kind, place) in [
+            (
+                SetKind::Scheduled,
+                Whereabouts::Scheduled as fn(JobRecord) -> Whereabouts,
+            ),
+            (SetKind::Retry, Whereabouts::Retrying),
+            (SetKind::Dead, Whereabouts::Dead),
+        ] {
+            if let Some(job) = self.set_find(kind, jid).await? {
+                return Ok(Some(place(job)));
+            }
+        }
+        Ok(None)
     }
 
     /// Per-class run metrics, busiest class first.

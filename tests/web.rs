@@ -1077,3 +1077,112 @@ async fn a_unique_jobs_lock_is_shown_and_let_go_from_its_page() {
         psychiq::Push::Pushed(_)
     ));
 }
+
+#[tokio::test]
+async fn any_jid_is_found_wherever_the_job_is() {
+    let ns = TestNs::new().await;
+    let (app, _) = app(&ns, WebConfig::default()).await;
+    let keys = ns.keys();
+    let job = |jid: &str| {
+        json!({"class": "Find", "args": [1], "queue": "mail", "jid": jid, "retry": true,
+               "created_at": 1795714853.5, "enqueued_at": 1795714853.5})
+        .to_string()
+    };
+    let mut pipe = redis::pipe();
+    pipe.sadd(keys.queues(), "mail")
+        .lpush(keys.queue("mail"), job("aaaaaaaaaaaaaaaaaaaaaaaa"))
+        .zadd(keys.schedule(), job("bbbbbbbbbbbbbbbbbbbbbbbb"), 1_995_714_900.0)
+        .zadd(keys.retry(), job("cccccccccccccccccccccccc"), 1_795_714_900.0)
+        .zadd(keys.dead(), job("dddddddddddddddddddddddd"), 1_795_714_901.0)
+        .sadd(keys.key("processes"), "host:1:abc")
+        .hset(
+            keys.key("host:1:abc"),
+            "info",
+            json!({"hostname": "host", "queues": ["mail"], "concurrency": 5}).to_string(),
+        )
+        .hset(
+            keys.key("host:1:abc:work"),
+            "slot7",
+            json!({"queue": "mail", "payload": job("eeeeeeeeeeeeeeeeeeeeeeee"), "run_at": 1795714853}).to_string(),
+        );
+    let () = pipe.query_async(&mut ns.conn()).await.unwrap();
+
+    for (jid, page) in [
+        (
+            "aaaaaaaaaaaaaaaaaaaaaaaa",
+            "/queues/mail/aaaaaaaaaaaaaaaaaaaaaaaa",
+        ),
+        (
+            "bbbbbbbbbbbbbbbbbbbbbbbb",
+            "/scheduled/1995714900-bbbbbbbbbbbbbbbbbbbbbbbb",
+        ),
+        (
+            "cccccccccccccccccccccccc",
+            "/retries/1795714900-cccccccccccccccccccccccc",
+        ),
+        (
+            "dddddddddddddddddddddddd",
+            "/dead/1795714901-dddddddddddddddddddddddd",
+        ),
+    ] {
+        let found = get(&app, &format!("/jobs/{jid}")).await;
+        assert_eq!(found.status, StatusCode::SEE_OTHER, "{jid}: {}", found.body);
+        assert_eq!(found.headers["location"], page);
+        let shown = get(&app, page).await;
+        assert_eq!(shown.status, StatusCode::OK, "{page}");
+        assert!(shown.body.contains(jid));
+    }
+    // A running job is shown where it runs; the Busy page links its jid here.
+    let running = get(&app, "/jobs/eeeeeeeeeeeeeeeeeeeeeeee").await;
+    assert_eq!(running.status, StatusCode::OK);
+    assert!(
+        running
+            .body
+            .contains("Running on <code>host:1:abc</code> (slot slot7)")
+    );
+    let busy = get(&app, "/busy").await.body;
+    assert!(
+        busy.contains(r#"href="/jobs/eeeeeeeeeeeeeeeeeeeeeeee""#),
+        "{busy}"
+    );
+    // The header's search box goes to the same place; a jid found nowhere says why.
+    let searched = get(&app, "/jobs?jid=+aaaaaaaaaaaaaaaaaaaaaaaa+").await;
+    assert_eq!(
+        searched.headers["location"],
+        "/jobs/aaaaaaaaaaaaaaaaaaaaaaaa"
+    );
+    assert!(busy.contains(r#"action="/jobs""#));
+    let nowhere = get(&app, "/jobs/ffffffffffffffffffffffff").await;
+    assert_eq!(nowhere.status, StatusCode::NOT_FOUND);
+    assert!(nowhere.body.contains("leaves nothing behind"));
+
+    // The same from the command line, with an exit status that says whether it was found.
+    let run = |args: &[&str]| {
+        let out = psychiq()
+            .args(args)
+            .args(["--redis-url", &ns.url, "-n", &ns.namespace])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, out, _) = run(&["job", "cccccccccccccccccccccccc"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("cccccccccccccccccccccccc: retrying (queue mail), at "),
+        "{out}"
+    );
+    let (code, out, _) = run(&["--json", "job", "eeeeeeeeeeeeeeeeeeeeeeee"]);
+    assert_eq!(code, 0);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (shown["state"].as_str(), shown["slot"].as_str()),
+        (Some("running"), Some("slot7"))
+    );
+    let (code, _, err) = run(&["job", "ffffffffffffffffffffffff"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("leaves nothing behind"), "{err}");
+}

@@ -24,6 +24,7 @@
 
 mod actions;
 mod extensions;
+mod lookup;
 mod metrics;
 mod pages;
 mod serve;
@@ -164,6 +165,8 @@ pub fn router(api: Api, config: WebConfig) -> Router {
         .route("/queues/{name}", get(pages::queue).post(actions::queue))
         .route("/queues/{name}/{jid}", get(pages::queue_job))
         .route("/classes", get(pages::classes))
+        .route("/jobs", get(lookup::search))
+        .route("/jobs/{jid}", get(lookup::job))
         .route("/periodic", get(extensions::periodic))
         .route("/limits", get(extensions::limits))
         .route("/batches", get(extensions::batches))

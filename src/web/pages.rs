@@ -157,6 +157,9 @@ pub(super) fn layout(
                             }
                         }
                     }
+                    form.find method="get" action={ (base) "/jobs" } role="search" {
+                        input type="search" name="jid" placeholder="find a job by jid" aria-label="Find a job by jid" maxlength="100";
+                    }
                     span.source title="Redis, database and namespace" { (ctx.source) }
                     div.strip {
                         @for (key, label) in [("processed", "processed"), ("failed", "failed"), ("busy", "busy"), ("enqueued", "enqueued"), ("retries", "retries"), ("dead", "dead")] {
@@ -490,7 +493,7 @@ pub(super) async fn busy(
                     tr {
                         td { code { (w.process) } }
                         td { (w.thread) }
-                        td { code { (w.payload["jid"].as_str().unwrap_or("")) } }
+                        td { @let jid = w.payload["jid"].as_str().unwrap_or(""); a href={ (base) "/jobs/" (segment(jid)) } { code { (jid) } } }
                         td { (w.queue) }
                         td { (w.payload["wrapped"].as_str().or(w.payload["class"].as_str()).unwrap_or("")) }
                         td { code { (w.payload["args"].to_string()) } }
