@@ -368,7 +368,7 @@ impl Job {
     /// What Sidekiq's client refuses (`job_util.rb`'s `validate`), refused here too, after
     /// the client middleware had their say: an empty queue, `tags` that are not a list, a
     /// `retry_for` that is not a number of seconds up to 10^9.
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if self.queue.is_empty() {
             return Err(Error::Payload(format!(
                 "job {} has an empty queue name; give it one with .queue(\"name\")",

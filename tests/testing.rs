@@ -701,3 +701,33 @@ async fn a_periodic_entry_ticks_by_hand() -> psychiq::Result<()> {
     assert!(unknown.contains("it has: hourly-import"), "{unknown}");
     Ok(())
 }
+
+#[tokio::test]
+async fn batches_and_periodic_entries_refuse_what_a_push_refuses() -> psychiq::Result<()> {
+    use psychiq::batch::Batch;
+    use psychiq::periodic::{PeriodicJob, Schedule};
+    let fake = Fake::new(Registry::new());
+    let no_queue = Job::new("Row", (1,))?.queue("");
+    let refused = Batch::new("x")
+        .push(
+            &fake.client(),
+            vec![Job::new("Row", (0,))?, no_queue.clone()],
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("empty queue name"), "{refused}");
+    assert!(
+        fake.jobs().is_empty(),
+        "nothing of a refused batch is pushed"
+    );
+    let bad_tags = Job::new("Row", (1,))?.option("tags", "q4".into());
+    let refused = PeriodicJob::new("nightly", Schedule::cron("@daily")?, bad_tags)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("periodic \"nightly\"") && refused.contains("tags must be a list"),
+        "{refused}"
+    );
+    Ok(())
+}

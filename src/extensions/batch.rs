@@ -199,7 +199,7 @@ impl Batch {
         let now = payload::now_secs();
         #[cfg(feature = "server")]
         if let Some(store) = client.test_store() {
-            let stamped = stamp(&self.bid, jobs, now);
+            let stamped = stamp(&self.bid, jobs, now)?;
             let callbacks = self.callback_records(now);
             store.create_batch(&self.bid, self.parent.as_deref(), callbacks, stamped)?;
             return Ok(self.bid);
@@ -267,7 +267,7 @@ impl Batch {
     pub async fn open(client: &Client, bid: &str, jobs: Vec<Job>) -> Result<()> {
         #[cfg(feature = "server")]
         if let Some(store) = client.test_store() {
-            return store.add_to_batch(bid, stamp(bid, jobs, payload::now_secs()));
+            return store.add_to_batch(bid, stamp(bid, jobs, payload::now_secs())?);
         }
         let conn = connection(client)?;
         let keys = client.keys();
@@ -346,10 +346,11 @@ pub(crate) struct Stamped {
     pub payload: String,
 }
 
-/// Stamps `jobs` with batch `bid` (and a jid each).
-pub(crate) fn stamp(bid: &str, jobs: Vec<Job>, now: f64) -> Vec<Stamped> {
+/// Stamps `jobs` with batch `bid` (and a jid each), refusing what a client's push refuses.
+pub(crate) fn stamp(bid: &str, jobs: Vec<Job>, now: f64) -> Result<Vec<Stamped>> {
     jobs.into_iter()
         .map(|job| {
+            job.check()?;
             let jid = job
                 .given_jid()
                 .map_or_else(payload::new_jid, str::to_string);
@@ -357,12 +358,12 @@ pub(crate) fn stamp(bid: &str, jobs: Vec<Job>, now: f64) -> Vec<Stamped> {
                 .option("bid", Value::String(bid.to_string()))
                 .jid(jid.clone());
             let at = job.run_at().map(payload::epoch_secs).filter(|&at| at > now);
-            Stamped {
+            Ok(Stamped {
                 payload: job.payload_at(now, at.is_none()),
                 queue: job.queue_name().to_string(),
                 jid,
                 at,
-            }
+            })
         })
         .collect()
 }
@@ -376,7 +377,7 @@ fn add_jobs(
     now: f64,
 ) -> Result<()> {
     let key = batch_key(keys, bid);
-    let stamped = stamp(bid, jobs, now);
+    let stamped = stamp(bid, jobs, now)?;
     // Long enough for the latest scheduled job to run and be counted.
     let latest = stamped.iter().filter_map(|job| job.at).fold(now, f64::max);
     let ttl = IDLE_TTL.as_secs() as i64 + (latest - now) as i64;

@@ -146,6 +146,8 @@ impl PeriodicJob {
         if name.is_empty() {
             return Err(Error::Config("a periodic entry needs a name".into()));
         }
+        job.check()
+            .map_err(|e| Error::Config(format!("periodic {name:?}: {e}")))?;
         Ok(PeriodicJob {
             name,
             schedule,
