@@ -20,16 +20,16 @@ SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 
 # Lowest first. A module belongs to the first entry that is a prefix of its path.
 LAYERS = [
-    ["error", "text", "unwind", "redis", "keys", "connection", "payload"],
-    ["job", "worker", "context", "active_job", "middleware"],
+    ["error", "store"],
+    ["job"],
     ["client", "config"],
-    ["server", "extensions", "testing", "events", "plugins", "retry", "fetch", "processor",
-     "launcher", "manager", "backlog", "acks", "heartbeat", "scheduler", "recovery", "signals",
-     "stats", "work", "control", "departure", "otel", "process_group"],
+    ["server"],
     ["api"],
+    ["extensions"],
+    ["testing"],
     ["web"],
     ["command", "demo"],
-    ["cli", "admin", "tour", "log_stream"],
+    ["cli"],
     ["bin"],
 ]
 

@@ -1,9 +1,9 @@
 //! Where a fleet's jobs live, written once: the Redis, its key layout and the namespace.
 
 use crate::client::Client;
-use crate::connection::RedisConfig;
 use crate::error::Result;
-use crate::keys::{DEFAULT_NAMESPACE, Keys};
+use crate::store::connection::RedisConfig;
+use crate::store::keys::{DEFAULT_NAMESPACE, Keys};
 
 /// Where jobs live: the Redis (address, TLS, replicas to wait for), the key layout and the
 /// namespace. The client, the server and the API are all built from one `Config`, so the

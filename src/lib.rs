@@ -5,65 +5,23 @@
 // the server calls; a client-only build leaves them unused.
 #![cfg_attr(not(feature = "server"), allow(dead_code))]
 
-// Always built: what an app that only enqueues needs.
-pub mod active_job;
+// Always built: what an app that only enqueues needs, in layers that depend downward only:
+// `error` and `store` (Redis) < `job` (what a job is) < `client` and `config`.
 mod client;
 mod config;
-mod connection;
-pub mod context;
 mod error;
-mod keys;
-pub mod middleware;
-#[cfg(feature = "opentelemetry")]
-pub mod otel;
-mod payload;
-mod text;
-mod unwind;
-mod worker;
+mod job;
+mod store;
 
-// `server`: taking and running jobs.
-#[cfg(feature = "server")]
-mod acks;
-#[cfg(feature = "server")]
-mod backlog;
-#[cfg(feature = "server")]
-mod control;
-#[cfg(feature = "server")]
-mod departure;
-#[cfg(feature = "server")]
-pub mod events;
+// `server`: taking and running jobs; the extensions plug into its seams, the test mode
+// runs its executor without Redis.
 pub mod extensions;
-#[cfg(feature = "server")]
-mod fetch;
-#[cfg(feature = "server")]
-mod heartbeat;
-#[cfg(feature = "server")]
-mod launcher;
-#[cfg(feature = "server")]
-mod manager;
-#[cfg(feature = "server")]
-pub mod plugins;
-#[cfg(feature = "server")]
-mod processor;
-#[cfg(feature = "server")]
-mod recovery;
-#[cfg(feature = "server")]
-mod retry;
-#[cfg(feature = "server")]
-mod scheduler;
 #[cfg(feature = "server")]
 mod server;
 #[cfg(feature = "server")]
-mod signals;
-#[cfg(feature = "server")]
-mod stats;
-#[cfg(feature = "server")]
 pub mod testing;
-#[cfg(feature = "server")]
-mod work;
 
-#[cfg(feature = "cli")]
-mod admin;
+// Above the server: reading and steering what is stored, the dashboard, the command line.
 #[cfg(feature = "api")]
 pub mod api;
 #[cfg(feature = "cli")]
@@ -72,38 +30,39 @@ pub mod cli;
 pub mod command;
 #[cfg(feature = "demo")]
 pub mod demo;
-#[cfg(feature = "cli")]
-mod log_stream;
-#[cfg(feature = "command")]
-mod process_group;
-#[cfg(all(feature = "cli", feature = "demo"))]
-mod tour;
 #[cfg(feature = "web")]
 pub mod web;
 
+// The public modules that live in the layers above, under the names users know.
+#[cfg(feature = "opentelemetry")]
+pub use job::otel;
+pub use job::{active_job, context, middleware};
+#[cfg(feature = "server")]
+pub use server::{events, plugins};
+
 pub use client::{Client, Job, Push};
 pub use config::Config;
-pub use connection::{Connection as RedisConnection, RedisConfig};
 pub use error::{Error, Result};
 #[cfg(feature = "periodic")]
 pub use extensions::periodic;
 pub use extensions::{batch, iteration, limits};
-pub use keys::{Keys, Layout};
-pub use middleware::Outcome;
-pub use payload::{JobMap, Retry};
-pub use worker::{
+pub use job::middleware::Outcome;
+pub use job::payload::{JobMap, Retry};
+pub use job::worker::{
     Backtrace, JobError, JobFuture, JobResult, NoArgs, RawJob, RawWorker, Registry, Worker,
     WorkerOptions,
 };
+pub use store::connection::{Connection as RedisConnection, RedisConfig};
+pub use store::keys::{Keys, Layout};
 
 #[cfg(feature = "server")]
-pub use fetch::{FetchMode, QueueSpec};
+pub use server::fetch::{FetchMode, QueueSpec};
 #[cfg(feature = "server")]
-pub use launcher::{RunningJobInfo, ServerHandle};
+pub use server::launcher::{RunningJobInfo, ServerHandle};
+#[cfg(feature = "server")]
+pub use server::signals::terminate as shutdown_signal;
 #[cfg(feature = "server")]
 pub use server::{Server, ServerConfig};
-#[cfg(feature = "server")]
-pub use signals::terminate as shutdown_signal;
 
 /// The README's Rust examples compile as doctests, so the Quickstart cannot rot.
 #[cfg(all(doctest, feature = "cli"))]
@@ -114,11 +73,11 @@ pub struct ReadmeDoctests;
 /// public API: anything here may change or go in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::payload::{epoch_secs, new_jid, now_secs, timestamp_secs};
+    pub use crate::job::payload::{epoch_secs, new_jid, now_secs, timestamp_secs};
     #[cfg(feature = "server")]
-    pub use crate::retry::decode_backtrace;
+    pub use crate::server::retry::decode_backtrace;
     #[cfg(feature = "server")]
-    pub use crate::scheduler::enqueue_due;
+    pub use crate::server::scheduler::enqueue_due;
     #[cfg(feature = "server")]
-    pub use crate::stats::{STATS_TTL_SECS, utc_date};
+    pub use crate::server::stats::{STATS_TTL_SECS, utc_date};
 }

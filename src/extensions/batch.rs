@@ -47,10 +47,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::client::{Client, Job};
-use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::keys::Keys;
-use crate::payload;
+use crate::job::payload;
+use crate::store::connection::Connection;
+use crate::store::keys::Keys;
 
 /// How long a batch's data lives after it succeeded.
 pub const DONE_TTL: Duration = Duration::from_secs(30 * 86_400);
@@ -306,7 +306,7 @@ async fn still_open(conn: &Connection, keys: &Keys, bid: &str) -> Result<()> {
 
 /// The bid of the running job's batch, inside `perform`.
 pub fn current_bid() -> Option<String> {
-    crate::context::current()?
+    crate::job::context::current()?
         .field("bid")
         .and_then(Value::as_str)
         .map(str::to_string)
@@ -607,10 +607,10 @@ mod server {
 
     use super::*;
     use crate::Outcome;
-    use crate::connection::{Outage, explain, until_cured};
-    use crate::context::JobContext;
-    use crate::middleware::{Next, ServerMiddleware};
-    use crate::worker::JobError;
+    use crate::job::context::JobContext;
+    use crate::job::middleware::{Next, ServerMiddleware};
+    use crate::job::worker::JobError;
+    use crate::store::connection::{Outage, explain, until_cured};
 
     /// The server middleware that counts each batch job's outcome (success or failure;
     /// deaths are counted where the dead job is written). A job without `bid` goes

@@ -10,9 +10,10 @@
 //! one is parsed no further) and adds no boxing: a job that has not expired goes straight
 //! on through the rest of the chain.
 
-use crate::context::JobContext;
-use crate::middleware::{Next, ServerMiddleware};
-use crate::{Outcome, payload};
+use crate::Outcome;
+use crate::job::context::JobContext;
+use crate::job::middleware::{Next, ServerMiddleware};
+use crate::job::payload;
 
 /// The server middleware that discards expired jobs (see the module docs). Every server
 /// adds it near the front of the chain; it can also be added by hand (it is then not

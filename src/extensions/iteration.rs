@@ -59,9 +59,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::connection::Connection;
-use crate::keys::Keys;
-use crate::worker::{JobError, JobFuture, JobResult, RawJob, RawWorker, WorkerOptions};
+use crate::job::worker::{JobError, JobFuture, JobResult, RawJob, RawWorker, WorkerOptions};
+use crate::store::connection::Connection;
+use crate::store::keys::Keys;
 
 /// How long an unfinished iteration's state lives after its last step.
 const UNFINISHED_TTL_SECS: u64 = 30 * 86_400;
@@ -86,7 +86,7 @@ pub trait IterableWorker: Send + Sync + 'static {
 
     /// The class name jobs are enqueued under (the type's name unless overridden).
     fn class_name() -> String {
-        crate::worker::short_type_name(std::any::type_name::<Self>()).to_string()
+        crate::job::worker::short_type_name(std::any::type_name::<Self>()).to_string()
     }
 
     /// Queue, retries and the rest (the defaults unless overridden; a timeout applies to
@@ -222,7 +222,7 @@ impl Cursors {
                 static SCRIPT: std::sync::LazyLock<redis::Script> =
                     std::sync::LazyLock::new(|| redis::Script::new(SAVE));
                 let key = state_key(keys, jid);
-                let saved_at = crate::payload::now_secs();
+                let saved_at = crate::job::payload::now_secs();
                 let cancelled: String = on_state(|| {
                     let mut conn = conn.clone();
                     let mut invocation = SCRIPT.key(&key);
@@ -252,7 +252,7 @@ impl Cursors {
         match self {
             Cursors::Redis { conn, keys } => {
                 let key = state_key(keys, jid);
-                let finished_at = crate::payload::now_secs();
+                let finished_at = crate::job::payload::now_secs();
                 on_state(|| {
                     let mut conn = conn.clone();
                     let mut done = redis::pipe();
@@ -294,7 +294,7 @@ pub(crate) struct Iterating<W> {
 
 impl<W: IterableWorker> RawWorker for Iterating<W> {
     fn start(&self, job: &RawJob<'_>) -> Result<JobFuture, serde_json::Error> {
-        let args: W::Args = crate::worker::parse_args(job.args())?;
+        let args: W::Args = crate::job::worker::parse_args(job.args())?;
         let worker = Arc::clone(&self.worker);
         let jid = job.jid().to_string();
         Ok(Box::pin(async move {
@@ -325,8 +325,8 @@ async fn on_state<T, Fut>(attempt: impl FnMut() -> Fut) -> Result<T, JobError>
 where
     Fut: std::future::Future<Output = redis::RedisResult<T>>,
 {
-    let mut outage = crate::connection::Outage::new("iteration state");
-    crate::connection::until_cured(&mut outage, attempt)
+    let mut outage = crate::store::connection::Outage::new("iteration state");
+    crate::store::connection::until_cured(&mut outage, attempt)
         .await
         .map_err(redis_failure)
 }
@@ -408,8 +408,8 @@ mod server {
 
     use super::{ENV, Env};
     use crate::Outcome;
-    use crate::context::JobContext;
-    use crate::middleware::{Next, ServerMiddleware};
+    use crate::job::context::JobContext;
+    use crate::job::middleware::{Next, ServerMiddleware};
 
     /// Gives the jobs of iterable classes the server's Redis and its stop signal (added by
     /// the server when the registry holds iterable workers).
@@ -527,7 +527,7 @@ impl crate::api::Api {
             )));
         }
         let mut pipe = redis::pipe();
-        pipe.hset_nx(&key, "cancelled", crate::payload::now_secs())
+        pipe.hset_nx(&key, "cancelled", crate::job::payload::now_secs())
             .expire(&key, UNFINISHED_TTL_SECS as i64)
             .ignore();
         let (newly,): (bool,) = self.query_pipe(&pipe).await?;

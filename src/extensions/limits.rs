@@ -53,11 +53,11 @@ use std::time::Duration;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
-use crate::connection::{Connection, RedisConfig};
 use crate::error::{Error, Result};
-use crate::keys::Keys;
-use crate::payload;
-use crate::worker::JobError;
+use crate::job::payload;
+use crate::job::worker::JobError;
+use crate::store::connection::{Connection, RedisConfig};
+use crate::store::keys::Keys;
 
 /// How long a concurrent lease lives without renewal unless [`Limiter::lease`] says.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -585,8 +585,8 @@ async fn renew(conn: Connection, key: String, id: String, lease: Duration) {
 
 /// Whether the running job has been snoozed for longer than `limiter` allows.
 fn past_max_snooze(limiter: &Limiter) -> bool {
-    let since =
-        crate::context::current().and_then(|job| job.field("snoozed_at").and_then(|v| v.as_f64()));
+    let since = crate::job::context::current()
+        .and_then(|job| job.field("snoozed_at").and_then(|v| v.as_f64()));
     since.is_some_and(|since| payload::now_secs() - since > limiter.max_snooze.as_secs_f64())
 }
 
@@ -599,7 +599,7 @@ fn over_limit(limiter: &Limiter, hint: Duration) -> JobError {
         let spread = limiter.interval.mul_f64(rand::random::<f64>() / 4.0);
         return JobError::snooze(hint + spread);
     }
-    let job = crate::context::current();
+    let job = crate::job::context::current();
     let snoozed = job
         .as_ref()
         .and_then(|j| j.field("snoozed").and_then(|v| v.as_u64()))
@@ -633,8 +633,8 @@ mod server {
 
     use super::{Limiter, Limits};
     use crate::Outcome;
-    use crate::context::JobContext;
-    use crate::middleware::{Next, ServerMiddleware};
+    use crate::job::context::JobContext;
+    use crate::job::middleware::{Next, ServerMiddleware};
 
     /// The server middleware that runs each job of a class with a
     /// [`crate::WorkerOptions::rate_limit`] within its limiter (added by the server when a

@@ -66,12 +66,12 @@ use serde_json::Value;
 
 use crate::api::Api;
 use crate::client::Job;
-use crate::connection::{Connection, redis_clock_offset};
 use crate::error::{Error, Result};
-use crate::keys::Keys;
-use crate::middleware::BoxFuture;
-use crate::payload;
-use crate::plugins::{Plugin, PluginContext};
+use crate::job::middleware::BoxFuture;
+use crate::job::payload;
+use crate::server::plugins::{Plugin, PluginContext};
+use crate::store::connection::{Connection, redis_clock_offset};
+use crate::store::keys::Keys;
 
 pub use super::cron::Schedule;
 

@@ -21,7 +21,7 @@
 
 use serde_json::Value;
 
-use crate::keys::Keys;
+use crate::store::keys::Keys;
 
 /// When a unique job's lock is let go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -138,10 +138,10 @@ mod server {
 
     use super::{UniqueUntil, lock_key};
     use crate::Outcome;
-    use crate::connection::{Connection, Outage, until_cured};
-    use crate::context::JobContext;
-    use crate::keys::Keys;
-    use crate::middleware::{Next, ServerMiddleware};
+    use crate::job::context::JobContext;
+    use crate::job::middleware::{Next, ServerMiddleware};
+    use crate::store::connection::{Connection, Outage, until_cured};
+    use crate::store::keys::Keys;
 
     /// Deletes each lock KEYS[i] that still holds ARGV[i] (one taken again by a later push
     /// after it expired is not this job's to let go); returns how many went.

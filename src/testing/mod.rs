@@ -73,12 +73,12 @@ use serde_json::Value;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::middleware::{Outcome, ServerChain};
-use crate::payload::{self, JobMap, Rewrite};
-use crate::processor::{Executor, Verdict};
-use crate::retry::{self, Disposition};
-use crate::stats::Stats;
-use crate::worker::{Registry, Worker};
+use crate::job::middleware::{Outcome, ServerChain};
+use crate::job::payload::{self, JobMap, Rewrite};
+use crate::job::worker::{Registry, Worker};
+use crate::server::processor::{Executor, Verdict};
+use crate::server::retry::{self, Disposition};
+use crate::server::stats::Stats;
 use batches::Counted;
 
 /// A drain that performs this many jobs without emptying the queues stops with a panic:
@@ -145,7 +145,7 @@ impl EnqueuedJob {
 
     /// Its arguments read as `T`, as a worker's `perform` would get them.
     pub fn args<T: DeserializeOwned>(&self) -> serde_json::Result<T> {
-        crate::worker::parse_args(&self.args_json().to_string())
+        crate::job::worker::parse_args(&self.args_json().to_string())
     }
 
     /// Its `args` array as JSON.
@@ -323,7 +323,7 @@ impl Store {
         if !payload.contains("\"unique_key\"") {
             return None;
         }
-        let fields: crate::payload::JobMap = serde_json::from_str(payload).ok()?;
+        let fields: crate::job::payload::JobMap = serde_json::from_str(payload).ok()?;
         let key = fields.get("unique_key")?.as_str()?;
         self.state()
             .pending

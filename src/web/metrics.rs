@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use super::Web;
 use super::pages::WebError;
 use crate::api::{ClassMetrics, Stats};
-use crate::stats::DURATION_BUCKETS;
+use crate::server::stats::DURATION_BUCKETS;
 
 /// Queues given series of their own in a scrape: the largest.
 const MAX_QUEUE_SERIES: usize = 1_000;
@@ -18,7 +18,7 @@ const MAX_QUEUE_SERIES: usize = 1_000;
 /// Escapes a label value: control characters first (a carriage return breaks parsers such
 /// as Python's `prometheus_client`), then backslash, double quote and newline.
 fn label(value: &str) -> String {
-    crate::text::printable(value)
+    crate::job::text::printable(value)
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

@@ -16,7 +16,7 @@ use crate::api::{JobRecord, QueueSummary, SetKind, Stats};
 use crate::api::{span_text, utc_text};
 use crate::error::Error;
 use crate::extensions::UniqueLock;
-use crate::payload;
+use crate::job::payload;
 
 /// Jobs shown on one page.
 pub(super) const PER_PAGE: u64 = 25;
@@ -210,7 +210,7 @@ pub(super) fn job_key(job: &JobRecord) -> String {
 fn args_text(job: &JobRecord) -> String {
     let text = match job.item() {
         Some(_) => job.display_args(),
-        None => crate::text::printable(job.raw()).into_owned(),
+        None => crate::job::text::printable(job.raw()).into_owned(),
     };
     if text.chars().count() > 120 {
         text.chars().take(119).chain(['…']).collect()

@@ -1,0 +1,551 @@
+//! Command workers: jobs run by any program, described in a TOML file.
+//!
+//! Each job class maps to a program. The job's `args` array is written as JSON to the
+//! program's standard input; `PSYCHIQ_JID`, `PSYCHIQ_CLASS` and `PSYCHIQ_QUEUE` are in its
+//! environment. Exit status 0 is success; any other status, a signal, or running past the
+//! timeout is a failure whose `error_message` is the end of what the program wrote to
+//! standard error, and the usual retry rules apply. Its standard output goes to the
+//! server's standard output.
+//!
+//! ```toml
+//! [workers."Reports::Generate"]
+//! command = ["python3", "reports/generate.py"]   # argv; no shell is involved
+//! dir = "/srv/app"                                # optional working directory
+//! env = { PYTHONUNBUFFERED = "1" }                # optional extra environment
+//! timeout = 300                                   # optional, seconds
+//! limit = "reports-api"                           # optional: a [limits."name"] table
+//!
+//! [limits."reports-api"]                          # see psychiq::limits
+//! kind = "concurrent"     # or "window", "sliding-window", "bucket", "leaky"
+//! size = 3                # holders at once, or grants per interval
+//! lease = 30              # concurrent: seconds a killed process's places stay taken
+//! # interval = 60         # the others: seconds
+//! ```
+//!
+//!
+//! The same file may declare periodic entries beside them (`[periodic."name"]`, see
+//! [`crate::periodic`]).
+//!
+//! ```
+//! let registry = psychiq::command::parse_workers(r#"
+//!     [workers.Hello]
+//!     command = ["echo", "hello"]
+//! "#).unwrap();
+//! assert_eq!(registry.class_names(), ["Hello"]);
+//! ```
+
+pub(crate) mod process_group;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::job::payload::JobMap;
+use crate::job::worker::{JobError, JobFuture, RawJob, RawWorker, Registry, WorkerOptions};
+
+/// How much of the end of standard error becomes the `error_message`.
+const STDERR_TAIL_BYTES: usize = 4_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    workers: BTreeMap<String, CommandSpec>,
+    #[serde(default)]
+    periodic: BTreeMap<String, PeriodicSpec>,
+    #[serde(default)]
+    limits: BTreeMap<String, LimitSpec>,
+}
+
+/// One rate limiter as the TOML file describes it (see [`crate::limits`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitSpec {
+    kind: crate::limits::LimitKind,
+    size: u32,
+    /// Seconds (windows and buckets).
+    interval: Option<f64>,
+    /// Seconds (concurrent).
+    lease: Option<f64>,
+    burst: Option<u32>,
+    /// Seconds.
+    wait: Option<f64>,
+    /// Seconds.
+    max_snooze: Option<f64>,
+}
+
+impl LimitSpec {
+    fn into_limiter(self, name: &str) -> Result<crate::limits::Limiter, String> {
+        use crate::limits::{LimitKind, Limiter};
+        let seconds = |what: &str, value: Option<f64>| -> Result<Option<Duration>, String> {
+            match value {
+                None => Ok(None),
+                Some(s) if s > 0.0 && Duration::try_from_secs_f64(s).is_ok() => {
+                    Ok(Some(Duration::from_secs_f64(s)))
+                }
+                Some(_) => Err(format!(
+                    "limit {name:?}: {what} must be a positive number of seconds"
+                )),
+            }
+        };
+        if self.size == 0 {
+            return Err(format!("limit {name:?}: size must be at least 1"));
+        }
+        let unused = |field: &str, given: bool, for_kinds: &str| {
+            if given {
+                Err(format!(
+                    "limit {name:?}: {field} is only for {for_kinds} limits"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let concurrent = self.kind == LimitKind::Concurrent;
+        unused(
+            "interval",
+            concurrent && self.interval.is_some(),
+            "window and bucket",
+        )?;
+        unused("lease", !concurrent && self.lease.is_some(), "concurrent")?;
+        unused(
+            "burst",
+            self.kind != LimitKind::Leaky && self.burst.is_some(),
+            "leaky",
+        )?;
+        let interval = seconds("interval", self.interval)?;
+        let needs_interval = || {
+            interval.ok_or_else(|| {
+                format!(
+                    "limit {name:?}: a {:?} limit needs interval = SECONDS",
+                    self.kind
+                )
+            })
+        };
+        let mut limiter = match self.kind {
+            LimitKind::Concurrent => Limiter::concurrent(name, self.size),
+            LimitKind::Window => Limiter::window(name, self.size, needs_interval()?),
+            LimitKind::SlidingWindow => Limiter::sliding_window(name, self.size, needs_interval()?),
+            LimitKind::Bucket => Limiter::bucket(name, self.size, needs_interval()?),
+            LimitKind::Leaky => Limiter::leaky(name, self.size, needs_interval()?),
+        };
+        if let Some(lease) = seconds("lease", self.lease)? {
+            limiter = limiter.lease(lease);
+        }
+        if let Some(burst) = self.burst {
+            limiter = limiter.burst(burst);
+        }
+        if let Some(wait) = seconds("wait", self.wait)? {
+            limiter = limiter.wait(wait);
+        }
+        if let Some(max_snooze) = seconds("max_snooze", self.max_snooze)? {
+            limiter = limiter.max_snooze(max_snooze);
+        }
+        Ok(limiter)
+    }
+}
+
+/// One periodic entry as the TOML file describes it (see [`crate::periodic`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeriodicSpec {
+    cron: String,
+    #[serde(default = "utc")]
+    tz: String,
+    class: String,
+    #[serde(default)]
+    args: Vec<serde_json::Value>,
+    queue: Option<String>,
+    retry: Option<toml::Value>,
+    #[serde(default)]
+    missed: crate::periodic::Missed,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+impl PeriodicSpec {
+    fn into_entry(self, name: &str) -> Result<crate::periodic::PeriodicJob, String> {
+        if self.class.is_empty() {
+            return Err(format!("periodic {name:?}: class must name a job class"));
+        }
+        if self.queue.as_deref() == Some("") {
+            return Err(format!(
+                "periodic {name:?}: queue must be a name (or left out: \"default\")"
+            ));
+        }
+        let mut job = crate::Job::new(self.class, &self.args).map_err(|e| e.to_string())?;
+        if let Some(queue) = self.queue {
+            job = job.queue(queue);
+        }
+        match self.retry {
+            None => {}
+            Some(toml::Value::Boolean(on)) => {
+                job = job.retry(if on {
+                    crate::Retry::Default
+                } else {
+                    crate::Retry::Off
+                })
+            }
+            Some(toml::Value::Integer(n)) if n >= 0 => {
+                job = job.retry(crate::Retry::Max(n.min(u32::MAX as i64) as u32))
+            }
+            Some(other) => {
+                return Err(format!(
+                    "periodic {name:?}: retry must be true, false or a number of retries, not {other}"
+                ));
+            }
+        }
+        let schedule = crate::periodic::Schedule::parse(&self.cron, &self.tz)
+            .map_err(|e| format!("periodic {name:?}: {e}"))?;
+        crate::periodic::PeriodicJob::new(name, schedule, job)
+            .map(|entry| entry.missed(self.missed))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// One command worker as the TOML file describes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandSpec {
+    command: Vec<String>,
+    dir: Option<PathBuf>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    timeout: Option<f64>,
+    /// The name of a `[limits.NAME]` table to run each job within.
+    limit: Option<String>,
+}
+
+/// Whether `program` can be started: a path (relative to `dir`, if given) to a file, or a
+/// name found in one of `PATH`'s directories.
+fn program_exists(program: &str, dir: Option<&Path>) -> bool {
+    let path = Path::new(program);
+    if program.contains('/') {
+        let path = match dir {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        };
+        return path.is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// Reads a TOML file of command workers into a registry.
+pub fn load_workers(path: &Path) -> Result<Registry, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse_workers(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses TOML text of command workers into a registry.
+pub fn parse_workers(text: &str) -> Result<Registry, String> {
+    let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+    if file.workers.is_empty() && file.periodic.is_empty() {
+        return Err(
+            "no [workers.\"ClassName\"] or [periodic.\"name\"] table; see the README's command workers and periodic jobs sections".into(),
+        );
+    }
+    let mut registry = Registry::new();
+    for (name, spec) in file.periodic {
+        registry.periodic(spec.into_entry(&name)?);
+    }
+    // Every limit is checked, used or not, so a broken one is named as broken.
+    for (name, spec) in &file.limits {
+        spec.clone().into_limiter(name)?;
+    }
+    for (class, spec) in file.workers {
+        if class.is_empty() {
+            return Err("a [workers.\"\"] table: a worker needs a class name".into());
+        }
+        if spec.command.is_empty() || spec.command[0].is_empty() {
+            return Err(format!(
+                "worker {class:?}: command must name a program, e.g. command = [\"python3\", \"job.py\"]"
+            ));
+        }
+        if let Some(t) = spec.timeout
+            && !(t > 0.0 && Duration::try_from_secs_f64(t).is_ok())
+        {
+            return Err(format!(
+                "worker {class:?}: timeout must be a positive number of seconds"
+            ));
+        }
+        if let Some(dir) = &spec.dir
+            && !dir.is_dir()
+        {
+            return Err(format!(
+                "worker {class:?}: dir {} is not a directory here",
+                dir.display()
+            ));
+        }
+        if !program_exists(&spec.command[0], spec.dir.as_deref()) {
+            return Err(format!(
+                "worker {class:?}: program {:?} is not found (not a file, nor on PATH); give its path",
+                spec.command[0]
+            ));
+        }
+        let mut options = WorkerOptions::default();
+        if let Some(limit) = &spec.limit {
+            let Some(limit_spec) = file.limits.get(limit) else {
+                let declared: Vec<&String> = file.limits.keys().collect();
+                return Err(format!(
+                    "worker {class:?}: no [limits.{limit:?}] table for its limit (the file declares {declared:?})"
+                ));
+            };
+            options = options.rate_limit(limit_spec.clone().into_limiter(limit)?);
+        }
+        let handler = CommandWorker {
+            spec: Arc::new(spec),
+            options,
+        };
+        registry.register_raw(class, handler);
+    }
+    Ok(registry)
+}
+
+struct CommandWorker {
+    spec: Arc<CommandSpec>,
+    options: WorkerOptions,
+}
+
+impl RawWorker for CommandWorker {
+    fn start(&self, job: &RawJob<'_>) -> Result<JobFuture, serde_json::Error> {
+        let spec = Arc::clone(&self.spec);
+        let mut command = tokio::process::Command::new(&spec.command[0]);
+        command
+            .args(&spec.command[1..])
+            // A job's program gets no Redis or dashboard credentials from the server's
+            // environment; a TOML `env` entry may still pass what it needs on purpose.
+            .env_remove("REDIS_URL")
+            .env_remove("PSYCHIQ_WEB_BASIC_AUTH")
+            .env_remove("PSYCHIQ_WEB_TOKEN")
+            .envs(&spec.env)
+            .env("PSYCHIQ_JID", job.jid)
+            .env("PSYCHIQ_CLASS", job.class)
+            .env("PSYCHIQ_QUEUE", job.queue)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(dir) = &spec.dir {
+            command.current_dir(dir);
+        }
+        // Its own process group: whatever it starts ends with the job.
+        crate::command::process_group::isolate(&mut command);
+        let input = job.args.as_bytes().to_vec();
+        Ok(Box::pin(async move {
+            let run = run(command, input, &spec.command);
+            match spec.timeout {
+                None => run.await,
+                Some(secs) => tokio::time::timeout(Duration::from_secs_f64(secs), run)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(JobError::new(
+                            "Psychiq::CommandTimeout",
+                            format!(
+                                "{:?} did not finish within {secs} s and was killed",
+                                spec.command
+                            ),
+                        ))
+                    }),
+            }
+        }))
+    }
+    fn options(&self) -> &WorkerOptions {
+        &self.options
+    }
+    fn retry_in(&self, _: u32, _: &JobError) -> Option<Duration> {
+        None
+    }
+    fn retries_exhausted(&self, _: &JobMap, _: &JobError) {}
+}
+
+/// Runs the program with `input` on stdin; its whole process group is killed when it has
+/// exited or when this future is dropped (a timeout, a stop).
+async fn run(
+    mut command: tokio::process::Command,
+    input: Vec<u8>,
+    argv: &[String],
+) -> Result<(), JobError> {
+    let mut child = command.spawn().map_err(|e| {
+        JobError::new(
+            "Psychiq::CommandFailed",
+            format!("cannot start {argv:?}: {e}"),
+        )
+    })?;
+    struct Group(Option<u32>);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            crate::command::process_group::kill_group(self.0);
+        }
+    }
+    let mut group = Group(child.id());
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    // Write stdin and read stderr together, so neither pipe can fill up and stall the other.
+    let write = async move {
+        // A program that exits without reading its input is not an error in itself.
+        let _ = stdin.write_all(&input).await;
+        drop(stdin);
+    };
+    let mut err = Vec::new();
+    let read = stderr.read_to_end(&mut err);
+    // Once the program has exited, what it left running goes too, closing the stderr a
+    // background process may still hold.
+    let pid = child.id();
+    let wait = async {
+        let status = child.wait().await;
+        crate::command::process_group::kill_group(pid);
+        status
+    };
+    let ((), read, status) = tokio::join!(write, read, wait);
+    // Killed already, and its pid may be anyone's from now on.
+    group.0 = None;
+    read.map_err(|e| {
+        JobError::new(
+            "Psychiq::CommandFailed",
+            format!("reading stderr of {argv:?}: {e}"),
+        )
+    })?;
+    let status = status.map_err(|e| {
+        JobError::new(
+            "Psychiq::CommandFailed",
+            format!("waiting for {argv:?}: {e}"),
+        )
+    })?;
+    if status.success() {
+        return Ok(());
+    }
+    let tail = &err[err.len().saturating_sub(STDERR_TAIL_BYTES)..];
+    let tail = String::from_utf8_lossy(tail).trim().to_string();
+    let message = if tail.is_empty() {
+        format!("{argv:?} {status}")
+    } else {
+        tail
+    };
+    Err(JobError::new("Psychiq::CommandFailed", message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periodic_entries_are_read_beside_workers() {
+        let registry = parse_workers(
+            r#"
+            [periodic."nightly-report"]
+            cron = "0 3 * * *"
+            tz = "Europe/Berlin"
+            class = "Reports::Nightly"
+            args = [1, "full"]
+            queue = "reports"
+            retry = 3
+            missed = "run-last"
+
+            [periodic.pulse]
+            cron = "*/10 * * * * *"
+            class = "Pulse"
+            "#,
+        )
+        .unwrap();
+        let entries = registry.periodic_jobs();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].name(), "nightly-report");
+        assert_eq!(entries[0].schedule().time_zone(), "Europe/Berlin");
+        assert_eq!(entries[1].schedule().time_zone(), "UTC");
+        for (bad, says) in [
+            ("[periodic.x]\ncron = \"0 3 * *\"\nclass = \"X\"", "5"),
+            (
+                "[periodic.x]\ncron = \"0 3 * * *\"\ntz = \"Nowhere\"\nclass = \"X\"",
+                "IANA",
+            ),
+            (
+                "[periodic.x]\ncron = \"0 3 * * *\"\nclass = \"X\"\nretry = \"often\"",
+                "retry",
+            ),
+            (
+                "[periodic.x]\ncron = \"0 3 * * *\"\nclass = \"X\"\nmissed = \"all\"",
+                "missed",
+            ),
+            ("[periodic.x]\ncron = \"0 3 * * *\"", "class"),
+        ] {
+            let error = parse_workers(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn workers_run_within_limits_the_file_declares() {
+        let registry = parse_workers(
+            "[workers.Call]\ncommand = [\"true\"]\nlimit = \"api\"\n\
+             [limits.api]\nkind = \"sliding-window\"\nsize = 10\ninterval = 60\n",
+        )
+        .unwrap();
+        let limiter = registry
+            .get("Call")
+            .unwrap()
+            .options()
+            .rate_limit
+            .clone()
+            .unwrap();
+        assert_eq!(limiter.name(), "api");
+        assert_eq!(limiter.kind(), crate::limits::LimitKind::SlidingWindow);
+        assert_eq!(limiter.interval(), Duration::from_secs(60));
+        for (bad, says) in [
+            (
+                "[workers.C]\ncommand = [\"true\"]\nlimit = \"nope\"",
+                "no [limits",
+            ),
+            (
+                "[workers.C]\ncommand = [\"true\"]\nlimit = \"w\"\n[limits.w]\nkind = \"window\"\nsize = 3",
+                "interval",
+            ),
+            (
+                "[workers.C]\ncommand = [\"true\"]\nlimit = \"w\"\n[limits.w]\nkind = \"window\"\nsize = 0\ninterval = 1",
+                "size",
+            ),
+            (
+                "[workers.C]\ncommand = [\"true\"]\nlimit = \"w\"\n[limits.w]\nkind = \"fast\"\nsize = 1",
+                "kind",
+            ),
+            (
+                "[workers.C]\ncommand = [\"true\"]\nlimit = \"w\"\n[limits.w]\nkind = \"concurrent\"\nsize = 1\ninterval = 5",
+                "only for window",
+            ),
+            (
+                "[workers.C]\ncommand = [\"true\"]\nlimit = \"w\"\n[limits.w]\nkind = \"concurrent\"\nsize = 1\nwait = 1e30",
+                "wait",
+            ),
+            (
+                "[workers.C]\ncommand = [\"true\"]\ntimeout = 1e30",
+                "timeout",
+            ),
+        ] {
+            let error = parse_workers(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        assert!(parse_workers("").unwrap_err().contains("no [workers"));
+        assert!(
+            parse_workers("[workers.X]\ncommand = []")
+                .unwrap_err()
+                .contains("must name a program")
+        );
+        assert!(
+            parse_workers("[workers.X]\ncommand = [\"a\"]\ntimeout = -1")
+                .unwrap_err()
+                .contains("timeout")
+        );
+        assert!(parse_workers("[workers.X]\ncommand = [\"a\"]\nbogus = 1").is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! What a job is: its payload on the wire, the worker trait and registry, the context a
+//! running job sees, the middleware seam and its outcomes, Rails' ActiveJob envelope, and how
+//! a job's bytes are shown.
+
+pub mod active_job;
+pub mod context;
+pub mod middleware;
+#[cfg(feature = "opentelemetry")]
+pub mod otel;
+pub(crate) mod payload;
+pub(crate) mod text;
+pub(crate) mod unwind;
+pub(crate) mod worker;

@@ -1,0 +1,109 @@
+//! What follows a job that leaves for good, never to run again: it dies for its batch (so the
+//! batch can complete and fire its death callback) and its unique lock goes (so the same job
+//! may be pushed again). Written once, here, and called from every path that takes a job away
+//! for good: the processor (a job dead or dropped after its last failure) and the API's kill,
+//! delete and clear (the CLI's and the dashboard's buttons). A job that finishes by running
+//! (done, discarded, expired) is counted by the server middleware instead.
+//!
+//! A job without `bid` or `unique_key` costs two substring searches of its payload.
+
+use serde_json::Value;
+
+use crate::store::keys::Keys;
+
+/// Deletes the lock KEYS[1] if it still names jid ARGV[1] (one taken again by a later push
+/// is not this job's to let go).
+const UNLOCK_IF_HELD: &str =
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0";
+
+/// Adds to `pipe` the commands that follow job `payload` leaving for good at `now`; nothing
+/// for a job that is in no batch and not unique (or is not a readable JSON object). Its
+/// death is counted for its batch only where `batches` says batches are counted (not
+/// with `--no-batches`, nor in the cluster layout); a lock taken `unique_until: expiry` is
+/// left to its TTL, as promised. The commands are `EVAL`s, so they may go inside a
+/// transaction; each ignores its reply.
+pub(crate) fn farewell(
+    pipe: &mut redis::Pipeline,
+    keys: &Keys,
+    payload: &[u8],
+    now: f64,
+    batches: bool,
+) {
+    let Ok(text) = std::str::from_utf8(payload) else {
+        return;
+    };
+    let (in_batch, unique) = (text.contains("\"bid\""), text.contains("\"unique_key\""));
+    if !in_batch && !unique {
+        return;
+    }
+    let Ok(Value::Object(job)) = serde_json::from_str::<Value>(text) else {
+        return;
+    };
+    let field = |name: &str| job.get(name).and_then(Value::as_str);
+    let Some(jid) = field("jid") else {
+        return;
+    };
+    if let Some(bid) = field("bid")
+        && batches
+    {
+        crate::batch::count_death(pipe, keys, bid, jid, now);
+    }
+    if let Some(unique_key) = field("unique_key")
+        && field("unique_until") != Some("expiry")
+    {
+        pipe.cmd("EVAL")
+            .arg(UNLOCK_IF_HELD)
+            .arg(1)
+            .arg(crate::extensions::unique::lock_key(keys, unique_key))
+            .arg(jid)
+            .ignore();
+    }
+}
+
+/// [`farewell`] for many payloads, in one pipeline.
+pub(crate) fn farewells<'a>(
+    keys: &Keys,
+    payloads: impl IntoIterator<Item = &'a [u8]>,
+    now: f64,
+    batches: bool,
+) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    for payload in payloads {
+        farewell(&mut pipe, keys, payload, now, batches);
+    }
+    pipe
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_batch_and_unique_jobs_have_a_farewell() {
+        let keys = Keys::new("ns");
+        let commands = |payload: &str| {
+            let mut pipe = redis::pipe();
+            farewell(&mut pipe, &keys, payload.as_bytes(), 1.0, true);
+            pipe.cmd_iter().count()
+        };
+        assert_eq!(commands(r#"{"class":"X","jid":"j","args":[]}"#), 0);
+        assert_eq!(
+            commands(r#"{"class":"X","jid":"j","args":[],"bid":"b"}"#),
+            1
+        );
+        assert_eq!(
+            commands(r#"{"class":"X","jid":"j","args":[],"bid":"b","unique_key":"k"}"#),
+            2
+        );
+        // A lock kept until its TTL stays.
+        assert_eq!(
+            commands(
+                r#"{"class":"X","jid":"j","args":[],"unique_key":"k","unique_until":"expiry"}"#
+            ),
+            0
+        );
+        // Only named in the arguments, or not JSON: nothing.
+        assert_eq!(commands(r#"{"class":"X","jid":"j","args":["\"bid\""]}"#), 0);
+        assert_eq!(commands(r#"not json "bid""#), 0);
+    }
+}
