@@ -20,7 +20,7 @@ SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 
 # Lowest first. A module belongs to the first entry that is a prefix of its path.
 LAYERS = [
-    ["error", "store"],
+    ["clock", "error", "store"],
     ["job"],
     ["client", "config"],
     ["server"],

@@ -94,14 +94,14 @@ impl Worker for Sleep {
         let ms = args.first().and_then(Value::as_u64).ok_or_else(|| {
             JobError::new("ArgumentError", "Sleep takes [milliseconds, optional path]")
         })?;
-        let started = crate::job::payload::now_secs();
+        let started = crate::clock::now_secs();
         tokio::time::sleep(Duration::from_millis(ms)).await;
         if args.len() < 2 {
             return Ok(());
         }
         args.truncate(2);
         args.push(Value::from(started));
-        args.push(Value::from(crate::job::payload::now_secs()));
+        args.push(Value::from(crate::clock::now_secs()));
         append_line(args.get(1), &args)
     }
 }
@@ -144,7 +144,7 @@ pub(crate) struct Clock;
 impl Worker for Clock {
     type Args = Vec<Value>;
     async fn perform(&self, args: Vec<Value>) -> JobResult {
-        let mut line = vec![Value::from(crate::job::payload::now_secs())];
+        let mut line = vec![Value::from(crate::clock::now_secs())];
         line.extend(args.iter().cloned());
         append_line(args.first(), &line)
     }

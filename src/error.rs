@@ -10,7 +10,7 @@ pub enum Error {
     /// Redis could not be reached or answered with an error.
     #[error(
         "Redis at {address}: {source}. {}",
-        crate::store::connection::explain(source)
+        crate::store::errors::explain(source)
     )]
     Redis {
         /// Where we tried to talk to (password hidden).
@@ -68,8 +68,8 @@ impl Error {
         let Error::Redis { source, .. } = self else {
             return "";
         };
-        use crate::store::connection::Addressing;
-        match crate::store::connection::addressing(source) {
+        use crate::store::errors::Addressing;
+        match crate::store::errors::addressing(source) {
             Some(Addressing::Unreachable) => {
                 " (the address comes from --redis-url / REDIS_URL or -o/-p/-d). No Redis yet? \
                  `sudo apt-get install redis-server` (Debian, Ubuntu), `brew install redis && \

@@ -8,6 +8,7 @@
 // Always built: what an app that only enqueues needs, in layers that depend downward only:
 // `error` and `store` (Redis) < `job` (what a job is) < `client` and `config`.
 mod client;
+mod clock;
 mod config;
 mod error;
 mod job;
@@ -73,7 +74,8 @@ pub struct ReadmeDoctests;
 /// public API: anything here may change or go in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::job::payload::{epoch_secs, new_jid, now_secs, timestamp_secs};
+    pub use crate::clock::{epoch_secs, now_secs};
+    pub use crate::job::payload::{new_jid, timestamp_secs};
     #[cfg(feature = "server")]
     pub use crate::server::retry::decode_backtrace;
     #[cfg(feature = "server")]

@@ -312,7 +312,7 @@ impl JobRecord {
     /// Seconds since it was pushed to its queue.
     pub fn latency(&self) -> f64 {
         self.enqueued_at()
-            .map_or(0.0, |at| (payload::now_secs() - at).max(0.0))
+            .map_or(0.0, |at| (crate::clock::now_secs() - at).max(0.0))
     }
 }
 
@@ -959,15 +959,19 @@ impl Api {
     async fn farewell<'a>(&self, payloads: impl IntoIterator<Item = &'a [u8]>) -> Result<()> {
         // Batches are counted where they can be: not in the cluster layout.
         let batches = !self.keys.is_cluster();
-        let pipe =
-            crate::server::departure::farewells(&self.keys, payloads, payload::now_secs(), batches);
+        let pipe = crate::server::departure::farewells(
+            &self.keys,
+            payloads,
+            crate::clock::now_secs(),
+            batches,
+        );
         if pipe.cmd_iter().next().is_none() {
             return Ok(());
         }
         match pipe.query_async::<()>(&mut self.conn.clone()).await {
             Ok(()) => Ok(()),
             // A bid naming a key that is not a batch's: the job is gone all the same.
-            Err(e) if !crate::store::connection::waiting_may_cure(&e) => {
+            Err(e) if !crate::store::errors::waiting_may_cure(&e) => {
                 tracing::warn!(error = %e, "a removed job's batch or unique lock could not be updated");
                 Ok(())
             }
@@ -1160,7 +1164,7 @@ impl Api {
         item.remove("at");
         item.insert(
             "enqueued_at".into(),
-            payload::timestamp_value(payload::now_secs()),
+            payload::timestamp_value(crate::clock::now_secs()),
         );
         let new = item.to_json();
         static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(MOVE_TO_QUEUE));
@@ -1200,7 +1204,7 @@ impl Api {
         if kind == Some(SetKind::Dead) {
             return Ok(false);
         }
-        let now = payload::now_secs();
+        let now = crate::clock::now_secs();
         let (from, shape) = match kind {
             Some(kind) => (self.set_key_of(kind, job).into_bytes(), "set"),
             None => (self.queue_key(job.queue()), "list"),
@@ -1533,7 +1537,7 @@ pub(crate) fn utc_text(secs: f64) -> String {
     if secs >= YEAR_10000 {
         return secs.to_string();
     }
-    payload::utc_iso8601(secs)
+    crate::clock::utc_iso8601(secs)
         .replace('T', " ")
         .trim_end_matches('Z')
         .to_string()

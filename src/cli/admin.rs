@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::api::{Api, JobRecord, SetKind, YEAR_10000, span_text, utc_text};
 use crate::client::{Job, Push};
 use crate::error::Error;
-use crate::job::payload::{self, Retry};
+use crate::job::payload::Retry;
 use crate::store::connection::RedisConfig;
 use crate::web::{WebConfig, router};
 
@@ -858,7 +858,7 @@ async fn iterations(api: &Api, out: &Out, action: Option<IterationsAction>) -> O
     match action.unwrap_or(IterationsAction::List) {
         IterationsAction::List => {
             let iterations = api.iterations(100).await?;
-            let now = crate::job::payload::now_secs();
+            let now = crate::clock::now_secs();
             let rows = iterations
                 .iter()
                 .map(|i| {
@@ -1383,7 +1383,7 @@ async fn processes(api: &Api, out: &Out, action: Option<ProcessAction>) -> Outco
     match action.unwrap_or(ProcessAction::List) {
         ProcessAction::List => {
             let list = api.processes().await?;
-            let now = payload::now_secs();
+            let now = crate::clock::now_secs();
             let rows = list
                 .iter()
                 .map(|p| {

@@ -351,7 +351,7 @@ impl Job {
     #[cfg(feature = "server")]
     pub(crate) fn payload_now(&self) -> String {
         let jid = self.jid.clone().unwrap_or_else(payload::new_jid);
-        let now = payload::now_secs();
+        let now = crate::clock::now_secs();
         // Serialising a built job cannot fail: its parts were JSON when it was built.
         self.to_json(&jid, now, Some(now)).unwrap_or_default()
     }
@@ -392,7 +392,7 @@ impl Job {
     /// When the job should run, if in the future (in epoch seconds).
     fn scheduled_at(&self) -> Option<f64> {
         let at = self.at?;
-        (!payload::secs_until(at).is_zero()).then(|| payload::epoch_secs(at))
+        (!crate::clock::secs_until(at).is_zero()).then(|| crate::clock::epoch_secs(at))
     }
 
     /// The payload in Sidekiq's key order: options, then args, class, jid and timestamps.
@@ -435,7 +435,7 @@ impl Job {
                 Expiry::In(after) => {
                     self.scheduled_at().unwrap_or(created_at) + after.as_secs_f64()
                 }
-                Expiry::At(time) => payload::epoch_secs(time),
+                Expiry::At(time) => crate::clock::epoch_secs(time),
             }),
             unique_for: self.unique.as_ref().map(|u| u.for_.as_secs_f64()),
             unique_until: self.unique.as_ref().map(|u| u.until.as_str()),
@@ -743,7 +743,7 @@ impl Client {
             }
             #[cfg(feature = "server")]
             Backend::Memory(store) => {
-                let now = payload::now_secs();
+                let now = crate::clock::now_secs();
                 let mut written = Vec::with_capacity(jobs.len());
                 for &job in jobs {
                     let jid = job.jid.clone().unwrap_or_else(payload::new_jid);
@@ -774,7 +774,7 @@ impl Client {
             ));
         }
         let mut pushes = Vec::with_capacity(jobs.len());
-        let now = payload::now_secs();
+        let now = crate::clock::now_secs();
         // Commands of up to 1,000 jobs each; ten of them share a round trip, which bounds
         // the buffer while cutting round trips tenfold for large bulks.
         for group in jobs.chunks(BULK_BATCH * BATCHES_PER_ROUND_TRIP) {

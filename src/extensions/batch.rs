@@ -196,7 +196,7 @@ impl Batch {
                 "a batch needs at least one job (its callbacks fire when its jobs are done)".into(),
             ));
         }
-        let now = payload::now_secs();
+        let now = crate::clock::now_secs();
         #[cfg(feature = "server")]
         if let Some(store) = client.test_store() {
             let stamped = stamp(&self.bid, jobs, now)?;
@@ -267,14 +267,14 @@ impl Batch {
     pub async fn open(client: &Client, bid: &str, jobs: Vec<Job>) -> Result<()> {
         #[cfg(feature = "server")]
         if let Some(store) = client.test_store() {
-            return store.add_to_batch(bid, stamp(bid, jobs, payload::now_secs())?);
+            return store.add_to_batch(bid, stamp(bid, jobs, crate::clock::now_secs())?);
         }
         let conn = connection(client)?;
         let keys = client.keys();
         still_open(&conn, keys, bid).await?;
         let mut pipe = redis::pipe();
         pipe.atomic();
-        add_jobs(&mut pipe, keys, bid, jobs, payload::now_secs())?;
+        add_jobs(&mut pipe, keys, bid, jobs, crate::clock::now_secs())?;
         pipe.query_async::<()>(&mut conn.clone())
             .await
             .map_err(|e| Error::Other(format!("adding to batch {bid}: {e}")))
@@ -357,7 +357,10 @@ pub(crate) fn stamp(bid: &str, jobs: Vec<Job>, now: f64) -> Result<Vec<Stamped>>
             let job = job
                 .option("bid", Value::String(bid.to_string()))
                 .jid(jid.clone());
-            let at = job.run_at().map(payload::epoch_secs).filter(|&at| at > now);
+            let at = job
+                .run_at()
+                .map(crate::clock::epoch_secs)
+                .filter(|&at| at > now);
             Ok(Stamped {
                 payload: job.payload_at(now, at.is_none()),
                 queue: job.queue_name().to_string(),
@@ -610,7 +613,8 @@ mod server {
     use crate::job::context::JobContext;
     use crate::job::middleware::{Next, ServerMiddleware};
     use crate::job::worker::JobError;
-    use crate::store::connection::{Outage, explain, until_cured};
+    use crate::store::errors::explain;
+    use crate::store::outage::{Outage, until_cured};
 
     /// The server middleware that counts each batch job's outcome (success or failure;
     /// deaths are counted where the dead job is written). A job without `bid` goes
@@ -647,7 +651,7 @@ mod server {
                         .arg(bid)
                         .arg(jid)
                         .arg(kind)
-                        .arg(payload::now_secs())
+                        .arg(crate::clock::now_secs())
                         .arg(DONE_TTL.as_secs())
                         .arg(IDLE_TTL.as_secs())
                         .invoke_async::<i64>(&mut conn)

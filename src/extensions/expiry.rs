@@ -13,7 +13,6 @@
 use crate::Outcome;
 use crate::job::context::JobContext;
 use crate::job::middleware::{Next, ServerMiddleware};
-use crate::job::payload;
 
 /// The server middleware that discards expired jobs (see the module docs). Every server
 /// adds it near the front of the chain; it can also be added by hand (it is then not
@@ -35,7 +34,7 @@ impl ServerMiddleware for Expiry {
     }
 
     async fn call(&self, job: &JobContext, next: Next<'_>) -> Outcome {
-        match expired(job, payload::now_secs()) {
+        match expired(job, crate::clock::now_secs()) {
             Some(late) => {
                 let reason = format!("expired {late:.1} s before it could start");
                 tracing::info!(class = job.class(), jid = job.jid(), reason, "job expired");

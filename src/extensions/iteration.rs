@@ -222,7 +222,7 @@ impl Cursors {
                 static SCRIPT: std::sync::LazyLock<redis::Script> =
                     std::sync::LazyLock::new(|| redis::Script::new(SAVE));
                 let key = state_key(keys, jid);
-                let saved_at = crate::job::payload::now_secs();
+                let saved_at = crate::clock::now_secs();
                 let cancelled: String = on_state(|| {
                     let mut conn = conn.clone();
                     let mut invocation = SCRIPT.key(&key);
@@ -252,7 +252,7 @@ impl Cursors {
         match self {
             Cursors::Redis { conn, keys } => {
                 let key = state_key(keys, jid);
-                let finished_at = crate::job::payload::now_secs();
+                let finished_at = crate::clock::now_secs();
                 on_state(|| {
                     let mut conn = conn.clone();
                     let mut done = redis::pipe();
@@ -325,8 +325,8 @@ async fn on_state<T, Fut>(attempt: impl FnMut() -> Fut) -> Result<T, JobError>
 where
     Fut: std::future::Future<Output = redis::RedisResult<T>>,
 {
-    let mut outage = crate::store::connection::Outage::new("iteration state");
-    crate::store::connection::until_cured(&mut outage, attempt)
+    let mut outage = crate::store::outage::Outage::new("iteration state");
+    crate::store::outage::until_cured(&mut outage, attempt)
         .await
         .map_err(redis_failure)
 }
@@ -527,7 +527,7 @@ impl crate::api::Api {
             )));
         }
         let mut pipe = redis::pipe();
-        pipe.hset_nx(&key, "cancelled", crate::job::payload::now_secs())
+        pipe.hset_nx(&key, "cancelled", crate::clock::now_secs())
             .expire(&key, UNFINISHED_TTL_SECS as i64)
             .ignore();
         let (newly,): (bool,) = self.query_pipe(&pipe).await?;

@@ -54,7 +54,6 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::job::payload;
 use crate::job::worker::JobError;
 use crate::store::connection::{Connection, RedisConfig};
 use crate::store::keys::Keys;
@@ -587,7 +586,7 @@ async fn renew(conn: Connection, key: String, id: String, lease: Duration) {
 fn past_max_snooze(limiter: &Limiter) -> bool {
     let since = crate::job::context::current()
         .and_then(|job| job.field("snoozed_at").and_then(|v| v.as_f64()));
-    since.is_some_and(|since| payload::now_secs() - since > limiter.max_snooze.as_secs_f64())
+    since.is_some_and(|since| crate::clock::now_secs() - since > limiter.max_snooze.as_secs_f64())
 }
 
 /// The error for a job over `limiter`: a snooze with backoff, or a failure once it has

@@ -273,7 +273,7 @@ impl Plugin for PeriodicPlugin {
                     "this machine's clock is {offset:.1} s off Redis's; periodic ticks follow Redis's"
                 );
             }
-            let now = payload::now_secs() + offset;
+            let now = crate::clock::now_secs() + offset;
             // The latest tick before start: run once if the entry asks for missed ticks,
             // or if it is less than the grace old (it fell while this server restarted, or
             // its claim failed before a restart). Either only if the entry has run before:
@@ -293,7 +293,7 @@ impl Plugin for PeriodicPlugin {
                 .map(|e| e.schedule.next_after(now as i64))
                 .collect();
             while !ctx.is_stopping() {
-                let now = payload::now_secs() + offset;
+                let now = crate::clock::now_secs() + offset;
                 let mut failed = false;
                 for (entry, due) in entries.iter().zip(next.iter_mut()) {
                     while let Some(tick) = *due
@@ -344,7 +344,7 @@ impl Plugin for PeriodicPlugin {
                 let nap = soonest
                     .map(|tick| {
                         Duration::from_secs_f64(
-                            (tick as f64 - payload::now_secs() - offset).max(0.0),
+                            (tick as f64 - crate::clock::now_secs() - offset).max(0.0),
                         )
                     })
                     .unwrap_or(LONGEST_NAP)
@@ -401,7 +401,7 @@ async fn declare(
     keys: &Keys,
     entries: &[PeriodicJob],
 ) -> redis::RedisResult<()> {
-    let now = payload::now_secs();
+    let now = crate::clock::now_secs();
     let key = entries_key(keys);
     let all: HashMap<String, String> = redis::cmd("HGETALL")
         .arg(&key)
@@ -491,7 +491,7 @@ impl PeriodicSummary {
 
     /// Whether a server has declared it within the last two minutes (so it is ticking).
     pub fn is_live(&self) -> bool {
-        payload::now_secs() - self.seen_at < 2.0 * REFRESH.as_secs_f64()
+        crate::clock::now_secs() - self.seen_at < 2.0 * REFRESH.as_secs_f64()
     }
 }
 
@@ -517,7 +517,7 @@ impl Api {
                 paused_key(keys)
             ))
         })?;
-        let now = payload::now_secs() as i64;
+        let now = crate::clock::now_secs() as i64;
         let mut out: Vec<PeriodicSummary> = entries
             .into_iter()
             .map(|(name, json)| {
@@ -569,7 +569,7 @@ impl Api {
             return Err(no_such_entry(name));
         };
         let jid = payload::new_jid();
-        let now = payload::now_secs();
+        let now = crate::clock::now_secs();
         job.insert("jid".into(), Value::String(jid.clone()));
         job.insert("created_at".into(), Value::from(now));
         job.insert("enqueued_at".into(), Value::from(now));

@@ -140,8 +140,9 @@ mod server {
     use crate::Outcome;
     use crate::job::context::JobContext;
     use crate::job::middleware::{Next, ServerMiddleware};
-    use crate::store::connection::{Connection, Outage, until_cured};
+    use crate::store::connection::Connection;
     use crate::store::keys::Keys;
+    use crate::store::outage::{Outage, until_cured};
 
     /// Deletes each lock KEYS[i] that still holds ARGV[i] (one taken again by a later push
     /// after it expired is not this job's to let go); returns how many went.

@@ -295,7 +295,7 @@ impl Wrapped {
             exception_executions: Map::new(),
             locale: "en",
             timezone: "UTC",
-            enqueued_at: crate::job::payload::utc_iso8601(enqueued_at),
+            enqueued_at: crate::clock::utc_iso8601(enqueued_at),
         };
         serde_json::to_string(&[record]).expect("a record of strings and JSON serialises")
     }

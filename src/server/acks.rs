@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 
-use crate::store::connection::{Connection, Outage, query_until_ok};
+use crate::store::connection::Connection;
+use crate::store::outage::{Outage, query_until_ok};
 
 /// Acknowledgements written in one round trip at most.
 const ACK_BATCH: usize = 1_000;
@@ -64,7 +65,7 @@ pub(crate) async fn acknowledge(
         if let Err(e) = query_until_ok(&mut conn, &pipe, &mut outage).await {
             // A hash of the wrong type, say: not acknowledged, so a recovery may run the
             // jobs again; never a loop.
-            tracing::error!(error = %e, jobs = batch.len(), "acknowledge: {}; not retried, as waiting will not cure it", crate::store::connection::explain(&e));
+            tracing::error!(error = %e, jobs = batch.len(), "acknowledge: {}; not retried, as waiting will not cure it", crate::store::errors::explain(&e));
         }
         // Replicated before the jobs count as done, when asked (a failover then cannot
         // bring a finished job back).

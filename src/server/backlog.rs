@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore, oneshot};
 
-use crate::job::payload;
 use crate::server::manager::{Running, RunningJob};
 use crate::server::processor::Processor;
 use crate::server::work::UnitOfWork;
@@ -190,7 +189,7 @@ pub(crate) async fn work(
     while let Some(Queued { work, done }) = backlog.next().await {
         let job = RunningJob {
             work,
-            run_at: payload::now_secs() as u64,
+            run_at: crate::clock::now_secs() as u64,
         };
         running
             .lock()

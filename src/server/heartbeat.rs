@@ -19,8 +19,8 @@ use crate::job::payload;
 use crate::server::control::Control;
 use crate::server::manager::{Running, log_running, radix36};
 use crate::server::stats::Stats;
-use crate::store::connection::Outage;
 use crate::store::keys::Keys;
+use crate::store::outage::Outage;
 
 /// Time between beats.
 const BEAT_INTERVAL: Duration = Duration::from_secs(5);
@@ -63,7 +63,7 @@ impl Heartbeat {
             .collect();
         json!({
             "hostname": hostname(),
-            "started_at": payload::timestamp_value(payload::now_secs()),
+            "started_at": payload::timestamp_value(crate::clock::now_secs()),
             "pid": std::process::id(),
             "tag": tag,
             "concurrency": concurrency,
@@ -174,7 +174,7 @@ impl Heartbeat {
             &[
                 ("info", self.info.clone()),
                 ("busy", work.len().to_string()),
-                ("beat", payload::timestamp_text(payload::now_secs())),
+                ("beat", payload::timestamp_text(crate::clock::now_secs())),
                 ("quiet", quiet.to_string()),
                 ("rss", rss_kb().to_string()),
                 ("rtt_us", rtt_us.to_string()),

@@ -24,8 +24,8 @@ use crate::server::backlog::{self, Backlog, Queued};
 use crate::server::fetch::Fetcher;
 use crate::server::processor::Processor;
 use crate::server::work::UnitOfWork;
-use crate::store::connection::Outage;
 use crate::store::keys::Keys;
+use crate::store::outage::Outage;
 
 /// How long a job recovered from a dead process runs alone before other jobs start.
 const SUSPECT_ALONE: Duration = Duration::from_secs(1);

@@ -24,8 +24,9 @@ use crate::server::events::{FailedJob, Hooks};
 use crate::server::retry::{self, Disposition};
 use crate::server::stats::Stats;
 use crate::server::work::UnitOfWork;
-use crate::store::connection::{Connection, Outage, query_until_ok};
+use crate::store::connection::Connection;
 use crate::store::keys::Keys;
+use crate::store::outage::{Outage, query_until_ok};
 
 /// Everything a job needs to run, shared by all running jobs of a server.
 pub(crate) struct Processor {
@@ -122,7 +123,9 @@ impl Processor {
                 self.stats.record(true);
                 tracing::warn!(queue = %text::printable(queue), reason = %text::printable(&reason), "unreadable payload moved to the dead set");
                 let error = JobError::new("Psychiq::InvalidPayload", reason.clone());
-                return self.bury(work, &reason, &error, payload::now_secs()).await;
+                return self
+                    .bury(work, &reason, &error, crate::clock::now_secs())
+                    .await;
             }
             Verdict::Ran {
                 outcome: Outcome::Failed(error),
@@ -133,7 +136,7 @@ impl Processor {
         // Only failures need the time and a rewrite.
         self.stats.record(true);
         let elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0;
-        let now = payload::now_secs();
+        let now = crate::clock::now_secs();
         // `execute` read its head; the whole of it can still fail (e.g. nesting too deep).
         let text = std::str::from_utf8(raw).unwrap_or_default();
         let Ok(mut job) = Rewrite::parse(text) else {
@@ -232,7 +235,7 @@ impl Processor {
     /// requeue (an iterable job's slice ended): the job goes straight back to the end of its
     /// queue with a new `enqueued_at`, as Sidekiq's interrupt handler pushes it.
     async fn snooze(&self, work: &UnitOfWork, delay: Duration) {
-        let now = payload::now_secs();
+        let now = crate::clock::now_secs();
         let requeue = delay.is_zero();
         let marked = if requeue {
             payload::mark_enqueued(&work.raw, now)
@@ -294,7 +297,7 @@ impl Processor {
         let mut outage = Outage::new(what);
         let sent = query_until_ok(&mut self.conn.clone(), pipe, &mut outage).await;
         if let Err(e) = &sent {
-            tracing::error!(error = %e, "{what}: {}; not retried, as waiting will not cure it", crate::store::connection::explain(e));
+            tracing::error!(error = %e, "{what}: {}; not retried, as waiting will not cure it", crate::store::errors::explain(e));
         }
         sent
     }

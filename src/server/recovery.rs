@@ -229,7 +229,7 @@ async fn recover_owner(
         if jobs.is_empty() {
             continue;
         }
-        let now = payload::now_secs();
+        let now = crate::clock::now_secs();
         // Poison jobs of batches die for their batch too (after the move; counting is
         // idempotent, so a repeat after a crash changes nothing).
         let mut farewells = redis::pipe();

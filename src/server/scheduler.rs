@@ -155,7 +155,7 @@ async fn enqueue_due_from(
     let script = &*SCRIPT;
     // A cheap look first (the earliest score of each set), so an idle poll costs two
     // commands and the script runs only when something is due.
-    let now = payload::now_secs();
+    let now = crate::clock::now_secs();
     type First = Vec<(Vec<u8>, f64)>; // the lowest-scored member (any bytes), if any
     let (retry_first, schedule_first): (First, First) = redis::pipe()
         .cmd("ZRANGE")
@@ -177,7 +177,7 @@ async fn enqueue_due_from(
     let mut moved = 0;
     // One call looks at both sets; call again while a set may hold more due jobs.
     loop {
-        let now = payload::now_secs();
+        let now = crate::clock::now_secs();
         let mut invocation = script.key(&sets.retry);
         invocation.key(&sets.schedule);
         if let Some((queue, dead)) = &sets.own {

@@ -178,7 +178,7 @@ const SIDEKIQ_MID_TERM_SECS: i64 = 3 * 24 * 60 * 60;
 /// (`j|261202|9:05`), or of its 10-minute rollup (`j|261202|9:0`): the one place these names
 /// are made, for the servers that write them and the API that charts them.
 pub(crate) fn sidekiq_8_bucket(secs: u64, ten_minutes: bool) -> String {
-    let (year, month, day) = crate::job::payload::civil_from_days((secs / 86_400) as i64);
+    let (year, month, day) = crate::clock::civil_from_days((secs / 86_400) as i64);
     let (hour, minute) = ((secs % 86_400) / 3_600, (secs % 3_600) / 60);
     let yy = year % 100;
     if ten_minutes {
@@ -203,7 +203,7 @@ fn sidekiq_metrics(
     let secs = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let (year, month, day) = crate::job::payload::civil_from_days((secs / 86_400) as i64);
+    let (year, month, day) = crate::clock::civil_from_days((secs / 86_400) as i64);
     let (hour, minute) = ((secs % 86_400) / 3_600, (secs % 3_600) / 60);
     let buckets = [
         (
@@ -263,7 +263,7 @@ pub fn utc_date(time: SystemTime) -> String {
     let secs = time
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let (y, m, d) = crate::job::payload::civil_from_days((secs / 86_400) as i64);
+    let (y, m, d) = crate::clock::civil_from_days((secs / 86_400) as i64);
     format!("{y:04}-{m:02}-{d:02}")
 }
 
@@ -303,9 +303,9 @@ mod tests {
 
     #[test]
     fn dates_around_leap_days() {
-        assert_eq!(crate::job::payload::civil_from_days(0), (1970, 1, 1));
-        assert_eq!(crate::job::payload::civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(crate::job::payload::civil_from_days(20_513), (2026, 3, 1));
+        assert_eq!(crate::clock::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(crate::clock::civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(crate::clock::civil_from_days(20_513), (2026, 3, 1));
     }
 }
 

@@ -17,6 +17,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 
 use crate::error::{Error, Result};
+use crate::store::errors::{login_refused, master_may_have_moved};
 use crate::store::keys::{Keys, Layout};
 
 /// How long an ordinary command may take before it fails (Sidekiq 7.3 uses 3 s too).
@@ -721,115 +722,6 @@ impl ConnectionLike for Connection {
     }
 }
 
-/// The server's error code (`OOM`, `BUSY`, ...), also for a pipeline whose commands failed.
-fn error_code(e: &RedisError) -> Option<String> {
-    if let Some(code) = e.code() {
-        return Some(code.to_string());
-    }
-    let failures = e.clone().into_server_errors()?;
-    failures.first().map(|(_, first)| first.code().to_string())
-}
-
-/// Whether Redis refused the login (wrong password, unknown or disabled ACL user, or a
-/// password now required): the connection must log in anew.
-fn login_refused(e: &RedisError) -> bool {
-    e.kind() == ErrorKind::AuthenticationFailed
-        || matches!(error_code(e).as_deref(), Some("NOAUTH" | "WRONGPASS"))
-}
-
-/// Whether an error may mean a failover moved the master (behind Sentinel, the connection
-/// then asks the sentinels again): the old one is unreachable, or has become a replica.
-fn master_may_have_moved(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-        || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
-}
-
-/// The failures whose cure is in how Redis is addressed, which the command line names its
-/// own flags for (see `Error::command_line_hint`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Addressing {
-    /// No Redis answers at the address.
-    Unreachable,
-    /// The user or password is refused.
-    Login,
-    /// The TLS handshake failed.
-    Tls,
-}
-
-/// Which [`Addressing`] failure `e` is, if any.
-pub(crate) fn addressing(e: &RedisError) -> Option<Addressing> {
-    if login_refused(e) {
-        return Some(Addressing::Login);
-    }
-    let text = e.to_string().to_lowercase();
-    if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
-        return Some(Addressing::Tls);
-    }
-    let dropped = !e.is_timeout() && (e.is_connection_dropped() || e.is_connection_refusal());
-    (e.kind() == ErrorKind::Io || (dropped && error_code(e).is_none()))
-        .then_some(Addressing::Unreachable)
-}
-
-/// What a Redis error means and what to do about it, in one sentence for logs and the CLI.
-pub fn explain(e: &RedisError) -> &'static str {
-    match addressing(e) {
-        Some(Addressing::Login) => {
-            return "Redis refused the login. Check the user and password in the Redis URL against Redis's requirepass or ACL (a server logs in again until it is accepted)";
-        }
-        Some(Addressing::Tls) => {
-            return "The TLS handshake failed. Check that the server's certificate is signed by the CA given (RedisConfig::tls_ca_file) and names the host in the URL, and, if Redis requires client certificates (tls-auth-clients), give one (RedisConfig::tls_client_cert)";
-        }
-        Some(Addressing::Unreachable) => {
-            return "Cannot reach Redis. Check that redis-server is running and the address is right";
-        }
-        None => {}
-    }
-    match e.kind() {
-        ErrorKind::Server(ServerErrorKind::NoPerm) => {
-            "The Redis ACL user lacks a permission Psychiq needs. Grant it its keys (~* or ~NAMESPACE:*), channels (&*) and commands (+@all, or +@read +@write +@list +@sortedset +@set +@hash +@string +@scripting +@connection +@keyspace)"
-        }
-        ErrorKind::Server(ServerErrorKind::ReadOnly) => {
-            "This Redis is a read-only replica (a failover demoted it?). Point --redis-url at the master"
-        }
-        ErrorKind::Server(ServerErrorKind::CrossSlot | ServerErrorKind::Moved) => {
-            "This Redis is a Redis Cluster: address it as redis+cluster://host:port[,host:port...], which uses the cluster layout of keys (--layout cluster)"
-        }
-        ErrorKind::Server(ServerErrorKind::BusyLoading) => {
-            "Redis is loading its data set after a restart. Wait until it is ready"
-        }
-        ErrorKind::Server(ServerErrorKind::NoScript) => {
-            "Redis lost its script cache (a restart or SCRIPT FLUSH). The script is sent again"
-        }
-        ErrorKind::Server(
-            ServerErrorKind::MasterDown | ServerErrorKind::ClusterDown | ServerErrorKind::TryAgain,
-        ) => "Redis's master is down or its cluster is not serving. Wait for the failover",
-        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
-            "Redis answered with data of an unexpected shape (a key of the wrong type, or bytes that are not UTF-8 where text is needed)"
-        }
-        _ => match error_code(e).as_deref() {
-            Some("OOM") => {
-                "Redis is out of memory (maxmemory reached). Free memory or raise maxmemory"
-            }
-            Some("BUSY") => {
-                "Redis is busy running a long script. Wait, or stop it with SCRIPT KILL / FUNCTION KILL"
-            }
-            Some("MISCONF") => {
-                "Redis cannot save to disk and refuses writes (MISCONF). Fix its disk or its save settings"
-            }
-            Some("WRONGTYPE") => {
-                "A Redis key Psychiq uses holds the wrong type of value (did another program write it?)"
-            }
-            _ if e.is_timeout() => {
-                "Redis did not answer in time (overloaded, or the network is down)"
-            }
-            _ => "Redis answered with an error",
-        },
-    }
-}
-
 /// `WAIT`s for the replicas `config` asks for (if any) on `conn`; logs a wait that ends with
 /// fewer. `what` names the writes for the log.
 pub(crate) async fn wait_for_replicas(conn: &mut Connection, config: &RedisConfig, what: &str) {
@@ -852,184 +744,16 @@ pub(crate) async fn wait_for_replicas(conn: &mut Connection, config: &RedisConfi
     }
 }
 
-/// One part of a server (fetch, heartbeat, scheduler, …) waiting out a Redis outage. The
-/// parts of a process share one [`OUTAGE`] record, so an outage is logged once when it
-/// starts (what failed, since when) and once when Redis answers a part that was failing
-/// again (how long), not once per part.
-#[derive(Debug)]
-pub(crate) struct Outage {
-    /// Which part of the server is talking (e.g. "fetch").
-    what: &'static str,
-    /// Whether this part's last command failed.
-    failing: bool,
-}
-
-/// The process's outage: since when, and why.
-#[derive(Debug)]
-struct OutageState {
-    since: Option<Instant>,
-    cause: &'static str,
-}
-
-static OUTAGE: std::sync::Mutex<OutageState> = std::sync::Mutex::new(OutageState {
-    since: None,
-    cause: "",
-});
-
-impl Outage {
-    pub fn new(what: &'static str) -> Outage {
-        Outage {
-            what,
-            failing: false,
-        }
-    }
-
-    /// A command failed: logs it if this starts the process's outage or changes its cause.
-    pub fn failed(&mut self, error: &redis::RedisError) {
-        let cause = explain(error);
-        self.failing = true;
-        let mut shared = OUTAGE.lock().unwrap_or_else(|e| e.into_inner());
-        if shared.since.is_none() {
-            shared.since = Some(Instant::now());
-            shared.cause = cause;
-            tracing::error!(
-                error = %error,
-                part = self.what,
-                "Redis unavailable since {}: {cause}; every part waits and tries again",
-                crate::job::payload::utc_iso8601(crate::job::payload::now_secs())
-            );
-        } else if shared.cause != cause {
-            shared.cause = cause;
-            tracing::error!(error = %error, part = self.what, "Redis still unavailable: {cause}");
-        }
-    }
-
-    /// A command succeeded: if this part was failing and the outage is still open, logs how
-    /// long it lasted (the parts that failed too get through on their next try, unlogged).
-    /// Returns whether this part was failing.
-    pub fn ok(&mut self) -> bool {
-        if !std::mem::take(&mut self.failing) {
-            return false;
-        }
-        let since = OUTAGE
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .since
-            .take();
-        if let Some(since) = since {
-            let downtime = since.elapsed().as_secs_f64();
-            tracing::info!(downtime_s = downtime, "Redis is back after {downtime:.1} s");
-        }
-        true
-    }
-}
-
 /// How far Redis's clock is ahead of this process's (seconds; negative if behind). Any
 /// clock that decides something shared by several processes is Redis's: each process
 /// reads its own clock plus this offset.
 #[cfg(feature = "periodic")]
 pub(crate) async fn redis_clock_offset(conn: &mut Connection) -> redis::RedisResult<f64> {
-    let asked = crate::job::payload::now_secs();
+    let asked = crate::clock::now_secs();
     let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await?;
-    let answered = crate::job::payload::now_secs();
+    let answered = crate::clock::now_secs();
     // Redis read its clock about halfway through the round trip.
     Ok(secs as f64 + micros as f64 / 1e6 - (asked + answered) / 2.0)
-}
-
-/// Whether waiting may cure `e`: Redis is unreachable, restarting, failing over, out of
-/// memory or busy, or refuses a login an operator can fix. Anything else (a key of the
-/// wrong type, a script error, a transaction refused) comes back the same every time, so
-/// whoever meets it must fail, not loop.
-pub(crate) fn waiting_may_cure(e: &RedisError) -> bool {
-    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
-        return true;
-    }
-    if login_refused(e) {
-        return true;
-    }
-    let transient = |code: &str| {
-        matches!(
-            code,
-            "TRYAGAIN"
-                | "MASTERDOWN"
-                | "CLUSTERDOWN"
-                | "LOADING"
-                | "READONLY"
-                | "MOVED"
-                | "ASK"
-                | "OOM"
-                | "BUSY"
-                | "MISCONF"
-                | "NOPERM"
-                | "NOREPLICAS"
-        )
-    };
-    // Redis full of clients answers a new connection with a plain `ERR`.
-    let passes = |failure: &redis::ServerError| {
-        transient(failure.code())
-            || failure
-                .details()
-                .is_some_and(|d| d.contains("max number of clients"))
-    };
-    match e.clone().into_server_errors() {
-        // Every failed command of a pipeline must be one that passes.
-        Some(failures) if !failures.is_empty() => {
-            failures.iter().all(|(_, failure)| passes(failure))
-        }
-        _ => matches!(
-            e.kind(),
-            ErrorKind::Io
-                | ErrorKind::AuthenticationFailed
-                | ErrorKind::ClusterConnectionNotFound
-                | ErrorKind::MasterNameNotFoundBySentinel
-                | ErrorKind::NoValidReplicasFoundBySentinel
-        ),
-    }
-}
-
-/// Runs `pipe` until Redis answers (see [`until_cured`]). For writes that must not be
-/// dropped.
-pub(crate) async fn query_until_ok(
-    conn: &mut Connection,
-    pipe: &redis::Pipeline,
-    outage: &mut Outage,
-) -> redis::RedisResult<()> {
-    until_cured(outage, || {
-        let mut conn = conn.clone();
-        async move { pipe.query_async::<()>(&mut conn).await }
-    })
-    .await
-}
-
-/// Tries `attempt` until it works, with capped backoff (100 ms doubling to 5 s), logging an
-/// outage once through `outage`. An error that waiting will not cure ([`waiting_may_cure`])
-/// is returned at once: the caller decides.
-pub(crate) async fn until_cured<T, F, Fut>(
-    outage: &mut Outage,
-    mut attempt: F,
-) -> redis::RedisResult<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = redis::RedisResult<T>>,
-{
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match attempt().await {
-            Ok(value) => {
-                outage.ok();
-                return Ok(value);
-            }
-            Err(e) if waiting_may_cure(&e) => {
-                outage.failed(&e);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => {
-                outage.ok();
-                return Err(e);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1082,15 +806,5 @@ mod tests {
             "redis+unix:///s?user=u&password=***"
         );
         assert!(!format!("{:?}", RedisConfig::unchecked("redis://:top@h".into())).contains("top"));
-    }
-}
-
-#[cfg(test)]
-mod examples {
-    // Usage examples of internal helpers (doc examples before these became crate-private).
-    #[test]
-    fn explain_example() {
-        let e = redis::RedisError::from((redis::ErrorKind::AuthenticationFailed, "WRONGPASS"));
-        assert!(crate::store::connection::explain(&e).contains("refused the login"));
     }
 }

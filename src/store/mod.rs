@@ -1,5 +1,8 @@
 //! Redis, where every job lives: where it is and how to reach it through outages
-//! (`connection`), and how its keys are named in each layout (`keys`).
+//! (`connection`, `outage`), what its errors mean (`errors`), and how its keys are named in
+//! each layout (`keys`).
 
 pub(crate) mod connection;
+pub(crate) mod errors;
 pub(crate) mod keys;
+pub(crate) mod outage;

@@ -74,7 +74,7 @@ impl Store {
         let mut state = self.state();
         let fired = state
             .batches
-            .count(bid, job.jid(), kind, crate::job::payload::now_secs());
+            .count(bid, job.jid(), kind, crate::clock::now_secs());
         for (payload, queue) in fired {
             let callback = EnqueuedJob::new(payload, &queue, None);
             state.pending.push_back(callback);
@@ -187,7 +187,7 @@ impl Fake {
                 }
             )));
         };
-        let now = crate::job::payload::now_secs() as i64;
+        let now = crate::clock::now_secs() as i64;
         let tick = entry.schedule().next_after(now).unwrap_or(now);
         let payload = entry.payload_for(tick);
         let job = EnqueuedJob::new(payload, entry.queue(), None);

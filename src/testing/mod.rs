@@ -647,7 +647,7 @@ impl Fake {
                     }
                     Outcome::Snoozed(delay) => {
                         drained.snoozed += 1;
-                        let now = payload::now_secs();
+                        let now = crate::clock::now_secs();
                         let at = now + delay.as_secs_f64();
                         // Marked as a server marks it, so a rate limit backs off the same.
                         let later = match payload::mark_snoozed(job.payload.as_bytes(), now) {
@@ -667,7 +667,7 @@ impl Fake {
                     (error, None, true)
                 }
             };
-            let now = payload::now_secs();
+            let now = crate::clock::now_secs();
             let disposition = match Rewrite::parse(&job.payload) {
                 Ok(mut rewrite) => retry::plan_failure(
                     &mut rewrite,
@@ -713,7 +713,7 @@ impl Fake {
 
     /// Takes the first waiting job that is due (every scheduled one when `scheduled_too`).
     fn next_due(&self, scheduled_too: bool) -> Option<EnqueuedJob> {
-        let now = payload::now_secs();
+        let now = crate::clock::now_secs();
         let mut state = self.store.state();
         let index = state
             .pending

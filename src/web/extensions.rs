@@ -178,7 +178,7 @@ pub(super) async fn iterations(
     Query(params): Query<Params>,
 ) -> Page {
     let iterations = web.api.iterations(100).await?;
-    let now = crate::job::payload::now_secs();
+    let now = crate::clock::now_secs();
     let body = html! {
         h1 { "Iterations" }
         p { "Iterable jobs part-way through their walk, with the cursor saved after their last step. Cancel stops one after its running step; it is not run again." }

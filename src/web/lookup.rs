@@ -55,7 +55,7 @@ pub(super) async fn job(
         Some(Whereabouts::Retrying(job)) => page("retries", job_key(&job)),
         Some(Whereabouts::Dead(job)) => page("dead", job_key(&job)),
         Some(Whereabouts::Running(work)) => {
-            let now = crate::job::payload::now_secs();
+            let now = crate::clock::now_secs();
             let class = work.payload["wrapped"]
                 .as_str()
                 .or(work.payload["class"].as_str())

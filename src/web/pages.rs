@@ -454,7 +454,7 @@ pub(super) async fn busy(
 ) -> Page {
     let processes = web.api.processes().await?;
     let running = web.api.running_of(&processes).await?;
-    let now = payload::now_secs();
+    let now = crate::clock::now_secs();
     let base = &ctx.base;
     let body = html! {
         h1 { "Busy" }
@@ -644,7 +644,7 @@ pub(super) async fn set(
         SetKind::Dead => "died",
     };
     let errors = kind != SetKind::Scheduled;
-    let now = payload::now_secs();
+    let now = crate::clock::now_secs();
     let body = html! {
         h1 { (title) }
         form.search method="get" action={ (base) "/" (name) } {
@@ -959,7 +959,7 @@ pub(super) async fn api_stats(State(web): State<Arc<Web>>) -> Result<Json<Value>
     Ok(Json(json!({
         "processed": s.processed, "failed": s.failed, "discarded": s.discarded, "busy": s.busy, "enqueued": s.enqueued,
         "scheduled": s.scheduled, "retries": s.retries, "dead": s.dead, "processes": s.processes,
-        "default_queue_latency": s.default_queue_latency, "at": payload::now_secs(),
+        "default_queue_latency": s.default_queue_latency, "at": crate::clock::now_secs(),
     })))
 }
 

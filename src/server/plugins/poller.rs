@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{Plugin, PluginContext};
 use crate::job::middleware::BoxFuture;
-use crate::store::connection::Outage;
+use crate::store::outage::Outage;
 
 /// Polls the schedule and retry sets every `interval` (with Sidekiq's jitter).
 pub struct Poller {
