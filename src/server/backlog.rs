@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore, oneshot};
 
-use crate::server::manager::{Running, RunningJob};
 use crate::server::processor::Processor;
+use crate::server::running::{Running, RunningJob};
 use crate::server::work::UnitOfWork;
 
 /// How much work the prefetch holds at most, in mean job run time.

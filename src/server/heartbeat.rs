@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::job::payload;
 use crate::server::control::Control;
-use crate::server::manager::{Running, log_running, radix36};
+use crate::server::running::{Running, log_running, radix36};
 use crate::server::stats::Stats;
 use crate::store::keys::Keys;
 use crate::store::outage::Outage;

@@ -25,9 +25,10 @@ use crate::server::control::Control;
 use crate::server::events::Event;
 use crate::server::fetch::{FETCH_TIMEOUT, Fetcher, QueueSpec};
 use crate::server::heartbeat::Heartbeat;
-use crate::server::manager::{self, Manager, Running, RunningJob};
+use crate::server::manager::{self, Manager};
 use crate::server::plugins::{self, Plugin, poller::Poller, recovery::Recovery};
 use crate::server::processor::{Executor, Processor};
+use crate::server::running::{Running, RunningJob};
 use crate::server::stats::Stats;
 use crate::store::connection::COMMAND_TIMEOUT;
 

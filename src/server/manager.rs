@@ -10,9 +10,8 @@
 //! are acknowledged (`HDEL` of their slots in the in-progress hash) by one task in batches,
 //! so a busy server pays a fraction of a command per job for it.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use crate::store::connection::Connection;
@@ -23,6 +22,7 @@ use tokio::task::JoinSet;
 use crate::server::backlog::{self, Backlog, Queued};
 use crate::server::fetch::Fetcher;
 use crate::server::processor::Processor;
+use crate::server::running::{Running, RunningJob};
 use crate::server::work::UnitOfWork;
 use crate::store::keys::Keys;
 use crate::store::outage::Outage;
@@ -404,45 +404,4 @@ async fn requeue_in_one_slot(
             false
         }
     }
-}
-
-/// A job that is running now.
-#[derive(Debug, Clone)]
-pub(crate) struct RunningJob {
-    /// The job: its exact bytes, to show and to push back on a hard stop, and what holds it.
-    pub work: UnitOfWork,
-    /// When it started, in whole epoch seconds (as Sidekiq writes `run_at`).
-    pub run_at: u64,
-}
-
-/// The jobs running now, by slot id.
-pub(crate) type Running = Arc<Mutex<HashMap<u64, RunningJob>>>;
-
-/// Logs every running job (TTIN).
-pub(crate) fn log_running(running: &Running) {
-    let running = running.lock().expect("running jobs lock");
-    tracing::info!(busy = running.len(), "TTIN: running jobs");
-    for (slot, job) in running.iter() {
-        tracing::info!(
-            slot = radix36(*slot),
-            queue = &*job.work.queue,
-            run_at = job.run_at,
-            payload = %String::from_utf8_lossy(&job.work.raw),
-            "running"
-        );
-    }
-}
-
-pub(crate) fn radix36(mut n: u64) -> String {
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = Vec::new();
-    loop {
-        out.push(DIGITS[(n % 36) as usize]);
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    out.reverse();
-    String::from_utf8(out).expect("ascii digits")
 }

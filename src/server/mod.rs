@@ -18,6 +18,7 @@ pub mod plugins;
 pub(crate) mod processor;
 pub(crate) mod recovery;
 pub(crate) mod retry;
+pub(crate) mod running;
 pub(crate) mod scheduler;
 pub(crate) mod signals;
 pub(crate) mod stats;

@@ -32,7 +32,7 @@ pub async fn terminate() {
 /// Quiets the server on SIGTSTP and logs its running jobs on SIGTTIN.
 pub(crate) async fn quiet_and_dump(
     control: crate::server::control::Control,
-    running: crate::server::manager::Running,
+    running: crate::server::running::Running,
 ) {
     #[cfg(unix)]
     {
@@ -47,7 +47,7 @@ pub(crate) async fn quiet_and_dump(
         loop {
             tokio::select! {
                 _ = tstp.recv() => control.quiet(),
-                _ = ttin.recv() => crate::server::manager::log_running(&running),
+                _ = ttin.recv() => crate::server::running::log_running(&running),
             }
         }
     }
