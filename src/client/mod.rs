@@ -13,10 +13,10 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
-use crate::extensions::UniqueUntil;
-use crate::extensions::unique;
 use crate::job::middleware::ClientChain;
 use crate::job::payload::{self, JobMap, Retry};
+use crate::job::unique;
+use crate::job::unique::UniqueUntil;
 use crate::job::worker::{Backtrace, Worker, WorkerOptions};
 use crate::store::connection::RedisConfig;
 use crate::store::keys::Keys;

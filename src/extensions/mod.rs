@@ -35,10 +35,10 @@ pub mod limits;
 pub mod periodic;
 pub(crate) mod unique;
 
+pub use crate::job::unique::UniqueUntil;
 #[cfg(feature = "server")]
 pub use expiry::Expiry;
 #[cfg(feature = "api")]
 pub use unique::UniqueLock;
 #[cfg(feature = "server")]
 pub use unique::UniqueUnlock;
-pub use unique::UniqueUntil;

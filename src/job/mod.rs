@@ -9,5 +9,6 @@ pub mod middleware;
 pub mod otel;
 pub(crate) mod payload;
 pub(crate) mod text;
+pub(crate) mod unique;
 pub(crate) mod unwind;
 pub(crate) mod worker;

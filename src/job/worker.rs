@@ -238,7 +238,7 @@ pub struct WorkerOptions {
     /// Enterprise's `unique_for`; see [`crate::Job::unique_for`]).
     pub unique_for: Option<Duration>,
     /// When a unique job's lock goes: on success (the default), at start, or by expiry.
-    pub unique_until: crate::extensions::UniqueUntil,
+    pub unique_until: crate::job::unique::UniqueUntil,
     /// Runs each job within this limiter, shared by every process (see
     /// [`crate::limits`]); over the limit, the job is snoozed.
     pub rate_limit: Option<crate::limits::Limiter>,
@@ -254,7 +254,7 @@ impl Default for WorkerOptions {
             timeout: None,
             expires_in: None,
             unique_for: None,
-            unique_until: crate::extensions::UniqueUntil::Success,
+            unique_until: crate::job::unique::UniqueUntil::Success,
             rate_limit: None,
         }
     }
@@ -290,7 +290,7 @@ impl WorkerOptions {
     pub fn unique_for(
         mut self,
         unique_for: Duration,
-        until: crate::extensions::UniqueUntil,
+        until: crate::job::unique::UniqueUntil,
     ) -> Self {
         self.unique_for = Some(unique_for);
         self.unique_until = until;

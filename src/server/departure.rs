@@ -54,7 +54,7 @@ pub(crate) fn farewell(
         pipe.cmd("EVAL")
             .arg(UNLOCK_IF_HELD)
             .arg(1)
-            .arg(crate::extensions::unique::lock_key(keys, unique_key))
+            .arg(crate::job::unique::lock_key(keys, unique_key))
             .arg(jid)
             .ignore();
     }
