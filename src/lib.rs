@@ -41,12 +41,13 @@ pub use job::{active_job, context, middleware};
 #[cfg(feature = "server")]
 pub use server::{events, plugins};
 
-pub use client::{Client, Job, Push};
+pub use client::{Client, Push};
 pub use config::Config;
 pub use error::{Error, Result};
 #[cfg(feature = "periodic")]
 pub use extensions::periodic;
 pub use extensions::{batch, iteration, limits};
+pub use job::builder::Job;
 pub use job::middleware::Outcome;
 pub use job::payload::{JobMap, Retry};
 pub use job::worker::{

@@ -13,8 +13,9 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::api::{Api, JobRecord, SetKind, YEAR_10000, span_text, utc_text};
-use crate::client::{Job, Push};
+use crate::client::Push;
 use crate::error::Error;
+use crate::job::builder::Job;
 use crate::job::payload::Retry;
 use crate::store::connection::RedisConfig;
 use crate::web::{WebConfig, router};

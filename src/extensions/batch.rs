@@ -46,8 +46,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::client::{Client, Job};
+use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::job::builder::Job;
 use crate::job::payload;
 use crate::store::connection::Connection;
 use crate::store::keys::Keys;

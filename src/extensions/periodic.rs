@@ -65,8 +65,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api::Api;
-use crate::client::Job;
 use crate::error::{Error, Result};
+use crate::job::builder::Job;
 use crate::job::middleware::BoxFuture;
 use crate::job::payload;
 use crate::server::plugins::{Plugin, PluginContext};

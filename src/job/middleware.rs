@@ -38,7 +38,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::Job;
+use crate::job::builder::Job;
 use crate::job::context::JobContext;
 use crate::job::worker::JobError;
 

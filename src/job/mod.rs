@@ -3,6 +3,7 @@
 //! a job's bytes are shown.
 
 pub mod active_job;
+pub(crate) mod builder;
 pub mod context;
 pub mod middleware;
 #[cfg(feature = "opentelemetry")]

@@ -1,0 +1,445 @@
+//! One job to push, built before it is written: its class, arguments and options
+//! (queue, retries, schedule, expiry, uniqueness, any payload field), from a worker type or
+//! from a class name, and the payload it becomes.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::error::{Error, Result};
+use crate::job::payload::{self, JobMap, Retry};
+use crate::job::unique;
+use crate::job::unique::UniqueUntil;
+use crate::job::worker::{Backtrace, Worker, WorkerOptions};
+
+/// One job to push: its class, arguments and options. Built from a [`Worker`] type with
+/// [`Job::of`], or from a class name for a worker that lives in another process or in Ruby
+/// with [`Job::new`].
+///
+/// ```
+/// use psychiq::{Job, Retry};
+/// let job = Job::new("Billing::InvoiceJob", (42, "eur"))?
+///     .queue("billing")
+///     .retry(Retry::Max(5))
+///     .option("tags", serde_json::json!(["q4"]));
+/// assert_eq!(job.class(), "Billing::InvoiceJob");
+/// # Ok::<(), psychiq::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub(crate) class: String,
+    pub(crate) args: Box<RawValue>,
+    pub(crate) queue: String,
+    pub(crate) retry: Retry,
+    pub(crate) at: Option<SystemTime>,
+    pub(crate) jid: Option<String>,
+    pub(crate) expiry: Option<Expiry>,
+    pub(crate) unique: Option<Unique>,
+    pub(crate) options: JobMap,
+    /// Set for a job of a Ruby ActiveJob class: `args` are then the job's own arguments,
+    /// written inside Rails' record (see [`Job::active_job`]).
+    pub(crate) active_job: Option<crate::job::active_job::Wrapped>,
+}
+
+/// A unique job's settings (see [`Job::unique_for`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Unique {
+    /// How long the lock lives at most, from when the job is due.
+    pub(crate) for_: Duration,
+    pub(crate) until: UniqueUntil,
+    /// What names "the same job", from the client's key function; its arguments if `None`.
+    pub(crate) identity: Option<String>,
+}
+
+/// A function that names "the same job" from its arguments (see [`crate::Client::unique_key_for`]).
+pub(crate) type KeyFn = Arc<dyn Fn(&Value) -> String + Send + Sync>;
+/// When a job expires: relative to when it is due, or at a fixed time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Expiry {
+    In(Duration),
+    At(SystemTime),
+}
+
+impl Job {
+    /// A job for `class` with `args`: a tuple, a `Vec` or a `serde_json::json!([...])` is
+    /// the argument list (`()` gives `[]`); a struct or map is the job's one argument,
+    /// `[{…}]`, Sidekiq 7's recommended shape (a worker whose `Args` is that struct reads it
+    /// back).
+    ///
+    /// ```
+    /// #[derive(serde::Serialize)]
+    /// struct Order { id: u64, sku: String }
+    /// let job = psychiq::Job::new("Ship", Order { id: 7, sku: "A1".into() })?;
+    /// assert_eq!(job.args_json(), r#"[{"id":7,"sku":"A1"}]"#);
+    /// assert_eq!(psychiq::Job::new("Ship", (7, "A1"))?.args_json(), r#"[7,"A1"]"#);
+    /// # Ok::<(), psychiq::Error>(())
+    /// ```
+    pub fn new(class: impl Into<String>, args: impl Serialize) -> Result<Job> {
+        let mut args = serde_json::value::to_raw_value(&args)
+            .map_err(|e| Error::Payload(format!("arguments do not serialise to JSON: {e}")))?;
+        if args.get() == "null" {
+            // `()`: a job without arguments, which Sidekiq writes as `[]`.
+            args = RawValue::from_string("[]".to_string()).expect("[] is JSON");
+        }
+        if args.get().starts_with('{') {
+            // A struct or map: the job's one argument.
+            args = RawValue::from_string(format!("[{}]", args.get())).expect("[{…}] is JSON");
+        }
+        if !args.get().starts_with('[') {
+            return Err(Error::Payload(format!(
+                "arguments must serialise to a JSON list or object (Sidekiq passes a list), got {}; use a tuple such as (id,), a Vec or a struct",
+                args.get()
+            )));
+        }
+        Ok(Job {
+            class: class.into(),
+            args,
+            queue: "default".to_string(),
+            retry: Retry::Default,
+            at: None,
+            jid: None,
+            expiry: None,
+            unique: None,
+            options: JobMap::new(),
+            active_job: None,
+        })
+    }
+
+    /// A job for the Ruby ActiveJob class `job_class`, run by a Ruby Sidekiq as
+    /// `JobClass.perform_later(*args)` would: the payload is Rails 6.1's
+    /// (`class` `ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper`, which Sidekiq 6.4 to
+    /// 8.0 run, `wrapped` the class, `args` ActiveJob's record with `queue_name`, a new
+    /// `job_id` and the arguments serialized as Rails does). Objects are Ruby hashes with
+    /// string keys; for keyword arguments, GlobalIDs and symbols see
+    /// [`crate::job::active_job::keywords`], [`global_id`](crate::job::active_job::global_id) and
+    /// [`symbol`](crate::job::active_job::symbol). A Psychiq server runs it too, with the worker
+    /// registered as `job_class`.
+    ///
+    /// ```
+    /// use psychiq::{Job, active_job};
+    /// use serde_json::json;
+    /// let job = Job::active_job("Billing::InvoiceJob", (42, active_job::keywords(json!({"currency": "eur"}))?))?
+    ///     .queue("billing");
+    /// assert_eq!(job.class(), active_job::JOB_WRAPPER);
+    /// assert_eq!(job.get_option("wrapped"), Some(&json!("Billing::InvoiceJob")));
+    /// # Ok::<(), psychiq::Error>(())
+    /// ```
+    pub fn active_job(job_class: impl Into<String>, args: impl Serialize) -> Result<Job> {
+        let job_class = job_class.into();
+        let plain = Job::new(crate::job::active_job::JOB_WRAPPER, args)?;
+        let arguments: Value = serde_json::from_str(plain.args.get())
+            .map_err(|e| Error::Payload(format!("arguments are not JSON: {e}")))?;
+        let encoded = crate::job::active_job::encode_arguments(arguments)?;
+        let args = serde_json::value::to_raw_value(&encoded)
+            .map_err(|e| Error::Payload(format!("arguments do not serialise to JSON: {e}")))?;
+        let mut job = Job { args, ..plain }.option("wrapped", Value::String(job_class.clone()));
+        job.active_job = Some(crate::job::active_job::Wrapped::new(job_class));
+        Ok(job)
+    }
+
+    /// A job for worker `W`, with `W`'s class name and options.
+    pub fn of<W: Worker>(args: &W::Args) -> Result<Job> {
+        Ok(Job::new(W::class_name(), args)?.with_options(&W::options()))
+    }
+
+    pub(crate) fn with_options(mut self, options: &WorkerOptions) -> Job {
+        self.queue.clone_from(&options.queue);
+        self.retry = options.retry;
+        match options.backtrace {
+            Backtrace::Off => {}
+            Backtrace::All => self = self.option("backtrace", Value::Bool(true)),
+            Backtrace::Lines(n) => self = self.option("backtrace", Value::from(n)),
+        }
+        if !options.dead {
+            self = self.option("dead", Value::Bool(false));
+        }
+        self.expiry = options.expires_in.map(Expiry::In);
+        self.unique = options.unique_for.map(|for_| Unique {
+            for_,
+            until: options.unique_until,
+            identity: None,
+        });
+        self
+    }
+
+    /// The class name written to the payload.
+    pub fn class(&self) -> &str {
+        &self.class
+    }
+
+    /// Sends the job to `queue` instead of the worker's.
+    pub fn queue(mut self, queue: impl Into<String>) -> Job {
+        self.queue = queue.into();
+        self
+    }
+
+    /// Overrides the retry policy for this job.
+    pub fn retry(mut self, retry: Retry) -> Job {
+        self.retry = retry;
+        self
+    }
+
+    /// Runs the job at `time` (at once if that is not in the future).
+    pub fn at(mut self, time: SystemTime) -> Job {
+        self.at = Some(time);
+        self
+    }
+
+    /// Runs the job after `delay`.
+    pub fn delay(self, delay: Duration) -> Job {
+        self.at(SystemTime::now() + delay)
+    }
+
+    /// Discards the job unrun if it has not started within `expires_in` of when it is due
+    /// (now, or its scheduled time), as Sidekiq Pro's `expires_in`: written to the payload
+    /// as `expires_at` (epoch seconds), which servers with the expiry extension check
+    /// ([`crate::extensions::Expiry`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let job = psychiq::Job::new("Cache::Warm", ())?.expires_in(Duration::from_secs(1800));
+    /// # Ok::<(), psychiq::Error>(())
+    /// ```
+    pub fn expires_in(mut self, expires_in: Duration) -> Job {
+        self.expiry = Some(Expiry::In(expires_in));
+        self
+    }
+
+    /// Makes the job unique for `unique_for`: while a job of the same class, queue and
+    /// arguments (as canonical JSON) is enqueued, scheduled, retrying or running, pushing
+    /// this one writes nothing and returns that job's jid ([`Push::Duplicate`]). The lock
+    /// lives at most `unique_for` from when the job is due, and goes earlier as
+    /// [`Job::unique_until`] says (on success by default). See [`crate::extensions`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let job = psychiq::Job::new("Search::Reindex", (42,))?.unique_for(Duration::from_secs(600));
+    /// # Ok::<(), psychiq::Error>(())
+    /// ```
+    pub fn unique_for(mut self, unique_for: Duration) -> Job {
+        let until = self
+            .unique
+            .as_ref()
+            .map_or_else(UniqueUntil::default, |u| u.until);
+        self.unique = Some(Unique {
+            for_: unique_for,
+            until,
+            identity: None,
+        });
+        self
+    }
+
+    /// When a unique job's lock goes (with [`Job::unique_for`]; on success by default).
+    pub fn unique_until(mut self, until: UniqueUntil) -> Job {
+        if let Some(unique) = &mut self.unique {
+            unique.until = until;
+        }
+        self
+    }
+
+    /// The unique job's `unique_key`, if it is one: what names "the same job".
+    pub(crate) fn unique_key(&self) -> Option<String> {
+        let unique = self.unique.as_ref()?;
+        let identity = match &unique.identity {
+            Some(identity) => identity.clone(),
+            None => serde_json::from_str::<Value>(self.args.get())
+                .map(|args| unique::canonical_json(&args))
+                .unwrap_or_else(|_| self.args.get().to_string()),
+        };
+        Some(unique::unique_key(&self.class, &self.queue, &identity))
+    }
+
+    /// Discards the job unrun if it has not started by `time`.
+    pub fn expires_at(mut self, time: SystemTime) -> Job {
+        self.expiry = Some(Expiry::At(time));
+        self
+    }
+
+    /// Uses a given job id instead of a random one.
+    pub fn jid(mut self, jid: impl Into<String>) -> Job {
+        self.jid = Some(jid.into());
+        self
+    }
+
+    /// Adds any other payload field (Sidekiq option or middleware data such as `tags`).
+    /// The fields a `Job` writes itself are not duplicated: `queue`, `retry` and `jid` set
+    /// what [`Job::queue`], [`Job::retry`] and [`Job::jid`] set (given a string, a
+    /// boolean or number, a string), and `class`, `args`, `at`, `created_at` and
+    /// `enqueued_at`, which the push writes, are ignored.
+    ///
+    /// ```
+    /// let job = psychiq::Job::new("Mailer", ())?.option("queue", "mail".into()).option("tags", serde_json::json!(["q4"]));
+    /// assert_eq!(job.queue_name(), "mail");
+    /// assert_eq!(job.get_option("queue"), None);
+    /// # Ok::<(), psychiq::Error>(())
+    /// ```
+    pub fn option(mut self, key: impl Into<String>, value: Value) -> Job {
+        self.set_option(key, value);
+        self
+    }
+
+    /// Sets a payload field in place (for client middleware), as [`Job::option`] does.
+    pub fn set_option(&mut self, key: impl Into<String>, value: Value) -> &mut Job {
+        let key = key.into();
+        match (key.as_str(), &value) {
+            ("queue", Value::String(queue)) => self.queue.clone_from(queue),
+            ("jid", Value::String(jid)) => self.jid = Some(jid.clone()),
+            ("retry", _) => {
+                if let Some(retry) = Retry::from_value(Some(&value)) {
+                    self.retry = retry;
+                }
+            }
+            ("queue" | "jid" | "class" | "args" | "at" | "created_at" | "enqueued_at", _) => {
+                tracing::warn!(
+                    field = key,
+                    "Job::option cannot set this field (the push writes it); ignored"
+                );
+            }
+            _ => {
+                self.options.insert(key, value);
+            }
+        }
+        self
+    }
+
+    /// A payload field set with [`Job::option`] / [`Job::set_option`].
+    pub fn get_option(&self, key: &str) -> Option<&Value> {
+        self.options.get(key)
+    }
+
+    /// Moves the job to another queue in place (for client middleware).
+    pub fn set_queue(&mut self, queue: impl Into<String>) -> &mut Job {
+        self.queue = queue.into();
+        self
+    }
+
+    /// The queue it goes to.
+    pub fn queue_name(&self) -> &str {
+        &self.queue
+    }
+
+    /// The arguments as JSON text (an array).
+    pub fn args_json(&self) -> &str {
+        self.args.get()
+    }
+
+    /// The jid given with [`Job::jid`], if any (else one is made when it is pushed).
+    pub fn given_jid(&self) -> Option<&str> {
+        self.jid.as_deref()
+    }
+
+    /// When it is to run, if later than now.
+    pub fn run_at(&self) -> Option<SystemTime> {
+        self.at
+    }
+
+    /// The payload as a client would write it now, with a new jid unless one was given.
+    #[cfg(feature = "server")]
+    pub(crate) fn payload_now(&self) -> String {
+        let jid = self.jid.clone().unwrap_or_else(payload::new_jid);
+        let now = crate::clock::now_secs();
+        // Serialising a built job cannot fail: its parts were JSON when it was built.
+        self.to_json(&jid, now, Some(now)).unwrap_or_default()
+    }
+
+    /// The payload as a client writes it at `created_at` (also its `enqueued_at` when
+    /// `enqueued`), with a new jid unless one was given.
+    pub(crate) fn payload_at(&self, created_at: f64, enqueued: bool) -> String {
+        let jid = self.jid.clone().unwrap_or_else(payload::new_jid);
+        // Serialising a built job cannot fail: its parts were JSON when it was built.
+        self.to_json(&jid, created_at, enqueued.then_some(created_at))
+            .unwrap_or_default()
+    }
+
+    /// What Sidekiq's client refuses (`job_util.rb`'s `validate`), refused here too, after
+    /// the client middleware had their say: an empty queue, `tags` that are not a list, a
+    /// `retry_for` that is not a number of seconds up to 10^9.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.queue.is_empty() {
+            return Err(Error::Payload(format!(
+                "job {} has an empty queue name; give it one with .queue(\"name\")",
+                self.class
+            )));
+        }
+        if let Some(tags) = self.options.get("tags").filter(|tags| !tags.is_array()) {
+            return Err(Error::Payload(format!(
+                "tags must be a list such as [\"q4\"], not {tags}"
+            )));
+        }
+        let in_range = |secs: &Value| secs.as_f64().is_some_and(|s| (0.0..=1e9).contains(&s));
+        match self.options.get("retry_for") {
+            Some(retry_for) if !in_range(retry_for) => Err(Error::Payload(format!(
+                "retry_for must be a number of seconds from 0 to 1000000000, not {retry_for}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// When the job should run, if in the future (in epoch seconds).
+    pub(crate) fn scheduled_at(&self) -> Option<f64> {
+        let at = self.at?;
+        (!crate::clock::secs_until(at).is_zero()).then(|| crate::clock::epoch_secs(at))
+    }
+
+    /// The payload in Sidekiq's key order: options, then args, class, jid and timestamps.
+    pub(crate) fn to_json(
+        &self,
+        jid: &str,
+        created_at: f64,
+        enqueued_at: Option<f64>,
+    ) -> Result<String> {
+        #[derive(Serialize)]
+        struct Payload<'a> {
+            retry: Value,
+            queue: &'a str,
+            #[serde(flatten)]
+            options: &'a JobMap,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            expires_at: Option<f64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            unique_for: Option<f64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            unique_until: Option<&'static str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            unique_key: Option<String>,
+            args: &'a RawValue,
+            class: &'a str,
+            jid: &'a str,
+            created_at: f64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            enqueued_at: Option<f64>,
+        }
+        // An ActiveJob's arguments go inside Rails' record, which names the queue too.
+        let wrapped = match &self.active_job {
+            Some(wrapped) => Some(
+                RawValue::from_string(wrapped.args(&self.queue, &self.args, created_at))
+                    .map_err(|e| Error::Payload(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let payload = Payload {
+            retry: self.retry.to_value(),
+            queue: &self.queue,
+            options: &self.options,
+            expires_at: self.expiry.map(|expiry| match expiry {
+                // From when it is due: a job scheduled for later expires that much later.
+                Expiry::In(after) => {
+                    self.scheduled_at().unwrap_or(created_at) + after.as_secs_f64()
+                }
+                Expiry::At(time) => crate::clock::epoch_secs(time),
+            }),
+            unique_for: self.unique.as_ref().map(|u| u.for_.as_secs_f64()),
+            unique_until: self.unique.as_ref().map(|u| u.until.as_str()),
+            unique_key: self.unique_key(),
+            args: wrapped.as_deref().unwrap_or(&self.args),
+            class: &self.class,
+            jid,
+            created_at,
+            enqueued_at,
+        };
+        serde_json::to_string(&payload).map_err(|e| Error::Payload(e.to_string()))
+    }
+}
