@@ -58,9 +58,29 @@ enum Backend {
         /// the connection until the replicas answer.
         one_at_a_time: Option<Arc<tokio::sync::Mutex<()>>>,
     },
-    /// The test mode's in-memory store (recorded, or performed at once).
+    /// A store in place of Redis: the test mode's (recorded, or performed at once).
     #[cfg(feature = "server")]
-    Memory(Arc<crate::testing::Store>),
+    Memory(Arc<dyn JobStore>),
+}
+
+/// A store that takes a client's jobs in place of Redis, as they would be written: the test
+/// mode plugs one in (`testing::Fake`, `testing::inline`), so the client names no test code.
+#[cfg(feature = "server")]
+pub(crate) trait JobStore: Send + Sync + 'static {
+    /// Takes the jobs (recorded, or performed at once); what became of each.
+    fn push(&self, jobs: Vec<Pushed>) -> crate::job::middleware::BoxFuture<'_, Result<Vec<Push>>>;
+    /// The store itself, for an extension that keeps its own state there (batches).
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// A job as the client wrote it: its exact payload, and where it waits.
+#[cfg(feature = "server")]
+pub(crate) struct Pushed {
+    pub jid: String,
+    pub queue: String,
+    /// Epoch seconds, for a job scheduled for later.
+    pub at: Option<f64>,
+    pub payload: String,
 }
 
 /// What became of a job handed to [`Client::try_push`].
@@ -117,7 +137,7 @@ impl Client {
 
     /// A client whose pushes go to the test mode's store instead of Redis.
     #[cfg(feature = "server")]
-    pub(crate) fn in_memory(store: Arc<crate::testing::Store>) -> Client {
+    pub(crate) fn in_memory(store: Arc<dyn JobStore>) -> Client {
         Client {
             backend: Backend::Memory(store),
             keys: Arc::new(Keys::new(crate::store::keys::DEFAULT_NAMESPACE)),
@@ -158,11 +178,11 @@ impl Client {
         &self.keys
     }
 
-    /// The test mode's store, for a client a [`crate::testing::Fake`] handed out.
+    /// The store in place of Redis, for a client the test mode handed out.
     #[cfg(feature = "server")]
-    pub(crate) fn test_store(&self) -> Option<&Arc<crate::testing::Store>> {
+    pub(crate) fn job_store(&self) -> Option<&dyn JobStore> {
         match &self.backend {
-            Backend::Memory(store) => Some(store),
+            Backend::Memory(store) => Some(store.as_ref()),
             Backend::Redis { .. } => None,
         }
     }
@@ -323,14 +343,14 @@ impl Client {
                     let jid = job.jid.clone().unwrap_or_else(payload::new_jid);
                     let at = job.scheduled_at();
                     let json = job.to_json(&jid, now, at.is_none().then_some(now))?;
-                    written.push(crate::testing::Pushed {
+                    written.push(Pushed {
                         jid,
                         queue: job.queue.clone(),
                         at,
                         payload: json,
                     });
                 }
-                Box::pin(store.push(written)).await
+                store.push(written).await
             }
         }
     }

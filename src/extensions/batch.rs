@@ -199,7 +199,7 @@ impl Batch {
         }
         let now = crate::clock::now_secs();
         #[cfg(feature = "server")]
-        if let Some(store) = client.test_store() {
+        if let Some(store) = test_store(client) {
             let stamped = stamp(&self.bid, jobs, now)?;
             let callbacks = self.callback_records(now);
             store.create_batch(&self.bid, self.parent.as_deref(), callbacks, stamped)?;
@@ -267,7 +267,7 @@ impl Batch {
     /// batch, whose own pending run keeps the batch open, or before its jobs can finish).
     pub async fn open(client: &Client, bid: &str, jobs: Vec<Job>) -> Result<()> {
         #[cfg(feature = "server")]
-        if let Some(store) = client.test_store() {
+        if let Some(store) = test_store(client) {
             return store.add_to_batch(bid, stamp(bid, jobs, crate::clock::now_secs())?);
         }
         let conn = connection(client)?;
@@ -311,6 +311,12 @@ pub fn current_bid() -> Option<String> {
         .field("bid")
         .and_then(Value::as_str)
         .map(str::to_string)
+}
+
+/// The test mode's store, for a client a `testing::Fake` or `testing::inline` handed out.
+#[cfg(feature = "server")]
+fn test_store(client: &Client) -> Option<&crate::testing::Store> {
+    client.job_store()?.as_any().downcast_ref()
 }
 
 fn connection(client: &Client) -> Result<Connection> {

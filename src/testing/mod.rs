@@ -71,9 +71,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::client::Client;
+use crate::client::{Client, JobStore, Pushed};
 use crate::error::{Error, Result};
-use crate::job::middleware::{Outcome, ServerChain};
+use crate::job::middleware::{BoxFuture, Outcome, ServerChain};
 use crate::job::payload::{self, JobMap, Rewrite};
 use crate::job::worker::{Registry, Worker};
 use crate::server::processor::{Executor, Verdict};
@@ -84,15 +84,6 @@ use batches::Counted;
 /// A drain that performs this many jobs without emptying the queues stops with a panic:
 /// some job keeps enqueueing work (itself, say).
 pub const DRAIN_LIMIT: usize = 10_000;
-
-/// A job as the client wrote it: its exact payload, and where it waits.
-pub(crate) struct Pushed {
-    pub jid: String,
-    pub queue: String,
-    /// Epoch seconds, for a job scheduled for later.
-    pub at: Option<f64>,
-    pub payload: String,
-}
 
 /// One recorded job: the payload a real client would have written to Redis, and its
 /// parsed fields.
@@ -290,7 +281,7 @@ impl Store {
     }
 
     /// Records jobs (fake) or performs them now (inline); returns their jids.
-    pub(crate) async fn push(&self, jobs: Vec<Pushed>) -> Result<Vec<crate::Push>> {
+    async fn record(&self, jobs: Vec<Pushed>) -> Result<Vec<crate::Push>> {
         let mut jids = Vec::with_capacity(jobs.len());
         for job in jobs {
             // A unique job whose twin is still waiting is not pushed: the twin's jid is the
@@ -330,6 +321,16 @@ impl Store {
             .iter()
             .find(|waiting| waiting.field("unique_key").and_then(Value::as_str) == Some(key))
             .map(|twin| twin.jid().to_string())
+    }
+}
+
+/// The test mode stands in for Redis behind an ordinary client.
+impl JobStore for Store {
+    fn push(&self, jobs: Vec<Pushed>) -> BoxFuture<'_, Result<Vec<crate::Push>>> {
+        Box::pin(self.record(jobs))
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
@@ -431,7 +432,7 @@ impl Fake {
     /// A client whose pushes this fake records. Give it to the code under test (and to
     /// workers that enqueue). Client middleware added to it runs as usual.
     pub fn client(&self) -> Client {
-        Client::in_memory(Arc::clone(&self.store))
+        Client::in_memory(self.store.clone())
     }
 
     /// Every job waiting (due now or scheduled for later), in the order pushed.
