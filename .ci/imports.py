@@ -20,7 +20,7 @@ SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 
 # Lowest first. A module belongs to the first entry that is a prefix of its path.
 LAYERS = [
-    ["clock", "error", "store"],
+    ["clock", "error", "job::failure", "store"],
     ["job"],
     ["client", "config"],
     ["server"],
@@ -77,7 +77,7 @@ def expand_use(tree):
     tree = tree.strip()
     brace = tree.find("{")
     if brace < 0:
-        return [tree.split(" as ")[0].strip()]
+        return [tree.strip()]
     head, body = tree[:brace], tree[brace + 1 : tree.rfind("}")]
     parts, depth, start = [], 0, 0
     for i, ch in enumerate(body):
@@ -105,7 +105,19 @@ def main():
                 modules[module_of(path)] = path
     known = set(modules)
 
+    # What the crate root re-exports (`pub use extensions::batch;`, `pub use client::Client;`):
+    # `crate::batch::…` is `crate::extensions::batch::…`.
+    aliases = {}
+    root = strip(open(os.path.join(SRC, "lib.rs"), encoding="utf-8").read())
+    for tree in re.findall(r"\bpub\s+use\s+(?:crate::)?(.*?);", root, flags=re.S):
+        for full in expand_use(tree):
+            alias = full.split(" as ")[-1].split("::")[-1].strip()
+            aliases[alias] = full.split(" as ")[0].strip()
+
     def resolve(path):
+        head, _, rest = path.partition("::")
+        if head not in known and head in aliases:
+            path = aliases[head] + ("::" + rest if rest else "")
         parts = path.split("::")
         for n in range(len(parts), 0, -1):
             candidate = "::".join(parts[:n])
@@ -118,7 +130,7 @@ def main():
         code = strip(open(path, encoding="utf-8").read())
         paths = []
         for tree in re.findall(r"\buse\s+crate::(.*?);", code, flags=re.S):
-            paths += expand_use(tree)
+            paths += [p.split(" as ")[0] for p in expand_use(tree)]
         paths += re.findall(r"(?<![:\w])crate::((?:\w+::)*\w+)", code)
         for p in paths:
             target = resolve(p.strip())
@@ -160,11 +172,13 @@ def main():
             visit(v)
 
     def layer(module):
-        top = module.split("::")[0]
+        # The longest entry that is the module or a folder holding it.
+        best, found = -1, None
         for i, names in enumerate(LAYERS):
-            if top in names:
-                return i
-        return None
+            for name in names:
+                if (module == name or module.startswith(name + "::")) and len(name) > best:
+                    best, found = len(name), i
+        return found
 
     upward = []
     for a in sorted(edges):

@@ -88,19 +88,4 @@ impl Config {
     pub async fn client(&self) -> Result<Client> {
         Client::connect(&self.redis, &self.namespace).await
     }
-
-    /// A server's settings that take jobs from here, with the other settings at their
-    /// defaults, to go on with (`.concurrency(10).queue("mail")`).
-    #[cfg(feature = "server")]
-    pub fn server(&self) -> crate::ServerConfig {
-        crate::ServerConfig::default()
-            .redis(self.redis.clone())
-            .namespace(self.namespace.clone())
-    }
-
-    /// Connects the API that reads and changes what is here.
-    #[cfg(feature = "api")]
-    pub async fn api(&self) -> Result<crate::api::Api> {
-        crate::api::Api::connect(&self.redis, &self.namespace).await
-    }
 }

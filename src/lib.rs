@@ -48,11 +48,11 @@ pub use error::{Error, Result};
 pub use extensions::periodic;
 pub use extensions::{batch, iteration, limits};
 pub use job::builder::Job;
+pub use job::failure::{JobError, JobResult};
 pub use job::middleware::Outcome;
 pub use job::payload::{JobMap, Retry};
 pub use job::worker::{
-    Backtrace, JobError, JobFuture, JobResult, NoArgs, RawJob, RawWorker, Registry, Worker,
-    WorkerOptions,
+    Backtrace, JobFuture, NoArgs, RawJob, RawWorker, Registry, Worker, WorkerOptions,
 };
 pub use store::connection::{Connection as RedisConnection, RedisConfig};
 pub use store::keys::{Keys, Layout};

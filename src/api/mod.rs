@@ -39,6 +39,8 @@ use crate::job::text::{escape, lossless, unescape};
 use crate::server::retry::{DEAD_MAX_JOBS, DEAD_TIMEOUT_SECS, decode_backtrace};
 use crate::store::connection::{Connection, RedisConfig};
 use crate::store::keys::Keys;
+use crate::store::scripts::KILL;
+use crate::store::scripts::MOVE_TO_QUEUE;
 
 /// Totals, as `Sidekiq::Stats` gives them.
 #[derive(Debug, Clone, Serialize)]
@@ -479,35 +481,19 @@ fn sort_as_listed(kind: SetKind, jobs: &mut [JobRecord]) {
     }
 }
 
-/// Removes ARGV[1] from the sorted set KEYS[1] and, only if it was there, pushes ARGV[2] to
-/// the queue KEYS[2] (adding ARGV[3] to the queue set KEYS[3], if given: in the cluster
-/// layout it is in another slot, and the queue is known already).
-const MOVE_TO_QUEUE: &str = r#"
-if redis.call('zrem', KEYS[1], ARGV[1]) == 0 then return 0 end
-if KEYS[3] then redis.call('sadd', KEYS[3], ARGV[3]) end
-redis.call('lpush', KEYS[2], ARGV[2])
-return 1
-"#;
-
-/// Removes ARGV[1] from KEYS[1] (a list when ARGV[4] is 'list') and, only if it was there,
-/// adds ARGV[2] to the dead set KEYS[2] at ARGV[3], trimmed as Sidekiq trims it.
-const KILL: &str = r#"
-local removed
-if ARGV[4] == 'list' then removed = redis.call('lrem', KEYS[1], 1, ARGV[1])
-else removed = redis.call('zrem', KEYS[1], ARGV[1]) end
-if removed == 0 then return 0 end
-redis.call('zadd', KEYS[2], ARGV[3], ARGV[2])
-redis.call('zremrangebyscore', KEYS[2], '-inf', '(' .. ARGV[5])
-redis.call('zremrangebyrank', KEYS[2], 0, -tonumber(ARGV[6]))
-return 1
-"#;
-
 /// A namespace as people read it: the empty one is Sidekiq's bare keys.
 pub(crate) fn namespace_label(namespace: &str) -> String {
     if namespace.is_empty() {
         "(none: bare keys)".to_string()
     } else {
         format!("{:?}", crate::job::text::printable(namespace))
+    }
+}
+
+impl crate::Config {
+    /// Connects the API that reads and changes what is here.
+    pub async fn api(&self) -> Result<crate::api::Api> {
+        Api::connect(self.redis(), self.namespace_name()).await
     }
 }
 

@@ -59,23 +59,16 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::job::worker::{JobError, JobFuture, JobResult, RawJob, RawWorker, WorkerOptions};
+use crate::job::failure::{JobError, JobResult};
+use crate::job::worker::{JobFuture, RawJob, RawWorker, WorkerOptions};
 use crate::store::connection::Connection;
 use crate::store::keys::Keys;
+use crate::store::scripts::ITERATION_SAVE;
 
 /// How long an unfinished iteration's state lives after its last step.
 const UNFINISHED_TTL_SECS: u64 = 30 * 86_400;
 /// How long a finished one's is kept, so a duplicate run of it does nothing.
 const FINISHED_TTL_SECS: u64 = 86_400;
-
-/// Saves cursor ARGV[1] in KEYS[1] (and the time ARGV[2] in the index KEYS[2] under jid
-/// ARGV[3]); returns whether the job was cancelled meanwhile.
-const SAVE: &str = r#"
-redis.call('hset', KEYS[1], 'c', ARGV[1], 'at', ARGV[2])
-redis.call('expire', KEYS[1], ARGV[4])
-redis.call('zadd', KEYS[2], ARGV[2], ARGV[3])
-return redis.call('hget', KEYS[1], 'cancelled') or ''
-"#;
 
 /// A job that walks a collection in steps (see the module docs).
 pub trait IterableWorker: Send + Sync + 'static {
@@ -220,7 +213,7 @@ impl Cursors {
         match self {
             Cursors::Redis { conn, keys } => {
                 static SCRIPT: std::sync::LazyLock<redis::Script> =
-                    std::sync::LazyLock::new(|| redis::Script::new(SAVE));
+                    std::sync::LazyLock::new(|| redis::Script::new(ITERATION_SAVE));
                 let key = state_key(keys, jid);
                 let saved_at = crate::clock::now_secs();
                 let cancelled: String = on_state(|| {

@@ -54,9 +54,14 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::job::worker::JobError;
+use crate::job::failure::JobError;
 use crate::store::connection::{Connection, RedisConfig};
 use crate::store::keys::Keys;
+use crate::store::scripts::LIMIT_BUCKET;
+use crate::store::scripts::LIMIT_CONCURRENT;
+use crate::store::scripts::LIMIT_RENEW;
+use crate::store::scripts::LIMIT_SLIDING;
+use crate::store::scripts::LIMIT_WINDOW;
 
 /// How long a concurrent lease lives without renewal unless [`Limiter::lease`] says.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -76,76 +81,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// The milliseconds of Redis's clock, in every script (so processes' clocks do not matter).
 const NOW: &str =
     "local t = redis.call('time'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n";
-
-/// Concurrent: KEYS[1] a sorted set of lease ids scored by expiry (ms); ARGV size, lease
-/// ms, id. Returns 0 when granted, else a wait hint in ms. The key's TTL is only ever
-/// raised, so holders with different leases never see it lapse under a longer one.
-const CONCURRENT: &str = r#"
-redis.call('zremrangebyscore', KEYS[1], '-inf', now)
-if redis.call('zcard', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('zadd', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-  if redis.call('pttl', KEYS[1]) < tonumber(ARGV[2]) then redis.call('pexpire', KEYS[1], ARGV[2]) end
-  return 0
-end
-return 50
-"#;
-
-/// Renews lease ARGV[2] in KEYS[1] for ARGV[1] ms; 0 if it had lapsed meanwhile.
-const RENEW: &str = r#"
-local renewed = redis.call('zadd', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[1]), ARGV[2])
-if redis.call('pttl', KEYS[1]) < tonumber(ARGV[1]) then redis.call('pexpire', KEYS[1], ARGV[1]) end
-return renewed
-"#;
-
-/// Fixed window: KEYS[1] a hash {w = window index, n = count}; ARGV size, interval ms.
-const WINDOW: &str = r#"
-local interval = tonumber(ARGV[2])
-local index = math.floor(now / interval)
-local n = 0
-if tonumber(redis.call('hget', KEYS[1], 'w') or -1) == index then
-  n = tonumber(redis.call('hget', KEYS[1], 'n') or 0)
-end
-if n < tonumber(ARGV[1]) then
-  redis.call('hset', KEYS[1], 'w', index, 'n', n + 1)
-  redis.call('pexpire', KEYS[1], interval * 2)
-  return 0
-end
--- Over: the k-th job turned away in this window comes back in the window after the
--- next k / size, so a burst spreads over the windows it needs instead of all coming back
--- at the next one (and snoozing again, most of it, every window).
-local over = 1
-if tonumber(redis.call('hget', KEYS[1], 'ow') or -1) == index then
-  over = tonumber(redis.call('hincrby', KEYS[1], 'o', 1))
-else
-  redis.call('hset', KEYS[1], 'ow', index, 'o', 1)
-end
-redis.call('pexpire', KEYS[1], interval * 2)
-return (index + 1) * interval - now + math.floor((over - 1) / tonumber(ARGV[1])) * interval
-"#;
-
-/// Sliding window: KEYS[1] a sorted set of grant times; ARGV size, interval ms, id.
-const SLIDING: &str = r#"
-local interval = tonumber(ARGV[2])
-redis.call('zremrangebyscore', KEYS[1], '-inf', now - interval)
-if redis.call('zcard', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('zadd', KEYS[1], now, ARGV[3])
-  redis.call('pexpire', KEYS[1], interval)
-  return 0
-end
-local oldest = redis.call('zrange', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + interval - now)
-"#;
-
-/// Token and leaky buckets, as GCRA: KEYS[1] the theoretical arrival time (ms); ARGV the
-/// emission interval (ms between grants at the steady rate) and the tolerance (ms of burst).
-const BUCKET: &str = r#"
-local step = tonumber(ARGV[1])
-local tat = tonumber(redis.call('get', KEYS[1]) or now)
-if tat < now then tat = now end
-if tat - now > tonumber(ARGV[2]) then return math.max(1, tat - tonumber(ARGV[2]) - now) end
-redis.call('set', KEYS[1], tat + step, 'PX', math.ceil(tat + step - now) + 1000)
-return 0
-"#;
 
 /// What a limiter limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -552,7 +487,8 @@ impl Limits {
 /// The script that checks and takes room in a limiter of `kind`, each starting with [`NOW`].
 fn script_for(kind: LimitKind) -> &'static Script {
     static SCRIPTS: LazyLock<[Script; 4]> = LazyLock::new(|| {
-        [CONCURRENT, WINDOW, SLIDING, BUCKET].map(|body| Script::new(&format!("{NOW}{body}")))
+        [LIMIT_CONCURRENT, LIMIT_WINDOW, LIMIT_SLIDING, LIMIT_BUCKET]
+            .map(|body| Script::new(&format!("{NOW}{body}")))
     });
     match kind {
         LimitKind::Concurrent => &SCRIPTS[0],
@@ -564,7 +500,7 @@ fn script_for(kind: LimitKind) -> &'static Script {
 
 /// Renews a lease every third of its life until aborted.
 async fn renew(conn: Connection, key: String, id: String, lease: Duration) {
-    static S: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{NOW}{RENEW}")));
+    static S: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{NOW}{LIMIT_RENEW}")));
     loop {
         tokio::time::sleep(lease / 3).await;
         let renewed: redis::RedisResult<i64> = S

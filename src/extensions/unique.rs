@@ -39,16 +39,7 @@ mod server {
     use crate::store::connection::Connection;
     use crate::store::keys::Keys;
     use crate::store::outage::{Outage, until_cured};
-
-    /// Deletes each lock KEYS[i] that still holds ARGV[i] (one taken again by a later push
-    /// after it expired is not this job's to let go); returns how many went.
-    const UNLOCK: &str = r#"
-local gone = 0
-for i = 1, #KEYS do
-  if redis.call('get', KEYS[i]) == ARGV[i] then gone = gone + redis.call('del', KEYS[i]) end
-end
-return gone
-"#;
+    use crate::store::scripts::UNIQUE_UNLOCK;
 
     /// Unlocks written in one call at most.
     const UNLOCK_BATCH: usize = 1_000;
@@ -93,7 +84,7 @@ return gone
 
     /// Lets locks go in batches until every sender is gone.
     async fn unlock_batches(mut pending: mpsc::UnboundedReceiver<Unlock>, conn: Connection) {
-        static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNLOCK));
+        static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNIQUE_UNLOCK));
         let mut batch: Vec<Unlock> = Vec::new();
         while pending.recv_many(&mut batch, UNLOCK_BATCH).await > 0 {
             let mut invocation = SCRIPT.prepare_invoke();

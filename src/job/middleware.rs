@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use crate::job::builder::Job;
 use crate::job::context::JobContext;
-use crate::job::worker::JobError;
+use crate::job::failure::{JobError, Wish};
 
 /// A client middleware: sees every job a [`crate::Client`] pushes (single, bulk, scheduled,
 /// raw [`crate::Job`]s, and jobs workers push with a client that has the chain), before it
@@ -213,6 +213,18 @@ impl<'a> Next<'a> {
                     perform: self.perform,
                 },
             ),
+        }
+    }
+}
+
+impl JobError {
+    /// The outcome this means: a failure, or what [`JobError::snooze`] or
+    /// [`JobError::discard`] asked for.
+    pub fn into_outcome(self) -> Outcome {
+        match self.wish {
+            Wish::Fail => Outcome::Failed(self),
+            Wish::Snooze(delay) => Outcome::Snoozed(delay),
+            Wish::Discard => Outcome::Discarded(self.message),
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod active_job;
 pub(crate) mod builder;
 pub mod context;
+pub(crate) mod failure;
 pub mod middleware;
 #[cfg(feature = "opentelemetry")]
 pub mod otel;

@@ -10,11 +10,7 @@
 use serde_json::Value;
 
 use crate::store::keys::Keys;
-
-/// Deletes the lock KEYS[1] if it still names jid ARGV[1] (one taken again by a later push
-/// is not this job's to let go).
-const UNLOCK_IF_HELD: &str =
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0";
+use crate::store::scripts::{BATCH_DONE_TTL, BATCH_IDLE_TTL, BATCH_OUTCOME, UNLOCK_IF_HELD};
 
 /// Adds to `pipe` the commands that follow job `payload` leaving for good at `now`; nothing
 /// for a job that is in no batch and not unique (or is not a readable JSON object). Its
@@ -46,7 +42,7 @@ pub(crate) fn farewell(
     if let Some(bid) = field("bid")
         && batches
     {
-        crate::batch::count_death(pipe, keys, bid, jid, now);
+        count_death(pipe, keys, bid, jid, now);
     }
     if let Some(unique_key) = field("unique_key")
         && field("unique_until") != Some("expiry")
@@ -58,6 +54,23 @@ pub(crate) fn farewell(
             .arg(jid)
             .ignore();
     }
+}
+
+/// Adds to `pipe` (a transaction writing a dead or dropped job) the step that counts job
+/// `jid`'s death in batch `bid`, the batch's own counting script: `EVAL`, not `EVALSHA`, as a
+/// transaction cannot load a missing script (deaths are rare; the text is a few KB).
+fn count_death(pipe: &mut redis::Pipeline, keys: &Keys, bid: &str, jid: &str, now: f64) {
+    pipe.cmd("EVAL")
+        .arg(BATCH_OUTCOME)
+        .arg(0)
+        .arg(keys.prefix())
+        .arg(bid)
+        .arg(jid)
+        .arg("death")
+        .arg(now)
+        .arg(BATCH_DONE_TTL.as_secs())
+        .arg(BATCH_IDLE_TTL.as_secs())
+        .ignore();
 }
 
 /// [`farewell`] for many payloads, in one pipeline.

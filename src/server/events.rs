@@ -29,9 +29,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::job::failure::JobError;
 use crate::job::middleware::BoxFuture;
 use crate::job::payload::JobMap;
-use crate::job::worker::JobError;
 
 /// A moment in a server's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

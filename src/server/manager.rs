@@ -15,6 +15,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use crate::store::connection::Connection;
+use crate::store::scripts::REQUEUE;
 use redis::{AsyncCommands, Script};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
@@ -324,20 +325,6 @@ async fn until_quiet(quiet: &mut watch::Receiver<bool>) {
 fn running_job(work: UnitOfWork, run_at: u64) -> RunningJob {
     RunningJob { work, run_at }
 }
-
-/// Pushes jobs back where they are popped next; with reliable fetch only those still in
-/// their in-progress hash (one that finished meanwhile is not run again).
-/// ARGV: (in-progress hash or "", its field, queue key, payload) quadruples.
-const REQUEUE: &str = r#"
-local moved = 0
-for i = 1, #ARGV, 4 do
-  if ARGV[i] == '' or redis.call('hdel', ARGV[i], ARGV[i + 1]) == 1 then
-    redis.call('rpush', ARGV[i + 2], ARGV[i + 3])
-    moved = moved + 1
-  end
-end
-return moved
-"#;
 
 /// Pushes unfinished jobs back to the front of their queues, in one atomic call (in the
 /// cluster layout, one per queue: each is in its own slot).

@@ -235,6 +235,16 @@ impl ServerConfig {
     }
 }
 
+impl crate::Config {
+    /// A server's settings that take jobs from here, with the other settings at their
+    /// defaults, to go on with (`.concurrency(10).queue("mail")`).
+    pub fn server(&self) -> crate::ServerConfig {
+        crate::ServerConfig::default()
+            .redis(self.redis().clone())
+            .namespace(self.namespace_name())
+    }
+}
+
 /// Runs jobs of the registered workers.
 ///
 /// ```no_run

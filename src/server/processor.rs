@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 use crate::job::context::{self, JobContext};
+use crate::job::failure::JobError;
 use crate::job::middleware::{Next, Outcome, ServerChain};
 use crate::job::payload::{self, JobHead, Rewrite};
 use crate::job::text;
 use crate::job::unwind::{CatchUnwind, panic_message};
-use crate::job::worker::{JobError, RawJob, RawWorker, Registry};
+use crate::job::worker::{RawJob, RawWorker, Registry};
 use crate::server::acks::Acks;
 use crate::server::events::{FailedJob, Hooks};
 use crate::server::retry::{self, Disposition};

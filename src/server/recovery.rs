@@ -12,6 +12,8 @@
 use std::sync::LazyLock;
 
 use crate::store::connection::Connection;
+use crate::store::scripts::RECOVER;
+use crate::store::scripts::RECOVERY_UNLOCK;
 use redis::{AsyncCommands, Script};
 use serde_json::Value;
 
@@ -21,45 +23,6 @@ use crate::store::keys::Keys;
 
 /// Recoveries after which a job is considered poison and goes to the dead set.
 pub const MAX_RECOVERIES: u64 = 3;
-
-/// Moves recovered jobs back, each only if it was still in the dead owner's in-progress
-/// store, so two recoverers (say, after a lock expired half-way) never push one job twice.
-/// The store is a hash of slot → payload, or a list of payloads (what an earlier Psychiq
-/// wrote: still recovered, so a rolling upgrade loses nothing).
-/// KEYS: store, queue, dead set, and (not in the cluster layout, where it is in another
-/// slot and the queue is known already) the queues set. ARGV: queue name, now, dead cutoff,
-/// then (slot or old payload, new payload, "queue" | "dead") triples.
-const RECOVER: &str = r#"
-local store, queue, dead, queues = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local name, now, cutoff = ARGV[1], ARGV[2], ARGV[3]
-local hash = redis.call('type', store).ok == 'hash'
-local moved, died = 0, 0
-for i = 4, #ARGV, 3 do
-  local removed
-  if hash then removed = redis.call('hdel', store, ARGV[i]) else removed = redis.call('lrem', store, 1, ARGV[i]) end
-  if removed == 1 then
-    if ARGV[i + 2] == 'dead' then
-      redis.call('zadd', dead, now, ARGV[i + 1])
-      died = died + 1
-    else
-      if queues then redis.call('sadd', queues, name) end
-      redis.call('rpush', queue, ARGV[i + 1])
-    end
-    moved = moved + 1
-  end
-end
-if died > 0 then
-  redis.call('zremrangebyscore', dead, '-inf', '(' .. cutoff)
-  redis.call('zremrangebyrank', dead, 0, -10000)
-end
-return moved
-"#;
-
-/// Releases a lock only if it still holds our token.
-const UNLOCK: &str = r#"
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"#;
 
 /// Recovers the jobs of every dead process but `me`; returns how many jobs moved.
 ///
@@ -134,7 +97,7 @@ async fn recover_if_dead(
             return Ok(0); // another process is on it
         }
         let result = recover_owner(conn, keys, owner, gone).await;
-        static UNLOCK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(UNLOCK));
+        static UNLOCK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RECOVERY_UNLOCK));
         let _: redis::RedisResult<i64> = UNLOCK_SCRIPT
             .key(&lock)
             .arg(&token)

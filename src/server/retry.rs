@@ -22,8 +22,9 @@ use std::io::{Read, Write};
 use base64::Engine;
 use serde_json::Value;
 
+use crate::job::failure::JobError;
 use crate::job::payload::{self, JobMap, Retry, Rewrite};
-use crate::job::worker::{Backtrace, JobError, RawWorker};
+use crate::job::worker::{Backtrace, RawWorker};
 use crate::store::keys::Keys;
 
 /// Jobs older than this leave the dead set (Sidekiq's `dead_timeout_in_seconds`, 180 days).

@@ -6,3 +6,4 @@ pub(crate) mod connection;
 pub(crate) mod errors;
 pub(crate) mod keys;
 pub(crate) mod outage;
+pub(crate) mod scripts;
