@@ -18,6 +18,8 @@ mod store;
 // runs its executor without Redis.
 pub mod extensions;
 #[cfg(feature = "server")]
+pub mod plugins;
+#[cfg(feature = "server")]
 mod server;
 #[cfg(feature = "server")]
 pub mod testing;
@@ -39,7 +41,7 @@ pub mod web;
 pub use job::otel;
 pub use job::{active_job, context, middleware};
 #[cfg(feature = "server")]
-pub use server::{events, plugins};
+pub use server::events;
 
 pub use client::{Client, Push};
 pub use config::Config;
@@ -51,9 +53,9 @@ pub use job::builder::Job;
 pub use job::failure::{JobError, JobResult};
 pub use job::middleware::Outcome;
 pub use job::payload::{JobMap, Retry};
-pub use job::worker::{
-    Backtrace, JobFuture, NoArgs, RawJob, RawWorker, Registry, Worker, WorkerOptions,
-};
+pub use job::worker::{Backtrace, JobFuture, NoArgs, RawJob, RawWorker, Worker, WorkerOptions};
+#[cfg(feature = "server")]
+pub use server::registry::Registry;
 pub use store::connection::{Connection as RedisConnection, RedisConfig};
 pub use store::keys::{Keys, Layout};
 

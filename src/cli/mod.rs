@@ -37,8 +37,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser};
 
-use crate::job::worker::Registry;
 use crate::server::fetch::QueueSpec;
+use crate::server::registry::Registry;
 use crate::server::{Server, ServerConfig};
 use crate::store::connection::RedisConfig;
 

@@ -47,7 +47,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::job::failure::JobError;
 use crate::job::payload::JobMap;
-use crate::job::worker::{JobFuture, RawJob, RawWorker, Registry, WorkerOptions};
+use crate::job::worker::{JobFuture, RawJob, RawWorker, WorkerOptions};
+use crate::server::registry::Registry;
 
 /// How much of the end of standard error becomes the `error_message`.
 const STDERR_TAIL_BYTES: usize = 4_000;

@@ -51,10 +51,10 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use redis::Script;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::job::failure::JobError;
+pub use crate::job::limit::{DEFAULT_LEASE, DEFAULT_MAX_SNOOZE, LimitKind, Limiter};
 use crate::store::connection::{Connection, RedisConfig};
 use crate::store::keys::Keys;
 use crate::store::scripts::LIMIT_BUCKET;
@@ -63,17 +63,6 @@ use crate::store::scripts::LIMIT_RENEW;
 use crate::store::scripts::LIMIT_SLIDING;
 use crate::store::scripts::LIMIT_WINDOW;
 
-/// How long a concurrent lease lives without renewal unless [`Limiter::lease`] says.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
-/// How long a job may be snoozed for a limit before it fails, unless
-/// [`Limiter::max_snooze`] says.
-pub const DEFAULT_MAX_SNOOZE: Duration = Duration::from_secs(3600);
-/// The longest interval a window or bucket may have (longer ones are cut to it).
-const LONGEST_INTERVAL: Duration = Duration::from_secs(366 * 86_400);
-/// The longest lease, in-place wait and snoozing time (longer ones are cut to it).
-const LONGEST_LEASE: Duration = Duration::from_secs(86_400);
-const LONGEST_WAIT: Duration = Duration::from_secs(3600);
-const LONGEST_SNOOZING: Duration = Duration::from_secs(366 * 86_400);
 /// The longest backoff between two tries of a snoozed job (before Redis's own hint): long
 /// enough that a crowd of waiting jobs costs little, short enough that none starves.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -82,140 +71,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const NOW: &str =
     "local t = redis.call('time'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n";
 
-/// What a limiter limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum LimitKind {
-    /// At most `size` holders at once.
-    Concurrent,
-    /// At most `size` per fixed, aligned interval.
-    Window,
-    /// At most `size` in any interval.
-    SlidingWindow,
-    /// Bursts of up to `size`, refilled at `size` per interval.
-    Bucket,
-    /// `size` per interval, evenly spaced, bursts of `burst`.
-    Leaky,
-}
-
-/// A named limit, shared by every process that uses the same name and namespace.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Limiter {
-    name: String,
-    kind: LimitKind,
-    size: u32,
-    #[serde(with = "millis")]
-    interval: Duration,
-    #[serde(with = "millis")]
-    lease: Duration,
-    burst: u32,
-    #[serde(with = "millis")]
-    wait: Duration,
-    #[serde(with = "millis")]
-    max_snooze: Duration,
-}
-
-mod millis {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_millis(u64::deserialize(d)?))
-    }
-}
-
 impl Limiter {
-    fn new(name: impl Into<String>, kind: LimitKind, size: u32, interval: Duration) -> Limiter {
-        Limiter {
-            name: name.into(),
-            kind,
-            size: size.max(1),
-            interval: interval.clamp(Duration::from_millis(1), LONGEST_INTERVAL),
-            lease: DEFAULT_LEASE,
-            burst: 1,
-            wait: Duration::ZERO,
-            max_snooze: DEFAULT_MAX_SNOOZE,
-        }
-    }
-
-    /// At most `size` holders at once (a size of 0 counts as 1).
-    pub fn concurrent(name: impl Into<String>, size: u32) -> Limiter {
-        Limiter::new(name, LimitKind::Concurrent, size, Duration::ZERO)
-    }
-
-    /// At most `size` per `interval`, in windows aligned to it (a minute's window starts on
-    /// the minute).
-    pub fn window(name: impl Into<String>, size: u32, interval: Duration) -> Limiter {
-        Limiter::new(name, LimitKind::Window, size, interval)
-    }
-
-    /// At most `size` in any `interval`.
-    pub fn sliding_window(name: impl Into<String>, size: u32, interval: Duration) -> Limiter {
-        Limiter::new(name, LimitKind::SlidingWindow, size, interval)
-    }
-
-    /// A token bucket: bursts of up to `size`, refilled at `size` per `interval`.
-    pub fn bucket(name: impl Into<String>, size: u32, interval: Duration) -> Limiter {
-        Limiter::new(name, LimitKind::Bucket, size, interval)
-    }
-
-    /// A leaky bucket: `size` per `interval`, one every `interval / size`, with bursts of
-    /// [`Limiter::burst`] (1 unless set).
-    pub fn leaky(name: impl Into<String>, size: u32, interval: Duration) -> Limiter {
-        Limiter::new(name, LimitKind::Leaky, size, interval)
-    }
-
-    /// How long a concurrent lease lives without renewal (30 s unless set, at most a day):
-    /// how long the places of a killed process stay taken. Holders renew every third of it.
-    pub fn lease(mut self, lease: Duration) -> Limiter {
-        self.lease = lease.clamp(Duration::from_millis(100), LONGEST_LEASE);
-        self
-    }
-
-    /// A leaky bucket's burst: how many may pass at once after a quiet spell.
-    pub fn burst(mut self, burst: u32) -> Limiter {
-        self.burst = burst.clamp(1, self.size);
-        self
-    }
-
-    /// How long to wait in place for room before snoozing the job (0 unless set, at most an
-    /// hour: a snoozed job frees its worker for others).
-    pub fn wait(mut self, wait: Duration) -> Limiter {
-        self.wait = wait.min(LONGEST_WAIT);
-        self
-    }
-
-    /// How long a job may keep being snoozed for this limit before it fails with
-    /// `Psychiq::OverLimit` (an hour unless set, at most a year). The time counts from the
-    /// job's first snooze since it last failed (`snoozed_at`), whatever snoozed it.
-    pub fn max_snooze(mut self, max_snooze: Duration) -> Limiter {
-        self.max_snooze = max_snooze.min(LONGEST_SNOOZING);
-        self
-    }
-
-    /// The limiter's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// What it limits.
-    pub fn kind(&self) -> LimitKind {
-        self.kind
-    }
-
-    /// Its size (holders at once, or grants per interval).
-    pub fn size(&self) -> u32 {
-        self.size
-    }
-
-    /// Its interval (zero for a concurrent limiter).
-    pub fn interval(&self) -> Duration {
-        self.interval
-    }
-
     /// Its interval as the CLI and the dashboard show it: "-" for a concurrent limiter,
     /// which has none.
     #[cfg(feature = "web")]
@@ -605,7 +461,7 @@ mod server {
 
 /// A limiter as the API reads it from Redis: its settings and how much of it is in use.
 #[cfg(feature = "api")]
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 #[non_exhaustive]
 pub struct LimitSummary {
     /// Its settings, as a process that used it last wrote them.

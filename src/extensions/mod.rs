@@ -1,5 +1,5 @@
 //! Extensions: what Sidekiq Pro and Enterprise charge for, built on the public seam
-//! ([`crate::job::middleware`] and [`crate::server::plugins`]) rather than inside the processor, so a
+//! ([`crate::job::middleware`] and [`crate::plugins`]) rather than inside the processor, so a
 //! server that does not use one pays nothing for it.
 //!
 //! - [`Expiry`]: jobs that expire (`expires_in`), discarded unrun once too late.

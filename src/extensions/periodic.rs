@@ -69,7 +69,7 @@ use crate::error::{Error, Result};
 use crate::job::builder::Job;
 use crate::job::middleware::BoxFuture;
 use crate::job::payload;
-use crate::server::plugins::{Plugin, PluginContext};
+use crate::plugins::{Plugin, PluginContext};
 use crate::store::connection::{Connection, redis_clock_offset};
 use crate::store::keys::Keys;
 use crate::store::scripts::PERIODIC_CLAIM;

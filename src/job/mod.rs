@@ -6,6 +6,7 @@ pub mod active_job;
 pub(crate) mod builder;
 pub mod context;
 pub(crate) mod failure;
+pub(crate) mod limit;
 pub mod middleware;
 #[cfg(feature = "opentelemetry")]
 pub mod otel;

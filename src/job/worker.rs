@@ -5,7 +5,6 @@
 //! name is the string in the payload's `class` field; by default the type's own name, and
 //! overridable so that `"Billing::InvoiceJob"` can be served by a Rust type.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -71,7 +70,7 @@ pub struct WorkerOptions {
     pub unique_until: crate::job::unique::UniqueUntil,
     /// Runs each job within this limiter, shared by every process (see
     /// [`crate::limits`]); over the limit, the job is snoozed.
-    pub rate_limit: Option<crate::limits::Limiter>,
+    pub rate_limit: Option<crate::job::limit::Limiter>,
 }
 
 impl Default for WorkerOptions {
@@ -133,7 +132,7 @@ impl WorkerOptions {
     }
     /// Runs each job within `limiter`, shared by every process; over the limit, the job is
     /// snoozed with backoff (see [`crate::limits`]).
-    pub fn rate_limit(mut self, limiter: crate::limits::Limiter) -> Self {
+    pub fn rate_limit(mut self, limiter: crate::job::limit::Limiter) -> Self {
         self.rate_limit = Some(limiter);
         self
     }
@@ -288,9 +287,10 @@ pub trait RawWorker: Send + Sync + 'static {
     }
 }
 
-struct Typed<W> {
-    worker: Arc<W>,
-    options: WorkerOptions,
+/// A typed [`Worker`] as the registry holds it: a [`RawWorker`] that parses its arguments.
+pub(crate) struct Typed<W> {
+    pub(crate) worker: Arc<W>,
+    pub(crate) options: WorkerOptions,
 }
 
 impl<W: Worker> RawWorker for Typed<W> {
@@ -388,181 +388,6 @@ fn guard<T>(hook: &str, f: impl FnOnce() -> T) -> Option<T> {
             );
             None
         }
-    }
-}
-
-/// The workers a server can run, found by class name (never evaluated: a plain lookup).
-///
-/// ```
-/// use psychiq::{JobResult, NoArgs, Registry, Worker};
-/// struct Ping;
-/// impl Worker for Ping {
-///     type Args = NoArgs;
-///     async fn perform(&self, _: NoArgs) -> JobResult { Ok(()) }
-/// }
-/// let mut registry = Registry::new();
-/// registry.register(Ping);
-/// assert_eq!(registry.class_names(), vec!["Ping".to_string()]);
-/// ```
-#[derive(Default, Clone)]
-pub struct Registry {
-    handlers: HashMap<String, Arc<dyn RawWorker>>,
-    /// The Rust type registered for each class, to name both when a class comes twice.
-    types: HashMap<String, &'static str>,
-    #[cfg(feature = "periodic")]
-    periodic: Vec<crate::periodic::PeriodicJob>,
-    /// The classes registered with [`Registry::register_iterable`].
-    iterable: std::collections::HashSet<String>,
-}
-
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
-            .field("classes", &self.class_names())
-            .finish()
-    }
-}
-
-impl Registry {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Registry::default()
-    }
-
-    /// Adds a worker under its class name.
-    ///
-    /// # Panics
-    ///
-    /// When the class is registered already (two types named `Greet` in different modules
-    /// both default to class `"Greet"`): each class has one worker, and the message names
-    /// both types and how to tell them apart, as axum refuses a route given twice.
-    pub fn register<W: Worker>(&mut self, worker: W) -> &mut Self {
-        self.register_as(W::class_name(), worker)
-    }
-
-    /// Adds a worker under a class name of your choosing instead of its own (one worker type
-    /// serving several classes, or a name decided at run time). Panics as
-    /// [`Registry::register`] does when the class is registered already.
-    pub fn register_as<W: Worker>(&mut self, class: impl Into<String>, worker: W) -> &mut Self {
-        let handler = Typed {
-            worker: Arc::new(worker),
-            options: W::options(),
-        };
-        self.insert(class.into(), std::any::type_name::<W>(), Arc::new(handler));
-        self
-    }
-
-    /// Adds a [`RawWorker`] (arguments as raw JSON) under `class`. Panics as
-    /// [`Registry::register`] does when the class is registered already.
-    pub fn register_raw<R: RawWorker>(&mut self, class: impl Into<String>, worker: R) -> &mut Self {
-        self.insert(class.into(), std::any::type_name::<R>(), Arc::new(worker));
-        self
-    }
-
-    /// Adds `handler` for `class`, refusing a second worker for one class.
-    fn insert(&mut self, class: String, type_name: &'static str, handler: Arc<dyn RawWorker>) {
-        if let Some(existing) = self.handlers.get(&class) {
-            if Arc::ptr_eq(existing, &handler) {
-                return;
-            }
-            let first = self.types.get(&class).copied().unwrap_or("another worker");
-            panic!(
-                "class {class:?} is registered twice, for {first} and for {type_name}; each class has \
-                 one worker. Give one of them its own name: `fn class_name() -> String {{ \"Other\".into() }}` \
-                 in its `impl Worker`, or `registry.register_as(\"Other\", worker)`"
-            );
-        }
-        self.types.insert(class.clone(), type_name);
-        self.handlers.insert(class, handler);
-    }
-
-    /// Adds an [`crate::iteration::IterableWorker`] under its class name: its jobs walk
-    /// their collection in steps, resuming from a cursor saved in Redis.
-    pub fn register_iterable<W: crate::iteration::IterableWorker>(
-        &mut self,
-        worker: W,
-    ) -> &mut Self {
-        let class = W::class_name();
-        let handler = crate::iteration::Iterating {
-            worker: Arc::new(worker),
-            options: W::options(),
-        };
-        self.insert(class.clone(), std::any::type_name::<W>(), Arc::new(handler));
-        self.iterable.insert(class);
-        self
-    }
-
-    /// The classes whose jobs are iterable.
-    pub(crate) fn iterable_classes(&self) -> std::collections::HashSet<String> {
-        self.iterable
-            .iter()
-            .filter(|class| self.handlers.contains_key(*class))
-            .cloned()
-            .collect()
-    }
-
-    /// Adds every worker (and periodic entry) of `other`. Panics as [`Registry::register`]
-    /// does when both have a worker for one class (the same worker twice is fine).
-    pub fn merge(&mut self, other: &Registry) -> &mut Self {
-        for (name, handler) in &other.handlers {
-            let type_name = other.types.get(name).copied().unwrap_or("a worker");
-            self.insert(name.clone(), type_name, Arc::clone(handler));
-        }
-        self.iterable.extend(other.iterable.iter().cloned());
-        #[cfg(feature = "periodic")]
-        for entry in &other.periodic {
-            self.periodic(entry.clone());
-        }
-        self
-    }
-
-    /// Adds a periodic entry (see [`crate::periodic`]): a server running this registry
-    /// enqueues its job at each tick, once across every server that declares it. A later
-    /// entry of the same name replaces it.
-    #[cfg(feature = "periodic")]
-    pub fn periodic(&mut self, entry: crate::periodic::PeriodicJob) -> &mut Self {
-        self.periodic.retain(|e| e.name() != entry.name());
-        self.periodic.push(entry);
-        self
-    }
-
-    /// The periodic entries, in the order added.
-    #[cfg(feature = "periodic")]
-    pub fn periodic_jobs(&self) -> &[crate::periodic::PeriodicJob] {
-        &self.periodic
-    }
-
-    /// The registered class names, sorted.
-    pub fn class_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.handlers.keys().cloned().collect();
-        names.sort();
-        names
-    }
-
-    /// Whether no worker is registered.
-    pub fn is_empty(&self) -> bool {
-        self.handlers.is_empty()
-    }
-
-    pub(crate) fn get(&self, class: &str) -> Option<&Arc<dyn RawWorker>> {
-        self.handlers.get(class)
-    }
-
-    /// Whether a registered worker declares `unique_for` (the server then lets locks go).
-    pub(crate) fn declares_unique(&self) -> bool {
-        self.handlers
-            .values()
-            .any(|handler| handler.options().unique_for.is_some())
-    }
-
-    /// The limiter of each class whose worker declares `rate_limit`.
-    pub(crate) fn rate_limits(&self) -> HashMap<String, crate::limits::Limiter> {
-        self.handlers
-            .iter()
-            .filter_map(|(class, handler)| {
-                Some((class.clone(), handler.options().rate_limit.clone()?))
-            })
-            .collect()
     }
 }
 

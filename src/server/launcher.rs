@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
+use crate::plugins::{self, Plugin};
 use crate::server::Server;
 use crate::server::acks::{self, Acks};
 use crate::server::backlog::DEFAULT_PREFETCH_PER_SLOT;
@@ -26,7 +27,8 @@ use crate::server::events::Event;
 use crate::server::fetch::{FETCH_TIMEOUT, Fetcher, QueueSpec};
 use crate::server::heartbeat::Heartbeat;
 use crate::server::manager::{self, Manager};
-use crate::server::plugins::{self, Plugin, poller::Poller, recovery::Recovery};
+use crate::server::orphans::Recovery;
+use crate::server::poller::Poller;
 use crate::server::processor::{Executor, Processor};
 use crate::server::running::{Running, RunningJob};
 use crate::server::stats::Stats;
@@ -116,7 +118,7 @@ impl ServerHandle {
 /// atomic step), refused before anything starts.
 fn refuse_outside_the_cluster_layout(
     config: &crate::server::ServerConfig,
-    registry: &crate::job::worker::Registry,
+    registry: &crate::server::registry::Registry,
 ) -> Result<()> {
     let refuse = |what: &str| {
         Err(Error::Config(format!(

@@ -14,9 +14,11 @@ pub(crate) mod fetch;
 pub(crate) mod heartbeat;
 pub(crate) mod launcher;
 pub(crate) mod manager;
-pub mod plugins;
+pub(crate) mod orphans;
+pub(crate) mod poller;
 pub(crate) mod processor;
 pub(crate) mod recovery;
+pub(crate) mod registry;
 pub(crate) mod retry;
 pub(crate) mod running;
 pub(crate) mod scheduler;
@@ -30,11 +32,11 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::job::middleware::ServerChain;
-use crate::job::worker::Registry;
+use crate::plugins::Plugin;
 use crate::server::events::{Event, FailedJob, Hooks};
 use crate::server::fetch::{FetchMode, QueueSpec};
 use crate::server::launcher::ServerHandle;
-use crate::server::plugins::Plugin;
+use crate::server::registry::Registry;
 use crate::store::connection::RedisConfig;
 use crate::store::keys::DEFAULT_NAMESPACE;
 
@@ -321,7 +323,7 @@ impl Server {
         self
     }
 
-    /// Adds a plugin: a long-running task the server supervises (see [`crate::server::plugins`]).
+    /// Adds a plugin: a long-running task the server supervises (see [`crate::plugins`]).
     /// The poller and orphan recovery are built in.
     pub fn plugin<P: Plugin>(&mut self, plugin: P) -> &mut Self {
         self.plugins.push(Arc::new(plugin));

@@ -9,7 +9,7 @@
 //!
 //! Servers poll every `poll_interval` (2 s by default) with jitter, so a due job starts
 //! within about two seconds (Sidekiq's default is 2.5–7.5 s): that loop is the poller plugin
-//! ([`crate::server::plugins::poller`]).
+//! ([`crate::server::poller`]).
 
 use std::sync::LazyLock;
 

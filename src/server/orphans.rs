@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Plugin, PluginContext};
 use crate::job::middleware::BoxFuture;
+use crate::plugins::{Plugin, PluginContext};
 
 /// Time between recovery passes (a heartbeat's).
 const EVERY: Duration = Duration::from_secs(5);

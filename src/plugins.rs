@@ -35,9 +35,6 @@
 //! server.plugin(QueueWatch);
 //! ```
 
-pub(crate) mod poller;
-pub(crate) mod recovery;
-
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;

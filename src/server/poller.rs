@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Plugin, PluginContext};
 use crate::job::middleware::BoxFuture;
+use crate::plugins::{Plugin, PluginContext};
 use crate::store::outage::Outage;
 
 /// Polls the schedule and retry sets every `interval` (with Sidekiq's jitter).
