@@ -25,6 +25,13 @@
 //! # Ok(()) }
 //! ```
 
+mod batches;
+mod iterations;
+mod limits;
+#[cfg(feature = "periodic")]
+mod periodic;
+mod unique;
+
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};

@@ -46,7 +46,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::client::Client;
+#[cfg(feature = "server")]
+use crate::client::NewBatch;
+use crate::client::{BatchCallback, Client, Pushed};
 use crate::error::{Error, Result};
 use crate::job::builder::Job;
 use crate::job::payload;
@@ -128,10 +130,13 @@ impl Batch {
         }
         let now = crate::clock::now_secs();
         #[cfg(feature = "server")]
-        if let Some(store) = test_store(client) {
-            let stamped = stamp(&self.bid, jobs, now)?;
-            let callbacks = self.callback_records(now);
-            store.create_batch(&self.bid, self.parent.as_deref(), callbacks, stamped)?;
+        if let Some(store) = client.job_store() {
+            store.create_batch(NewBatch {
+                bid: &self.bid,
+                parent: self.parent.as_deref(),
+                callbacks: self.callback_records(now),
+                jobs: stamp(&self.bid, jobs, now)?,
+            })?;
             return Ok(self.bid);
         }
         let conn = connection(client)?;
@@ -172,7 +177,7 @@ impl Batch {
     }
 
     /// Its callbacks as they are stored until they fire.
-    fn callback_records(&self, now: f64) -> Vec<Callback> {
+    fn callback_records(&self, now: f64) -> Vec<BatchCallback> {
         self.callbacks
             .iter()
             .map(|(event, job)| {
@@ -182,7 +187,7 @@ impl Batch {
                     serde_json::json!({"bid": self.bid, "event": event}),
                 );
                 let job = job.jid(format!("{}-{event}", self.bid));
-                Callback {
+                BatchCallback {
                     event,
                     // Without its final `}`: the step that fires it appends `enqueued_at`.
                     payload: job.payload_at(now, false).trim_end_matches('}').to_string(),
@@ -196,7 +201,7 @@ impl Batch {
     /// batch, whose own pending run keeps the batch open, or before its jobs can finish).
     pub async fn open(client: &Client, bid: &str, jobs: Vec<Job>) -> Result<()> {
         #[cfg(feature = "server")]
-        if let Some(store) = test_store(client) {
+        if let Some(store) = client.job_store() {
             return store.add_to_batch(bid, stamp(bid, jobs, crate::clock::now_secs())?);
         }
         let conn = connection(client)?;
@@ -242,12 +247,6 @@ pub fn current_bid() -> Option<String> {
         .map(str::to_string)
 }
 
-/// The test mode's store, for a client a `testing::Fake` or `testing::inline` handed out.
-#[cfg(feature = "server")]
-fn test_store(client: &Client) -> Option<&crate::testing::Store> {
-    client.job_store()?.as_any().downcast_ref()
-}
-
 fn connection(client: &Client) -> Result<Connection> {
     if client.keys().is_cluster() {
         // Its counts and its jobs' queues are written in one transaction: one slot.
@@ -260,30 +259,12 @@ fn connection(client: &Client) -> Result<Connection> {
     })
 }
 
-fn batch_key(keys: &Keys, bid: &str) -> String {
+pub(crate) fn batch_key(keys: &Keys, bid: &str) -> String {
     keys.key(&format!("batch:{bid}"))
 }
 
-/// A callback job as a batch stores it until it fires.
-pub(crate) struct Callback {
-    /// `complete`, `success` or `death`.
-    pub event: &'static str,
-    /// Its payload without the final `}` (firing appends `enqueued_at`).
-    pub payload: String,
-    pub queue: String,
-}
-
-/// A job of a batch, stamped with its `bid` and ready to push.
-pub(crate) struct Stamped {
-    pub jid: String,
-    pub queue: String,
-    /// When it is to run, if later than now.
-    pub at: Option<f64>,
-    pub payload: String,
-}
-
 /// Stamps `jobs` with batch `bid` (and a jid each), refusing what a client's push refuses.
-pub(crate) fn stamp(bid: &str, jobs: Vec<Job>, now: f64) -> Result<Vec<Stamped>> {
+pub(crate) fn stamp(bid: &str, jobs: Vec<Job>, now: f64) -> Result<Vec<Pushed>> {
     jobs.into_iter()
         .map(|job| {
             job.check()?;
@@ -297,7 +278,7 @@ pub(crate) fn stamp(bid: &str, jobs: Vec<Job>, now: f64) -> Result<Vec<Stamped>>
                 .run_at()
                 .map(crate::clock::epoch_secs)
                 .filter(|&at| at > now);
-            Ok(Stamped {
+            Ok(Pushed {
                 payload: job.payload_at(now, at.is_none()),
                 queue: job.queue_name().to_string(),
                 jid,
@@ -396,7 +377,7 @@ pub struct BatchStatus {
 
 #[cfg(feature = "api")]
 impl BatchStatus {
-    fn unreadable(bid: String, why: String) -> BatchStatus {
+    pub(crate) fn unreadable(bid: String, why: String) -> BatchStatus {
         BatchStatus {
             bid,
             description: why.clone(),
@@ -416,71 +397,13 @@ impl BatchStatus {
     }
 }
 
-#[cfg(feature = "api")]
-impl crate::api::Api {
-    /// The batches still in Redis, newest first, up to `limit`.
-    pub async fn batches(&self, limit: usize) -> Result<Vec<BatchStatus>> {
-        let bids: Vec<String> = self
-            .query(
-                redis::cmd("ZREVRANGE")
-                    .arg(self.keys().key("batches"))
-                    .arg(0)
-                    .arg(limit.max(1) as i64 - 1),
-            )
-            .await?;
-        // Every batch's status in one round trip, five replies each.
-        let mut pipe = redis::pipe();
-        let names: Vec<String> = bids.iter().map(|bid| batch_key(self.keys(), bid)).collect();
-        for key in &names {
-            status_commands(&mut pipe, key);
-        }
-        let rows: Vec<std::result::Result<StatusRow, String>> =
-            self.query_rows(&mut pipe, 5, &names).await?;
-        let mut out = Vec::new();
-        let mut gone = Vec::new();
-        for (bid, row) in bids.into_iter().zip(rows) {
-            match row.map(|row| status_from(&bid, row)) {
-                Ok(Some(status)) => out.push(status),
-                Ok(None) => gone.push(bid),
-                // Shown, not a failure of the whole list.
-                Err(unreadable) => out.push(BatchStatus::unreadable(bid, unreadable)),
-            }
-        }
-        if !gone.is_empty() {
-            // Expired batches leave the index as they are found.
-            let _: u64 = self
-                .query(
-                    redis::cmd("ZREM")
-                        .arg(self.keys().key("batches"))
-                        .arg(&gone),
-                )
-                .await?;
-        }
-        Ok(out)
-    }
-
-    /// Batch `bid`'s status; `None` if it does not exist (or expired).
-    pub async fn batch(&self, bid: &str) -> Result<Option<BatchStatus>> {
-        let mut pipe = redis::pipe();
-        let key = batch_key(self.keys(), bid);
-        status_commands(&mut pipe, &key);
-        let rows: Vec<std::result::Result<StatusRow, String>> =
-            self.query_rows(&mut pipe, 5, &[key]).await?;
-        match rows.into_iter().next() {
-            Some(Ok(row)) => Ok(status_from(bid, row)),
-            Some(Err(unreadable)) => Ok(Some(BatchStatus::unreadable(bid.to_string(), unreadable))),
-            None => Ok(None),
-        }
-    }
-}
-
 /// A batch's hash, pending count, failed jids, dead count and pending children.
 #[cfg(feature = "api")]
-type StatusRow = (HashMap<String, String>, u64, Vec<String>, u64, u64);
+pub(crate) type StatusRow = (HashMap<String, String>, u64, Vec<String>, u64, u64);
 
 /// Queues the five reads of a [`StatusRow`] for the batch at `key`.
 #[cfg(feature = "api")]
-fn status_commands(pipe: &mut redis::Pipeline, key: &str) {
+pub(crate) fn status_commands(pipe: &mut redis::Pipeline, key: &str) {
     pipe.hgetall(key)
         .scard(format!("{key}:pending"))
         .smembers(format!("{key}:failed"))
@@ -490,7 +413,7 @@ fn status_commands(pipe: &mut redis::Pipeline, key: &str) {
 
 /// The status those reads give; `None` when the batch is gone.
 #[cfg(feature = "api")]
-fn status_from(bid: &str, row: StatusRow) -> Option<BatchStatus> {
+pub(crate) fn status_from(bid: &str, row: StatusRow) -> Option<BatchStatus> {
     let (fields, pending, failed_jids, dead, children_pending) = row;
     if fields.is_empty() {
         return None;

@@ -5,8 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::client::BatchCallback;
 use crate::error::{Error, Result};
-use crate::extensions::batch::Callback;
 
 /// One outcome of a batch's job, as the server counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,7 @@ impl Batches {
         &mut self,
         bid: &str,
         parent: Option<&str>,
-        callbacks: Vec<Callback>,
+        callbacks: Vec<BatchCallback>,
     ) -> Result<()> {
         if let Some(parent) = parent {
             self.check_open(parent)?;

@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::batches::Counted;
 use super::{EnqueuedJob, Fake, Store};
+use crate::client::{NewBatch, Pushed};
 use crate::error::{Error, Result};
-use crate::extensions::batch::{Callback, Stamped};
 use crate::iteration::{Cursors, Env, Walked};
 use crate::server::processor::Verdict;
 
@@ -33,22 +33,18 @@ impl Store {
     }
 
     /// Records a new batch and queues its jobs, as `Batch::push` does in one transaction.
-    pub(crate) fn create_batch(
-        &self,
-        bid: &str,
-        parent: Option<&str>,
-        callbacks: Vec<Callback>,
-        jobs: Vec<Stamped>,
-    ) -> Result<()> {
+    pub(super) fn record_batch(&self, batch: NewBatch<'_>) -> Result<()> {
         self.refuse_batches_inline()?;
         let mut state = self.state();
-        state.batches.create(bid, parent, callbacks)?;
-        queue_batch_jobs(&mut state, bid, jobs);
+        state
+            .batches
+            .create(batch.bid, batch.parent, batch.callbacks)?;
+        queue_batch_jobs(&mut state, batch.bid, batch.jobs);
         Ok(())
     }
 
     /// Adds jobs to an open batch, as `Batch::open` does.
-    pub(crate) fn add_to_batch(&self, bid: &str, jobs: Vec<Stamped>) -> Result<()> {
+    pub(super) fn record_in_batch(&self, bid: &str, jobs: Vec<Pushed>) -> Result<()> {
         self.refuse_batches_inline()?;
         let mut state = self.state();
         state.batches.check_open(bid)?;
@@ -82,7 +78,7 @@ impl Store {
     }
 }
 
-fn queue_batch_jobs(state: &mut super::State, bid: &str, jobs: Vec<Stamped>) {
+fn queue_batch_jobs(state: &mut super::State, bid: &str, jobs: Vec<Pushed>) {
     state
         .batches
         .add(bid, jobs.iter().map(|job| job.jid.clone()));

@@ -330,8 +330,11 @@ impl JobStore for Store {
     fn push(&self, jobs: Vec<Pushed>) -> BoxFuture<'_, Result<Vec<crate::Push>>> {
         Box::pin(self.record(jobs))
     }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
+    fn create_batch(&self, batch: crate::client::NewBatch<'_>) -> Result<()> {
+        self.record_batch(batch)
+    }
+    fn add_to_batch(&self, bid: &str, jobs: Vec<Pushed>) -> Result<()> {
+        self.record_in_batch(bid, jobs)
     }
 }
 
