@@ -52,7 +52,7 @@
 //!
 //! **Seen from outside.** Each server writes its entries to the `periodic` hash when it
 //! starts and every minute, so the dashboard, `psychiq periodic` and
-//! [`Api::periodic_jobs`] know them without the code; an entry no server has declared for an
+//! [`crate::api::Api::periodic_jobs`] know them without the code; an entry no server has declared for an
 //! hour is dropped from it. `psychiq periodic pause NAME` (or the dashboard) pauses an entry
 //! everywhere: its ticks are skipped until it is resumed.
 

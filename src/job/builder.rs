@@ -210,7 +210,7 @@ impl Job {
 
     /// Makes the job unique for `unique_for`: while a job of the same class, queue and
     /// arguments (as canonical JSON) is enqueued, scheduled, retrying or running, pushing
-    /// this one writes nothing and returns that job's jid ([`Push::Duplicate`]). The lock
+    /// this one writes nothing and returns that job's jid ([`crate::Push::Duplicate`]). The lock
     /// lives at most `unique_for` from when the job is due, and goes earlier as
     /// [`Job::unique_until`] says (on success by default). See [`crate::extensions`].
     ///

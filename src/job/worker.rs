@@ -238,7 +238,7 @@ impl<'a> RawJob<'a> {
 /// A worker that takes its arguments as raw JSON, for classes routed at run time: one
 /// handler for many class names, a bridge to another language, a command per job (the
 /// TOML command workers are one). A typed [`Worker`] is the usual way; this is the same
-/// seam without the types. Register it with [`Registry::register_raw`].
+/// seam without the types. Register it with [`crate::Registry::register_raw`].
 ///
 /// ```
 /// use psychiq::{JobFuture, RawJob, RawWorker, Registry, WorkerOptions};
