@@ -404,3 +404,70 @@ async fn admin_output_names_its_redis_and_namespace_and_an_empty_one_warns() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("there is no queue \"nosuchqueue\""), "{err}");
 }
+
+/// The API in Sidekiq's shape: a value per structure with its verbs, and each job found
+/// carrying the verbs that act on it.
+#[tokio::test]
+async fn queues_and_sets_have_sidekiqs_verbs() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let api = ns.jobs.api().await?;
+    let keys = ns.keys();
+    let jid = |n: u8| format!("{n:024x}");
+    for n in 1..=3 {
+        ns.client
+            .push(Job::new("Shape", (n,))?.queue("shape").jid(jid(n)))
+            .await?;
+    }
+    let payload = |n: u8, queue: &str| {
+        json!({"class": "Shape", "args": [n], "queue": queue, "jid": jid(n), "retry": true,
+               "retry_count": 2, "created_at": 1795714853.5, "enqueued_at": 1795714853.5})
+        .to_string()
+    };
+    let mut pipe = redis::pipe();
+    pipe.zadd(keys.retry(), payload(4, "shape"), 1_795_714_900.0)
+        .zadd(keys.dead(), payload(5, "shape"), 1_795_714_901.0)
+        .zadd(keys.schedule(), payload(6, "shape"), 1_995_714_900.0);
+    let () = pipe.query_async(&mut ns.conn()).await.unwrap();
+
+    let queue = api.queue("shape");
+    assert_eq!((queue.name(), queue.size().await?), ("shape", 3));
+    assert!(queue.exists().await? && !api.queue("nosuch").exists().await?);
+    assert_eq!(queue.page(0, 2).await?.len(), 2);
+    let two = queue
+        .find(&jid(2))
+        .await?
+        .expect("job 2 waits in the queue");
+    assert_eq!(two.args(), &json!([2]));
+    assert!(two.delete().await?);
+    assert!(!two.delete().await?, "gone already");
+    assert!(queue.pause().await? && !queue.pause().await?);
+    assert!(queue.unpause().await?);
+
+    // Retry now: back to its queue, its retry count lowered as Sidekiq's "Retry Now" does.
+    let retrying = api
+        .retries()
+        .find(&jid(4))
+        .await?
+        .expect("in the retry set");
+    assert_eq!(retrying.kind(), SetKind::Retry);
+    assert!(retrying.retry_now().await?);
+    assert_eq!(api.retries().size().await?, 0);
+    let back = queue.find(&jid(4)).await?.expect("back in its queue");
+    assert_eq!(back.retry_count(), Some(1));
+
+    let scheduled = api.scheduled().find(&jid(6)).await?.expect("scheduled");
+    assert!(scheduled.add_to_queue().await?);
+    assert_eq!(api.scheduled().size().await?, 0);
+    let dead = api.dead().page(0, 10).await?;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(api.dead().search(&jid(5), 10).await?.len(), 1);
+    assert!(dead[0].delete().await?);
+    let killed = queue.find(&jid(1)).await?.expect("job 1 waits");
+    assert!(api.kill(None, &killed).await?);
+    assert_eq!(api.dead().size().await?, 1);
+    assert_eq!(api.dead().retry_all().await?, 1);
+    assert_eq!(queue.size().await?, 4, "jobs 1, 3, 4 and 6");
+    assert_eq!(queue.clear().await?, 4);
+    assert_eq!(queue.size().await?, 0);
+    Ok(())
+}

@@ -1247,10 +1247,11 @@ async fn jobs(api: &Api, out: &Out, queue: &str, action: Option<JobsAction>) -> 
         }
         JobsAction::Delete { jid } => {
             let job = api
-                .find_in_queue(queue, &jid)
+                .queue(queue)
+                .find(&jid)
                 .await?
                 .ok_or_else(|| not_found(&format!("jobs {queue}"), &jid))?;
-            let deleted = api.delete_from_queue(&job).await?;
+            let deleted = job.delete().await?;
             out.done(
                 json!({"deleted": deleted}),
                 if deleted {
@@ -1278,11 +1279,9 @@ async fn jobs(api: &Api, out: &Out, queue: &str, action: Option<JobsAction>) -> 
 
 async fn set(api: &Api, out: &Out, kind: SetKind, action: Option<SetAction>) -> Outcome {
     let what = kind.label();
-    let find = |jid: String| async move {
-        api.set_find(kind, &jid)
-            .await?
-            .ok_or_else(|| not_found(what, &jid))
-    };
+    let set = api.set(kind);
+    let find =
+        |jid: String| async move { set.find(&jid).await?.ok_or_else(|| not_found(what, &jid)) };
     match action.unwrap_or_else(|| SetAction::List(PageArgs::default())) {
         SetAction::List(page) => {
             let jobs = match &page.search {
@@ -1304,10 +1303,10 @@ async fn set(api: &Api, out: &Out, kind: SetKind, action: Option<SetAction>) -> 
             }
             out.print_json_text(&value, &headers, job_rows(&jobs, Some(kind)));
         }
-        SetAction::Show { jid } => show(out, &find(jid).await?),
+        SetAction::Show { jid } => show(out, &find(jid).await?.into_record()),
         SetAction::Retry { jid } => {
             let job = find(jid.clone()).await?;
-            let moved = api.retry_now(kind, &job).await?;
+            let moved = job.retry_now().await?;
             out.done(
                 json!({"retried": moved}),
                 if moved {
@@ -1319,7 +1318,7 @@ async fn set(api: &Api, out: &Out, kind: SetKind, action: Option<SetAction>) -> 
         }
         SetAction::Delete { jid } => {
             let job = find(jid.clone()).await?;
-            let deleted = api.delete(kind, &job).await?;
+            let deleted = job.delete().await?;
             out.done(
                 json!({"deleted": deleted}),
                 if deleted {
@@ -1336,7 +1335,7 @@ async fn set(api: &Api, out: &Out, kind: SetKind, action: Option<SetAction>) -> 
                 )));
             }
             let job = find(jid.clone()).await?;
-            let killed = api.kill(Some(kind), &job).await?;
+            let killed = job.kill().await?;
             out.done(
                 json!({"killed": killed}),
                 if killed {

@@ -1,0 +1,243 @@
+//! Queues: their sizes and latencies, their jobs, pausing, deleting a job and clearing one.
+
+use super::*;
+
+/// One queue's size and latency.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct QueueSummary {
+    /// The queue name, without `queue:`.
+    pub name: String,
+    /// Jobs waiting.
+    pub size: u64,
+    /// Seconds the oldest waiting job has waited (its `enqueued_at`).
+    pub latency: f64,
+    /// Whether it is paused (servers take nothing from it; see [`Api::pause_queue`]).
+    pub paused: bool,
+}
+
+impl Api {
+    /// Every queue in the `queues` set, sorted by name, with size and latency.
+    pub async fn queues(&self) -> Result<Vec<QueueSummary>> {
+        let mut names: Vec<Vec<u8>> = self
+            .query(redis::cmd("SMEMBERS").arg(self.keys.queues()))
+            .await?;
+        names.sort();
+        let mut pipe = redis::pipe();
+        for name in &names {
+            let key = self.raw_queue_key(name);
+            pipe.llen(&key)
+                .lindex(&key, -1)
+                .sismember(self.keys.paused(), name);
+        }
+        let rows: Vec<(u64, Option<Vec<u8>>, bool)> = self.query_pipe(&pipe).await?;
+        Ok(names
+            .into_iter()
+            .zip(rows)
+            .map(|(name, (size, oldest, paused))| QueueSummary {
+                latency: oldest.map_or(0.0, |raw| JobRecord::new(raw, None, None).latency()),
+                name: escape(&name).into_owned(),
+                size,
+                paused,
+            })
+            .collect())
+    }
+
+    /// Pauses `queue` (named as [`Api::queues`] shows it): from their next fetch, within a
+    /// second, no server takes its jobs, which stay in it, until [`Api::unpause_queue`].
+    /// Kept in Redis (the `paused` set, as Sidekiq Pro keeps it), so it outlasts restarts.
+    /// A queue that does not exist yet may be paused too. Returns whether it was running.
+    pub async fn pause_queue(&self, queue: &str) -> Result<bool> {
+        self.change_paused("SADD", queue).await
+    }
+
+    /// Lets servers take from `queue` again; returns whether it was paused.
+    pub async fn unpause_queue(&self, queue: &str) -> Result<bool> {
+        self.change_paused("SREM", queue).await
+    }
+
+    /// `SADD` or `SREM` of `queue` in the paused set (and in the cluster layout in the
+    /// queue's own, which fetch reads); whether that changed the paused set.
+    pub(super) async fn change_paused(&self, command: &str, queue: &str) -> Result<bool> {
+        let mut pipe = redis::pipe();
+        pipe.cmd(command)
+            .arg(self.keys.paused())
+            .arg(&*unescape(queue));
+        if self.keys.is_cluster() {
+            pipe.cmd(command)
+                .arg(self.keys.paused_of(queue))
+                .arg(queue)
+                .ignore();
+        }
+        let (changed,): (u64,) = self.query_pipe(&pipe).await?;
+        Ok(changed == 1)
+    }
+
+    /// The paused queues, sorted (escaped as [`Api::queues`] shows names).
+    pub async fn paused_queues(&self) -> Result<Vec<String>> {
+        let mut names: Vec<Vec<u8>> = self
+            .query(redis::cmd("SMEMBERS").arg(self.keys.paused()))
+            .await?;
+        names.sort();
+        Ok(names.iter().map(|n| escape(n).into_owned()).collect())
+    }
+
+    /// Up to `count` jobs of a queue from position `start`, the next to run last (as
+    /// Sidekiq's dashboard lists them: newest first).
+    pub async fn queue_jobs(&self, queue: &str, start: u64, count: u64) -> Result<Vec<JobRecord>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let raws: Vec<Vec<u8>> = self
+            .query(
+                redis::cmd("LRANGE")
+                    .arg(self.queue_key(queue))
+                    .arg(start)
+                    .arg(start + count - 1),
+            )
+            .await?;
+        Ok(raws
+            .into_iter()
+            .map(|raw| JobRecord::new(raw, None, Some(queue)))
+            .collect())
+    }
+
+    /// Jobs waiting in a queue.
+    pub async fn queue_size(&self, queue: &str) -> Result<u64> {
+        self.query(redis::cmd("LLEN").arg(self.queue_key(queue)))
+            .await
+    }
+
+    /// Whether a queue by this name is known (in the `queues` set) or holds jobs.
+    pub async fn queue_exists(&self, queue: &str) -> Result<bool> {
+        let mut pipe = redis::pipe();
+        pipe.sismember(self.keys.queues(), &*unescape(queue))
+            .exists(self.queue_key(queue));
+        let (known, exists): (bool, bool) = self.query_pipe(&pipe).await?;
+        Ok(known || exists)
+    }
+
+    /// The job of a queue with this jid, looking through its first 100,000 jobs (newest
+    /// first), so a huge queue cannot make one request read it all.
+    pub async fn find_in_queue(&self, queue: &str, jid: &str) -> Result<Option<JobRecord>> {
+        const PAGE: u64 = 1_000;
+        const MOST: u64 = 100_000;
+        let mut start = 0;
+        while start < MOST {
+            let page = self.queue_jobs(queue, start, PAGE).await?;
+            if let Some(found) = page.iter().find(|j| j.jid() == jid) {
+                return Ok(Some(found.clone()));
+            }
+            if (page.len() as u64) < PAGE {
+                return Ok(None);
+            }
+            start += PAGE;
+        }
+        Ok(None)
+    }
+
+    /// Deletes one job from its queue; `false` if it was no longer there. A batch job dies
+    /// for its batch and a unique job's lock goes, as on every path that takes a job away.
+    pub async fn delete_from_queue(&self, job: &JobRecord) -> Result<bool> {
+        let removed: u64 = self
+            .query(
+                redis::cmd("LREM")
+                    .arg(self.queue_key(job.queue()))
+                    .arg(1)
+                    .arg(job.raw_bytes()),
+            )
+            .await?;
+        if removed == 1 {
+            self.farewell([job.raw_bytes()]).await?;
+        }
+        Ok(removed == 1)
+    }
+
+    /// Deletes a queue and every job in it; returns how many jobs it held. Its batch jobs
+    /// die for their batches and its unique jobs' locks go.
+    pub async fn clear_queue(&self, queue: &str) -> Result<u64> {
+        let key = self.queue_key(queue);
+        let aside = self.set_aside(&key).await?;
+        let _: () = self
+            .query(
+                redis::cmd("SREM")
+                    .arg(self.keys.queues())
+                    .arg(&*unescape(queue)),
+            )
+            .await?;
+        match aside {
+            Some(aside) => self.part_with(&aside, "LRANGE").await,
+            None => Ok(0),
+        }
+    }
+
+    /// Renames `key` to a key of its own (in the same slot), so what is pushed meanwhile is
+    /// not cleared with it; `None` if there was no such key. The copy expires in a day, in
+    /// case the clearing is interrupted.
+    pub(super) async fn set_aside(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut aside = key.to_vec();
+        aside.extend_from_slice(format!(":clearing:{}", payload::new_jid()).as_bytes());
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .exists(key)
+            .cmd("RENAME")
+            .arg(key)
+            .arg(&aside)
+            .ignore()
+            .expire(&aside, 86_400)
+            .ignore();
+        match pipe.query_async::<(bool,)>(&mut self.conn.clone()).await {
+            Ok((true,)) => Ok(Some(aside)),
+            Ok((false,)) => Ok(None),
+            // RENAME of a key that is gone (cleared by someone else meanwhile).
+            Err(e) if e.to_string().contains("no such key") => Ok(None),
+            Err(e) => Err(self.config.redis_error(e)),
+        }
+    }
+
+    /// Reads the list or sorted set `aside` page by page (`read` is `LRANGE` or `ZRANGE`),
+    /// writes each page's farewells, then deletes it; returns how many jobs it held.
+    pub(super) async fn part_with(&self, aside: &[u8], read: &str) -> Result<u64> {
+        const PAGE: i64 = 1_000;
+        let mut start = 0;
+        loop {
+            let page: Vec<Vec<u8>> = self
+                .query(redis::cmd(read).arg(aside).arg(start).arg(start + PAGE - 1))
+                .await?;
+            self.farewell(page.iter().map(Vec::as_slice)).await?;
+            start += page.len() as i64;
+            if (page.len() as i64) < PAGE {
+                break;
+            }
+        }
+        let _: () = self.query(redis::cmd("DEL").arg(aside)).await?;
+        Ok(start as u64)
+    }
+
+    /// Writes the [`farewell`](crate::server::departure::farewell) of jobs that left for good.
+    pub(super) async fn farewell<'a>(
+        &self,
+        payloads: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<()> {
+        // Batches are counted where they can be: not in the cluster layout.
+        let batches = !self.keys.is_cluster();
+        let pipe = crate::server::departure::farewells(
+            &self.keys,
+            payloads,
+            crate::clock::now_secs(),
+            batches,
+        );
+        if pipe.cmd_iter().next().is_none() {
+            return Ok(());
+        }
+        match pipe.query_async::<()>(&mut self.conn.clone()).await {
+            Ok(()) => Ok(()),
+            // A bid naming a key that is not a batch's: the job is gone all the same.
+            Err(e) if !crate::store::errors::waiting_may_cure(&e) => {
+                tracing::warn!(error = %e, "a removed job's batch or unique lock could not be updated");
+                Ok(())
+            }
+            Err(e) => Err(self.config.redis_error(e)),
+        }
+    }
+}
