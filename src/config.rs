@@ -2,7 +2,7 @@
 
 use crate::client::Client;
 use crate::error::Result;
-use crate::store::connection::RedisConfig;
+use crate::store::config::RedisConfig;
 use crate::store::keys::{DEFAULT_NAMESPACE, Keys};
 
 /// Where jobs live: the Redis (address, TLS, replicas to wait for), the key layout and the

@@ -56,7 +56,8 @@ pub use job::payload::{JobMap, Retry};
 pub use job::worker::{Backtrace, JobFuture, NoArgs, RawJob, RawWorker, Worker, WorkerOptions};
 #[cfg(feature = "server")]
 pub use server::registry::Registry;
-pub use store::connection::{Connection as RedisConnection, RedisConfig};
+pub use store::config::RedisConfig;
+pub use store::connection::Connection as RedisConnection;
 pub use store::keys::{Keys, Layout};
 
 #[cfg(feature = "server")]

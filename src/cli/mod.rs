@@ -40,7 +40,7 @@ use clap::{Args, Parser};
 use crate::server::fetch::QueueSpec;
 use crate::server::registry::Registry;
 use crate::server::{Server, ServerConfig};
-use crate::store::connection::RedisConfig;
+use crate::store::config::RedisConfig;
 
 pub use crate::cli::admin::RedisArgs;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::cli::ServerArgs;
-use crate::store::connection::RedisConfig;
+use crate::store::config::RedisConfig;
 use crate::{Client, Error, Job, NoArgs, Server};
 
 /// The namespace the tour uses unless `-n` names one: its own, so the demo workers never

@@ -16,7 +16,7 @@ use crate::job::middleware::ClientChain;
 use crate::job::payload;
 use crate::job::unique;
 use crate::job::worker::Worker;
-use crate::store::connection::RedisConfig;
+use crate::store::config::RedisConfig;
 use crate::store::keys::Keys;
 
 /// Jobs per command in bulk enqueues, as Sidekiq 7's `push_bulk` batches.

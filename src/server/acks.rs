@@ -55,7 +55,7 @@ pub(crate) async fn acknowledge(
     mut acks: mpsc::UnboundedReceiver<Ack>,
     mut conn: Connection,
     pending: Arc<AtomicUsize>,
-    config: crate::store::connection::RedisConfig,
+    config: crate::store::config::RedisConfig,
 ) {
     let mut batch: Vec<Ack> = Vec::new();
     let mut outage = Outage::new("acknowledge");

@@ -32,7 +32,7 @@ use crate::server::poller::Poller;
 use crate::server::processor::{Executor, Processor};
 use crate::server::running::{Running, RunningJob};
 use crate::server::stats::Stats;
-use crate::store::connection::COMMAND_TIMEOUT;
+use crate::store::config::COMMAND_TIMEOUT;
 
 /// A running server, for the app that started it: quiet it, stop it, wait for it, and see
 /// what it runs. Cheap to clone.

@@ -37,7 +37,7 @@ use crate::server::events::{Event, FailedJob, Hooks};
 use crate::server::fetch::{FetchMode, QueueSpec};
 use crate::server::launcher::ServerHandle;
 use crate::server::registry::Registry;
-use crate::store::connection::RedisConfig;
+use crate::store::config::RedisConfig;
 use crate::store::keys::DEFAULT_NAMESPACE;
 
 /// A server's settings, with the original's defaults: 25 jobs at once, queue `default`, 25 s

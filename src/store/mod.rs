@@ -2,6 +2,7 @@
 //! (`connection`, `outage`), what its errors mean (`errors`), and how its keys are named in
 //! each layout (`keys`).
 
+pub(crate) mod config;
 pub(crate) mod connection;
 pub(crate) mod errors;
 pub(crate) mod keys;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use clap::{Args, Subcommand};
 
-use crate::store::connection::RedisConfig;
+use crate::store::config::RedisConfig;
 
 /// An admin command; with none, `psychiq` runs a server.
 #[derive(Debug, Subcommand)]
