@@ -10,6 +10,7 @@ pub(crate) mod backlog;
 pub(crate) mod control;
 pub(crate) mod departure;
 pub mod events;
+pub(crate) mod execute;
 pub(crate) mod fetch;
 pub(crate) mod heartbeat;
 pub(crate) mod launcher;

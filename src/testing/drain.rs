@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::job::middleware::Outcome;
 use crate::job::payload::{self, Rewrite};
 use crate::job::worker::Worker;
-use crate::server::processor::Verdict;
+use crate::server::execute::Verdict;
 use crate::server::retry::{self, Disposition};
 use batches::Counted;
 

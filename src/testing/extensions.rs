@@ -12,7 +12,7 @@ use super::{EnqueuedJob, Fake, Store};
 use crate::client::{NewBatch, Pushed};
 use crate::error::{Error, Result};
 use crate::iteration::{Cursors, Env, Walked};
-use crate::server::processor::Verdict;
+use crate::server::execute::Verdict;
 
 /// Iterable jobs' state in a fake, by jid.
 pub(super) type Walks = Arc<Mutex<HashMap<String, Walked>>>;

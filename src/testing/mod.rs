@@ -77,7 +77,7 @@ use crate::client::{Client, JobStore, Pushed};
 use crate::error::{Error, Result};
 use crate::job::middleware::{BoxFuture, Outcome, ServerChain};
 use crate::job::worker::Worker;
-use crate::server::processor::{Executor, Verdict};
+use crate::server::execute::{Executor, Verdict};
 use crate::server::registry::Registry;
 use crate::server::stats::Stats;
 

@@ -1,0 +1,257 @@
+//! The first step of running a job, with no Redis: read the payload, find the worker, run
+//! the server middleware around `perform` in the job's context, catch panics and timeouts,
+//! and decide the [`Outcome`]. The server's processor writes what it decides; the test
+//! mode's drains run jobs through the same [`Executor`], so both follow the same rules.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+
+use crate::job::context::{self, JobContext};
+use crate::job::failure::JobError;
+use crate::job::middleware::{Next, Outcome, ServerChain};
+use crate::job::payload::{self, JobHead};
+use crate::job::text;
+use crate::job::unwind::{CatchUnwind, panic_message};
+use crate::job::worker::{RawJob, RawWorker};
+use crate::server::registry::Registry;
+use crate::server::stats::Stats;
+
+/// What running a job needs and nothing more: no Redis. The server and the test mode
+/// (`crate::testing`) both run jobs through it, so both follow the same rules.
+pub(crate) struct Executor {
+    pub registry: Arc<Registry>,
+    /// The server's default job timeout.
+    pub job_timeout: Option<Duration>,
+    pub middleware: ServerChain,
+    /// Per-class run counts and durations.
+    pub stats: Arc<Stats>,
+}
+
+/// What [`Executor::execute`] decided.
+pub(crate) enum Verdict<'a> {
+    /// The run's outcome. `exhaust_now` sends a failure to the dead set whatever its
+    /// retries say (arguments that can never fit).
+    Ran {
+        outcome: Outcome,
+        handler: Option<&'a Arc<dyn RawWorker>>,
+        exhaust_now: bool,
+    },
+    /// Not UTF-8 or not a JSON object: it cannot be rewritten, so it is wrapped for the dead set.
+    Unreadable { reason: String },
+}
+
+impl Verdict<'_> {
+    fn failed(
+        error: JobError,
+        handler: Option<&Arc<dyn RawWorker>>,
+        exhaust_now: bool,
+    ) -> Verdict<'_> {
+        Verdict::Ran {
+            outcome: Outcome::Failed(error),
+            handler,
+            exhaust_now,
+        }
+    }
+}
+
+impl Executor {
+    /// Decides the job's outcome; never writes to Redis.
+    pub(crate) async fn execute(&self, queue: &Arc<str>, raw: &Arc<[u8]>) -> Verdict<'_> {
+        let text = match std::str::from_utf8(raw) {
+            Ok(text) => text,
+            Err(e) => {
+                return Verdict::Unreadable {
+                    reason: format!(
+                        "payload is not valid UTF-8 ({e}); its exact bytes are kept base64-encoded in raw_base64"
+                    ),
+                };
+            }
+        };
+        // serde would also read a struct from a JSON array; a payload must be an object.
+        if !text.trim_start().starts_with('{') {
+            let reason = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                Ok(_) => "payload is JSON but not a JSON object".to_string(),
+                Err(e) => format!("payload is not a JSON object: {e}"),
+            };
+            return Verdict::Unreadable { reason };
+        }
+        let head: JobHead = match serde_json::from_str(text) {
+            Ok(head) => head,
+            Err(e) => {
+                return Verdict::Unreadable {
+                    reason: format!(
+                        "payload could not be read as a job (class and jid must be strings): {e}"
+                    ),
+                };
+            }
+        };
+        let (Some(class), Some(args)) = (head.class.as_deref(), head.args) else {
+            let missing = if head.class.is_none() {
+                "class"
+            } else {
+                "args"
+            };
+            let error = JobError::new(
+                "Psychiq::InvalidPayload",
+                format!("payload has no \"{missing}\" field"),
+            );
+            return Verdict::failed(error, None, true);
+        };
+        let jid = head.jid.as_deref().unwrap_or("");
+        // A Rails `perform_later`: the worker is the ActiveJob class, its arguments Rails'
+        // (unless the app registered a worker for the wrapper class itself, which then gets
+        // the payload's own arguments).
+        let active_job =
+            if crate::job::active_job::is_wrapper(class) && self.registry.get(class).is_none() {
+                match crate::job::active_job::ActiveJob::from_args(args.get()) {
+                    Ok(active_job) => Some(active_job),
+                    Err(reason) => {
+                        let error = JobError::new("Psychiq::InvalidPayload", reason);
+                        return Verdict::failed(error, None, true);
+                    }
+                }
+            } else {
+                None
+            };
+        // The context owns the ActiveJob record; the worker's class and arguments are read
+        // from it.
+        let mut job = JobContext::new(Arc::clone(raw), Arc::clone(queue), class, jid, args.get());
+        if let Some(active_job) = active_job {
+            job = job.with_active_job(active_job);
+        }
+        let job = Arc::new(job);
+        let (class, args) = match job.active_job() {
+            Some(active_job) => (active_job.job_class(), active_job.arguments()),
+            None => (class, args.get()),
+        };
+        let Some(handler) = self.registry.get(class) else {
+            let error = JobError::new(
+                "Psychiq::UnknownClass",
+                format!(
+                    "no worker is registered for class \"{class}\" in this process; it will be retried in case a deploy has not reached it yet"
+                ),
+            );
+            return Verdict::failed(error, None, false);
+        };
+        let info = RawJob {
+            class,
+            jid,
+            queue,
+            args,
+        };
+        let future = match handler.start(&info) {
+            Ok(future) => future,
+            Err(e) => {
+                let error = JobError::new(
+                    "Psychiq::InvalidArguments",
+                    format!("arguments {args} do not fit worker {class}: {e}"),
+                );
+                return Verdict::failed(error, Some(handler), true);
+            }
+        };
+        // Every log line of the job (the worker's own too) carries these.
+        let span = tracing::info_span!(
+            "job",
+            class = %text::printable(class),
+            jid = %text::printable(jid),
+            queue = %text::printable(queue),
+            retry_count = payload::retry_count_hint(text),
+        );
+        #[cfg(feature = "opentelemetry")]
+        if let Some(traceparent) = crate::job::otel::traceparent_in(text) {
+            crate::job::otel::continue_from(&span, traceparent);
+        }
+        // Psychiq's own start and done lines name the job themselves (top-level fields in
+        // JSON logs); the worker's lines inside the span carry the span's.
+        tracing::info!(
+            parent: None,
+            class = %text::printable(class),
+            jid = %text::printable(jid),
+            queue = %text::printable(queue),
+            "start"
+        );
+        let started = Instant::now();
+        let timeout = handler.options().timeout.or(self.job_timeout);
+        // Asked once, of the text already read (the context would check its UTF-8 again).
+        let chained = self.middleware.wanted_by(text);
+        let outcome = self
+            .perform(&job, future, timeout, chained)
+            .instrument(span)
+            .await;
+        let failed = matches!(outcome, Outcome::Failed(_));
+        if !matches!(outcome, Outcome::Skipped(_) | Outcome::Snoozed(_)) {
+            self.stats.record_class(class, started.elapsed(), failed);
+        }
+        if outcome.is_done() {
+            let elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0;
+            tracing::info!(
+                parent: None,
+                class = %text::printable(class),
+                jid = %text::printable(jid),
+                queue = %text::printable(queue),
+                elapsed_ms,
+                "done"
+            );
+        }
+        Verdict::Ran {
+            outcome,
+            handler: Some(handler),
+            exhaust_now: false,
+        }
+    }
+
+    /// `perform` inside the middleware chain, with the job as the current context. The
+    /// timeout and the panic catcher wrap `perform` itself, so middleware see a panic or a
+    /// timeout as an outcome; a second catcher around the chain turns a middleware's own
+    /// panic into a failure of the job.
+    async fn perform(
+        &self,
+        job: &Arc<JobContext>,
+        future: crate::job::worker::JobFuture,
+        timeout: Option<Duration>,
+        chained: bool,
+    ) -> Outcome {
+        context::scope(Arc::clone(job), async {
+            if !chained {
+                // No chain, or none of it wants this job: no box, no dynamic call.
+                return guarded(future, timeout).await;
+            }
+            let perform = Box::pin(guarded(future, timeout));
+            // Built inside the catcher: a middleware's `call` may panic before its future.
+            let chain = Box::pin(async { Next::new(&self.middleware, job, perform).run().await });
+            match CatchUnwind::new(chain).await {
+                Ok(outcome) => outcome,
+                Err(panic) => Outcome::Failed(JobError::new(
+                    "Panic",
+                    format!("in a middleware: {}", panic_message(panic.as_ref())),
+                )),
+            }
+        })
+        .await
+    }
+}
+
+/// A job's own future as an outcome: its panics caught, cancelled after `timeout`.
+async fn guarded(future: crate::job::worker::JobFuture, timeout: Option<Duration>) -> Outcome {
+    let caught = match timeout {
+        None => CatchUnwind::new(future).await,
+        Some(limit) => match tokio::time::timeout(limit, CatchUnwind::new(future)).await {
+            Ok(caught) => caught,
+            Err(_) => {
+                return Outcome::Failed(JobError::new(
+                    "Psychiq::JobTimeout",
+                    format!(
+                        "job ran longer than its {:.3} s timeout and was cancelled",
+                        limit.as_secs_f64()
+                    ),
+                ));
+            }
+        },
+    };
+    match caught {
+        Ok(result) => Outcome::from_result(result),
+        Err(panic) => Outcome::Failed(JobError::new("Panic", panic_message(panic.as_ref()))),
+    }
+}
