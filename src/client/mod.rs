@@ -63,46 +63,6 @@ enum Backend {
     Memory(Arc<dyn JobStore>),
 }
 
-/// A store that takes a client's jobs in place of Redis, as they would be written: the test
-/// mode plugs one in (`testing::Fake`, `testing::inline`), so the client names no test code.
-#[cfg(feature = "server")]
-pub(crate) trait JobStore: Send + Sync + 'static {
-    /// Takes the jobs (recorded, or performed at once); what became of each.
-    fn push(&self, jobs: Vec<Pushed>) -> crate::job::middleware::BoxFuture<'_, Result<Vec<Push>>>;
-    /// Records a new batch and takes its jobs, in one step, as `Batch::push` writes it.
-    fn create_batch(&self, batch: NewBatch<'_>) -> Result<()>;
-    /// Adds jobs to an open batch, as `Batch::open` does.
-    fn add_to_batch(&self, bid: &str, jobs: Vec<Pushed>) -> Result<()>;
-}
-
-/// A batch as a store in place of Redis takes it (see `crate::batch::Batch`): its bid,
-/// its parent's, its callbacks and its jobs, each stamped with `bid`.
-#[cfg(feature = "server")]
-pub(crate) struct NewBatch<'a> {
-    pub bid: &'a str,
-    pub parent: Option<&'a str>,
-    pub callbacks: Vec<BatchCallback>,
-    pub jobs: Vec<Pushed>,
-}
-
-/// A batch's callback job as it is kept until it fires.
-pub(crate) struct BatchCallback {
-    /// `complete`, `success` or `death`.
-    pub event: &'static str,
-    /// Its payload without the final `}` (firing appends `enqueued_at`).
-    pub payload: String,
-    pub queue: String,
-}
-
-/// A job as the client wrote it: its exact payload, and where it waits.
-pub(crate) struct Pushed {
-    pub jid: String,
-    pub queue: String,
-    /// Epoch seconds, for a job scheduled for later.
-    pub at: Option<f64>,
-    pub payload: String,
-}
-
 /// What became of a job handed to [`Client::try_push`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -125,6 +85,12 @@ impl Push {
         }
     }
 }
+
+mod store;
+
+pub(crate) use store::{BatchCallback, Pushed};
+#[cfg(feature = "server")]
+pub(crate) use store::{JobStore, NewBatch};
 
 /// Payloads with their scores, for one `ZADD`.
 type Scored = Vec<(f64, String)>;
@@ -500,57 +466,5 @@ impl Client {
             }
         }
         Ok(pushes)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payload_keys_follow_sidekiq_order_and_keep_options() {
-        let job = Job::new("OkJob", (1, "two"))
-            .unwrap()
-            .option("tags", serde_json::json!(["a"]));
-        let json = job
-            .to_json(
-                "0123456789abcdef01234567",
-                1_700_000_000.0,
-                Some(1_700_000_000.5),
-            )
-            .unwrap();
-        assert_eq!(
-            json,
-            r#"{"retry":true,"queue":"default","tags":["a"],"args":[1,"two"],"class":"OkJob","jid":"0123456789abcdef01234567","created_at":1700000000.0,"enqueued_at":1700000000.5}"#
-        );
-    }
-
-    #[test]
-    fn expiry_counts_from_when_the_job_is_due() {
-        let now = 1_700_000_000.0;
-        let expires_at = |job: Job| -> f64 {
-            let json = job.to_json("j", now, Some(now)).unwrap();
-            let value: Value = serde_json::from_str(&json).unwrap();
-            value["expires_at"].as_f64().unwrap()
-        };
-        let hour = Duration::from_secs(3600);
-        let job = || Job::new("X", ()).unwrap();
-        assert_eq!(expires_at(job().expires_in(hour)), now + 3600.0);
-        // Scheduled two hours ahead with a one-hour expiry: it expires three hours ahead.
-        let later = job().delay(2 * hour).expires_in(hour);
-        let due = later.scheduled_at().unwrap();
-        assert_eq!(expires_at(later), due + 3600.0);
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        assert_eq!(expires_at(job().expires_at(at)), 1_800_000_000.0);
-        let json = job().to_json("j", now, Some(now)).unwrap();
-        assert!(!json.contains("expires_at"), "no expiry, no field: {json}");
-    }
-
-    #[test]
-    fn arguments_are_a_list_or_one_object() {
-        let job = Job::new("X", serde_json::json!({"a": 1})).unwrap();
-        assert_eq!(job.args_json(), r#"[{"a":1}]"#);
-        let err = Job::new("X", 42).unwrap_err();
-        assert!(err.to_string().contains("JSON list or object"), "{err}");
     }
 }

@@ -443,3 +443,57 @@ impl Job {
         serde_json::to_string(&payload).map_err(|e| Error::Payload(e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use std::time::Duration;
+
+    #[test]
+    fn payload_keys_follow_sidekiq_order_and_keep_options() {
+        let job = Job::new("OkJob", (1, "two"))
+            .unwrap()
+            .option("tags", serde_json::json!(["a"]));
+        let json = job
+            .to_json(
+                "0123456789abcdef01234567",
+                1_700_000_000.0,
+                Some(1_700_000_000.5),
+            )
+            .unwrap();
+        assert_eq!(
+            json,
+            r#"{"retry":true,"queue":"default","tags":["a"],"args":[1,"two"],"class":"OkJob","jid":"0123456789abcdef01234567","created_at":1700000000.0,"enqueued_at":1700000000.5}"#
+        );
+    }
+
+    #[test]
+    fn expiry_counts_from_when_the_job_is_due() {
+        let now = 1_700_000_000.0;
+        let expires_at = |job: Job| -> f64 {
+            let json = job.to_json("j", now, Some(now)).unwrap();
+            let value: Value = serde_json::from_str(&json).unwrap();
+            value["expires_at"].as_f64().unwrap()
+        };
+        let hour = Duration::from_secs(3600);
+        let job = || Job::new("X", ()).unwrap();
+        assert_eq!(expires_at(job().expires_in(hour)), now + 3600.0);
+        // Scheduled two hours ahead with a one-hour expiry: it expires three hours ahead.
+        let later = job().delay(2 * hour).expires_in(hour);
+        let due = later.scheduled_at().unwrap();
+        assert_eq!(expires_at(later), due + 3600.0);
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(expires_at(job().expires_at(at)), 1_800_000_000.0);
+        let json = job().to_json("j", now, Some(now)).unwrap();
+        assert!(!json.contains("expires_at"), "no expiry, no field: {json}");
+    }
+
+    #[test]
+    fn arguments_are_a_list_or_one_object() {
+        let job = Job::new("X", serde_json::json!({"a": 1})).unwrap();
+        assert_eq!(job.args_json(), r#"[{"a":1}]"#);
+        let err = Job::new("X", 42).unwrap_err();
+        assert!(err.to_string().contains("JSON list or object"), "{err}");
+    }
+}
