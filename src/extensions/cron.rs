@@ -16,7 +16,7 @@
 //! as `0 2,14 * * *` is an interval job here: its 02:00 has no tick on a spring-forward day
 //! and two on a fall-back day.
 
-use chrono::{DateTime, FixedOffset, Offset, TimeZone, Utc};
+use chrono::{FixedOffset, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::{Cron, JobType};
@@ -202,9 +202,10 @@ impl Schedule {
     }
 }
 
-/// Unix seconds as an RFC 3339 time in `tz` (for logs and pages).
+/// Unix seconds as an RFC 3339 time in `tz` (for the dashboard's pages).
+#[cfg(any(feature = "web", test))]
 pub(crate) fn format_in(secs: i64, tz: &str) -> String {
-    let Some(utc) = DateTime::<Utc>::from_timestamp(secs, 0) else {
+    let Some(utc) = chrono::DateTime::<Utc>::from_timestamp(secs, 0) else {
         return secs.to_string();
     };
     match tz.parse::<Tz>() {

@@ -444,6 +444,7 @@ pub struct PeriodicSummary {
 }
 
 impl PeriodicSummary {
+    #[cfg(feature = "api")]
     pub(crate) fn unreadable(name: String, why: String) -> PeriodicSummary {
         PeriodicSummary {
             name,
@@ -467,6 +468,7 @@ impl PeriodicSummary {
     }
 }
 
+#[cfg(feature = "api")]
 pub(crate) fn no_such_entry(name: &str) -> Error {
     Error::NotFound(format!(
         "no periodic entry {name:?}; `psychiq periodic list` shows those servers declare"
