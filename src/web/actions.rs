@@ -98,9 +98,10 @@ pub(super) async fn queue(
         return Ok(refused);
     }
     let to = format!("{}/queues/{}", ctx.base, segment(&name));
+    let queue = web.api.queue(&name);
     match field(&fields, "action") {
         Some("clear") => {
-            let count = web.api.clear_queue(&name).await?;
+            let count = queue.clear().await?;
             Ok(back(
                 &web,
                 &format!("{}/queues", ctx.base),
@@ -111,8 +112,8 @@ pub(super) async fn queue(
             let Some(jid) = field(&fields, "jid") else {
                 return Ok(bad("which job? (jid is missing)"));
             };
-            let deleted = match web.api.find_in_queue(&name, jid).await? {
-                Some(job) => web.api.delete_from_queue(&job).await?,
+            let deleted = match queue.find(jid).await? {
+                Some(job) => job.delete().await?,
                 None => false,
             };
             Ok(back(
@@ -126,7 +127,7 @@ pub(super) async fn queue(
             ))
         }
         Some("pause") => {
-            web.api.pause_queue(&name).await?;
+            queue.pause().await?;
             Ok(back(
                 &web,
                 &to,
@@ -134,7 +135,7 @@ pub(super) async fn queue(
             ))
         }
         Some("unpause") => {
-            web.api.unpause_queue(&name).await?;
+            queue.unpause().await?;
             Ok(back(
                 &web,
                 &to,
@@ -158,16 +159,15 @@ pub(super) async fn set(
         return Ok((StatusCode::NOT_FOUND, "no such set\n").into_response());
     };
     let to = format!("{}/{name}", ctx.base);
-    let api = &web.api;
+    let set = web.api.set(kind);
     let action = field(&fields, "action").unwrap_or("");
     let notice = match action {
-        "retry_all" if kind != SetKind::Scheduled => format!(
-            "{} jobs are back on their queues.",
-            api.retry_all(kind).await?
-        ),
-        "delete_all" => format!("Deleted {} jobs.", api.clear(kind).await?),
+        "retry_all" if kind != SetKind::Scheduled => {
+            format!("{} jobs are back on their queues.", set.retry_all().await?)
+        }
+        "delete_all" => format!("Deleted {} jobs.", set.clear().await?),
         "kill_all" if kind != SetKind::Dead => {
-            format!("Moved {} jobs to the dead set.", api.kill_all(kind).await?)
+            format!("Moved {} jobs to the dead set.", set.kill_all().await?)
         }
         "retry" | "add" | "delete" | "kill" => {
             // SCORE-JID keys, each found with one ZRANGE BYSCORE; at most a few pages' worth.
@@ -185,14 +185,14 @@ pub(super) async fn set(
             let mut done = 0;
             let mut unmovable = 0;
             for key in &keys {
-                let Some(job) = api.set_find_key(kind, key).await? else {
+                let Some(job) = set.find(key).await? else {
                     continue;
                 };
                 let moved = match action {
-                    "retry" => api.retry_now(kind, &job).await,
-                    "add" => api.add_to_queue(kind, &job).await,
-                    "delete" => api.delete(kind, &job).await,
-                    _ => api.kill(Some(kind), &job).await,
+                    "retry" => job.retry_now().await,
+                    "add" => job.add_to_queue().await,
+                    "delete" => job.delete().await,
+                    _ => job.kill().await,
                 };
                 match moved {
                     Ok(ok) => done += usize::from(ok),
