@@ -1,6 +1,7 @@
-//! What a job is: its payload on the wire, the worker trait and registry, the context a
-//! running job sees, the middleware seam and its outcomes, Rails' ActiveJob envelope, and how
-//! a job's bytes are shown.
+//! What a job is: its payload on the wire and the builder that writes it, the worker trait,
+//! why a job failed, the context a running job sees, the middleware seam and its outcomes,
+//! what makes two jobs the same (unique) and a rate limit as an option, Rails' ActiveJob
+//! envelope, and how a job's bytes are shown.
 
 pub mod active_job;
 pub(crate) mod builder;
