@@ -427,7 +427,19 @@ async fn queues_and_sets_have_sidekiqs_verbs() -> psychiq::Result<()> {
     pipe.zadd(keys.retry(), payload(4, "shape"), 1_795_714_900.0)
         .zadd(keys.dead(), payload(5, "shape"), 1_795_714_901.0)
         .zadd(keys.schedule(), payload(6, "shape"), 1_995_714_900.0);
+    // A jid of its own that looks like the dashboard's SCORE-JID key is still a jid.
+    pipe.zadd(
+        keys.retry(),
+        json!({"class": "Shape", "args": [7], "queue": "shape", "jid": "42-nightly"}).to_string(),
+        1_795_714_950.0,
+    );
     let () = pipe.query_async(&mut ns.conn()).await.unwrap();
+    let nightly = api
+        .retries()
+        .find("42-nightly")
+        .await?
+        .expect("found by its jid");
+    assert!(nightly.delete().await?);
 
     let queue = api.queue("shape");
     assert_eq!((queue.name(), queue.size().await?), ("shape", 3));

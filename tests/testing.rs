@@ -579,6 +579,18 @@ async fn a_batchs_callbacks_fire_in_the_drain_as_on_a_server() -> psychiq::Resul
     assert_eq!(ran[3..], ["Row [\"fail\"]", "Dead death [\"import\"]"]);
     assert!(fake.jobs().is_empty());
 
+    // A job of a class no worker serves fails before any middleware runs, so, as on a
+    // server, it is not counted as run: its batch does not complete.
+    member.ran.lock().unwrap().clear();
+    Batch::new("unserved")
+        .on_complete(Job::new("Done", ("unserved",))?)
+        .push(&client, vec![Job::new("Nobody", (1,))?])
+        .await?;
+    assert_eq!(fake.drain().await.unwrap_err().went_to, WentTo::Retry);
+    fake.drain().await.unwrap();
+    assert!(member.ran.lock().unwrap().is_empty(), "no callback fired");
+    fake.clear();
+
     // A child batch: the parent succeeds only after it, and jobs added while the parent is
     // open count.
     member.ran.lock().unwrap().clear();

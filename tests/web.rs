@@ -1104,7 +1104,10 @@ async fn any_jid_is_found_wherever_the_job_is() {
             keys.key("host:1:abc:work"),
             "slot7",
             json!({"queue": "mail", "payload": job("eeeeeeeeeeeeeeeeeeeeeeee"), "run_at": 1795714853}).to_string(),
-        );
+        )
+        // Taken into the process's in-progress hash, not yet in its heartbeat's list.
+        .sadd(keys.key("inprogress"), "host:1:abc")
+        .hset(keys.inprogress("host:1:abc", "mail"), "12", job("abababababababababababab"));
     let () = pipe.query_async(&mut ns.conn()).await.unwrap();
 
     for (jid, page) in [
@@ -1139,6 +1142,13 @@ async fn any_jid_is_found_wherever_the_job_is() {
         running
             .body
             .contains("Running on <code>host:1:abc</code> (slot slot7)")
+    );
+    let fetched = get(&app, "/jobs/abababababababababababab").await;
+    assert_eq!(fetched.status, StatusCode::OK);
+    assert!(
+        fetched.body.contains("Taken by <code>host:1:abc</code>"),
+        "{}",
+        fetched.body
     );
     let busy = get(&app, "/busy").await.body;
     assert!(
@@ -1181,6 +1191,16 @@ async fn any_jid_is_found_wherever_the_job_is() {
     assert_eq!(
         (shown["state"].as_str(), shown["slot"].as_str()),
         (Some("running"), Some("slot7"))
+    );
+    let (code, out, _) = run(&["--json", "job", "cccccccccccccccccccccccc"]);
+    assert_eq!(code, 0);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["job"]["jid"], "cccccccccccccccccccccccc", "{out}");
+    let (code, out, _) = run(&["job", "abababababababababababab"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("abababababababababababab: fetched by host:1:abc from queue mail"),
+        "{out}"
     );
     let (code, _, err) = run(&["job", "ffffffffffffffffffffffff"]);
     assert_eq!(code, 1, "{err}");

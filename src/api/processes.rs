@@ -42,6 +42,14 @@ pub struct RunningWork {
 pub enum Whereabouts {
     /// Running in a live process.
     Running(RunningWork),
+    /// Taken by a process (in its in-progress hash) and about to run, or started since its
+    /// last heartbeat: the process's identity and the job.
+    Fetched {
+        /// The process holding it.
+        process: String,
+        /// The job, and the queue it came from.
+        job: JobRecord,
+    },
     /// Waiting in a queue.
     Enqueued(JobRecord),
     /// In the schedule, to be enqueued at its score.
@@ -154,10 +162,14 @@ impl Api {
         {
             return Ok(Some(Whereabouts::Running(work)));
         }
-        for queue in self.queues().await? {
+        let queues = self.queues().await?;
+        for queue in &queues {
             if let Some(job) = self.find_in_queue(&queue.name, jid).await? {
                 return Ok(Some(Whereabouts::Enqueued(job)));
             }
+        }
+        if let Some(fetched) = self.find_fetched(&queues, jid).await? {
+            return Ok(Some(fetched));
         }
         for (kind, place) in [
             (
@@ -169,6 +181,52 @@ impl Api {
         ] {
             if let Some(job) = self.set_find(kind, jid).await? {
                 return Ok(Some(place(job)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A job a process has taken into its in-progress hashes (one per queue) that its
+    /// heartbeat does not list as running yet: a scan of each hash's payloads for the jid
+    /// (`HSCAN`'s `MATCH` sees only the slot numbers). The hashes hold at most a process's
+    /// running and prefetched jobs.
+    async fn find_fetched(
+        &self,
+        queues: &[super::QueueSummary],
+        jid: &str,
+    ) -> Result<Option<Whereabouts>> {
+        let owners: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(self.keys().inprogress_owners()))
+            .await?;
+        for owner in &owners {
+            for queue in queues {
+                let key = self.keys().inprogress(owner, &queue.name);
+                let mut cursor: u64 = 0;
+                loop {
+                    let (next, fields): (u64, Vec<Vec<u8>>) = self
+                        .query(
+                            redis::cmd("HSCAN")
+                                .arg(&key)
+                                .arg(cursor)
+                                .arg("COUNT")
+                                .arg(1000),
+                        )
+                        .await?;
+                    // Field, value, field, value: the values are the payloads.
+                    for raw in fields.into_iter().skip(1).step_by(2) {
+                        let job = JobRecord::new(raw, None, Some(&queue.name));
+                        if job.jid() == jid {
+                            return Ok(Some(Whereabouts::Fetched {
+                                process: owner.clone(),
+                                job,
+                            }));
+                        }
+                    }
+                    cursor = next;
+                    if cursor == 0 {
+                        break;
+                    }
+                }
             }
         }
         Ok(None)

@@ -151,10 +151,13 @@ impl Api {
     /// A job of a set by `SCORE-JID` (as the dashboard links it; the score may be negative
     /// or infinite) or by jid alone.
     pub async fn set_find_key(&self, kind: SetKind, key: &str) -> Result<Option<JobRecord>> {
-        match split_key(key) {
-            Some((score, jid)) => self.set_find_at(kind, score, jid).await,
-            None => self.set_find(kind, key).await,
+        if let Some((score, jid)) = split_key(key)
+            && let Some(found) = self.set_find_at(kind, score, jid).await?
+        {
+            return Ok(Some(found));
         }
+        // A jid of its own may look like a key (`42-nightly`): then it is the jid.
+        self.set_find(kind, key).await
     }
 
     /// Moves a job of a set to its queue now. From the retry and dead sets its

@@ -83,8 +83,8 @@ impl RedisConfig {
     /// ```
     pub fn from_url(url: impl Into<String>) -> Result<Self> {
         let config = RedisConfig::unchecked(url.into());
-        match config.client() {
-            Ok(_) => Ok(config),
+        match config.check() {
+            Ok(()) => Ok(config),
             Err(Error::InvalidAddress { address, reason }) if config.login_needs_encoding() => {
                 Err(Error::InvalidAddress {
                     address,
@@ -94,6 +94,21 @@ impl RedisConfig {
                 })
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Checks that the address can be one, without connecting or installing anything (an
+    /// app may install its own TLS crypto provider after reading its settings).
+    fn check(&self) -> Result<()> {
+        match (self.cluster_nodes(), self.sentinel()) {
+            (Some(nodes), _) => nodes.map(drop),
+            (None, Some(sentinel)) => sentinel.map(drop),
+            (None, None) => redis::IntoConnectionInfo::into_connection_info(self.url.as_str())
+                .map(drop)
+                .map_err(|e| Error::InvalidAddress {
+                    address: self.display_address(),
+                    reason: e.to_string(),
+                }),
         }
     }
 
@@ -259,7 +274,11 @@ impl RedisConfig {
                 },
                 None => (format!("{scheme}://"), rest),
             },
-            None => (String::new(), self.url.as_str()),
+            // Not a URL at all (`app:secret@host`): still nothing before the last '@' shows.
+            None => match self.url.rsplit_once('@') {
+                Some((_, after)) => ("***@".to_string(), after),
+                None => (String::new(), self.url.as_str()),
+            },
         };
         let (host, query) = match after.split_once('?') {
             Some((host, query)) => (host, Some(query)),
@@ -483,6 +502,8 @@ mod tests {
         assert_eq!(shown("redis://:a/b@c@h:1/2"), "redis://:***@h:1/2");
         assert_eq!(shown("redis://u:pa?ss@h/0"), "redis://u:***@h/0");
         assert_eq!(shown("rediss://u:x@h"), "rediss://u:***@h");
+        assert_eq!(shown("app:secret@h:6379"), "***@h:6379");
+        assert_eq!(shown("redis:/u:secret@h"), "***@h");
         assert_eq!(shown("redis://h:1/0"), "redis://h:1/0");
         assert_eq!(
             shown("redis+unix:///s?user=u&password=p"),

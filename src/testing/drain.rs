@@ -133,8 +133,14 @@ impl Fake {
                         drained.snoozed += 1;
                         let now = crate::clock::now_secs();
                         let at = now + delay.as_secs_f64();
-                        // Marked as a server marks it, so a rate limit backs off the same.
-                        let later = match payload::mark_snoozed(job.payload.as_bytes(), now) {
+                        // Marked as a server marks it, so a rate limit backs off the same; a
+                        // zero delay is an iterable job's requeue, which is no snooze.
+                        let marked = if delay.is_zero() {
+                            payload::mark_enqueued(job.payload.as_bytes(), now)
+                        } else {
+                            payload::mark_snoozed(job.payload.as_bytes(), now)
+                        };
+                        let later = match marked {
                             Some(marked) => EnqueuedJob::new(marked, &job.queue, Some(at)),
                             None => EnqueuedJob {
                                 at: Some(at),
@@ -182,7 +188,12 @@ impl Fake {
                     Disposition::Drop => WentTo::Dropped,
                 }
             };
-            self.store.count_for_batch(&job, Counted::Failure);
+            // A server counts a failure where its batch middleware ran, around `perform`: not
+            // for a class it does not know, nor arguments that never fit (those fail before
+            // the chain). A death is counted wherever the dead job is written.
+            if handler.is_some() && !exhaust_now {
+                self.store.count_for_batch(&job, Counted::Failure);
+            }
             if went_to != WentTo::Retry {
                 self.store.count_for_batch(&job, Counted::Death);
             }

@@ -52,6 +52,17 @@ pub(super) async fn job(
         ))
         .into_response(),
         Some(Whereabouts::Scheduled(job)) => page("scheduled", job_key(&job)),
+        Some(Whereabouts::Fetched { process, job }) => {
+            let body = html! {
+                h1 { (job.display_class()) " " code { (jid) } }
+                p { "Taken by " code { (process) } " from queue "
+                    a href={ (base) "/queues/" (segment(job.queue())) } { (job.queue()) }
+                    ", about to run (or started since its last heartbeat). "
+                    a href={ (base) "/busy" } { "Busy" } " lists what runs now." }
+                pre { code { (job.raw()) } }
+            };
+            layout(&ctx, "Fetched job", "busy", false, None, body).into_response()
+        }
         Some(Whereabouts::Retrying(job)) => page("retries", job_key(&job)),
         Some(Whereabouts::Dead(job)) => page("dead", job_key(&job)),
         Some(Whereabouts::Running(work)) => {
@@ -73,7 +84,7 @@ pub(super) async fn job(
         None => {
             let body = html! {
                 h1 { "No job " code { (jid) } }
-                p { "It is not running, not in a queue, and not in the scheduled, retry or dead set. "
+                p { "It is not running, not taken by a server, not in a queue, and not in the scheduled, retry or dead set. "
                     "A job that succeeded, was discarded or was deleted leaves nothing behind in Sidekiq's layout; "
                     "its outcome is counted on the " a href=(ctx.home()) { "dashboard" } "." }
             };

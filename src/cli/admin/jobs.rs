@@ -12,7 +12,7 @@ pub(super) async fn locate(api: &Api, out: &Out, jid: &str) -> Outcome {
     let (state, job) = match api.locate(jid).await? {
         None => {
             return Err(Failure::NotFound(format!(
-                "no job {jid:?} is running, waiting in a queue, or in the scheduled, retry or dead set; a job that succeeded, was discarded or was deleted leaves nothing behind"
+                "no job {jid:?} is running, taken by a server, waiting in a queue, or in the scheduled, retry or dead set; a job that succeeded, was discarded or was deleted leaves nothing behind"
             )));
         }
         Some(Whereabouts::Running(work)) => {
@@ -29,6 +29,21 @@ pub(super) async fn locate(api: &Api, out: &Out, jid: &str) -> Outcome {
             );
             return Ok(());
         }
+        Some(Whereabouts::Fetched { process, job }) => {
+            if out.json {
+                println!(
+                    "{}",
+                    json!({"state": "fetched", "process": process, "queue": job.queue(), "job": serde_json::from_str::<serde_json::Value>(&job_json(&job)).unwrap_or_default()})
+                );
+                return Ok(());
+            }
+            println!(
+                "{jid}: fetched by {process} from queue {}, about to run",
+                job.queue()
+            );
+            show(out, &job);
+            return Ok(());
+        }
         Some(Whereabouts::Enqueued(job)) => ("enqueued", job),
         Some(Whereabouts::Scheduled(job)) => ("scheduled", job),
         Some(Whereabouts::Retrying(job)) => ("retrying", job),
@@ -37,7 +52,7 @@ pub(super) async fn locate(api: &Api, out: &Out, jid: &str) -> Outcome {
     if out.json {
         println!(
             "{}",
-            json!({"state": state, "queue": job.queue(), "at": job.score(), "job": job_json(&job)})
+            json!({"state": state, "queue": job.queue(), "at": job.score(), "job": serde_json::from_str::<serde_json::Value>(&job_json(&job)).unwrap_or_default()})
         );
         return Ok(());
     }

@@ -2,7 +2,7 @@
 -- ARGV[4] is 'success', 'failure' or 'death'; ARGV[5] now (epoch seconds), ARGV[6] the TTL
 -- of a batch that succeeded (unless it has its own), ARGV[7] that of an unfinished one. Fires each callback once (recorded by `HSETNX EVENT_at`, its
 -- job pushed in the same step) and passes complete and success up to parent batches.
--- Used by extensions/batch.rs.
+-- Used by extensions/batch/counter.rs (success, failure) and server/departure.rs (death).
 local prefix, bid, jid, kind, now, done_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local function k(b, suffix) return prefix .. 'batch:' .. b .. suffix end
 if redis.call('exists', k(bid, '')) == 0 then return 0 end

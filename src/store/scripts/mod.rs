@@ -41,9 +41,8 @@ pub(crate) const LIMIT_WINDOW: &str = include_str!("limit_window.lua");
 /// given: in the cluster layout it is in another slot, and the queue is known already).
 #[cfg(feature = "api")]
 pub(crate) const MOVE_TO_QUEUE: &str = include_str!("move_to_queue.lua");
-/// `periodic_claim.lua`: Claims tick ARGV[2] of entry ARGV[1] and pushes its job ARGV[3] to
-/// queue KEYS[3] (name ARGV[4], added to the queue set KEYS[4]), unless the entry is paused
-/// (KEYS[2].
+/// `periodic_claim.lua`: Claims a periodic entry's tick and pushes its job, unless the entry
+/// is paused or the tick was taken already.
 #[cfg(feature = "periodic")]
 pub(crate) const PERIODIC_CLAIM: &str = include_str!("periodic_claim.lua");
 /// `recover.lua`: Moves recovered jobs back, each only if it was still in the dead owner's
