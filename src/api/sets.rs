@@ -81,7 +81,7 @@ impl Api {
         text: &str,
         limit: usize,
     ) -> Result<Vec<JobRecord>> {
-        let pattern = format!("*{}*", crate::server::recovery::glob_escape(text));
+        let pattern = format!("*{}*", crate::store::keys::glob_escape(text));
         let mut found = Vec::new();
         'sets: for set in self.set_keys(kind).await? {
             let mut cursor: u64 = 0;
@@ -108,7 +108,7 @@ impl Api {
         if jid.is_empty() {
             return Ok(None);
         }
-        let pattern = format!("*{}*", crate::server::recovery::glob_escape(jid));
+        let pattern = format!("*{}*", crate::store::keys::glob_escape(jid));
         for set in self.set_keys(kind).await? {
             let mut cursor: u64 = 0;
             loop {

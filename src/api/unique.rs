@@ -9,7 +9,7 @@ impl Api {
     /// Unique jobs' locks, up to `limit` (in no order: Redis's `SCAN`).
     pub async fn unique_locks(&self, limit: usize) -> crate::Result<Vec<UniqueLock>> {
         let prefix = lock_key(self.keys(), "");
-        let pattern = format!("{}*", escape_glob(&prefix));
+        let pattern = format!("{}*", crate::store::keys::glob_escape(&prefix));
         let mut names: Vec<String> = Vec::new();
         let mut cursor: u64 = 0;
         loop {

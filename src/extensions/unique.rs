@@ -152,16 +152,3 @@ pub struct UniqueLock {
     /// Seconds until it lets go by itself.
     pub ttl_secs: i64,
 }
-
-/// `text` with the characters `SCAN MATCH` reads as a pattern escaped.
-#[cfg(feature = "api")]
-pub(crate) fn escape_glob(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::job::payload::{self, Rewrite};
 use crate::server::retry;
-use crate::store::keys::Keys;
+use crate::store::keys::{Keys, glob_escape};
 
 /// Recoveries after which a job is considered poison and goes to the dead set.
 pub const MAX_RECOVERIES: u64 = 3;
@@ -338,18 +338,6 @@ fn pid_is_gone(identity: &str) -> bool {
     cfg!(target_os = "linux")
         && pid != std::process::id()
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Escapes Redis glob characters so a name matches only itself in `SCAN MATCH`.
-pub(crate) fn glob_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
 
 #[cfg(test)]
