@@ -112,6 +112,11 @@ impl RedisConfig {
         }
     }
 
+    /// Whether it names its master through Sentinel.
+    pub(super) fn is_sentinel(&self) -> bool {
+        self.url.starts_with("redis+sentinel://")
+    }
+
     /// Whether the part before the host (up to the last `@`) holds a character a URL
     /// reads as the end of the login.
     fn login_needs_encoding(&self) -> bool {
@@ -353,15 +358,10 @@ impl RedisConfig {
     }
 
     pub(super) fn client(&self) -> Result<redis::Client> {
-        // A cluster's nodes and a Sentinel's master are checked here and connected to in
-        // `link`; the client returned is never used.
-        let checked_here = match (self.cluster_nodes(), self.sentinel()) {
-            (Some(nodes), _) => Some(nodes.map(drop)),
-            (None, Some(sentinel)) => Some(sentinel.map(drop)),
-            (None, None) => None,
-        };
-        if let Some(checked) = checked_here {
-            checked?;
+        self.check()?;
+        // A cluster's nodes and a Sentinel's master are connected to in `link`; the client
+        // returned is never used.
+        if self.is_cluster() || self.is_sentinel() {
             return redis::Client::open("redis://127.0.0.1").map_err(|e| Error::InvalidAddress {
                 address: self.display_address(),
                 reason: e.to_string(),

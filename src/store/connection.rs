@@ -88,11 +88,6 @@ impl RedisConfig {
         redis::Client::open(connection)
     }
 
-    /// Whether it names its master through Sentinel.
-    fn is_sentinel(&self) -> bool {
-        self.url.starts_with("redis+sentinel://")
-    }
-
     /// The connection itself: to one Redis (named directly or by Sentinel) or to a cluster.
     async fn link(&self, timeout: Duration) -> redis::RedisResult<Link> {
         match self.cluster_nodes() {
