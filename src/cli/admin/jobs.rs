@@ -9,7 +9,7 @@ use super::*;
 /// `psychiq job JID`: where the job is, then the job in full.
 pub(super) async fn locate(api: &Api, out: &Out, jid: &str) -> Outcome {
     use crate::api::Whereabouts;
-    let (state, job) = match api.locate(jid).await? {
+    let (state, job, process) = match api.locate(jid).await? {
         None => {
             return Err(Failure::NotFound(format!(
                 "no job {jid:?} is running, taken by a server, waiting in a queue, or in the scheduled, retry or dead set; a job that succeeded, was discarded or was deleted leaves nothing behind"
@@ -29,40 +29,46 @@ pub(super) async fn locate(api: &Api, out: &Out, jid: &str) -> Outcome {
             );
             return Ok(());
         }
-        Some(Whereabouts::Fetched { process, job }) => {
-            if out.json {
-                println!(
-                    "{}",
-                    json!({"state": "fetched", "process": process, "queue": job.queue(), "job": serde_json::from_str::<serde_json::Value>(&job_json(&job)).unwrap_or_default()})
-                );
-                return Ok(());
-            }
-            println!(
-                "{jid}: fetched by {process} from queue {}, about to run",
-                job.queue()
-            );
-            show(out, &job);
-            return Ok(());
-        }
-        Some(Whereabouts::Enqueued(job)) => ("enqueued", job),
-        Some(Whereabouts::Scheduled(job)) => ("scheduled", job),
-        Some(Whereabouts::Retrying(job)) => ("retrying", job),
-        Some(Whereabouts::Dead(job)) => ("dead", job),
+        Some(Whereabouts::Fetched { process, job }) => ("fetched", job, Some(process)),
+        Some(Whereabouts::Enqueued(job)) => ("enqueued", job, None),
+        Some(Whereabouts::Scheduled(job)) => ("scheduled", job, None),
+        Some(Whereabouts::Retrying(job)) => ("retrying", job, None),
+        Some(Whereabouts::Dead(job)) => ("dead", job, None),
     };
     if out.json {
-        println!(
-            "{}",
-            json!({"state": state, "queue": job.queue(), "at": job.score(), "job": serde_json::from_str::<serde_json::Value>(&job_json(&job)).unwrap_or_default()})
-        );
+        /// The job as `--json` shows it elsewhere ([`job_json`], its numbers exact), with
+        /// where it is.
+        #[derive(serde::Serialize)]
+        struct Located<'a> {
+            state: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            process: Option<&'a str>,
+            queue: &'a str,
+            at: Option<f64>,
+            job: Box<serde_json::value::RawValue>,
+        }
+        let located = Located {
+            state,
+            process: process.as_deref(),
+            queue: job.queue(),
+            at: job.score(),
+            job: serde_json::value::RawValue::from_string(job_json(&job))
+                .map_err(|e| Failure::Other(crate::error::Error::Other(e.to_string())))?,
+        };
+        println!("{}", serde_json::to_string(&located).unwrap_or_default());
         return Ok(());
     }
-    match job.score() {
-        Some(at) => println!(
+    match (&process, job.score()) {
+        (Some(process), _) => println!(
+            "{jid}: fetched by {process} from queue {}, about to run",
+            job.queue()
+        ),
+        (None, Some(at)) => println!(
             "{jid}: {state} (queue {}), at {}",
             job.queue(),
             utc_text(at)
         ),
-        None => println!("{jid}: {state} in queue {}", job.queue()),
+        (None, None) => println!("{jid}: {state} in queue {}", job.queue()),
     }
     show(out, &job);
     Ok(())
