@@ -2,7 +2,6 @@
 //! iterable jobs walked with their cursors in memory, and periodic entries ticked by hand.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -17,18 +16,24 @@ use crate::server::execute::Verdict;
 /// Iterable jobs' state in a fake, by jid.
 pub(super) type Walks = Arc<Mutex<HashMap<String, Walked>>>;
 
+/// What a fake's iterable jobs run with: their cursors in `walks`, runs of `steps_per_run`
+/// steps (whole walks when `None`), and a stop signal nobody sends (its sender is gone, so
+/// it stays `false`).
+pub(super) fn walk_env(walks: &Walks, steps_per_run: Option<usize>) -> Arc<Env> {
+    Arc::new(Env {
+        cursors: Cursors::Memory(Arc::clone(walks)),
+        stop: tokio::sync::watch::channel(false).1,
+        steps_per_run,
+    })
+}
+
 impl Store {
     /// Runs one job as a server would, giving iterable jobs their cursors in memory.
     pub(super) async fn execute(&self, queue: &Arc<str>, raw: &Arc<[u8]>) -> Verdict<'_> {
-        let env = Arc::new(Env {
-            cursors: Cursors::Memory(Arc::clone(&self.walks)),
-            // Nobody stops a fake: its sender is gone and the value stays `false`.
-            stop: tokio::sync::watch::channel(false).1,
-            steps_per_run: match self.steps_per_run.load(Ordering::Relaxed) {
-                0 => None,
-                n => Some(n),
-            },
-        });
+        let Some(env) = &self.walk_env else {
+            return self.executor.execute(queue, raw).await;
+        };
+        let env = Arc::clone(&env.lock().unwrap_or_else(|e| e.into_inner()));
         crate::iteration::with_env(env, self.executor.execute(queue, raw)).await
     }
 
@@ -118,7 +123,10 @@ impl Fake {
     /// # Ok(()) }
     /// ```
     pub fn steps_per_run(self, steps: usize) -> Fake {
-        self.store.steps_per_run.store(steps, Ordering::Relaxed);
+        if let Some(env) = &self.store.walk_env {
+            let steps = (steps > 0).then_some(steps);
+            *env.lock().unwrap_or_else(|e| e.into_inner()) = walk_env(&self.store.walks, steps);
+        }
         self
     }
 

@@ -101,12 +101,16 @@ pub(crate) struct Store {
     state: Mutex<State>,
     /// Iterable jobs' cursors, by jid.
     walks: extensions::Walks,
-    /// An iterable job's run ends after this many steps (0: when its walk ends).
-    steps_per_run: std::sync::atomic::AtomicUsize,
+    /// What iterable jobs run with (their cursors in `walks`); `None` when the registry
+    /// holds no iterable worker, so other jobs run as they would without it.
+    walk_env: Option<Mutex<Arc<crate::iteration::Env>>>,
 }
 
 impl Store {
     fn new(registry: Registry, middleware: ServerChain, inline: bool) -> Store {
+        let walks = extensions::Walks::default();
+        let walk_env = (!registry.iterable_classes().is_empty())
+            .then(|| Mutex::new(extensions::walk_env(&walks, None)));
         Store {
             executor: Executor {
                 registry: Arc::new(registry),
@@ -116,8 +120,8 @@ impl Store {
             },
             inline,
             state: Mutex::default(),
-            walks: extensions::Walks::default(),
-            steps_per_run: Default::default(),
+            walks,
+            walk_env,
         }
     }
 
