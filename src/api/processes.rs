@@ -187,9 +187,9 @@ impl Api {
     }
 
     /// A job a process has taken into its in-progress hashes (one per queue) that its
-    /// heartbeat does not list as running yet: a scan of each hash's payloads for the jid
-    /// (`HSCAN`'s `MATCH` sees only the slot numbers). The hashes hold at most a process's
-    /// running and prefetched jobs.
+    /// heartbeat does not list as running yet. The hashes hold at most a process's running
+    /// and prefetched jobs, so every one is read in one round trip (`HVALS`), and only a
+    /// payload holding the jid is parsed.
     async fn find_fetched(
         &self,
         queues: &[super::QueueSummary],
@@ -198,34 +198,30 @@ impl Api {
         let owners: Vec<String> = self
             .query(redis::cmd("SMEMBERS").arg(self.keys().inprogress_owners()))
             .await?;
-        for owner in &owners {
-            for queue in queues {
-                let key = self.keys().inprogress(owner, &queue.name);
-                let mut cursor: u64 = 0;
-                loop {
-                    let (next, fields): (u64, Vec<Vec<u8>>) = self
-                        .query(
-                            redis::cmd("HSCAN")
-                                .arg(&key)
-                                .arg(cursor)
-                                .arg("COUNT")
-                                .arg(1000),
-                        )
-                        .await?;
-                    // Field, value, field, value: the values are the payloads.
-                    for raw in fields.into_iter().skip(1).step_by(2) {
-                        let job = JobRecord::new(raw, None, Some(&queue.name));
-                        if job.jid() == jid {
-                            return Ok(Some(Whereabouts::Fetched {
-                                process: owner.clone(),
-                                job,
-                            }));
-                        }
-                    }
-                    cursor = next;
-                    if cursor == 0 {
-                        break;
-                    }
+        let places: Vec<(&String, &str)> = owners
+            .iter()
+            .flat_map(|owner| queues.iter().map(move |q| (owner, q.name.as_str())))
+            .collect();
+        if places.is_empty() {
+            return Ok(None);
+        }
+        let mut pipe = redis::pipe();
+        for (owner, queue) in &places {
+            pipe.cmd("HVALS").arg(self.keys().inprogress(owner, queue));
+        }
+        let held: Vec<Vec<Vec<u8>>> = self.query_pipe(&pipe).await?;
+        let needle = jid.as_bytes();
+        for ((owner, queue), payloads) in places.into_iter().zip(held) {
+            for raw in payloads {
+                if !raw.windows(needle.len()).any(|w| w == needle) {
+                    continue;
+                }
+                let job = JobRecord::new(raw, None, Some(queue));
+                if job.jid() == jid {
+                    return Ok(Some(Whereabouts::Fetched {
+                        process: owner.clone(),
+                        job,
+                    }));
                 }
             }
         }
