@@ -47,6 +47,20 @@ pub enum Error {
         /// Its error.
         error: Box<crate::JobError>,
     },
+    /// The job was cancelled before it could give a result.
+    #[error("job {jid} was cancelled")]
+    Cancelled {
+        /// The cancelled job's jid.
+        jid: String,
+    },
+    /// Waiting for a job's result took longer than allowed; the job goes on.
+    #[error("gave up waiting for job {jid} (still {state}); it goes on, wait again with client.handle(jid)")]
+    WaitTimedOut {
+        /// The job's jid.
+        jid: String,
+        /// Its state when the wait ended.
+        state: String,
+    },
     /// A setting that cannot be used (a cron expression, a time zone, a limiter's size); the
     /// message says which and how to write it.
     #[error("{0}")]
@@ -61,6 +75,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether waiting may cure it (Redis unreachable, restarting, failing over).
+    pub(crate) fn is_retryable(&self) -> bool {
+        matches!(self, Error::Redis { source, .. } if crate::store::errors::waiting_may_cure(source))
+    }
+
     /// What the command line adds to this error when it ends the program: the flags that
     /// set what went wrong, and for a Redis never reached, how to get one.
     #[cfg(feature = "cli")]

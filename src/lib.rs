@@ -39,11 +39,11 @@ pub mod web;
 // The public modules that live in the layers above, under the names users know.
 #[cfg(feature = "opentelemetry")]
 pub use job::otel;
-pub use job::{active_job, context, middleware};
+pub use job::{active_job, context, job_events, middleware, status};
 #[cfg(feature = "server")]
 pub use server::events;
 
-pub use client::{Client, Push};
+pub use client::{Client, EventStream, JobHandle, Push};
 pub use config::Config;
 pub use error::{Error, Result};
 #[cfg(feature = "periodic")]
@@ -53,7 +53,9 @@ pub use job::builder::Job;
 pub use job::failure::{JobError, JobResult};
 pub use job::middleware::Outcome;
 pub use job::payload::{JobMap, Retry};
-pub use job::worker::{Backtrace, JobFuture, NoArgs, RawJob, RawWorker, Worker, WorkerOptions};
+pub use job::worker::{
+    Backtrace, JobFuture, NoArgs, RawJob, RawWorker, Task, Worker, WorkerOptions,
+};
 #[cfg(feature = "server")]
 pub use server::registry::Registry;
 pub use store::config::RedisConfig;

@@ -42,6 +42,7 @@ mod queues;
 mod record;
 mod sets;
 mod stats;
+mod status;
 mod unique;
 
 pub use handles::{JobSet, Queue, QueueJob, SetJob};
@@ -49,6 +50,7 @@ pub use processes::{ProcessInfo, RunningWork, Whereabouts};
 pub use queues::QueueSummary;
 pub use record::{JobRecord, SetKind};
 pub use stats::{ClassMetrics, ClassPoints, ClassSeries, DayStats, Stats};
+pub use status::{Cancellation, Progresses};
 
 use std::collections::HashMap;
 use std::sync::LazyLock;

@@ -1,6 +1,7 @@
 //! Queues: their sizes and latencies, their jobs, pausing, deleting a job and clearing one.
 
 use super::*;
+use crate::job::status::End;
 
 /// One queue's size and latency.
 #[derive(Debug, Clone, Serialize)]
@@ -139,6 +140,13 @@ impl Api {
     /// Deletes one job from its queue; `false` if it was no longer there. A batch job dies
     /// for its batch and a unique job's lock goes, as on every path that takes a job away.
     pub async fn delete_from_queue(&self, job: &JobRecord) -> Result<bool> {
+        self.remove_from_queue(job, &End::Discarded { reason: "deleted" })
+            .await
+    }
+
+    /// Removes one job from its queue, leaving as `end` says; `false` if it was no longer
+    /// there.
+    pub(super) async fn remove_from_queue(&self, job: &JobRecord, end: &End<'_>) -> Result<bool> {
         let removed: u64 = self
             .query(
                 redis::cmd("LREM")
@@ -148,7 +156,7 @@ impl Api {
             )
             .await?;
         if removed == 1 {
-            self.farewell([job.raw_bytes()]).await?;
+            self.farewell([job.raw_bytes()], end).await?;
         }
         Ok(removed == 1)
     }
@@ -204,7 +212,10 @@ impl Api {
             let page: Vec<Vec<u8>> = self
                 .query(redis::cmd(read).arg(aside).arg(start).arg(start + PAGE - 1))
                 .await?;
-            self.farewell(page.iter().map(Vec::as_slice)).await?;
+            let end = End::Discarded {
+                reason: "its queue was cleared",
+            };
+            self.farewell(page.iter().map(Vec::as_slice), &end).await?;
             start += page.len() as i64;
             if (page.len() as i64) < PAGE {
                 break;
@@ -218,6 +229,7 @@ impl Api {
     pub(super) async fn farewell<'a>(
         &self,
         payloads: impl IntoIterator<Item = &'a [u8]>,
+        end: &End<'_>,
     ) -> Result<()> {
         // Batches are counted where they can be: not in the cluster layout.
         let batches = !self.keys.is_cluster();
@@ -226,6 +238,7 @@ impl Api {
             payloads,
             crate::clock::now_secs(),
             batches,
+            end,
         );
         if pipe.cmd_iter().next().is_none() {
             return Ok(());

@@ -1,6 +1,7 @@
 //! The scheduled, retry and dead sets: paging, searching and finding jobs, and moving them (retry now, add to queue, delete, kill), one or all.
 
 use super::*;
+use crate::job::status::End;
 
 impl Api {
     /// Jobs in a sorted set (in the cluster layout, in every queue's).
@@ -218,6 +219,18 @@ impl Api {
     /// Deletes a job from a set; `false` if it was no longer there. A batch job dies for
     /// its batch and a unique job's lock goes (a dead job's did already).
     pub async fn delete(&self, kind: SetKind, job: &JobRecord) -> Result<bool> {
+        self.remove_from_set(kind, job, &End::Discarded { reason: "deleted" })
+            .await
+    }
+
+    /// Removes a job from a set, leaving as `end` says (a dead job had its farewell when it
+    /// died); `false` if it was no longer there.
+    pub(super) async fn remove_from_set(
+        &self,
+        kind: SetKind,
+        job: &JobRecord,
+        end: &End<'_>,
+    ) -> Result<bool> {
         let removed: u64 = self
             .query(
                 redis::cmd("ZREM")
@@ -226,7 +239,7 @@ impl Api {
             )
             .await?;
         if removed == 1 && kind != SetKind::Dead {
-            self.farewell([job.raw_bytes()]).await?;
+            self.farewell([job.raw_bytes()], end).await?;
         }
         Ok(removed == 1)
     }
@@ -257,7 +270,8 @@ impl Api {
         if moved == 1 {
             // Dead: it dies for its batch and lets its unique lock go, as a job that dies
             // after its last retry does.
-            self.farewell([job.raw_bytes()]).await?;
+            self.farewell([job.raw_bytes()], &End::Dead { error: "killed" })
+                .await?;
         }
         Ok(moved == 1)
     }

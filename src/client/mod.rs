@@ -12,6 +12,8 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::job::builder::{Job, KeyFn};
+use crate::job::job_events::{self, Event, EventKind};
+use crate::job::status;
 use crate::job::middleware::ClientChain;
 use crate::job::payload;
 use crate::job::unique;
@@ -46,6 +48,8 @@ pub struct Client {
     middleware: Arc<ClientChain>,
     /// Key functions for unique jobs, by class (see [`Client::unique_key_for`]).
     unique_keys: Arc<std::collections::HashMap<String, KeyFn>>,
+    /// Write `enqueued`/`scheduled` to the event stream, capped at about this many entries.
+    events: Option<usize>,
 }
 
 /// Where a client's jobs go.
@@ -86,7 +90,12 @@ impl Push {
     }
 }
 
+mod events;
+mod handle;
 mod store;
+
+pub use events::EventStream;
+pub use handle::JobHandle;
 
 pub(crate) use store::{BatchCallback, Pushed};
 #[cfg(feature = "server")]
@@ -118,6 +127,7 @@ impl Client {
             keys,
             middleware: Arc::default(),
             unique_keys: Arc::default(),
+            events: None,
         }
     }
 
@@ -129,6 +139,7 @@ impl Client {
             keys: Arc::new(Keys::new(crate::store::keys::DEFAULT_NAMESPACE)),
             middleware: Arc::default(),
             unique_keys: Arc::default(),
+            events: None,
         }
     }
 
@@ -159,6 +170,14 @@ impl Client {
         self
     }
 
+    /// Writes an `enqueued` or `scheduled` event to the event stream for every job this
+    /// client pushes, keeping the stream to about `cap` entries (see [`crate::job_events`]).
+    /// Clones made before keep what they had.
+    pub fn emit_events(&mut self, cap: usize) -> &mut Self {
+        self.events = Some(cap.max(1));
+        self
+    }
+
     /// The keys this client writes to.
     pub fn keys(&self) -> &Keys {
         &self.keys
@@ -170,6 +189,16 @@ impl Client {
         match &self.backend {
             Backend::Memory(store) => Some(store.as_ref()),
             Backend::Redis { .. } => None,
+        }
+    }
+
+    /// Where this client's Redis is (the default for a test-mode client).
+    #[cfg(feature = "api")]
+    pub(crate) fn redis_config(&self) -> RedisConfig {
+        match &self.backend {
+            Backend::Redis { config, .. } => config.clone(),
+            #[cfg(feature = "server")]
+            Backend::Memory(_) => RedisConfig::default(),
         }
     }
 
@@ -361,6 +390,8 @@ impl Client {
             let mut pipe = redis::pipe();
             // Unique jobs (their place in `pushes`), answered in the pipeline's order.
             let mut unique: Vec<usize> = Vec::new();
+            // Tracked unique jobs (jid), whose status goes if a twin was pending.
+            let mut tracked_unique: Vec<(usize, String)> = Vec::new();
             if group.iter().any(|job| job.unique.is_some()) {
                 // Loaded first in the same pipeline, so each job sends only the script's hash.
                 pipe.cmd("SCRIPT")
@@ -377,6 +408,28 @@ impl Client {
                     let jid = job.jid.clone().unwrap_or_else(payload::new_jid);
                     let at = job.scheduled_at();
                     let json = job.to_json(&jid, now, at.is_none().then_some(now))?;
+                    // Written before the job, so a server's "running" comes after it.
+                    if let Some(retention) = job.tracked_for() {
+                        status::pushed(
+                            &mut pipe, &self.keys, &jid, &job.class, &job.queue, at, now,
+                            retention,
+                        );
+                        if job.unique.is_some() {
+                            tracked_unique.push((pushes.len(), jid.clone()));
+                        }
+                    }
+                    if let Some(cap) = self.events {
+                        let kind = if at.is_some() {
+                            EventKind::Scheduled
+                        } else {
+                            EventKind::Enqueued
+                        };
+                        let mut event = Event::new(kind, &jid, &job.class, &job.queue, now);
+                        if let Some(at) = at {
+                            event = event.with("next_at", at);
+                        }
+                        job_events::append(&mut pipe, &self.keys, &event, cap, true);
+                    }
                     if let (Some(settings), Some(key)) = (&job.unique, job.unique_key()) {
                         // Locked and written in one atomic step, or not written at all.
                         let waits = at.map_or(0.0, |at| (at - now).max(0.0));
@@ -463,6 +516,18 @@ impl Client {
                 if pushes[place].jid() != Some(holder.as_str()) {
                     pushes[place] = Push::Duplicate(holder);
                 }
+            }
+            // A duplicate was never pushed: its status goes (the twin has its own).
+            let unpushed: Vec<String> = tracked_unique
+                .into_iter()
+                .filter(|(place, _)| matches!(pushes[*place], Push::Duplicate(_)))
+                .map(|(_, jid)| self.keys.status(&jid))
+                .collect();
+            if !unpushed.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL")
+                    .arg(&unpushed)
+                    .query_async(&mut conn.clone())
+                    .await;
             }
         }
         Ok(pushes)

@@ -157,6 +157,9 @@ impl Job {
             self = self.option("dead", Value::Bool(false));
         }
         self.expiry = options.expires_in.map(Expiry::In);
+        if let Some(retention) = options.track {
+            self = self.track_for(retention);
+        }
         self.unique = options.unique_for.map(|for_| Unique {
             for_,
             until: options.unique_until,
@@ -191,6 +194,26 @@ impl Job {
     /// Runs the job after `delay`.
     pub fn delay(self, delay: Duration) -> Job {
         self.at(SystemTime::now() + delay)
+    }
+
+    /// Tracks this job: its status (and result) is kept a day after its last change, for
+    /// [`crate::JobHandle`], `psychiq job JID` and the dashboard (see [`crate::status`]).
+    pub fn track(self) -> Job {
+        self.track_for(crate::job::status::DEFAULT_RETENTION)
+    }
+
+    /// Tracks this job, keeping its status for `retention` after its last change (at least
+    /// a second).
+    pub fn track_for(self, retention: Duration) -> Job {
+        let secs = retention.as_secs().max(1);
+        self.option(crate::job::status::TRACK_FIELD, Value::from(secs))
+    }
+
+    /// The retention this job's tracking asks for, in seconds.
+    pub(crate) fn tracked_for(&self) -> Option<u64> {
+        self.options
+            .get(crate::job::status::TRACK_FIELD)
+            .and_then(crate::job::status::retention_of)
     }
 
     /// Discards the job unrun if it has not started within `expires_in` of when it is due

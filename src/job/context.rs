@@ -22,12 +22,15 @@
 //! ```
 
 use std::ops::Range;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::job::active_job::ActiveJob;
 use crate::job::payload::{self, JobMap};
+use crate::job::status::Progress;
 
 tokio::task_local! {
     static CURRENT: Arc<JobContext>;
@@ -37,6 +40,142 @@ tokio::task_local! {
 /// elsewhere (a task the job spawned does not inherit it: pass it along).
 pub fn current() -> Option<Arc<JobContext>> {
     CURRENT.try_with(Arc::clone).ok()
+}
+
+/// Tells how far the running job is: `done` of `total` units (0 if unknown), and what it is
+/// doing. Shown on the dashboard's Busy page, in the job's status and in the event
+/// stream. Call it as often as you like: it is written at most twice a second (the last
+/// value always), so a tight loop cannot flood Redis. Does nothing outside a job.
+///
+/// ```
+/// use psychiq::{JobResult, Worker};
+/// struct Import;
+/// impl Worker for Import {
+///     type Args = (Vec<String>,);
+///     async fn perform(&self, (rows,): Self::Args) -> JobResult {
+///         for (i, row) in rows.iter().enumerate() {
+///             // … import `row` …
+///             psychiq::context::progress(i as u64 + 1, rows.len() as u64, "importing");
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub fn progress(done: u64, total: u64, message: impl Into<String>) {
+    if let Some(job) = current() {
+        job.progress(done, total, message);
+    }
+}
+
+/// Resolves when the running job is cancelled (`psychiq cancel JID`, the dashboard's
+/// Cancel button, [`crate::api::Api::cancel`]); never outside a job. Select on it to stop
+/// cleanly: after the server's grace period (`--cancel-grace`, 10 s by default) the job's
+/// task is dropped wherever it is.
+///
+/// ```
+/// use psychiq::{JobResult, NoArgs, Worker};
+/// struct Crawl;
+/// impl Worker for Crawl {
+///     type Args = NoArgs;
+///     async fn perform(&self, _: NoArgs) -> JobResult {
+///         tokio::select! {
+///             _ = psychiq::context::cancelled() => println!("stopping cleanly"),
+///             _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub async fn cancelled() {
+    match current() {
+        Some(job) => job.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether the running job has been cancelled (`false` outside a job).
+pub fn is_cancelled() -> bool {
+    current().is_some_and(|job| job.is_cancelled())
+}
+
+/// The least time between two progress writes of one job.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// Where a job's progress goes: the server's writer (Redis), or nowhere in the test mode.
+pub(crate) trait Reporter: Send + Sync {
+    /// Writes `progress` of `job` (already throttled).
+    fn progress(&self, job: &JobContext, progress: &Progress);
+}
+
+/// What a running job shares with the server beyond its payload: whether it was
+/// cancelled, its output, and its progress. One per run.
+#[derive(Default)]
+pub(crate) struct Signals {
+    cancelled: AtomicBool,
+    wake: tokio::sync::Notify,
+    output: OnceLock<String>,
+    progress: Mutex<ProgressCell>,
+    reporter: Option<Arc<dyn Reporter>>,
+}
+
+/// A job's latest progress and when it was last written.
+#[derive(Default)]
+struct ProgressCell {
+    latest: Option<Progress>,
+    written_at: Option<Instant>,
+    /// The latest value was not written yet (throttled).
+    unwritten: bool,
+}
+
+impl std::fmt::Debug for Signals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signals")
+            .field("cancelled", &self.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signals {
+    /// Signals whose progress goes to `reporter`.
+    pub(crate) fn reporting_to(reporter: Option<Arc<dyn Reporter>>) -> Signals {
+        Signals {
+            reporter,
+            ..Signals::default()
+        }
+    }
+
+    /// Cancels the job: [`cancelled`] resolves, [`is_cancelled`] turns true.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    pub(crate) async fn cancelled(&self) {
+        loop {
+            let woken = self.wake.notified();
+            let mut woken = std::pin::pin!(woken);
+            woken.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            woken.await;
+        }
+    }
+
+    /// The output the job set, as JSON.
+    pub(crate) fn output(&self) -> Option<&str> {
+        self.output.get().map(String::as_str)
+    }
+
+    /// The latest progress and whether it is still to be written.
+    pub(crate) fn last_progress(&self) -> (Option<Progress>, bool) {
+        let cell = self.progress.lock().expect("progress lock");
+        (cell.latest.clone(), cell.unwritten)
+    }
 }
 
 /// Runs `future` with `context` as the [`current`] job.
@@ -57,6 +196,10 @@ pub struct JobContext {
     fields: OnceLock<JobMap>,
     /// The ActiveJob record of a job a Rails app enqueued.
     active_job: Option<Box<ActiveJob>>,
+    /// Cancellation, output and progress, shared with the server.
+    signals: Arc<Signals>,
+    /// The retention of a tracked job's status, in seconds; unset if it is not tracked.
+    tracked: OnceLock<u64>,
 }
 
 impl JobContext {
@@ -83,7 +226,70 @@ impl JobContext {
             args,
             fields: OnceLock::new(),
             active_job: None,
+            signals: Arc::default(),
+            tracked: OnceLock::new(),
         }
+    }
+
+    /// The same context sharing `signals` with the server.
+    pub(crate) fn with_signals(mut self, signals: Arc<Signals>) -> JobContext {
+        self.signals = signals;
+        self
+    }
+
+    /// Tracks this job's status for `secs` seconds (set once, before it runs).
+    pub(crate) fn track(&self, secs: u64) {
+        let _ = self.tracked.set(secs);
+    }
+
+    /// Its signals (cancellation, output, progress).
+    pub(crate) fn signals(&self) -> &Arc<Signals> {
+        &self.signals
+    }
+
+    /// How long its status is kept, in seconds, if it is tracked.
+    pub fn tracked_for(&self) -> Option<Duration> {
+        self.tracked.get().copied().map(Duration::from_secs)
+    }
+
+    /// Whether this job has been cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.signals.is_cancelled()
+    }
+
+    /// Resolves when this job is cancelled (see [`cancelled`]).
+    pub async fn cancelled(&self) {
+        self.signals.cancelled().await
+    }
+
+    /// Reports this job's progress (see [`progress`]).
+    pub fn progress(&self, done: u64, total: u64, message: impl Into<String>) {
+        let progress = Progress {
+            done,
+            total,
+            message: message.into(),
+        };
+        let due = {
+            let mut cell = self.signals.progress.lock().expect("progress lock");
+            let due = cell
+                .written_at
+                .is_none_or(|at| at.elapsed() >= PROGRESS_EVERY);
+            if due {
+                cell.written_at = Some(Instant::now());
+            }
+            cell.unwritten = !due;
+            cell.latest = Some(progress.clone());
+            due
+        };
+        if due && let Some(reporter) = &self.signals.reporter {
+            reporter.progress(self, &progress);
+        }
+    }
+
+    /// Records the job's output (JSON), which a tracked job's status keeps as its result.
+    /// The first value set stays.
+    pub(crate) fn set_output(&self, json: String) {
+        let _ = self.signals.output.set(json);
     }
 
     /// The context of a job a Rails app enqueued: its class and arguments are ActiveJob's.

@@ -135,6 +135,9 @@ pub enum Outcome {
     Discarded(String),
     /// Not run at all, with the reason: acknowledged, counted and logged.
     Skipped(String),
+    /// Cancelled (before or while it ran): never retried, pushed back or recovered; a
+    /// batch counts it as a death and a unique lock goes.
+    Cancelled,
 }
 
 impl Outcome {

@@ -7,11 +7,13 @@ pub mod active_job;
 pub(crate) mod builder;
 pub mod context;
 pub(crate) mod failure;
+pub mod job_events;
 pub(crate) mod limit;
 pub mod middleware;
 #[cfg(feature = "opentelemetry")]
 pub mod otel;
 pub(crate) mod payload;
+pub mod status;
 pub(crate) mod text;
 pub(crate) mod unique;
 pub(crate) mod unwind;

@@ -150,6 +150,18 @@ pub(crate) struct JobHead<'a> {
     pub jid: Option<std::borrow::Cow<'a, str>>,
 }
 
+/// Whether payload `raw` is job `jid`'s: a byte search first, then its head read.
+pub(crate) fn names_jid(raw: &[u8], jid: &str) -> bool {
+    let needle = jid.as_bytes();
+    if needle.is_empty() || !raw.windows(needle.len()).any(|w| w == needle) {
+        return false;
+    }
+    std::str::from_utf8(raw)
+        .ok()
+        .and_then(|text| serde_json::from_str::<JobHead<'_>>(text).ok())
+        .is_some_and(|head| head.jid.as_deref() == Some(jid))
+}
+
 /// The payload's `retry_count`, found without parsing the whole payload (for the job's
 /// tracing span); `None` when absent or not a plain integer.
 pub(crate) fn retry_count_hint(text: &str) -> Option<i64> {

@@ -71,6 +71,9 @@ pub struct WorkerOptions {
     /// Runs each job within this limiter, shared by every process (see
     /// [`crate::limits`]); over the limit, the job is snoozed.
     pub rate_limit: Option<crate::job::limit::Limiter>,
+    /// Tracks jobs' status (and result) for this long after their last change (see
+    /// [`crate::status`]); `None`: not tracked unless the push or the server asks.
+    pub track: Option<Duration>,
 }
 
 impl Default for WorkerOptions {
@@ -85,6 +88,7 @@ impl Default for WorkerOptions {
             unique_for: None,
             unique_until: crate::job::unique::UniqueUntil::Success,
             rate_limit: None,
+            track: None,
         }
     }
 }
@@ -128,6 +132,12 @@ impl WorkerOptions {
     /// Discards jobs that have not started within `expires_in` of when they were due.
     pub fn expires_in(mut self, expires_in: Duration) -> Self {
         self.expires_in = Some(expires_in);
+        self
+    }
+    /// Tracks jobs' status and result for `retention` after their last change (see
+    /// [`crate::status`]).
+    pub fn track(mut self, retention: Duration) -> Self {
+        self.track = Some(retention);
         self
     }
     /// Runs each job within `limiter`, shared by every process; over the limit, the job is
@@ -183,6 +193,70 @@ pub trait Worker: Send + Sync + 'static {
     /// Called once when a job has failed for the last time, before it goes to the dead set.
     fn retries_exhausted(&self, job: &JobMap, error: &JobError) {
         let _ = (job, error);
+    }
+}
+
+/// A worker whose jobs give back a value: its `Output`, serialized with serde, becomes the
+/// job's result, which a caller can await ([`crate::Client::enqueue_and_wait`],
+/// [`crate::JobHandle::result`]) and which a tracked job's status keeps. Every `Task` is a
+/// [`Worker`] (register and enqueue it as one); a task's retries use Sidekiq's backoff.
+///
+/// ```
+/// use psychiq::{JobError, Task};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Thumbnail { width: u32, height: u32, bytes: usize }
+///
+/// struct MakeThumbnail;
+///
+/// impl Task for MakeThumbnail {
+///     type Args = (String,);
+///     type Output = Thumbnail;
+///     async fn run(&self, (url,): Self::Args) -> Result<Thumbnail, JobError> {
+///         Ok(Thumbnail { width: 128, height: 96, bytes: url.len() * 100 })
+///     }
+/// }
+/// assert_eq!(<MakeThumbnail as psychiq::Worker>::class_name(), "MakeThumbnail");
+/// ```
+pub trait Task: Send + Sync + 'static {
+    /// The job's arguments, read from the payload's `args` array.
+    type Args: Serialize + DeserializeOwned + Send + 'static;
+    /// What a run gives back.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+
+    /// The `class` string in the payload; the type's own name by default.
+    fn class_name() -> String {
+        short_type_name(std::any::type_name::<Self>()).to_string()
+    }
+
+    /// Options used when enqueuing and when the payload does not say otherwise. A task's
+    /// jobs are tracked by default (their status and result kept a day).
+    fn options() -> WorkerOptions {
+        WorkerOptions::default().track(crate::job::status::DEFAULT_RETENTION)
+    }
+
+    /// Does the work and gives back its output.
+    fn run(&self, args: Self::Args) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
+}
+
+impl<T: Task> Worker for T {
+    type Args = <T as Task>::Args;
+
+    fn class_name() -> String {
+        <T as Task>::class_name()
+    }
+
+    fn options() -> WorkerOptions {
+        <T as Task>::options()
+    }
+
+    async fn perform(&self, args: Self::Args) -> JobResult {
+        let output = self.run(args).await?;
+        if let Some(job) = crate::job::context::current() {
+            job.set_output(serde_json::to_string(&output)?);
+        }
+        Ok(())
     }
 }
 

@@ -190,6 +190,7 @@ pub(crate) async fn work(
         let job = RunningJob {
             work,
             run_at: crate::clock::now_secs() as u64,
+            signals: processor.signals(),
         };
         running
             .lock()
@@ -201,7 +202,7 @@ pub(crate) async fn work(
             id,
         };
         let started = Instant::now();
-        processor.process(&job.work).await;
+        processor.process(&job.work, &job.signals).await;
         backlog.ran_for(started.elapsed());
         running.lock().expect("running jobs lock").remove(&id);
         drop(guard);

@@ -1,19 +1,23 @@
 //! What follows a job that leaves for good, never to run again: it dies for its batch (so the
-//! batch can complete and fire its death callback) and its unique lock goes (so the same job
-//! may be pushed again). Written once, here, and called from every path that takes a job away
-//! for good: the processor (a job dead or dropped after its last failure) and the API's kill,
-//! delete and clear (the CLI's and the dashboard's buttons). A job that finishes by running
-//! (done, discarded, expired) is counted by the server middleware instead.
+//! batch can complete and fire its death callback), its unique lock goes (so the same job
+//! may be pushed again), and a tracked job's status records how it ended (and wakes whoever
+//! waits for it). Written once, here, and called from every path that takes a job away
+//! for good: the processor (a job dead or dropped after its last failure, or cancelled) and
+//! the API's kill, delete, clear and cancel (the CLI's and the dashboard's buttons). A job
+//! that finishes by running (done, discarded, expired) is counted by the server middleware
+//! instead.
 //!
-//! A job without `bid` or `unique_key` costs two substring searches of its payload.
+//! A job without `bid`, `unique_key` or `track` costs three substring searches of its payload.
 
 use serde_json::Value;
 
+use crate::job::status::{self, End};
 use crate::store::keys::Keys;
 use crate::store::scripts::{BATCH_DONE_TTL, BATCH_IDLE_TTL, BATCH_OUTCOME, UNLOCK_IF_HELD};
 
-/// Adds to `pipe` the commands that follow job `payload` leaving for good at `now`; nothing
-/// for a job that is in no batch and not unique (or is not a readable JSON object). Its
+/// Adds to `pipe` the commands that follow job `payload` leaving for good at `now`, as `end`
+/// says; nothing for a job that is in no batch, not unique and not tracked (or is not a
+/// readable JSON object). Its
 /// death is counted for its batch only where `batches` says batches are counted (not
 /// with `--no-batches`, nor in the cluster layout); a lock taken `unique_until: expiry` is
 /// left to its TTL, as promised. The commands are `EVAL`s, so they may go inside a
@@ -24,12 +28,13 @@ pub(crate) fn farewell(
     payload: &[u8],
     now: f64,
     batches: bool,
+    end: &End<'_>,
 ) {
     let Ok(text) = std::str::from_utf8(payload) else {
         return;
     };
     let (in_batch, unique) = (text.contains("\"bid\""), text.contains("\"unique_key\""));
-    if !in_batch && !unique {
+    if !in_batch && !unique && !text.contains("\"track\"") {
         return;
     }
     let Ok(Value::Object(job)) = serde_json::from_str::<Value>(text) else {
@@ -53,6 +58,9 @@ pub(crate) fn farewell(
             .arg(crate::job::unique::lock_key(keys, unique_key))
             .arg(jid)
             .ignore();
+    }
+    if let Some(retention) = job.get(status::TRACK_FIELD).and_then(status::retention_of) {
+        status::ended(pipe, keys, jid, end, now, retention);
     }
 }
 
@@ -79,10 +87,11 @@ pub(crate) fn farewells<'a>(
     payloads: impl IntoIterator<Item = &'a [u8]>,
     now: f64,
     batches: bool,
+    end: &End<'_>,
 ) -> redis::Pipeline {
     let mut pipe = redis::pipe();
     for payload in payloads {
-        farewell(&mut pipe, keys, payload, now, batches);
+        farewell(&mut pipe, keys, payload, now, batches, end);
     }
     pipe
 }
@@ -96,7 +105,8 @@ mod tests {
         let keys = Keys::new("ns");
         let commands = |payload: &str| {
             let mut pipe = redis::pipe();
-            farewell(&mut pipe, &keys, payload.as_bytes(), 1.0, true);
+            let end = End::Dead { error: "E: x" };
+            farewell(&mut pipe, &keys, payload.as_bytes(), 1.0, true, &end);
             pipe.cmd_iter().count()
         };
         assert_eq!(commands(r#"{"class":"X","jid":"j","args":[]}"#), 0);
@@ -115,6 +125,9 @@ mod tests {
             ),
             0
         );
+        // A tracked job's status records its end (HSET, EXPIRE, and for waiters DEL,
+        // RPUSH, EXPIRE).
+        assert_eq!(commands(r#"{"class":"X","jid":"j","args":[],"track":60}"#), 5);
         // Only named in the arguments, or not JSON: nothing.
         assert_eq!(commands(r#"{"class":"X","jid":"j","args":["\"bid\""]}"#), 0);
         assert_eq!(commands(r#"not json "bid""#), 0);

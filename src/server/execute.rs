@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
-use crate::job::context::{self, JobContext};
+use crate::job::context::{self, JobContext, Signals};
 use crate::job::failure::JobError;
 use crate::job::middleware::{Next, Outcome, ServerChain};
 use crate::job::payload::{self, JobHead};
 use crate::job::text;
 use crate::job::unwind::{CatchUnwind, panic_message};
 use crate::job::worker::{RawJob, RawWorker};
+use crate::server::lifecycle::Lifecycle;
 use crate::server::registry::Registry;
 use crate::server::stats::Stats;
 
@@ -27,6 +28,8 @@ pub(crate) struct Executor {
     pub middleware: ServerChain,
     /// Per-class run counts and durations.
     pub stats: Arc<Stats>,
+    /// Status, progress, events and cancellation (a server's; none in the test mode).
+    pub lifecycle: Option<Arc<Lifecycle>>,
 }
 
 /// What [`Executor::execute`] decided.
@@ -37,6 +40,8 @@ pub(crate) enum Verdict<'a> {
         outcome: Outcome,
         handler: Option<&'a Arc<dyn RawWorker>>,
         exhaust_now: bool,
+        /// The job as it ran (absent when its payload could not be read that far).
+        job: Option<Arc<JobContext>>,
     },
     /// Not UTF-8 or not a JSON object: it cannot be rewritten, so it is wrapped for the dead set.
     Unreadable { reason: String },
@@ -52,13 +57,27 @@ impl Verdict<'_> {
             outcome: Outcome::Failed(error),
             handler,
             exhaust_now,
+            job: None,
         }
+    }
+
+    /// The same verdict, about `job`.
+    fn about(mut self, context: &Arc<JobContext>) -> Self {
+        if let Verdict::Ran { job, .. } = &mut self {
+            *job = Some(Arc::clone(context));
+        }
+        self
     }
 }
 
 impl Executor {
     /// Decides the job's outcome; never writes to Redis.
-    pub(crate) async fn execute(&self, queue: &Arc<str>, raw: &Arc<[u8]>) -> Verdict<'_> {
+    pub(crate) async fn execute(
+        &self,
+        queue: &Arc<str>,
+        raw: &Arc<[u8]>,
+        signals: &Arc<Signals>,
+    ) -> Verdict<'_> {
         let text = match std::str::from_utf8(raw) {
             Ok(text) => text,
             Err(e) => {
@@ -117,11 +136,27 @@ impl Executor {
             };
         // The context owns the ActiveJob record; the worker's class and arguments are read
         // from it.
-        let mut job = JobContext::new(Arc::clone(raw), Arc::clone(queue), class, jid, args.get());
+        let mut job = JobContext::new(Arc::clone(raw), Arc::clone(queue), class, jid, args.get())
+            .with_signals(Arc::clone(signals));
         if let Some(active_job) = active_job {
             job = job.with_active_job(active_job);
         }
         let job = Arc::new(job);
+        let lifecycle = self.lifecycle.as_deref();
+        if let Some(secs) = crate::job::status::retention_in(text)
+            .or_else(|| lifecycle.and_then(|l| l.track_all))
+        {
+            job.track(secs);
+        }
+        if lifecycle.is_some_and(|l| l.book.has(jid)) {
+            // Cancelled before it ran (pushed back, recovered or retried since): it ends so.
+            return Verdict::Ran {
+                outcome: Outcome::Cancelled,
+                handler: None,
+                exhaust_now: false,
+                job: Some(job),
+            };
+        }
         let (class, args) = match job.active_job() {
             Some(active_job) => (active_job.job_class(), active_job.arguments()),
             None => (class, args.get()),
@@ -133,8 +168,11 @@ impl Executor {
                     "no worker is registered for class \"{class}\" in this process; it will be retried in case a deploy has not reached it yet"
                 ),
             );
-            return Verdict::failed(error, None, false);
+            return Verdict::failed(error, None, false).about(&job);
         };
+        if let Some(track) = handler.options().track {
+            job.track(track.as_secs().max(1));
+        }
         let info = RawJob {
             class,
             jid,
@@ -148,7 +186,7 @@ impl Executor {
                     "Psychiq::InvalidArguments",
                     format!("arguments {args} do not fit worker {class}: {e}"),
                 );
-                return Verdict::failed(error, Some(handler), true);
+                return Verdict::failed(error, Some(handler), true).about(&job);
             }
         };
         // Every log line of the job (the worker's own too) carries these.
@@ -172,16 +210,27 @@ impl Executor {
             queue = %text::printable(queue),
             "start"
         );
+        if let Some(lifecycle) = lifecycle {
+            lifecycle.starting(&job).await;
+        }
         let started = Instant::now();
         let timeout = handler.options().timeout.or(self.job_timeout);
         // Asked once, of the text already read (the context would check its UTF-8 again).
         let chained = self.middleware.wanted_by(text);
-        let outcome = self
-            .perform(&job, future, timeout, chained)
+        let grace = lifecycle.map(|l| l.grace);
+        let mut outcome = self
+            .perform(&job, future, timeout, grace, chained)
             .instrument(span)
             .await;
+        if job.is_cancelled() || lifecycle.is_some_and(|l| l.book.has(jid)) {
+            // Whatever it returned once cancelled (stopping early is how it obeys).
+            outcome = Outcome::Cancelled;
+        }
         let failed = matches!(outcome, Outcome::Failed(_));
-        if !matches!(outcome, Outcome::Skipped(_) | Outcome::Snoozed(_)) {
+        if !matches!(
+            outcome,
+            Outcome::Skipped(_) | Outcome::Snoozed(_) | Outcome::Cancelled
+        ) {
             self.stats.record_class(class, started.elapsed(), failed);
         }
         if outcome.is_done() {
@@ -199,6 +248,7 @@ impl Executor {
             outcome,
             handler: Some(handler),
             exhaust_now: false,
+            job: Some(job),
         }
     }
 
@@ -211,14 +261,16 @@ impl Executor {
         job: &Arc<JobContext>,
         future: crate::job::worker::JobFuture,
         timeout: Option<Duration>,
+        grace: Option<Duration>,
         chained: bool,
     ) -> Outcome {
+        let signals = Arc::clone(job.signals());
         context::scope(Arc::clone(job), async {
             if !chained {
                 // No chain, or none of it wants this job: no box, no dynamic call.
-                return guarded(future, timeout).await;
+                return guarded(future, timeout, signals, grace).await;
             }
-            let perform = Box::pin(guarded(future, timeout));
+            let perform = Box::pin(guarded(future, timeout, signals, grace));
             // Built inside the catcher: a middleware's `call` may panic before its future.
             let chain = Box::pin(async { Next::new(&self.middleware, job, perform).run().await });
             match CatchUnwind::new(chain).await {
@@ -233,8 +285,39 @@ impl Executor {
     }
 }
 
+/// A job's own future as an outcome: its panics caught, cancelled after `timeout`, and
+/// dropped `grace` after it was cancelled (with no `grace`, as in the test mode, a
+/// cancelled job runs on until it stops by itself).
+async fn guarded(
+    future: crate::job::worker::JobFuture,
+    timeout: Option<Duration>,
+    signals: Arc<Signals>,
+    grace: Option<Duration>,
+) -> Outcome {
+    let Some(grace) = grace else {
+        return timed(future, timeout).await;
+    };
+    let run = timed(future, timeout);
+    let mut run = std::pin::pin!(run);
+    tokio::select! {
+        biased;
+        outcome = &mut run => return outcome,
+        _ = signals.cancelled() => {}
+    }
+    match tokio::time::timeout(grace, run).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            tracing::warn!(
+                grace_secs = grace.as_secs_f64(),
+                "a cancelled job did not stop within its grace period; its task was dropped"
+            );
+            Outcome::Cancelled
+        }
+    }
+}
+
 /// A job's own future as an outcome: its panics caught, cancelled after `timeout`.
-async fn guarded(future: crate::job::worker::JobFuture, timeout: Option<Duration>) -> Outcome {
+async fn timed(future: crate::job::worker::JobFuture, timeout: Option<Duration>) -> Outcome {
     let caught = match timeout {
         None => CatchUnwind::new(future).await,
         Some(limit) => match tokio::time::timeout(limit, CatchUnwind::new(future)).await {

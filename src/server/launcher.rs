@@ -27,6 +27,7 @@ use crate::server::events::Event;
 use crate::server::execute::Executor;
 use crate::server::fetch::{FETCH_TIMEOUT, Fetcher, QueueSpec};
 use crate::server::heartbeat::Heartbeat;
+use crate::server::lifecycle::{self, Lifecycle};
 use crate::server::manager::{self, Manager};
 use crate::server::orphans::Recovery;
 use crate::server::poller::Poller;
@@ -259,14 +260,40 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         Arc::clone(&pending_acks),
         config.redis.clone(),
     ));
+    let keys_arc = Arc::new(keys.clone());
+    let (notes, notes_rx) = tokio::sync::mpsc::unbounded_channel();
+    let lifecycle = Arc::new(Lifecycle {
+        conn: conn.clone(),
+        keys: Arc::clone(&keys_arc),
+        identity: identity.clone(),
+        track_all: config.track_all.map(|d| d.as_secs().max(1)),
+        events: config.events,
+        notes,
+        book: Arc::default(),
+        grace: config.cancel_grace,
+    });
+    let note_writer = tokio::spawn(lifecycle::write_notes(
+        notes_rx,
+        conn.clone(),
+        Arc::clone(&keys_arc),
+        config.events,
+    ));
+    let cancel_watch = tokio::spawn(lifecycle::watch_cancels(
+        conn.clone(),
+        Arc::clone(&keys_arc),
+        Arc::clone(&lifecycle.book),
+        Arc::clone(&running),
+        control.stop.subscribe(),
+    ));
     let processor = Arc::new(Processor {
         executor: Executor {
             registry: Arc::new(registry),
             job_timeout: config.job_timeout,
             middleware,
             stats: Arc::clone(&stats),
+            lifecycle: Some(lifecycle),
         },
-        keys: Arc::new(keys.clone()),
+        keys: keys_arc,
         conn: conn.clone(),
         stats: Arc::clone(&stats),
         acks,
@@ -389,6 +416,9 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
                 "could not acknowledge every finished job; they will be recovered and may run again"
             );
         }
+        // The last progress and events (reports: not waited for long).
+        let _ = tokio::time::timeout(Duration::from_secs(2), note_writer).await;
+        cancel_watch.abort();
         // Plugins were told to stop; one that does not is left behind after 5 s.
         let plugins_done = tokio::time::timeout(Duration::from_secs(5), async {
             while supervised.join_next().await.is_some() {}

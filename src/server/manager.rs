@@ -300,6 +300,7 @@ impl Manager<'_> {
                             slot,
                         ),
                         run_at: 0,
+                        signals: Arc::default(),
                     }))
                 }
                 Err(_) => return false,
@@ -323,7 +324,11 @@ async fn until_quiet(quiet: &mut watch::Receiver<bool>) {
 }
 
 fn running_job(work: UnitOfWork, run_at: u64) -> RunningJob {
-    RunningJob { work, run_at }
+    RunningJob {
+        work,
+        run_at,
+        signals: Arc::default(),
+    }
 }
 
 /// Pushes unfinished jobs back to the front of their queues, in one atomic call (in the

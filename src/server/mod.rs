@@ -14,6 +14,7 @@ pub(crate) mod execute;
 pub(crate) mod fetch;
 pub(crate) mod heartbeat;
 pub(crate) mod launcher;
+pub(crate) mod lifecycle;
 pub(crate) mod manager;
 pub(crate) mod orphans;
 pub(crate) mod poller;
@@ -87,6 +88,12 @@ pub struct ServerConfig {
     pub(crate) job_timeout: Option<Duration>,
     /// Count batch jobs' outcomes and fire batch callbacks (on).
     pub(crate) batches: bool,
+    /// Track every job's status for this long, whatever it asks (off).
+    pub(crate) track_all: Option<Duration>,
+    /// Write the event stream, capped at about this many entries (off).
+    pub(crate) events: Option<usize>,
+    /// How long a cancelled running job may go on before its task is dropped (10 s).
+    pub(crate) cancel_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +110,9 @@ impl Default for ServerConfig {
             fetch: FetchMode::Reliable,
             job_timeout: None,
             batches: true,
+            track_all: None,
+            events: None,
+            cancel_grace: Duration::from_secs(10),
         }
     }
 }
@@ -228,6 +238,25 @@ impl ServerConfig {
     /// Sets how jobs are fetched ([`FetchMode::Reliable`] unless set).
     pub fn fetch(mut self, fetch: FetchMode) -> Self {
         self.fetch = fetch;
+        self
+    }
+    /// Tracks every job's status (and result) for `retention` after its last change, as if
+    /// each asked for it (see [`crate::status`]); jobs that ask keep their own retention.
+    pub fn track_all(mut self, retention: Duration) -> Self {
+        self.track_all = Some(retention);
+        self
+    }
+    /// Writes the stream of job events, kept to about `cap` entries (see
+    /// [`crate::job_events`]; [`crate::job_events::DEFAULT_CAP`] is a good start).
+    pub fn events(mut self, cap: usize) -> Self {
+        self.events = Some(cap.max(1));
+        self
+    }
+    /// How long a cancelled running job may go on (to stop cleanly, seeing
+    /// [`crate::context::cancelled`]) before its task is dropped: 10 s unless set. A
+    /// command worker's process group gets TERM at the cancel and KILL when it is dropped.
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = grace;
         self
     }
     /// Cancels a job that runs longer than `timeout` unless its worker sets its own

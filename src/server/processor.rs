@@ -11,11 +11,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::job::context::{JobContext, Reporter, Signals};
 use crate::job::failure::JobError;
+use crate::job::job_events::{Event, EventKind};
+use crate::job::status::{self, End};
 use crate::job::middleware::Outcome;
 use crate::job::payload::{self, Rewrite};
 use crate::job::text;
 use crate::server::acks::Acks;
+use crate::server::departure;
 use crate::server::events::{FailedJob, Hooks};
 use crate::server::execute::{Executor, Verdict};
 use crate::server::retry::{self, Disposition};
@@ -42,25 +46,55 @@ pub(crate) struct Processor {
 impl Processor {
     /// Runs the job `raw` fetched from `queue`, counts it, and writes what became of it
     /// (acknowledging it from its in-progress hash, if it has one).
-    pub async fn process(&self, work: &UnitOfWork) {
+    pub async fn process(&self, work: &UnitOfWork, signals: &Arc<Signals>) {
         let started = Instant::now();
-        let verdict = self.executor.execute(&work.queue, &work.raw).await;
+        let verdict = self.executor.execute(&work.queue, &work.raw, signals).await;
         self.dispose(verdict, work, started).await;
+    }
+
+    /// New signals for a job about to run: its progress goes to this server's writer.
+    pub fn signals(&self) -> Arc<Signals> {
+        let reporter = self
+            .executor
+            .lifecycle
+            .as_ref()
+            .map(|l| Arc::clone(l) as Arc<dyn Reporter>);
+        Arc::new(Signals::reporting_to(reporter))
     }
 
     /// Writes what became of the job.
     async fn dispose(&self, verdict: Verdict<'_>, work: &UnitOfWork, started: Instant) {
         let (queue, raw) = (&*work.queue, &work.raw);
+        let job = match &verdict {
+            Verdict::Ran { job, .. } => job.clone(),
+            Verdict::Unreadable { .. } => None,
+        };
+        let lifecycle = self.executor.lifecycle.as_deref();
+        if let (Some(lifecycle), Some(job)) = (lifecycle, &job) {
+            lifecycle.settle_progress(job);
+        }
         let (error, handler, exhaust_now) = match verdict {
             Verdict::Ran {
                 outcome: Outcome::Done,
                 ..
-            } => return self.let_go(work),
+            } => {
+                if let Some(job) = &job {
+                    let duration = started.elapsed().as_secs_f64();
+                    let result = job.signals().output().unwrap_or("null");
+                    let end = End::Succeeded { duration, result };
+                    self.record_end(job, &end, EventKind::Succeeded).await;
+                }
+                return self.let_go(work);
+            }
             Verdict::Ran {
                 outcome: Outcome::Skipped(reason),
                 ..
             } => {
                 tracing::info!(queue = %text::printable(queue), reason = %text::printable(&reason), "job skipped by a middleware");
+                if let Some(job) = &job {
+                    let end = End::Discarded { reason: &reason };
+                    self.record_end(job, &end, EventKind::Discarded).await;
+                }
                 return self.let_go(work);
             }
             Verdict::Ran {
@@ -69,6 +103,10 @@ impl Processor {
             } => {
                 tracing::warn!(queue = %text::printable(queue), reason = %text::printable(&reason), "job discarded");
                 self.stats.record_discarded();
+                if let Some(job) = &job {
+                    let end = End::Discarded { reason: &reason };
+                    self.record_end(job, &end, EventKind::Discarded).await;
+                }
                 return self.let_go(work);
             }
             Verdict::Ran {
@@ -76,8 +114,12 @@ impl Processor {
                 ..
             } => {
                 // Not counted: it has not run to an end (rate limits snooze often).
-                return self.snooze(work, delay).await;
+                return self.snooze(work, delay, job.as_deref()).await;
             }
+            Verdict::Ran {
+                outcome: Outcome::Cancelled,
+                ..
+            } => return self.cancelled(work, job.as_deref()).await,
             Verdict::Unreadable { reason } => {
                 self.stats.record(true);
                 tracing::warn!(queue = %text::printable(queue), reason = %text::printable(&reason), "unreadable payload moved to the dead set");
@@ -90,6 +132,7 @@ impl Processor {
                 outcome: Outcome::Failed(error),
                 handler,
                 exhaust_now,
+                ..
             } => (error, handler, exhaust_now),
         };
         // Only failures need the time and a rewrite.
@@ -132,11 +175,36 @@ impl Processor {
             next,
             "job failed"
         );
-        // A job that will not run again dies for its batch and lets its unique lock go, in
-        // the same transaction that writes it, so a crash cannot lose either.
-        let leaving = matches!(disposition, Disposition::Dead { .. } | Disposition::Drop);
+        // A job that will not run again dies for its batch, lets its unique lock go and
+        // records its end if tracked, in the same transaction that writes it, so a crash
+        // cannot lose any of them.
+        let described = format!("{}: {}", error.class(), retry::truncate(error.message()));
+        let end = match &disposition {
+            Disposition::Retry { at, .. } => End::Retrying {
+                retry_count: job.get("retry_count").and_then(|c| c.as_u64()).unwrap_or(0),
+                next_at: *at,
+                error: &described,
+            },
+            Disposition::Dead { .. } => End::Dead { error: &described },
+            Disposition::Drop => End::Discarded { reason: &described },
+        };
         // Written first: a slow handler must not hold the failure back.
-        self.write_counting(&disposition, now, work, leaving).await;
+        self.write_counting(&disposition, now, work, Some(&end)).await;
+        if let Some(lifecycle) = lifecycle.filter(|l| l.events.is_some()) {
+            let event = |kind| Event::new(kind, &jid, &class, queue, now).with("error", &described);
+            lifecycle.event(event(EventKind::Failed));
+            lifecycle.event(match &end {
+                End::Retrying {
+                    retry_count,
+                    next_at,
+                    ..
+                } => event(EventKind::Retrying)
+                    .with("retry_count", retry_count)
+                    .with("next_at", next_at),
+                End::Dead { .. } => event(EventKind::Dead),
+                _ => event(EventKind::Discarded),
+            });
+        }
         if self.hooks.wants_failures() {
             // A dropped job goes nowhere; handlers see it as it failed.
             let (payload, dead) = match &disposition {
@@ -157,7 +225,8 @@ impl Processor {
             payload: payload.clone(),
             queue: work.queue.to_string(),
         };
-        self.write_counting(&dead, now, work, false).await;
+        self.write_counting(&dead, now, work, Some(&End::Dead { error: reason }))
+            .await;
         self.report(&payload, error, &work.queue, true, false).await;
     }
 
@@ -193,7 +262,7 @@ impl Processor {
     /// and removes it from its in-progress hash, in one transaction. A snooze of zero is a
     /// requeue (an iterable job's slice ended): the job goes straight back to the end of its
     /// queue with a new `enqueued_at`, as Sidekiq's interrupt handler pushes it.
-    async fn snooze(&self, work: &UnitOfWork, delay: Duration) {
+    async fn snooze(&self, work: &UnitOfWork, delay: Duration, job: Option<&JobContext>) {
         let now = crate::clock::now_secs();
         let requeue = delay.is_zero();
         let marked = if requeue {
@@ -214,6 +283,10 @@ impl Processor {
                 .ignore();
             (schedule, "ZSCORE")
         };
+        if let Some((job, retention)) = job.and_then(|j| Some((j, j.tracked_for()?))) {
+            let at = (!requeue).then(|| now + delay.as_secs_f64());
+            status::waiting(&mut pipe, &self.keys, job.jid(), at, retention.as_secs());
+        }
         work.remove_in(&mut pipe);
         if self.send(&pipe, "snoozing a job").await.is_err() {
             let written = redis::cmd(probe).arg(&key).arg(payload).clone();
@@ -262,15 +335,36 @@ impl Processor {
     }
 
     /// Writes a failed job to `retry` or `dead` and removes it from its in-progress hash,
-    /// in one transaction, retrying while Redis is unreachable. A job `leaving` for good
-    /// gets its [`farewell`](crate::server::departure::farewell) in the same transaction.
+    /// in one transaction, retrying while Redis is unreachable. What follows (`end`) goes
+    /// in the same transaction: a job leaving for good gets its
+    /// [`farewell`](crate::server::departure::farewell), a tracked job that will be retried
+    /// its status. With no `end`, neither.
     async fn write_counting(
         &self,
         disposition: &Disposition,
         now: f64,
         work: &UnitOfWork,
-        leaving: bool,
+        end: Option<&End<'_>>,
     ) {
+        let follows = match end {
+            Some(end) if matches!(disposition, Disposition::Retry { .. }) => {
+                self.status_of(&work.raw, end, now)
+            }
+            Some(end) => {
+                let mut follows =
+                    departure::farewells(&self.keys, [&*work.raw], now, self.batches, end);
+                let text = std::str::from_utf8(&work.raw).unwrap_or_default();
+                if status::retention_in(text).is_none() {
+                    // Tracked by `--track-all`, if at all: the farewell did not see it.
+                    for command in self.status_of(&work.raw, end, now).cmd_iter() {
+                        follows.add_command(command.clone()).ignore();
+                    }
+                }
+                follows
+            }
+            None => redis::pipe(),
+        };
+        let has_follows = follows.cmd_iter().next().is_some();
         if let Disposition::Retry { queue, .. } | Disposition::Dead { queue, .. } = disposition
             && self.keys.is_cluster()
             && **queue != *work.queue
@@ -283,21 +377,14 @@ impl Processor {
             written.sadd(self.keys.queues(), queue.as_str()).ignore();
             let mut removal = redis::pipe();
             work.remove_in(&mut removal);
-            // Batches and unique locks live in the namespace's slot, not the queue's.
-            let farewell = if leaving {
-                crate::server::departure::farewells(&self.keys, [&*work.raw], now, self.batches)
-            } else {
-                redis::pipe()
-            };
             if self.send(&written, "recording a failed job").await.is_err() {
                 // Not written: it stays in its in-progress hash.
                 return;
             }
-            if farewell.cmd_iter().next().is_some() {
-                // Logged if it fails; the job is written either way.
-                let _ = self
-                    .send(&farewell, "a dead job's batch and unique lock")
-                    .await;
+            // Batches, unique locks and statuses live in the namespace's slot, not the
+            // queue's. Logged if it fails; the job is written either way.
+            if has_follows {
+                let _ = self.send(&follows, "a failed job's batch, lock or status").await;
             }
             let _ = self.send(&removal, "recording a failed job").await;
             return;
@@ -305,8 +392,10 @@ impl Processor {
         let mut pipe = redis::pipe();
         pipe.atomic();
         retry::commands(disposition, &self.keys, now, &mut pipe);
-        if leaving && !self.keys.is_cluster() {
-            crate::server::departure::farewell(&mut pipe, &self.keys, &work.raw, now, self.batches);
+        if has_follows && !self.keys.is_cluster() {
+            for command in follows.cmd_iter() {
+                pipe.add_command(command.clone()).ignore();
+            }
         }
         work.remove_in(&mut pipe);
         if pipe.cmd_iter().next().is_none() {
@@ -321,24 +410,108 @@ impl Processor {
         }
         // Until it works: with reliable fetch the job is safe in its list meanwhile.
         if self.send(&pipe, "recording a failed job").await.is_err() {
-            if leaving {
-                // The farewell could not be written (its bid names a key that is not a
+            if has_follows && !self.keys.is_cluster() {
+                // What follows could not be written (a bid naming a key that is not a
                 // batch's): the job is still written, without it. Both are idempotent.
-                return Box::pin(self.write_counting(disposition, now, work, false)).await;
+                return Box::pin(self.write_counting(disposition, now, work, None)).await;
             }
             if let Some((key, member)) = retry::written_as(disposition, &self.keys) {
                 let written = redis::cmd("ZSCORE").arg(&key).arg(member).clone();
                 self.keep_if_lost(work, &written, &key).await;
             }
+            return;
         }
-        if leaving && self.keys.is_cluster() {
-            let farewell =
-                crate::server::departure::farewells(&self.keys, [&*work.raw], now, self.batches);
-            if farewell.cmd_iter().next().is_some() {
-                let _ = self
-                    .send(&farewell, "a dead job's batch and unique lock")
-                    .await;
-            }
+        if has_follows && self.keys.is_cluster() {
+            let _ = self.send(&follows, "a failed job's batch, lock or status").await;
         }
     }
+
+    /// A tracked job's status as `end` says (empty for an untracked one), tracked by its
+    /// payload or by `--track-all`.
+    fn status_of(&self, raw: &[u8], end: &End<'_>, now: f64) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        let text = std::str::from_utf8(raw).unwrap_or_default();
+        if let Some(retention) = status::retention_in(text)
+            .or_else(|| self.executor.lifecycle.as_ref().and_then(|l| l.track_all))
+            && let Some(jid) = jid_of(text)
+        {
+            status::ended(&mut pipe, &self.keys, &jid, end, now, retention);
+        }
+        pipe
+    }
+
+    /// Writes how a tracked job ended (awaited: the job is acknowledged after it) and sends
+    /// its event.
+    async fn record_end(&self, job: &JobContext, end: &End<'_>, kind: EventKind) {
+        let now = crate::clock::now_secs();
+        if let Some(retention) = job.tracked_for() {
+            let mut pipe = redis::pipe();
+            status::ended(&mut pipe, &self.keys, job.jid(), end, now, retention.as_secs());
+            let _ = self.send(&pipe, "recording a tracked job's end").await;
+        }
+        if let Some(lifecycle) = self.executor.lifecycle.as_deref() {
+            let mut event = Event::new(kind, job.jid(), job.class(), job.queue(), now);
+            if let End::Succeeded { duration, .. } = end {
+                event = event.with("duration", duration);
+            }
+            lifecycle.event(event);
+        }
+    }
+
+    /// A cancelled job: it leaves for good (its farewell: a death for its batch, its unique
+    /// lock, its status) and its in-progress hash, in one transaction; never retried.
+    async fn cancelled(&self, work: &UnitOfWork, job: Option<&JobContext>) {
+        self.stats.record(false);
+        self.stats.record_discarded();
+        let now = crate::clock::now_secs();
+        tracing::info!(
+            jid = job.map(|j| text::printable(j.jid()).to_string()),
+            queue = %text::printable(&work.queue),
+            "job cancelled"
+        );
+        let end = End::Cancelled;
+        let mut pipe = departure::farewells(&self.keys, [&*work.raw], now, self.batches, &end);
+        if let Some(job) = job.filter(|j| j.tracked_for().is_some() && !is_tracked_payload(j)) {
+            // Tracked by the server (`--track-all`), not by its payload: the farewell did
+            // not see it.
+            let retention = job.tracked_for().map_or(0, |d| d.as_secs());
+            status::ended(&mut pipe, &self.keys, job.jid(), &end, now, retention);
+        }
+        if !self.keys.is_cluster() {
+            pipe.atomic();
+            work.remove_in(&mut pipe);
+            let _ = self.send(&pipe, "recording a cancelled job").await;
+        } else {
+            if pipe.cmd_iter().next().is_some() {
+                let _ = self.send(&pipe, "recording a cancelled job").await;
+            }
+            let mut removal = redis::pipe();
+            work.remove_in(&mut removal);
+            if removal.cmd_iter().next().is_some() {
+                let _ = self.send(&removal, "recording a cancelled job").await;
+            }
+        }
+        if let (Some(lifecycle), Some(job)) = (self.executor.lifecycle.as_deref(), job) {
+            lifecycle.event(Event::new(
+                EventKind::Cancelled,
+                job.jid(),
+                job.class(),
+                job.queue(),
+                now,
+            ));
+        }
+    }
+}
+
+/// A payload's jid, read from its head.
+fn jid_of(text: &str) -> Option<String> {
+    serde_json::from_str::<payload::JobHead<'_>>(text)
+        .ok()?
+        .jid
+        .map(|jid| jid.into_owned())
+}
+
+/// Whether a job asked for tracking in its payload (else a server's `--track-all` did).
+fn is_tracked_payload(job: &JobContext) -> bool {
+    status::retention_in(job.payload()).is_some()
 }

@@ -196,6 +196,9 @@ async fn recover_owner(
         // Poison jobs of batches die for their batch too (after the move; counting is
         // idempotent, so a repeat after a crash changes nothing).
         let mut farewells = redis::pipe();
+        // Tracked jobs' status says "enqueued" before they are (a server may start them at
+        // once, and its "running" must come after).
+        let mut waiting = redis::pipe();
         let mut invocation = SCRIPT.prepare_invoke();
         invocation
             .key(&store)
@@ -212,6 +215,12 @@ async fn recover_owner(
             match bump(raw, now) {
                 Bumped::Requeue(job, jid) => {
                     tracing::warn!(jid, queue, owner, "recovered a job from a dead process");
+                    if let Some(retention) = std::str::from_utf8(&job)
+                        .ok()
+                        .and_then(crate::job::status::retention_in)
+                    {
+                        crate::job::status::waiting(&mut waiting, keys, &jid, None, retention);
+                    }
                     invocation.arg(handle).arg(job).arg("queue");
                 }
                 Bumped::Poison(job, jid) => {
@@ -229,10 +238,16 @@ async fn recover_owner(
                         &job,
                         now,
                         !keys.is_cluster(),
+                        &crate::job::status::End::Dead {
+                            error: "Psychiq::Poison: recovered too often from crashed processes",
+                        },
                     );
                     invocation.arg(handle).arg(job).arg("dead");
                 }
             }
+        }
+        if waiting.cmd_iter().next().is_some() {
+            waiting.query_async::<()>(conn).await?;
         }
         let count: usize = invocation.invoke_async(conn).await?;
         moved += count;

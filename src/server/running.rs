@@ -13,6 +13,8 @@ pub(crate) struct RunningJob {
     pub work: UnitOfWork,
     /// When it started, in whole epoch seconds (as Sidekiq writes `run_at`).
     pub run_at: u64,
+    /// Its cancellation, output and progress, shared with the job.
+    pub signals: Arc<crate::job::context::Signals>,
 }
 
 /// The jobs running now, by slot id.

@@ -247,6 +247,29 @@ impl Keys {
         }
     }
 
+    /// A tracked job's status hash (`status:JID`): its state, times, progress, error and
+    /// result (see [`crate::status`]).
+    pub fn status(&self, jid: &str) -> String {
+        format!("{}status:{jid}", self.prefix)
+    }
+
+    /// The list a tracked job's final state is pushed to (`status:JID:done`), for callers
+    /// to wait on with a blocking pop.
+    pub fn status_done(&self, jid: &str) -> String {
+        format!("{}status:{jid}:done", self.prefix)
+    }
+
+    /// The sorted set of cancelled jids (`cancels`), scored by when (Redis's clock): every
+    /// server reads it to stop the jobs it runs.
+    pub fn cancels(&self) -> String {
+        self.key("cancels")
+    }
+
+    /// The capped stream of job events (`events`).
+    pub fn events(&self) -> String {
+        self.key("events")
+    }
+
     /// A total counter, e.g. `stat:processed`.
     pub fn stat(&self, name: &str) -> String {
         format!("{}stat:{name}", self.prefix)

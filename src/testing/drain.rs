@@ -113,6 +113,7 @@ impl Fake {
                     outcome,
                     handler,
                     exhaust_now,
+                    ..
                 } => match outcome {
                     Outcome::Done => {
                         drained.performed += 1;
@@ -127,6 +128,12 @@ impl Fake {
                     Outcome::Discarded(_) => {
                         drained.discarded += 1;
                         self.store.count_for_batch(&job, Counted::Success);
+                        continue;
+                    }
+                    Outcome::Cancelled => {
+                        // As a server's farewell counts it.
+                        drained.discarded += 1;
+                        self.store.count_for_batch(&job, Counted::Death);
                         continue;
                     }
                     Outcome::Snoozed(delay) => {

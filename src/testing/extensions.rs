@@ -30,11 +30,13 @@ pub(super) fn walk_env(walks: &Walks, steps_per_run: Option<usize>) -> Arc<Env> 
 impl Store {
     /// Runs one job as a server would, giving iterable jobs their cursors in memory.
     pub(super) async fn execute(&self, queue: &Arc<str>, raw: &Arc<[u8]>) -> Verdict<'_> {
+        // No server reads its signals: a test-mode job is never cancelled.
+        let signals = Arc::default();
         let Some(env) = &self.walk_env else {
-            return self.executor.execute(queue, raw).await;
+            return self.executor.execute(queue, raw, &signals).await;
         };
         let env = Arc::clone(&env.lock().unwrap_or_else(|e| e.into_inner()));
-        crate::iteration::with_env(env, self.executor.execute(queue, raw)).await
+        crate::iteration::with_env(env, self.executor.execute(queue, raw, &signals)).await
     }
 
     /// Records a new batch and queues its jobs, as `Batch::push` does in one transaction.

@@ -117,6 +117,7 @@ impl Store {
                 job_timeout: None,
                 middleware,
                 stats: Arc::new(Stats::default()),
+                lifecycle: None,
             },
             inline,
             state: Mutex::default(),

@@ -78,7 +78,8 @@ impl ServerMiddleware for BatchCounter {
         };
         let outcome = next.run().await;
         let kind = match &outcome {
-            Outcome::Snoozed(_) => return outcome,
+            // A cancelled job dies for its batch in the processor's farewell.
+            Outcome::Snoozed(_) | Outcome::Cancelled => return outcome,
             Outcome::Failed(_) => "failure",
             _ => "success",
         };

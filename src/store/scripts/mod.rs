@@ -10,6 +10,10 @@ pub(crate) const BATCH_OUTCOME: &str = include_str!("batch_outcome.lua");
 pub(crate) const BATCH_DONE_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
 /// The TTL `batch_outcome.lua` gives an unfinished batch each time it is touched.
 pub(crate) const BATCH_IDLE_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+/// `cancel_mark.lua`: Marks job ARGV[1] cancelled in the sorted set KEYS[1] at Redis's time,
+/// forgetting marks older than ARGV[2] seconds.
+#[cfg(feature = "api")]
+pub(crate) const CANCEL_MARK: &str = include_str!("cancel_mark.lua");
 /// `enqueue_due.lua`: KEYS: the sorted sets (retry, schedule), then in the cluster layout
 /// the queue they feed and its dead set.
 pub(crate) const ENQUEUE_DUE: &str = include_str!("enqueue_due.lua");

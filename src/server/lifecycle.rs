@@ -1,0 +1,275 @@
+//! A server's side of a job's life beyond running it: tracked jobs' status, progress, the
+//! event stream, and cancellation.
+//!
+//! - A tracked job's start is written before it runs (one round trip, tracked jobs only);
+//!   its end is written by the processor with its outcome (see `processor.rs`).
+//! - Progress and events go through one writer task ([`write_notes`]), which sends
+//!   whatever has gathered in one pipeline, in the order it was sent, so a job's events
+//!   keep their order and a tight loop of progress calls costs a fraction of a round trip.
+//! - Cancellation: every process reads the `cancels` set twice a second
+//!   ([`watch_cancels`]), cancels the running jobs it names, and keeps the day's cancelled
+//!   jids in a book, so a cancelled job fetched later (pushed back, recovered, retried) ends
+//!   as cancelled without running.
+//!
+//! A server with nothing tracked, no events and no cancellation pays one empty-book check
+//! and one substring search per job.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::job::context::{JobContext, Reporter};
+use crate::job::job_events::{self, Event, EventKind};
+use crate::job::status::{self, Progress};
+use crate::server::running::Running;
+use crate::store::connection::Connection;
+use crate::store::keys::Keys;
+
+/// How often a process reads the `cancels` set.
+pub(crate) const CANCEL_POLL: Duration = Duration::from_millis(500);
+/// How long a cancelled jid is remembered (and kept in `cancels`).
+pub(crate) const CANCEL_MEMORY_SECS: f64 = 86_400.0;
+/// How long a job's progress is kept when the job is not tracked.
+const UNTRACKED_PROGRESS_SECS: u64 = 3_600;
+
+/// What the writer task writes.
+pub(crate) enum Note {
+    /// A job's progress (and its event).
+    Progress {
+        jid: String,
+        class: String,
+        queue: String,
+        progress: Progress,
+        retention: Option<u64>,
+    },
+    /// An untracked job that reported progress ended: its progress goes.
+    Forget { jid: String },
+    /// An event for the stream.
+    Event(Event),
+}
+
+/// The jids cancelled in the last day, as this process has read them.
+#[derive(Default)]
+pub(crate) struct CancelBook {
+    jids: Mutex<HashMap<String, f64>>,
+    any: AtomicBool,
+}
+
+impl CancelBook {
+    /// Whether `jid` was cancelled (free while nothing was).
+    pub fn has(&self, jid: &str) -> bool {
+        self.any.load(Ordering::Relaxed)
+            && self
+                .jids
+                .lock()
+                .expect("cancel book lock")
+                .contains_key(jid)
+    }
+
+    /// Adds cancelled jids (with when) and forgets those older than a day before `now`.
+    fn note(&self, cancelled: &[(String, f64)], now: f64) {
+        let mut jids = self.jids.lock().expect("cancel book lock");
+        for (jid, at) in cancelled {
+            jids.insert(jid.clone(), *at);
+        }
+        jids.retain(|_, at| *at > now - CANCEL_MEMORY_SECS);
+        self.any.store(!jids.is_empty(), Ordering::Relaxed);
+    }
+}
+
+/// The server's lifecycle settings and channels, shared by every job.
+pub(crate) struct Lifecycle {
+    pub conn: Connection,
+    pub keys: Arc<Keys>,
+    pub identity: String,
+    /// Track every job for this many seconds (`--track-all`).
+    pub track_all: Option<u64>,
+    /// Write the event stream, capped at about this many entries (`--events`).
+    pub events: Option<usize>,
+    pub notes: mpsc::UnboundedSender<Note>,
+    pub book: Arc<CancelBook>,
+    /// How long a cancelled job may go on before its task is dropped.
+    pub grace: Duration,
+}
+
+impl Lifecycle {
+    /// Writes a tracked job's start (awaited, so its end is written after it) and sends its
+    /// `started` event.
+    pub async fn starting(&self, job: &JobContext) {
+        if let Some(retention) = job.tracked_for() {
+            let mut pipe = redis::pipe();
+            status::started(
+                &mut pipe,
+                &self.keys,
+                job,
+                &self.identity,
+                crate::clock::now_secs(),
+                retention.as_secs(),
+            );
+            if let Err(e) = pipe.query_async::<()>(&mut self.conn.clone()).await {
+                tracing::warn!(error = %e, jid = job.jid(), "could not write a tracked job's start; its status shows it when it ends");
+            }
+        }
+        if self.events.is_some() {
+            self.event(
+                Event::new(
+                    EventKind::Started,
+                    job.jid(),
+                    job.class(),
+                    job.queue(),
+                    crate::clock::now_secs(),
+                )
+                .with("process", &self.identity),
+            );
+        }
+    }
+
+    /// Sends an event to the stream, if the stream is on.
+    pub fn event(&self, event: Event) {
+        if self.events.is_some() {
+            let _ = self.notes.send(Note::Event(event));
+        }
+    }
+
+    /// After a job that reported progress ended: writes what the throttle held back (a
+    /// tracked job), or forgets its progress (an untracked one).
+    pub fn settle_progress(&self, job: &JobContext) {
+        let (latest, unwritten) = job.signals().last_progress();
+        let Some(progress) = latest else {
+            return;
+        };
+        if job.tracked_for().is_none() {
+            let _ = self.notes.send(Note::Forget {
+                jid: job.jid().to_string(),
+            });
+        } else if unwritten {
+            self.progress(job, &progress);
+        }
+    }
+}
+
+impl Reporter for Lifecycle {
+    fn progress(&self, job: &JobContext, progress: &Progress) {
+        let _ = self.notes.send(Note::Progress {
+            jid: job.jid().to_string(),
+            class: job.class().to_string(),
+            queue: job.queue().to_string(),
+            progress: progress.clone(),
+            retention: job.tracked_for().map(|d| d.as_secs()),
+        });
+    }
+}
+
+/// Writes progress and events as they come, whatever has gathered in one pipeline, until
+/// every sender is gone. `events` is the stream's cap, if the stream is on.
+pub(crate) async fn write_notes(
+    mut notes: mpsc::UnboundedReceiver<Note>,
+    conn: Connection,
+    keys: Arc<Keys>,
+    events: Option<usize>,
+) {
+    let mut batch = Vec::new();
+    while notes.recv_many(&mut batch, 1_000).await > 0 {
+        let mut pipe = redis::pipe();
+        for note in batch.drain(..) {
+            match note {
+                Note::Progress {
+                    jid,
+                    class,
+                    queue,
+                    progress,
+                    retention,
+                } => {
+                    let keep = retention.unwrap_or(UNTRACKED_PROGRESS_SECS);
+                    status::progressed(&mut pipe, &keys, &jid, &progress, keep);
+                    if let Some(cap) = events {
+                        let event = Event::new(
+                            EventKind::Progress,
+                            &jid,
+                            &class,
+                            &queue,
+                            crate::clock::now_secs(),
+                        )
+                        .with("done", progress.done)
+                        .with("total", progress.total)
+                        .with("message", &progress.message);
+                        job_events::append(&mut pipe, &keys, &event, cap, true);
+                    }
+                }
+                Note::Forget { jid } => {
+                    pipe.del(keys.status(&jid)).ignore();
+                }
+                Note::Event(event) => {
+                    if let Some(cap) = events {
+                        job_events::append(&mut pipe, &keys, &event, cap, true);
+                    }
+                }
+            }
+        }
+        if pipe.cmd_iter().next().is_none() {
+            continue;
+        }
+        // Progress and events are reports, not the job: written once, logged if lost.
+        if let Err(e) = pipe.query_async::<()>(&mut conn.clone()).await {
+            tracing::warn!(error = %e, "could not write job progress or events");
+        }
+    }
+}
+
+/// Reads the `cancels` set every [`CANCEL_POLL`] until `stop`, notes what is new in
+/// `book`, and cancels the running jobs it names.
+pub(crate) async fn watch_cancels(
+    conn: Connection,
+    keys: Arc<Keys>,
+    book: Arc<CancelBook>,
+    running: Running,
+    mut stop: watch::Receiver<bool>,
+) {
+    // The whole day's at first: a job cancelled before this process started may come back.
+    let mut since = f64::NEG_INFINITY;
+    loop {
+        let read: redis::RedisResult<Vec<(String, f64)>> = redis::cmd("ZRANGEBYSCORE")
+            .arg(keys.cancels())
+            .arg(if since.is_finite() {
+                format!("({since}")
+            } else {
+                "-inf".to_string()
+            })
+            .arg("+inf")
+            .arg("WITHSCORES")
+            .query_async(&mut conn.clone())
+            .await;
+        match read {
+            Ok(cancelled) if !cancelled.is_empty() => {
+                since = cancelled.iter().map(|(_, at)| *at).fold(since, f64::max);
+                book.note(&cancelled, since);
+                cancel_running(&running, &cancelled);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "reading cancelled jobs"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(CANCEL_POLL) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// Cancels the running jobs whose jid is among `cancelled`.
+fn cancel_running(running: &Running, cancelled: &[(String, f64)]) {
+    let running = running.lock().expect("running jobs lock");
+    for job in running.values() {
+        for (jid, _) in cancelled {
+            if !crate::job::payload::names_jid(&job.work.raw, jid) {
+                continue;
+            }
+            if !job.signals.is_cancelled() {
+                tracing::info!(jid = %crate::job::text::printable(jid), "cancelling a running job");
+                job.signals.cancel();
+            }
+        }
+    }
+}
