@@ -417,3 +417,97 @@ async fn kill_9_of_the_process_running_a_tracked_job_ends_with_the_rerun() -> ps
     assert_ne!(end.process, killed, "the rerun ran elsewhere");
     Ok(())
 }
+
+#[tokio::test]
+async fn psychiq_cancel_stops_a_command_workers_program_with_term_then_kill() -> psychiq::Result<()>
+{
+    let ns = TestNs::new().await;
+    let dir = std::env::temp_dir().join(format!("{}-cancel", ns.namespace));
+    std::fs::create_dir_all(&dir).unwrap();
+    let marks = dir.join("marks");
+    let toml = format!(
+        r#"
+[workers."Shell::Patient"]
+command = ["sh", "-c", 'trap "echo term >> {marks}" TERM; echo started >> {marks}; while true; do sleep 0.1; done']
+
+[workers."Shell::Deaf"]
+command = ["sh", "-c", 'trap "" TERM; echo started >> {marks}; while true; do sleep 0.1; done']
+"#,
+        marks = marks.display()
+    );
+    let file = dir.join("workers.toml");
+    std::fs::write(&file, toml).unwrap();
+    let mut server = Spawned::start(
+        &ns,
+        &[
+            "-s",
+            file.to_str().unwrap(),
+            "-c",
+            "2",
+            "--cancel-grace",
+            "1",
+            "--events",
+        ],
+    );
+    let patient = ns.client.push_tracked(Job::new("Shell::Patient", ())?).await?;
+    let deaf = ns.client.push_tracked(Job::new("Shell::Deaf", ())?).await?;
+    wait_until(Duration::from_secs(10), "both programs started", || async {
+        std::fs::read_to_string(&marks).is_ok_and(|s| s.matches("started").count() == 2)
+    })
+    .await;
+    for handle in [&patient, &deaf] {
+        let output = psychiq()
+            .args(["cancel", handle.jid(), "--redis-url", &ns.url, "-n", &ns.namespace])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{said}");
+        assert!(said.contains("cancelling"), "{said}");
+    }
+    for handle in [&patient, &deaf] {
+        let end = handle.wait_within(Duration::from_secs(10)).await?;
+        assert_eq!(end.state, State::Cancelled);
+    }
+    // The patient one heard TERM; the deaf one was killed after its grace. Neither runs on.
+    let written = std::fs::read_to_string(&marks).unwrap();
+    assert_eq!(written.matches("term").count(), 1, "{written}");
+    let shown = psychiq()
+        .args(["job", patient.jid(), "--redis-url", &ns.url, "-n", &ns.namespace])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("cancelled (tracked)"), "{shown}");
+    let events = psychiq()
+        .args([
+            "events",
+            "--json",
+            "--class",
+            "Shell::Deaf",
+            "--redis-url",
+            &ns.url,
+            "-n",
+            &ns.namespace,
+        ])
+        .output()
+        .unwrap();
+    let kinds: Vec<String> = String::from_utf8_lossy(&events.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"].to_string())
+        .collect();
+    assert_eq!(kinds, ["\"started\"", "\"cancelled\""]);
+    // Nothing left running in the process group.
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", &marks.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(ps.stdout.is_empty(), "{}", String::from_utf8_lossy(&ps.stdout));
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(10)), 0);
+    let unknown = psychiq()
+        .args(["cancel", "no-such-jid", "--redis-url", &ns.url, "-n", &ns.namespace])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("marked"));
+    Ok(())
+}

@@ -117,7 +117,7 @@ impl Api {
         if jid.is_empty() {
             return Ok(Cancellation::NotFound);
         }
-        if let Some(status) = self.tracked(jid).await?
+        if let Some(status) = self.tracked_status(jid).await?
             && status.state.is_final()
         {
             return Ok(Cancellation::AlreadyFinished(status.state));
@@ -174,8 +174,28 @@ impl Api {
         Ok(Cancellation::NotFound)
     }
 
-    /// A tracked job's status as stored, if it has one.
-    async fn tracked(&self, jid: &str) -> Result<Option<JobStatus>> {
+    /// The last `count` events of the stream, oldest first.
+    pub async fn recent_events(&self, count: usize) -> Result<Vec<Event>> {
+        let rows: Vec<(String, HashMap<String, String>)> = self
+            .query(
+                redis::cmd("XREVRANGE")
+                    .arg(self.keys.events())
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(count),
+            )
+            .await?;
+        let mut events: Vec<Event> = rows
+            .into_iter()
+            .filter_map(|(id, fields)| Event::from_entry(id, fields))
+            .collect();
+        events.reverse();
+        Ok(events)
+    }
+
+    /// A tracked job's status as stored, if it has one (no looking in queues and sets).
+    pub async fn tracked_status(&self, jid: &str) -> Result<Option<JobStatus>> {
         let hash: HashMap<String, String> = self
             .query(redis::cmd("HGETALL").arg(self.keys.status(jid)))
             .await?;

@@ -81,6 +81,15 @@ pub struct ServerArgs {
     /// Accepted for old scripts; does nothing (every server lets unique locks go now)
     #[arg(long, hide = true)]
     pub unique_jobs: bool,
+    /// Track every job's status and result for this many seconds, whatever it asks (jobs that ask keep their own; `psychiq job JID`)
+    #[arg(long, value_name = "SECONDS", value_parser = parse_secs)]
+    pub track_all: Option<Duration>,
+    /// Write the stream of job events (`psychiq events --follow`), kept to about this many entries
+    #[arg(long, value_name = "CAP", num_args = 0..=1, default_missing_value = "10000", value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub events: Option<u64>,
+    /// Seconds a cancelled running job may go on before its task is dropped (a command worker's group: TERM at the cancel, KILL then)
+    #[arg(long, value_name = "SECONDS", value_parser = parse_secs, default_value = "10")]
+    pub cancel_grace: Duration,
     /// Do not count batch jobs' outcomes (only for a fleet that runs no batch jobs: their callbacks would never fire)
     #[arg(long)]
     pub no_batches: bool,
@@ -151,7 +160,14 @@ impl ServerArgs {
             .shutdown_timeout(Duration::from_secs(self.shutdown_timeout))
             .tag(self.tag.clone())
             .fetch(self.fetch.into())
-            .batches(!self.no_batches);
+            .batches(!self.no_batches)
+            .cancel_grace(self.cancel_grace);
+        if let Some(retention) = self.track_all {
+            config = config.track_all(retention);
+        }
+        if let Some(cap) = self.events {
+            config = config.events(cap as usize);
+        }
         for queue in &self.queues {
             config = config.queue_spec(queue.clone());
         }

@@ -148,7 +148,17 @@ async fn run(
         crate::command::process_group::kill_group(pid);
         status
     };
-    let ((), read, status) = tokio::join!(write, read, wait);
+    // A cancelled job's program gets TERM at once (KILL when the grace is over and this
+    // future is dropped).
+    let term = async {
+        crate::context::cancelled().await;
+        crate::command::process_group::term_group(pid);
+        std::future::pending::<std::convert::Infallible>().await
+    };
+    let ((), read, status) = tokio::select! {
+        all = async { tokio::join!(write, read, wait) } => all,
+        never = term => match never {},
+    };
     // Killed already, and its pid may be anyone's from now on.
     group.0 = None;
     read.map_err(|e| {

@@ -36,14 +36,36 @@ pub(crate) fn isolate(command: &mut tokio::process::Command) {
 /// Kills the process group led by `pid` (the program and all it started), if it is left.
 pub(crate) fn kill_group(pid: Option<u32>) {
     #[cfg(unix)]
+    signal_group(pid, libc::SIGKILL);
+    #[cfg(not(unix))]
+    let _ = pid;
+}
+
+/// Asks the process group led by `pid` to stop (TERM), if it is left: a cancelled job's
+/// program may clean up until its grace is over and it is killed. On Linux the leader is
+/// the watcher, which passes TERM on to the group once.
+pub(crate) fn term_group(pid: Option<u32>) {
+    #[cfg(target_os = "linux")]
+    if let Some(pid) = pid {
+        // SAFETY: a plain syscall; a process already gone answers ESRCH.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    #[cfg(all(unix, not(target_os = "linux")))]
+    signal_group(pid, libc::SIGTERM);
+    #[cfg(not(unix))]
+    let _ = pid;
+}
+
+#[cfg(unix)]
+fn signal_group(pid: Option<u32>, signal: libc::c_int) {
     if let Some(pid) = pid {
         // SAFETY: a plain syscall; a group already gone answers ESRCH.
         unsafe {
-            libc::killpg(pid as libc::pid_t, libc::SIGKILL);
+            libc::killpg(pid as libc::pid_t, signal);
         }
     }
-    #[cfg(not(unix))]
-    let _ = pid;
 }
 
 /// Splits the child in two: the program (returns, to be executed) and its watcher (never
@@ -90,11 +112,19 @@ unsafe fn watch(server: libc::pid_t) -> std::io::Result<()> {
             // The server died before the request took hold.
             libc::kill(0, libc::SIGKILL);
         }
+        let mut termed = false;
         loop {
             let signal = libc::sigwaitinfo(&watched, std::ptr::null_mut());
-            if signal == libc::SIGUSR1 || signal == libc::SIGTERM {
-                // The server is gone (or asks): the whole group goes, this watcher too.
+            if signal == libc::SIGUSR1 {
+                // The server is gone: the whole group goes, this watcher too.
                 libc::kill(0, libc::SIGKILL);
+            }
+            if signal == libc::SIGTERM && !termed {
+                // A cancelled job: the whole group is asked to stop (this watcher too, which
+                // sees it as the next TERM and lets it pass); the server kills the group
+                // when the grace is over.
+                termed = true;
+                libc::kill(0, libc::SIGTERM);
             }
             let mut status = 0;
             if libc::waitpid(program, &mut status, libc::WNOHANG) == program {

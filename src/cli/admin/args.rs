@@ -47,10 +47,31 @@ pub enum AdminCommand {
         #[allow(missing_docs)]
         action: Option<BatchesAction>,
     },
-    /// Where one job is now (running, in a queue, scheduled, retrying or dead), shown in full
+    /// Where one job is now and what happened to it: a tracked job's status (state, times,
+    /// progress, error, result), else where it is (running, in a queue, scheduled,
+    /// retrying or dead), shown in full
     Job {
         /// Its jid
         jid: String,
+    },
+    /// Cancel a job: a waiting one is removed, a running one stopped within a second; never
+    /// retried
+    Cancel {
+        /// Its jid
+        jid: String,
+    },
+    /// The stream of job events (servers write it with --events): the last ones, and with
+    /// --follow the new ones as they come
+    Events {
+        /// Keep printing new events until interrupted
+        #[arg(long, short)]
+        follow: bool,
+        /// Only events of this class
+        #[arg(long)]
+        class: Option<String>,
+        /// How many of the latest events to print first
+        #[arg(long, default_value_t = 20)]
+        last: u64,
     },
     /// The jobs of one queue: list, show, delete or clear
     Jobs {

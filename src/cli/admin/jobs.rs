@@ -12,7 +12,7 @@ pub(super) async fn locate(api: &Api, out: &Out, jid: &str) -> Outcome {
     let (state, job, process) = match api.locate(jid).await? {
         None => {
             return Err(Failure::NotFound(format!(
-                "no job {jid:?} is running, taken by a server, waiting in a queue, or in the scheduled, retry or dead set; a job that succeeded, was discarded or was deleted leaves nothing behind"
+                "no job {jid:?} is running, taken by a server, waiting in a queue, or in the scheduled, retry or dead set; a job that succeeded, was discarded or was deleted leaves nothing behind unless it was tracked (Job::track, WorkerOptions::track, or a server's --track-all)"
             )));
         }
         Some(Whereabouts::Running(work)) => {

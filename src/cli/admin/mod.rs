@@ -18,6 +18,7 @@ mod extensions;
 mod jobs;
 mod overview;
 mod serve;
+mod status;
 
 pub use args::*;
 use enqueue::{enqueue, job_to_enqueue};
@@ -198,7 +199,18 @@ async fn dispatch(command: AdminCommand, api: &Api, out: &Out) -> Outcome {
         AdminCommand::Batches { action } => batches(api, out, action).await,
         AdminCommand::Unique { action } => unique(api, out, action).await,
         AdminCommand::Iterations { action } => iterations(api, out, action).await,
-        AdminCommand::Job { jid } => locate(api, out, &jid).await,
+        AdminCommand::Job { jid } => {
+            if status::tracked(api, out, &jid).await? {
+                return Ok(());
+            }
+            locate(api, out, &jid).await
+        }
+        AdminCommand::Cancel { jid } => status::cancel(api, out, &jid).await,
+        AdminCommand::Events {
+            follow,
+            class,
+            last,
+        } => status::events(api, out, follow, class.as_deref(), last).await,
         AdminCommand::Jobs { queue, action } => jobs(api, out, &queue, action).await,
         AdminCommand::Scheduled { action } => set(api, out, SetKind::Scheduled, action).await,
         AdminCommand::Retries { action } => set(api, out, SetKind::Retry, action).await,
