@@ -54,7 +54,9 @@ pub enum Error {
         jid: String,
     },
     /// Waiting for a job's result took longer than allowed; the job goes on.
-    #[error("gave up waiting for job {jid} (still {state}); it goes on, wait again with client.handle(jid)")]
+    #[error(
+        "gave up waiting for job {jid} (still {state}); it goes on, wait again with client.handle(jid)"
+    )]
     WaitTimedOut {
         /// The job's jid.
         jid: String,

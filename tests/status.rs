@@ -134,7 +134,10 @@ async fn a_tasks_typed_result_is_awaited_and_kept_in_its_status() -> psychiq::Re
     let ttl: i64 = ns
         .query(redis::cmd("TTL").arg(ns.keys().status(handle.jid())))
         .await;
-    assert!(ttl > 86_000 && ttl <= 86_400, "kept a day by default: {ttl}");
+    assert!(
+        ttl > 86_000 && ttl <= 86_400,
+        "kept a day by default: {ttl}"
+    );
 
     // A job that dies gives the waiter its error.
     let error = ns
@@ -214,18 +217,30 @@ async fn progress_is_throttled_shown_while_running_and_kept() -> psychiq::Result
     let handle = ns.client.push_tracked(Job::of::<Busy>(&NoArgs)?).await?;
     let api = ns.jobs.api().await?;
     let jid = handle.jid().to_string();
-    wait_until(Duration::from_secs(10), "progress while running", || async {
-        let status = api.status(&jid).await.unwrap().unwrap();
-        status.state == State::Running && status.progress.is_some()
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "progress while running",
+        || async {
+            let status = api.status(&jid).await.unwrap().unwrap();
+            status.state == State::Running && status.progress.is_some()
+        },
+    )
     .await;
     let shown = api.progress_of(&[&jid]).await?;
     assert_eq!(shown[&jid].total, 100_000);
     handle.wait_within(Duration::from_secs(10)).await?;
     let last = handle.status().await?.unwrap().progress.unwrap();
-    assert_eq!((last.done, last.message.as_str()), (100_000, "done counting"));
+    assert_eq!(
+        (last.done, last.message.as_str()),
+        (100_000, "done counting")
+    );
     let entries: Vec<(String, Vec<String>)> = ns
-        .query(redis::cmd("XRANGE").arg(ns.keys().events()).arg("-").arg("+"))
+        .query(
+            redis::cmd("XRANGE")
+                .arg(ns.keys().events())
+                .arg("-")
+                .arg("+"),
+        )
         .await;
     let progress_writes = entries
         .iter()
@@ -316,7 +331,11 @@ async fn a_running_job_is_cancelled_within_a_second_and_never_retried() -> psych
         assert!(took < Duration::from_secs(3), "cancelled in {took:?}");
     }
     assert_eq!(polite.stopped.load(Ordering::SeqCst), 1);
-    assert_eq!(api.retries().size().await?, 0, "a cancelled job is never retried");
+    assert_eq!(
+        api.retries().size().await?,
+        0,
+        "a cancelled job is never retried"
+    );
     assert_eq!(api.dead().size().await?, 0);
     server.stop().await;
     Ok(())
@@ -376,7 +395,11 @@ async fn the_event_stream_tells_a_jobs_life_in_order() -> psychiq::Result<()> {
     };
     assert_eq!(
         of(ok.jid()),
-        [EventKind::Enqueued, EventKind::Started, EventKind::Succeeded]
+        [
+            EventKind::Enqueued,
+            EventKind::Started,
+            EventKind::Succeeded
+        ]
     );
     assert_eq!(
         of(bad.jid()),
@@ -394,10 +417,7 @@ async fn the_event_stream_tells_a_jobs_life_in_order() -> psychiq::Result<()> {
 #[tokio::test]
 async fn kill_9_of_the_process_running_a_tracked_job_ends_with_the_rerun() -> psychiq::Result<()> {
     let ns = TestNs::new().await;
-    let handle = ns
-        .client
-        .push_tracked(Job::new("Sleep", (1_500,))?)
-        .await?;
+    let handle = ns.client.push_tracked(Job::new("Sleep", (1_500,))?).await?;
     let args = ["-s", "demo", "-c", "2"];
     let mut first = Spawned::start(&ns, &args);
     wait_until(Duration::from_secs(20), "the job running", || async {
@@ -449,7 +469,10 @@ command = ["sh", "-c", 'trap "" TERM; echo started >> {marks}; while true; do sl
             "--events",
         ],
     );
-    let patient = ns.client.push_tracked(Job::new("Shell::Patient", ())?).await?;
+    let patient = ns
+        .client
+        .push_tracked(Job::new("Shell::Patient", ())?)
+        .await?;
     let deaf = ns.client.push_tracked(Job::new("Shell::Deaf", ())?).await?;
     wait_until(Duration::from_secs(10), "both programs started", || async {
         std::fs::read_to_string(&marks).is_ok_and(|s| s.matches("started").count() == 2)
@@ -457,7 +480,14 @@ command = ["sh", "-c", 'trap "" TERM; echo started >> {marks}; while true; do sl
     .await;
     for handle in [&patient, &deaf] {
         let output = psychiq()
-            .args(["cancel", handle.jid(), "--redis-url", &ns.url, "-n", &ns.namespace])
+            .args([
+                "cancel",
+                handle.jid(),
+                "--redis-url",
+                &ns.url,
+                "-n",
+                &ns.namespace,
+            ])
             .output()
             .unwrap();
         let said = String::from_utf8_lossy(&output.stdout);
@@ -472,7 +502,14 @@ command = ["sh", "-c", 'trap "" TERM; echo started >> {marks}; while true; do sl
     let written = std::fs::read_to_string(&marks).unwrap();
     assert_eq!(written.matches("term").count(), 1, "{written}");
     let shown = psychiq()
-        .args(["job", patient.jid(), "--redis-url", &ns.url, "-n", &ns.namespace])
+        .args([
+            "job",
+            patient.jid(),
+            "--redis-url",
+            &ns.url,
+            "-n",
+            &ns.namespace,
+        ])
         .output()
         .unwrap();
     let shown = String::from_utf8_lossy(&shown.stdout);
@@ -500,11 +537,22 @@ command = ["sh", "-c", 'trap "" TERM; echo started >> {marks}; while true; do sl
         .args(["-f", &marks.display().to_string()])
         .output()
         .unwrap();
-    assert!(ps.stdout.is_empty(), "{}", String::from_utf8_lossy(&ps.stdout));
+    assert!(
+        ps.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
     server.signal("TERM");
     assert_eq!(server.wait_exit(Duration::from_secs(10)), 0);
     let unknown = psychiq()
-        .args(["cancel", "no-such-jid", "--redis-url", &ns.url, "-n", &ns.namespace])
+        .args([
+            "cancel",
+            "no-such-jid",
+            "--redis-url",
+            &ns.url,
+            "-n",
+            &ns.namespace,
+        ])
         .output()
         .unwrap();
     assert_eq!(unknown.status.code(), Some(1));

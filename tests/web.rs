@@ -1206,3 +1206,90 @@ async fn any_jid_is_found_wherever_the_job_is() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("leaves nothing behind"), "{err}");
 }
+
+#[tokio::test]
+async fn a_tracked_jobs_status_progress_and_cancel_button_are_on_the_dashboard() {
+    let ns = TestNs::new().await;
+    let (app, api) = app(&ns, WebConfig::default()).await;
+    let handle = ns
+        .client
+        .push_tracked(psychiq::Job::new("Report", (7,)).unwrap())
+        .await
+        .unwrap();
+    let page = get(&app, &format!("/jobs/{}", handle.jid())).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("enqueued"), "{}", page.body);
+    assert!(
+        page.body.contains("0 (0 runs next)"),
+        "its place in the queue"
+    );
+    assert!(page.body.contains(">Cancel<"), "a Cancel button");
+    let (cookie, token) = (cookie_of(&page), token_of(&page));
+    let done = post(
+        &app,
+        &format!("/jobs/{}/cancel", handle.jid()),
+        &format!("_csrf={token}"),
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(api.queue_size("default").await.unwrap(), 0);
+    let location = done.headers[header::LOCATION].to_str().unwrap().to_string();
+    let page = get(&app, &location).await;
+    assert!(page.body.contains("Cancelled"), "the notice: {}", page.body);
+    assert!(page.body.contains("cancelled"));
+    assert!(!page.body.contains(">Cancel<"), "nothing left to cancel");
+
+    // A running job's progress and its Cancel button on Busy.
+    let mut registry = psychiq::Registry::new();
+    registry.register(Counting);
+    let server = RunningServer::start(ns.config(), registry);
+    let running = ns
+        .client
+        .push(psychiq::Job::new("Counting", ()).unwrap())
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(10), "progress on Busy", || async {
+        get(&app, "/busy").await.body.contains("3/10 three of ten")
+    })
+    .await;
+    let page = get(&app, "/busy").await;
+    assert!(page.body.contains(&format!("/jobs/{running}/cancel")));
+    let (cookie, token) = (cookie_of(&page), token_of(&page));
+    let done = post(
+        &app,
+        &format!("/jobs/{running}/cancel"),
+        &format!("_csrf={token}&back=busy"),
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert!(
+        done.headers[header::LOCATION]
+            .to_str()
+            .unwrap()
+            .contains("/busy")
+    );
+    wait_until(Duration::from_secs(5), "the job cancelled", || async {
+        COUNTING_STOPPED.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    server.stop().await;
+}
+
+static COUNTING_STOPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Says it is three of ten done, then waits to be cancelled.
+struct Counting;
+
+impl psychiq::Worker for Counting {
+    type Args = psychiq::NoArgs;
+    async fn perform(&self, _: psychiq::NoArgs) -> psychiq::JobResult {
+        psychiq::context::progress(3, 10, "three of ten");
+        psychiq::context::cancelled().await;
+        COUNTING_STOPPED.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}

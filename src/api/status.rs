@@ -212,7 +212,13 @@ impl Api {
             job.queue(),
             crate::clock::now_secs(),
         );
-        job_events::append(&mut pipe, &self.keys, &event, job_events::DEFAULT_CAP, false);
+        job_events::append(
+            &mut pipe,
+            &self.keys,
+            &event,
+            job_events::DEFAULT_CAP,
+            false,
+        );
         if let Err(e) = self.query_pipe::<()>(&pipe).await {
             tracing::debug!(error = %e, "could not write a cancelled event");
         }

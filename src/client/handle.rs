@@ -146,7 +146,9 @@ impl<O: DeserializeOwned> JobHandle<O> {
     /// Waits for the job's result: its output if it succeeded, its error if it died or was
     /// discarded, [`Error::Cancelled`] if it was cancelled.
     pub async fn result(&self) -> Result<O> {
-        self.wait().await.and_then(|status| self.read_result(status))
+        self.wait()
+            .await
+            .and_then(|status| self.read_result(status))
     }
 
     /// [`JobHandle::result`] for at most `timeout`: [`Error::WaitTimedOut`] after it.
@@ -244,7 +246,6 @@ impl<O: DeserializeOwned> JobHandle<O> {
 
 fn test_mode() -> Error {
     Error::Config(
-        "a test-mode client has no Redis to track jobs in; use a client connected to Redis"
-            .into(),
+        "a test-mode client has no Redis to track jobs in; use a client connected to Redis".into(),
     )
 }

@@ -13,9 +13,9 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::job::builder::{Job, KeyFn};
 use crate::job::job_events::{self, Event, EventKind};
-use crate::job::status;
 use crate::job::middleware::ClientChain;
 use crate::job::payload;
+use crate::job::status;
 use crate::job::unique;
 use crate::job::worker::Worker;
 use crate::store::config::RedisConfig;
@@ -411,8 +411,7 @@ impl Client {
                     // Written before the job, so a server's "running" comes after it.
                     if let Some(retention) = job.tracked_for() {
                         status::pushed(
-                            &mut pipe, &self.keys, &jid, &job.class, &job.queue, at, now,
-                            retention,
+                            &mut pipe, &self.keys, &jid, &job.class, &job.queue, at, now, retention,
                         );
                         if job.unique.is_some() {
                             tracked_unique.push((pushes.len(), jid.clone()));

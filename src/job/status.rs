@@ -218,10 +218,7 @@ pub(crate) fn progress_in(hash: &HashMap<String, String>) -> Option<Progress> {
     let done = hash.get("done")?.parse().ok()?;
     Some(Progress {
         done,
-        total: hash
-            .get("total")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
+        total: hash.get("total").and_then(|v| v.parse().ok()).unwrap_or(0),
         message: hash.get("message").cloned().unwrap_or_default(),
     })
 }
@@ -298,7 +295,11 @@ pub(crate) fn pushed(
         .arg("enqueued_at")
         .arg(now);
     match at {
-        Some(at) => hset.arg("state").arg(State::Scheduled.name()).arg("at").arg(at),
+        Some(at) => hset
+            .arg("state")
+            .arg(State::Scheduled.name())
+            .arg("at")
+            .arg(at),
         None => hset.arg("state").arg(State::Enqueued.name()),
     };
     pipe.add_command(hset).ignore();
@@ -392,7 +393,10 @@ pub(crate) fn ended(
     hset.arg(&key).arg("state").arg(state.name());
     match end {
         End::Succeeded { duration, result } => {
-            hset.arg("duration").arg(*duration).arg("result").arg(*result);
+            hset.arg("duration")
+                .arg(*duration)
+                .arg("result")
+                .arg(*result);
         }
         End::Retrying {
             retry_count,
@@ -449,6 +453,9 @@ mod tests {
         hash.insert("state".to_string(), "retrying".to_string());
         hash.insert("retry_count".to_string(), "2".to_string());
         let status = JobStatus::from_hash("j", &hash).unwrap();
-        assert_eq!((status.state, status.retry_count), (State::Retrying, Some(2)));
+        assert_eq!(
+            (status.state, status.retry_count),
+            (State::Retrying, Some(2))
+        );
     }
 }

@@ -127,7 +127,10 @@ mod tests {
         );
         // A tracked job's status records its end (HSET, EXPIRE, and for waiters DEL,
         // RPUSH, EXPIRE).
-        assert_eq!(commands(r#"{"class":"X","jid":"j","args":[],"track":60}"#), 5);
+        assert_eq!(
+            commands(r#"{"class":"X","jid":"j","args":[],"track":60}"#),
+            5
+        );
         // Only named in the arguments, or not JSON: nothing.
         assert_eq!(commands(r#"{"class":"X","jid":"j","args":["\"bid\""]}"#), 0);
         assert_eq!(commands(r#"not json "bid""#), 0);

@@ -143,8 +143,8 @@ impl Executor {
         }
         let job = Arc::new(job);
         let lifecycle = self.lifecycle.as_deref();
-        if let Some(secs) = crate::job::status::retention_in(text)
-            .or_else(|| lifecycle.and_then(|l| l.track_all))
+        if let Some(secs) =
+            crate::job::status::retention_in(text).or_else(|| lifecycle.and_then(|l| l.track_all))
         {
             job.track(secs);
         }

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use crate::job::context::{JobContext, Reporter, Signals};
 use crate::job::failure::JobError;
 use crate::job::job_events::{Event, EventKind};
-use crate::job::status::{self, End};
 use crate::job::middleware::Outcome;
 use crate::job::payload::{self, Rewrite};
+use crate::job::status::{self, End};
 use crate::job::text;
 use crate::server::acks::Acks;
 use crate::server::departure;
@@ -189,7 +189,8 @@ impl Processor {
             Disposition::Drop => End::Discarded { reason: &described },
         };
         // Written first: a slow handler must not hold the failure back.
-        self.write_counting(&disposition, now, work, Some(&end)).await;
+        self.write_counting(&disposition, now, work, Some(&end))
+            .await;
         if let Some(lifecycle) = lifecycle.filter(|l| l.events.is_some()) {
             let event = |kind| Event::new(kind, &jid, &class, queue, now).with("error", &described);
             lifecycle.event(event(EventKind::Failed));
@@ -384,7 +385,9 @@ impl Processor {
             // Batches, unique locks and statuses live in the namespace's slot, not the
             // queue's. Logged if it fails; the job is written either way.
             if has_follows {
-                let _ = self.send(&follows, "a failed job's batch, lock or status").await;
+                let _ = self
+                    .send(&follows, "a failed job's batch, lock or status")
+                    .await;
             }
             let _ = self.send(&removal, "recording a failed job").await;
             return;
@@ -422,7 +425,9 @@ impl Processor {
             return;
         }
         if has_follows && self.keys.is_cluster() {
-            let _ = self.send(&follows, "a failed job's batch, lock or status").await;
+            let _ = self
+                .send(&follows, "a failed job's batch, lock or status")
+                .await;
         }
     }
 
@@ -446,7 +451,14 @@ impl Processor {
         let now = crate::clock::now_secs();
         if let Some(retention) = job.tracked_for() {
             let mut pipe = redis::pipe();
-            status::ended(&mut pipe, &self.keys, job.jid(), end, now, retention.as_secs());
+            status::ended(
+                &mut pipe,
+                &self.keys,
+                job.jid(),
+                end,
+                now,
+                retention.as_secs(),
+            );
             let _ = self.send(&pipe, "recording a tracked job's end").await;
         }
         if let Some(lifecycle) = self.executor.lifecycle.as_deref() {

@@ -167,6 +167,7 @@ pub fn router(api: Api, config: WebConfig) -> Router {
         .route("/classes", get(pages::classes))
         .route("/jobs", get(lookup::search))
         .route("/jobs/{jid}", get(lookup::job))
+        .route("/jobs/{jid}/cancel", axum::routing::post(lookup::cancel))
         .route("/periodic", get(extensions::periodic))
         .route("/limits", get(extensions::limits))
         .route("/batches", get(extensions::batches))

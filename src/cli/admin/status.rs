@@ -34,7 +34,10 @@ fn describe(status: &JobStatus) -> String {
         }
     };
     line("enqueued", status.enqueued_at.map(utc_text));
-    line("position", status.position.map(|p| format!("{p} (0 runs next)")));
+    line(
+        "position",
+        status.position.map(|p| format!("{p} (0 runs next)")),
+    );
     line("next run", status.next_at.map(utc_text));
     line("started", status.started_at.map(utc_text));
     line("process", status.process.clone());

@@ -19,6 +19,11 @@ pub(in crate::web) async fn busy(
 ) -> Page {
     let processes = web.api.processes().await?;
     let running = web.api.running_of(&processes).await?;
+    let jids: Vec<&str> = running
+        .iter()
+        .filter_map(|w| w.payload["jid"].as_str())
+        .collect();
+    let progress = web.api.progress_of(&jids).await?;
     let now = crate::clock::now_secs();
     let base = &ctx.base;
     let body = html! {
@@ -52,7 +57,7 @@ pub(in crate::web) async fn busy(
         }
         h2 { "Running jobs (" (running.len()) ")" }
         table {
-            thead { tr { th { "process" } th { "slot" } th { "jid" } th { "queue" } th { "class" } th { "args" } th { "started" } } }
+            thead { tr { th { "process" } th { "slot" } th { "jid" } th { "queue" } th { "class" } th { "args" } th { "started" } th { "progress" } th {} } }
             tbody {
                 @for w in &running {
                     tr {
@@ -63,9 +68,23 @@ pub(in crate::web) async fn busy(
                         td { (w.payload["wrapped"].as_str().or(w.payload["class"].as_str()).unwrap_or("")) }
                         td { code { (w.payload["args"].to_string()) } }
                         td { (span_text(now - w.run_at)) " ago" }
+                        td {
+                            @if let Some(p) = w.payload["jid"].as_str().and_then(|jid| progress.get(jid)) {
+                                @if p.total > 0 { progress max=(p.total) value=(p.done) {} " " }
+                                (p.done) @if p.total > 0 { "/" (p.total) } " " (p.message)
+                            }
+                        }
+                        td.actions {
+                            @let jid = w.payload["jid"].as_str().unwrap_or("");
+                            form method="post" action={ (base) "/jobs/" (segment(jid)) "/cancel" } {
+                                (csrf_field(&ctx))
+                                input type="hidden" name="back" value="busy";
+                                button.danger { "Cancel" }
+                            }
+                        }
                     }
                 }
-                @if running.is_empty() { tr { td colspan="7" { "Nothing running." } } }
+                @if running.is_empty() { tr { td colspan="9" { "Nothing running." } } }
             }
         }
     };
