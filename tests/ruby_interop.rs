@@ -213,14 +213,23 @@ async fn jobs_enqueued_by_psychiq_run_in_a_ruby_sidekiq_server_on_time() {
     c.enqueue_bulk::<Recorder>((0..50).map(|i| vec![json!("bulk"), json!(i)]))
         .await
         .unwrap();
+    // Tracked: Ruby ignores the field and runs it (its status stays as the push left it).
+    let tracked = c
+        .push_tracked(psychiq::Job::of::<Recorder>(&vec![json!("tracked")]).unwrap())
+        .await
+        .unwrap();
 
     let ruby = RubyServer::start(&ns, 5).await;
     // Ruby's poller waits up to 5 s before its first look, then about 1 s between looks.
     wait_until(Duration::from_secs(20), "Ruby to run every job", || async {
-        performed(&ns).await.len() == 53
+        performed(&ns).await.len() == 54
     })
     .await;
     ruby.stop().await;
+    assert_eq!(
+        tracked.status().await.unwrap().map(|s| s.state),
+        Some(psychiq::status::State::Enqueued)
+    );
 
     let done = performed(&ns).await;
     assert!(done.iter().all(|r| r["who"] == "ruby"));
@@ -230,6 +239,7 @@ async fn jobs_enqueued_by_psychiq_run_in_a_ruby_sidekiq_server_on_time() {
             .unwrap_or_else(|| panic!("no job {first}"))
             .clone()
     };
+    assert!(done.iter().any(|r| r["args"][0] == "tracked"));
     let first = done.iter().find(|r| r["args"][0] == 1).unwrap();
     assert_eq!(first["args"], Value::Array(every_type));
     let ran_in = args_of("in")["at"].as_f64().unwrap();

@@ -382,12 +382,13 @@ async fn scenarios(version: &'static str, db: u32) {
         .await
         .expect("the Sidekiq server starts within 30 s");
     assert_eq!(ready.unwrap().as_deref(), Some("ready"));
-    // With the extensions' payload keys (expires_at, unique_*, and those of a periodic
-    // tick and a rate-limit snooze), which Sidekiq ignores.
+    // With the extensions' payload keys (expires_at, unique_*, track, and those of a
+    // periodic tick and a rate-limit snooze), which Sidekiq ignores.
     peer.client
         .push(
             Job::new("Interop::Recorder", ("from-rust", 1))
                 .unwrap()
+                .track()
                 .expires_in(Duration::from_secs(3600))
                 .unique_for(Duration::from_secs(60))
                 .option("periodic", json!("nightly-report"))
