@@ -3,8 +3,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use crate::client::{Backend, Client};
-use crate::error::{Error, Result};
+use crate::client::Client;
+use crate::error::Result;
 use crate::job::job_events::Event;
 use crate::store::config::RedisConfig;
 use crate::store::connection::Connection;
@@ -64,11 +64,7 @@ impl Client {
 
     /// The events written after entry `id` (`"0-0"`: all the stream still holds).
     pub async fn events_after(&self, id: &str) -> Result<EventStream> {
-        let Backend::Redis { config, .. } = &self.backend else {
-            return Err(Error::Config(
-                "a test-mode client has no event stream; use a client connected to Redis".into(),
-            ));
-        };
+        let (_, config) = self.redis("the event stream")?;
         let conn = config
             .connect_with_timeout(BLOCK + crate::store::config::COMMAND_TIMEOUT)
             .await?;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use crate::client::{Backend, Client};
+use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::job::builder::Job;
 use crate::job::failure::JobError;
@@ -120,9 +120,7 @@ impl<O: DeserializeOwned> JobHandle<O> {
     /// The job's status as it was tracked; `None` if it is not tracked (or its status
     /// expired). For any job, tracked or not, see [`crate::api::Api::status`].
     pub async fn status(&self) -> Result<Option<JobStatus>> {
-        let Backend::Redis { conn, config, .. } = &self.client.backend else {
-            return Err(test_mode());
-        };
+        let (conn, config) = self.client.redis("job statuses")?;
         let hash: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.client.keys.status(&self.jid))
             .query_async(&mut conn.clone())
@@ -159,9 +157,7 @@ impl<O: DeserializeOwned> JobHandle<O> {
     }
 
     async fn wait_until(&self, deadline: Option<Instant>) -> Result<JobStatus> {
-        let Backend::Redis { config, .. } = &self.client.backend else {
-            return Err(test_mode());
-        };
+        let (_, config) = self.client.redis("job statuses")?;
         let done = self.client.keys.status_done(&self.jid);
         let mut blocking = None;
         loop {
@@ -242,10 +238,4 @@ impl<O: DeserializeOwned> JobHandle<O> {
             }
         }
     }
-}
-
-fn test_mode() -> Error {
-    Error::Config(
-        "a test-mode client has no Redis to track jobs in; use a client connected to Redis".into(),
-    )
 }

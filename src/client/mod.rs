@@ -202,6 +202,19 @@ impl Client {
         }
     }
 
+    /// This client's Redis connection and settings; an error saying what to do for a
+    /// test-mode client, which has none (`what` names what needed it).
+    pub(crate) fn redis(&self, what: &str) -> Result<(&Connection, &RedisConfig)> {
+        let _ = what; // named only in the test mode's error
+        match &self.backend {
+            Backend::Redis { conn, config, .. } => Ok((conn, config)),
+            #[cfg(feature = "server")]
+            Backend::Memory(_) => Err(Error::Config(format!(
+                "a test-mode client has no Redis for {what}; use a client connected to Redis"
+            ))),
+        }
+    }
+
     /// The raw-Redis escape hatch: a clone of the underlying connection, for redis-rs
     /// commands of your own. `None` for a test-mode client ([`crate::testing`]), which has
     /// no Redis.

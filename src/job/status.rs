@@ -311,18 +311,18 @@ pub(crate) fn pushed(
 pub(crate) fn started(
     pipe: &mut redis::Pipeline,
     keys: &Keys,
-    job: &crate::job::context::JobContext,
+    (jid, class, queue): (&str, &str, &str),
     process: &str,
     now: f64,
     retention: u64,
 ) {
-    let key = keys.status(job.jid());
+    let key = keys.status(jid);
     pipe.hset_multiple(
         &key,
         &[
             ("state", State::Running.name()),
-            ("class", job.class()),
-            ("queue", job.queue()),
+            ("class", class),
+            ("queue", queue),
             ("process", process),
         ],
     )
@@ -330,7 +330,7 @@ pub(crate) fn started(
     pipe.hset(&key, "started_at", now).ignore();
     pipe.hdel(&key, &["next_at", "finished_at", "duration", "result"])
         .ignore();
-    pipe.del(keys.status_done(job.jid())).ignore();
+    pipe.del(keys.status_done(jid)).ignore();
     pipe.expire(&key, retention as i64).ignore();
 }
 

@@ -104,7 +104,7 @@ impl Lifecycle {
             status::started(
                 &mut pipe,
                 &self.keys,
-                job,
+                (job.jid(), job.class(), job.queue()),
                 &self.identity,
                 crate::clock::now_secs(),
                 retention.as_secs(),

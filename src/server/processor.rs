@@ -285,7 +285,7 @@ impl Processor {
             (schedule, "ZSCORE")
         };
         if let Some((job, retention)) = job.and_then(|j| Some((j, j.tracked_for()?))) {
-            let at = (!requeue).then(|| now + delay.as_secs_f64());
+            let at = (!requeue).then_some(now + delay.as_secs_f64());
             status::waiting(&mut pipe, &self.keys, job.jid(), at, retention.as_secs());
         }
         work.remove_in(&mut pipe);
