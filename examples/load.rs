@@ -4,7 +4,9 @@
 //! `cargo run --release --example load -- [--jobs 100000] [-c 25] [--middleware 3] [--redis-url URL]`
 //!
 //! `--middleware N` puts N pass-through server middleware around every job, to measure
-//! what the chain costs.
+//! what the chain costs. `--track` pushes every job tracked (status written at push, start
+//! and end), `--results` makes the worker a `Task` that returns a value (tracked, its
+//! result kept), and `--events` has the client and the server write the event stream.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +27,21 @@ impl Worker for Noop {
     async fn perform(&self, _: NoArgs) -> JobResult {
         self.0.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// Returns a small value; served as `Noop` too, so the same pushed jobs run either way.
+struct NoopTask(Arc<AtomicUsize>);
+
+impl psychiq::Task for NoopTask {
+    type Args = NoArgs;
+    type Output = (u64, String);
+    fn class_name() -> String {
+        "Noop".into()
+    }
+    async fn run(&self, _: NoArgs) -> Result<(u64, String), psychiq::JobError> {
+        let n = self.0.fetch_add(1, Ordering::Relaxed);
+        Ok((n as u64, "ok".into()))
     }
 }
 
@@ -54,6 +71,15 @@ struct Args {
     /// Pass-through server middleware around every job (0 to 3)
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
     middleware: u8,
+    /// Push every job tracked (its status kept)
+    #[arg(long)]
+    track: bool,
+    /// Run a Task that returns a value, tracked (its result kept)
+    #[arg(long)]
+    results: bool,
+    /// Write the event stream (client and server)
+    #[arg(long)]
+    events: bool,
 }
 
 #[tokio::main]
@@ -61,23 +87,40 @@ async fn main() -> psychiq::Result<()> {
     let args = Args::parse();
     let redis = RedisConfig::from_url(args.redis_url.clone())?;
     let namespace = format!("psychiq-load-{}", std::process::id());
-    let client = Client::connect(&redis, &namespace).await?;
+    let mut client = Client::connect(&redis, &namespace).await?;
+    if args.events {
+        client.emit_events(psychiq::job_events::DEFAULT_CAP);
+    }
 
     let started = Instant::now();
     let jobs: Vec<Job> = (0..args.jobs)
-        .map(|_| Job::new("Noop", NoArgs).expect("[] is an array"))
+        .map(|_| {
+            let job = Job::new("Noop", NoArgs).expect("[] is an array");
+            if args.track || args.results {
+                job.track()
+            } else {
+                job
+            }
+        })
         .collect();
     client.push_bulk(jobs).await?;
     let enqueue = started.elapsed();
 
     let done = Arc::new(AtomicUsize::new(0));
     let mut registry = Registry::new();
-    registry.register(Noop(Arc::clone(&done)));
-    let config = ServerConfig::default()
+    if args.results {
+        registry.register(NoopTask(Arc::clone(&done)));
+    } else {
+        registry.register(Noop(Arc::clone(&done)));
+    }
+    let mut config = ServerConfig::default()
         .redis(redis)
         .namespace(namespace.clone())
         .concurrency(args.concurrency)
         .fetch(args.fetch.into());
+    if args.events {
+        config = config.events(psychiq::job_events::DEFAULT_CAP);
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
     let mut server = Server::new(config, registry);

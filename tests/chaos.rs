@@ -46,6 +46,8 @@ const PARENT_JOBS: u32 = 400;
 const CHILD_JOBS: u32 = 200;
 const WALKS: u32 = 3;
 const WALK_STEPS: u64 = 40;
+/// Tracked jobs of 1.5 s, due across the chaos, some cancelled as it goes.
+const LONGS: u32 = 24;
 /// The window limit: starts a second.
 const LIMIT: u32 = 25;
 const CONCURRENCY: usize = 5;
@@ -152,6 +154,7 @@ fn registry() -> Registry {
         .register_as("Chaos::Plain", Plain("plain", 10))
         .register_as("Chaos::Unique", Plain("unique", 10))
         .register_as("Chaos::Part", Plain("part", 100))
+        .register_as("Chaos::Long", Plain("long", 1_500))
         .register_as("Chaos::Flaky", Flaky)
         .register_as("Chaos::Limited", Limited)
         .register_as("Chaos::Event", Event)
@@ -337,6 +340,26 @@ async fn chaos_loses_nothing_and_fires_everything_once() -> psychiq::Result<()> 
     for n in 0..WALKS {
         c.push(Job::new("Chaos::Walk", (n,))?).await?;
     }
+    // Due across the chaos, so cancels find them scheduled, queued, running and done.
+    let mut longs: Vec<String> = Vec::new();
+    for n in 0..LONGS {
+        let due = Duration::from_millis(secs * 1_000 * u64::from(n) / u64::from(LONGS));
+        let handle = c
+            .push_tracked(Job::new("Chaos::Long", (n,))?.delay(due))
+            .await?;
+        longs.push(handle.jid().to_string());
+    }
+    let canceller = psychiq::api::Api::connect(&ns.redis, &ns.namespace).await?;
+    // (id, its runs recorded when it was cancelled, what the cancel said)
+    let mut cancels: Vec<(u32, usize, psychiq::api::Cancellation)> = Vec::new();
+    let runs_of = |id: u32| -> usize {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|r| r["kind"] == "long" && r["id"] == id)
+            .count()
+    };
 
     let mut servers: Vec<ServerProcess> = (0..SERVERS)
         .map(|i| ServerProcess::start(i, &redis.url(), &ns.namespace, &out, &log))
@@ -452,6 +475,20 @@ async fn chaos_loses_nothing_and_fires_everything_once() -> psychiq::Result<()> 
             }
             _ => {}
         }
+        // Cancel one tracked job about every other round, wherever it is now.
+        if rng.random_range(0..2) == 0 {
+            let id = rng.random_range(0..LONGS);
+            if !cancels.iter().any(|(c, _, _)| *c == id) {
+                let before = runs_of(id);
+                // A cancel Redis dropped half-way may have marked the job: counted as one
+                // whose end is not known (cancelled, or succeeded).
+                let said = canceller
+                    .cancel(&longs[id as usize])
+                    .await
+                    .unwrap_or(psychiq::api::Cancellation::NotFound);
+                cancels.push((id, before, said));
+            }
+        }
     }
     if stopped_at.is_some() {
         servers[sleeper].signal("CONT");
@@ -485,8 +522,12 @@ async fn chaos_loses_nothing_and_fires_everything_once() -> psychiq::Result<()> 
         }
         ids
     };
+    let cancelled: BTreeSet<u32> = cancels.iter().map(|(id, _, _)| *id).collect();
+    eprintln!("chaos: cancels {cancels:?}");
     let all_done = |runs: &[Value]| {
-        ids(runs, "plain").len() == plain as usize
+        let long = ids(runs, "long");
+        (0..LONGS).all(|id| cancelled.contains(&id) || long.contains_key(&u64::from(id)))
+            && ids(runs, "plain").len() == plain as usize
             && ids(runs, "flaky").len() == flaky as usize
             && ids(runs, "unique").len() == unique as usize
             && ids(runs, "limited").len() == limited as usize
@@ -687,6 +728,33 @@ async fn chaos_loses_nothing_and_fires_everything_once() -> psychiq::Result<()> 
     }
     let status = api.batch(&parent_bid).await?.unwrap();
     assert_eq!((status.pending, status.dead), (0, 0));
+    // A cancelled job ends cancelled (or as it was, if it was over; or succeeded, if it
+    // finished before its process heard), and runs at most the run it was in.
+    use psychiq::api::Cancellation;
+    use psychiq::status::State;
+    let long_runs = ids(&runs, "long");
+    for (id, before, said) in &cancels {
+        let state = api
+            .tracked_status(&longs[*id as usize])
+            .await?
+            .map(|s| s.state);
+        let allowed: &[State] = match said {
+            Cancellation::Removed(_) => &[State::Cancelled],
+            Cancellation::AlreadyFinished(state) => &[*state],
+            _ => &[State::Cancelled, State::Succeeded],
+        };
+        assert!(
+            state.is_some_and(|s| allowed.contains(&s)),
+            "long {id}: cancel said {said:?}, its status is {state:?} (seed {seed})"
+        );
+        if !matches!(said, Cancellation::AlreadyFinished(_)) {
+            let after = long_runs.get(&u64::from(*id)).copied().unwrap_or(0);
+            assert!(
+                after <= before + 1,
+                "long {id} ran {after} times, {before} before its cancel (seed {seed})"
+            );
+        }
+    }
     eprintln!(
         "chaos: {} runs, {} ticks, every invariant held",
         runs.len(),
