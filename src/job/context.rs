@@ -112,8 +112,13 @@ pub(crate) trait Reporter: Send + Sync {
 #[derive(Default)]
 pub(crate) struct Signals {
     cancelled: AtomicBool,
+    /// Wakes what awaits [`cancelled`] (the job's own code).
     wake: tokio::sync::Notify,
+    /// Wakes the task running the job (the server's grace period starts).
+    task: futures_util::task::AtomicWaker,
     output: OnceLock<String>,
+    /// Whether progress was ever reported (so a job that reports none takes no lock).
+    reported: AtomicBool,
     progress: Mutex<ProgressCell>,
     reporter: Option<Arc<dyn Reporter>>,
 }
@@ -144,10 +149,23 @@ impl Signals {
         }
     }
 
-    /// Cancels the job: [`cancelled`] resolves, [`is_cancelled`] turns true.
+    /// Cancels the job: [`cancelled`] resolves, [`is_cancelled`] turns true, and the task
+    /// running it is woken.
     pub(crate) fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
         self.wake.notify_waiters();
+        self.task.wake();
+    }
+
+    /// Wakes the task polling through `waker` when the job is cancelled.
+    pub(crate) fn wake_on_cancel(&self, waker: &std::task::Waker) {
+        self.task.register(waker);
+    }
+
+    /// Ready for the next job, if nothing else holds these signals (`&mut`): as new,
+    /// reporting to the same place, without an allocation.
+    pub(crate) fn reset(&mut self) {
+        *self = Signals::reporting_to(self.reporter.take());
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
@@ -173,6 +191,9 @@ impl Signals {
 
     /// The latest progress and whether it is still to be written.
     pub(crate) fn last_progress(&self) -> (Option<Progress>, bool) {
+        if !self.reported.load(Ordering::Relaxed) {
+            return (None, false);
+        }
         let cell = self.progress.lock().expect("progress lock");
         (cell.latest.clone(), cell.unwritten)
     }
@@ -269,6 +290,7 @@ impl JobContext {
             total,
             message: message.into(),
         };
+        self.signals.reported.store(true, Ordering::Relaxed);
         let due = {
             let mut cell = self.signals.progress.lock().expect("progress lock");
             let due = cell

@@ -186,11 +186,18 @@ pub(crate) async fn work(
     running: Running,
     id: u64,
 ) {
+    // One set of signals a worker, reset between jobs: no allocation per job, unless the
+    // last job's context outlived it (a task it spawned holds it), when a new one is made.
+    let mut signals = processor.signals();
     while let Some(Queued { work, done }) = backlog.next().await {
+        match Arc::get_mut(&mut signals) {
+            Some(mine) => mine.reset(),
+            None => signals = processor.signals(),
+        }
         let job = RunningJob {
             work,
             run_at: crate::clock::now_secs() as u64,
-            signals: processor.signals(),
+            signals: Arc::clone(&signals),
         };
         running
             .lock()

@@ -4,6 +4,7 @@
 //! mode's drains run jobs through the same [`Executor`], so both follow the same rules.
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
@@ -210,8 +211,9 @@ impl Executor {
             queue = %text::printable(queue),
             "start"
         );
-        if let Some(lifecycle) = lifecycle {
-            lifecycle.starting(&job).await;
+        if let Some(lifecycle) = lifecycle.filter(|l| l.reports_start(&job)) {
+            // Boxed: its Redis write would make every job's future larger.
+            Box::pin(lifecycle.starting(&job)).await;
         }
         let started = Instant::now();
         let timeout = handler.options().timeout.or(self.job_timeout);
@@ -299,12 +301,30 @@ async fn guarded(
     };
     let run = timed(future, timeout);
     let mut run = std::pin::pin!(run);
-    tokio::select! {
-        biased;
-        outcome = &mut run => return outcome,
-        _ = signals.cancelled() => {}
+    // The flag is read at each poll, and the task woken by a cancel: no waiter is
+    // registered anywhere unless the job awaits something.
+    let ended = std::future::poll_fn(|cx| {
+        if signals.is_cancelled() {
+            return Poll::Ready(None);
+        }
+        match run.as_mut().poll(cx) {
+            Poll::Ready(outcome) => Poll::Ready(Some(outcome)),
+            Poll::Pending => {
+                signals.wake_on_cancel(cx.waker());
+                if signals.is_cancelled() {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    })
+    .await;
+    if let Some(outcome) = ended {
+        return outcome;
     }
-    match tokio::time::timeout(grace, run).await {
+    // Boxed: the timer would make every job's future larger.
+    match Box::pin(tokio::time::timeout(grace, run)).await {
         Ok(outcome) => outcome,
         Err(_) => {
             tracing::warn!(

@@ -96,6 +96,11 @@ pub(crate) struct Lifecycle {
 }
 
 impl Lifecycle {
+    /// Whether a job's start is written anywhere (it is tracked, or the stream is on).
+    pub fn reports_start(&self, job: &JobContext) -> bool {
+        self.events.is_some() || job.tracked_for().is_some()
+    }
+
     /// Writes a tracked job's start (awaited, so its end is written after it) and sends its
     /// `started` event.
     pub async fn starting(&self, job: &JobContext) {

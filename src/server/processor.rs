@@ -78,11 +78,11 @@ impl Processor {
                 outcome: Outcome::Done,
                 ..
             } => {
-                if let Some(job) = &job {
+                if let Some(job) = job.as_deref().filter(|j| self.reports(j)) {
                     let duration = started.elapsed().as_secs_f64();
                     let result = job.signals().output().unwrap_or("null");
                     let end = End::Succeeded { duration, result };
-                    self.record_end(job, &end, EventKind::Succeeded).await;
+                    Box::pin(self.record_end(job, &end, EventKind::Succeeded)).await;
                 }
                 return self.let_go(work);
             }
@@ -91,9 +91,9 @@ impl Processor {
                 ..
             } => {
                 tracing::info!(queue = %text::printable(queue), reason = %text::printable(&reason), "job skipped by a middleware");
-                if let Some(job) = &job {
+                if let Some(job) = job.as_deref().filter(|j| self.reports(j)) {
                     let end = End::Discarded { reason: &reason };
-                    self.record_end(job, &end, EventKind::Discarded).await;
+                    Box::pin(self.record_end(job, &end, EventKind::Discarded)).await;
                 }
                 return self.let_go(work);
             }
@@ -103,9 +103,9 @@ impl Processor {
             } => {
                 tracing::warn!(queue = %text::printable(queue), reason = %text::printable(&reason), "job discarded");
                 self.stats.record_discarded();
-                if let Some(job) = &job {
+                if let Some(job) = job.as_deref().filter(|j| self.reports(j)) {
                     let end = End::Discarded { reason: &reason };
-                    self.record_end(job, &end, EventKind::Discarded).await;
+                    Box::pin(self.record_end(job, &end, EventKind::Discarded)).await;
                 }
                 return self.let_go(work);
             }
@@ -119,7 +119,7 @@ impl Processor {
             Verdict::Ran {
                 outcome: Outcome::Cancelled,
                 ..
-            } => return self.cancelled(work, job.as_deref()).await,
+            } => return Box::pin(self.cancelled(work, job.as_deref())).await,
             Verdict::Unreadable { reason } => {
                 self.stats.record(true);
                 tracing::warn!(queue = %text::printable(queue), reason = %text::printable(&reason), "unreadable payload moved to the dead set");
@@ -446,8 +446,13 @@ impl Processor {
     }
 
     /// Writes how a tracked job ended (awaited: the job is acknowledged after it) and sends
-    /// its event.
+    /// its event. Callers box it: every job's future would carry its Redis write.
     async fn record_end(&self, job: &JobContext, end: &End<'_>, kind: EventKind) {
+        if !self.reports(job) {
+            // Most jobs: nothing to write, nothing to build.
+            return;
+        }
+        let events = self.executor.lifecycle.as_deref().filter(|l| l.events.is_some());
         let now = crate::clock::now_secs();
         if let Some(retention) = job.tracked_for() {
             let mut pipe = redis::pipe();
@@ -461,13 +466,23 @@ impl Processor {
             );
             let _ = self.send(&pipe, "recording a tracked job's end").await;
         }
-        if let Some(lifecycle) = self.executor.lifecycle.as_deref() {
+        if let Some(lifecycle) = events {
             let mut event = Event::new(kind, job.jid(), job.class(), job.queue(), now);
             if let End::Succeeded { duration, .. } = end {
                 event = event.with("duration", duration);
             }
             lifecycle.event(event);
         }
+    }
+
+    /// Whether `job`'s end is written anywhere (it is tracked, or the event stream is on).
+    fn reports(&self, job: &JobContext) -> bool {
+        job.tracked_for().is_some()
+            || self
+                .executor
+                .lifecycle
+                .as_ref()
+                .is_some_and(|l| l.events.is_some())
     }
 
     /// A cancelled job: it leaves for good (its farewell: a death for its batch, its unique
