@@ -80,6 +80,9 @@ struct Args {
     /// Write the event stream (client and server)
     #[arg(long)]
     events: bool,
+    /// Leave the namespace's keys (to measure Redis without the cleanup; delete them after)
+    #[arg(long)]
+    keep: bool,
 }
 
 #[tokio::main]
@@ -144,14 +147,17 @@ async fn main() -> psychiq::Result<()> {
     let _ = stop_tx.send(());
     server.await.expect("server task")?;
 
-    let mut conn = client.redis_connection().expect("a Redis client");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{namespace}:*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+    if !args.keep {
+        let mut conn = client.redis_connection().expect("a Redis client");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{namespace}:*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> =
+                redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+        }
     }
     println!(
         "enqueue {} jobs (bulk): {:.2} s = {:.0} jobs/s",

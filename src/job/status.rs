@@ -306,32 +306,42 @@ pub(crate) fn pushed(
     pipe.expire(&key, retention as i64).ignore();
 }
 
-/// Adds to `pipe` the status of a job starting in `process`: running, with no error or end
-/// from an earlier run, and no final state for waiters yet.
+/// Adds to `pipe` the status of a job starting in `process`: running. A rerun (a retry, a
+/// recovery, a dead job retried by hand) also loses the end of its earlier run, and its
+/// final state for waiters. One command for the first run of a job tracked since its push:
+/// its key's TTL, set then, is renewed when it ends; otherwise (`ttl`) it is set now.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn started(
     pipe: &mut redis::Pipeline,
     keys: &Keys,
     (jid, class, queue): (&str, &str, &str),
     process: &str,
     now: f64,
-    retention: u64,
+    rerun: bool,
+    ttl: Option<u64>,
 ) {
     let key = keys.status(jid);
-    pipe.hset_multiple(
-        &key,
-        &[
-            ("state", State::Running.name()),
-            ("class", class),
-            ("queue", queue),
-            ("process", process),
-        ],
-    )
-    .ignore();
-    pipe.hset(&key, "started_at", now).ignore();
-    pipe.hdel(&key, &["next_at", "finished_at", "duration", "result"])
+    pipe.cmd("HSET")
+        .arg(&key)
+        .arg("state")
+        .arg(State::Running.name())
+        .arg("class")
+        .arg(class)
+        .arg("queue")
+        .arg(queue)
+        .arg("process")
+        .arg(process)
+        .arg("started_at")
+        .arg(now)
         .ignore();
-    pipe.del(keys.status_done(jid)).ignore();
-    pipe.expire(&key, retention as i64).ignore();
+    if rerun {
+        pipe.hdel(&key, &["next_at", "finished_at", "duration", "result"])
+            .ignore();
+        pipe.del(keys.status_done(jid)).ignore();
+    }
+    if let Some(ttl) = ttl {
+        pipe.expire(&key, ttl as i64).ignore();
+    }
 }
 
 /// Adds to `pipe` that a tracked job waits again: in its queue (`at` = `None`: recovered
@@ -424,8 +434,9 @@ pub(crate) fn ended(
     pipe.add_command(hset).ignore();
     pipe.expire(&key, retention as i64).ignore();
     if state.is_final() {
+        // Pushed, not replaced: a second end (a rerun after a crash) adds an element,
+        // which wakes waiters all the same.
         let done = keys.status_done(jid);
-        pipe.del(&done).ignore();
         pipe.rpush(&done, state.name()).ignore();
         pipe.expire(&done, retention as i64).ignore();
     }

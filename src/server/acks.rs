@@ -48,6 +48,40 @@ impl Acks {
         // The acknowledger outlives every sender, so this cannot fail.
         let _ = self.tx.send((Arc::clone(hash), slot));
     }
+
+    /// An acknowledgement counted as pending now and sent later (once a tracked job's
+    /// status is written), so the manager never takes the job for stranded meanwhile.
+    pub fn later(&self, hash: &Arc<str>, slot: u64) -> LaterAck {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        LaterAck {
+            acks: self.clone(),
+            ack: Some((Arc::clone(hash), slot)),
+        }
+    }
+}
+
+/// An acknowledgement already counted as pending, to send later ([`Acks::later`]). Dropped
+/// unsent, it is no longer counted: the job stays in its hash and runs again when recovered.
+pub(crate) struct LaterAck {
+    acks: Acks,
+    ack: Option<Ack>,
+}
+
+impl LaterAck {
+    /// Sends it to the acknowledger.
+    pub fn send(mut self) {
+        if let Some(ack) = self.ack.take() {
+            let _ = self.acks.tx.send(ack);
+        }
+    }
+}
+
+impl Drop for LaterAck {
+    fn drop(&mut self) {
+        if self.ack.take().is_some() {
+            self.acks.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Acknowledges finished jobs in batches until every sender is gone.

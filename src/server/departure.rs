@@ -125,11 +125,11 @@ mod tests {
             ),
             0
         );
-        // A tracked job's status records its end (HSET, EXPIRE, and for waiters DEL,
-        // RPUSH, EXPIRE).
+        // A tracked job's status records its end (HSET, EXPIRE, and for waiters RPUSH,
+        // EXPIRE).
         assert_eq!(
             commands(r#"{"class":"X","jid":"j","args":[],"track":60}"#),
-            5
+            4
         );
         // Only named in the arguments, or not JSON: nothing.
         assert_eq!(commands(r#"{"class":"X","jid":"j","args":["\"bid\""]}"#), 0);

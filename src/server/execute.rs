@@ -212,8 +212,7 @@ impl Executor {
             "start"
         );
         if let Some(lifecycle) = lifecycle.filter(|l| l.reports_start(&job)) {
-            // Boxed: its Redis write would make every job's future larger.
-            Box::pin(lifecycle.starting(&job)).await;
+            lifecycle.starting(&job);
         }
         let started = Instant::now();
         let timeout = handler.options().timeout.or(self.job_timeout);

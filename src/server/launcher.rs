@@ -263,7 +263,6 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
     let keys_arc = Arc::new(keys.clone());
     let (notes, notes_rx) = tokio::sync::mpsc::unbounded_channel();
     let lifecycle = Arc::new(Lifecycle {
-        conn: conn.clone(),
         keys: Arc::clone(&keys_arc),
         identity: identity.clone(),
         track_all: config.track_all.map(|d| d.as_secs().max(1)),

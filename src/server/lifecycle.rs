@@ -1,11 +1,14 @@
 //! A server's side of a job's life beyond running it: tracked jobs' status, progress, the
 //! event stream, and cancellation.
 //!
-//! - A tracked job's start is written before it runs (one round trip, tracked jobs only);
-//!   its end is written by the processor with its outcome (see `processor.rs`).
-//! - Progress and events go through one writer task ([`write_notes`]), which sends
-//!   whatever has gathered in one pipeline, in the order it was sent, so a job's events
-//!   keep their order and a tight loop of progress calls costs a fraction of a round trip.
+//! - Everything goes through one writer task ([`write_notes`]), which sends whatever has
+//!   gathered in one pipeline, in the order it was sent: a tracked job's start, its
+//!   progress, its end (and only then its acknowledgement, so a crash cannot lose the end of
+//!   a job that is gone from its in-progress hash), and the events. No job waits for a
+//!   round trip of its own; a busy server writes hundreds of statuses in one.
+//! - A failure, a snooze or a cancel is written by the processor in its own transaction;
+//!   for a tracked job it first waits for the writer to catch up ([`Lifecycle::flush`]), so
+//!   the job's "running" cannot land after it.
 //! - Cancellation: every process reads the `cancels` set twice a second
 //!   ([`watch_cancels`]), cancels the running jobs it names, and keeps the day's cancelled
 //!   jids in a book, so a cancelled job fetched later (pushed back, recovered, retried) ends
@@ -24,9 +27,11 @@ use tokio::sync::{mpsc, watch};
 use crate::job::context::{JobContext, Reporter};
 use crate::job::job_events::{self, Event, EventKind};
 use crate::job::status::{self, Progress};
+use crate::server::acks::LaterAck;
 use crate::server::running::Running;
 use crate::store::connection::Connection;
 use crate::store::keys::Keys;
+use crate::store::outage::{Outage, query_until_ok};
 
 /// How often a process reads the `cancels` set.
 pub(crate) const CANCEL_POLL: Duration = Duration::from_millis(500);
@@ -37,6 +42,15 @@ const UNTRACKED_PROGRESS_SECS: u64 = 3_600;
 
 /// What the writer task writes.
 pub(crate) enum Note {
+    /// A tracked job's start.
+    Start(redis::Pipeline),
+    /// A tracked job's end, then its acknowledgement.
+    End {
+        commands: redis::Pipeline,
+        ack: Option<LaterAck>,
+    },
+    /// Everything sent before is written: tell the sender.
+    Barrier(tokio::sync::oneshot::Sender<()>),
     /// A job's progress (and its event).
     Progress {
         jid: String,
@@ -82,7 +96,6 @@ impl CancelBook {
 
 /// The server's lifecycle settings and channels, shared by every job.
 pub(crate) struct Lifecycle {
-    pub conn: Connection,
     pub keys: Arc<Keys>,
     pub identity: String,
     /// Track every job for this many seconds (`--track-all`).
@@ -101,22 +114,26 @@ impl Lifecycle {
         self.events.is_some() || job.tracked_for().is_some()
     }
 
-    /// Writes a tracked job's start (awaited, so its end is written after it) and sends its
-    /// `started` event.
-    pub async fn starting(&self, job: &JobContext) {
+    /// Sends a tracked job's start (and its `started` event) to the writer: written before
+    /// its end, without waiting for it.
+    pub fn starting(&self, job: &JobContext) {
         if let Some(retention) = job.tracked_for() {
             let mut pipe = redis::pipe();
+            let payload = job.payload();
+            let rerun =
+                payload.contains("\"retry_count\"") || payload.contains("\"recovery_count\"");
+            // A job tracked since its push has its TTL; one the server tracks gets it now.
+            let since_push = payload.contains("\"track\"");
             status::started(
                 &mut pipe,
                 &self.keys,
                 (job.jid(), job.class(), job.queue()),
                 &self.identity,
                 crate::clock::now_secs(),
-                retention.as_secs(),
+                rerun,
+                (rerun || !since_push).then_some(retention.as_secs()),
             );
-            if let Err(e) = pipe.query_async::<()>(&mut self.conn.clone()).await {
-                tracing::warn!(error = %e, jid = job.jid(), "could not write a tracked job's start; its status shows it when it ends");
-            }
+            let _ = self.notes.send(Note::Start(pipe));
         }
         if self.events.is_some() {
             self.event(
@@ -129,6 +146,23 @@ impl Lifecycle {
                 )
                 .with("process", &self.identity),
             );
+        }
+    }
+
+    /// Sends a tracked job's end to the writer, which acknowledges the job once it is
+    /// written.
+    pub fn ending(&self, commands: redis::Pipeline, ack: Option<LaterAck>) {
+        // If the writer is gone, the note (and its ack) is dropped: the job stays in its
+        // in-progress hash and runs again when recovered.
+        let _ = self.notes.send(Note::End { commands, ack });
+    }
+
+    /// Waits until everything sent to the writer so far is written (before a transaction
+    /// of the processor's about a tracked job).
+    pub async fn flush(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.notes.send(Note::Barrier(tx)).is_ok() {
+            let _ = rx.await;
         }
     }
 
@@ -168,19 +202,29 @@ impl Reporter for Lifecycle {
     }
 }
 
-/// Writes progress and events as they come, whatever has gathered in one pipeline, until
-/// every sender is gone. `events` is the stream's cap, if the stream is on.
+/// Writes what the jobs send (starts, progress, ends, events) as it comes, whatever has
+/// gathered in one pipeline, until every sender is gone; then acknowledges the jobs whose
+/// end it wrote and answers the barriers. `events` is the stream's cap, if the stream is on.
 pub(crate) async fn write_notes(
     mut notes: mpsc::UnboundedReceiver<Note>,
-    conn: Connection,
+    mut conn: Connection,
     keys: Arc<Keys>,
     events: Option<usize>,
 ) {
     let mut batch = Vec::new();
+    let mut outage = Outage::new("writing job statuses");
     while notes.recv_many(&mut batch, 1_000).await > 0 {
         let mut pipe = redis::pipe();
+        let mut acks = Vec::new();
+        let mut barriers = Vec::new();
         for note in batch.drain(..) {
             match note {
+                Note::Start(commands) => append(&mut pipe, &commands),
+                Note::End { commands, ack } => {
+                    append(&mut pipe, &commands);
+                    acks.extend(ack);
+                }
+                Note::Barrier(done) => barriers.push(done),
                 Note::Progress {
                     jid,
                     class,
@@ -214,13 +258,25 @@ pub(crate) async fn write_notes(
                 }
             }
         }
-        if pipe.cmd_iter().next().is_none() {
-            continue;
+        if pipe.cmd_iter().next().is_some() {
+            // Until Redis answers: a job's end must land before its acknowledgement.
+            if let Err(e) = query_until_ok(&mut conn, &pipe, &mut outage).await {
+                tracing::error!(error = %e, "writing job statuses: {}; not retried, as waiting will not cure it", crate::store::errors::explain(&e));
+            }
         }
-        // Progress and events are reports, not the job: written once, logged if lost.
-        if let Err(e) = pipe.query_async::<()>(&mut conn.clone()).await {
-            tracing::warn!(error = %e, "could not write job progress or events");
+        for ack in acks {
+            ack.send();
         }
+        for done in barriers {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Appends `commands` to `pipe`.
+fn append(pipe: &mut redis::Pipeline, commands: &redis::Pipeline) {
+    for command in commands.cmd_iter() {
+        pipe.add_command(command.clone()).ignore();
     }
 }
 

@@ -69,6 +69,8 @@ impl Processor {
             Verdict::Ran { job, .. } => job.clone(),
             Verdict::Unreadable { .. } => None,
         };
+        // The failure path below names the rewritten payload `job`.
+        let job_context = job.clone();
         let lifecycle = self.executor.lifecycle.as_deref();
         if let (Some(lifecycle), Some(job)) = (lifecycle, &job) {
             lifecycle.settle_progress(job);
@@ -82,7 +84,7 @@ impl Processor {
                     let duration = started.elapsed().as_secs_f64();
                     let result = job.signals().output().unwrap_or("null");
                     let end = End::Succeeded { duration, result };
-                    Box::pin(self.record_end(job, &end, EventKind::Succeeded)).await;
+                    return self.let_go_reported(work, job, &end, EventKind::Succeeded);
                 }
                 return self.let_go(work);
             }
@@ -93,7 +95,7 @@ impl Processor {
                 tracing::info!(queue = %text::printable(queue), reason = %text::printable(&reason), "job skipped by a middleware");
                 if let Some(job) = job.as_deref().filter(|j| self.reports(j)) {
                     let end = End::Discarded { reason: &reason };
-                    Box::pin(self.record_end(job, &end, EventKind::Discarded)).await;
+                    return self.let_go_reported(work, job, &end, EventKind::Discarded);
                 }
                 return self.let_go(work);
             }
@@ -105,7 +107,7 @@ impl Processor {
                 self.stats.record_discarded();
                 if let Some(job) = job.as_deref().filter(|j| self.reports(j)) {
                     let end = End::Discarded { reason: &reason };
-                    Box::pin(self.record_end(job, &end, EventKind::Discarded)).await;
+                    return self.let_go_reported(work, job, &end, EventKind::Discarded);
                 }
                 return self.let_go(work);
             }
@@ -114,12 +116,20 @@ impl Processor {
                 ..
             } => {
                 // Not counted: it has not run to an end (rate limits snooze often).
+                if let Some(job) = job.as_deref() {
+                    self.catch_up(job).await;
+                }
                 return self.snooze(work, delay, job.as_deref()).await;
             }
             Verdict::Ran {
                 outcome: Outcome::Cancelled,
                 ..
-            } => return Box::pin(self.cancelled(work, job.as_deref())).await,
+            } => {
+                if let Some(job) = job.as_deref() {
+                    self.catch_up(job).await;
+                }
+                return Box::pin(self.cancelled(work, job.as_deref())).await;
+            }
             Verdict::Unreadable { reason } => {
                 self.stats.record(true);
                 tracing::warn!(queue = %text::printable(queue), reason = %text::printable(&reason), "unreadable payload moved to the dead set");
@@ -188,6 +198,9 @@ impl Processor {
             Disposition::Dead { .. } => End::Dead { error: &described },
             Disposition::Drop => End::Discarded { reason: &described },
         };
+        if let Some(context) = job_context.as_deref() {
+            self.catch_up(context).await;
+        }
         // Written first: a slow handler must not hold the failure back.
         self.write_counting(&disposition, now, work, Some(&end))
             .await;
@@ -445,33 +458,44 @@ impl Processor {
         pipe
     }
 
-    /// Writes how a tracked job ended (awaited: the job is acknowledged after it) and sends
-    /// its event. Callers box it: every job's future would carry its Redis write.
-    async fn record_end(&self, job: &JobContext, end: &End<'_>, kind: EventKind) {
-        if !self.reports(job) {
-            // Most jobs: nothing to write, nothing to build.
-            return;
-        }
-        let events = self.executor.lifecycle.as_deref().filter(|l| l.events.is_some());
+    /// A job done with whose end is reported (tracked, or the event stream is on): counted;
+    /// its event sent; a tracked job's status written by the lifecycle writer, which then
+    /// acknowledges it (so a crash cannot lose the end of a job that is gone).
+    fn let_go_reported(&self, work: &UnitOfWork, job: &JobContext, end: &End<'_>, kind: EventKind) {
+        let Some(lifecycle) = self.executor.lifecycle.as_deref() else {
+            return self.let_go(work);
+        };
         let now = crate::clock::now_secs();
-        if let Some(retention) = job.tracked_for() {
-            let mut pipe = redis::pipe();
-            status::ended(
-                &mut pipe,
-                &self.keys,
-                job.jid(),
-                end,
-                now,
-                retention.as_secs(),
-            );
-            let _ = self.send(&pipe, "recording a tracked job's end").await;
-        }
-        if let Some(lifecycle) = events {
+        if lifecycle.events.is_some() {
             let mut event = Event::new(kind, job.jid(), job.class(), job.queue(), now);
             if let End::Succeeded { duration, .. } = end {
                 event = event.with("duration", duration);
             }
             lifecycle.event(event);
+        }
+        let Some(retention) = job.tracked_for() else {
+            return self.let_go(work);
+        };
+        self.stats.record(false);
+        let mut pipe = redis::pipe();
+        status::ended(
+            &mut pipe,
+            &self.keys,
+            job.jid(),
+            end,
+            now,
+            retention.as_secs(),
+        );
+        lifecycle.ending(pipe, work.acknowledge_later(&self.acks));
+    }
+
+    /// Before the processor's own transaction about a tracked job: what the lifecycle
+    /// writer holds for it (its start, its progress) is written first.
+    async fn catch_up(&self, job: &JobContext) {
+        if let Some(lifecycle) = self.executor.lifecycle.as_deref()
+            && job.tracked_for().is_some()
+        {
+            lifecycle.flush().await;
         }
     }
 

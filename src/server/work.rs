@@ -96,6 +96,14 @@ impl UnitOfWork {
         }
     }
 
+    /// Finished, to be acknowledged once something else is written first (a tracked job's
+    /// status): counted as pending now.
+    pub fn acknowledge_later(&self, acks: &Acks) -> Option<crate::server::acks::LaterAck> {
+        self.held_in
+            .as_ref()
+            .map(|held| acks.later(&held.hash, held.slot))
+    }
+
     /// Adds its return to the in-progress hash to `pipe` (after a transaction removed it
     /// but failed to write what replaces it).
     pub fn keep_in(&self, pipe: &mut redis::Pipeline) {
