@@ -559,3 +559,65 @@ command = ["sh", "-c", 'trap "" TERM; echo started >> {marks}; while true; do sl
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("marked"));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_job_tracked_by_its_worker_alone_records_its_death_and_a_cancelled_batch_job_dies()
+-> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let polite = Polite::default();
+    let mut registry = Registry::new();
+    registry.register(Doomed).register(polite.clone());
+    let server = RunningServer::start(
+        ns.config().cancel_grace(Duration::from_millis(500)),
+        registry,
+    );
+    let api = ns.jobs.api().await?;
+
+    // Pushed as Ruby would, without the track field: its worker asks for tracking.
+    let jid = ns
+        .client
+        .push(Job::new("Doomed", ())?.retry(Retry::Max(0)))
+        .await?;
+    wait_until(Duration::from_secs(10), "its death recorded", || async {
+        api.tracked_status(&jid).await.unwrap().map(|s| s.state) == Some(State::Dead)
+    })
+    .await;
+    let ttl: i64 = ns
+        .query(redis::cmd("TTL").arg(ns.keys().status(&jid)))
+        .await;
+    assert!(
+        ttl > 0 && ttl <= 600,
+        "kept for the worker's retention: {ttl}"
+    );
+
+    // A batch job that stops cleanly when cancelled dies for its batch; it never succeeds.
+    let batch = psychiq::batch::Batch::new("cancel me");
+    let bid = batch.bid().to_string();
+    let jid = psychiq::__private::new_jid();
+    batch
+        .push(
+            &ns.client,
+            vec![Job::of::<Polite>(&NoArgs)?.track().jid(&jid)],
+        )
+        .await?;
+    let handle = ns.client.handle::<serde_json::Value>(&jid);
+    wait_until(Duration::from_secs(10), "the batch job running", || async {
+        handle.status().await.unwrap().map(|s| s.state) == Some(State::Running)
+    })
+    .await;
+    api.cancel(handle.jid()).await?;
+    assert_eq!(
+        handle.wait_within(Duration::from_secs(10)).await?.state,
+        State::Cancelled
+    );
+    wait_until(Duration::from_secs(10), "the batch counted it", || async {
+        let status = api.batch(&bid).await.unwrap().unwrap();
+        status.pending == 0 && status.dead == 1
+    })
+    .await;
+    let status = api.batch(&bid).await?.unwrap();
+    assert!(status.success_at.is_none(), "{status:?}");
+    assert_eq!(polite.stopped.load(Ordering::SeqCst), 1);
+    server.stop().await;
+    Ok(())
+}

@@ -122,6 +122,11 @@ impl Api {
         {
             return Ok(Cancellation::AlreadyFinished(status.state));
         }
+        // Dead already: not marked (a server would remember the mark for a day, and a
+        // later "retry now" would end cancelled, unrun).
+        if let Some(Whereabouts::Dead(_)) = self.locate(jid).await? {
+            return Ok(Cancellation::AlreadyFinished(State::Dead));
+        }
         // Marked first: a job that moves while we look is caught where it lands.
         let _: String = self
             .query(
@@ -147,7 +152,8 @@ impl Api {
                     return Ok(Cancellation::Signalled { process });
                 }
                 Some(Whereabouts::Dead(_)) => {
-                    // Over already; unmarked, so a later "retry now" of it runs.
+                    // It died between the look and the mark: over already, unmarked (a
+                    // server that read the mark meanwhile remembers it; see README).
                     let _: u64 = self
                         .query(redis::cmd("ZREM").arg(self.keys.cancels()).arg(jid))
                         .await?;

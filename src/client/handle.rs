@@ -160,6 +160,10 @@ impl<O: DeserializeOwned> JobHandle<O> {
         let (_, config) = self.client.redis("job statuses")?;
         let done = self.client.keys.status_done(&self.jid);
         let mut blocking = None;
+        // The last pop found an end, yet the status read after it was not final: an end
+        // left from an earlier run (a job retried by hand, say). Read again in a moment,
+        // not in a tight loop.
+        let mut popped_before = false;
         loop {
             match self.status().await {
                 Ok(Some(status)) if status.state.is_final() => return Ok(status),
@@ -183,6 +187,9 @@ impl<O: DeserializeOwned> JobHandle<O> {
                 });
             }
             let block = left.map_or(BLOCK, |left| left.min(BLOCK));
+            if popped_before {
+                tokio::time::sleep(Duration::from_millis(200).min(block)).await;
+            }
             if blocking.is_none() {
                 match config
                     .connect_with_timeout(block + crate::store::config::COMMAND_TIMEOUT)
@@ -207,8 +214,10 @@ impl<O: DeserializeOwned> JobHandle<O> {
                 .arg(block.as_secs_f64().max(0.01))
                 .query_async(conn)
                 .await;
-            if popped.is_err() {
-                blocking = None;
+            match popped {
+                Ok(Some(_)) => popped_before = true,
+                Ok(None) => popped_before = false,
+                Err(_) => blocking = None,
             }
         }
     }

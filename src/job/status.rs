@@ -363,6 +363,8 @@ pub(crate) fn waiting(
         None => pipe.hset(&key, "state", State::Enqueued.name()).ignore(),
     };
     pipe.expire(&key, retention as i64).ignore();
+    // An end written before a crash is not the end any more.
+    pipe.del(keys.status_done(jid)).ignore();
 }
 
 /// Adds to `pipe` a job's progress (written for any job that reports it; its status hash

@@ -144,8 +144,15 @@ impl Executor {
         }
         let job = Arc::new(job);
         let lifecycle = self.lifecycle.as_deref();
-        if let Some(secs) =
-            crate::job::status::retention_in(text).or_else(|| lifecycle.and_then(|l| l.track_all))
+        let (class, args) = match job.active_job() {
+            Some(active_job) => (active_job.job_class(), active_job.arguments()),
+            None => (class, args.get()),
+        };
+        let handler = self.registry.get(class);
+        // Tracked as the payload asks, else as its worker asks, else as the server does.
+        if let Some(secs) = crate::job::status::retention_in(text)
+            .or_else(|| handler.and_then(|h| h.options().track.map(|t| t.as_secs().max(1))))
+            .or_else(|| lifecycle.and_then(|l| l.track_all))
         {
             job.track(secs);
         }
@@ -153,16 +160,12 @@ impl Executor {
             // Cancelled before it ran (pushed back, recovered or retried since): it ends so.
             return Verdict::Ran {
                 outcome: Outcome::Cancelled,
-                handler: None,
+                handler,
                 exhaust_now: false,
                 job: Some(job),
             };
         }
-        let (class, args) = match job.active_job() {
-            Some(active_job) => (active_job.job_class(), active_job.arguments()),
-            None => (class, args.get()),
-        };
-        let Some(handler) = self.registry.get(class) else {
+        let Some(handler) = handler else {
             let error = JobError::new(
                 "Psychiq::UnknownClass",
                 format!(
@@ -171,9 +174,6 @@ impl Executor {
             );
             return Verdict::failed(error, None, false).about(&job);
         };
-        if let Some(track) = handler.options().track {
-            job.track(track.as_secs().max(1));
-        }
         let info = RawJob {
             class,
             jid,
@@ -223,8 +223,11 @@ impl Executor {
             .perform(&job, future, timeout, grace, chained)
             .instrument(span)
             .await;
-        if job.is_cancelled() || lifecycle.is_some_and(|l| l.book.has(jid)) {
-            // Whatever it returned once cancelled (stopping early is how it obeys).
+        if matches!(outcome, Outcome::Failed(_))
+            && (job.is_cancelled() || lifecycle.is_some_and(|l| l.book.has(jid)))
+        {
+            // Failed after its cancel, before the run saw it: not retried. (A run that saw
+            // its cancel ends `Cancelled` itself; one that succeeded first succeeded.)
             outcome = Outcome::Cancelled;
         }
         let failed = matches!(outcome, Outcome::Failed(_));
@@ -322,17 +325,16 @@ async fn guarded(
     if let Some(outcome) = ended {
         return outcome;
     }
-    // Boxed: the timer would make every job's future larger.
-    match Box::pin(tokio::time::timeout(grace, run)).await {
-        Ok(outcome) => outcome,
-        Err(_) => {
-            tracing::warn!(
-                grace_secs = grace.as_secs_f64(),
-                "a cancelled job did not stop within its grace period; its task was dropped"
-            );
-            Outcome::Cancelled
-        }
+    // Cancelled: whatever it returns within its grace (stopping early is how it obeys), it
+    // ends `Cancelled`, so every middleware sees that. Boxed: the timer would make every
+    // job's future larger.
+    if Box::pin(tokio::time::timeout(grace, run)).await.is_err() {
+        tracing::warn!(
+            grace_secs = grace.as_secs_f64(),
+            "a cancelled job did not stop within its grace period; its task was dropped"
+        );
     }
+    Outcome::Cancelled
 }
 
 /// A job's own future as an outcome: its panics caught, cancelled after `timeout`.

@@ -277,12 +277,17 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         Arc::clone(&keys_arc),
         config.events,
     ));
+    // Before the first fetch: a cancelled job this process would take ends unrun.
+    let since = lifecycle::load_cancels(&conn, &keys_arc, &lifecycle.book)
+        .await
+        .map_err(|e| config.redis.redis_error(e))?;
     let cancel_watch = tokio::spawn(lifecycle::watch_cancels(
         conn.clone(),
         Arc::clone(&keys_arc),
         Arc::clone(&lifecycle.book),
         Arc::clone(&running),
         control.stop.subscribe(),
+        since,
     ));
     let processor = Arc::new(Processor {
         executor: Executor {

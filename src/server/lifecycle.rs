@@ -258,14 +258,18 @@ pub(crate) async fn write_notes(
                 }
             }
         }
+        let mut written = true;
         if pipe.cmd_iter().next().is_some() {
             // Until Redis answers: a job's end must land before its acknowledgement.
             if let Err(e) = query_until_ok(&mut conn, &pipe, &mut outage).await {
-                tracing::error!(error = %e, "writing job statuses: {}; not retried, as waiting will not cure it", crate::store::errors::explain(&e));
+                tracing::error!(error = %e, "writing job statuses: {}; not retried, as waiting will not cure it; the jobs whose end was not written stay in their in-progress hashes and run again when recovered", crate::store::errors::explain(&e));
+                written = false;
             }
         }
-        for ack in acks {
-            ack.send();
+        if written {
+            for ack in acks {
+                ack.send();
+            }
         }
         for done in barriers {
             let _ = done.send(());
@@ -280,17 +284,39 @@ fn append(pipe: &mut redis::Pipeline, commands: &redis::Pipeline) {
     }
 }
 
-/// Reads the `cancels` set every [`CANCEL_POLL`] until `stop`, notes what is new in
-/// `book`, and cancels the running jobs it names.
+/// Reads the whole `cancels` set into `book` (before the first fetch: a job cancelled
+/// before this process started may come back to it); the newest mark's time, for
+/// [`watch_cancels`] to go on from.
+pub(crate) async fn load_cancels(
+    conn: &Connection,
+    keys: &Keys,
+    book: &CancelBook,
+) -> redis::RedisResult<f64> {
+    let marks: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
+        .arg(keys.cancels())
+        .arg("-inf")
+        .arg("+inf")
+        .arg("WITHSCORES")
+        .query_async(&mut conn.clone())
+        .await?;
+    let newest = marks
+        .iter()
+        .map(|(_, at)| *at)
+        .fold(f64::NEG_INFINITY, f64::max);
+    book.note(&marks, newest);
+    Ok(newest)
+}
+
+/// Reads the `cancels` set newer than `since` every [`CANCEL_POLL`] until `stop`, notes
+/// what is new in `book`, and cancels the running jobs it names.
 pub(crate) async fn watch_cancels(
     conn: Connection,
     keys: Arc<Keys>,
     book: Arc<CancelBook>,
     running: Running,
     mut stop: watch::Receiver<bool>,
+    mut since: f64,
 ) {
-    // The whole day's at first: a job cancelled before this process started may come back.
-    let mut since = f64::NEG_INFINITY;
     loop {
         let read: redis::RedisResult<Vec<(String, f64)>> = redis::cmd("ZRANGEBYSCORE")
             .arg(keys.cancels())

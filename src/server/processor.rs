@@ -202,7 +202,11 @@ impl Processor {
             self.catch_up(context).await;
         }
         // Written first: a slow handler must not hold the failure back.
-        self.write_counting(&disposition, now, work, Some(&end))
+        let tracked = job_context
+            .as_deref()
+            .and_then(JobContext::tracked_for)
+            .map(|d| d.as_secs());
+        self.write_counting(&disposition, now, work, Some(&end), tracked)
             .await;
         if let Some(lifecycle) = lifecycle.filter(|l| l.events.is_some()) {
             let event = |kind| Event::new(kind, &jid, &class, queue, now).with("error", &described);
@@ -239,7 +243,7 @@ impl Processor {
             payload: payload.clone(),
             queue: work.queue.to_string(),
         };
-        self.write_counting(&dead, now, work, Some(&End::Dead { error: reason }))
+        self.write_counting(&dead, now, work, Some(&End::Dead { error: reason }), None)
             .await;
         self.report(&payload, error, &work.queue, true, false).await;
     }
@@ -297,9 +301,21 @@ impl Processor {
                 .ignore();
             (schedule, "ZSCORE")
         };
+        // A tracked job's status: in the transaction, or (cluster layout: another slot)
+        // just before it.
+        let mut waiting = redis::pipe();
         if let Some((job, retention)) = job.and_then(|j| Some((j, j.tracked_for()?))) {
             let at = (!requeue).then_some(now + delay.as_secs_f64());
-            status::waiting(&mut pipe, &self.keys, job.jid(), at, retention.as_secs());
+            status::waiting(&mut waiting, &self.keys, job.jid(), at, retention.as_secs());
+        }
+        if waiting.cmd_iter().next().is_some() {
+            if self.keys.is_cluster() {
+                let _ = self.send(&waiting, "a snoozed job's status").await;
+            } else {
+                for command in waiting.cmd_iter() {
+                    pipe.add_command(command.clone()).ignore();
+                }
+            }
         }
         work.remove_in(&mut pipe);
         if self.send(&pipe, "snoozing a job").await.is_err() {
@@ -352,25 +368,27 @@ impl Processor {
     /// in one transaction, retrying while Redis is unreachable. What follows (`end`) goes
     /// in the same transaction: a job leaving for good gets its
     /// [`farewell`](crate::server::departure::farewell), a tracked job that will be retried
-    /// its status. With no `end`, neither.
+    /// its status (`tracked`: kept that many seconds). With no `end`, neither.
     async fn write_counting(
         &self,
         disposition: &Disposition,
         now: f64,
         work: &UnitOfWork,
         end: Option<&End<'_>>,
+        tracked: Option<u64>,
     ) {
         let follows = match end {
             Some(end) if matches!(disposition, Disposition::Retry { .. }) => {
-                self.status_of(&work.raw, end, now)
+                self.status_of(&work.raw, end, now, tracked)
             }
             Some(end) => {
                 let mut follows =
                     departure::farewells(&self.keys, [&*work.raw], now, self.batches, end);
                 let text = std::str::from_utf8(&work.raw).unwrap_or_default();
                 if status::retention_in(text).is_none() {
-                    // Tracked by `--track-all`, if at all: the farewell did not see it.
-                    for command in self.status_of(&work.raw, end, now).cmd_iter() {
+                    // Tracked by its worker or the server, if at all: the farewell did not
+                    // see it.
+                    for command in self.status_of(&work.raw, end, now, tracked).cmd_iter() {
                         follows.add_command(command.clone()).ignore();
                     }
                 }
@@ -429,7 +447,7 @@ impl Processor {
             if has_follows && !self.keys.is_cluster() {
                 // What follows could not be written (a bid naming a key that is not a
                 // batch's): the job is still written, without it. Both are idempotent.
-                return Box::pin(self.write_counting(disposition, now, work, None)).await;
+                return Box::pin(self.write_counting(disposition, now, work, None, None)).await;
             }
             if let Some((key, member)) = retry::written_as(disposition, &self.keys) {
                 let written = redis::cmd("ZSCORE").arg(&key).arg(member).clone();
@@ -444,13 +462,18 @@ impl Processor {
         }
     }
 
-    /// A tracked job's status as `end` says (empty for an untracked one), tracked by its
-    /// payload or by `--track-all`.
-    fn status_of(&self, raw: &[u8], end: &End<'_>, now: f64) -> redis::Pipeline {
+    /// A tracked job's status as `end` says, kept `tracked` seconds (empty for an untracked
+    /// one).
+    fn status_of(
+        &self,
+        raw: &[u8],
+        end: &End<'_>,
+        now: f64,
+        tracked: Option<u64>,
+    ) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         let text = std::str::from_utf8(raw).unwrap_or_default();
-        if let Some(retention) = status::retention_in(text)
-            .or_else(|| self.executor.lifecycle.as_ref().and_then(|l| l.track_all))
+        if let Some(retention) = tracked
             && let Some(jid) = jid_of(text)
         {
             status::ended(&mut pipe, &self.keys, &jid, end, now, retention);
