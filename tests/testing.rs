@@ -743,3 +743,51 @@ async fn batches_and_periodic_entries_refuse_what_a_push_refuses() -> psychiq::R
     );
     Ok(())
 }
+
+/// Doubles its argument; fails on 13.
+struct Double;
+impl psychiq::Task for Double {
+    type Args = (i64,);
+    type Output = i64;
+    async fn run(&self, (n,): Self::Args) -> Result<i64, JobError> {
+        if n == 13 {
+            return Err(JobError::new("Unlucky", "thirteen"));
+        }
+        Ok(n * 2)
+    }
+}
+
+#[tokio::test]
+async fn a_tasks_result_is_awaited_in_the_test_mode_once_it_ran() -> psychiq::Result<()> {
+    // Inline: performed at the push, so the result is there at once.
+    let mut registry = Registry::new();
+    registry.register(Double);
+    let inline = psychiq::testing::inline(registry);
+    let doubled = inline
+        .enqueue_and_wait::<Double>((21,), Duration::from_secs(1))
+        .await?;
+    assert_eq!(doubled, 42);
+
+    // A fake: nothing runs until it is drained, and the wait says so.
+    let mut registry = Registry::new();
+    registry.register(Double);
+    let fake = Fake::new(registry);
+    let client = fake.client();
+    let handle = client.enqueue_tracked::<Double>((5,)).await?;
+    let early = handle.result().await.unwrap_err();
+    assert!(early.to_string().contains("drain"), "{early}");
+    let unlucky = client.enqueue_tracked::<Double>((13,)).await?;
+    let _ = fake.drain().await;
+    assert_eq!(handle.result().await?, 10);
+    let status = handle.status().await?.expect("tracked");
+    assert_eq!(status.result.as_deref(), Some("10"));
+    // The failure went to its retries, as a server would send it.
+    let failed = unlucky.status().await?.expect("tracked");
+    assert_eq!(failed.state, psychiq::status::State::Retrying);
+    assert_eq!(failed.error.as_deref(), Some("Unlucky: thirteen"));
+    assert!(matches!(
+        unlucky.result().await.unwrap_err(),
+        Error::WaitTimedOut { .. }
+    ));
+    Ok(())
+}

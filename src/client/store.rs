@@ -16,6 +16,11 @@ pub(crate) trait JobStore: Send + Sync + 'static {
     fn create_batch(&self, batch: NewBatch<'_>) -> Result<()>;
     /// Adds jobs to an open batch, as `Batch::open` does.
     fn add_to_batch(&self, bid: &str, jobs: Vec<Pushed>) -> Result<()>;
+    /// A tracked job's status after its last run, if it ran.
+    fn status(&self, jid: &str) -> Option<crate::job::status::JobStatus> {
+        let _ = jid;
+        None
+    }
 }
 
 /// A batch as a store in place of Redis takes it (see `crate::batch::Batch`): its bid,

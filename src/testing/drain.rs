@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::status::State;
+
 use crate::job::middleware::Outcome;
 use crate::job::payload::{self, Rewrite};
 use crate::job::worker::Worker;
@@ -108,6 +110,11 @@ impl Fake {
             let queue: Arc<str> = job.queue.clone();
             let raw: Arc<[u8]> = job.payload.as_bytes().into();
             let verdict = self.store.execute(&queue, &raw).await;
+            let ran = match &verdict {
+                Verdict::Ran { job, .. } => job.clone(),
+                Verdict::Unreadable { .. } => None,
+            };
+            let ended = |state| self.store.note_end(ran.as_deref(), state, None);
             let (error, handler, exhaust_now) = match verdict {
                 Verdict::Ran {
                     outcome,
@@ -118,22 +125,26 @@ impl Fake {
                     Outcome::Done => {
                         drained.performed += 1;
                         self.store.count_for_batch(&job, Counted::Success);
+                        ended(State::Succeeded);
                         continue;
                     }
                     Outcome::Skipped(_) => {
                         drained.skipped += 1;
                         self.store.count_for_batch(&job, Counted::Success);
+                        ended(State::Discarded);
                         continue;
                     }
                     Outcome::Discarded(_) => {
                         drained.discarded += 1;
                         self.store.count_for_batch(&job, Counted::Success);
+                        ended(State::Discarded);
                         continue;
                     }
                     Outcome::Cancelled => {
                         // As a server's farewell counts it.
                         drained.discarded += 1;
                         self.store.count_for_batch(&job, Counted::Death);
+                        ended(State::Cancelled);
                         continue;
                     }
                     Outcome::Snoozed(delay) => {
@@ -204,6 +215,12 @@ impl Fake {
             if went_to != WentTo::Retry {
                 self.store.count_for_batch(&job, Counted::Death);
             }
+            let state = match went_to {
+                WentTo::Retry => State::Retrying,
+                WentTo::Dead => State::Dead,
+                WentTo::Dropped => State::Discarded,
+            };
+            self.store.note_end(ran.as_deref(), state, Some(&error));
             return Err(JobFailed {
                 job,
                 error,

@@ -92,6 +92,8 @@ struct State {
     retries: Vec<EnqueuedJob>,
     dead: Vec<EnqueuedJob>,
     batches: batches::Batches,
+    /// Tracked jobs' statuses after their last run, by jid (for `JobHandle`s).
+    statuses: std::collections::HashMap<String, crate::status::JobStatus>,
 }
 
 /// The test mode's store, shared by a [`Fake`] and the clients it hands out.
@@ -145,12 +147,18 @@ impl Store {
                 let queue: Arc<str> = job.queue.as_str().into();
                 let raw: Arc<[u8]> = job.payload.as_bytes().into();
                 let verdict = self.execute(&queue, &raw).await;
+                let ran = match &verdict {
+                    Verdict::Ran { job, .. } => job.clone(),
+                    Verdict::Unreadable { .. } => None,
+                };
                 if let Some(error) = failure(verdict) {
+                    self.note_end(ran.as_deref(), crate::status::State::Dead, Some(&error));
                     return Err(Error::JobFailed {
                         jid: job.jid,
                         error: Box::new(error),
                     });
                 }
+                self.note_end(ran.as_deref(), crate::status::State::Succeeded, None);
             } else {
                 let recorded = EnqueuedJob::new(job.payload, &job.queue, job.at);
                 self.state().pending.push_back(recorded);
@@ -158,6 +166,27 @@ impl Store {
             jids.push(crate::Push::Pushed(job.jid));
         }
         Ok(jids)
+    }
+
+    /// Records how a tracked job's run ended (`state`, and its output or `error`), as a
+    /// server's status would, for [`crate::JobHandle`]s of a test-mode client.
+    pub(super) fn note_end(
+        &self,
+        job: Option<&crate::context::JobContext>,
+        state: crate::status::State,
+        error: Option<&crate::JobError>,
+    ) {
+        let Some(job) = job.filter(|j| j.tracked_for().is_some()) else {
+            return;
+        };
+        let mut status = crate::status::JobStatus::bare(job.jid(), state, true);
+        status.class = Some(job.class().to_string());
+        status.queue = Some(job.queue().to_string());
+        status.error = error.map(|e| format!("{}: {}", e.class(), e.message()));
+        if state == crate::status::State::Succeeded {
+            status.result = Some(job.signals().output().unwrap_or("null").to_string());
+        }
+        self.state().statuses.insert(job.jid().to_string(), status);
     }
 
     /// The jid of a waiting job with the same `unique_key` as `payload`, if it has one.
@@ -185,6 +214,9 @@ impl JobStore for Store {
     }
     fn add_to_batch(&self, bid: &str, jobs: Vec<Pushed>) -> Result<()> {
         self.record_in_batch(bid, jobs)
+    }
+    fn status(&self, jid: &str) -> Option<crate::status::JobStatus> {
+        self.state().statuses.get(jid).cloned()
     }
 }
 
