@@ -48,7 +48,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 #[cfg(feature = "periodic")]
 pub use extensions::periodic;
-pub use extensions::{batch, iteration, limits};
+pub use extensions::{batch, iteration, limits, workflow};
 pub use job::builder::Job;
 pub use job::failure::{JobError, JobResult};
 pub use job::middleware::Outcome;

@@ -10,6 +10,8 @@
 //!   (a plugin, added when the registry declares entries).
 //! - [`batch`]: groups of jobs with callbacks on complete, success and death, nested,
 //!   counted by the [`batch::BatchCounter`] middleware.
+//! - [`workflow`]: graphs of steps, each starting once when all it depends on succeeded,
+//!   reading their results, counted by the [`workflow::WorkflowSteps`] middleware.
 //! - [`iteration`]: iterable jobs that walk a collection in steps and resume from a saved
 //!   cursor after a deploy or a crash.
 //! - [`limits`]: rate limits shared by every process (concurrent, windows, buckets), in
@@ -34,6 +36,7 @@ pub mod limits;
 #[cfg(feature = "periodic")]
 pub mod periodic;
 pub(crate) mod unique;
+pub mod workflow;
 
 pub use crate::job::unique::UniqueUntil;
 #[cfg(feature = "server")]

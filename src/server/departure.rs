@@ -7,7 +7,8 @@
 //! that finishes by running (done, discarded, expired) is counted by the server middleware
 //! instead.
 //!
-//! A job without `bid`, `unique_key` or `track` costs three substring searches of its payload.
+//! A job without `bid`, `unique_key`, `wf` or `track` costs four substring searches of its
+//! payload.
 
 use serde_json::Value;
 
@@ -34,7 +35,8 @@ pub(crate) fn farewell(
         return;
     };
     let (in_batch, unique) = (text.contains("\"bid\""), text.contains("\"unique_key\""));
-    if !in_batch && !unique && !text.contains("\"track\"") {
+    let in_workflow = text.contains("\"wf\"");
+    if !in_batch && !unique && !in_workflow && !text.contains("\"track\"") {
         return;
     }
     let Ok(Value::Object(job)) = serde_json::from_str::<Value>(text) else {
@@ -61,6 +63,25 @@ pub(crate) fn farewell(
     }
     if let Some(retention) = job.get(status::TRACK_FIELD).and_then(status::retention_of) {
         status::ended(pipe, keys, jid, end, now, retention);
+    }
+    if in_workflow
+        && !keys.is_cluster()
+        && let (Some(wid), Some(step)) = (
+            field(crate::workflow::WORKFLOW_FIELD),
+            field(crate::workflow::STEP_FIELD),
+        )
+    {
+        // The step's death, as the workflow's policy says (stop, or skip its dependents).
+        pipe.cmd("EVAL")
+            .arg(crate::store::scripts::WORKFLOW_STEP)
+            .arg(0)
+            .arg(keys.prefix())
+            .arg(wid)
+            .arg(step)
+            .arg("dead")
+            .arg("")
+            .arg(crate::job::payload::timestamp_text(now))
+            .ignore();
     }
 }
 

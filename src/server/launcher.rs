@@ -201,6 +201,14 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         // Deaths are counted by the processor, in the transaction that writes the dead job.
         middleware.prepend(crate::batch::BatchCounter::new(conn.clone(), keys.clone()));
     }
+    if !keys.is_cluster() && !middleware.contains::<crate::workflow::WorkflowSteps>() {
+        // Outermost: a step's success is the outcome the whole chain arrived at; its death
+        // is counted by the farewell.
+        middleware.prepend(crate::workflow::WorkflowSteps::new(
+            conn.clone(),
+            keys.clone(),
+        ));
+    }
     let hooks = Arc::new(hooks);
     let fetch_conn = config
         .redis

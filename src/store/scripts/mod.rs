@@ -67,3 +67,11 @@ pub(crate) const UNIQUE_UNLOCK: &str = include_str!("unique_unlock.lua");
 /// `unlock_if_held.lua`: Deletes the lock KEYS[1] if it still names jid ARGV[1] (one taken
 /// again by a later push is not this job's to let go).
 pub(crate) const UNLOCK_IF_HELD: &str = include_str!("unlock_if_held.lua");
+/// `workflow_step.lua`: A workflow step's end (ARGV: prefix, workflow id, step,
+/// 'succeeded' or 'dead', result, now), exactly once: records it and starts the children
+/// whose parents have all succeeded, or stops or prunes the workflow on a death.
+pub(crate) const WORKFLOW_STEP: &str = include_str!("workflow_step.lua");
+/// `workflow_add.lua`: Adds a step to a running workflow (ARGV: prefix, workflow id, step,
+/// job without its final '}', queue, parents as a JSON array, now).
+#[cfg(feature = "server")]
+pub(crate) const WORKFLOW_ADD: &str = include_str!("workflow_add.lua");
