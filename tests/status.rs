@@ -479,17 +479,7 @@ command = ["sh", "-c", 'trap "" TERM; echo started >> {marks}; while true; do sl
     })
     .await;
     for handle in [&patient, &deaf] {
-        let output = psychiq()
-            .args([
-                "cancel",
-                handle.jid(),
-                "--redis-url",
-                &ns.url,
-                "-n",
-                &ns.namespace,
-            ])
-            .output()
-            .unwrap();
+        let output = psychiq_on(&ns, &["cancel", handle.jid()]);
         let said = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{said}");
         assert!(said.contains("cancelling"), "{said}");
@@ -501,32 +491,10 @@ command = ["sh", "-c", 'trap "" TERM; echo started >> {marks}; while true; do sl
     // The patient one heard TERM; the deaf one was killed after its grace. Neither runs on.
     let written = std::fs::read_to_string(&marks).unwrap();
     assert_eq!(written.matches("term").count(), 1, "{written}");
-    let shown = psychiq()
-        .args([
-            "job",
-            patient.jid(),
-            "--redis-url",
-            &ns.url,
-            "-n",
-            &ns.namespace,
-        ])
-        .output()
-        .unwrap();
+    let shown = psychiq_on(&ns, &["job", patient.jid()]);
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.contains("cancelled (tracked)"), "{shown}");
-    let events = psychiq()
-        .args([
-            "events",
-            "--json",
-            "--class",
-            "Shell::Deaf",
-            "--redis-url",
-            &ns.url,
-            "-n",
-            &ns.namespace,
-        ])
-        .output()
-        .unwrap();
+    let events = psychiq_on(&ns, &["events", "--json", "--class", "Shell::Deaf"]);
     let kinds: Vec<String> = String::from_utf8_lossy(&events.stdout)
         .lines()
         .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"].to_string())
@@ -544,17 +512,7 @@ command = ["sh", "-c", 'trap "" TERM; echo started >> {marks}; while true; do sl
     );
     server.signal("TERM");
     assert_eq!(server.wait_exit(Duration::from_secs(10)), 0);
-    let unknown = psychiq()
-        .args([
-            "cancel",
-            "no-such-jid",
-            "--redis-url",
-            &ns.url,
-            "-n",
-            &ns.namespace,
-        ])
-        .output()
-        .unwrap();
+    let unknown = psychiq_on(&ns, &["cancel", "no-such-jid"]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("marked"));
     Ok(())

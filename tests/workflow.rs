@@ -32,6 +32,10 @@ impl Task for Step {
         if name == "broken" {
             return Err(JobError::new("Broken", "as planned"));
         }
+        if name == "hang" {
+            psychiq::context::cancelled().await;
+            return Err(JobError::new("Stopped", "cancelled"));
+        }
         if name == "discover" {
             // Fans out after itself, then fans in.
             for n in 0..3 {
@@ -241,4 +245,73 @@ async fn a_graph_with_a_circle_or_an_unknown_parent_is_refused() {
         .unwrap_err();
     assert!(unknown.to_string().contains("\"nope\""), "{unknown}");
     assert!(ns.lrange(&ns.keys().queue("default")).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_workflow_is_listed_shown_and_cancelled_while_it_runs() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let worker = Step::default();
+    let mut registry = Registry::new();
+    registry.register(worker.clone());
+    let server = RunningServer::start(
+        ns.config()
+            .concurrency(2)
+            .cancel_grace(Duration::from_millis(300)),
+        registry,
+    );
+    let wid = Workflow::new("long one")
+        .step("a", step("a"))
+        .step("hang", step("hang"))
+        .after(&["a"])
+        .step("after", step("after"))
+        .after(&["hang"])
+        .push(&ns.client)
+        .await?;
+    let api = ns.jobs.api().await?;
+    wait_until(
+        Duration::from_secs(10),
+        "the hanging step to run",
+        || async { worker.runs.lock().unwrap().iter().any(|(n, _)| n == "hang") },
+    )
+    .await;
+    let listed = api.workflows(10).await?;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].name.as_str(), listed[0].state.as_str()),
+        ("long one", "running")
+    );
+    let shown = api.workflow(&wid).await?.expect("the workflow");
+    let state_of = |name: &str| {
+        shown
+            .steps
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.state.clone())
+    };
+    assert_eq!(state_of("a").as_deref(), Some("succeeded"));
+    assert_eq!(state_of("after").as_deref(), Some("waiting"));
+
+    let output = psychiq_on(&ns, &["workflows", "cancel", &wid]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(finished(&ns, &wid).await, "cancelled");
+    let states = workflow_state(&ns, &wid).await;
+    assert_eq!(states["hang"], "dead");
+    assert_eq!(states["after"], "skipped");
+    let shown = psychiq_on(&ns, &["workflows", "show", &wid]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("cancelled") && text.contains("hang"),
+        "{text}"
+    );
+    assert_eq!(
+        api.retries().size().await?,
+        0,
+        "the cancelled step is not retried"
+    );
+    server.stop().await;
+    Ok(())
 }

@@ -44,6 +44,7 @@ mod sets;
 mod stats;
 mod status;
 mod unique;
+mod workflows;
 
 pub use handles::{JobSet, Queue, QueueJob, SetJob};
 pub use processes::{ProcessInfo, RunningWork, Whereabouts};
@@ -51,6 +52,7 @@ pub use queues::QueueSummary;
 pub use record::{JobRecord, SetKind};
 pub use stats::{ClassMetrics, ClassPoints, ClassSeries, DayStats, Stats};
 pub use status::{Cancellation, Progresses};
+pub use workflows::{WorkflowStatus, WorkflowStep};
 
 use std::collections::HashMap;
 use std::sync::LazyLock;

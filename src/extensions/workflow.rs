@@ -51,6 +51,9 @@ use crate::store::keys::Keys;
 /// How long a workflow's keys live after it was pushed.
 pub const WORKFLOW_TTL: Duration = Duration::from_secs(30 * 86_400);
 
+/// The sorted set of workflow ids by when they were pushed.
+pub(crate) const WORKFLOWS: &str = "workflows";
+
 /// The payload fields a step carries (Sidekiq ignores them).
 pub(crate) const WORKFLOW_FIELD: &str = "wf";
 pub(crate) const STEP_FIELD: &str = "wf_step";
@@ -249,6 +252,13 @@ impl Workflow {
             pipe.sadd(keys.queues(), queue).ignore();
             pipe.lpush(keys.queue(queue), jobs).ignore();
         }
+        // The index the API lists, newest last; entries go with the workflows' keys.
+        pipe.zadd(keys.key(WORKFLOWS), &wid, now).ignore();
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(keys.key(WORKFLOWS))
+            .arg("-inf")
+            .arg(now - WORKFLOW_TTL.as_secs_f64())
+            .ignore();
         for suffix in [
             "", "jobs", "queues", "jids", "parents", "pending", "children", "state", "results",
         ] {

@@ -275,6 +275,15 @@ pub fn psychiq() -> Command {
     command
 }
 
+/// Runs an admin command of the real binary on `ns` (its Redis and namespace added).
+pub fn psychiq_on(ns: &TestNs, args: &[&str]) -> std::process::Output {
+    psychiq()
+        .args(args)
+        .args(["--redis-url", &ns.url, "-n", &ns.namespace])
+        .output()
+        .expect("the psychiq binary runs")
+}
+
 /// A server process, killed if the test ends before it exits.
 pub struct Spawned {
     pub child: Child,

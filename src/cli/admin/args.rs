@@ -47,6 +47,12 @@ pub enum AdminCommand {
         #[allow(missing_docs)]
         action: Option<BatchesAction>,
     },
+    /// Workflows: list them, show one with its steps, or cancel one
+    Workflows {
+        #[command(subcommand)]
+        #[allow(missing_docs)]
+        action: Option<WorkflowsAction>,
+    },
     /// Where one job is now and what happened to it: a tracked job's status (state, times,
     /// progress, error, result), else where it is (running, in a queue, scheduled,
     /// retrying or dead), shown in full
@@ -261,6 +267,27 @@ pub enum BatchesAction {
     Show {
         /// The batch id, as `psychiq batches` shows it
         bid: String,
+    },
+}
+
+/// What to do with workflows.
+#[derive(Debug, Clone, Subcommand)]
+pub enum WorkflowsAction {
+    /// The newest workflows with their counts (the default)
+    List {
+        /// How many to show
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// One workflow: its steps with their states, parents and results
+    Show {
+        /// The workflow id, as `psychiq workflows` shows it
+        wid: String,
+    },
+    /// Cancel a workflow: nothing new starts, waiting steps are skipped, running ones cancelled
+    Cancel {
+        /// The workflow id
+        wid: String,
     },
 }
 

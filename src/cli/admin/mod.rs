@@ -19,6 +19,7 @@ mod jobs;
 mod overview;
 mod serve;
 mod status;
+mod workflows;
 
 pub use args::*;
 use enqueue::{enqueue, job_to_enqueue};
@@ -206,6 +207,7 @@ async fn dispatch(command: AdminCommand, api: &Api, out: &Out) -> Outcome {
             locate(api, out, &jid).await
         }
         AdminCommand::Cancel { jid } => status::cancel(api, out, &jid).await,
+        AdminCommand::Workflows { action } => workflows::workflows(api, out, action).await,
         AdminCommand::Events {
             follow,
             class,

@@ -70,10 +70,13 @@ local counts = redis.call('hmget', base, 'total', 'done', 'dead', 'skipped')
 local total, ended = tonumber(counts[1]), tonumber(counts[2]) + tonumber(counts[3]) + tonumber(counts[4])
 if ended >= total and not redis.call('hget', base, 'finished_at') then
   redis.call('hset', base, 'finished_at', now)
-  if tonumber(counts[3]) > 0 or redis.call('hget', base, 'state') ~= 'running' then
-    redis.call('hset', base, 'state', 'failed')
-  else
-    redis.call('hset', base, 'state', 'succeeded')
+  -- A workflow stopped (failed) or cancelled keeps that state.
+  if redis.call('hget', base, 'state') == 'running' then
+    if tonumber(counts[3]) > 0 then
+      redis.call('hset', base, 'state', 'failed')
+    else
+      redis.call('hset', base, 'state', 'succeeded')
+    end
   end
 end
 return started

@@ -1,0 +1,205 @@
+//! Workflows: listing them, one with its steps, and cancelling one.
+
+use super::*;
+use crate::workflow::{WORKFLOWS, workflow_key};
+
+/// A workflow as stored: its counts, and (from [`Api::workflow`]) its steps.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct WorkflowStatus {
+    /// Its id.
+    pub wid: String,
+    /// The name it was pushed with.
+    pub name: String,
+    /// `running`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    /// What a dead step does: `stop` or `continue`.
+    pub policy: String,
+    /// When it was pushed (epoch seconds).
+    pub created_at: f64,
+    /// When its last step ended.
+    pub finished_at: Option<f64>,
+    /// Steps in all, succeeded, dead and skipped.
+    pub total: u64,
+    /// Steps that succeeded.
+    pub done: u64,
+    /// Steps that died.
+    pub dead: u64,
+    /// Steps that will not run.
+    pub skipped: u64,
+    /// Its steps, in no particular order (empty in a listing).
+    pub steps: Vec<WorkflowStep>,
+}
+
+/// One step of a workflow.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct WorkflowStep {
+    /// Its name.
+    pub name: String,
+    /// `waiting`, `enqueued` (or running), `succeeded`, `dead` or `skipped`.
+    pub state: String,
+    /// Its job's jid.
+    pub jid: String,
+    /// Its job's queue.
+    pub queue: String,
+    /// The steps it runs after.
+    pub parents: Vec<String>,
+    /// Its result (JSON), once it succeeded.
+    pub result: Option<String>,
+}
+
+impl Api {
+    /// The newest `count` workflows, newest first, without their steps.
+    pub async fn workflows(&self, count: u64) -> Result<Vec<WorkflowStatus>> {
+        let wids: Vec<String> = self
+            .query(
+                redis::cmd("ZREVRANGE")
+                    .arg(self.keys.key(WORKFLOWS))
+                    .arg(0)
+                    .arg(count.saturating_sub(1) as i64),
+            )
+            .await?;
+        let mut pipe = redis::pipe();
+        for wid in &wids {
+            pipe.hgetall(workflow_key(&self.keys, wid, ""));
+        }
+        let hashes: Vec<HashMap<String, String>> = self.query_pipe(&pipe).await?;
+        Ok(wids
+            .into_iter()
+            .zip(hashes)
+            .filter(|(_, hash)| !hash.is_empty())
+            .map(|(wid, hash)| summary(wid, &hash))
+            .collect())
+    }
+
+    /// Workflow `wid` with its steps; `None` if there is none (or it expired).
+    pub async fn workflow(&self, wid: &str) -> Result<Option<WorkflowStatus>> {
+        let key = |suffix: &str| workflow_key(&self.keys, wid, suffix);
+        let mut pipe = redis::pipe();
+        for suffix in ["", "state", "jids", "queues", "parents", "results"] {
+            pipe.hgetall(key(suffix));
+        }
+        let mut hashes: Vec<HashMap<String, String>> = self.query_pipe(&pipe).await?;
+        let results = hashes.pop().unwrap_or_default();
+        let parents = hashes.pop().unwrap_or_default();
+        let queues = hashes.pop().unwrap_or_default();
+        let jids = hashes.pop().unwrap_or_default();
+        let states = hashes.pop().unwrap_or_default();
+        let base = hashes.pop().unwrap_or_default();
+        if base.is_empty() {
+            return Ok(None);
+        }
+        let mut status = summary(wid.to_string(), &base);
+        let mut steps: Vec<WorkflowStep> = states
+            .into_iter()
+            .map(|(name, state)| WorkflowStep {
+                jid: jids.get(&name).cloned().unwrap_or_default(),
+                queue: queues.get(&name).cloned().unwrap_or_default(),
+                parents: parents
+                    .get(&name)
+                    .and_then(|p| serde_json::from_str(p).ok())
+                    .unwrap_or_default(),
+                result: results.get(&name).cloned(),
+                state,
+                name,
+            })
+            .collect();
+        steps.sort_by(|a, b| a.name.cmp(&b.name));
+        status.steps = steps;
+        Ok(Some(status))
+    }
+
+    /// Cancels workflow `wid`: nothing new starts, its waiting steps are skipped, and its
+    /// enqueued or running steps are cancelled (see [`Api::cancel`]). Returns how many
+    /// steps it stopped; `None` if there is no such workflow.
+    pub async fn cancel_workflow(&self, wid: &str) -> Result<Option<usize>> {
+        let base = workflow_key(&self.keys, wid, "");
+        // First, so no step that ends meanwhile starts another.
+        let was: Option<String> = self
+            .query(redis::cmd("HGET").arg(&base).arg("state"))
+            .await?;
+        match was.as_deref() {
+            None => return Ok(None),
+            Some("running") => {}
+            Some(_) => return Ok(Some(0)),
+        }
+        let _: () = self
+            .query(redis::cmd("HSET").arg(&base).arg("state").arg("cancelled"))
+            .await?;
+        let Some(workflow) = self.workflow(wid).await? else {
+            return Ok(None);
+        };
+        let mut stopped = 0;
+        let mut pipe = redis::pipe();
+        for step in &workflow.steps {
+            match step.state.as_str() {
+                "waiting" => {
+                    pipe.hset(
+                        workflow_key(&self.keys, wid, "state"),
+                        &step.name,
+                        "skipped",
+                    )
+                    .ignore();
+                    pipe.hincr(&base, "skipped", 1).ignore();
+                    stopped += 1;
+                }
+                "enqueued" => {
+                    // Its farewell counts it as dead for the workflow.
+                    self.cancel(&step.jid).await?;
+                    stopped += 1;
+                }
+                _ => {}
+            }
+        }
+        if pipe.cmd_iter().next().is_some() {
+            let _: () = self.query_pipe(&pipe).await?;
+        }
+        // Ended already if nothing was running (else the last step's end says so).
+        let counts: (u64, u64, u64, u64) = self
+            .query(
+                redis::cmd("HMGET")
+                    .arg(&base)
+                    .arg("total")
+                    .arg("done")
+                    .arg("dead")
+                    .arg("skipped"),
+            )
+            .await?;
+        if counts.1 + counts.2 + counts.3 >= counts.0 {
+            let _: () = self
+                .query(
+                    redis::cmd("HSETNX")
+                        .arg(&base)
+                        .arg("finished_at")
+                        .arg(crate::clock::now_secs()),
+                )
+                .await?;
+        }
+        Ok(Some(stopped))
+    }
+}
+
+/// A workflow's counts from its `wf:WID` hash.
+fn summary(wid: String, hash: &HashMap<String, String>) -> WorkflowStatus {
+    let text = |name: &str| hash.get(name).cloned().unwrap_or_default();
+    let number = |name: &str| {
+        hash.get(name)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let time = |name: &str| hash.get(name).and_then(|v| v.parse::<f64>().ok());
+    WorkflowStatus {
+        wid,
+        name: text("name"),
+        state: text("state"),
+        policy: text("policy"),
+        created_at: time("created_at").unwrap_or(0.0),
+        finished_at: time("finished_at"),
+        total: number("total"),
+        done: number("done"),
+        dead: number("dead"),
+        skipped: number("skipped"),
+        steps: Vec::new(),
+    }
+}

@@ -1,0 +1,92 @@
+//! `psychiq workflows [list|show WID|cancel WID]`.
+
+use serde_json::json;
+
+use super::{Failure, Out, Outcome, WorkflowsAction};
+use crate::api::{Api, utc_text};
+
+pub(super) async fn workflows(api: &Api, out: &Out, action: Option<WorkflowsAction>) -> Outcome {
+    match action.unwrap_or(WorkflowsAction::List { limit: 50 }) {
+        WorkflowsAction::List { limit } => {
+            let all = api.workflows(limit).await?;
+            let rows = all
+                .iter()
+                .map(|w| {
+                    vec![
+                        w.wid.clone(),
+                        w.name.clone(),
+                        w.state.clone(),
+                        format!("{}/{}", w.done, w.total),
+                        w.dead.to_string(),
+                        w.skipped.to_string(),
+                        utc_text(w.created_at),
+                    ]
+                })
+                .collect();
+            out.print(
+                &json!(all),
+                &[
+                    "wid",
+                    "name",
+                    "state",
+                    "succeeded",
+                    "dead",
+                    "skipped",
+                    "pushed (UTC)",
+                ],
+                rows,
+            );
+        }
+        WorkflowsAction::Show { wid } => {
+            let workflow = api.workflow(&wid).await?.ok_or_else(|| not_found(&wid))?;
+            let rows = workflow
+                .steps
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.name.clone(),
+                        s.state.clone(),
+                        s.parents.join(", "),
+                        s.jid.clone(),
+                        s.result.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            if !out.json {
+                println!(
+                    "workflow {} ({}): {}, {}/{} succeeded, {} dead, {} skipped, policy {}",
+                    workflow.wid,
+                    workflow.name,
+                    workflow.state,
+                    workflow.done,
+                    workflow.total,
+                    workflow.dead,
+                    workflow.skipped,
+                    workflow.policy
+                );
+            }
+            out.print(
+                &json!(workflow),
+                &["step", "state", "after", "jid", "result"],
+                rows,
+            );
+        }
+        WorkflowsAction::Cancel { wid } => {
+            let stopped = api
+                .cancel_workflow(&wid)
+                .await?
+                .ok_or_else(|| not_found(&wid))?;
+            out.done(
+                json!({"cancelled": true, "steps_stopped": stopped}),
+                format!("workflow {wid}: cancelled; {stopped} steps stopped or skipped"),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn not_found(wid: &str) -> Failure {
+    Failure::NotFound(format!(
+        "no workflow {wid:?} (or it expired, 30 days after it was pushed); `psychiq workflows` lists them"
+    ))
+}
