@@ -1293,3 +1293,45 @@ impl psychiq::Worker for Counting {
         Ok(())
     }
 }
+
+#[tokio::test]
+async fn a_workflow_is_drawn_as_its_graph_and_cancelled_from_its_page() {
+    let ns = TestNs::new().await;
+    let (app, api) = app(&ns, WebConfig::default()).await;
+    let step = |name: &str| psychiq::Job::new("Step", (name,)).unwrap();
+    let wid = psychiq::workflow::Workflow::new("nightly <etl>")
+        .step("fetch", step("fetch"))
+        .step("parse", step("parse"))
+        .after(&["fetch"])
+        .push(&ns.client)
+        .await
+        .unwrap();
+    let list = get(&app, "/workflows").await;
+    assert!(list.body.contains(&wid), "{}", list.body);
+    assert!(
+        list.body.contains("nightly &lt;etl&gt;"),
+        "names are escaped"
+    );
+    let page = get(&app, &format!("/workflows/{wid}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("<svg"), "the graph is drawn");
+    assert!(page.body.contains("<line"), "with its edge");
+    assert!(page.body.contains(">fetch<") && page.body.contains(">parse<"));
+    let (cookie, token) = (cookie_of(&page), token_of(&page));
+    let done = post(
+        &app,
+        &format!("/workflows/{wid}/cancel"),
+        &format!("_csrf={token}"),
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    let workflow = api.workflow(&wid).await.unwrap().unwrap();
+    assert_eq!(workflow.state, "cancelled");
+    assert_eq!(api.queue_size("default").await.unwrap(), 0, "fetch removed");
+    assert_eq!(
+        get(&app, "/workflows/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -28,6 +28,7 @@ mod lookup;
 mod metrics;
 mod pages;
 mod serve;
+mod workflows;
 
 pub use serve::{CONNECTION_LIFE, HEADER_TIMEOUT, MAX_CONNECTIONS, serve};
 
@@ -171,6 +172,12 @@ pub fn router(api: Api, config: WebConfig) -> Router {
         .route("/periodic", get(extensions::periodic))
         .route("/limits", get(extensions::limits))
         .route("/batches", get(extensions::batches))
+        .route("/workflows", get(workflows::list))
+        .route("/workflows/{wid}", get(workflows::show))
+        .route(
+            "/workflows/{wid}/cancel",
+            axum::routing::post(workflows::cancel),
+        )
         .route("/unique", axum::routing::post(actions::unlock_unique))
         .route(
             "/iterations",

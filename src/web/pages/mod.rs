@@ -141,6 +141,7 @@ pub(super) fn layout(
         ("periodic", "Periodic"),
         ("limits", "Limits"),
         ("batches", "Batches"),
+        ("workflows", "Workflows"),
         ("iterations", "Iterations"),
     ];
     let page = html! {
