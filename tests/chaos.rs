@@ -46,6 +46,8 @@ const PARENT_JOBS: u32 = 400;
 const CHILD_JOBS: u32 = 200;
 const WALKS: u32 = 3;
 const WALK_STEPS: u64 = 40;
+/// Steps of the workflow pushed at the start: one root, the rest after it, one after all.
+const WF_STEPS: u32 = 10_000;
 /// Tracked jobs of 0.8 s (long enough to be caught running, short enough not to be killed
 /// three times and buried as poison), due across the chaos, some cancelled as it goes.
 const LONGS: u32 = 24;
@@ -156,6 +158,7 @@ fn registry() -> Registry {
         .register_as("Chaos::Unique", Plain("unique", 10))
         .register_as("Chaos::Part", Plain("part", 100))
         .register_as("Chaos::Long", Plain("long", 800))
+        .register_as("Chaos::WfStep", Plain("wfstep", 1))
         .register_as("Chaos::Flaky", Flaky)
         .register_as("Chaos::Limited", Limited)
         .register_as("Chaos::Event", Event)
@@ -341,6 +344,22 @@ async fn chaos_loses_nothing_and_fires_everything_once() -> psychiq::Result<()> 
     for n in 0..WALKS {
         c.push(Job::new("Chaos::Walk", (n,))?).await?;
     }
+    // A workflow of 10,000 steps: a root, 9,998 after it, and one after all of them.
+    let mut workflow = psychiq::workflow::Workflow::new("chaos")
+        .on_failure(psychiq::workflow::OnFailure::Continue)
+        .step("root", Job::new("Chaos::WfStep", (0,))?);
+    let middle: Vec<String> = (1..WF_STEPS - 1).map(|n| format!("s{n}")).collect();
+    for (n, name) in (1..).zip(&middle) {
+        workflow = workflow
+            .step(name, Job::new("Chaos::WfStep", (n,))?)
+            .after(&["root"]);
+    }
+    let all: Vec<&str> = middle.iter().map(String::as_str).collect();
+    let wid = workflow
+        .step("last", Job::new("Chaos::WfStep", (WF_STEPS - 1,))?)
+        .after(&all)
+        .push(c)
+        .await?;
     // Due across the chaos, so cancels find them scheduled, queued, running and done.
     let mut longs: Vec<String> = Vec::new();
     for n in 0..LONGS {
@@ -521,7 +540,9 @@ async fn chaos_loses_nothing_and_fires_everything_once() -> psychiq::Result<()> 
     eprintln!("chaos: cancels {cancels:?}");
     let all_done = |runs: &[Value]| {
         let long = ids(runs, "long");
+        let wf = ids(runs, "wfstep");
         (0..LONGS).all(|id| cancelled.contains(&id) || long.contains_key(&u64::from(id)))
+            && wf.len() == WF_STEPS as usize
             && ids(runs, "plain").len() == plain as usize
             && ids(runs, "flaky").len() == flaky as usize
             && ids(runs, "unique").len() == unique as usize
@@ -543,13 +564,14 @@ async fn chaos_loses_nothing_and_fires_everything_once() -> psychiq::Result<()> 
             .filter(|id| !cancelled.contains(id) && !long.contains_key(&u64::from(*id)))
             .collect();
         format!(
-            "plain {}/{plain}, flaky {}/{flaky}, unique {}/{unique}, limited {}/{limited}, part {}/{}, longs not run {longs:?}",
+            "plain {}/{plain}, flaky {}/{flaky}, unique {}/{unique}, limited {}/{limited}, part {}/{}, longs not run {longs:?}, workflow steps {}/{WF_STEPS}",
             ids(runs, "plain").len(),
             ids(runs, "flaky").len(),
             ids(runs, "unique").len(),
             ids(runs, "limited").len(),
             ids(runs, "part").len(),
-            PARENT_JOBS + CHILD_JOBS
+            PARENT_JOBS + CHILD_JOBS,
+            ids(runs, "wfstep").len()
         )
     };
     let drain = Instant::now();
@@ -747,6 +769,27 @@ async fn chaos_loses_nothing_and_fires_everything_once() -> psychiq::Result<()> 
     }
     let status = api.batch(&parent_bid).await?.unwrap();
     assert_eq!((status.pending, status.dead), (0, 0));
+    // Every workflow step was started once (a step may run twice as any job may, never
+    // with a second jid: that would be a second start), and the workflow succeeded.
+    let mut jids_of: BTreeMap<u64, BTreeSet<&str>> = BTreeMap::new();
+    for run in runs.iter().filter(|r| r["kind"] == "wfstep") {
+        jids_of
+            .entry(run["id"].as_u64().unwrap())
+            .or_default()
+            .insert(run["jid"].as_str().unwrap());
+    }
+    assert_eq!(jids_of.len(), WF_STEPS as usize);
+    let twice: Vec<_> = jids_of.iter().filter(|(_, j)| j.len() > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "steps started twice: {twice:?} (seed {seed})"
+    );
+    let workflow = api.workflow(&wid).await?.expect("the workflow");
+    assert_eq!(
+        (workflow.state.as_str(), workflow.done, workflow.dead),
+        ("succeeded", u64::from(WF_STEPS), 0),
+        "seed {seed}"
+    );
     // A cancelled job ends cancelled (or as it was, if it was over; or succeeded, if it
     // finished before its process heard), and runs at most the run it was in.
     use psychiq::api::Cancellation;
