@@ -38,4 +38,5 @@ for _ in $(seq "$rounds"); do
   run "--results" "$new" --results
   run "--events" "$new" --events
   run "--track --events" "$new" --track --events
+  run "--workflow" "$new" --workflow
 done

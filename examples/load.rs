@@ -7,6 +7,7 @@
 //! what the chain costs. `--track` pushes every job tracked (status written at push, start
 //! and end), `--results` makes the worker a `Task` that returns a value (tracked, its
 //! result kept), and `--events` has the client and the server write the event stream.
+//! `--workflow` pushes the jobs as one workflow (a root step, the rest after it).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,6 +81,9 @@ struct Args {
     /// Write the event stream (client and server)
     #[arg(long)]
     events: bool,
+    /// Push the jobs as one workflow: a root step and the rest after it
+    #[arg(long)]
+    workflow: bool,
     /// Leave the namespace's keys (to measure Redis without the cleanup; delete them after)
     #[arg(long)]
     keep: bool,
@@ -106,7 +110,18 @@ async fn main() -> psychiq::Result<()> {
             }
         })
         .collect();
-    client.push_bulk(jobs).await?;
+    if args.workflow {
+        let mut workflow = psychiq::workflow::Workflow::new("load");
+        for (n, job) in jobs.into_iter().enumerate() {
+            workflow = workflow.step(format!("s{n}"), job);
+            if n > 0 {
+                workflow = workflow.after(&["s0"]);
+            }
+        }
+        workflow.push(&client).await?;
+    } else {
+        client.push_bulk(jobs).await?;
+    }
     let enqueue = started.elapsed();
 
     let done = Arc::new(AtomicUsize::new(0));

@@ -441,22 +441,24 @@ impl crate::job::middleware::ServerMiddleware for WorkflowSteps {
         if !outcome.is_done() {
             return outcome;
         }
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(crate::store::scripts::WORKFLOW_STEP));
         let result = job.signals().output().unwrap_or("null").to_string();
         let mut outage = crate::store::outage::Outage::new("counting a workflow step");
+        // Until it works, as batches are counted: the step is acknowledged only after its
+        // workflow knows, so an uncounted success cannot leave its children waiting.
         let counted = crate::store::outage::until_cured(&mut outage, || {
             let mut conn = self.conn.clone();
             let (prefix, wid, step, result) = (self.keys.prefix(), &wid, &step, &result);
             async move {
-                redis::cmd("EVAL")
-                    .arg(crate::store::scripts::WORKFLOW_STEP)
-                    .arg(0)
+                SCRIPT
                     .arg(prefix)
                     .arg(wid)
                     .arg(step)
                     .arg("succeeded")
                     .arg(result)
                     .arg(payload::timestamp_text(crate::clock::now_secs()))
-                    .query_async::<i64>(&mut conn)
+                    .invoke_async::<i64>(&mut conn)
                     .await
             }
         })
