@@ -32,6 +32,9 @@ impl Task for Step {
         if name == "broken" {
             return Err(JobError::new("Broken", "as planned"));
         }
+        if name == "discarded" {
+            return Err(JobError::discard("not needed after all"));
+        }
         if name == "hang" {
             psychiq::context::cancelled().await;
             return Err(JobError::new("Stopped", "cancelled"));
@@ -312,6 +315,61 @@ async fn a_workflow_is_listed_shown_and_cancelled_while_it_runs() -> psychiq::Re
         0,
         "the cancelled step is not retried"
     );
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_discarded_step_ends_like_a_dead_one_and_a_waiting_workflow_is_cancelled_once()
+-> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let api = ns.jobs.api().await?;
+    // Cancelled before any server: its root leaves its queue, its other step is skipped,
+    // each counted once, and a second cancel changes nothing.
+    let wid = Workflow::new("never mind")
+        .step("a", step("a"))
+        .step("b", step("b"))
+        .after(&["a"])
+        .push(&ns.client)
+        .await?;
+    assert_eq!(api.cancel_workflow(&wid).await?, Some(1));
+    assert_eq!(api.cancel_workflow(&wid).await?, Some(0));
+    let cancelled = api.workflow(&wid).await?.unwrap();
+    assert_eq!(
+        (
+            cancelled.state.as_str(),
+            cancelled.dead,
+            cancelled.skipped,
+            cancelled.finished_at.is_some()
+        ),
+        ("cancelled", 1, 1, true)
+    );
+    assert_eq!(api.queue_size("default").await?, 0);
+
+    let worker = Step::default();
+    let mut registry = Registry::new();
+    registry.register(worker.clone());
+    let server = RunningServer::start(ns.config(), registry);
+    let wid = Workflow::new("discards")
+        .step("discarded", step("discarded"))
+        .step("after", step("after"))
+        .after(&["discarded"])
+        .push(&ns.client)
+        .await?;
+    assert_eq!(finished(&ns, &wid).await, "failed");
+    let states = workflow_state(&ns, &wid).await;
+    assert_eq!(
+        (states["discarded"].as_str(), states["after"].as_str()),
+        ("dead", "skipped")
+    );
+    // Every key of it has a TTL, those made after the push too.
+    let keys: Vec<String> = ns
+        .query(redis::cmd("KEYS").arg(ns.keys().key(&format!("wf:{wid}*"))))
+        .await;
+    for key in keys {
+        let ttl: i64 = ns.query(redis::cmd("TTL").arg(&key)).await;
+        assert!(ttl > 0, "{key} has no TTL");
+    }
     server.stop().await;
     Ok(())
 }

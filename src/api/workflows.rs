@@ -111,72 +111,30 @@ impl Api {
     }
 
     /// Cancels workflow `wid`: nothing new starts, its waiting steps are skipped, and its
-    /// enqueued or running steps are cancelled (see [`Api::cancel`]). Returns how many
-    /// steps it stopped; `None` if there is no such workflow.
+    /// enqueued or running steps are cancelled (see [`Api::cancel`]), each counted as dead
+    /// for it. Returns how many steps were enqueued or running; `None` if there is no such
+    /// workflow, `Some(0)` if it is over. Safe to call again (a cancel cut short goes on).
     pub async fn cancel_workflow(&self, wid: &str) -> Result<Option<usize>> {
-        let base = workflow_key(&self.keys, wid, "");
-        // First, so no step that ends meanwhile starts another.
-        let was: Option<String> = self
-            .query(redis::cmd("HGET").arg(&base).arg("state"))
-            .await?;
-        match was.as_deref() {
-            None => return Ok(None),
-            Some("running") => {}
-            Some(_) => return Ok(Some(0)),
-        }
-        let _: () = self
-            .query(redis::cmd("HSET").arg(&base).arg("state").arg("cancelled"))
-            .await?;
-        let Some(workflow) = self.workflow(wid).await? else {
-            return Ok(None);
-        };
-        let mut stopped = 0;
-        let mut pipe = redis::pipe();
-        for step in &workflow.steps {
-            match step.state.as_str() {
-                "waiting" => {
-                    pipe.hset(
-                        workflow_key(&self.keys, wid, "state"),
-                        &step.name,
-                        "skipped",
-                    )
-                    .ignore();
-                    pipe.hincr(&base, "skipped", 1).ignore();
-                    stopped += 1;
-                }
-                "enqueued" => {
-                    // Its farewell counts it as dead for the workflow.
-                    self.cancel(&step.jid).await?;
-                    stopped += 1;
-                }
-                _ => {}
-            }
-        }
-        if pipe.cmd_iter().next().is_some() {
-            let _: () = self.query_pipe(&pipe).await?;
-        }
-        // Ended already if nothing was running (else the last step's end says so).
-        let counts: (u64, u64, u64, u64) = self
+        let answer: redis::Value = self
             .query(
-                redis::cmd("HMGET")
-                    .arg(&base)
-                    .arg("total")
-                    .arg("done")
-                    .arg("dead")
-                    .arg("skipped"),
+                redis::cmd("EVAL")
+                    .arg(crate::store::scripts::WORKFLOW_CANCEL)
+                    .arg(0)
+                    .arg(self.keys.prefix())
+                    .arg(wid)
+                    .arg(crate::clock::now_secs()),
             )
             .await?;
-        if counts.1 + counts.2 + counts.3 >= counts.0 {
-            let _: () = self
-                .query(
-                    redis::cmd("HSETNX")
-                        .arg(&base)
-                        .arg("finished_at")
-                        .arg(crate::clock::now_secs()),
-                )
-                .await?;
+        let jids: Vec<String> = match answer {
+            redis::Value::Int(-1) => return Ok(None),
+            redis::Value::Int(_) => return Ok(Some(0)),
+            other => redis::FromRedisValue::from_redis_value(other).unwrap_or_default(),
+        };
+        for jid in &jids {
+            // Its farewell counts it as dead for the workflow (which keeps `cancelled`).
+            self.cancel(jid).await?;
         }
-        Ok(Some(stopped))
+        Ok(Some(jids.len()))
     }
 }
 

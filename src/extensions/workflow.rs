@@ -32,8 +32,10 @@
 //! output is its result), and [`add_step`] adds steps while the workflow runs (a step that
 //! discovers work fans out after itself).
 //!
-//! Workflows need Sidekiq's layout (one Redis); the cluster layout refuses them. Their keys
-//! expire 30 days after the workflow was pushed.
+//! A step discarded or skipped unrun (an expired job, `JobError::discard`, a middleware's
+//! skip) ends its workflow's way as a dead one does. Workflows need Sidekiq's layout (one
+//! Redis); the cluster layout refuses them. Their keys expire 30 days after the workflow
+//! was pushed (those made later with it).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -438,12 +440,17 @@ impl crate::job::middleware::ServerMiddleware for WorkflowSteps {
             step: step.clone(),
         };
         let outcome = STEP.scope(env, next.run()).await;
-        if !outcome.is_done() {
-            return outcome;
-        }
+        // A success passes its result on; a step discarded or skipped unrun (expired, say)
+        // ends without one, as a dead step does (a failure waits for its retries; a
+        // death is counted by the farewell).
+        let (end, result) = match &outcome {
+            Outcome::Done => ("succeeded", job.signals().output().unwrap_or("null")),
+            Outcome::Discarded(_) | Outcome::Skipped(_) => ("dead", ""),
+            _ => return outcome,
+        };
         static SCRIPT: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(crate::store::scripts::WORKFLOW_STEP));
-        let result = job.signals().output().unwrap_or("null").to_string();
+        let result = result.to_string();
         let mut outage = crate::store::outage::Outage::new("counting a workflow step");
         // Until it works, as batches are counted: the step is acknowledged only after its
         // workflow knows, so an uncounted success cannot leave its children waiting.
@@ -455,7 +462,7 @@ impl crate::job::middleware::ServerMiddleware for WorkflowSteps {
                     .arg(prefix)
                     .arg(wid)
                     .arg(step)
-                    .arg("succeeded")
+                    .arg(end)
                     .arg(result)
                     .arg(payload::timestamp_text(crate::clock::now_secs()))
                     .invoke_async::<i64>(&mut conn)

@@ -5,7 +5,7 @@
 //! for good: the processor (a job dead or dropped after its last failure, or cancelled) and
 //! the API's kill, delete, clear and cancel (the CLI's and the dashboard's buttons). A job
 //! that finishes by running (done, discarded, expired) is counted by the server middleware
-//! instead.
+//! instead (batches and workflows), and its status by the processor.
 //!
 //! A job without `bid`, `unique_key`, `wf` or `track` costs four substring searches of its
 //! payload.

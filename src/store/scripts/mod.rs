@@ -70,8 +70,18 @@ pub(crate) const UNLOCK_IF_HELD: &str = include_str!("unlock_if_held.lua");
 /// `workflow_step.lua`: A workflow step's end (ARGV: prefix, workflow id, step,
 /// 'succeeded' or 'dead', result, now), exactly once: records it and starts the children
 /// whose parents have all succeeded, or stops or prunes the workflow on a death.
-pub(crate) const WORKFLOW_STEP: &str = include_str!("workflow_step.lua");
+pub(crate) const WORKFLOW_STEP: &str = concat!(
+    include_str!("workflow_common.lua"),
+    include_str!("workflow_step.lua")
+);
 /// `workflow_add.lua`: Adds a step to a running workflow (ARGV: prefix, workflow id, step,
 /// job without its final '}', queue, parents as a JSON array, now).
 #[cfg(feature = "server")]
-pub(crate) const WORKFLOW_ADD: &str = include_str!("workflow_add.lua");
+pub(crate) const WORKFLOW_ADD: &str = concat!(
+    include_str!("workflow_common.lua"),
+    include_str!("workflow_add.lua")
+);
+/// `workflow_cancel.lua`: Cancels a workflow (ARGV: prefix, workflow id, now): no step
+/// starts another, its waiting steps are skipped; returns the jids of its enqueued steps.
+#[cfg(feature = "api")]
+pub(crate) const WORKFLOW_CANCEL: &str = include_str!("workflow_cancel.lua");

@@ -10,6 +10,7 @@ local base = prefix .. 'wf:' .. wid
 local function k(suffix) return base .. ':' .. suffix end
 if redis.call('hexists', k('state'), step) == 1 then return 0 end
 if redis.call('hget', base, 'finished_at') then return -2 end
+if redis.call('exists', base) == 0 then return -2 end
 local list = cjson.decode(parents)
 local pending, doomed = 0, false
 for _, p in ipairs(list) do
@@ -30,6 +31,9 @@ redis.call('hset', k('parents'), step, parents)
 redis.call('hset', k('jids'), step, cjson.decode(job .. '}')['jid'])
 redis.call('hset', k('pending'), step, pending)
 redis.call('hincrby', base, 'total', 1)
+for _, suffix in ipairs({'children', 'jobs', 'queues', 'parents', 'jids', 'pending', 'state'}) do
+  keep(base, k(suffix))
+end
 if doomed or redis.call('hget', base, 'state') ~= 'running' then
   redis.call('hset', k('state'), step, 'skipped')
   redis.call('hincrby', base, 'skipped', 1)

@@ -36,6 +36,7 @@ end
 if outcome == 'succeeded' then
   redis.call('hset', k('state'), step, 'succeeded')
   redis.call('hset', k('results'), step, result)
+  keep(base, k('results'))
   redis.call('hincrby', base, 'done', 1)
   for _, child in ipairs(children(step)) do
     local left = redis.call('hincrby', k('pending'), child, -1)
