@@ -52,6 +52,14 @@ impl Task for Step {
     }
 }
 
+/// A server running `Step` with `config`, and the worker to read its runs from.
+fn serve_steps(config: psychiq::ServerConfig) -> (Step, RunningServer) {
+    let worker = Step::default();
+    let mut registry = Registry::new();
+    registry.register(worker.clone());
+    (worker, RunningServer::start(config, registry))
+}
+
 fn step(name: &str) -> Job {
     Job::new("Step", (name,)).unwrap().retry(Retry::Max(0))
 }
@@ -82,10 +90,7 @@ async fn finished(ns: &TestNs, wid: &str) -> String {
 async fn a_diamond_runs_each_step_once_and_its_last_step_sees_both_results() -> psychiq::Result<()>
 {
     let ns = TestNs::new().await;
-    let worker = Step::default();
-    let mut registry = Registry::new();
-    registry.register(worker.clone());
-    let server = RunningServer::start(ns.config().concurrency(4), registry);
+    let (worker, server) = serve_steps(ns.config().concurrency(4));
     let wid = Workflow::new("diamond")
         .step("a", step("a"))
         .step("b", step("b"))
@@ -118,10 +123,7 @@ async fn a_diamond_runs_each_step_once_and_its_last_step_sees_both_results() -> 
 #[tokio::test]
 async fn a_step_adds_steps_after_itself_and_one_after_those() -> psychiq::Result<()> {
     let ns = TestNs::new().await;
-    let worker = Step::default();
-    let mut registry = Registry::new();
-    registry.register(worker.clone());
-    let server = RunningServer::start(ns.config().concurrency(4), registry);
+    let (worker, server) = serve_steps(ns.config().concurrency(4));
     let wid = Workflow::new("etl")
         .step("discover", step("discover"))
         .push(&ns.client)
@@ -143,10 +145,7 @@ async fn a_step_adds_steps_after_itself_and_one_after_those() -> psychiq::Result
 #[tokio::test]
 async fn a_dead_step_stops_the_workflow_or_prunes_only_what_depends_on_it() -> psychiq::Result<()> {
     let ns = TestNs::new().await;
-    let worker = Step::default();
-    let mut registry = Registry::new();
-    registry.register(worker.clone());
-    let server = RunningServer::start(ns.config().concurrency(1), registry);
+    let (worker, server) = serve_steps(ns.config().concurrency(1));
     // a → broken → after-broken; a → other → after-other
     let build = |policy| {
         Workflow::new("fragile")
@@ -204,10 +203,7 @@ async fn a_step_that_runs_twice_starts_its_children_once() -> psychiq::Result<()
     let first = ns.lrange(&queue).await;
     assert_eq!(first.len(), 1, "only the root is enqueued");
     ns.lpush_raw("default", &first[0]).await;
-    let worker = Step::default();
-    let mut registry = Registry::new();
-    registry.register(worker.clone());
-    let server = RunningServer::start(ns.config().concurrency(1), registry);
+    let (worker, server) = serve_steps(ns.config().concurrency(1));
     assert_eq!(finished(&ns, &wid).await, "succeeded");
     // Let the duplicate run too.
     wait_until(Duration::from_secs(10), "both runs of a", || async {
@@ -253,14 +249,10 @@ async fn a_graph_with_a_circle_or_an_unknown_parent_is_refused() {
 #[tokio::test]
 async fn a_workflow_is_listed_shown_and_cancelled_while_it_runs() -> psychiq::Result<()> {
     let ns = TestNs::new().await;
-    let worker = Step::default();
-    let mut registry = Registry::new();
-    registry.register(worker.clone());
-    let server = RunningServer::start(
+    let (worker, server) = serve_steps(
         ns.config()
             .concurrency(2)
             .cancel_grace(Duration::from_millis(300)),
-        registry,
     );
     let wid = Workflow::new("long one")
         .step("a", step("a"))
@@ -346,10 +338,7 @@ async fn a_discarded_step_ends_like_a_dead_one_and_a_waiting_workflow_is_cancell
     );
     assert_eq!(api.queue_size("default").await?, 0);
 
-    let worker = Step::default();
-    let mut registry = Registry::new();
-    registry.register(worker.clone());
-    let server = RunningServer::start(ns.config(), registry);
+    let (_, server) = serve_steps(ns.config());
     let wid = Workflow::new("discards")
         .step("discarded", step("discarded"))
         .step("after", step("after"))

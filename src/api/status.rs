@@ -264,15 +264,11 @@ fn described(jid: &str, state: State, job: &JobRecord) -> JobStatus {
 impl<O> crate::JobHandle<O> {
     /// Cancels the job (see [`Api::cancel`]).
     pub async fn cancel(&self) -> Result<Cancellation> {
-        let Some(conn) = self.client.redis_connection() else {
-            return Err(Error::Config(
-                "a test-mode client has no Redis to cancel jobs in".into(),
-            ));
-        };
+        let (conn, config) = self.client.redis("cancelling jobs")?;
         let api = Api {
-            conn,
+            conn: conn.clone(),
             keys: self.client.keys().clone(),
-            config: self.client.redis_config(),
+            config: config.clone(),
         };
         api.cancel(&self.jid).await
     }

@@ -192,16 +192,6 @@ impl Client {
         }
     }
 
-    /// Where this client's Redis is (the default for a test-mode client).
-    #[cfg(feature = "api")]
-    pub(crate) fn redis_config(&self) -> RedisConfig {
-        match &self.backend {
-            Backend::Redis { config, .. } => config.clone(),
-            #[cfg(feature = "server")]
-            Backend::Memory(_) => RedisConfig::default(),
-        }
-    }
-
     /// This client's Redis connection and settings; an error saying what to do for a
     /// test-mode client, which has none (`what` names what needed it).
     pub(crate) fn redis(&self, what: &str) -> Result<(&Connection, &RedisConfig)> {

@@ -191,6 +191,30 @@ impl JobStatus {
         }
     }
 
+    /// What is known of its times, place, process and last error, as (label, text) rows
+    /// for people, times written by `time`; what is unknown is left out. The CLI and the
+    /// dashboard show these.
+    #[cfg(feature = "api")]
+    pub(crate) fn details(&self, time: fn(f64) -> String) -> Vec<(&'static str, String)> {
+        [
+            ("enqueued", self.enqueued_at.map(time)),
+            (
+                "position",
+                self.position.map(|p| format!("{p} (0 runs next)")),
+            ),
+            ("next run", self.next_at.map(time)),
+            ("started", self.started_at.map(time)),
+            ("process", self.process.clone()),
+            ("retry count", self.retry_count.map(|c| c.to_string())),
+            ("error", self.error.clone()),
+            ("finished", self.finished_at.map(time)),
+            ("duration", self.duration.map(|d| format!("{d:.3} s"))),
+        ]
+        .into_iter()
+        .filter_map(|(label, text)| Some((label, text?)))
+        .collect()
+    }
+
     /// Reads a `status:JID` hash; `None` if it has no state (absent, or progress only).
     pub(crate) fn from_hash(jid: &str, hash: &HashMap<String, String>) -> Option<JobStatus> {
         let state = hash.get("state")?.parse().ok()?;

@@ -150,7 +150,14 @@ impl Executor {
         };
         let handler = self.registry.get(class);
         // Tracked as the payload asks, else as its worker asks, else as the server does.
-        if let Some(secs) = crate::job::status::retention_in(text)
+        // The payload's own `track` is read from the context's fields (parsed once, shared
+        // with the middleware), only when the payload names it.
+        let asked = text
+            .contains("\"track\"")
+            .then(|| job.field(crate::job::status::TRACK_FIELD))
+            .flatten()
+            .and_then(crate::job::status::retention_of);
+        if let Some(secs) = asked
             .or_else(|| handler.and_then(|h| h.options().track.map(|t| t.as_secs().max(1))))
             .or_else(|| lifecycle.and_then(|l| l.track_all))
         {

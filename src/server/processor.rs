@@ -585,7 +585,9 @@ fn jid_of(text: &str) -> Option<String> {
         .map(|jid| jid.into_owned())
 }
 
-/// Whether a job asked for tracking in its payload (else a server's `--track-all` did).
+/// Whether a job asked for tracking in its payload (else its worker or the server did).
 fn is_tracked_payload(job: &JobContext) -> bool {
-    status::retention_in(job.payload()).is_some()
+    job.field(status::TRACK_FIELD)
+        .and_then(status::retention_of)
+        .is_some()
 }

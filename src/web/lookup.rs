@@ -13,7 +13,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::actions::{back, field, forged};
-use super::pages::{Params, WebError, csrf_field, job_key, layout, segment};
+use super::pages::{Params, WebError, csrf_field, job_key, job_progress, layout, segment};
 use super::{Ctx, Web};
 use crate::api::{Cancellation, Whereabouts, span_text, utc_text};
 use crate::status::JobStatus;
@@ -127,22 +127,13 @@ pub(super) fn cancel_button(ctx: &Ctx, jid: &str) -> maud::Markup {
 fn tracked(ctx: &Ctx, status: &JobStatus, notice: Option<String>) -> impl IntoResponse {
     let base = &ctx.base;
     let class = status.class.as_deref().unwrap_or("");
-    let time = |at: Option<f64>| at.map(utc_text);
-    let rows: Vec<(&str, Option<String>)> = vec![
-        ("queue", status.queue.clone()),
-        ("enqueued", time(status.enqueued_at)),
-        (
-            "position",
-            status.position.map(|p| format!("{p} (0 runs next)")),
-        ),
-        ("next run", time(status.next_at)),
-        ("started", time(status.started_at)),
-        ("process", status.process.clone()),
-        ("retry count", status.retry_count.map(|c| c.to_string())),
-        ("error", status.error.clone()),
-        ("finished", time(status.finished_at)),
-        ("duration", status.duration.map(|d| format!("{d:.3} s"))),
-    ];
+    let rows: Vec<(&str, String)> = status
+        .queue
+        .clone()
+        .map(|queue| ("queue", queue))
+        .into_iter()
+        .chain(status.details(utc_text))
+        .collect();
     let failed = matches!(
         status.state,
         crate::status::State::Dead | crate::status::State::Retrying
@@ -151,14 +142,10 @@ fn tracked(ctx: &Ctx, status: &JobStatus, notice: Option<String>) -> impl IntoRe
         h1 { (class) " " code { (status.jid) } " "
             @if failed { span.badge.failed { (status.state) } } @else { span.badge { (status.state) } } }
         @if let Some(progress) = &status.progress {
-            p { "Progress: "
-                @if progress.total > 0 { progress max=(progress.total) value=(progress.done) {} " " }
-                (progress.done) @if progress.total > 0 { " / " (progress.total) } " " (progress.message) }
+            p { "Progress: " (job_progress(progress)) }
         }
         dl.status {
-            @for (name, value) in &rows {
-                @if let Some(value) = value { dt { (name) } dd { (value) } }
-            }
+            @for (name, value) in &rows { dt { (name) } dd { (value) } }
         }
         @if let Some(result) = &status.result { h2 { "Result" } pre { code { (result) } } }
         @if !status.state.is_final() { (cancel_button(ctx, &status.jid)) }

@@ -28,31 +28,18 @@ fn describe(status: &JobStatus) -> String {
         status.class.as_deref().unwrap_or("?"),
         status.queue.as_deref().unwrap_or("?")
     )];
-    let mut line = |name: &str, value: Option<String>| {
-        if let Some(value) = value {
-            lines.push(format!("  {name:<12} {value}"));
-        }
-    };
-    line("enqueued", status.enqueued_at.map(utc_text));
-    line(
-        "position",
-        status.position.map(|p| format!("{p} (0 runs next)")),
-    );
-    line("next run", status.next_at.map(utc_text));
-    line("started", status.started_at.map(utc_text));
-    line("process", status.process.clone());
-    line(
-        "progress",
-        status.progress.as_ref().map(|p| match p.percent() {
-            Some(percent) => format!("{}/{} ({percent:.0}%) {}", p.done, p.total, p.message),
-            None => format!("{} {}", p.done, p.message),
-        }),
-    );
-    line("retry count", status.retry_count.map(|c| c.to_string()));
-    line("error", status.error.clone());
-    line("finished", status.finished_at.map(utc_text));
-    line("duration", status.duration.map(|d| format!("{d:.3} s")));
-    line("result", status.result.clone());
+    let progress = status.progress.as_ref().map(|p| match p.percent() {
+        Some(percent) => format!("{}/{} ({percent:.0}%) {}", p.done, p.total, p.message),
+        None => format!("{} {}", p.done, p.message),
+    });
+    let rows = status
+        .details(utc_text)
+        .into_iter()
+        .chain(progress.map(|p| ("progress", p)))
+        .chain(status.result.clone().map(|r| ("result", r)));
+    for (name, value) in rows {
+        lines.push(format!("  {name:<12} {value}"));
+    }
     lines.join("\n")
 }
 

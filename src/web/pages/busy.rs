@@ -70,8 +70,7 @@ pub(in crate::web) async fn busy(
                         td { (span_text(now - w.run_at)) " ago" }
                         td {
                             @if let Some(p) = w.payload["jid"].as_str().and_then(|jid| progress.get(jid)) {
-                                @if p.total > 0 { progress max=(p.total) value=(p.done) {} " " }
-                                (p.done) @if p.total > 0 { "/" (p.total) } " " (p.message)
+                                (job_progress(p))
                             }
                         }
                         td.actions {

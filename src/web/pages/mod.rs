@@ -188,6 +188,14 @@ pub(super) fn layout(
     Html(page.into_string())
 }
 
+/// A running job's progress: a bar when the total is known, then `done/total message`.
+pub(super) fn job_progress(p: &crate::status::Progress) -> Markup {
+    html! {
+        @if p.total > 0 { progress max=(p.total) value=(p.done) {} " " }
+        (p.done) @if p.total > 0 { "/" (p.total) } " " (p.message)
+    }
+}
+
 pub(super) fn csrf_field(ctx: &Ctx) -> Markup {
     html! { input type="hidden" name="_csrf" value=(ctx.csrf); }
 }
