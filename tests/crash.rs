@@ -16,7 +16,9 @@ fn echo_ids(path: &Path) -> (usize, HashSet<i64>) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut total = 0;
     let mut ids = HashSet::new();
-    for line in text.lines() {
+    // A last line without its newline is still being written (a line across a page
+    // boundary lands in two steps): it is read next time.
+    for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
         let args: Value = serde_json::from_str(line).expect("whole lines only");
         total += 1;
         ids.insert(args[1].as_i64().unwrap());
