@@ -149,12 +149,15 @@ impl PeriodicJob {
         self.job.queue_name()
     }
 
-    /// The payload for one tick, with a new jid.
-    pub(crate) fn payload_for(&self, tick: i64) -> String {
+    /// The payload for one tick, with a new jid, enqueued at `now` on Redis's clock.
+    ///
+    /// The claim runs only once Redis's clock has reached the tick, so a `now` that reads
+    /// earlier (this process's clock, or its offset measured a little wide) is the tick.
+    pub(crate) fn payload_for(&self, tick: i64, now: f64) -> String {
         let mut job = self.job.clone();
         job.set_option("periodic", Value::String(self.name.clone()));
         job.set_option("periodic_at", Value::from(tick));
-        job.payload_now()
+        job.payload_at(now.max(tick as f64), true)
     }
 
     /// How the entry is written to the `periodic` hash.
@@ -255,7 +258,7 @@ impl Plugin for PeriodicPlugin {
                     && (entry.missed == Missed::RunLast
                         || now - tick as f64 <= LATE_TICK_GRACE_SECS as f64)
                 {
-                    claim(&conn, &keys, entry, tick, true)
+                    claim(&conn, &keys, entry, tick, offset, true)
                         .await
                         .map_err(|e| e.to_string())?;
                 }
@@ -280,7 +283,7 @@ impl Plugin for PeriodicPlugin {
                             *due = entry.schedule.next_after(now as i64 - LATE_TICK_GRACE_SECS);
                             continue;
                         }
-                        match claim(&conn, &keys, entry, tick, false).await {
+                        match claim(&conn, &keys, entry, tick, offset, false).await {
                             Ok(NOT_YET_DUE) => {
                                 // Our clock ran ahead since it was measured: measure again.
                                 if let Ok(measured) = redis_clock_offset(&mut conn.clone()).await {
@@ -338,6 +341,7 @@ async fn claim(
     keys: &Keys,
     entry: &PeriodicJob,
     tick: i64,
+    clock_offset: f64,
     only_if_run_before: bool,
 ) -> redis::RedisResult<i64> {
     static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PERIODIC_CLAIM));
@@ -350,7 +354,7 @@ async fn claim(
         .key(skipped_key(keys))
         .arg(&entry.name)
         .arg(tick)
-        .arg(entry.payload_for(tick))
+        .arg(entry.payload_for(tick, crate::clock::now_secs() + clock_offset))
         .arg(queue)
         .arg(if only_if_run_before { "1" } else { "0" })
         .invoke_async(&mut conn.clone())

@@ -195,7 +195,7 @@ impl Fake {
         };
         let now = crate::clock::now_secs() as i64;
         let tick = entry.schedule().next_after(now).unwrap_or(now);
-        let payload = entry.payload_for(tick);
+        let payload = entry.payload_for(tick, crate::clock::now_secs());
         let job = EnqueuedJob::new(payload, entry.queue(), None);
         let jid = job.jid().to_string();
         self.store.state().pending.push_back(job);
