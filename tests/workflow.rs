@@ -1,9 +1,11 @@
 //! Workflows: a diamond whose last step sees both middle results, a step that adds steps
-//! while the workflow runs, what a dead step does under each policy, and a step run twice
-//! starting its children once.
+//! while the workflow runs, what a dead step does under each policy (compensation
+//! included), a step run twice starting its children once, sub-workflows, and retrying a
+//! failed workflow.
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,10 +15,11 @@ use psychiq::{Job, JobError, Registry, Retry, Task};
 use serde_json::{Value, json};
 
 /// Records each run (`[step, inputs]`) and returns `step` with its inputs' count; fails for
-/// a step named "broken".
+/// a step named "broken", and for one named "flaky" while `flaky` is set.
 #[derive(Clone, Default)]
 struct Step {
     runs: Arc<Mutex<Vec<(String, Value)>>>,
+    flaky: Arc<AtomicBool>,
 }
 
 impl Task for Step {
@@ -29,7 +32,7 @@ impl Task for Step {
             .lock()
             .unwrap()
             .push((name.clone(), Value::Object(inputs.clone())));
-        if name == "broken" {
+        if name == "broken" || (name == "flaky" && self.flaky.load(Ordering::SeqCst)) {
             return Err(JobError::new("Broken", "as planned"));
         }
         if name == "discarded" {
@@ -67,6 +70,19 @@ fn step(name: &str) -> Job {
 async fn workflow_state(ns: &TestNs, wid: &str) -> std::collections::HashMap<String, String> {
     ns.query(redis::cmd("HGETALL").arg(ns.keys().key(&format!("wf:{wid}:state"))))
         .await
+}
+
+/// The states of steps `names` of workflow `wid`, in that order.
+async fn states_of(ns: &TestNs, wid: &str, names: &[&str]) -> Vec<String> {
+    let states = workflow_state(ns, wid).await;
+    names.iter().map(|n| states[*n].clone()).collect()
+}
+
+/// The jid of step `name` of workflow `wid` (a sub-workflow step's is its workflow id).
+async fn step_jid(api: &psychiq::api::Api, wid: &str, name: &str) -> String {
+    let workflow = api.workflow(wid).await.unwrap().expect("the workflow");
+    let step = workflow.steps.into_iter().find(|s| s.name == name);
+    step.expect("the step").jid
 }
 
 async fn workflow_field(ns: &TestNs, wid: &str, field: &str) -> Option<String> {
@@ -359,6 +375,216 @@ async fn a_discarded_step_ends_like_a_dead_one_and_a_waiting_workflow_is_cancell
         let ttl: i64 = ns.query(redis::cmd("TTL").arg(&key)).await;
         assert!(ttl > 0, "{key} has no TTL");
     }
+    server.stop().await;
+    Ok(())
+}
+
+impl Step {
+    fn ran(&self) -> Vec<String> {
+        self.runs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_dead_step_starts_its_compensation_which_reads_what_succeeded() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let (worker, server) = serve_steps(ns.config().concurrency(1));
+    let order = |ship: &str| {
+        Workflow::new("order")
+            .step("charge", step("charge"))
+            .step("ship", step(ship))
+            .after(&["charge"])
+            .step("email", step("email"))
+            .after(&["ship"])
+            .compensation("refund", step("refund"))
+            .on_failure(OnFailure::Compensate("refund".into()))
+    };
+    let wid = order("broken").push(&ns.client).await?;
+    assert_eq!(finished(&ns, &wid).await, "failed");
+    assert_eq!(
+        states_of(&ns, &wid, &["ship", "email", "refund"]).await,
+        ["dead", "skipped", "succeeded"]
+    );
+    let runs = worker.runs.lock().unwrap().clone();
+    let refund = runs
+        .iter()
+        .find(|(n, _)| n == "refund")
+        .expect("the refund ran");
+    assert_eq!(refund.1["charge"], json!({"step": "charge", "inputs": 0}));
+    assert_eq!(
+        workflow_field(&ns, &wid, "failed_step").await.as_deref(),
+        Some("ship")
+    );
+
+    // Nothing dies: the compensation is skipped, and the workflow succeeds.
+    worker.runs.lock().unwrap().clear();
+    let wid = order("ship").push(&ns.client).await?;
+    assert_eq!(finished(&ns, &wid).await, "succeeded");
+    assert_eq!(workflow_state(&ns, &wid).await["refund"], "skipped");
+    assert!(!worker.ran().contains(&"refund".to_string()));
+
+    // A step's own policy overrides the workflow's; a policy naming no compensation step,
+    // or a compensation step with parents, is refused.
+    let wid = Workflow::new("mixed")
+        .step("broken", step("broken"))
+        .step_on_failure(OnFailure::Continue)
+        .step("other", step("other"))
+        .push(&ns.client)
+        .await?;
+    assert_eq!(finished(&ns, &wid).await, "failed");
+    assert_eq!(workflow_state(&ns, &wid).await["other"], "succeeded");
+    let unknown = Workflow::new("x")
+        .step("a", step("a"))
+        .on_failure(OnFailure::Compensate("undo".into()))
+        .push(&ns.client)
+        .await
+        .unwrap_err();
+    assert!(
+        unknown.to_string().contains("not a compensation step"),
+        "{unknown}"
+    );
+    let after = Workflow::new("x")
+        .step("a", step("a"))
+        .compensation("undo", step("undo"))
+        .after(&["a"])
+        .push(&ns.client)
+        .await
+        .unwrap_err();
+    assert!(
+        after.to_string().contains("runs after other steps"),
+        "{after}"
+    );
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_sub_workflow_starts_with_its_step_and_passes_its_last_results_on() -> psychiq::Result<()>
+{
+    let ns = TestNs::new().await;
+    let (worker, server) = serve_steps(ns.config().concurrency(2));
+    let inner = Workflow::new("inner")
+        .step("x", step("x"))
+        .step("y", step("y"))
+        .after(&["x"]);
+    let wid = Workflow::new("outer")
+        .step("a", step("a"))
+        .sub_workflow("inner", inner.clone())
+        .after(&["a"])
+        .step("z", step("z"))
+        .after(&["inner"])
+        .push(&ns.client)
+        .await?;
+    assert_eq!(finished(&ns, &wid).await, "succeeded");
+    assert_eq!(worker.ran(), ["a", "x", "y", "z"]);
+    let runs = worker.runs.lock().unwrap().clone();
+    assert_eq!(
+        runs[1].1,
+        json!({"a": {"step": "a", "inputs": 0}}),
+        "the sub-workflow's first step reads its step's inputs"
+    );
+    assert_eq!(
+        runs[3].1,
+        json!({"inner": {"y": {"step": "y", "inputs": 1}}}),
+        "the step after it reads its last steps' results"
+    );
+    let api = ns.jobs.api().await?;
+    let outer = api.workflow(&wid).await?.unwrap();
+    let inner_step = outer.steps.iter().find(|s| s.name == "inner").unwrap();
+    assert_eq!(inner_step.kind, "workflow");
+    let sub = api.workflow(&inner_step.jid).await?.unwrap();
+    assert_eq!(sub.state, "succeeded");
+    assert_eq!(sub.parent, Some((wid.clone(), "inner".to_string())));
+
+    // A sub-workflow that fails is a dead step; one that never starts is skipped whole.
+    let failing = Workflow::new("inner").step("broken", step("broken"));
+    let wid = Workflow::new("outer")
+        .sub_workflow("inner", failing)
+        .step("never", step("never"))
+        .after(&["inner"])
+        .sub_workflow("later", inner)
+        .after(&["never"])
+        .push(&ns.client)
+        .await?;
+    assert_eq!(finished(&ns, &wid).await, "failed");
+    assert_eq!(
+        states_of(&ns, &wid, &["inner", "never", "later"]).await,
+        ["dead", "skipped", "skipped"]
+    );
+    let later = step_jid(&api, &wid, "later").await;
+    assert_eq!(api.workflow(&later).await?.unwrap().state, "skipped");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_workflow_is_retried_from_its_dead_steps_under_new_jids() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let (worker, server) = serve_steps(ns.config().concurrency(1));
+    worker.flaky.store(true, Ordering::SeqCst);
+    let inner = Workflow::new("inner")
+        .step("flaky", step("flaky"))
+        .step("after-flaky", step("after-flaky"))
+        .after(&["flaky"]);
+    let wid = Workflow::new("retried")
+        .step("a", step("a"))
+        .sub_workflow("inner", inner)
+        .after(&["a"])
+        .step("last", step("last"))
+        .after(&["inner"])
+        .compensation("undo", step("undo"))
+        .on_failure(OnFailure::Compensate("undo".into()))
+        .push(&ns.client)
+        .await?;
+    assert_eq!(finished(&ns, &wid).await, "failed");
+    let api = ns.jobs.api().await?;
+    assert_eq!(api.dead().size().await?, 1, "the flaky step died");
+    let sub_wid = step_jid(&api, &wid, "inner").await;
+    let old_jid = step_jid(&api, &sub_wid, "flaky").await;
+    // Retrying a workflow that succeeded, or a sub-workflow, says what to do instead.
+    let sub_retry = api.retry_workflow(&sub_wid).await.unwrap_err();
+    assert!(
+        sub_retry.to_string().contains("retry that one"),
+        "{sub_retry}"
+    );
+
+    worker.flaky.store(false, Ordering::SeqCst);
+    worker.runs.lock().unwrap().clear();
+    let output = psychiq_on(&ns, &["workflows", "retry", &wid]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(finished(&ns, &wid).await, "succeeded");
+    assert_eq!(
+        worker.ran(),
+        ["flaky", "after-flaky", "last"],
+        "a did not run again"
+    );
+    let shown = api.workflow(&wid).await?.unwrap();
+    assert_eq!(
+        (shown.done, shown.dead, shown.skipped, shown.standby),
+        (3, 0, 1, 0),
+        "the compensation that ran went back on standby, then was skipped"
+    );
+    let new_jid = step_jid(&api, &sub_wid, "flaky").await;
+    assert_ne!(old_jid, new_jid);
+    assert_eq!(
+        api.dead().size().await?,
+        0,
+        "the old dead job left the dead set"
+    );
+    let again = api.retry_workflow(&wid).await.unwrap_err();
+    assert!(
+        again.to_string().contains("no dead or skipped step"),
+        "{again}"
+    );
     server.stop().await;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Workflows: listing them, one with its steps, and cancelling one.
+//! Workflows: listing them, one with its steps, cancelling and retrying one.
 
 use super::*;
 use crate::workflow::{WORKFLOWS, workflow_key};
@@ -11,10 +11,15 @@ pub struct WorkflowStatus {
     pub wid: String,
     /// The name it was pushed with.
     pub name: String,
-    /// `running`, `succeeded`, `failed` or `cancelled`.
+    /// `running`, `succeeded`, `failed` or `cancelled`; a sub-workflow may also be `held`
+    /// (its step has not started) or `skipped` (its step will not).
     pub state: String,
-    /// What a dead step does: `stop` or `continue`.
+    /// What a dead step does: `stop`, `continue` or `compensate:STEP`.
     pub policy: String,
+    /// For a sub-workflow, the workflow and the step it is.
+    pub parent: Option<(String, String)>,
+    /// The first step that died.
+    pub failed_step: Option<String>,
     /// When it was pushed (epoch seconds).
     pub created_at: f64,
     /// When its last step ended.
@@ -27,6 +32,8 @@ pub struct WorkflowStatus {
     pub dead: u64,
     /// Steps that will not run.
     pub skipped: u64,
+    /// Compensation steps no death has called for.
+    pub standby: u64,
     /// Its steps, in no particular order (empty in a listing).
     pub steps: Vec<WorkflowStep>,
 }
@@ -37,9 +44,12 @@ pub struct WorkflowStatus {
 pub struct WorkflowStep {
     /// Its name.
     pub name: String,
-    /// `waiting`, `enqueued` (or running), `succeeded`, `dead` or `skipped`.
+    /// `waiting`, `enqueued` (or running), `succeeded`, `dead`, `skipped`, or `standby` (a
+    /// compensation step not called for).
     pub state: String,
-    /// Its job's jid.
+    /// `job`, `compensation`, or `workflow` (a sub-workflow, whose id is `jid`).
+    pub kind: String,
+    /// Its job's jid (a sub-workflow's id).
     pub jid: String,
     /// Its job's queue.
     pub queue: String,
@@ -47,6 +57,8 @@ pub struct WorkflowStep {
     pub parents: Vec<String>,
     /// Its result (JSON), once it succeeded.
     pub result: Option<String>,
+    /// Its own failure policy, over the workflow's.
+    pub on_failure: Option<String>,
 }
 
 impl Api {
@@ -77,10 +89,14 @@ impl Api {
     pub async fn workflow(&self, wid: &str) -> Result<Option<WorkflowStatus>> {
         let key = |suffix: &str| workflow_key(&self.keys, wid, suffix);
         let mut pipe = redis::pipe();
-        for suffix in ["", "state", "jids", "queues", "parents", "results"] {
+        for suffix in [
+            "", "state", "jids", "queues", "parents", "results", "kinds", "policies",
+        ] {
             pipe.hgetall(key(suffix));
         }
         let mut hashes: Vec<HashMap<String, String>> = self.query_pipe(&pipe).await?;
+        let policies = hashes.pop().unwrap_or_default();
+        let kinds = hashes.pop().unwrap_or_default();
         let results = hashes.pop().unwrap_or_default();
         let parents = hashes.pop().unwrap_or_default();
         let queues = hashes.pop().unwrap_or_default();
@@ -94,6 +110,13 @@ impl Api {
         let mut steps: Vec<WorkflowStep> = states
             .into_iter()
             .map(|(name, state)| WorkflowStep {
+                kind: match kinds.get(&name).map(String::as_str) {
+                    Some("compensation") => "compensation",
+                    Some(kind) if kind.starts_with("workflow:") => "workflow",
+                    _ => "job",
+                }
+                .to_string(),
+                on_failure: policies.get(&name).cloned(),
                 jid: jids.get(&name).cloned().unwrap_or_default(),
                 queue: queues.get(&name).cloned().unwrap_or_default(),
                 parents: parents
@@ -136,6 +159,54 @@ impl Api {
         }
         Ok(Some(jids.len()))
     }
+
+    /// Retries workflow `wid` once it has ended: its dead and skipped steps (its
+    /// sub-workflows' too) wait again and those whose parents have all succeeded start, each
+    /// job step under a new jid (its old dead job leaves the dead set); compensation steps
+    /// go back on standby. Returns how many job steps had died.
+    pub async fn retry_workflow(&self, wid: &str) -> Result<usize> {
+        let answer: redis::Value = self
+            .query(
+                redis::cmd("EVAL")
+                    .arg(crate::store::scripts::WORKFLOW_RETRY)
+                    .arg(0)
+                    .arg(self.keys.prefix())
+                    .arg(wid)
+                    .arg(crate::job::payload::timestamp_text(crate::clock::now_secs())),
+            )
+            .await?;
+        let old_jids: Vec<String> = match answer {
+            redis::Value::Int(-1) => {
+                return Err(Error::NotFound(format!(
+                    "no workflow {wid} (or it expired)"
+                )));
+            }
+            redis::Value::Int(-2) => {
+                return Err(Error::Config(format!(
+                    "workflow {wid} has no dead or skipped step to retry"
+                )));
+            }
+            redis::Value::Int(-3) => {
+                return Err(Error::Config(format!(
+                    "workflow {wid} is still running; retry it once it has ended (or cancel it first)"
+                )));
+            }
+            redis::Value::Int(_) => {
+                return Err(Error::Config(format!(
+                    "workflow {wid} is a step of another workflow; retry that one"
+                )));
+            }
+            other => redis::FromRedisValue::from_redis_value(other).unwrap_or_default(),
+        };
+        // The old dead jobs would run the steps again under jids the workflow has dropped.
+        let dead = self.dead();
+        for jid in &old_jids {
+            if let Some(job) = dead.find(jid).await? {
+                job.delete().await?;
+            }
+        }
+        Ok(old_jids.len())
+    }
 }
 
 /// A workflow's counts from its `wf:WID` hash.
@@ -152,12 +223,18 @@ fn summary(wid: String, hash: &HashMap<String, String>) -> WorkflowStatus {
         name: text("name"),
         state: text("state"),
         policy: text("policy"),
+        parent: hash
+            .get("parent_wf")
+            .zip(hash.get("parent_step"))
+            .map(|(wf, step)| (wf.clone(), step.clone())),
+        failed_step: hash.get("failed_step").cloned(),
         created_at: time("created_at").unwrap_or(0.0),
         finished_at: time("finished_at"),
         total: number("total"),
         done: number("done"),
         dead: number("dead"),
         skipped: number("skipped"),
+        standby: number("standby"),
         steps: Vec::new(),
     }
 }

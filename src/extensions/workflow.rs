@@ -61,7 +61,7 @@ pub(crate) const WORKFLOW_FIELD: &str = "wf";
 pub(crate) const STEP_FIELD: &str = "wf_step";
 
 /// What a step that dies does to its workflow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum OnFailure {
     /// Nothing new starts; the waiting steps are skipped; the workflow fails (the default).
@@ -70,22 +70,46 @@ pub enum OnFailure {
     /// Only the steps that depend on the dead one (however far down) are skipped; the rest
     /// run; the workflow fails when all have ended.
     Continue,
+    /// As [`OnFailure::Stop`], and the named compensation step (added with
+    /// [`Workflow::compensation`]) starts: it undoes what the succeeded steps did, reading
+    /// their results as its [`inputs`].
+    Compensate(String),
 }
 
 impl OnFailure {
-    fn name(self) -> &'static str {
+    fn name(&self) -> String {
         match self {
-            OnFailure::Stop => "stop",
-            OnFailure::Continue => "continue",
+            OnFailure::Stop => "stop".into(),
+            OnFailure::Continue => "continue".into(),
+            OnFailure::Compensate(step) => format!("compensate:{step}"),
         }
     }
+}
+
+/// What a step runs.
+#[derive(Debug, Clone)]
+enum Body {
+    /// A job, pushed when the step starts.
+    Job(Job),
+    /// A job that runs only when a dead step's policy names it.
+    Compensation(Job),
+    /// A workflow of its own, started when the step starts; the step succeeds when it does.
+    Workflow(Workflow),
+}
+
+#[derive(Debug, Clone)]
+struct StepDef {
+    name: String,
+    body: Body,
+    parents: Vec<String>,
+    on_failure: Option<OnFailure>,
 }
 
 /// A workflow being built: steps in the order added, each with the steps it runs after.
 #[derive(Debug, Clone)]
 pub struct Workflow {
     name: String,
-    steps: Vec<(String, Job, Vec<String>)>,
+    steps: Vec<StepDef>,
     on_failure: OnFailure,
 }
 
@@ -99,16 +123,51 @@ impl Workflow {
         }
     }
 
-    /// Adds step `name`, running `job`; it depends on nothing until [`Workflow::after`].
-    pub fn step(mut self, name: impl Into<String>, job: Job) -> Workflow {
-        self.steps.push((name.into(), job, Vec::new()));
+    fn add(mut self, name: impl Into<String>, body: Body) -> Workflow {
+        self.steps.push(StepDef {
+            name: name.into(),
+            body,
+            parents: Vec::new(),
+            on_failure: None,
+        });
         self
+    }
+
+    /// Adds step `name`, running `job`; it depends on nothing until [`Workflow::after`].
+    pub fn step(self, name: impl Into<String>, job: Job) -> Workflow {
+        self.add(name, Body::Job(job))
+    }
+
+    /// Adds step `name` that is a whole workflow: it starts when the step does, its steps'
+    /// [`inputs`] with no parent of their own are the step's, and the step succeeds (with
+    /// the results of its last steps, by name) when it does, or dies when it fails.
+    pub fn sub_workflow(self, name: impl Into<String>, workflow: Workflow) -> Workflow {
+        self.add(name, Body::Workflow(workflow))
+    }
+
+    /// Adds compensation step `name`: it runs only when a dying step's policy is
+    /// [`OnFailure::Compensate`] with its name, after no step ([`Workflow::after`] is
+    /// refused for it), and is skipped when the workflow ends without it. Its [`inputs`] are the results of every step that succeeded.
+    ///
+    /// ```
+    /// use psychiq::workflow::{OnFailure, Workflow};
+    /// use psychiq::Job;
+    /// let order = Workflow::new("order 42")
+    ///     .step("charge", Job::new("Charge", (42,)).unwrap())
+    ///     .step("ship", Job::new("Ship", (42,)).unwrap())
+    ///     .after(&["charge"])
+    ///     .compensation("refund", Job::new("Refund", (42,)).unwrap())
+    ///     .on_failure(OnFailure::Compensate("refund".into()));
+    /// # let _ = order;
+    /// ```
+    pub fn compensation(self, name: impl Into<String>, job: Job) -> Workflow {
+        self.add(name, Body::Compensation(job))
     }
 
     /// Makes the step added last run after each of `parents` has succeeded.
     pub fn after(mut self, parents: &[&str]) -> Workflow {
-        if let Some((_, _, deps)) = self.steps.last_mut() {
-            deps.extend(parents.iter().map(|p| p.to_string()));
+        if let Some(step) = self.steps.last_mut() {
+            step.parents.extend(parents.iter().map(|p| p.to_string()));
         }
         self
     }
@@ -119,38 +178,87 @@ impl Workflow {
         self
     }
 
-    /// Checks the graph: unique step names, known parents, no cycle. Returns the steps'
-    /// children by name.
+    /// What the step added last does to the workflow when it dies, over the workflow's
+    /// [`Workflow::on_failure`].
+    pub fn step_on_failure(mut self, policy: OnFailure) -> Workflow {
+        if let Some(step) = self.steps.last_mut() {
+            step.on_failure = Some(policy);
+        }
+        self
+    }
+
+    /// Checks the graph (and its sub-workflows'): steps, unique names, known parents, no
+    /// cycle, compensation steps that nothing runs after and that policies name. Returns the
+    /// steps' children by name.
     fn check(&self) -> Result<HashMap<&str, Vec<&str>>> {
         let bad = |why: String| Err(Error::Config(format!("workflow {:?}: {why}", self.name)));
         if self.steps.is_empty() {
             return bad("it has no steps; add them with .step(name, job)".into());
         }
         let mut names = HashSet::new();
-        for (name, _, _) in &self.steps {
-            if !names.insert(name.as_str()) {
-                return bad(format!("two steps are named {name:?}; name each once"));
+        for step in &self.steps {
+            if !names.insert(step.name.as_str()) {
+                return bad(format!(
+                    "two steps are named {:?}; name each once",
+                    step.name
+                ));
+            }
+        }
+        let compensations: HashSet<&str> = self
+            .steps
+            .iter()
+            .filter(|s| matches!(s.body, Body::Compensation(_)))
+            .map(|s| s.name.as_str())
+            .collect();
+        let policies = self
+            .steps
+            .iter()
+            .filter_map(|s| s.on_failure.as_ref())
+            .chain([&self.on_failure]);
+        for policy in policies {
+            if let OnFailure::Compensate(name) = policy
+                && !compensations.contains(name.as_str())
+            {
+                return bad(format!(
+                    "its failure policy compensates with {name:?}, which is not a compensation step of it; add it with .compensation({name:?}, job)"
+                ));
             }
         }
         let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
-        for (name, _, deps) in &self.steps {
-            for dep in deps {
+        for step in &self.steps {
+            if let Body::Workflow(sub) = &step.body {
+                sub.check()?;
+            }
+            if compensations.contains(step.name.as_str()) && !step.parents.is_empty() {
+                return bad(format!(
+                    "compensation step {:?} runs after other steps; it runs when one dies, after none",
+                    step.name
+                ));
+            }
+            for dep in &step.parents {
                 if !names.contains(dep.as_str()) {
                     return bad(format!(
-                        "step {name:?} runs after {dep:?}, which is not a step of it"
+                        "step {:?} runs after {dep:?}, which is not a step of it",
+                        step.name
+                    ));
+                }
+                if compensations.contains(dep.as_str()) {
+                    return bad(format!(
+                        "step {:?} runs after compensation step {dep:?}; nothing runs after one",
+                        step.name
                     ));
                 }
                 children
                     .entry(dep.as_str())
                     .or_default()
-                    .push(name.as_str());
+                    .push(step.name.as_str());
             }
         }
         // Kahn's algorithm: every step must be reachable from the roots.
         let mut pending: HashMap<&str, usize> = self
             .steps
             .iter()
-            .map(|(n, _, d)| (n.as_str(), d.len()))
+            .map(|s| (s.name.as_str(), s.parents.len()))
             .collect();
         let mut ready: Vec<&str> = pending
             .iter()
@@ -174,10 +282,9 @@ impl Workflow {
         Ok(children)
     }
 
-    /// Pushes the workflow in one transaction: its steps recorded, the ones with no parent
-    /// enqueued. Returns its id.
+    /// Pushes the workflow (with its sub-workflows) in one transaction: its steps recorded,
+    /// the ones with no parent started. Returns its id.
     pub async fn push(self, client: &Client) -> Result<String> {
-        let children = self.check()?;
         let Some(conn) = client.redis_connection() else {
             return Err(Error::Config(
                 "workflows run on Redis; a test-mode client cannot push one yet".into(),
@@ -191,47 +298,122 @@ impl Workflow {
         }
         let wid = payload::new_jid();
         let now = crate::clock::now_secs();
-        let base = workflow_key(keys, &wid, "");
-        let key = |suffix: &str| workflow_key(keys, &wid, suffix);
         let mut pipe = redis::pipe();
         pipe.atomic();
-        pipe.hset_multiple(
-            &base,
-            &[
-                ("name", self.name.clone()),
-                ("state", "running".to_string()),
-                ("policy", self.on_failure.name().to_string()),
-                ("created_at", now.to_string()),
-                ("total", self.steps.len().to_string()),
-                ("done", "0".to_string()),
-                ("dead", "0".to_string()),
-                ("skipped", "0".to_string()),
-            ],
-        )
-        .ignore();
         let mut roots: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (name, job, deps) in &self.steps {
-            let jid = job
-                .given_jid()
-                .map_or_else(payload::new_jid, str::to_string);
-            let job = job
-                .clone()
-                .option(WORKFLOW_FIELD, Value::from(wid.as_str()))
-                .option(STEP_FIELD, Value::from(name.as_str()));
-            let json = job.to_json(&jid, now, None)?;
-            let open = json.strip_suffix('}').unwrap_or(&json).to_string();
-            let queue = job.queue_name().to_string();
-            pipe.hset(key("jobs"), name, &open).ignore();
-            pipe.hset(key("queues"), name, &queue).ignore();
-            pipe.hset(key("jids"), name, &jid).ignore();
+        self.write(&mut pipe, keys, &wid, None, now, &mut roots)?;
+        for (queue, jobs) in &roots {
+            pipe.sadd(keys.queues(), queue).ignore();
+            pipe.lpush(keys.queue(queue), jobs).ignore();
+        }
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(keys.key(WORKFLOWS))
+            .arg("-inf")
+            .arg(now - WORKFLOW_TTL.as_secs_f64())
+            .ignore();
+        let _: () = pipe
+            .query_async(&mut conn.clone())
+            .await
+            .map_err(|e| Error::Other(format!("pushing workflow {:?}: {e}", self.name)))?;
+        Ok(wid)
+    }
+
+    /// Adds to `pipe` the writes that record this workflow as `wid`: a step of `parent`
+    /// (its workflow id and step name) that waits to be started, or started now (its roots
+    /// added to `roots` by queue).
+    fn write(
+        &self,
+        pipe: &mut redis::Pipeline,
+        keys: &Keys,
+        wid: &str,
+        parent: Option<(&str, &str, bool)>,
+        now: f64,
+        roots: &mut BTreeMap<String, Vec<String>>,
+    ) -> Result<()> {
+        let children = self.check()?;
+        let base = workflow_key(keys, wid, "");
+        let key = |suffix: &str| workflow_key(keys, wid, suffix);
+        let started = parent.is_none_or(|(_, _, started)| started);
+        let compensations = self
+            .steps
+            .iter()
+            .filter(|s| matches!(s.body, Body::Compensation(_)))
+            .count();
+        let mut fields = vec![
+            ("name", self.name.clone()),
+            (
+                "state",
+                if started { "running" } else { "held" }.to_string(),
+            ),
+            ("policy", self.on_failure.name()),
+            ("created_at", now.to_string()),
+            ("total", self.steps.len().to_string()),
+            ("done", "0".to_string()),
+            ("dead", "0".to_string()),
+            ("skipped", "0".to_string()),
+            ("standby", compensations.to_string()),
+        ];
+        if let Some((parent_wf, parent_step, _)) = parent {
+            fields.push(("parent_wf", parent_wf.to_string()));
+            fields.push(("parent_step", parent_step.to_string()));
+        }
+        pipe.hset_multiple(&base, &fields).ignore();
+        for step in &self.steps {
+            let name = step.name.as_str();
+            let root = step.parents.is_empty() && !matches!(step.body, Body::Compensation(_));
+            let state = match (&step.body, root && started) {
+                (Body::Compensation(_), _) => "standby",
+                (_, true) => "enqueued",
+                (_, false) => "waiting",
+            };
+            match &step.body {
+                Body::Job(job) | Body::Compensation(job) => {
+                    let jid = job
+                        .given_jid()
+                        .map_or_else(payload::new_jid, str::to_string);
+                    let job = job
+                        .clone()
+                        .option(WORKFLOW_FIELD, Value::from(wid))
+                        .option(STEP_FIELD, Value::from(name));
+                    let json = job.to_json(&jid, now, None)?;
+                    let open = json.strip_suffix('}').unwrap_or(&json).to_string();
+                    let queue = job.queue_name().to_string();
+                    pipe.hset(key("jobs"), name, &open).ignore();
+                    pipe.hset(key("queues"), name, &queue).ignore();
+                    pipe.hset(key("jids"), name, &jid).ignore();
+                    if state == "enqueued" {
+                        roots.entry(queue).or_default().push(format!(
+                            "{open},\"enqueued_at\":{}}}",
+                            payload::timestamp_text(now)
+                        ));
+                    }
+                    if matches!(step.body, Body::Compensation(_)) {
+                        pipe.hset(key("kinds"), name, "compensation").ignore();
+                    }
+                }
+                Body::Workflow(sub) => {
+                    let sub_wid = payload::new_jid();
+                    sub.write(
+                        pipe,
+                        keys,
+                        &sub_wid,
+                        Some((wid, name, state == "enqueued")),
+                        now,
+                        roots,
+                    )?;
+                    pipe.hset(key("jids"), name, &sub_wid).ignore();
+                    pipe.hset(key("kinds"), name, format!("workflow:{sub_wid}"))
+                        .ignore();
+                }
+            }
             pipe.hset(
                 key("parents"),
                 name,
-                serde_json::to_string(deps).unwrap_or_default(),
+                serde_json::to_string(&step.parents).unwrap_or_default(),
             )
             .ignore();
-            pipe.hset(key("pending"), name, deps.len()).ignore();
-            if let Some(kids) = children.get(name.as_str()) {
+            pipe.hset(key("pending"), name, step.parents.len()).ignore();
+            if let Some(kids) = children.get(name) {
                 pipe.hset(
                     key("children"),
                     name,
@@ -239,41 +421,26 @@ impl Workflow {
                 )
                 .ignore();
             }
-            let state = if deps.is_empty() {
-                roots.entry(queue).or_default().push(format!(
-                    "{open},\"enqueued_at\":{}}}",
-                    payload::timestamp_text(now)
-                ));
-                "enqueued"
-            } else {
-                "waiting"
-            };
+            if let Some(policy) = &step.on_failure {
+                pipe.hset(key("policies"), name, policy.name()).ignore();
+            }
             pipe.hset(key("state"), name, state).ignore();
         }
-        for (queue, jobs) in &roots {
-            pipe.sadd(keys.queues(), queue).ignore();
-            pipe.lpush(keys.queue(queue), jobs).ignore();
-        }
         // The index the API lists, newest last; entries go with the workflows' keys.
-        pipe.zadd(keys.key(WORKFLOWS), &wid, now).ignore();
-        pipe.cmd("ZREMRANGEBYSCORE")
-            .arg(keys.key(WORKFLOWS))
-            .arg("-inf")
-            .arg(now - WORKFLOW_TTL.as_secs_f64())
-            .ignore();
-        for suffix in [
-            "", "jobs", "queues", "jids", "parents", "pending", "children", "state", "results",
-        ] {
+        pipe.zadd(keys.key(WORKFLOWS), wid, now).ignore();
+        for suffix in WORKFLOW_HASHES {
             pipe.expire(key(suffix), WORKFLOW_TTL.as_secs() as i64)
                 .ignore();
         }
-        let _: () = pipe
-            .query_async(&mut conn.clone())
-            .await
-            .map_err(|e| Error::Other(format!("pushing workflow {:?}: {e}", self.name)))?;
-        Ok(wid)
+        Ok(())
     }
 }
+
+/// A workflow's hashes by suffix ("" is `wf:WID` itself).
+const WORKFLOW_HASHES: [&str; 11] = [
+    "", "jobs", "queues", "jids", "parents", "pending", "children", "state", "results", "kinds",
+    "policies",
+];
 
 /// A workflow's key: `wf:WID` and its `wf:WID:suffix` hashes.
 pub(crate) fn workflow_key(keys: &Keys, wid: &str, suffix: &str) -> String {
@@ -307,30 +474,61 @@ pub fn current() -> Option<(String, String)> {
 }
 
 /// The results of the steps the running step depends on, by step name (each as its JSON
-/// value: `null` for a step with no output). Empty outside a workflow step.
+/// value: `null` for a step with no output). A first step of a sub-workflow has the inputs
+/// of the step its workflow is; a compensation step has the results of every step that
+/// succeeded. Empty outside a workflow step.
 #[cfg(feature = "server")]
 pub async fn inputs() -> Result<HashMap<String, Value>> {
     let Ok(env) = STEP.try_with(Clone::clone) else {
         return Ok(HashMap::new());
     };
+    let failed =
+        |e: redis::RedisError| Error::Other(format!("reading a workflow step's inputs: {e}"));
     let mut conn = env.conn.clone();
-    let parents: Option<String> = redis::cmd("HGET")
-        .arg(workflow_key(&env.keys, &env.wid, "parents"))
-        .arg(&env.step)
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| Error::Other(format!("reading a workflow step's parents: {e}")))?;
-    let parents: Vec<String> =
-        serde_json::from_str(&parents.unwrap_or_default()).unwrap_or_default();
+    let (mut wid, mut step) = (env.wid.clone(), env.step.clone());
+    // Up through sub-workflows until a step with parents (or a compensation step).
+    let (wid, parents) = loop {
+        let key = |suffix: &str| workflow_key(&env.keys, &wid, suffix);
+        type Found = Option<String>;
+        let (parents, kind, up): (Found, Found, (Found, Found)) = redis::pipe()
+            .hget(key("parents"), &step)
+            .hget(key("kinds"), &step)
+            .cmd("HMGET")
+            .arg(key(""))
+            .arg("parent_wf")
+            .arg("parent_step")
+            .query_async(&mut conn)
+            .await
+            .map_err(failed)?;
+        if kind.as_deref() == Some("compensation") {
+            let all: HashMap<String, String> = redis::cmd("HGETALL")
+                .arg(key("results"))
+                .query_async(&mut conn)
+                .await
+                .map_err(failed)?;
+            return Ok(all
+                .into_iter()
+                .map(|(name, result)| (name, serde_json::from_str(&result).unwrap_or(Value::Null)))
+                .collect());
+        }
+        let parents: Vec<String> =
+            serde_json::from_str(&parents.unwrap_or_default()).unwrap_or_default();
+        match up {
+            (Some(parent_wf), Some(parent_step)) if parents.is_empty() => {
+                (wid, step) = (parent_wf, parent_step);
+            }
+            _ => break (wid, parents),
+        }
+    };
     if parents.is_empty() {
         return Ok(HashMap::new());
     }
     let results: Vec<Option<String>> = redis::cmd("HMGET")
-        .arg(workflow_key(&env.keys, &env.wid, "results"))
+        .arg(workflow_key(&env.keys, &wid, "results"))
         .arg(&parents)
         .query_async(&mut conn)
         .await
-        .map_err(|e| Error::Other(format!("reading a workflow step's inputs: {e}")))?;
+        .map_err(failed)?;
     Ok(parents
         .into_iter()
         .zip(results)
@@ -401,6 +599,28 @@ pub async fn add_step(name: &str, job: Job, parents: &[&str]) -> Result<()> {
     }
 }
 
+/// The arguments of `workflow_step.lua` for step `step` of workflow `wid` ending as `end`
+/// (`succeeded` or `dead`) with `result` (JSON, for a success), run as job `jid`: one list
+/// for the middleware's success and the farewell's death.
+pub(crate) fn step_end_args(
+    keys: &Keys,
+    wid: &str,
+    step: &str,
+    end: &str,
+    result: &str,
+    jid: &str,
+) -> Vec<String> {
+    vec![
+        keys.prefix().to_string(),
+        wid.to_string(),
+        step.to_string(),
+        end.to_string(),
+        result.to_string(),
+        payload::timestamp_text(crate::clock::now_secs()),
+        jid.to_string(),
+    ]
+}
+
 /// The server middleware that counts workflow steps' successes (a death is counted by the
 /// farewell) and gives each step its [`inputs`] and [`add_step`]. A job without `wf` passes
 /// with a substring search of its payload.
@@ -450,23 +670,16 @@ impl crate::job::middleware::ServerMiddleware for WorkflowSteps {
         };
         static SCRIPT: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(crate::store::scripts::WORKFLOW_STEP));
-        let result = result.to_string();
         let mut outage = crate::store::outage::Outage::new("counting a workflow step");
         // Until it works, as batches are counted: the step is acknowledged only after its
         // workflow knows, so an uncounted success cannot leave its children waiting.
         let counted = crate::store::outage::until_cured(&mut outage, || {
             let mut conn = self.conn.clone();
-            let (prefix, wid, step, result) = (self.keys.prefix(), &wid, &step, &result);
+            let args = step_end_args(&self.keys, &wid, &step, end, result, job.jid());
             async move {
-                SCRIPT
-                    .arg(prefix)
-                    .arg(wid)
-                    .arg(step)
-                    .arg(end)
-                    .arg(result)
-                    .arg(payload::timestamp_text(crate::clock::now_secs()))
-                    .invoke_async::<i64>(&mut conn)
-                    .await
+                let mut invocation = SCRIPT.prepare_invoke();
+                invocation.arg(args);
+                invocation.invoke_async::<i64>(&mut conn).await
             }
         })
         .await;

@@ -75,12 +75,9 @@ pub(crate) fn farewell(
         pipe.cmd("EVAL")
             .arg(crate::store::scripts::WORKFLOW_STEP)
             .arg(0)
-            .arg(keys.prefix())
-            .arg(wid)
-            .arg(step)
-            .arg("dead")
-            .arg("")
-            .arg(crate::job::payload::timestamp_text(now))
+            .arg(crate::workflow::step_end_args(
+                keys, wid, step, "dead", "", jid,
+            ))
             .ignore();
     }
 }

@@ -178,6 +178,10 @@ pub fn router(api: Api, config: WebConfig) -> Router {
             "/workflows/{wid}/cancel",
             axum::routing::post(workflows::cancel),
         )
+        .route(
+            "/workflows/{wid}/retry",
+            axum::routing::post(workflows::retry),
+        )
         .route("/unique", axum::routing::post(actions::unlock_unique))
         .route(
             "/iterations",

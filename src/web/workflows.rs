@@ -1,6 +1,6 @@
 //! Workflows: the newest ones with their counts, and one drawn as its graph (server-rendered
 //! SVG: a column per depth, each step a box in its state's colour, linked to its job), with
-//! its steps' results and a Cancel button.
+//! its steps' results, and Cancel and Retry buttons.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,7 +31,12 @@ pub(super) async fn list(State(web): State<Arc<Web>>, Extension(ctx): Extension<
                 @for w in &workflows {
                     tr {
                         td { a href={ (base) "/workflows/" (segment(&w.wid)) } { code { (w.wid) } } }
-                        td { (w.name) }
+                        td {
+                            (w.name)
+                            @if let Some((parent, step)) = &w.parent {
+                                " " small { "(step " (step) " of " a href={ (base) "/workflows/" (segment(parent)) } { code { (parent) } } ")" }
+                            }
+                        }
                         td { progress max=(w.total.max(1)) value=(w.done) {} " " (w.done) " / " (w.total) }
                         td { (w.dead) }
                         td { (w.skipped) }
@@ -66,26 +71,39 @@ pub(super) async fn show(
     };
     let base = &ctx.base;
     let running = workflow.state == "running";
+    let retryable = workflow.finished_at.is_some()
+        && workflow.parent.is_none()
+        && matches!(workflow.state.as_str(), "failed" | "cancelled");
     let body = html! {
         h1 { (workflow.name) " " code { (workflow.wid) } " " (badge(&workflow.state)) }
+        @if let Some((parent, step)) = &workflow.parent {
+            p { "Step " (step) " of workflow " a href={ (base) "/workflows/" (segment(parent)) } { code { (parent) } } "." }
+        }
         p { (workflow.done) " of " (workflow.total) " steps succeeded, " (workflow.dead) " dead, "
-            (workflow.skipped) " skipped; on a dead step: " (workflow.policy) "." }
+            (workflow.skipped) " skipped; on a dead step: " (workflow.policy) "."
+            @if let Some(step) = &workflow.failed_step { " The first to die: " (step) "." } }
         @if running {
             form.inline method="post" action={ (base) "/workflows/" (segment(&workflow.wid)) "/cancel" } {
                 (csrf_field(&ctx))
                 button.danger type="submit" { "Cancel workflow" }
             }
         }
+        @if retryable {
+            form.inline method="post" action={ (base) "/workflows/" (segment(&workflow.wid)) "/retry" } {
+                (csrf_field(&ctx))
+                button type="submit" { "Retry dead and skipped steps" }
+            }
+        }
         @if workflow.steps.len() <= MOST_DRAWN { (graph(&ctx, &workflow)) }
         table {
-            thead { tr { th { "step" } th { "state" } th { "after" } th { "job" } th { "result" } } }
+            thead { tr { th { "step" } th { "state" } th { "after" } th { "job or workflow" } th { "result" } } }
             tbody {
                 @for s in &workflow.steps {
                     tr {
-                        td { (s.name) }
+                        td { (s.name) @if s.kind != "job" { " " small { "(" (s.kind) ")" } } }
                         td { (badge(&s.state)) }
                         td { (s.parents.join(", ")) }
-                        td { a href={ (base) "/jobs/" (segment(&s.jid)) } { code { (s.jid) } } }
+                        td { a href=(step_link(base, s)) { code { (s.jid) } } }
                         td { @if let Some(result) = &s.result { code { (result) } } }
                     }
                 }
@@ -93,6 +111,35 @@ pub(super) async fn show(
         }
     };
     Ok(layout(&ctx, "Workflow", "workflows", running, notice, body).into_response())
+}
+
+/// Where a step links: its job's page, or a sub-workflow's.
+fn step_link(base: &str, step: &WorkflowStep) -> String {
+    let page = if step.kind == "workflow" {
+        "workflows"
+    } else {
+        "jobs"
+    };
+    format!("{base}/{page}/{}", segment(&step.jid))
+}
+
+/// `POST /workflows/WID/retry`.
+pub(super) async fn retry(
+    State(web): State<Arc<Web>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(wid): Path<String>,
+    axum::Form(fields): axum::Form<Vec<(String, String)>>,
+) -> Result<Response, WebError> {
+    if let Some(refused) = forged(&ctx, &fields) {
+        return Ok(refused);
+    }
+    let notice = match web.api.retry_workflow(&wid).await {
+        Ok(dead) => format!("Retrying workflow {wid} from its {dead} dead steps."),
+        Err(crate::Error::NotFound(why) | crate::Error::Config(why)) => why,
+        Err(e) => return Err(e.into()),
+    };
+    let to = format!("{}/workflows/{}", ctx.base, segment(&wid));
+    Ok(back(&web, &to, &notice))
 }
 
 /// `POST /workflows/WID/cancel`.
@@ -192,8 +239,10 @@ fn graph(ctx: &Ctx, workflow: &WorkflowStatus) -> Markup {
             }
             @for step in &workflow.steps {
                 @let (x, y) = at[step.name.as_str()];
-                a href={ (ctx.base) "/jobs/" (segment(&step.jid)) } {
-                    rect x=(x) y=(y) width=(W) height=(H) rx="4" fill=(colour(&step.state)) stroke="#666" {}
+                a href=(step_link(&ctx.base, step)) {
+                    rect x=(x) y=(y) width=(W) height=(H) rx="4" fill=(colour(&step.state)) stroke="#666"
+                        stroke-dasharray=[(step.kind == "compensation").then_some("4 3")]
+                        stroke-width=[(step.kind == "workflow").then_some("2.5")] {}
                     text x=(x + 8) y=(y + 15) font-size="12" { (truncate(&step.name)) }
                     text x=(x + 8) y=(y + 29) font-size="10" fill="#555" { (step.state) }
                 }

@@ -289,6 +289,11 @@ pub enum WorkflowsAction {
         /// The workflow id
         wid: String,
     },
+    /// Retry a workflow that ended: its dead and skipped steps run again (under new jids)
+    Retry {
+        /// The workflow id
+        wid: String,
+    },
 }
 
 /// List periodic entries, enqueue one now, pause or resume one.

@@ -1,4 +1,4 @@
-//! `psychiq workflows [list|show WID|cancel WID]`.
+//! `psychiq workflows [list|show WID|cancel WID|retry WID]`.
 
 use serde_json::json;
 
@@ -45,7 +45,10 @@ pub(super) async fn workflows(api: &Api, out: &Out, action: Option<WorkflowsActi
                 .map(|s| {
                     vec![
                         s.name.clone(),
-                        s.state.clone(),
+                        match s.kind.as_str() {
+                            "job" => s.state.clone(),
+                            kind => format!("{} ({kind})", s.state),
+                        },
                         s.parents.join(", "),
                         s.jid.clone(),
                         s.result.clone().unwrap_or_default(),
@@ -54,7 +57,7 @@ pub(super) async fn workflows(api: &Api, out: &Out, action: Option<WorkflowsActi
                 .collect();
             if !out.json {
                 println!(
-                    "workflow {} ({}): {}, {}/{} succeeded, {} dead, {} skipped, policy {}",
+                    "workflow {} ({}): {}, {}/{} succeeded, {} dead, {} skipped, policy {}{}{}",
                     workflow.wid,
                     workflow.name,
                     workflow.state,
@@ -62,7 +65,17 @@ pub(super) async fn workflows(api: &Api, out: &Out, action: Option<WorkflowsActi
                     workflow.total,
                     workflow.dead,
                     workflow.skipped,
-                    workflow.policy
+                    workflow.policy,
+                    workflow
+                        .failed_step
+                        .as_ref()
+                        .map(|s| format!(", first death: {s}"))
+                        .unwrap_or_default(),
+                    workflow
+                        .parent
+                        .as_ref()
+                        .map(|(wf, step)| format!(", step {step:?} of workflow {wf}"))
+                        .unwrap_or_default(),
                 );
             }
             out.print(
@@ -79,6 +92,15 @@ pub(super) async fn workflows(api: &Api, out: &Out, action: Option<WorkflowsActi
             out.done(
                 json!({"cancelled": true, "steps_stopped": stopped}),
                 format!("workflow {wid}: cancelled; {stopped} steps stopped or skipped"),
+            );
+        }
+        WorkflowsAction::Retry { wid } => {
+            let dead = api.retry_workflow(&wid).await?;
+            out.done(
+                json!({"retried": true, "dead_steps": dead}),
+                format!(
+                    "workflow {wid}: running again from its {dead} dead steps and what was skipped; `psychiq workflows show {wid}` follows it"
+                ),
             );
         }
     }

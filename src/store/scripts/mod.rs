@@ -68,8 +68,8 @@ pub(crate) const UNIQUE_UNLOCK: &str = include_str!("unique_unlock.lua");
 /// again by a later push is not this job's to let go).
 pub(crate) const UNLOCK_IF_HELD: &str = include_str!("unlock_if_held.lua");
 /// `workflow_step.lua`: A workflow step's end (ARGV: prefix, workflow id, step,
-/// 'succeeded' or 'dead', result, now), exactly once: records it and starts the children
-/// whose parents have all succeeded, or stops or prunes the workflow on a death.
+/// 'succeeded' or 'dead', result, now, jid), exactly once: records it and starts the
+/// children whose parents have all succeeded, or stops, prunes or compensates on a death.
 pub(crate) const WORKFLOW_STEP: &str = concat!(
     include_str!("workflow_common.lua"),
     include_str!("workflow_step.lua")
@@ -84,4 +84,14 @@ pub(crate) const WORKFLOW_ADD: &str = concat!(
 /// `workflow_cancel.lua`: Cancels a workflow (ARGV: prefix, workflow id, now): no step
 /// starts another, its waiting steps are skipped; returns the jids of its enqueued steps.
 #[cfg(feature = "api")]
-pub(crate) const WORKFLOW_CANCEL: &str = include_str!("workflow_cancel.lua");
+pub(crate) const WORKFLOW_CANCEL: &str = concat!(
+    include_str!("workflow_common.lua"),
+    include_str!("workflow_cancel.lua")
+);
+/// `workflow_retry.lua`: Retries an ended workflow's dead and skipped steps (ARGV: prefix,
+/// workflow id, now); returns the old jids of its dead job steps.
+#[cfg(feature = "api")]
+pub(crate) const WORKFLOW_RETRY: &str = concat!(
+    include_str!("workflow_common.lua"),
+    include_str!("workflow_retry.lua")
+);
