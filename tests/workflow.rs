@@ -588,3 +588,69 @@ async fn a_failed_workflow_is_retried_from_its_dead_steps_under_new_jids() -> ps
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_batch_step_ends_when_its_batch_does_and_is_retried_through_its_dead_jobs()
+-> psychiq::Result<()> {
+    use psychiq::batch::Batch;
+    let ns = TestNs::new().await;
+    let (worker, server) = serve_steps(ns.config().concurrency(2));
+    worker.flaky.store(true, Ordering::SeqCst);
+    let pages = |last: &str| vec![step("page-1"), step("page-2"), step(last)];
+    let wid = Workflow::new("with a batch")
+        .step("a", step("a"))
+        .batch_step("pages", Batch::new("pages"), pages("page-3"))
+        .after(&["a"])
+        .step("merge", step("merge"))
+        .after(&["pages"])
+        .push(&ns.client)
+        .await?;
+    assert_eq!(finished(&ns, &wid).await, "succeeded");
+    let ran = worker.ran();
+    assert_eq!(ran.len(), 5, "{ran:?}");
+    assert_eq!(
+        (ran[0].as_str(), ran[4].as_str()),
+        ("a", "merge"),
+        "{ran:?}"
+    );
+    let runs = worker.runs.lock().unwrap().clone();
+    let api = ns.jobs.api().await?;
+    let bid = step_jid(&api, &wid, "pages").await;
+    assert_eq!(runs[4].1, json!({"pages": {"bid": bid}}));
+    assert_eq!(api.batch(&bid).await?.expect("the batch").total, 3);
+
+    // One of its jobs dies: the step dies; retried, the dead job runs again and the
+    // batch's success ends the step.
+    worker.runs.lock().unwrap().clear();
+    let wid = Workflow::new("with a flaky batch")
+        .batch_step("pages", Batch::new("pages"), pages("flaky"))
+        .step("merge", step("merge"))
+        .after(&["pages"])
+        .push(&ns.client)
+        .await?;
+    assert_eq!(finished(&ns, &wid).await, "failed");
+    assert_eq!(
+        states_of(&ns, &wid, &["pages", "merge"]).await,
+        ["dead", "skipped"]
+    );
+    worker.flaky.store(false, Ordering::SeqCst);
+    assert_eq!(api.retry_workflow(&wid).await?, 1);
+    assert_eq!(finished(&ns, &wid).await, "succeeded");
+    assert_eq!(api.dead().size().await?, 0);
+    assert_eq!(worker.ran().iter().filter(|n| *n == "merge").count(), 1);
+
+    // Its own success or death callback would take the step's place: refused.
+    let refused = Workflow::new("x")
+        .batch_step("b", Batch::new("b").on_success(step("cb")), pages("page-3"))
+        .push(&ns.client)
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("its success and death are the step's"),
+        "{refused}"
+    );
+    server.stop().await;
+    Ok(())
+}

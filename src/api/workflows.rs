@@ -47,9 +47,10 @@ pub struct WorkflowStep {
     /// `waiting`, `enqueued` (or running), `succeeded`, `dead`, `skipped`, or `standby` (a
     /// compensation step not called for).
     pub state: String,
-    /// `job`, `compensation`, or `workflow` (a sub-workflow, whose id is `jid`).
+    /// `job`, `compensation`, `workflow` (a sub-workflow, whose id is `jid`) or `batch`
+    /// (whose bid is `jid`).
     pub kind: String,
-    /// Its job's jid (a sub-workflow's id).
+    /// Its job's jid (a sub-workflow's id, a batch's bid).
     pub jid: String,
     /// Its job's queue.
     pub queue: String,
@@ -113,6 +114,7 @@ impl Api {
                 kind: match kinds.get(&name).map(String::as_str) {
                     Some("compensation") => "compensation",
                     Some(kind) if kind.starts_with("workflow:") => "workflow",
+                    Some(kind) if kind.starts_with("batch:") => "batch",
                     _ => "job",
                 }
                 .to_string(),
@@ -163,7 +165,8 @@ impl Api {
     /// Retries workflow `wid` once it has ended: its dead and skipped steps (its
     /// sub-workflows' too) wait again and those whose parents have all succeeded start, each
     /// job step under a new jid (its old dead job leaves the dead set); compensation steps
-    /// go back on standby. Returns how many job steps had died.
+    /// go back on standby; a batch step that died runs on, its batch's dead jobs retried
+    /// from the dead set. Returns how many job steps and batch jobs had died.
     pub async fn retry_workflow(&self, wid: &str) -> Result<usize> {
         let answer: redis::Value = self
             .query(
@@ -175,7 +178,7 @@ impl Api {
                     .arg(crate::job::payload::timestamp_text(crate::clock::now_secs())),
             )
             .await?;
-        let old_jids: Vec<String> = match answer {
+        let (old_jids, batch_jids): (Vec<String>, Vec<String>) = match answer {
             redis::Value::Int(-1) => {
                 return Err(Error::NotFound(format!(
                     "no workflow {wid} (or it expired)"
@@ -205,7 +208,12 @@ impl Api {
                 job.delete().await?;
             }
         }
-        Ok(old_jids.len())
+        for jid in &batch_jids {
+            if let Some(job) = dead.find(jid).await? {
+                job.retry_now().await?;
+            }
+        }
+        Ok(old_jids.len() + batch_jids.len())
     }
 }
 

@@ -44,6 +44,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::batch::Batch;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::job::builder::Job;
@@ -55,6 +56,10 @@ pub const WORKFLOW_TTL: Duration = Duration::from_secs(30 * 86_400);
 
 /// The sorted set of workflow ids by when they were pushed.
 pub(crate) const WORKFLOWS: &str = "workflows";
+
+/// The class of the job a batch step's batch pushes when it succeeds or dies: it ends the
+/// step (every Psychiq server runs it; see [`WorkflowSteps`]).
+pub const BATCH_STEP_CLASS: &str = "Psychiq::WorkflowBatchStep";
 
 /// The payload fields a step carries (Sidekiq ignores them).
 pub(crate) const WORKFLOW_FIELD: &str = "wf";
@@ -95,6 +100,8 @@ enum Body {
     Compensation(Job),
     /// A workflow of its own, started when the step starts; the step succeeds when it does.
     Workflow(Workflow),
+    /// A batch of jobs, pushed when the step starts; the step succeeds when the batch does.
+    Batch(Batch, Vec<Job>),
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +150,14 @@ impl Workflow {
     /// the results of its last steps, by name) when it does, or dies when it fails.
     pub fn sub_workflow(self, name: impl Into<String>, workflow: Workflow) -> Workflow {
         self.add(name, Body::Workflow(workflow))
+    }
+
+    /// Adds step `name` that is a batch of `jobs`: they are pushed when the step starts,
+    /// and the step succeeds (with `{"bid": BID}` as its result) when every one of them has,
+    /// or dies when one dies. The batch's success and death are the step's; its `complete`
+    /// callback may be set. Its jobs are counted with the workflow's push.
+    pub fn batch_step(self, name: impl Into<String>, batch: Batch, jobs: Vec<Job>) -> Workflow {
+        self.add(name, Body::Batch(batch, jobs))
     }
 
     /// Adds compensation step `name`: it runs only when a dying step's policy is
@@ -226,8 +241,19 @@ impl Workflow {
         }
         let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
         for step in &self.steps {
-            if let Body::Workflow(sub) = &step.body {
-                sub.check()?;
+            match &step.body {
+                Body::Workflow(sub) => {
+                    sub.check()?;
+                }
+                Body::Batch(batch, _)
+                    if batch.has_callback("success") || batch.has_callback("death") =>
+                {
+                    return bad(format!(
+                        "batch step {:?} has its own success or death callback; its success and death are the step's (run what follows as a later step)",
+                        step.name
+                    ));
+                }
+                _ => {}
             }
             if compensations.contains(step.name.as_str()) && !step.parents.is_empty() {
                 return bad(format!(
@@ -403,6 +429,32 @@ impl Workflow {
                     )?;
                     pipe.hset(key("jids"), name, &sub_wid).ignore();
                     pipe.hset(key("kinds"), name, format!("workflow:{sub_wid}"))
+                        .ignore();
+                }
+                Body::Batch(batch, jobs) => {
+                    // Its success and death callbacks end the step (see [`BatchStepEnd`]),
+                    // on the queue of its first job, which a server running it serves.
+                    let queue = jobs.first().map_or("default", Job::queue_name).to_string();
+                    let end = Job::new(BATCH_STEP_CLASS, crate::NoArgs)?
+                        .queue(queue.clone())
+                        .option(WORKFLOW_FIELD, Value::from(wid))
+                        .option(STEP_FIELD, Value::from(name));
+                    let batch = batch.clone().on_success(end.clone()).on_death(end);
+                    let held = batch.write_held(pipe, keys, jobs.clone(), now)?;
+                    if state == "enqueued" {
+                        for (queue, open) in held {
+                            roots.entry(queue).or_default().push(format!(
+                                "{open},\"enqueued_at\":{}}}",
+                                payload::timestamp_text(now)
+                            ));
+                        }
+                    } else {
+                        let held = serde_json::to_string(&held).unwrap_or_default();
+                        pipe.hset(key("jobs"), name, held).ignore();
+                    }
+                    pipe.hset(key("queues"), name, &queue).ignore();
+                    pipe.hset(key("jids"), name, batch.bid()).ignore();
+                    pipe.hset(key("kinds"), name, format!("batch:{}", batch.bid()))
                         .ignore();
                 }
             }
@@ -621,6 +673,19 @@ pub(crate) fn step_end_args(
     ]
 }
 
+/// The worker of [`BATCH_STEP_CLASS`], registered on every server: its job is a batch
+/// step's batch callback, and [`WorkflowSteps`] around it ends the step.
+#[cfg(feature = "server")]
+pub(crate) struct BatchStepEnd;
+
+#[cfg(feature = "server")]
+impl crate::Worker for BatchStepEnd {
+    type Args = crate::NoArgs;
+    async fn perform(&self, _: crate::NoArgs) -> crate::JobResult {
+        Ok(())
+    }
+}
+
 /// The server middleware that counts workflow steps' successes (a death is counted by the
 /// farewell) and gives each step its [`inputs`] and [`add_step`]. A job without `wf` passes
 /// with a substring search of its payload.
@@ -660,12 +725,37 @@ impl crate::job::middleware::ServerMiddleware for WorkflowSteps {
             step: step.clone(),
         };
         let outcome = STEP.scope(env, next.run()).await;
+        // A batch step's batch succeeded or died: this job (its callback) ends the step,
+        // named by the batch's bid.
+        let batch_event = (job.class() == BATCH_STEP_CLASS)
+            .then(|| job.field("batch_event"))
+            .flatten()
+            .and_then(|e| {
+                Some((
+                    e["bid"].as_str()?.to_string(),
+                    e["event"].as_str()?.to_string(),
+                ))
+            });
+        let batch_result;
         // A success passes its result on; a step discarded or skipped unrun (expired, say)
         // ends without one, as a dead step does (a failure waits for its retries; a
         // death is counted by the farewell).
-        let (end, result) = match &outcome {
-            Outcome::Done => ("succeeded", job.signals().output().unwrap_or("null")),
-            Outcome::Discarded(_) | Outcome::Skipped(_) => ("dead", ""),
+        let (end, result, jid) = match (&outcome, &batch_event) {
+            (Outcome::Done, Some((bid, event))) => {
+                batch_result = serde_json::json!({ "bid": bid }).to_string();
+                let end = if event == "success" {
+                    "succeeded"
+                } else {
+                    "dead"
+                };
+                (end, batch_result.as_str(), bid.as_str())
+            }
+            (Outcome::Done, None) => (
+                "succeeded",
+                job.signals().output().unwrap_or("null"),
+                job.jid(),
+            ),
+            (Outcome::Discarded(_) | Outcome::Skipped(_), _) => ("dead", "", job.jid()),
             _ => return outcome,
         };
         static SCRIPT: std::sync::LazyLock<redis::Script> =
@@ -675,7 +765,7 @@ impl crate::job::middleware::ServerMiddleware for WorkflowSteps {
         // workflow knows, so an uncounted success cannot leave its children waiting.
         let counted = crate::store::outage::until_cured(&mut outage, || {
             let mut conn = self.conn.clone();
-            let args = step_end_args(&self.keys, &wid, &step, end, result, job.jid());
+            let args = step_end_args(&self.keys, &wid, &step, end, result, jid);
             async move {
                 let mut invocation = SCRIPT.prepare_invoke();
                 invocation.arg(args);

@@ -153,7 +153,7 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
     }
     let Server {
         config,
-        registry,
+        mut registry,
         mut middleware,
         hooks,
         plugins,
@@ -208,6 +208,11 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
             conn.clone(),
             keys.clone(),
         ));
+        // A batch step's batch ends its step through a job of this class.
+        registry.register_as(
+            crate::workflow::BATCH_STEP_CLASS,
+            crate::workflow::BatchStepEnd,
+        );
     }
     let hooks = Arc::new(hooks);
     let fetch_conn = config

@@ -135,7 +135,7 @@ impl Batch {
                 bid: &self.bid,
                 parent: self.parent.as_deref(),
                 callbacks: self.callback_records(now),
-                jobs: stamp(&self.bid, jobs, now)?,
+                jobs: stamp(&self.bid, jobs, now, true)?,
             })?;
             return Ok(self.bid);
         }
@@ -144,6 +144,43 @@ impl Batch {
         if let Some(parent) = &self.parent {
             still_open(&conn, keys, parent).await?;
         }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        self.write_record(&mut pipe, keys, now);
+        add_jobs(&mut pipe, keys, &self.bid, jobs, now, None)?;
+        pipe.query_async::<()>(&mut conn.clone())
+            .await
+            .map_err(|e| Error::Other(format!("creating batch {}: {e}", self.bid)))?;
+        Ok(self.bid)
+    }
+
+    /// Adds to `pipe` the batch with `jobs` counted but not pushed: they are returned (by
+    /// queue, each payload without its final `}`, to which the one who pushes them adds
+    /// `enqueued_at`). A workflow's batch step is written so, and pushed when it starts.
+    pub(crate) fn write_held(
+        &self,
+        pipe: &mut redis::Pipeline,
+        keys: &Keys,
+        jobs: Vec<Job>,
+        now: f64,
+    ) -> Result<Vec<(String, String)>> {
+        if jobs.is_empty() {
+            return Err(Error::Config("a batch step needs at least one job".into()));
+        }
+        self.write_record(pipe, keys, now);
+        let mut held = Vec::new();
+        add_jobs(pipe, keys, &self.bid, jobs, now, Some(&mut held))?;
+        Ok(held)
+    }
+
+    /// Whether a callback for `event` is set.
+    pub(crate) fn has_callback(&self, event: &str) -> bool {
+        self.callbacks.iter().any(|(e, _)| *e == event)
+    }
+
+    /// Adds to `pipe` the batch's own hash (description, times, callbacks, parent) and its
+    /// place in the index and in its parent.
+    fn write_record(&self, pipe: &mut redis::Pipeline, keys: &Keys, now: f64) {
         let key = batch_key(keys, &self.bid);
         let mut fields: Vec<(String, String)> = vec![
             ("description".into(), self.description.clone()),
@@ -157,8 +194,6 @@ impl Batch {
             fields.push((format!("cb_{}", callback.event), callback.payload));
             fields.push((format!("cbq_{}", callback.event), callback.queue));
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
         pipe.hset_multiple(&key, &fields).ignore();
         pipe.zadd(keys.key("batches"), &self.bid, now).ignore();
         if let Some(parent) = &self.parent {
@@ -169,11 +204,6 @@ impl Batch {
                     .ignore();
             }
         }
-        add_jobs(&mut pipe, keys, &self.bid, jobs, now)?;
-        pipe.query_async::<()>(&mut conn.clone())
-            .await
-            .map_err(|e| Error::Other(format!("creating batch {}: {e}", self.bid)))?;
-        Ok(self.bid)
     }
 
     /// Its callbacks as they are stored until they fire.
@@ -202,14 +232,14 @@ impl Batch {
     pub async fn open(client: &Client, bid: &str, jobs: Vec<Job>) -> Result<()> {
         #[cfg(feature = "server")]
         if let Some(store) = client.job_store() {
-            return store.add_to_batch(bid, stamp(bid, jobs, crate::clock::now_secs())?);
+            return store.add_to_batch(bid, stamp(bid, jobs, crate::clock::now_secs(), true)?);
         }
         let conn = connection(client)?;
         let keys = client.keys();
         still_open(&conn, keys, bid).await?;
         let mut pipe = redis::pipe();
         pipe.atomic();
-        add_jobs(&mut pipe, keys, bid, jobs, crate::clock::now_secs())?;
+        add_jobs(&mut pipe, keys, bid, jobs, crate::clock::now_secs(), None)?;
         pipe.query_async::<()>(&mut conn.clone())
             .await
             .map_err(|e| Error::Other(format!("adding to batch {bid}: {e}")))
@@ -263,8 +293,9 @@ pub(crate) fn batch_key(keys: &Keys, bid: &str) -> String {
     keys.key(&format!("batch:{bid}"))
 }
 
-/// Stamps `jobs` with batch `bid` (and a jid each), refusing what a client's push refuses.
-pub(crate) fn stamp(bid: &str, jobs: Vec<Job>, now: f64) -> Result<Vec<Pushed>> {
+/// Stamps `jobs` with batch `bid` (and a jid each), refusing what a client's push refuses;
+/// those due now get `enqueued_at` if `enqueued`.
+pub(crate) fn stamp(bid: &str, jobs: Vec<Job>, now: f64, enqueued: bool) -> Result<Vec<Pushed>> {
     jobs.into_iter()
         .map(|job| {
             job.check()?;
@@ -279,7 +310,7 @@ pub(crate) fn stamp(bid: &str, jobs: Vec<Job>, now: f64) -> Result<Vec<Pushed>> 
                 .map(crate::clock::epoch_secs)
                 .filter(|&at| at > now);
             Ok(Pushed {
-                payload: job.payload_at(now, at.is_none()),
+                payload: job.payload_at(now, enqueued && at.is_none()),
                 queue: job.queue_name().to_string(),
                 jid,
                 at,
@@ -288,16 +319,18 @@ pub(crate) fn stamp(bid: &str, jobs: Vec<Job>, now: f64) -> Result<Vec<Pushed>> 
         .collect()
 }
 
-/// Queues the commands that count `jobs` in batch `bid` and push them.
+/// Queues the commands that count `jobs` in batch `bid` and push them, or, with `held`,
+/// adds them there (by queue, without `enqueued_at` and their final `}`) instead.
 fn add_jobs(
     pipe: &mut redis::Pipeline,
     keys: &Keys,
     bid: &str,
     jobs: Vec<Job>,
     now: f64,
+    held: Option<&mut Vec<(String, String)>>,
 ) -> Result<()> {
     let key = batch_key(keys, bid);
-    let stamped = stamp(bid, jobs, now)?;
+    let stamped = stamp(bid, jobs, now, held.is_none())?;
     // Long enough for the latest scheduled job to run and be counted.
     let latest = stamped.iter().filter_map(|job| job.at).fold(now, f64::max);
     let ttl = IDLE_TTL.as_secs() as i64 + (latest - now) as i64;
@@ -328,6 +361,20 @@ fn add_jobs(
         ":kids_unsucceeded",
     ] {
         pipe.expire(format!("{key}{suffix}"), ttl).ignore();
+    }
+    if let Some(held) = held {
+        if !scheduled.is_empty() {
+            return Err(Error::Config(
+                "a batch step's jobs start with their step; drop their delay".into(),
+            ));
+        }
+        for (queue, payloads) in queues {
+            for payload in payloads {
+                let open = payload.strip_suffix('}').unwrap_or(&payload);
+                held.push((queue.clone(), open.to_string()));
+            }
+        }
+        return Ok(());
     }
     for (queue, payloads) in queues {
         pipe.sadd(keys.queues(), &queue).ignore();

@@ -2,7 +2,7 @@
 -- becomes 'cancelled' (so no step that ends starts another), its waiting and standby steps
 -- are skipped, its running sub-workflows are cancelled the same way, and it ends if nothing
 -- is left running. Returns the jids of its enqueued (or running) steps, sub-workflows'
--- included, for the caller to cancel; -1 if there is no such workflow, -2 if it is over.
+-- and batch steps' unfinished jobs included, for the caller to cancel; -1 if there is no such workflow, -2 if it is over.
 -- Running it again on a cancelled workflow skips nothing twice.
 local wid, now = ARGV[2], ARGV[3]
 local state = redis.call('hget', wkey(wid), 'state')
@@ -18,9 +18,14 @@ cancel = function(w)
     if s == 'waiting' or s == 'standby' then
       skip_step(w, step, now)
     elseif s == 'enqueued' then
-      local sub = sub_of(w, step)
+      local sub, bid = sub_of(w, step), batch_of(w, step)
       if sub then
         cancel(sub)
+      elseif bid then
+        -- Its jobs not yet succeeded; the batch's death then ends the step.
+        for _, jid in ipairs(redis.call('smembers', PREFIX .. 'batch:' .. bid .. ':pending')) do
+          table.insert(enqueued, jid)
+        end
       else
         table.insert(enqueued, redis.call('hget', wkey(w, 'jids'), step))
       end

@@ -3,8 +3,9 @@
 -- counts, times; `parent_wf` and `parent_step` for a sub-workflow) and the hashes
 -- `wf:WID:SUFFIX` keyed by step name: jobs (payload without its final '}'), queues, jids,
 -- parents and children (JSON arrays), pending (parents not yet succeeded), state, results,
--- kinds ('compensation', or 'workflow:SUBWID' for a step that is a sub-workflow) and
--- policies (a step's own on-failure policy).
+-- kinds ('compensation', 'workflow:SUBWID' for a step that is a sub-workflow, 'batch:BID'
+-- for one that is a batch, whose jobs wait in `jobs` as a JSON array of [queue, job] until
+-- it starts) and policies (a step's own on-failure policy).
 -- Step states: waiting, enqueued (or running), succeeded, dead, skipped, and standby (a
 -- compensation step no death has called for). Workflow states: held (a sub-workflow whose
 -- step has not started), running, succeeded, failed, cancelled, skipped.
@@ -40,9 +41,22 @@ local function sub_of(wid, step)
   return nil
 end
 
+-- The batch a step is, if it is one.
+local function batch_of(wid, step)
+  local kind = redis.call('hget', wkey(wid, 'kinds'), step)
+  if kind and string.sub(kind, 1, 6) == 'batch:' then return string.sub(kind, 7) end
+  return nil
+end
+
+local function push_job(queue, job, now)
+  redis.call('sadd', PREFIX .. 'queues', queue)
+  redis.call('lpush', PREFIX .. 'queue:' .. queue, job .. ',"enqueued_at":' .. now .. '}')
+end
+
 local function is_ended(state) return state == 'succeeded' or state == 'dead' or state == 'skipped' end
 
--- Starts a step: pushes its job (with enqueued_at), or starts its sub-workflow's roots.
+-- Starts a step: pushes its job (with enqueued_at) or its batch's jobs, or starts its
+-- sub-workflow's roots.
 local start_step
 -- Starts every waiting step of workflow `wid` whose parents have all succeeded.
 local function start_ready(wid, now)
@@ -62,9 +76,11 @@ start_step = function(wid, step, now)
     return
   end
   local job = redis.call('hget', wkey(wid, 'jobs'), step)
-  local queue = redis.call('hget', wkey(wid, 'queues'), step)
-  redis.call('sadd', PREFIX .. 'queues', queue)
-  redis.call('lpush', PREFIX .. 'queue:' .. queue, job .. ',"enqueued_at":' .. now .. '}')
+  if batch_of(wid, step) then
+    for _, held in ipairs(cjson.decode(job)) do push_job(held[1], held[2], now) end
+    return
+  end
+  push_job(redis.call('hget', wkey(wid, 'queues'), step), job, now)
 end
 
 -- A step that will not run; a sub-workflow step takes its whole sub-workflow with it.

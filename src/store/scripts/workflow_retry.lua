@@ -1,8 +1,10 @@
 -- Retries workflow ARGV[2] (ARGV[1] the namespace prefix) at ARGV[3] (now), once it has
 -- ended: its dead and skipped steps (in its sub-workflows too) wait again, each job step
 -- with a new jid (so a leftover run or cancel of the old one changes nothing), compensation
--- steps go back on standby, and the steps whose parents have all succeeded start. Returns
--- the old jids of the dead job steps (for the caller to take out of the dead set); -1 if
+-- steps go back on standby, and the steps whose parents have all succeeded start. A batch
+-- step that died goes on running: its batch's dead jobs are for the caller to retry, and
+-- the batch's success then ends it. Returns two lists: the old jids of the dead job steps
+-- (for the caller to take out of the dead set) and the dead batch jobs; -1 if
 -- there is no such workflow, -2 if it succeeded (or nothing died or was skipped), -3 if it
 -- has not ended, -4 if it is a sub-workflow (retry the workflow it is a step of).
 local wid, now = ARGV[2], ARGV[3]
@@ -12,7 +14,7 @@ if not head[1] then return -1 end
 if head[3] then return -4 end
 if not head[2] then return -3 end
 if head[1] == 'succeeded' or tonumber(head[4]) + tonumber(head[5]) == 0 then return -2 end
-local old_jids = {}
+local old_jids, batch_jids = {}, {}
 local reset
 reset = function(w)
   local b = wkey(w)
@@ -29,10 +31,18 @@ reset = function(w)
         set_state(w, step, 'standby')
         redis.call('hincrby', b, 'standby', 1)
       end
+    elseif s == 'dead' and batch_of(w, step) then
+      redis.call('hincrby', b, 'dead', -1)
+      set_state(w, step, 'enqueued')
+      for _, jid in ipairs(redis.call('smembers', PREFIX .. 'batch:' .. batch_of(w, step) .. ':dead')) do
+        table.insert(batch_jids, jid)
+      end
     elseif s == 'dead' or s == 'skipped' then
       redis.call('hincrby', b, s, -1)
       local sub = sub_of(w, step)
-      if sub then
+      if batch_of(w, step) then
+        -- Skipped unstarted: its held jobs go when it starts.
+      elseif sub then
         reset(sub)
         redis.call('hset', wkey(sub), 'state', 'held')
       else
@@ -60,4 +70,4 @@ end
 reset(wid)
 redis.call('hset', base, 'state', 'running')
 start_ready(wid, now)
-return old_jids
+return {old_jids, batch_jids}
