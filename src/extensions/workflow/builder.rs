@@ -1,69 +1,17 @@
-//! Workflows: named graphs of steps, each a job, where a step starts once every step it
-//! depends on has succeeded, and reads their results.
-//!
-//! ```no_run
-//! use psychiq::workflow::Workflow;
-//! use psychiq::Job;
-//! # async fn demo(client: psychiq::Client) -> psychiq::Result<()> {
-//! let wid = Workflow::new("etl 2026-12-07")
-//!     .step("fetch", Job::new("Etl::Fetch", ("https://example.com",))?)
-//!     .step("parse", Job::new("Etl::Parse", ())?)
-//!     .after(&["fetch"])
-//!     .step("notify", Job::new("Etl::Notify", ())?)
-//!     .after(&["parse"])
-//!     .push(&client)
-//!     .await?;
-//! # let _ = wid; Ok(()) }
-//! ```
-//!
-//! **Exactly once.** A workflow is hashes under `wf:WID` (its steps' jobs, parents,
-//! children, states and results). A step's end is one Lua step (`workflow_step.lua`): a
-//! success records the result and pushes each child whose every parent has now succeeded,
-//! in the same atomic step, so a child starts once and only there; a step that runs twice
-//! (a crashed process's job recovered after it had run) changes nothing the second time.
-//! The end is counted by the server middleware [`WorkflowSteps`] before the job is
-//! acknowledged, and a death by the farewell every path that ends a job for good shares.
-//!
-//! **Failure.** What a dead step does is the workflow's choice ([`OnFailure`]): stop (the
-//! default: nothing new starts, waiting steps are skipped, the workflow fails) or continue
-//! (only what depends on the dead step is skipped).
-//!
-//! **Inside a step**, [`inputs`] gives the results of the steps it depends on (a [`crate::Task`]'s
-//! output is its result), and [`add_step`] adds steps while the workflow runs (a step that
-//! discovers work fans out after itself).
-//!
-//! A step discarded or skipped unrun (an expired job, `JobError::discard`, a middleware's
-//! skip) ends its workflow's way as a dead one does. Workflows need Sidekiq's layout (one
-//! Redis); the cluster layout refuses them. Their keys expire 30 days after the workflow
-//! was pushed (those made later with it).
+//! Building a workflow and pushing it: steps (jobs, sub-workflows, batches, compensation),
+//! the graph's check, and the one transaction that records it and starts its first steps.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
 
-#[cfg(feature = "server")]
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::{BATCH_STEP_CLASS, STEP_FIELD, WORKFLOW_FIELD, WORKFLOW_TTL, WORKFLOWS};
 use crate::batch::Batch;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::job::builder::Job;
 use crate::job::payload;
 use crate::store::keys::Keys;
-
-/// How long a workflow's keys live after it was pushed.
-pub const WORKFLOW_TTL: Duration = Duration::from_secs(30 * 86_400);
-
-/// The sorted set of workflow ids by when they were pushed.
-pub(crate) const WORKFLOWS: &str = "workflows";
-
-/// The class of the job a batch step's batch pushes when it succeeds or dies: it ends the
-/// step (every Psychiq server runs it; see [`WorkflowSteps`]).
-pub const BATCH_STEP_CLASS: &str = "Psychiq::WorkflowBatchStep";
-
-/// The payload fields a step carries (Sidekiq ignores them).
-pub(crate) const WORKFLOW_FIELD: &str = "wf";
-pub(crate) const STEP_FIELD: &str = "wf_step";
 
 /// What a step that dies does to its workflow.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -77,7 +25,7 @@ pub enum OnFailure {
     Continue,
     /// As [`OnFailure::Stop`], and the named compensation step (added with
     /// [`Workflow::compensation`]) starts: it undoes what the succeeded steps did, reading
-    /// their results as its [`inputs`].
+    /// their results as its [`inputs`](super::inputs).
     Compensate(String),
 }
 
@@ -146,7 +94,7 @@ impl Workflow {
     }
 
     /// Adds step `name` that is a whole workflow: it starts when the step does, its steps'
-    /// [`inputs`] with no parent of their own are the step's, and the step succeeds (with
+    /// [`inputs`](super::inputs) with no parent of their own are the step's, and the step succeeds (with
     /// the results of its last steps, by name) when it does, or dies when it fails.
     pub fn sub_workflow(self, name: impl Into<String>, workflow: Workflow) -> Workflow {
         self.add(name, Body::Workflow(workflow))
@@ -162,7 +110,7 @@ impl Workflow {
 
     /// Adds compensation step `name`: it runs only when a dying step's policy is
     /// [`OnFailure::Compensate`] with its name, after no step ([`Workflow::after`] is
-    /// refused for it), and is skipped when the workflow ends without it. Its [`inputs`] are the results of every step that succeeded.
+    /// refused for it), and is skipped when the workflow ends without it. Its [`inputs`](super::inputs) are the results of every step that succeeded.
     ///
     /// ```
     /// use psychiq::workflow::{OnFailure, Workflow};
@@ -500,285 +448,5 @@ pub(crate) fn workflow_key(keys: &Keys, wid: &str, suffix: &str) -> String {
         keys.key(&format!("wf:{wid}"))
     } else {
         keys.key(&format!("wf:{wid}:{suffix}"))
-    }
-}
-
-/// Where the running step is: its workflow and its name, with the server's Redis.
-#[cfg(feature = "server")]
-#[derive(Clone)]
-pub(crate) struct StepEnv {
-    conn: crate::store::connection::Connection,
-    keys: Keys,
-    wid: String,
-    step: String,
-}
-
-#[cfg(feature = "server")]
-tokio::task_local! {
-    static STEP: StepEnv;
-}
-
-/// The running step's workflow id and name; `None` outside a workflow step.
-#[cfg(feature = "server")]
-pub fn current() -> Option<(String, String)> {
-    STEP.try_with(|env| (env.wid.clone(), env.step.clone()))
-        .ok()
-}
-
-/// The results of the steps the running step depends on, by step name (each as its JSON
-/// value: `null` for a step with no output). A first step of a sub-workflow has the inputs
-/// of the step its workflow is; a compensation step has the results of every step that
-/// succeeded. Empty outside a workflow step.
-#[cfg(feature = "server")]
-pub async fn inputs() -> Result<HashMap<String, Value>> {
-    let Ok(env) = STEP.try_with(Clone::clone) else {
-        return Ok(HashMap::new());
-    };
-    let failed =
-        |e: redis::RedisError| Error::Other(format!("reading a workflow step's inputs: {e}"));
-    let mut conn = env.conn.clone();
-    let (mut wid, mut step) = (env.wid.clone(), env.step.clone());
-    // Up through sub-workflows until a step with parents (or a compensation step).
-    let (wid, parents) = loop {
-        let key = |suffix: &str| workflow_key(&env.keys, &wid, suffix);
-        type Found = Option<String>;
-        let (parents, kind, up): (Found, Found, (Found, Found)) = redis::pipe()
-            .hget(key("parents"), &step)
-            .hget(key("kinds"), &step)
-            .cmd("HMGET")
-            .arg(key(""))
-            .arg("parent_wf")
-            .arg("parent_step")
-            .query_async(&mut conn)
-            .await
-            .map_err(failed)?;
-        if kind.as_deref() == Some("compensation") {
-            let all: HashMap<String, String> = redis::cmd("HGETALL")
-                .arg(key("results"))
-                .query_async(&mut conn)
-                .await
-                .map_err(failed)?;
-            return Ok(all
-                .into_iter()
-                .map(|(name, result)| (name, serde_json::from_str(&result).unwrap_or(Value::Null)))
-                .collect());
-        }
-        let parents: Vec<String> =
-            serde_json::from_str(&parents.unwrap_or_default()).unwrap_or_default();
-        match up {
-            (Some(parent_wf), Some(parent_step)) if parents.is_empty() => {
-                (wid, step) = (parent_wf, parent_step);
-            }
-            _ => break (wid, parents),
-        }
-    };
-    if parents.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let results: Vec<Option<String>> = redis::cmd("HMGET")
-        .arg(workflow_key(&env.keys, &wid, "results"))
-        .arg(&parents)
-        .query_async(&mut conn)
-        .await
-        .map_err(failed)?;
-    Ok(parents
-        .into_iter()
-        .zip(results)
-        .map(|(name, result)| {
-            let value = result
-                .and_then(|r| serde_json::from_str(&r).ok())
-                .unwrap_or(Value::Null);
-            (name, value)
-        })
-        .collect())
-}
-
-/// The result of parent step `name`, read as `T`.
-#[cfg(feature = "server")]
-pub async fn input<T: DeserializeOwned>(name: &str) -> Result<T> {
-    let mut all = inputs().await?;
-    let value = all.remove(name).ok_or_else(|| {
-        Error::NotFound(format!(
-            "step {name:?} is not a step this one runs after, or this is not a workflow step"
-        ))
-    })?;
-    serde_json::from_value(value).map_err(|e| {
-        Error::Payload(format!(
-            "the result of step {name:?} does not read as expected: {e}"
-        ))
-    })
-}
-
-/// Adds step `name` running `job` to the running step's workflow, after `parents` (steps of
-/// it, the running one among them if it should wait for this one to succeed). Adding a step
-/// that exists changes nothing, so a step that runs twice adds its steps once.
-#[cfg(feature = "server")]
-pub async fn add_step(name: &str, job: Job, parents: &[&str]) -> Result<()> {
-    let Ok(env) = STEP.try_with(Clone::clone) else {
-        return Err(Error::Config(
-            "add_step works inside a workflow step only".into(),
-        ));
-    };
-    let jid = job
-        .given_jid()
-        .map_or_else(payload::new_jid, str::to_string);
-    let job = job
-        .option(WORKFLOW_FIELD, Value::from(env.wid.as_str()))
-        .option(STEP_FIELD, Value::from(name));
-    let now = crate::clock::now_secs();
-    let json = job.to_json(&jid, now, None)?;
-    let open = json.strip_suffix('}').unwrap_or(&json);
-    let added: i64 = redis::cmd("EVAL")
-        .arg(crate::store::scripts::WORKFLOW_ADD)
-        .arg(0)
-        .arg(env.keys.prefix())
-        .arg(&env.wid)
-        .arg(name)
-        .arg(open)
-        .arg(job.queue_name())
-        .arg(serde_json::to_string(parents).unwrap_or_default())
-        .arg(payload::timestamp_text(now))
-        .query_async(&mut env.conn.clone())
-        .await
-        .map_err(|e| Error::Other(format!("adding step {name:?}: {e}")))?;
-    match added {
-        -1 => Err(Error::Config(format!(
-            "step {name:?} runs after a step that is not in workflow {}",
-            env.wid
-        ))),
-        -2 => Err(Error::Config(format!("workflow {} is over", env.wid))),
-        _ => Ok(()),
-    }
-}
-
-/// The arguments of `workflow_step.lua` for step `step` of workflow `wid` ending as `end`
-/// (`succeeded` or `dead`) with `result` (JSON, for a success), run as job `jid`: one list
-/// for the middleware's success and the farewell's death.
-pub(crate) fn step_end_args(
-    keys: &Keys,
-    wid: &str,
-    step: &str,
-    end: &str,
-    result: &str,
-    jid: &str,
-) -> Vec<String> {
-    vec![
-        keys.prefix().to_string(),
-        wid.to_string(),
-        step.to_string(),
-        end.to_string(),
-        result.to_string(),
-        payload::timestamp_text(crate::clock::now_secs()),
-        jid.to_string(),
-    ]
-}
-
-/// The worker of [`BATCH_STEP_CLASS`], registered on every server: its job is a batch
-/// step's batch callback, and [`WorkflowSteps`] around it ends the step.
-#[cfg(feature = "server")]
-pub(crate) struct BatchStepEnd;
-
-#[cfg(feature = "server")]
-impl crate::Worker for BatchStepEnd {
-    type Args = crate::NoArgs;
-    async fn perform(&self, _: crate::NoArgs) -> crate::JobResult {
-        Ok(())
-    }
-}
-
-/// The server middleware that counts workflow steps' successes (a death is counted by the
-/// farewell) and gives each step its [`inputs`] and [`add_step`]. A job without `wf` passes
-/// with a substring search of its payload.
-#[cfg(feature = "server")]
-pub struct WorkflowSteps {
-    conn: crate::store::connection::Connection,
-    keys: Keys,
-}
-
-#[cfg(feature = "server")]
-impl WorkflowSteps {
-    pub(crate) fn new(conn: crate::store::connection::Connection, keys: Keys) -> WorkflowSteps {
-        WorkflowSteps { conn, keys }
-    }
-}
-
-#[cfg(feature = "server")]
-impl crate::job::middleware::ServerMiddleware for WorkflowSteps {
-    fn wants(&self, payload: &str) -> bool {
-        payload.contains("\"wf\"")
-    }
-
-    async fn call(
-        &self,
-        job: &crate::context::JobContext,
-        next: crate::job::middleware::Next<'_>,
-    ) -> crate::Outcome {
-        use crate::Outcome;
-        let field = |name: &str| job.field(name).and_then(Value::as_str).map(str::to_string);
-        let (Some(wid), Some(step)) = (field(WORKFLOW_FIELD), field(STEP_FIELD)) else {
-            return next.run().await;
-        };
-        let env = StepEnv {
-            conn: self.conn.clone(),
-            keys: self.keys.clone(),
-            wid: wid.clone(),
-            step: step.clone(),
-        };
-        let outcome = STEP.scope(env, next.run()).await;
-        // A batch step's batch succeeded or died: this job (its callback) ends the step,
-        // named by the batch's bid.
-        let batch_event = (job.class() == BATCH_STEP_CLASS)
-            .then(|| job.field("batch_event"))
-            .flatten()
-            .and_then(|e| {
-                Some((
-                    e["bid"].as_str()?.to_string(),
-                    e["event"].as_str()?.to_string(),
-                ))
-            });
-        let batch_result;
-        // A success passes its result on; a step discarded or skipped unrun (expired, say)
-        // ends without one, as a dead step does (a failure waits for its retries; a
-        // death is counted by the farewell).
-        let (end, result, jid) = match (&outcome, &batch_event) {
-            (Outcome::Done, Some((bid, event))) => {
-                batch_result = serde_json::json!({ "bid": bid }).to_string();
-                let end = if event == "success" {
-                    "succeeded"
-                } else {
-                    "dead"
-                };
-                (end, batch_result.as_str(), bid.as_str())
-            }
-            (Outcome::Done, None) => (
-                "succeeded",
-                job.signals().output().unwrap_or("null"),
-                job.jid(),
-            ),
-            (Outcome::Discarded(_) | Outcome::Skipped(_), _) => ("dead", "", job.jid()),
-            _ => return outcome,
-        };
-        static SCRIPT: std::sync::LazyLock<redis::Script> =
-            std::sync::LazyLock::new(|| redis::Script::new(crate::store::scripts::WORKFLOW_STEP));
-        let mut outage = crate::store::outage::Outage::new("counting a workflow step");
-        // Until it works, as batches are counted: the step is acknowledged only after its
-        // workflow knows, so an uncounted success cannot leave its children waiting.
-        let counted = crate::store::outage::until_cured(&mut outage, || {
-            let mut conn = self.conn.clone();
-            let args = step_end_args(&self.keys, &wid, &step, end, result, jid);
-            async move {
-                let mut invocation = SCRIPT.prepare_invoke();
-                invocation.arg(args);
-                invocation.invoke_async::<i64>(&mut conn).await
-            }
-        })
-        .await;
-        match counted {
-            Ok(_) => outcome,
-            Err(e) => Outcome::Failed(crate::JobError::new(
-                "Psychiq::WorkflowError",
-                format!("counting step {step:?} of workflow {wid}: {e}"),
-            )),
-        }
     }
 }
