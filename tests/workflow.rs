@@ -654,3 +654,103 @@ async fn a_batch_step_ends_when_its_batch_does_and_is_retried_through_its_dead_j
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_workflow_of_command_workers_is_pushed_from_toml_and_passes_results_through_files()
+-> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let dir = std::env::temp_dir().join(&ns.namespace);
+    std::fs::create_dir_all(&dir).unwrap();
+    let workers = dir.join("workers.toml");
+    std::fs::write(
+        &workers,
+        r#"
+[workers."Etl::Count"]
+command = ["sh", "-c", 'printf "{\"rows\": %s}" "$(cat | tr -dc 0-9)" > "$PSYCHIQ_RESULT"']
+
+[workers."Etl::Report"]
+command = ["sh", "-c", 'printf "{\"step\": \"%s\", \"saw\": %s}" "$PSYCHIQ_STEP" "$(cat "$PSYCHIQ_INPUTS")" > "$PSYCHIQ_RESULT"']
+
+[workers."Etl::Broken"]
+command = ["sh", "-c", 'echo "not JSON" > "$PSYCHIQ_RESULT"']
+"#,
+    )
+    .unwrap();
+    let flow = dir.join("flow.toml");
+    std::fs::write(
+        &flow,
+        r#"
+name = "from toml"
+
+[[step]]
+name = "count-a"
+class = "Etl::Count"
+args = [3]
+
+[[step]]
+name = "count-b"
+class = "Etl::Count"
+args = [4]
+
+[[step]]
+name = "report"
+class = "Etl::Report"
+after = ["count-a", "count-b"]
+"#,
+    )
+    .unwrap();
+    let mut server = Spawned::start(&ns, &["-s", workers.to_str().unwrap(), "-c", "2"]);
+    let pushed = psychiq_on(
+        &ns,
+        &["--json", "workflows", "push", flow.to_str().unwrap()],
+    );
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let wid = serde_json::from_slice::<Value>(&pushed.stdout).unwrap()["wid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(finished(&ns, &wid).await, "succeeded");
+    let api = ns.jobs.api().await?;
+    let report = api.workflow(&wid).await?.unwrap();
+    let result = report.steps.iter().find(|s| s.name == "report").unwrap();
+    let result: Value = serde_json::from_str(result.result.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        result,
+        json!({"step": "report", "saw": {"count-a": {"rows": 3}, "count-b": {"rows": 4}}})
+    );
+
+    // A result that is not JSON fails the step, saying so.
+    std::fs::write(
+        &flow,
+        "name = \"broken\"\n[[step]]\nname = \"b\"\nclass = \"Etl::Broken\"\nretry = 0\n",
+    )
+    .unwrap();
+    let pushed = psychiq_on(
+        &ns,
+        &["--json", "workflows", "push", flow.to_str().unwrap()],
+    );
+    let wid = serde_json::from_slice::<Value>(&pushed.stdout).unwrap()["wid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(finished(&ns, &wid).await, "failed");
+    let dead = api.dead().page(0, 1).await?;
+    let message = dead[0].error_message().unwrap_or_default();
+    assert!(message.contains("is not JSON"), "{message}");
+    // A file with a typo is refused before anything is pushed.
+    std::fs::write(
+        &flow,
+        "name = \"x\"\n[[step]]\nname = \"a\"\nclas = \"A\"\n",
+    )
+    .unwrap();
+    let refused = psychiq_on(&ns, &["workflows", "push", flow.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("clas"));
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(8)), 0);
+    Ok(())
+}

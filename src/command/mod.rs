@@ -7,6 +7,13 @@
 //! standard error, and the usual retry rules apply. Its standard output goes to the
 //! server's standard output.
 //!
+//! **Results and workflows.** `PSYCHIQ_RESULT` names a file the program may write its
+//! result to, as JSON: a tracked job's result ([`crate::Task`]'s output for a Rust worker),
+//! and a workflow step's, which the steps after it read. In a workflow step,
+//! `PSYCHIQ_INPUTS` names a file holding the results of the steps it runs after (a JSON
+//! object by step name), and `PSYCHIQ_WORKFLOW` and `PSYCHIQ_STEP` say where it is. A
+//! workflow of command workers is written in TOML too ([`parse_workflow`]).
+//!
 //! ```toml
 //! [workers."Reports::Generate"]
 //! command = ["python3", "reports/generate.py"]   # argv; no shell is involved
@@ -36,9 +43,11 @@
 
 pub(crate) mod process_group;
 mod spec;
+mod workflow_file;
 
 use spec::CommandSpec;
 pub use spec::{load_workers, parse_workers};
+pub use workflow_file::{load_workflow, parse_workflow};
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -83,8 +92,13 @@ impl RawWorker for CommandWorker {
         // Its own process group: whatever it starts ends with the job.
         crate::command::process_group::isolate(&mut command);
         let input = job.args.as_bytes().to_vec();
+        let jid = job.jid.to_string();
         Ok(Box::pin(async move {
-            let run = run(command, input, &spec.command);
+            let files = JobFiles::create(&jid, &mut command).await?;
+            let run = async {
+                run(command, input, &spec.command).await?;
+                files.read_result()
+            };
             match spec.timeout {
                 None => run.await,
                 Some(secs) => tokio::time::timeout(Duration::from_secs_f64(secs), run)
@@ -108,6 +122,72 @@ impl RawWorker for CommandWorker {
         None
     }
     fn retries_exhausted(&self, _: &JobMap, _: &JobError) {}
+}
+
+/// The files a job's program reads its inputs from and writes its result to, in a
+/// directory of its own that goes with the job.
+struct JobFiles {
+    dir: std::path::PathBuf,
+}
+
+impl JobFiles {
+    /// Makes the directory, writes a workflow step's inputs, and names the files in the
+    /// program's environment.
+    async fn create(
+        jid: &str,
+        command: &mut tokio::process::Command,
+    ) -> Result<JobFiles, JobError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("psychiq-{}-{n}-{jid}", std::process::id()));
+        let shown = dir.display().to_string();
+        let failed = |what: &str, e: std::io::Error| {
+            JobError::new(
+                "Psychiq::CommandFailed",
+                format!("{what} {shown}: {e} (is the temporary directory writable?)"),
+            )
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| failed("cannot make", e))?;
+        let files = JobFiles { dir };
+        command.env("PSYCHIQ_RESULT", files.dir.join("result.json"));
+        if let Some((wid, step)) = crate::workflow::current() {
+            let inputs = crate::workflow::inputs().await?;
+            let path = files.dir.join("inputs.json");
+            std::fs::write(&path, serde_json::to_vec(&inputs)?)
+                .map_err(|e| failed("cannot write the inputs in", e))?;
+            command
+                .env("PSYCHIQ_INPUTS", path)
+                .env("PSYCHIQ_WORKFLOW", wid)
+                .env("PSYCHIQ_STEP", step);
+        }
+        Ok(files)
+    }
+
+    /// The result the program wrote, kept as the job's output; none if it wrote none.
+    fn read_result(&self) -> Result<(), JobError> {
+        let Ok(text) = std::fs::read_to_string(self.dir.join("result.json")) else {
+            return Ok(());
+        };
+        if text.trim().is_empty() {
+            return Ok(());
+        }
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            JobError::new(
+                "Psychiq::CommandFailed",
+                format!("the result it wrote to $PSYCHIQ_RESULT is not JSON ({e}); write one JSON value, or nothing"),
+            )
+        })?;
+        if let Some(job) = crate::job::context::current() {
+            job.set_output(value.to_string());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for JobFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Runs the program with `input` on stdin; its whole process group is killed when it has

@@ -294,6 +294,12 @@ pub enum WorkflowsAction {
         /// The workflow id
         wid: String,
     },
+    /// Push a workflow written in TOML (a name, `on_failure`, and `[[step]]` tables)
+    #[cfg(feature = "command")]
+    Push {
+        /// The TOML file
+        file: std::path::PathBuf,
+    },
 }
 
 /// List periodic entries, enqueue one now, pause or resume one.

@@ -1,4 +1,4 @@
-//! `psychiq workflows [list|show WID|cancel WID|retry WID]`.
+//! `psychiq workflows [list|show WID|cancel WID|retry WID|push FILE]`.
 
 use serde_json::json;
 
@@ -92,6 +92,15 @@ pub(super) async fn workflows(api: &Api, out: &Out, action: Option<WorkflowsActi
             out.done(
                 json!({"cancelled": true, "steps_stopped": stopped}),
                 format!("workflow {wid}: cancelled; {stopped} steps stopped or skipped"),
+            );
+        }
+        #[cfg(feature = "command")]
+        WorkflowsAction::Push { file } => {
+            let workflow = crate::command::load_workflow(&file).map_err(Failure::BadInput)?;
+            let wid = workflow.push(&api.client()).await?;
+            out.done(
+                json!({"wid": wid}),
+                format!("workflow {wid} pushed; `psychiq workflows show {wid}` follows it"),
             );
         }
         WorkflowsAction::Retry { wid } => {
