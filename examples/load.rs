@@ -115,7 +115,7 @@ async fn main() -> psychiq::Result<()> {
         for (n, job) in jobs.into_iter().enumerate() {
             workflow = workflow.step(format!("s{n}"), job);
             if n > 0 {
-                workflow = workflow.after(&["s0"]);
+                workflow = workflow.after(["s0"]);
             }
         }
         workflow.push(&client).await?;

@@ -151,12 +151,24 @@ async fn the_dashboard_in_chromium() -> psychiq::Result<()> {
     ns.client
         .push(Job::new("Record", (xss,))?.queue(format!("q{xss}")))
         .await?;
+    // The README's ETL workflow, run by the demo workers on a queue of its own.
+    let pages = [
+        "https://example.com/alpha",
+        "https://example.com/beta",
+        "https://example.com/gamma",
+    ];
+    let report = std::env::temp_dir().join(format!("{}-etl.jsonl", ns.namespace));
+    let etl = psychiq::demo::etl::etl_workflow(&pages, report.to_str().unwrap(), "etl")?
+        .push(&ns.client)
+        .await?;
+    let etl_server = RunningServer::start(ns.config().queue("etl"), psychiq::demo::registry());
     wait_until(
         Duration::from_secs(12),
         "a retry and a running job",
         || async {
             let stats = api.stats().await.unwrap();
-            stats.retries == 1 && stats.busy == 1
+            let etl = api.workflow(&etl).await.unwrap().unwrap();
+            stats.retries == 1 && stats.busy == 1 && etl.state == "succeeded"
         },
     )
     .await;
@@ -214,6 +226,7 @@ async fn the_dashboard_in_chromium() -> psychiq::Result<()> {
         ("limits", "/limits".into()),
         ("batches", "/batches".into()),
         ("iterations", "/iterations".into()),
+        ("workflow", format!("/workflows/{etl}")),
     ];
     for (name, path) in &pages {
         page.goto(format!("{base}{path}")).await.unwrap();
@@ -240,10 +253,35 @@ async fn the_dashboard_in_chromium() -> psychiq::Result<()> {
     }
     eprintln!("screenshots in {}", shots.display());
 
+    // The workflow's graph: a box per step, each succeeded, joined by its edges.
+    page.goto(format!("{base}/workflows/{etl}")).await.unwrap();
+    page.wait_for_navigation().await.unwrap();
+    let boxes: u32 = eval(
+        &page,
+        "document.querySelectorAll('svg.workflow rect').length",
+    )
+    .await;
+    let edges: u32 = eval(
+        &page,
+        "document.querySelectorAll('svg.workflow line').length",
+    )
+    .await;
+    let succeeded: u32 = eval(
+        &page,
+        "[...document.querySelectorAll('svg.workflow text')].filter(t => t.textContent === 'succeeded').length",
+    )
+    .await;
+    // fetch → parse three times, parse → merge three times, merge → notify.
+    assert_eq!((boxes, edges, succeeded), (8, 7, 8));
+
     // The running job is on the Busy page; the hostile text is on the pages, as text.
     page.goto(format!("{base}/busy")).await.unwrap();
     page.wait_for_navigation().await.unwrap();
-    let running: String = eval(&page, "document.querySelectorAll('table')[1].textContent").await;
+    let running: String = eval(
+        &page,
+        "[...document.querySelectorAll('table')].map(t => t.textContent).join(' ')",
+    )
+    .await;
     assert!(
         running.contains("Nap") && running.contains("30000"),
         "{running}"
@@ -326,6 +364,8 @@ async fn the_dashboard_in_chromium() -> psychiq::Result<()> {
     driver.abort();
     web.abort();
     server.stop().await;
+    etl_server.stop().await;
+    let _ = std::fs::remove_file(report);
     let _ = std::fs::remove_dir_all(profile);
     Ok(())
 }

@@ -352,7 +352,7 @@ async fn chaos_loses_nothing_and_fires_everything_once() -> psychiq::Result<()> 
     for (n, name) in (1..).zip(&middle) {
         workflow = workflow
             .step(name, Job::new("Chaos::WfStep", (n,))?)
-            .after(&["root"]);
+            .after(["root"]);
     }
     let all: Vec<&str> = middle.iter().map(String::as_str).collect();
     let wid = workflow

@@ -348,7 +348,15 @@ async fn the_tour_runs_every_kind_of_job_and_shows_the_failure() {
         !stdout.contains("throwaway"),
         "a reachable Redis is used as it is"
     );
-    assert_eq!(ns.get_u64(&ns.keys().stat("processed")).await, 1006);
+    // The README's ETL workflow ran, each step once and in order, and is on the dashboard.
+    assert!(stdout.contains(r#"{"etl":"done","pages":3,"#), "{stdout}");
+    assert!(
+        stdout.contains("merge    succeeded  after parse-0, parse-1, parse-2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("/workflows/"), "{stdout}");
+    // 1000 Noop, 3 Echo, a Sleep, the scheduled Echo, the Fail and 8 workflow steps.
+    assert_eq!(ns.get_u64(&ns.keys().stat("processed")).await, 1014);
     // It leaves only the failure it shows, in the retry set: no queued or scheduled work.
     assert_eq!(ns.zrange(&ns.keys().retry()).await.len(), 1);
     assert!(ns.zrange(&ns.keys().schedule()).await.is_empty());

@@ -1302,7 +1302,7 @@ async fn a_workflow_is_drawn_as_its_graph_and_cancelled_from_its_page() {
     let wid = psychiq::workflow::Workflow::new("nightly <etl>")
         .step("fetch", step("fetch"))
         .step("parse", step("parse"))
-        .after(&["fetch"])
+        .after(["fetch"])
         .push(&ns.client)
         .await
         .unwrap();

@@ -110,11 +110,11 @@ async fn a_diamond_runs_each_step_once_and_its_last_step_sees_both_results() -> 
     let wid = Workflow::new("diamond")
         .step("a", step("a"))
         .step("b", step("b"))
-        .after(&["a"])
+        .after(["a"])
         .step("c", step("c"))
-        .after(&["a"])
+        .after(["a"])
         .step("d", step("d"))
-        .after(&["b", "c"])
+        .after(["b", "c"])
         .push(&ns.client)
         .await?;
     assert_eq!(finished(&ns, &wid).await, "succeeded");
@@ -168,13 +168,13 @@ async fn a_dead_step_stops_the_workflow_or_prunes_only_what_depends_on_it() -> p
             .on_failure(policy)
             .step("a", step("a"))
             .step("broken", step("broken"))
-            .after(&["a"])
+            .after(["a"])
             .step("after-broken", step("after-broken"))
-            .after(&["broken"])
+            .after(["broken"])
             .step("other", step("other"))
-            .after(&["a"])
+            .after(["a"])
             .step("after-other", step("after-other"))
-            .after(&["other"])
+            .after(["other"])
     };
 
     let stop = build(OnFailure::Stop).push(&ns.client).await?;
@@ -211,7 +211,7 @@ async fn a_step_that_runs_twice_starts_its_children_once() -> psychiq::Result<()
     let wid = Workflow::new("twice")
         .step("a", step("a"))
         .step("b", step("b"))
-        .after(&["a"])
+        .after(["a"])
         .push(&ns.client)
         .await?;
     // A crashed process's job recovered after it had run: "a" is in the queue twice.
@@ -245,16 +245,16 @@ async fn a_graph_with_a_circle_or_an_unknown_parent_is_refused() {
     let ns = TestNs::new().await;
     let circle = Workflow::new("circle")
         .step("a", step("a"))
-        .after(&["b"])
+        .after(["b"])
         .step("b", step("b"))
-        .after(&["a"])
+        .after(["a"])
         .push(&ns.client)
         .await
         .unwrap_err();
     assert!(circle.to_string().contains("circle"), "{circle}");
     let unknown = Workflow::new("typo")
         .step("a", step("a"))
-        .after(&["nope"])
+        .after(["nope"])
         .push(&ns.client)
         .await
         .unwrap_err();
@@ -273,9 +273,9 @@ async fn a_workflow_is_listed_shown_and_cancelled_while_it_runs() -> psychiq::Re
     let wid = Workflow::new("long one")
         .step("a", step("a"))
         .step("hang", step("hang"))
-        .after(&["a"])
+        .after(["a"])
         .step("after", step("after"))
-        .after(&["hang"])
+        .after(["hang"])
         .push(&ns.client)
         .await?;
     let api = ns.jobs.api().await?;
@@ -337,7 +337,7 @@ async fn a_discarded_step_ends_like_a_dead_one_and_a_waiting_workflow_is_cancell
     let wid = Workflow::new("never mind")
         .step("a", step("a"))
         .step("b", step("b"))
-        .after(&["a"])
+        .after(["a"])
         .push(&ns.client)
         .await?;
     assert_eq!(api.cancel_workflow(&wid).await?, Some(1));
@@ -358,7 +358,7 @@ async fn a_discarded_step_ends_like_a_dead_one_and_a_waiting_workflow_is_cancell
     let wid = Workflow::new("discards")
         .step("discarded", step("discarded"))
         .step("after", step("after"))
-        .after(&["discarded"])
+        .after(["discarded"])
         .push(&ns.client)
         .await?;
     assert_eq!(finished(&ns, &wid).await, "failed");
@@ -398,9 +398,9 @@ async fn a_dead_step_starts_its_compensation_which_reads_what_succeeded() -> psy
         Workflow::new("order")
             .step("charge", step("charge"))
             .step("ship", step(ship))
-            .after(&["charge"])
+            .after(["charge"])
             .step("email", step("email"))
-            .after(&["ship"])
+            .after(["ship"])
             .compensation("refund", step("refund"))
             .on_failure(OnFailure::Compensate("refund".into()))
     };
@@ -451,7 +451,7 @@ async fn a_dead_step_starts_its_compensation_which_reads_what_succeeded() -> psy
     let after = Workflow::new("x")
         .step("a", step("a"))
         .compensation("undo", step("undo"))
-        .after(&["a"])
+        .after(["a"])
         .push(&ns.client)
         .await
         .unwrap_err();
@@ -471,13 +471,13 @@ async fn a_sub_workflow_starts_with_its_step_and_passes_its_last_results_on() ->
     let inner = Workflow::new("inner")
         .step("x", step("x"))
         .step("y", step("y"))
-        .after(&["x"]);
+        .after(["x"]);
     let wid = Workflow::new("outer")
         .step("a", step("a"))
         .sub_workflow("inner", inner.clone())
-        .after(&["a"])
+        .after(["a"])
         .step("z", step("z"))
-        .after(&["inner"])
+        .after(["inner"])
         .push(&ns.client)
         .await?;
     assert_eq!(finished(&ns, &wid).await, "succeeded");
@@ -506,9 +506,9 @@ async fn a_sub_workflow_starts_with_its_step_and_passes_its_last_results_on() ->
     let wid = Workflow::new("outer")
         .sub_workflow("inner", failing)
         .step("never", step("never"))
-        .after(&["inner"])
+        .after(["inner"])
         .sub_workflow("later", inner)
-        .after(&["never"])
+        .after(["never"])
         .push(&ns.client)
         .await?;
     assert_eq!(finished(&ns, &wid).await, "failed");
@@ -530,13 +530,13 @@ async fn a_failed_workflow_is_retried_from_its_dead_steps_under_new_jids() -> ps
     let inner = Workflow::new("inner")
         .step("flaky", step("flaky"))
         .step("after-flaky", step("after-flaky"))
-        .after(&["flaky"]);
+        .after(["flaky"]);
     let wid = Workflow::new("retried")
         .step("a", step("a"))
         .sub_workflow("inner", inner)
-        .after(&["a"])
+        .after(["a"])
         .step("last", step("last"))
-        .after(&["inner"])
+        .after(["inner"])
         .compensation("undo", step("undo"))
         .on_failure(OnFailure::Compensate("undo".into()))
         .push(&ns.client)
@@ -600,9 +600,9 @@ async fn a_batch_step_ends_when_its_batch_does_and_is_retried_through_its_dead_j
     let wid = Workflow::new("with a batch")
         .step("a", step("a"))
         .batch_step("pages", Batch::new("pages"), pages("page-3"))
-        .after(&["a"])
+        .after(["a"])
         .step("merge", step("merge"))
-        .after(&["pages"])
+        .after(["pages"])
         .push(&ns.client)
         .await?;
     assert_eq!(finished(&ns, &wid).await, "succeeded");
@@ -625,7 +625,7 @@ async fn a_batch_step_ends_when_its_batch_does_and_is_retried_through_its_dead_j
     let wid = Workflow::new("with a flaky batch")
         .batch_step("pages", Batch::new("pages"), pages("flaky"))
         .step("merge", step("merge"))
-        .after(&["pages"])
+        .after(["pages"])
         .push(&ns.client)
         .await?;
     assert_eq!(finished(&ns, &wid).await, "failed");

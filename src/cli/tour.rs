@@ -174,6 +174,15 @@ async fn tour(flags: &ServerArgs) -> crate::Result<()> {
         .push(on_queue(Job::new("Fail", ("card declined",))?))
         .await?;
     println!("  Fail  card declined    jid {fail_jid}");
+    let pages = [
+        "https://example.com/alpha",
+        "https://example.com/beta",
+        "https://example.com/gamma",
+    ];
+    let etl = crate::demo::etl::etl_workflow(&pages, &echo_path, &queue)?
+        .push(&client)
+        .await?;
+    println!("  Workflow: fetch 3 pages in parallel, parse each, merge, notify   wid {etl}");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
@@ -197,7 +206,8 @@ async fn tour(flags: &ServerArgs) -> crate::Result<()> {
             .await
             .map_err(|e| Error::Other(e.to_string()))?;
         let failed = retries.into_iter().find(|r| r.contains(&fail_jid));
-        if lines >= 5 && failed.is_some() {
+        // Three Echo lines, the Sleep's, the scheduled Echo's and the workflow's notice.
+        if lines >= 6 && failed.is_some() {
             break failed;
         }
         if started.elapsed() > Duration::from_secs(30) {
@@ -212,7 +222,7 @@ async fn tour(flags: &ServerArgs) -> crate::Result<()> {
     server.await.map_err(|e| Error::Other(e.to_string()))??;
 
     println!(
-        "\nPerformed in {:.1} s. Lines the Echo and Sleep jobs wrote to {echo_path}:",
+        "\nPerformed in {:.1} s. Lines the Echo, Sleep and Etl::Notify jobs wrote to {echo_path}:",
         started.elapsed().as_secs_f64()
     );
     for line in std::fs::read_to_string(&echo_file)
@@ -231,6 +241,32 @@ async fn tour(flags: &ServerArgs) -> crate::Result<()> {
             job["retry_count"]
         );
     }
+    let api = crate::api::Api::connect(&redis, &config.namespace).await?;
+    if let Some(workflow) = api.workflow(&etl).await? {
+        println!(
+            "\nThe workflow {etl} {}: each step started once, after the steps it runs after:",
+            workflow.state
+        );
+        let mut steps = workflow.steps;
+        let stage = |name: &str| {
+            ["fetch", "parse", "merge", "notify"]
+                .iter()
+                .position(|s| name.starts_with(s))
+        };
+        steps.sort_by_key(|s| (stage(&s.name), s.name.clone()));
+        for step in &steps {
+            println!(
+                "  {:<8} {:<10} {}",
+                step.name,
+                step.state,
+                if step.parents.is_empty() {
+                    "first".to_string()
+                } else {
+                    format!("after {}", step.parents.join(", "))
+                }
+            );
+        }
+    }
     let mut counters = Vec::new();
     for name in ["processed", "failed"] {
         let key = client.keys().stat(name);
@@ -247,13 +283,15 @@ async fn tour(flags: &ServerArgs) -> crate::Result<()> {
     if throwaway.is_some() {
         println!(
             "\nThe throwaway Redis stops now, and its jobs with it. With a Redis of your own \
-             running, `cargo run --release -- web` serves the dashboard at http://127.0.0.1:7433/."
+             running, `cargo run --release -- web` serves the dashboard at http://127.0.0.1:7433/ \
+             (the workflow's graph at /workflows/WID)."
         );
     } else {
         let flags = same_redis_flags(flags);
         println!(
             "\nSee it all: `cargo run --release -- web {flags}`, then open http://127.0.0.1:7433/ \
-             (or `cargo run --release -- retries {flags}` in the terminal)."
+             (the workflow's graph: http://127.0.0.1:7433/workflows/{etl}; or \
+             `cargo run --release -- retries {flags}` in the terminal)."
         );
     }
     Ok(())

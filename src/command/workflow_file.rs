@@ -103,8 +103,7 @@ pub fn parse_workflow(text: &str) -> Result<Workflow, String> {
         } else {
             workflow.step(spec.name.as_str(), job)
         };
-        let after: Vec<&str> = spec.after.iter().map(String::as_str).collect();
-        workflow = workflow.after(&after);
+        workflow = workflow.after(&spec.after);
         if let Some(policy) = &spec.on_failure {
             let policy = policy_from(policy).map_err(|e| format!("step {:?}: {e}", spec.name))?;
             workflow = workflow.step_on_failure(policy);

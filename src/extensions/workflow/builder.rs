@@ -118,7 +118,7 @@ impl Workflow {
     /// let order = Workflow::new("order 42")
     ///     .step("charge", Job::new("Charge", (42,)).unwrap())
     ///     .step("ship", Job::new("Ship", (42,)).unwrap())
-    ///     .after(&["charge"])
+    ///     .after(["charge"])
     ///     .compensation("refund", Job::new("Refund", (42,)).unwrap())
     ///     .on_failure(OnFailure::Compensate("refund".into()));
     /// # let _ = order;
@@ -127,10 +127,12 @@ impl Workflow {
         self.add(name, Body::Compensation(job))
     }
 
-    /// Makes the step added last run after each of `parents` has succeeded.
-    pub fn after(mut self, parents: &[&str]) -> Workflow {
+    /// Makes the step added last run after each of `parents` has succeeded (names as
+    /// `&["a", "b"]`, or any list of strings).
+    pub fn after<S: AsRef<str>>(mut self, parents: impl IntoIterator<Item = S>) -> Workflow {
         if let Some(step) = self.steps.last_mut() {
-            step.parents.extend(parents.iter().map(|p| p.to_string()));
+            step.parents
+                .extend(parents.into_iter().map(|p| p.as_ref().to_string()));
         }
         self
     }

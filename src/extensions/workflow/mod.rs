@@ -8,9 +8,9 @@
 //! let wid = Workflow::new("etl 2026-12-07")
 //!     .step("fetch", Job::new("Etl::Fetch", ("https://example.com",))?)
 //!     .step("parse", Job::new("Etl::Parse", ())?)
-//!     .after(&["fetch"])
+//!     .after(["fetch"])
 //!     .step("notify", Job::new("Etl::Notify", ())?)
-//!     .after(&["parse"])
+//!     .after(["parse"])
 //!     .push(&client)
 //!     .await?;
 //! # let _ = wid; Ok(()) }

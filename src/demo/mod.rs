@@ -9,15 +9,19 @@
 //! (`psychiq -s demo`). Apart, in [`limited`] (the system `demo-limits`), `Limited` and
 //! `Metered`: no-ops within a concurrent limiter and a token bucket so large they never say
 //! no, to measure what checking a rate limit costs (apart, so the demo system's other jobs
-//! run without the rate-limit middleware).
+//! run without the rate-limit middleware). The ETL workflow's steps, `Etl::Fetch`,
+//! `Etl::Parse`, `Etl::Merge` and `Etl::Notify`, are in the demo system too ([`etl`]).
 //!
 //! ```
 //! let registry = psychiq::demo::registry();
 //! assert_eq!(
 //!     registry.class_names(),
-//!     ["Abort", "Clock", "Echo", "Fail", "Ingest", "Noop", "Panic", "Sleep", "Walk"]
+//!     ["Abort", "Clock", "Echo", "Etl::Fetch", "Etl::Merge", "Etl::Notify", "Etl::Parse",
+//!      "Fail", "Ingest", "Noop", "Panic", "Sleep", "Walk"]
 //! );
 //! ```
+
+pub mod etl;
 
 use std::io::Write;
 use std::time::Duration;
@@ -259,7 +263,11 @@ pub fn registry() -> Registry {
         .register(Panic)
         .register(Abort)
         .register(Clock)
-        .register(Ingest);
+        .register(Ingest)
+        .register(etl::Fetch)
+        .register(etl::Parse)
+        .register(etl::Merge)
+        .register(etl::Notify);
     registry.register_iterable(Walk);
     registry
 }
