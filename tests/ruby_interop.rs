@@ -665,3 +665,81 @@ async fn a_batch_run_by_psychiq_calls_back_a_ruby_class() -> psychiq::Result<()>
     assert_eq!(jids, [format!("{bid}-complete"), format!("{bid}-success")]);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_ruby_server_runs_a_workflow_step_and_its_end_counts() -> psychiq::Result<()> {
+    if !ruby_sidekiq_available() {
+        return Ok(());
+    }
+    let ns = TestNs::new().await;
+    // Psychiq serves "rust"; Ruby, with ruby/psychiq_workflow.rb, serves "default".
+    let mut registry = psychiq::Registry::new();
+    registry.register(Recorder::new(&ns));
+    let ruby = RubyServer::start(&ns, 2).await;
+    let server = RunningServer::start(ns.config().weighted_queue("rust", 1), registry);
+    let on = |queue: &str, step: &str| {
+        Job::new("Interop::Recorder", (step,)).map(|j| j.queue(queue).retry(psychiq::Retry::Max(0)))
+    };
+    let wid = psychiq::workflow::Workflow::new("across languages")
+        .step("a", on("rust", "a")?)
+        .step("b", on("default", "b")?)
+        .after(["a"])
+        .step("c", on("rust", "c")?)
+        .after(["b"])
+        .push(&ns.client)
+        .await?;
+    let api = ns.jobs.api().await?;
+    let ended = |wid: String| {
+        let api = &api;
+        async move {
+            wait_until(Duration::from_secs(30), "the workflow to end", || async {
+                api.workflow(&wid)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .finished_at
+                    .is_some()
+            })
+            .await;
+            api.workflow(&wid).await.unwrap().unwrap()
+        }
+    };
+    assert_eq!(ended(wid).await.state, "succeeded");
+    let who: Vec<(String, String)> = performed(&ns)
+        .await
+        .iter()
+        .map(|r| {
+            (
+                r["args"][0].as_str().unwrap().to_string(),
+                r["who"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        who,
+        [
+            ("a".into(), "psychiq".into()),
+            ("b".into(), "ruby".into()),
+            ("c".into(), "psychiq".into())
+        ]
+    );
+
+    // A step that dies in Ruby (its retries spent) stops its workflow.
+    let wid = psychiq::workflow::Workflow::new("dies in Ruby")
+        .step(
+            "x",
+            Job::new("Interop::Broken", ())?.retry(psychiq::Retry::Max(0)),
+        )
+        .step("y", on("rust", "y")?)
+        .after(["x"])
+        .push(&ns.client)
+        .await?;
+    let failed = ended(wid).await;
+    assert_eq!(
+        (failed.state.as_str(), failed.dead, failed.skipped),
+        ("failed", 1, 1)
+    );
+    server.stop().await;
+    ruby.stop().await;
+    Ok(())
+}

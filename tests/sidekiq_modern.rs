@@ -406,6 +406,21 @@ async fn scenarios(version: &'static str, db: u32) {
         )
         .await
         .unwrap();
+    // A workflow whose two steps this Sidekiq runs, with ruby/psychiq_workflow.rb: the
+    // first one's end starts the second, and the second's ends the workflow.
+    let wid = psychiq::workflow::Workflow::new("in Ruby")
+        .step(
+            "first",
+            Job::new("Interop::Recorder", ("wf-first",)).unwrap(),
+        )
+        .step(
+            "second",
+            Job::new("Interop::Recorder", ("wf-second",)).unwrap(),
+        )
+        .after(["first"])
+        .push(&peer.client)
+        .await
+        .unwrap();
     let flaky = peer
         .client
         .push(
@@ -426,7 +441,7 @@ async fn scenarios(version: &'static str, db: u32) {
                 .filter(|p| p["who"] == "ruby")
                 .count();
             let retries = peer.json(&["retries"]).await;
-            by_ruby == 2 && retries.as_array().is_some_and(|r| r.len() == 1)
+            by_ruby == 4 && retries.as_array().is_some_and(|r| r.len() == 1)
         },
     )
     .await;
@@ -438,6 +453,11 @@ async fn scenarios(version: &'static str, db: u32) {
         .map(|p| p["args"].clone())
         .collect();
     assert!(by_ruby.contains(&json!(["from-rust", 1])) && by_ruby.contains(&json!(["later"])));
+    let second = by_ruby.iter().position(|a| a == &json!(["wf-second"]));
+    assert!(
+        by_ruby.iter().position(|a| a == &json!(["wf-first"])) < second,
+        "{by_ruby:?}"
+    );
     let _ = Command::new("kill")
         .args(["-TERM", &ruby.id().unwrap().to_string()])
         .status()
@@ -450,6 +470,8 @@ async fn scenarios(version: &'static str, db: u32) {
     let api = Api::connect(&RedisConfig::from_url(peer.url.as_str()).unwrap(), "")
         .await
         .unwrap();
+    let workflow = api.workflow(&wid).await.unwrap().unwrap();
+    assert_eq!((workflow.state.as_str(), workflow.done), ("succeeded", 2));
     let written = api
         .set_find(SetKind::Retry, &flaky)
         .await

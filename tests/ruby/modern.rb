@@ -61,6 +61,10 @@ when "server"
     config.concurrency = (args[0] || 2).to_i
     config.average_scheduled_poll_interval = 1
     config.logger.level = Logger::WARN
+    # Psychiq workflow steps run here count in their workflows.
+    require_relative "../../ruby/psychiq_workflow"
+    config.server_middleware { |chain| chain.add Psychiq::WorkflowSteps }
+    config.death_handlers << Psychiq::WorkflowSteps.method(:died)
   end
   stop = Queue.new
   trap("TERM") { stop << true }

@@ -16,6 +16,14 @@ Sidekiq.configure_client { |c| c.redis = redis }
 Sidekiq.logger.level = Logger::WARN
 
 module Interop
+  # Fails every time (a workflow step that dies in Ruby).
+  class Broken
+    include Sidekiq::Worker
+    def perform(*)
+      raise "broken in Ruby"
+    end
+  end
+
   # Known to both sides: records who performed which job, with its arguments and when.
   class Recorder
     include Sidekiq::Worker
@@ -67,6 +75,10 @@ when "server"
   Sidekiq.redis = redis.merge(size: Sidekiq.options[:concurrency] + 5)
   Sidekiq.options[:queues] = ["default"]
   Sidekiq.options[:poll_interval_average] = 1
+  # Psychiq workflow steps run here count in their workflows.
+  require_relative "../../ruby/psychiq_workflow"
+  Sidekiq.server_middleware { |chain| chain.add Psychiq::WorkflowSteps }
+  Sidekiq.death_handlers << Psychiq::WorkflowSteps.method(:died)
   launcher = Sidekiq::Launcher.new(Sidekiq.options)
   stop = Queue.new
   trap("TERM") { stop << true }
