@@ -89,6 +89,23 @@ impl Worker for Plain {
     }
 }
 
+/// A workflow step: records its id, jid and what it read of its parents' results (how many,
+/// and their sum), and returns its id as its result. Chaos::WfStep.
+struct WfStep;
+impl psychiq::Task for WfStep {
+    type Args = (u32,);
+    type Output = u32;
+    async fn run(&self, (id,): (u32,)) -> Result<u32, JobError> {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let inputs = psychiq::workflow::inputs().await?;
+        let sum: u64 = inputs.values().filter_map(Value::as_u64).sum();
+        record(
+            json!({"kind": "wfstep", "id": id, "jid": jid(), "inputs": inputs.len(), "sum": sum}),
+        );
+        Ok(id)
+    }
+}
+
 /// Fails its first run, then records. Chaos::Flaky.
 struct Flaky;
 impl Worker for Flaky {
@@ -158,7 +175,7 @@ fn registry() -> Registry {
         .register_as("Chaos::Unique", Plain("unique", 10))
         .register_as("Chaos::Part", Plain("part", 100))
         .register_as("Chaos::Long", Plain("long", 800))
-        .register_as("Chaos::WfStep", Plain("wfstep", 1))
+        .register_as("Chaos::WfStep", WfStep)
         .register_as("Chaos::Flaky", Flaky)
         .register_as("Chaos::Limited", Limited)
         .register_as("Chaos::Event", Event)
@@ -790,6 +807,26 @@ async fn chaos_loses_nothing_and_fires_everything_once() -> psychiq::Result<()> 
         twice.is_empty(),
         "steps started twice: {twice:?} (seed {seed})"
     );
+    // Each read its parents' results, however the crashes fell: the middle ones the root's
+    // (0), the last one all 9,998 of the middle (a diamond as wide as it gets).
+    for run in runs.iter().filter(|r| r["kind"] == "wfstep") {
+        let expected = match run["id"].as_u64().unwrap() {
+            0 => (0, 0),
+            id if id == u64::from(WF_STEPS) - 1 => {
+                let n = u64::from(WF_STEPS) - 2;
+                (n, n * (n + 1) / 2)
+            }
+            _ => (1, 0),
+        };
+        assert_eq!(
+            (
+                run["inputs"].as_u64().unwrap(),
+                run["sum"].as_u64().unwrap()
+            ),
+            expected,
+            "{run} (seed {seed})"
+        );
+    }
     let workflow = api.workflow(&wid).await?.expect("the workflow");
     assert_eq!(
         (workflow.state.as_str(), workflow.done, workflow.dead),
