@@ -24,13 +24,13 @@ module Psychiq
       result
     rescue Exception
       # `retry: false` drops a failed job without calling the death handlers.
-      WorkflowSteps.finish(job, "dead", "") if job["wf"] && job["retry"] == false
+      WorkflowSteps.finish(job, "dead", "#{$!.class}: #{$!.message}") if job["wf"] && job["retry"] == false
       raise
     end
 
     # A death handler: the job's retries are spent (or it had none) and it died.
-    def self.died(job, _error)
-      finish(job, "dead", "") if job["wf"]
+    def self.died(job, error)
+      finish(job, "dead", "#{error.class}: #{error.message}") if job["wf"]
     end
 
     def self.finish(job, outcome, result)

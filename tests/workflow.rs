@@ -420,6 +420,17 @@ async fn a_dead_step_starts_its_compensation_which_reads_what_succeeded() -> psy
         workflow_field(&ns, &wid, "failed_step").await.as_deref(),
         Some("ship")
     );
+    // Each step's times, and the dead one's error, are kept with it.
+    let api = ns.jobs.api().await?;
+    let shown = api.workflow(&wid).await?.unwrap();
+    let ship = shown.steps.iter().find(|s| s.name == "ship").unwrap();
+    assert_eq!(ship.error.as_deref(), Some("Broken: as planned"));
+    for step in shown.steps.iter().filter(|s| s.state != "skipped") {
+        let (Some(started), Some(ended)) = (step.started_at, step.ended_at) else {
+            panic!("{step:?} has no times");
+        };
+        assert!(started <= ended, "{step:?}");
+    }
 
     // Nothing dies: the compensation is skipped, and the workflow succeeds.
     worker.runs.lock().unwrap().clear();

@@ -60,6 +60,12 @@ pub struct WorkflowStep {
     pub result: Option<String>,
     /// Its own failure policy, over the workflow's.
     pub on_failure: Option<String>,
+    /// Why it died (the error, `discarded: …` or `cancelled`), when it died.
+    pub error: Option<String>,
+    /// When it started (its job was pushed; epoch seconds).
+    pub started_at: Option<f64>,
+    /// When it ended.
+    pub ended_at: Option<f64>,
 }
 
 impl Api {
@@ -91,11 +97,24 @@ impl Api {
         let key = |suffix: &str| workflow_key(&self.keys, wid, suffix);
         let mut pipe = redis::pipe();
         for suffix in [
-            "", "state", "jids", "queues", "parents", "results", "kinds", "policies",
+            "",
+            "state",
+            "jids",
+            "queues",
+            "parents",
+            "results",
+            "kinds",
+            "policies",
+            "errors",
+            "started_at",
+            "ended_at",
         ] {
             pipe.hgetall(key(suffix));
         }
         let mut hashes: Vec<HashMap<String, String>> = self.query_pipe(&pipe).await?;
+        let ended_at = hashes.pop().unwrap_or_default();
+        let started_at = hashes.pop().unwrap_or_default();
+        let errors = hashes.pop().unwrap_or_default();
         let policies = hashes.pop().unwrap_or_default();
         let kinds = hashes.pop().unwrap_or_default();
         let results = hashes.pop().unwrap_or_default();
@@ -119,6 +138,9 @@ impl Api {
                 }
                 .to_string(),
                 on_failure: policies.get(&name).cloned(),
+                error: errors.get(&name).cloned(),
+                started_at: started_at.get(&name).and_then(|t| t.parse().ok()),
+                ended_at: ended_at.get(&name).and_then(|t| t.parse().ok()),
                 jid: jids.get(&name).cloned().unwrap_or_default(),
                 queue: queues.get(&name).cloned().unwrap_or_default(),
                 parents: parents

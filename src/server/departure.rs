@@ -76,9 +76,24 @@ pub(crate) fn farewell(
             .arg(crate::store::scripts::WORKFLOW_STEP)
             .arg(0)
             .arg(crate::workflow::step_end_args(
-                keys, wid, step, "dead", "", jid,
+                keys,
+                wid,
+                step,
+                "dead",
+                &end_text(end),
+                jid,
             ))
             .ignore();
+    }
+}
+
+/// How a job that left ended, in words (a workflow step's error).
+fn end_text(end: &End<'_>) -> String {
+    match end {
+        End::Dead { error } => (*error).to_string(),
+        End::Discarded { reason } => format!("discarded: {reason}"),
+        End::Cancelled => "cancelled".to_string(),
+        End::Succeeded { .. } | End::Retrying { .. } => String::new(),
     }
 }
 

@@ -96,7 +96,7 @@ pub(super) async fn show(
         }
         @if workflow.steps.len() <= MOST_DRAWN { (graph(&ctx, &workflow)) }
         table {
-            thead { tr { th { "step" } th { "state" } th { "after" } th { "job or workflow" } th { "result" } } }
+            thead { tr { th { "step" } th { "state" } th { "after" } th { "job or workflow" } th { "started" } th { "took" } th { "result or error" } } }
             tbody {
                 @for s in &workflow.steps {
                     tr {
@@ -104,7 +104,12 @@ pub(super) async fn show(
                         td { (badge(&s.state)) }
                         td { (s.parents.join(", ")) }
                         td { a href=(step_link(base, s)) { code { (s.jid) } } }
-                        td { @if let Some(result) = &s.result { code { (result) } } }
+                        td { @if let Some(at) = s.started_at { (utc_text(at)) } }
+                        td { @if let (Some(from), Some(to)) = (s.started_at, s.ended_at) { (format!("{:.3} s", (to - from).max(0.0))) } }
+                        td {
+                            @if let Some(result) = &s.result { code { (result) } }
+                            @if let Some(error) = &s.error { span.error { (error) } }
+                        }
                     }
                 }
             }

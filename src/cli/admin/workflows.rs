@@ -51,7 +51,10 @@ pub(super) async fn workflows(api: &Api, out: &Out, action: Option<WorkflowsActi
                         },
                         s.parents.join(", "),
                         s.jid.clone(),
-                        s.result.clone().unwrap_or_default(),
+                        s.result
+                            .clone()
+                            .or_else(|| s.error.clone())
+                            .unwrap_or_default(),
                     ]
                 })
                 .collect();
@@ -80,7 +83,7 @@ pub(super) async fn workflows(api: &Api, out: &Out, action: Option<WorkflowsActi
             }
             out.print(
                 &json!(workflow),
-                &["step", "state", "after", "jid", "result"],
+                &["step", "state", "after", "jid", "result or error"],
                 rows,
             );
         }

@@ -427,6 +427,10 @@ impl Workflow {
                 pipe.hset(key("policies"), name, policy.name()).ignore();
             }
             pipe.hset(key("state"), name, state).ignore();
+            if state == "enqueued" {
+                pipe.hset(key("started_at"), name, payload::timestamp_text(now))
+                    .ignore();
+            }
         }
         // The index the API lists, newest last; entries go with the workflows' keys.
         pipe.zadd(keys.key(WORKFLOWS), wid, now).ignore();
@@ -439,9 +443,21 @@ impl Workflow {
 }
 
 /// A workflow's hashes by suffix ("" is `wf:WID` itself).
-const WORKFLOW_HASHES: [&str; 11] = [
-    "", "jobs", "queues", "jids", "parents", "pending", "children", "state", "results", "kinds",
+const WORKFLOW_HASHES: [&str; 14] = [
+    "",
+    "jobs",
+    "queues",
+    "jids",
+    "parents",
+    "pending",
+    "children",
+    "state",
+    "results",
+    "kinds",
     "policies",
+    "errors",
+    "started_at",
+    "ended_at",
 ];
 
 /// A workflow's key: `wf:WID` and its `wf:WID:suffix` hashes.

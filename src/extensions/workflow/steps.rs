@@ -89,6 +89,7 @@ impl crate::job::middleware::ServerMiddleware for WorkflowSteps {
                     e["event"].as_str()?.to_string(),
                 ))
             });
+        // A batch step's result, or a discarded step's reason.
         let batch_result;
         // A success passes its result on; a step discarded or skipped unrun (expired, say)
         // ends without one, as a dead step does (a failure waits for its retries; a
@@ -108,7 +109,10 @@ impl crate::job::middleware::ServerMiddleware for WorkflowSteps {
                 job.signals().output().unwrap_or("null"),
                 job.jid(),
             ),
-            (Outcome::Discarded(_) | Outcome::Skipped(_), _) => ("dead", "", job.jid()),
+            (Outcome::Discarded(why) | Outcome::Skipped(why), _) => {
+                batch_result = format!("discarded: {why}");
+                ("dead", batch_result.as_str(), job.jid())
+            }
             _ => return outcome,
         };
         static SCRIPT: std::sync::LazyLock<redis::Script> =

@@ -3,6 +3,7 @@
 -- counts, times; `parent_wf` and `parent_step` for a sub-workflow) and the hashes
 -- `wf:WID:SUFFIX` keyed by step name: jobs (payload without its final '}'), queues, jids,
 -- parents and children (JSON arrays), pending (parents not yet succeeded), state, results,
+-- errors (a dead step's), started_at and ended_at (epoch seconds),
 -- kinds ('compensation', 'workflow:SUBWID' for a step that is a sub-workflow, 'batch:BID'
 -- for one that is a batch, whose jobs wait in `jobs` as a JSON array of [queue, job] until
 -- it starts) and policies (a step's own on-failure policy).
@@ -69,6 +70,8 @@ local function start_ready(wid, now)
 end
 start_step = function(wid, step, now)
   set_state(wid, step, 'enqueued')
+  redis.call('hset', wkey(wid, 'started_at'), step, now)
+  keep(wid, 'started_at')
   local sub = sub_of(wid, step)
   if sub then
     redis.call('hset', wkey(sub), 'state', 'running')
@@ -142,7 +145,8 @@ local function settle(wid, now)
   end
 end
 
--- A step's end, exactly once: a success records its result and starts each child whose
+-- A step's end, exactly once: a success records its result (a death, its error, if
+-- `result` gives one) and starts each child whose
 -- every parent has now succeeded; a death does what the step's (or else the workflow's)
 -- policy says: 'stop' (nothing new starts, waiting steps are skipped), 'continue' (only what
 -- depends on it is skipped) or 'compensate:STEP' (stop, and start compensation step STEP).
@@ -155,6 +159,8 @@ finish_step = function(wid, step, outcome, result, now)
   if is_ended(state) or state == 'waiting' or state == 'standby' then return 0 end
   local running = redis.call('hget', base, 'state') == 'running'
   local started = 0
+  redis.call('hset', wkey(wid, 'ended_at'), step, now)
+  keep(wid, 'ended_at')
   if outcome == 'succeeded' then
     set_state(wid, step, 'succeeded')
     redis.call('hset', wkey(wid, 'results'), step, result)
@@ -170,6 +176,10 @@ finish_step = function(wid, step, outcome, result, now)
   else
     set_state(wid, step, 'dead')
     redis.call('hincrby', base, 'dead', 1)
+    if result ~= '' then
+      redis.call('hset', wkey(wid, 'errors'), step, result)
+      keep(wid, 'errors')
+    end
     redis.call('hsetnx', base, 'failed_step', step)
     local policy = redis.call('hget', wkey(wid, 'policies'), step) or redis.call('hget', base, 'policy')
     if policy == 'continue' then

@@ -22,6 +22,12 @@ reset = function(w)
   for i = 1, #all, 2 do
     local step, s = all[i], all[i + 1]
     local kind = redis.call('hget', wkey(w, 'kinds'), step)
+    if s == 'dead' or s == 'skipped' or (kind == 'compensation' and s ~= 'standby') then
+      -- A fresh run's times and error.
+      for _, suffix in ipairs({'errors', 'started_at', 'ended_at'}) do
+        redis.call('hdel', wkey(w, suffix), step)
+      end
+    end
     if kind == 'compensation' then
       if s ~= 'standby' then
         if s == 'succeeded' then redis.call('hincrby', b, 'done', -1) end
@@ -34,6 +40,7 @@ reset = function(w)
     elseif s == 'dead' and batch_of(w, step) then
       redis.call('hincrby', b, 'dead', -1)
       set_state(w, step, 'enqueued')
+      redis.call('hset', wkey(w, 'started_at'), step, now)
       for _, jid in ipairs(redis.call('smembers', PREFIX .. 'batch:' .. batch_of(w, step) .. ':dead')) do
         table.insert(batch_jids, jid)
       end
