@@ -9,7 +9,8 @@
 #   end
 #
 # What does not cross: a Ruby step's result is null (its return value is not taken), it
-# cannot read its parents' results or add steps, and a batch step's jobs run on Psychiq.
+# cannot read its parents' results or add steps, a batch step's jobs run on Psychiq, and a
+# job a worker discards (sidekiq_retries_exhausted returning :discard) ends no step.
 require "sidekiq"
 
 module Psychiq
@@ -22,10 +23,19 @@ module Psychiq
       result = yield
       WorkflowSteps.finish(job, "succeeded", "null") if job["wf"]
       result
-    rescue Exception
-      # `retry: false` drops a failed job without calling the death handlers.
-      WorkflowSteps.finish(job, "dead", "#{$!.class}: #{$!.message}") if job["wf"] && job["retry"] == false
+    rescue Exception => e
+      # `retry: false` drops a failed job without calling the death handlers; a job stopped
+      # by a shutdown is pushed back, not failed.
+      if job["wf"] && job["retry"] == false && !WorkflowSteps.interrupted?(e)
+        WorkflowSteps.finish(job, "dead", "#{e.class}: #{e.message}")
+      end
       raise
+    end
+
+    def self.interrupted?(error)
+      stops = [Sidekiq::Shutdown, Interrupt]
+      stops << Sidekiq::Job::Interrupted if defined?(Sidekiq::Job::Interrupted)
+      stops.any? { |stop| error.is_a?(stop) }
     end
 
     # A death handler: the job's retries are spent (or it had none) and it died.

@@ -38,6 +38,11 @@ impl Task for Step {
         if name == "discarded" {
             return Err(JobError::discard("not needed after all"));
         }
+        if name == "stall" && self.flaky.load(Ordering::SeqCst) {
+            // Runs until cancelled while `flaky` is set; succeeds once it is not.
+            psychiq::context::cancelled().await;
+            return Err(JobError::new("Stopped", "cancelled"));
+        }
         if name == "hang" {
             psychiq::context::cancelled().await;
             return Err(JobError::new("Stopped", "cancelled"));
@@ -644,11 +649,37 @@ async fn a_batch_step_ends_when_its_batch_does_and_is_retried_through_its_dead_j
         states_of(&ns, &wid, &["pages", "merge"]).await,
         ["dead", "skipped"]
     );
+    // Retried while the job still fails: it dies again, and so does the step.
+    assert_eq!(api.retry_workflow(&wid).await?, 1);
+    assert_eq!(finished(&ns, &wid).await, "failed");
     worker.flaky.store(false, Ordering::SeqCst);
     assert_eq!(api.retry_workflow(&wid).await?, 1);
     assert_eq!(finished(&ns, &wid).await, "succeeded");
-    assert_eq!(api.dead().size().await?, 0);
+    assert_eq!(
+        api.dead().size().await?,
+        0,
+        "each old dead job left the dead set"
+    );
     assert_eq!(worker.ran().iter().filter(|n| *n == "merge").count(), 1);
+
+    // Cancelled while its batch runs (its running job cancelled, never in the dead set),
+    // then retried: the job is pushed again under a new jid and the step ends.
+    worker.flaky.store(true, Ordering::SeqCst);
+    let wid = Workflow::new("cancelled batch")
+        .batch_step("pages", Batch::new("pages"), vec![step("stall")])
+        .push(&ns.client)
+        .await?;
+    wait_until(
+        Duration::from_secs(10),
+        "the stalling job to run",
+        || async { worker.ran().contains(&"stall".to_string()) },
+    )
+    .await;
+    api.cancel_workflow(&wid).await?;
+    assert_eq!(finished(&ns, &wid).await, "cancelled");
+    worker.flaky.store(false, Ordering::SeqCst);
+    api.retry_workflow(&wid).await?;
+    assert_eq!(finished(&ns, &wid).await, "succeeded");
 
     // Its own success or death callback would take the step's place: refused.
     let refused = Workflow::new("x")

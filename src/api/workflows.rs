@@ -185,10 +185,10 @@ impl Api {
     }
 
     /// Retries workflow `wid` once it has ended: its dead and skipped steps (its
-    /// sub-workflows' too) wait again and those whose parents have all succeeded start, each
-    /// job step under a new jid (its old dead job leaves the dead set); compensation steps
-    /// go back on standby; a batch step that died runs on, its batch's dead jobs retried
-    /// from the dead set. Returns how many job steps and batch jobs had died.
+    /// sub-workflows' too) wait again and those whose parents have all succeeded start,
+    /// each job step under a new jid (its old dead job leaves the dead set); compensation
+    /// steps go back on standby; a dead batch step runs on with its dead jobs pushed again
+    /// under new jids. Its keys are kept 30 days from now. Returns how many jobs had died.
     pub async fn retry_workflow(&self, wid: &str) -> Result<usize> {
         let answer: redis::Value = self
             .query(
@@ -197,10 +197,11 @@ impl Api {
                     .arg(0)
                     .arg(self.keys.prefix())
                     .arg(wid)
-                    .arg(crate::job::payload::timestamp_text(crate::clock::now_secs())),
+                    .arg(crate::job::payload::timestamp_text(crate::clock::now_secs()))
+                    .arg(crate::workflow::WORKFLOW_TTL.as_secs()),
             )
             .await?;
-        let (old_jids, batch_jids): (Vec<String>, Vec<String>) = match answer {
+        let old_jids: Vec<String> = match answer {
             redis::Value::Int(-1) => {
                 return Err(Error::NotFound(format!(
                     "no workflow {wid} (or it expired)"
@@ -223,19 +224,15 @@ impl Api {
             }
             other => redis::FromRedisValue::from_redis_value(other).unwrap_or_default(),
         };
-        // The old dead jobs would run the steps again under jids the workflow has dropped.
+        // The old dead jobs would run their steps again under jids the workflow has dropped
+        // (a cancelled one was never in the dead set).
         let dead = self.dead();
         for jid in &old_jids {
             if let Some(job) = dead.find(jid).await? {
                 job.delete().await?;
             }
         }
-        for jid in &batch_jids {
-            if let Some(job) = dead.find(jid).await? {
-                job.retry_now().await?;
-            }
-        }
-        Ok(old_jids.len() + batch_jids.len())
+        Ok(old_jids.len())
     }
 }
 

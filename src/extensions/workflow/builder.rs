@@ -157,8 +157,12 @@ impl Workflow {
     /// steps' children by name.
     fn check(&self) -> Result<HashMap<&str, Vec<&str>>> {
         let bad = |why: String| Err(Error::Config(format!("workflow {:?}: {why}", self.name)));
-        if self.steps.is_empty() {
-            return bad("it has no steps; add them with .step(name, job)".into());
+        if self
+            .steps
+            .iter()
+            .all(|s| matches!(s.body, Body::Compensation(_)))
+        {
+            return bad("it has no steps to run; add them with .step(name, job)".into());
         }
         let mut names = HashSet::new();
         for step in &self.steps {
@@ -390,18 +394,19 @@ impl Workflow {
                         .option(WORKFLOW_FIELD, Value::from(wid))
                         .option(STEP_FIELD, Value::from(name));
                     let batch = batch.clone().on_success(end.clone()).on_death(end);
+                    // Its jobs are kept with the step (pushed when it starts; a retry
+                    // pushes its dead ones again).
                     let held = batch.write_held(pipe, keys, jobs.clone(), now)?;
                     if state == "enqueued" {
-                        for (queue, open) in held {
-                            roots.entry(queue).or_default().push(format!(
+                        for (queue, open) in &held {
+                            roots.entry(queue.clone()).or_default().push(format!(
                                 "{open},\"enqueued_at\":{}}}",
                                 payload::timestamp_text(now)
                             ));
                         }
-                    } else {
-                        let held = serde_json::to_string(&held).unwrap_or_default();
-                        pipe.hset(key("jobs"), name, held).ignore();
                     }
+                    let held = serde_json::to_string(&held).unwrap_or_default();
+                    pipe.hset(key("jobs"), name, held).ignore();
                     pipe.hset(key("queues"), name, &queue).ignore();
                     pipe.hset(key("jids"), name, batch.bid()).ignore();
                     pipe.hset(key("kinds"), name, format!("batch:{}", batch.bid()))

@@ -96,10 +96,11 @@ impl crate::job::middleware::ServerMiddleware for WorkflowSteps {
         // death is counted by the farewell).
         let (end, result, jid) = match (&outcome, &batch_event) {
             (Outcome::Done, Some((bid, event))) => {
-                batch_result = serde_json::json!({ "bid": bid }).to_string();
                 let end = if event == "success" {
+                    batch_result = serde_json::json!({ "bid": bid }).to_string();
                     "succeeded"
                 } else {
+                    batch_result = format!("a job of batch {bid} died");
                     "dead"
                 };
                 (end, batch_result.as_str(), bid.as_str())

@@ -54,11 +54,28 @@ local function push_job(queue, job, now)
   redis.call('lpush', PREFIX .. 'queue:' .. queue, job .. ',"enqueued_at":' .. now .. '}')
 end
 
+-- Defined below; each may call the others.
+local start_step, skip_step, settle, finish_step
+
+-- Gives job step `step` a new jid (in its job and in `jids`); returns the old one. A
+-- leftover run, death or cancel mark of the old jid then touches nothing.
+local function renew_jid(wid, step, now)
+  local old = redis.call('hget', wkey(wid, 'jids'), step)
+  local new = string.sub(redis.sha1hex(wid .. step .. old .. now), 1, 24)
+  local job = redis.call('hget', wkey(wid, 'jobs'), step)
+  local from, to = string.find(job, '"jid":"' .. old .. '"', 1, true)
+  if from then
+    job = string.sub(job, 1, from - 1) .. '"jid":"' .. new .. '"' .. string.sub(job, to + 1)
+  end
+  redis.call('hset', wkey(wid, 'jobs'), step, job)
+  redis.call('hset', wkey(wid, 'jids'), step, new)
+  return old
+end
+
 local function is_ended(state) return state == 'succeeded' or state == 'dead' or state == 'skipped' end
 
 -- Starts a step: pushes its job (with enqueued_at) or its batch's jobs, or starts its
 -- sub-workflow's roots.
-local start_step
 -- Starts every waiting step of workflow `wid` whose parents have all succeeded.
 local function start_ready(wid, now)
   local all = redis.call('hgetall', wkey(wid, 'state'))
@@ -87,7 +104,6 @@ start_step = function(wid, step, now)
 end
 
 -- A step that will not run; a sub-workflow step takes its whole sub-workflow with it.
-local skip_step
 local function abandon(wid, now)
   local all = redis.call('hgetall', wkey(wid, 'state'))
   for i = 1, #all, 2 do
@@ -97,7 +113,9 @@ local function abandon(wid, now)
   redis.call('hsetnx', wkey(wid), 'finished_at', now)
 end
 skip_step = function(wid, step, now)
-  if step_state(wid, step) == 'standby' then redis.call('hincrby', wkey(wid), 'standby', -1) end
+  local state = step_state(wid, step)
+  if not state or is_ended(state) then return end
+  if state == 'standby' then redis.call('hincrby', wkey(wid), 'standby', -1) end
   set_state(wid, step, 'skipped')
   redis.call('hincrby', wkey(wid), 'skipped', 1)
   local sub = sub_of(wid, step)
@@ -121,8 +139,7 @@ end
 
 -- Ends the workflow when every step has (compensation steps still on standby are skipped
 -- then); a sub-workflow's end is its step's end in the workflow above.
-local finish_step
-local function settle(wid, now)
+settle = function(wid, now)
   local base = wkey(wid)
   local c = redis.call('hmget', base, 'total', 'done', 'dead', 'skipped', 'standby', 'finished_at')
   local ended = tonumber(c[2]) + tonumber(c[3]) + tonumber(c[4])
@@ -139,9 +156,12 @@ local function settle(wid, now)
   end
   local parent = redis.call('hget', base, 'parent_wf')
   if parent then
-    local outcome = 'dead'
-    if state == 'succeeded' then outcome = 'succeeded' end
-    finish_step(parent, redis.call('hget', base, 'parent_step'), outcome, leaf_results(wid), now)
+    local step = redis.call('hget', base, 'parent_step')
+    if state == 'succeeded' then
+      finish_step(parent, step, 'succeeded', leaf_results(wid), now)
+    else
+      finish_step(parent, step, 'dead', 'sub-workflow ' .. wid .. ' ' .. state, now)
+    end
   end
 end
 
