@@ -16,8 +16,8 @@ use crate::job::job_events::{self, Event, EventKind};
 use crate::job::middleware::ClientChain;
 use crate::job::payload;
 use crate::job::status;
-use crate::job::unique;
 use crate::job::worker::Worker;
+use crate::job::{debounce, unique};
 use crate::store::config::RedisConfig;
 use crate::store::keys::Keys;
 
@@ -78,13 +78,16 @@ pub enum Push {
     /// A unique job ([`Job::unique_for`]) whose twin is pending, with the twin's jid;
     /// nothing was written.
     Duplicate(String),
+    /// A debounced job ([`Job::debounce`]) that replaced the arguments of its key's
+    /// waiting job, whose jid this is.
+    Debounced(String),
 }
 
 impl Push {
     /// The jid, if it was pushed; for a [`Push::Duplicate`], the pending twin's.
     pub fn jid(&self) -> Option<&str> {
         match self {
-            Push::Pushed(jid) | Push::Duplicate(jid) => Some(jid),
+            Push::Pushed(jid) | Push::Duplicate(jid) | Push::Debounced(jid) => Some(jid),
             Push::Refused(_) => None,
         }
     }
@@ -250,7 +253,7 @@ impl Client {
     /// and the twin's jid is returned.
     pub async fn push(&self, job: Job) -> Result<String> {
         match self.try_push(job).await? {
-            Push::Pushed(jid) | Push::Duplicate(jid) => Ok(jid),
+            Push::Pushed(jid) | Push::Duplicate(jid) | Push::Debounced(jid) => Ok(jid),
             Push::Refused(reason) => Err(Error::NotPushed { reason }),
         }
     }
@@ -272,7 +275,7 @@ impl Client {
         Ok(pushes
             .into_iter()
             .filter_map(|push| match push {
-                Push::Pushed(jid) | Push::Duplicate(jid) => Some(jid),
+                Push::Pushed(jid) | Push::Duplicate(jid) | Push::Debounced(jid) => Some(jid),
                 Push::Refused(_) => None,
             })
             .collect())
@@ -385,21 +388,33 @@ impl Client {
                 "unique jobs are not available in the cluster layout yet (the lock and the queue are in different slots); push it without unique_for, or use one Redis".into(),
             ));
         }
+        if self.keys.is_cluster() && jobs.iter().any(|job| job.debounce.is_some()) {
+            return Err(Error::Config(
+                "debounced jobs are not available in the cluster layout yet (the key and the schedule are in different slots); use one Redis".into(),
+            ));
+        }
         let mut pushes = Vec::with_capacity(jobs.len());
         let now = crate::clock::now_secs();
         // Commands of up to 1,000 jobs each; ten of them share a round trip, which bounds
         // the buffer while cutting round trips tenfold for large bulks.
         for group in jobs.chunks(BULK_BATCH * BATCHES_PER_ROUND_TRIP) {
             let mut pipe = redis::pipe();
-            // Unique jobs (their place in `pushes`), answered in the pipeline's order.
-            let mut unique: Vec<usize> = Vec::new();
+            // Unique and debounced jobs (their place in `pushes`, and whether debounced),
+            // answered in the pipeline's order.
+            let mut answered: Vec<(usize, bool)> = Vec::new();
             // Tracked unique jobs (jid), whose status goes if a twin was pending.
             let mut tracked_unique: Vec<(usize, String)> = Vec::new();
+            // Loaded first in the same pipeline, so each job sends only the script's hash.
             if group.iter().any(|job| job.unique.is_some()) {
-                // Loaded first in the same pipeline, so each job sends only the script's hash.
                 pipe.cmd("SCRIPT")
                     .arg("LOAD")
                     .arg(unique::PUSH_SCRIPT)
+                    .ignore();
+            }
+            if group.iter().any(|job| job.debounce.is_some()) {
+                pipe.cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(debounce::PUSH_SCRIPT)
                     .ignore();
             }
             for chunk in group.chunks(BULK_BATCH) {
@@ -416,7 +431,7 @@ impl Client {
                         status::pushed(
                             &mut pipe, &self.keys, &jid, &job.class, &job.queue, at, now, retention,
                         );
-                        if job.unique.is_some() {
+                        if job.unique.is_some() || job.debounce.is_some() {
                             tracked_unique.push((pushes.len(), jid.clone()));
                         }
                     }
@@ -451,7 +466,19 @@ impl Client {
                             .arg(&json)
                             .arg(&job.queue)
                             .arg(score);
-                        unique.push(pushes.len());
+                        answered.push((pushes.len(), false));
+                    } else if let Some(settings) = &job.debounce {
+                        // Replaces its key's waiting job, or waits as the key's new one.
+                        pipe.cmd("EVALSHA")
+                            .arg(debounce::push_script_hash())
+                            .arg(2)
+                            .arg(debounce::debounce_key(&self.keys, &settings.key))
+                            .arg(self.keys.schedule())
+                            .arg(job.to_json(&jid, now, None)?)
+                            .arg(&jid)
+                            .arg(settings.delay.as_secs_f64())
+                            .arg(settings.max_wait.map_or(0.0, |d| d.as_secs_f64()));
+                        answered.push((pushes.len(), true));
                     } else {
                         match at {
                             Some(at) => {
@@ -514,15 +541,22 @@ impl Client {
                 .into_iter()
                 .map(|reply| redis::FromRedisValue::from_redis_value(reply).unwrap_or_default())
                 .collect();
-            for (place, holder) in unique.into_iter().zip(holders) {
+            for ((place, debounced), holder) in answered.into_iter().zip(holders) {
                 if pushes[place].jid() != Some(holder.as_str()) {
-                    pushes[place] = Push::Duplicate(holder);
+                    pushes[place] = if debounced {
+                        Push::Debounced(holder)
+                    } else {
+                        Push::Duplicate(holder)
+                    };
                 }
             }
-            // A duplicate was never pushed: its status goes (the twin has its own).
+            // A duplicate was never pushed, and a debounced push took the waiting job's jid:
+            // its own status goes (that job has its own).
             let unpushed: Vec<String> = tracked_unique
                 .into_iter()
-                .filter(|(place, _)| matches!(pushes[*place], Push::Duplicate(_)))
+                .filter(|(place, _)| {
+                    matches!(pushes[*place], Push::Duplicate(_) | Push::Debounced(_))
+                })
                 .map(|(_, jid)| self.keys.status(&jid))
                 .collect();
             if !unpushed.is_empty() {

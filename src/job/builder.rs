@@ -38,6 +38,7 @@ pub struct Job {
     pub(crate) jid: Option<String>,
     pub(crate) expiry: Option<Expiry>,
     pub(crate) unique: Option<Unique>,
+    pub(crate) debounce: Option<crate::job::debounce::Debounce>,
     pub(crate) options: JobMap,
     /// Set for a job of a Ruby ActiveJob class: `args` are then the job's own arguments,
     /// written inside Rails' record (see [`Job::active_job`]).
@@ -103,6 +104,7 @@ impl Job {
             jid: None,
             expiry: None,
             unique: None,
+            debounce: None,
             options: JobMap::new(),
             active_job: None,
         })
@@ -228,6 +230,43 @@ impl Job {
     /// ```
     pub fn expires_in(mut self, expires_in: Duration) -> Job {
         self.expiry = Some(Expiry::In(expires_in));
+        self
+    }
+
+    /// Debounces the job by `key`: pushes with the same key while its job still waits make
+    /// one job, with the last push's arguments, run `delay` after the last push (see
+    /// [`Job::debounce_max_wait`] for a burst that never pauses). The push returns the
+    /// waiting job's jid ([`crate::Push::Debounced`] when it replaced one). Atomic under
+    /// concurrent pushes, on Redis's clock; the job waits in the schedule, so a Ruby
+    /// server's poller runs it as any scheduled job.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let job = psychiq::Job::new("Search::Reindex", (42,))?
+    ///     .debounce("reindex-user-42", Duration::from_secs(5))
+    ///     .debounce_max_wait(Duration::from_secs(60));
+    /// # Ok::<(), psychiq::Error>(())
+    /// ```
+    pub fn debounce(mut self, key: impl Into<String>, delay: Duration) -> Job {
+        let key = key.into();
+        self.options.insert(
+            crate::job::debounce::DEBOUNCE_FIELD.into(),
+            Value::String(key.clone()),
+        );
+        self.debounce = Some(crate::job::debounce::Debounce {
+            key,
+            delay,
+            max_wait: self.debounce.and_then(|d| d.max_wait),
+        });
+        self.at(SystemTime::now() + delay)
+    }
+
+    /// With [`Job::debounce`]: the job runs at most `max_wait` after the first push of a
+    /// burst, however long the burst goes on.
+    pub fn debounce_max_wait(mut self, max_wait: Duration) -> Job {
+        if let Some(debounce) = &mut self.debounce {
+            debounce.max_wait = Some(max_wait);
+        }
         self
     }
 
@@ -381,6 +420,20 @@ impl Job {
     /// the client middleware had their say: an empty queue, `tags` that are not a list, a
     /// `retry_for` that is not a number of seconds up to 10^9.
     pub(crate) fn check(&self) -> Result<()> {
+        if let Some(debounce) = &self.debounce {
+            if debounce.key.is_empty() {
+                return Err(Error::Payload(format!(
+                    "job {} has an empty debounce key; name what its pushes stand for",
+                    self.class
+                )));
+            }
+            if self.unique.is_some() {
+                return Err(Error::Payload(format!(
+                    "job {} is both unique and debounced; a debounced job is already one per key, so drop unique_for",
+                    self.class
+                )));
+            }
+        }
         if self.queue.is_empty() {
             return Err(Error::Payload(format!(
                 "job {} has an empty queue name; give it one with .queue(\"name\")",

@@ -87,12 +87,9 @@ pub(crate) const PUSH_SCRIPT: &str = UNIQUE_PUSH;
 
 /// The SHA-1 of [`PUSH_SCRIPT`], as `EVALSHA` names it.
 pub(crate) fn push_script_hash() -> &'static str {
-    static HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        let mut hash = sha1_smol::Sha1::new();
-        hash.update(PUSH_SCRIPT.as_bytes());
-        hash.digest().to_string()
-    });
-    &HASH
+    static SCRIPT: std::sync::LazyLock<redis::Script> =
+        std::sync::LazyLock::new(|| redis::Script::new(PUSH_SCRIPT));
+    SCRIPT.get_hash()
 }
 
 #[cfg(test)]

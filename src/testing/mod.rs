@@ -143,6 +143,13 @@ impl Store {
                 jids.push(crate::Push::Duplicate(twin));
                 continue;
             }
+            // A debounced job whose key's job still waits replaces it, keeping its jid.
+            if !self.inline
+                && let Some(jid) = self.debounce_into_waiting(&job)
+            {
+                jids.push(crate::Push::Debounced(jid));
+                continue;
+            }
             if self.inline {
                 let queue: Arc<str> = job.queue.as_str().into();
                 let raw: Arc<[u8]> = job.payload.as_bytes().into();
@@ -187,6 +194,30 @@ impl Store {
             status.result = Some(job.signals().output().unwrap_or("null").to_string());
         }
         self.state().statuses.insert(job.jid().to_string(), status);
+    }
+
+    /// Puts debounced job `job` in the place of the waiting job with its debounce key, with
+    /// that job's jid, and returns it; `None` if no job waits with its key.
+    fn debounce_into_waiting(&self, job: &Pushed) -> Option<String> {
+        let field = crate::job::debounce::DEBOUNCE_FIELD;
+        if !job.payload.contains(&format!("\"{field}\"")) {
+            return None;
+        }
+        let fields: crate::job::payload::JobMap = serde_json::from_str(&job.payload).ok()?;
+        let key = fields.get(field)?.as_str()?;
+        let mut state = self.state();
+        let place = state
+            .pending
+            .iter()
+            .position(|waiting| waiting.field(field).and_then(Value::as_str) == Some(key))?;
+        let jid = state.pending[place].jid().to_string();
+        let payload = job.payload.replacen(
+            &format!("\"jid\":\"{}\"", job.jid),
+            &format!("\"jid\":\"{jid}\""),
+            1,
+        );
+        state.pending[place] = EnqueuedJob::new(payload, &job.queue, job.at);
+        Some(jid)
     }
 
     /// The jid of a waiting job with the same `unique_key` as `payload`, if it has one.

@@ -61,6 +61,10 @@ pub(crate) const REQUEUE: &str = include_str!("requeue.lua");
 /// then, writes the job ARGV[3]: to the queue KEYS[3] (naming ARGV[4] in the set KEYS[2])
 /// or, with a score ARGV[5], to the schedule KEYS[3].
 pub(crate) const UNIQUE_PUSH: &str = include_str!("unique_push.lua");
+/// `debounce_push.lua`: Pushes a debounced job (KEYS: its debounce hash, the schedule;
+/// ARGV: the job, its jid, its delay, its longest wait), replacing the key's waiting job;
+/// returns the jid the job has.
+pub(crate) const DEBOUNCE_PUSH: &str = include_str!("debounce_push.lua");
 /// `unique_unlock.lua`: Deletes each lock KEYS[i] that still holds ARGV[i] (one taken again
 /// by a later push after it expired is not this job's to let go).
 pub(crate) const UNIQUE_UNLOCK: &str = include_str!("unique_unlock.lua");

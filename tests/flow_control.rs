@@ -1,0 +1,152 @@
+//! Flow control: debounced pushes (a burst becomes one job, atomically, on Redis's clock;
+//! a burst that never pauses is bounded by its longest wait), also in the test mode.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use psychiq::{Job, JobResult, Push, Registry, Worker};
+use serde_json::Value;
+
+/// Records each run's arguments and when it ran.
+#[derive(Clone, Default)]
+struct Tally {
+    runs: Arc<Mutex<Vec<(Value, Instant)>>>,
+}
+
+impl Worker for Tally {
+    type Args = Value;
+    async fn perform(&self, args: Value) -> JobResult {
+        self.runs.lock().unwrap().push((args, Instant::now()));
+        Ok(())
+    }
+}
+
+fn serve(ns: &TestNs) -> (Tally, RunningServer) {
+    let tally = Tally::default();
+    let mut registry = Registry::new();
+    registry.register(tally.clone());
+    let config = ns.config().poll_interval(Duration::from_millis(100));
+    (tally, RunningServer::start(config, registry))
+}
+
+#[tokio::test]
+async fn a_burst_of_a_thousand_concurrent_pushes_runs_once() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let mut tasks = Vec::new();
+    for task in 0..10 {
+        let client = ns.client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut pushes = Vec::new();
+            for n in 0..100 {
+                let job = Job::new("Tally", (task * 100 + n,))?
+                    .debounce("reindex-42", Duration::from_secs(1));
+                pushes.push(client.try_push(job).await?);
+            }
+            psychiq::Result::Ok(pushes)
+        }));
+    }
+    let mut pushes = Vec::new();
+    for task in tasks {
+        pushes.extend(task.await.unwrap()?);
+    }
+    // One job waits, and every push answered with its jid: the first wrote it, the others
+    // replaced its arguments.
+    let scheduled = ns.zrange(&ns.keys().schedule()).await;
+    assert_eq!(scheduled.len(), 1, "{scheduled:?}");
+    let waiting: Value = serde_json::from_str(&scheduled[0]).unwrap();
+    let jid = waiting["jid"].as_str().unwrap();
+    assert!(pushes.iter().all(|p| p.jid() == Some(jid)), "{pushes:?}");
+    assert_eq!(
+        pushes
+            .iter()
+            .filter(|p| matches!(p, Push::Pushed(_)))
+            .count(),
+        1,
+        "one push wrote the job, the rest debounced into it"
+    );
+    assert_eq!(waiting["debounce"], "reindex-42");
+
+    let (tally, server) = serve(&ns);
+    wait_until(Duration::from_secs(10), "the debounced job", || async {
+        !tally.runs.lock().unwrap().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let runs = tally.runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].0, waiting["args"], "with the last push's arguments");
+
+    // Once it ran, the next push starts a new one.
+    let next = ns
+        .client
+        .try_push(Job::new("Tally", ("again",))?.debounce("reindex-42", Duration::from_millis(200)))
+        .await?;
+    assert!(matches!(&next, Push::Pushed(j) if j != jid), "{next:?}");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_burst_that_never_pauses_runs_within_its_longest_wait() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let (tally, server) = serve(&ns);
+    let began = Instant::now();
+    // A push every 100 ms for 2.5 s, each asking for 500 ms of quiet: without a longest
+    // wait nothing would run until the burst ends.
+    while began.elapsed() < Duration::from_millis(2500) {
+        let job = Job::new("Tally", (began.elapsed().as_millis() as u64,))?
+            .debounce("busy", Duration::from_millis(500))
+            .debounce_max_wait(Duration::from_secs(1));
+        ns.client.push(job).await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = tally
+        .runs
+        .lock()
+        .unwrap()
+        .first()
+        .map(|(_, at)| *at - began);
+    let first = first.expect("a run during the burst");
+    assert!(
+        first >= Duration::from_millis(900) && first < Duration::from_millis(1800),
+        "the first run came {first:?} after the burst began"
+    );
+    wait_until(Duration::from_secs(5), "the last burst's job", || async {
+        ns.zrange(&ns.keys().schedule()).await.is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let runs = tally.runs.lock().unwrap().len();
+    assert!((2..=4).contains(&runs), "{runs} runs for 25 pushes");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_test_mode_debounces_too_and_debounce_refuses_unique() {
+    let fake = psychiq::testing::Fake::new(Registry::new());
+    let client = fake.client();
+    let push = |n: u32| {
+        Job::new("Tally", (n,))
+            .unwrap()
+            .debounce("k", Duration::from_secs(60))
+    };
+    let first = client.try_push(push(1)).await.unwrap();
+    let second = client.try_push(push(2)).await.unwrap();
+    assert!(matches!(&second, Push::Debounced(j) if Some(j.as_str()) == first.jid()));
+    let jobs = fake.jobs();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].args_json(), &serde_json::json!([2]));
+
+    let both = client
+        .push(push(3).unique_for(Duration::from_secs(60)))
+        .await
+        .unwrap_err();
+    assert!(
+        both.to_string().contains("both unique and debounced"),
+        "{both}"
+    );
+}
