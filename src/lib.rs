@@ -63,6 +63,8 @@ pub use store::connection::Connection as RedisConnection;
 pub use store::keys::{Keys, Layout};
 
 #[cfg(feature = "server")]
+pub use server::capsule::Capsule;
+#[cfg(feature = "server")]
 pub use server::fetch::{FetchMode, QueueSpec};
 #[cfg(feature = "server")]
 pub use server::launcher::{RunningJobInfo, ServerHandle};

@@ -150,3 +150,142 @@ async fn the_test_mode_debounces_too_and_debounce_refuses_unique() {
         "{both}"
     );
 }
+
+/// Sleeps its milliseconds, counting per queue how many run at once, the most that did,
+/// and how many finished.
+#[derive(Clone, Default)]
+struct Nap {
+    now: Arc<Mutex<std::collections::HashMap<String, Counts>>>,
+}
+
+/// Running now, the most at once, finished.
+type Counts = (usize, usize, usize);
+
+impl Worker for Nap {
+    type Args = (u64,);
+    async fn perform(&self, (ms,): (u64,)) -> JobResult {
+        let queue = psychiq::context::current().unwrap().queue().to_string();
+        {
+            let mut now = self.now.lock().unwrap();
+            let (running, most, _) = now.entry(queue.clone()).or_default();
+            *running += 1;
+            *most = (*most).max(*running);
+        }
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let mut now = self.now.lock().unwrap();
+        let counts = now.get_mut(&queue).unwrap();
+        counts.0 -= 1;
+        counts.2 += 1;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn capsules_run_their_queues_at_their_own_concurrency() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let nap = Nap::default();
+    let mut registry = Registry::new();
+    registry.register(nap.clone());
+    let config = ns
+        .config()
+        .queue("slow")
+        .concurrency(1)
+        .capsule(psychiq::Capsule::new("fast", 3).queue("fast"));
+    let server = RunningServer::start(config, registry);
+    for _ in 0..3 {
+        ns.client
+            .push(Job::new("Nap", (400,))?.queue("slow"))
+            .await?;
+    }
+    for _ in 0..12 {
+        ns.client
+            .push(Job::new("Nap", (100,))?.queue("fast"))
+            .await?;
+    }
+    let api = ns.jobs.api().await?;
+    // The fast capsule drains while the slow one has its single worker busy.
+    wait_until(
+        Duration::from_secs(5),
+        "the fast queue to drain",
+        || async { api.queue_size("fast").await.unwrap() == 0 },
+    )
+    .await;
+    let slow_done = nap.now.lock().unwrap()["slow"].2;
+    assert!(
+        slow_done < 3,
+        "{slow_done} slow jobs done: the fast ones waited for them"
+    );
+    let process = api.processes().await?.pop().expect("the process");
+    assert_eq!(process.info["concurrency"], 4);
+    assert_eq!(process.info["capsules"]["fast"]["concurrency"], 3);
+    assert_eq!(process.info["capsules"]["default"]["weights"]["slow"], 0);
+    assert_eq!(process.queues_text(), "default (1): slow · fast (3): fast");
+    wait_until(Duration::from_secs(5), "the slow jobs", || async {
+        nap.now.lock().unwrap()["slow"].2 == 3
+    })
+    .await;
+    server.stop().await;
+    let most = nap.now.lock().unwrap().clone();
+    assert_eq!((most["slow"].1, most["fast"].1), (1, 3), "{most:?}");
+
+    // A queue in two capsules, or two capsules of one name, is refused at the start.
+    let twice = psychiq::Server::new(
+        ns.config()
+            .queue("a")
+            .capsule(psychiq::Capsule::new("b", 1).queue("a")),
+        Registry::new(),
+    )
+    .start()
+    .await
+    .err()
+    .expect("refused");
+    assert!(twice.to_string().contains("in two capsules"), "{twice}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_process_with_capsules_killed_loses_no_job_of_either() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let out = std::env::temp_dir().join(format!("{}-naps.jsonl", ns.namespace));
+    let path = out.to_str().unwrap();
+    for queue in ["slow", "fast", "fast"] {
+        ns.client
+            .push(Job::new("Sleep", (1500, path))?.queue(queue))
+            .await?;
+    }
+    let mut first = Spawned::start(
+        &ns,
+        &[
+            "-s",
+            "demo",
+            "-q",
+            "slow",
+            "-c",
+            "1",
+            "--capsule",
+            "fast:fast:2",
+        ],
+    );
+    let api = ns.jobs.api().await?;
+    // Taken by both capsules (the slow one runs its one, the fast one its two), then killed
+    // while they run.
+    wait_until(Duration::from_secs(10), "both queues taken", || async {
+        api.queue_size("slow").await.unwrap() + api.queue_size("fast").await.unwrap() == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.kill9();
+    let mut second = Spawned::start(&ns, &["-s", "demo", "-q", "slow", "-q", "fast", "-c", "5"]);
+    wait_until(
+        Duration::from_secs(20),
+        "the three recovered and run",
+        || async { std::fs::read_to_string(&out).is_ok_and(|s| s.lines().count() >= 3) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 3);
+    second.signal("TERM");
+    assert_eq!(second.wait_exit(Duration::from_secs(10)), 0);
+    let _ = std::fs::remove_file(&out);
+    Ok(())
+}

@@ -20,6 +20,37 @@ pub struct ProcessInfo {
     pub rss: u64,
 }
 
+impl ProcessInfo {
+    /// The queues it serves, as `a, b`; with capsules (Sidekiq 7's), each with its own:
+    /// `default: a, b · reports (2): reports`.
+    pub fn queues_text(&self) -> String {
+        let names = |list: &Value| {
+            list.as_array()
+                .map(|q| {
+                    q.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default()
+        };
+        match self.info["capsules"].as_object() {
+            Some(capsules) if capsules.len() > 1 => capsules
+                .iter()
+                .map(|(name, capsule)| {
+                    let queues: Vec<&str> = capsule["weights"]
+                        .as_object()
+                        .map(|w| w.keys().map(String::as_str).collect())
+                        .unwrap_or_default();
+                    format!("{name} ({}): {}", capsule["concurrency"], queues.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(" · "),
+            _ => names(&self.info["queues"]),
+        }
+    }
+}
+
 /// A job running now, from a process's heartbeat.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]

@@ -60,6 +60,9 @@ pub struct ServerArgs {
     /// Fetched jobs that may wait for a worker beyond those running (default: twice the concurrency; 0: none)
     #[arg(long, value_name = "JOBS", value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub prefetch: Option<u32>,
+    /// A pool of its own beside -q and -c (Sidekiq 7's capsules); repeat for more: NAME:QUEUE[=WEIGHT],...:CONCURRENCY
+    #[arg(long = "capsule", value_name = "NAME:QUEUES:CONCURRENCY", value_parser = parse_capsule)]
+    pub capsules: Vec<crate::Capsule>,
     /// Seconds running jobs get to finish on shutdown before they are pushed back (Sidekiq's -t; --timeout also works)
     #[arg(
         short = 't',
@@ -140,6 +143,10 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
     }
 }
 
+fn parse_capsule(text: &str) -> Result<crate::Capsule, String> {
+    crate::Capsule::parse(text).map_err(|e| e.to_string())
+}
+
 fn parse_queue(spec: &str) -> Result<QueueSpec, String> {
     QueueSpec::parse(spec).map_err(|e| e.to_string())
 }
@@ -170,6 +177,9 @@ impl ServerArgs {
         }
         for queue in &self.queues {
             config = config.queue_spec(queue.clone());
+        }
+        for capsule in &self.capsules {
+            config = config.capsule(capsule.clone());
         }
         if let Some(timeout) = self.job_timeout {
             config = config.job_timeout(timeout);

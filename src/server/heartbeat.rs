@@ -11,8 +11,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::server::capsule::{self, Capsule};
 use crate::store::connection::Connection;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::watch;
 
 use crate::job::payload;
@@ -55,20 +56,17 @@ impl Heartbeat {
     }
 
     /// The `info` JSON, written once at start and re-sent with every beat.
-    pub fn info(identity: &str, tag: &str, concurrency: usize, queues: &[(String, u32)]) -> String {
-        let names: Vec<&str> = queues.iter().map(|(name, _)| name.as_str()).collect();
-        let weights: serde_json::Map<String, Value> = queues
-            .iter()
-            .map(|(name, weight)| (name.clone(), Value::from(*weight)))
-            .collect();
+    pub fn info(identity: &str, tag: &str, capsules: &[Capsule]) -> String {
+        let (concurrency, queues, weights, by_name) = capsule::heartbeat_fields(capsules);
         json!({
             "hostname": hostname(),
             "started_at": payload::timestamp_value(crate::clock::now_secs()),
             "pid": std::process::id(),
             "tag": tag,
             "concurrency": concurrency,
-            "queues": names,
-            "weights": [weights],
+            "capsules": by_name,
+            "queues": queues,
+            "weights": weights,
             "labels": [],
             "identity": identity,
             "version": env!("CARGO_PKG_VERSION"),

@@ -22,6 +22,7 @@ use crate::plugins::{self, Plugin};
 use crate::server::Server;
 use crate::server::acks::{self, Acks};
 use crate::server::backlog::DEFAULT_PREFETCH_PER_SLOT;
+use crate::server::capsule::{self, Capsule, DEFAULT_CAPSULE};
 use crate::server::control::Control;
 use crate::server::events::Event;
 use crate::server::execute::Executor;
@@ -215,25 +216,42 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         );
     }
     let hooks = Arc::new(hooks);
-    let fetch_conn = config
-        .redis
-        .connect_with_timeout(FETCH_TIMEOUT + COMMAND_TIMEOUT)
-        .await?;
-    let queues = if config.queues.is_empty() {
-        vec![QueueSpec::parse("default")?]
-    } else {
-        config.queues.clone()
-    };
-    let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+    // The server's own queues and concurrency are the capsule `default`; each capsule
+    // fetches on a connection of its own.
+    let mut capsules = vec![Capsule {
+        name: DEFAULT_CAPSULE.to_string(),
+        queues: if config.queues.is_empty() {
+            vec![QueueSpec::parse("default")?]
+        } else {
+            config.queues.clone()
+        },
+        concurrency: config.concurrency,
+        prefetch: config.prefetch,
+    }];
+    capsules.extend(config.capsules.iter().cloned());
+    capsule::check(&capsules)?;
+    let mut fetch_conns = Vec::with_capacity(capsules.len());
+    for _ in &capsules {
+        fetch_conns.push(
+            config
+                .redis
+                .connect_with_timeout(FETCH_TIMEOUT + COMMAND_TIMEOUT)
+                .await?,
+        );
+    }
     let identity = Heartbeat::identity();
-    tracing::info!(
-        identity,
-        "Starting processing (concurrency={}) with Redis ({}), queues {:?}, namespace {:?}",
-        config.concurrency,
-        config.redis.display_address(),
-        names,
-        keys.namespace()
-    );
+    for capsule in &capsules {
+        let names: Vec<&str> = capsule.queues.iter().map(|q| q.name.as_str()).collect();
+        tracing::info!(
+            identity,
+            capsule = capsule.name,
+            "Starting processing (concurrency={}) with Redis ({}), queues {:?}, namespace {:?}",
+            capsule.concurrency,
+            config.redis.display_address(),
+            names,
+            keys.namespace()
+        );
+    }
 
     let control = Control::new();
     let iterable = registry.iterable_classes();
@@ -317,14 +335,13 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         hooks: Arc::clone(&hooks),
         batches,
     });
-    let weights: Vec<(String, u32)> = queues.iter().map(|q| (q.name.clone(), q.weight)).collect();
     let (beat_done, beat_done_rx) = watch::channel(false);
     let mut heartbeat = Heartbeat {
         conn: conn.clone(),
         keys: keys.clone(),
-        info: Heartbeat::info(&identity, &config.tag, config.concurrency, &weights),
+        info: Heartbeat::info(&identity, &config.tag, &capsules),
         identity: identity.clone(),
-        concurrency: config.concurrency,
+        concurrency: capsules.iter().map(|c| c.concurrency).sum(),
         running: Arc::clone(&running),
         stats: Arc::clone(&stats),
         control: control.clone(),
@@ -344,26 +361,32 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
     let handle_running = Arc::clone(&running);
     let handle_identity = identity.clone();
     let work = async move {
-        let mut workers = JoinSet::new();
-        let fetcher = Arc::new(Fetcher::new(
-            fetch_conn,
-            &keys,
-            &queues,
-            config.fetch,
-            &identity,
-            control.quiet.subscribe(),
-        ));
-        let manager = Manager {
-            processor: &processor,
-            concurrency: config.concurrency,
-            prefetch: config
-                .prefetch
-                .unwrap_or(DEFAULT_PREFETCH_PER_SLOT * config.concurrency),
-            running: &running,
-            keys: &keys,
-            conn: conn.clone(),
-            pending_acks: &pending_acks,
-        };
+        let pools: Vec<(Arc<Fetcher>, Manager<'_>)> = capsules
+            .iter()
+            .zip(fetch_conns)
+            .map(|(capsule, fetch_conn)| {
+                let fetcher = Arc::new(Fetcher::new(
+                    fetch_conn,
+                    &keys,
+                    &capsule.queues,
+                    config.fetch,
+                    &identity,
+                    control.quiet.subscribe(),
+                ));
+                let manager = Manager {
+                    processor: &processor,
+                    concurrency: capsule.concurrency,
+                    prefetch: capsule
+                        .prefetch
+                        .unwrap_or(DEFAULT_PREFETCH_PER_SLOT * capsule.concurrency),
+                    running: &running,
+                    keys: &keys,
+                    conn: conn.clone(),
+                    pending_acks: &pending_acks,
+                };
+                (fetcher, manager)
+            })
+            .collect();
         // The built-in plugins first: the poller and the recovery of dead processes' jobs.
         let mut all: Vec<Arc<dyn Plugin>> = vec![
             Arc::new(Poller {
@@ -388,9 +411,14 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
                 stop,
             ));
         }
-        manager
-            .fetch_until_quiet(&fetcher, &mut workers, control.quiet.subscribe())
-            .await;
+        // Every capsule fetches for its own workers until quiet.
+        let mut workers: Vec<JoinSet<()>> = pools.iter().map(|_| JoinSet::new()).collect();
+        futures_util::future::join_all(pools.iter().zip(workers.iter_mut()).map(
+            |((fetcher, manager), workers)| {
+                manager.fetch_until_quiet(fetcher, workers, control.quiet.subscribe())
+            },
+        ))
+        .await;
         hooks.fire(Event::Quiet).await;
         // Quiet: keep running jobs and beating until told to stop.
         let _ = control.stop.subscribe().wait_for(|stop| *stop).await;
@@ -404,7 +432,11 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         );
         let mut now = control.now.subscribe();
         let finished = tokio::select! {
-            _ = async { while workers.join_next().await.is_some() {} } => true,
+            _ = async {
+                for set in &mut workers {
+                    while set.join_next().await.is_some() {}
+                }
+            } => true,
             _ = tokio::time::sleep(config.shutdown_timeout) => false,
             _ = now.wait_for(|now| *now) => {
                 tracing::info!("Stopping now: running jobs go back to their queues");
@@ -413,8 +445,12 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         };
         if !finished {
             // Stop them first, then push back exactly those still unfinished.
-            workers.abort_all();
-            while workers.join_next().await.is_some() {}
+            for set in &mut workers {
+                set.abort_all();
+            }
+            for set in &mut workers {
+                while set.join_next().await.is_some() {}
+            }
             let unfinished: Vec<RunningJob> = running
                 .lock()
                 .expect("running jobs lock")

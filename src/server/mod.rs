@@ -7,6 +7,7 @@
 
 pub(crate) mod acks;
 pub(crate) mod backlog;
+pub(crate) mod capsule;
 pub(crate) mod control;
 pub(crate) mod departure;
 pub mod events;
@@ -35,6 +36,7 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::job::middleware::ServerChain;
 use crate::plugins::Plugin;
+use crate::server::capsule::Capsule;
 use crate::server::events::{Event, FailedJob, Hooks};
 use crate::server::fetch::{FetchMode, QueueSpec};
 use crate::server::launcher::ServerHandle;
@@ -94,6 +96,8 @@ pub struct ServerConfig {
     pub(crate) events: Option<usize>,
     /// How long a cancelled running job may go on before its task is dropped (10 s).
     pub(crate) cancel_grace: Duration,
+    /// Pools beside the server's own queues and concurrency (none).
+    pub(crate) capsules: Vec<Capsule>,
 }
 
 impl Default for ServerConfig {
@@ -113,6 +117,7 @@ impl Default for ServerConfig {
             track_all: None,
             events: None,
             cancel_grace: Duration::from_secs(10),
+            capsules: Vec::new(),
         }
     }
 }
@@ -204,6 +209,14 @@ impl ServerConfig {
             name: name.into(),
             weight: weight.max(1),
         });
+        self
+    }
+    /// Adds a capsule: a pool of its own beside the server's queues and concurrency (which
+    /// make the capsule `default`), with its own queues, concurrency and prefetch (see
+    /// [`Capsule`]). Checked when the server starts: unique names, each queue in one
+    /// capsule.
+    pub fn capsule(mut self, capsule: Capsule) -> Self {
+        self.capsules.push(capsule);
         self
     }
     /// Adds a queue as the CLI's `-q NAME[,WEIGHT]` gives it ([`QueueSpec::parse`]).

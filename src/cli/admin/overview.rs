@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::api::{Api, span_text};
 
@@ -112,15 +112,7 @@ pub(super) async fn processes(api: &Api, out: &Out, action: Option<ProcessAction
                     vec![
                         p.identity.clone(),
                         p.info["tag"].as_str().unwrap_or("").to_string(),
-                        p.info["queues"]
-                            .as_array()
-                            .map(|q| {
-                                q.iter()
-                                    .filter_map(Value::as_str)
-                                    .collect::<Vec<_>>()
-                                    .join(",")
-                            })
-                            .unwrap_or_default(),
+                        p.queues_text(),
                         format!("{}/{}", p.busy, p.info["concurrency"]),
                         if p.quiet { "quiet" } else { "running" }.into(),
                         format!("{:.1} MB", p.rss as f64 / 1024.0),

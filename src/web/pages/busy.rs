@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::extract::{Query, State};
 use maud::html;
-use serde_json::Value;
 
 use super::{Ctx, Web};
 use crate::api::span_text;
@@ -36,7 +35,7 @@ pub(in crate::web) async fn busy(
                     tr {
                         td { code { (p.identity) } }
                         td { (p.info["tag"].as_str().unwrap_or("")) }
-                        td { (p.info["queues"].as_array().map(|q| q.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
+                        td { (p.queues_text()) }
                         td { (p.busy) " / " (p.info["concurrency"].as_u64().unwrap_or(0)) }
                         td { (format!("{:.1} MB", p.rss as f64 / 1024.0)) }
                         td { (span_text(now - p.info["started_at"].as_f64().unwrap_or(now))) " ago" }
