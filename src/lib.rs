@@ -65,6 +65,8 @@ pub use store::keys::{Keys, Layout};
 #[cfg(feature = "server")]
 pub use server::capsule::Capsule;
 #[cfg(feature = "server")]
+pub use server::chunk::{ChunkWorker, Chunked};
+#[cfg(feature = "server")]
 pub use server::fetch::{FetchMode, QueueSpec};
 #[cfg(feature = "server")]
 pub use server::launcher::{RunningJobInfo, ServerHandle};

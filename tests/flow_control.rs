@@ -289,3 +289,85 @@ async fn a_process_with_capsules_killed_loses_no_job_of_either() -> psychiq::Res
     let _ = std::fs::remove_file(&out);
     Ok(())
 }
+
+/// Records each chunk's jobs; `"retry"` fails (and is retried), `"die"` fails (its job has
+/// no retries), the rest succeed.
+#[derive(Clone, Default)]
+struct Rows {
+    chunks: Arc<Mutex<Vec<Vec<Row>>>>,
+}
+
+/// A row's number and kind.
+type Row = (u32, String);
+
+impl psychiq::ChunkWorker for Rows {
+    type Args = (u32, String);
+    const SIZE: usize = 5;
+    const MAX_WAIT: Duration = Duration::from_millis(300);
+    async fn perform_chunk(&self, jobs: Vec<psychiq::Chunked<(u32, String)>>) -> Vec<JobResult> {
+        self.chunks
+            .lock()
+            .unwrap()
+            .push(jobs.iter().map(|j| j.args.clone()).collect());
+        jobs.iter()
+            .map(|job| match job.args.1.as_str() {
+                "retry" | "die" => Err(psychiq::JobError::new("RowError", "bad row")),
+                _ => Ok(()),
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn chunks_take_up_to_their_size_and_give_each_job_its_outcome() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let rows = Rows::default();
+    let mut registry = Registry::new();
+    registry.register_chunked(rows.clone());
+    for n in 0..12 {
+        let kind = match n {
+            3 => "retry",
+            7 => "die",
+            _ => "ok",
+        };
+        let mut job = Job::new("Rows", (n, kind))?;
+        if kind == "die" {
+            job = job.retry(psychiq::Retry::Max(0));
+        }
+        ns.client.push(job).await?;
+    }
+    let server = RunningServer::start(ns.config().concurrency(10), registry);
+    wait_until(Duration::from_secs(10), "the twelve rows", || async {
+        rows.chunks
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Vec::len)
+            .sum::<usize>()
+            == 12
+    })
+    .await;
+    let api = ns.jobs.api().await?;
+    wait_until(Duration::from_secs(5), "their outcomes", || async {
+        api.retries().size().await.unwrap() == 1 && api.dead().size().await.unwrap() == 1
+    })
+    .await;
+    server.stop().await;
+    let chunks = rows.chunks.lock().unwrap().clone();
+    assert!(chunks.iter().all(|c| c.len() <= 5), "{chunks:?}");
+    assert!(
+        chunks.len() <= 4 && chunks.iter().any(|c| c.len() > 1),
+        "{chunks:?}"
+    );
+    let retried = api.retries().page(0, 1).await?;
+    assert_eq!(retried[0].args(), &serde_json::json!([3, "retry"]));
+    let dead = api.dead().page(0, 1).await?;
+    assert_eq!(dead[0].args(), &serde_json::json!([7, "die"]));
+    let stats = api.stats().await?;
+    assert_eq!(
+        (stats.processed, stats.failed),
+        (12, 2),
+        "Sidekiq counts failures as processed"
+    );
+    Ok(())
+}

@@ -8,6 +8,7 @@
 pub(crate) mod acks;
 pub(crate) mod backlog;
 pub(crate) mod capsule;
+pub(crate) mod chunk;
 pub(crate) mod control;
 pub(crate) mod departure;
 pub mod events;

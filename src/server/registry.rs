@@ -92,6 +92,19 @@ impl Registry {
         self.handlers.insert(class, handler);
     }
 
+    /// Adds a [`crate::ChunkWorker`] under its class name: its jobs are performed a chunk
+    /// at a time, with an outcome each. Panics as [`Registry::register`] does when the
+    /// class is registered already.
+    pub fn register_chunked<W: crate::ChunkWorker>(&mut self, worker: W) -> &mut Self {
+        let runner = crate::server::chunk::ChunkRunner::new(worker);
+        self.insert(
+            W::class_name(),
+            std::any::type_name::<W>(),
+            Arc::new(runner),
+        );
+        self
+    }
+
     /// Adds an [`crate::iteration::IterableWorker`] under its class name: its jobs walk
     /// their collection in steps, resuming from a cursor saved in Redis.
     pub fn register_iterable<W: crate::iteration::IterableWorker>(
