@@ -168,7 +168,14 @@ async fn the_dashboard_in_chromium() -> psychiq::Result<()> {
         || async {
             let stats = api.stats().await.unwrap();
             let etl = api.workflow(&etl).await.unwrap().unwrap();
-            stats.retries == 1 && stats.busy == 1 && etl.state == "succeeded"
+            // The Nap running in the tagged server (the ETL's server may be busy too).
+            let napping = api
+                .processes()
+                .await
+                .unwrap()
+                .iter()
+                .any(|p| p.info["tag"] == "browser" && p.busy == 1);
+            stats.retries == 1 && napping && etl.state == "succeeded"
         },
     )
     .await;

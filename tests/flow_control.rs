@@ -371,3 +371,69 @@ async fn chunks_take_up_to_their_size_and_give_each_job_its_outcome() -> psychiq
     );
     Ok(())
 }
+
+/// Records the order its jobs ran in, by their one argument; naps its milliseconds.
+#[derive(Clone, Default)]
+struct Order {
+    ran: Arc<Mutex<Vec<String>>>,
+}
+
+impl Worker for Order {
+    type Args = (String, u64);
+    async fn perform(&self, (name, ms): (String, u64)) -> JobResult {
+        self.ran.lock().unwrap().push(name);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn urgent_jobs_pass_the_backlog_higher_first_and_keep_their_priority_when_due()
+-> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let plain: Vec<Job> = (0..30)
+        .map(|n| Job::new("Order", (format!("plain-{n}"), 40)))
+        .collect::<psychiq::Result<_>>()?;
+    ns.client.push_bulk(plain).await?;
+    ns.client
+        .push(Job::new("Order", ("p5", 0))?.priority(5))
+        .await?;
+    ns.client
+        .push(Job::new("Order", ("p9", 0))?.priority(9))
+        .await?;
+    // Due in half a second, while the backlog is still running: it goes to its priority
+    // list, not to the back of the queue.
+    ns.client
+        .push(
+            Job::new("Order", ("later-p7", 0))?
+                .priority(7)
+                .delay(Duration::from_millis(500)),
+        )
+        .await?;
+    let order = Order::default();
+    let mut registry = Registry::new();
+    registry.register(order.clone());
+    let config = ns
+        .config()
+        .concurrency(1)
+        .prefetch(0)
+        .poll_interval(Duration::from_millis(100));
+    let server = RunningServer::start(config, registry);
+    wait_until(Duration::from_secs(10), "all 33", || async {
+        order.ran.lock().unwrap().len() == 33
+    })
+    .await;
+    server.stop().await;
+    let ran = order.ran.lock().unwrap().clone();
+    assert_eq!(&ran[..3], ["p9", "p5", "plain-0"], "{ran:?}");
+    let later = ran.iter().position(|n| n == "later-p7").unwrap();
+    assert!(
+        later < 25,
+        "the scheduled urgent job ran {later}th: {ran:?}"
+    );
+    // Plain jobs in their order.
+    let plain: Vec<&String> = ran.iter().filter(|n| n.starts_with("plain")).collect();
+    let expected: Vec<String> = (0..30).map(|n| format!("plain-{n}")).collect();
+    assert_eq!(plain, expected.iter().collect::<Vec<_>>());
+    Ok(())
+}

@@ -388,6 +388,11 @@ impl Client {
                 "unique jobs are not available in the cluster layout yet (the lock and the queue are in different slots); push it without unique_for, or use one Redis".into(),
             ));
         }
+        if self.keys.is_cluster() && jobs.iter().any(|job| job.priority_level() > 0) {
+            return Err(Error::Config(
+                "priorities within a queue are not available in the cluster layout yet; use a queue of its own for urgent jobs, or one Redis".into(),
+            ));
+        }
         if self.keys.is_cluster() && jobs.iter().any(|job| job.debounce.is_some()) {
             return Err(Error::Config(
                 "debounced jobs are not available in the cluster layout yet (the key and the schedule are in different slots); use one Redis".into(),
@@ -419,6 +424,8 @@ impl Client {
             }
             for chunk in group.chunks(BULK_BATCH) {
                 let mut by_queue: Vec<(&str, Vec<String>)> = Vec::new();
+                // Jobs with a priority, by queue and level.
+                let mut urgent: Vec<(&str, u8, Vec<String>)> = Vec::new();
                 // Per schedule set: one in Sidekiq's layout (all under ""), each queue's
                 // own in the cluster's (under the queue's name).
                 let mut scheduled: Vec<(&str, Scored)> = Vec::new();
@@ -492,6 +499,16 @@ impl Client {
                                     None => scheduled.push((set, vec![(at, json)])),
                                 }
                             }
+                            None if job.priority_level() > 0 => {
+                                let level = job.priority_level();
+                                match urgent
+                                    .iter_mut()
+                                    .find(|(q, p, _)| *q == job.queue && *p == level)
+                                {
+                                    Some((_, _, list)) => list.push(json),
+                                    None => urgent.push((job.queue.as_str(), level, vec![json])),
+                                }
+                            }
                             None => match by_queue.iter_mut().find(|(q, _)| *q == job.queue) {
                                 Some((_, list)) => list.push(json),
                                 None => by_queue.push((job.queue.as_str(), vec![json])),
@@ -503,6 +520,12 @@ impl Client {
                 for (queue, list) in &by_queue {
                     pipe.sadd(self.keys.queues(), *queue).ignore();
                     pipe.lpush(self.keys.queue(queue), list).ignore();
+                }
+                for (queue, level, list) in &urgent {
+                    pipe.sadd(self.keys.queues(), *queue).ignore();
+                    pipe.lpush(self.keys.priority_queue(queue, *level), list)
+                        .ignore();
+                    pipe.sadd(self.keys.prioritized(), *queue).ignore();
                 }
                 for (queue, list) in &scheduled {
                     if self.keys.is_cluster() {

@@ -45,6 +45,9 @@ pub struct Job {
     pub(crate) active_job: Option<crate::job::active_job::Wrapped>,
 }
 
+/// The payload field of a job's priority within its queue (Sidekiq ignores it).
+pub(crate) const PRIORITY_FIELD: &str = "priority";
+
 /// A unique job's settings (see [`Job::unique_for`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Unique {
@@ -231,6 +234,35 @@ impl Job {
     pub fn expires_in(mut self, expires_in: Duration) -> Job {
         self.expiry = Some(Expiry::In(expires_in));
         self
+    }
+
+    /// Gives the job a priority within its queue, from 0 (the default: the queue's own
+    /// list, as Sidekiq has it) to 9 (most urgent; higher values count as 9): Psychiq
+    /// servers take a queue's higher priorities first, so an urgent job passes the backlog
+    /// without a queue of its own. A job with a priority above 0 waits in `prio:P:QUEUE`,
+    /// which Ruby servers do not read; a retried or scheduled one keeps its priority.
+    ///
+    /// ```
+    /// let urgent = psychiq::Job::new("Mailer::PasswordReset", (42,))?.priority(9);
+    /// # Ok::<(), psychiq::Error>(())
+    /// ```
+    pub fn priority(mut self, priority: u8) -> Job {
+        let priority = priority.min(9);
+        if priority == 0 {
+            self.options.remove(PRIORITY_FIELD);
+        } else {
+            self.options
+                .insert(PRIORITY_FIELD.into(), Value::from(priority));
+        }
+        self
+    }
+
+    /// The job's priority (0 unless [`Job::priority`] set one).
+    pub(crate) fn priority_level(&self) -> u8 {
+        self.options
+            .get(PRIORITY_FIELD)
+            .and_then(Value::as_u64)
+            .map_or(0, |p| p.min(9) as u8)
     }
 
     /// Debounces the job by `key`: pushes with the same key while its job still waits make

@@ -15,6 +15,9 @@
 //!
 //! Both skip paused queues (the `paused` set): reliable fetch in the same Lua step that
 //! takes, basic fetch from a look at the set at most every half second.
+//!
+//! Reliable fetch takes a queue's priority lists (`prio:9:QUEUE` down to `prio:1:QUEUE`,
+//! for the queues in the `prioritized` set) before its own list; basic fetch knows none.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -142,6 +145,9 @@ pub(crate) struct Fetcher {
     quiet: watch::Receiver<bool>,
     /// Cluster layout: each queue is in its own slot, so a fetch takes queue by queue.
     per_queue: bool,
+    /// The key prefix the fetch script finds priority lists under (`""` in the cluster
+    /// layout, which has none).
+    prefix: String,
 }
 
 impl Fetcher {
@@ -188,6 +194,11 @@ impl Fetcher {
             paused_read: std::sync::Mutex::new(None),
             quiet,
             per_queue: keys.is_cluster(),
+            prefix: if keys.is_cluster() {
+                String::new()
+            } else {
+                keys.prefix().to_string()
+            },
         }
     }
 
@@ -323,6 +334,7 @@ impl Fetcher {
         for &i in order {
             invocation.arg(&*self.sources[i].name);
         }
+        invocation.arg(&self.prefix);
         // Positions are ASCII; jobs are whatever bytes the queue held (UTF-8 or not: a
         // payload that is not is a bad job for the processor to report, never a fetch error).
         let flat: Vec<Vec<u8>> = invocation.invoke_async(&mut self.conn.clone()).await?;

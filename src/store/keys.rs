@@ -232,6 +232,17 @@ impl Keys {
         self.key("dead")
     }
 
+    /// The list where jobs of priority `priority` (1 to 9) wait for queue `name`
+    /// (Sidekiq's layout only).
+    pub fn priority_queue(&self, name: &str, priority: u8) -> String {
+        self.key(&format!("prio:{priority}:{name}"))
+    }
+
+    /// The set of queues that may have jobs in priority lists.
+    pub fn prioritized(&self) -> String {
+        self.key("prioritized")
+    }
+
     /// The set of process identities that may own in-progress hashes (`inprogress`).
     pub fn inprogress_owners(&self) -> String {
         self.key("inprogress")

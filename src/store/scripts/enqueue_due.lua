@@ -6,9 +6,14 @@ local now, prefix, batch, stamp = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 -- Sidekiq's layout: to the queue each job names. Cluster: to the sets' own queue (a job is
 -- only ever put in the sets of the queue it will run in), in the same slot.
 local own_queue, own_dead = KEYS[3], KEYS[4]
-local function push(queue, job)
+local function push(queue, job, priority)
   if own_queue then
     redis.call('lpush', own_queue, job)
+  elseif priority then
+    -- A job with a priority goes back to its priority list (see fetch.lua).
+    redis.call('sadd', prefix .. 'queues', queue)
+    redis.call('lpush', prefix .. 'prio:' .. priority .. ':' .. queue, job)
+    redis.call('sadd', prefix .. 'prioritized', queue)
   else
     redis.call('sadd', prefix .. 'queues', queue)
     redis.call('lpush', prefix .. 'queue:' .. queue, job)
@@ -53,7 +58,13 @@ for _, job in ipairs(jobs) do
       local replaced, count = string.gsub(job, '"enqueued_at"%s*:%s*%-?[%d%.eE%+%-]+', '"enqueued_at":' .. stamp)
       if count == 1 then stamped = replaced end
     end
-    push(queue, stamped)
+    local priority = decoded['priority']
+    if type(priority) == 'number' and priority >= 1 then
+      priority = math.min(9, math.floor(priority))
+    else
+      priority = nil
+    end
+    push(queue, stamped, priority)
   elseif ok and type(decoded) == 'table' then
     -- JSON without a class: let a server report it (it goes to the dead set with a reason)
     push('default', job)
