@@ -355,8 +355,16 @@ async fn the_tour_runs_every_kind_of_job_and_shows_the_failure() {
         "{stdout}"
     );
     assert!(stdout.contains("/workflows/"), "{stdout}");
-    // 1000 Noop, 3 Echo, a Sleep, the scheduled Echo, the Fail and 8 workflow steps.
-    assert_eq!(ns.get_u64(&ns.keys().stat("processed")).await, 1014);
+    // A burst of 1,000 debounced pushes ran once, with the last push's words.
+    assert_eq!(stdout.matches("debounced: push").count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("debounced: push 1000 of 1000, run once"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("x1000 debounced  1 job"), "{stdout}");
+    // 1000 Noop, 3 Echo, a Sleep, the scheduled Echo, the Fail, 8 workflow steps and the
+    // debounced one.
+    assert_eq!(ns.get_u64(&ns.keys().stat("processed")).await, 1015);
     // It leaves only the failure it shows, in the retry set: no queued or scheduled work.
     assert_eq!(ns.zrange(&ns.keys().retry()).await.len(), 1);
     assert!(ns.zrange(&ns.keys().schedule()).await.is_empty());

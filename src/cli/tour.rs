@@ -183,6 +183,23 @@ async fn tour(flags: &ServerArgs) -> crate::Result<()> {
         .push(&client)
         .await?;
     println!("  Workflow: fetch 3 pages in parallel, parse each, merge, notify   wid {etl}");
+    // A burst of 1,000 pushes with one debounce key: one job, with the last one's words.
+    let burst = (1..=1000)
+        .map(|n| {
+            Job::new(
+                "Echo",
+                (&echo_path, format!("debounced: push {n} of 1000, run once")),
+            )
+            .map(|job| on_queue(job).debounce("tour-burst", Duration::from_secs(1)))
+        })
+        .collect::<crate::Result<Vec<_>>>()?;
+    let jids = client.push_bulk(burst).await?;
+    let distinct: std::collections::BTreeSet<&String> = jids.iter().collect();
+    println!(
+        "  Echo  x1000 debounced  {} job (jid {})",
+        distinct.len(),
+        jids.last().map_or("", String::as_str)
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
@@ -206,8 +223,9 @@ async fn tour(flags: &ServerArgs) -> crate::Result<()> {
             .await
             .map_err(|e| Error::Other(e.to_string()))?;
         let failed = retries.into_iter().find(|r| r.contains(&fail_jid));
-        // Three Echo lines, the Sleep's, the scheduled Echo's and the workflow's notice.
-        if lines >= 6 && failed.is_some() {
+        // Three Echo lines, the Sleep's, the scheduled Echo's, the workflow's notice and the
+        // debounced burst's one line.
+        if lines >= 7 && failed.is_some() {
             break failed;
         }
         if started.elapsed() > Duration::from_secs(30) {
