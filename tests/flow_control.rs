@@ -336,6 +336,10 @@ async fn chunks_take_up_to_their_size_and_give_each_job_its_outcome() -> psychiq
         }
         ns.client.push(job).await?;
     }
+    // An expired one: the expiry middleware discards it before it can join a chunk.
+    ns.client
+        .push(Job::new("Rows", (99, "expired"))?.option("expires_at", serde_json::json!(1.0)))
+        .await?;
     let server = RunningServer::start(ns.config().concurrency(10), registry);
     wait_until(Duration::from_secs(10), "the twelve rows", || async {
         rows.chunks
@@ -356,6 +360,10 @@ async fn chunks_take_up_to_their_size_and_give_each_job_its_outcome() -> psychiq
     let chunks = rows.chunks.lock().unwrap().clone();
     assert!(chunks.iter().all(|c| c.len() <= 5), "{chunks:?}");
     assert!(
+        chunks.iter().flatten().all(|(n, _)| *n != 99),
+        "the expired job was performed: {chunks:?}"
+    );
+    assert!(
         chunks.len() <= 4 && chunks.iter().any(|c| c.len() > 1),
         "{chunks:?}"
     );
@@ -366,8 +374,8 @@ async fn chunks_take_up_to_their_size_and_give_each_job_its_outcome() -> psychiq
     let stats = api.stats().await?;
     assert_eq!(
         (stats.processed, stats.failed),
-        (12, 2),
-        "Sidekiq counts failures as processed"
+        (13, 2),
+        "Sidekiq counts failures (and the discarded one) as processed"
     );
     Ok(())
 }

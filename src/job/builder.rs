@@ -46,7 +46,8 @@ pub struct Job {
 }
 
 /// The payload field of a job's priority within its queue (Sidekiq ignores it).
-pub(crate) const PRIORITY_FIELD: &str = "priority";
+/// Named for Psychiq, so a Ruby job's own `priority` option is never taken for it.
+pub(crate) const PRIORITY_FIELD: &str = "psychiq_priority";
 
 /// A unique job's settings (see [`Job::unique_for`]).
 #[derive(Debug, Clone)]
@@ -452,7 +453,23 @@ impl Job {
     /// the client middleware had their say: an empty queue, `tags` that are not a list, a
     /// `retry_for` that is not a number of seconds up to 10^9.
     pub(crate) fn check(&self) -> Result<()> {
+        if self.unique.is_some() && self.priority_level() > 0 {
+            return Err(Error::Payload(format!(
+                "job {} is both unique and given a priority, which unique jobs do not take yet; drop one",
+                self.class
+            )));
+        }
         if let Some(debounce) = &self.debounce {
+            if self
+                .jid
+                .as_deref()
+                .is_some_and(|jid| jid.contains(['"', '\\']))
+            {
+                return Err(Error::Payload(format!(
+                    "debounced job {} has a jid with a quote or backslash; give it a plain one",
+                    self.class
+                )));
+            }
             if debounce.key.is_empty() {
                 return Err(Error::Payload(format!(
                     "job {} has an empty debounce key; name what its pushes stand for",

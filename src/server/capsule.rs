@@ -152,11 +152,13 @@ pub(crate) fn check(capsules: &[Capsule]) -> Result<()> {
                 capsule.name
             )));
         }
-        for queue in &capsule.queues {
-            if !queues.insert(queue.name.as_str()) {
+        // A queue named twice in one capsule is one queue (the fetcher keeps its highest
+        // weight); only another capsule's is refused.
+        let own: HashSet<&str> = capsule.queues.iter().map(|q| q.name.as_str()).collect();
+        for queue in own {
+            if !queues.insert(queue) {
                 return Err(Error::Config(format!(
-                    "queue {:?} is in two capsules; a queue belongs to one",
-                    queue.name
+                    "queue {queue:?} is in two capsules; a queue belongs to one"
                 )));
             }
         }

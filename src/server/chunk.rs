@@ -7,7 +7,8 @@
 //! and hands the chunk to [`ChunkWorker::perform_chunk`], then gives each job its own
 //! outcome: some succeed, some retry, some die, by their own retry settings. A chunk holds
 //! at most as many jobs as run at once, so give the server (or capsule) a concurrency of
-//! at least `size`.
+//! at least `size`. A job's run that ends before its chunk is performed (a timeout, a
+//! cancel, a stop) leaves it out; one that ends while `perform_chunk` runs cannot stop it.
 //!
 //! ```
 //! use std::time::Duration;
@@ -109,14 +110,16 @@ impl<W: ChunkWorker> ChunkRunner<W> {
 impl<W: ChunkWorker> RawWorker for ChunkRunner<W> {
     fn start(&self, job: &RawJob<'_>) -> Result<JobFuture, serde_json::Error> {
         let args: W::Args = parse_args(job.args)?;
-        let (tx, rx) = oneshot::channel();
         let chunked = Chunked {
             jid: job.jid.to_string(),
             args,
         };
-        let sent = self.inbox().send((chunked, tx)).is_ok();
+        let inbox = self.inbox().clone();
+        // Joins a chunk only when polled: a middleware that skips the job (expired,
+        // snoozed by a rate limit, cancelled) never lets it into one.
         Ok(Box::pin(async move {
-            if !sent {
+            let (tx, rx) = oneshot::channel();
+            if inbox.send((chunked, tx)).is_err() {
                 return Err(JobError::new(
                     "Psychiq::ChunkFailed",
                     "the chunk collector has stopped; the job will be retried",
@@ -153,6 +156,13 @@ async fn collect<W: ChunkWorker>(
         }
         let worker = Arc::clone(&worker);
         tokio::spawn(async move {
+            // A job whose run ended meanwhile (a timeout, a cancel, a stop that pushed it
+            // back) is left out: it runs again elsewhere, not here too.
+            let mut chunk = chunk;
+            chunk.retain(|(_, reply)| !reply.is_closed());
+            if chunk.is_empty() {
+                return;
+            }
             let (jobs, replies): (Vec<_>, Vec<_>) = chunk.into_iter().unzip();
             let count = jobs.len();
             let mut outcomes = worker.perform_chunk(jobs).await.into_iter();

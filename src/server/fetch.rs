@@ -145,9 +145,9 @@ pub(crate) struct Fetcher {
     quiet: watch::Receiver<bool>,
     /// Cluster layout: each queue is in its own slot, so a fetch takes queue by queue.
     per_queue: bool,
-    /// The key prefix the fetch script finds priority lists under (`""` in the cluster
-    /// layout, which has none).
-    prefix: String,
+    /// The key prefix the fetch script finds priority lists under (`""` for bare keys);
+    /// `None` in the cluster layout, which has none.
+    prefix: Option<String>,
 }
 
 impl Fetcher {
@@ -194,11 +194,7 @@ impl Fetcher {
             paused_read: std::sync::Mutex::new(None),
             quiet,
             per_queue: keys.is_cluster(),
-            prefix: if keys.is_cluster() {
-                String::new()
-            } else {
-                keys.prefix().to_string()
-            },
+            prefix: (!keys.is_cluster()).then(|| keys.prefix().to_string()),
         }
     }
 
@@ -334,7 +330,9 @@ impl Fetcher {
         for &i in order {
             invocation.arg(&*self.sources[i].name);
         }
-        invocation.arg(&self.prefix);
+        if let Some(prefix) = &self.prefix {
+            invocation.arg(prefix);
+        }
         // Positions are ASCII; jobs are whatever bytes the queue held (UTF-8 or not: a
         // payload that is not is a bad job for the processor to report, never a fetch error).
         let flat: Vec<Vec<u8>> = invocation.invoke_async(&mut self.conn.clone()).await?;
@@ -502,6 +500,50 @@ mod tests {
         assert_eq!(held.len(), 3);
         let _: () = redis::cmd("DEL")
             .arg(&queue)
+            .arg(&hash)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    /// With bare keys (Sidekiq's default, an empty prefix) priority lists are taken too,
+    /// before the queue's own, higher first; the queue leaves `prioritized` once they are
+    /// empty.
+    #[tokio::test]
+    async fn priority_lists_are_taken_first_with_bare_keys_too() {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let client = redis::Client::open(url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        // Bare keys, under a queue name of its own.
+        let name = format!("psychiq-unit-{}", crate::job::payload::new_jid());
+        let (queue, hash) = (format!("queue:{name}"), format!("inprogress:{name}"));
+        let (p9, p3) = (format!("prio:9:{name}"), format!("prio:3:{name}"));
+        let mut pipe = redis::pipe();
+        pipe.lpush(&queue, "plain").ignore();
+        pipe.lpush(&p3, "three").ignore();
+        pipe.lpush(&p9, "nine").ignore();
+        pipe.sadd("prioritized", &name).ignore();
+        let () = pipe.query_async(&mut conn).await.unwrap();
+        let taken: Vec<String> = Script::new(FETCH)
+            .key("paused")
+            .key(&queue)
+            .key(&hash)
+            .arg(10)
+            .arg(1)
+            .arg(&name)
+            .arg("")
+            .invoke_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(taken, ["", "0", "nine", "0", "three", "0", "plain"]);
+        let still: bool = redis::cmd("SISMEMBER")
+            .arg("prioritized")
+            .arg(&name)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(!still, "the queue has no priority list left");
+        let _: () = redis::cmd("DEL")
             .arg(&hash)
             .query_async(&mut conn)
             .await

@@ -299,6 +299,12 @@ pub(crate) fn stamp(bid: &str, jobs: Vec<Job>, now: f64, enqueued: bool) -> Resu
     jobs.into_iter()
         .map(|job| {
             job.check()?;
+            if job.debounce.is_some() || job.priority_level() > 0 {
+                return Err(Error::Config(format!(
+                    "batch job {} is debounced or given a priority, which batch jobs do not take yet; push it without",
+                    job.class()
+                )));
+            }
             let jid = job
                 .given_jid()
                 .map_or_else(payload::new_jid, str::to_string);

@@ -23,5 +23,7 @@ local due = now + delay
 if max_wait > 0 and first + max_wait < due then due = first + max_wait end
 redis.call('zadd', KEYS[2], string.format('%.6f', due), payload)
 redis.call('hset', KEYS[1], 'jid', jid, 'payload', payload, 'first_at', string.format('%.6f', first))
-redis.call('expire', KEYS[1], math.ceil(due - now) + 3600)
+-- Kept a week past the due time: a poller down for hours must not let a push start a
+-- second job while the first still waits.
+redis.call('expire', KEYS[1], math.ceil(due - now) + 7 * 86400)
 return jid

@@ -58,7 +58,7 @@ for _, job in ipairs(jobs) do
       local replaced, count = string.gsub(job, '"enqueued_at"%s*:%s*%-?[%d%.eE%+%-]+', '"enqueued_at":' .. stamp)
       if count == 1 then stamped = replaced end
     end
-    local priority = decoded['priority']
+    local priority = decoded['psychiq_priority']
     if type(priority) == 'number' and priority >= 1 then
       priority = math.min(9, math.floor(priority))
     else

@@ -54,11 +54,12 @@ end
 local taken = 0
 local nqueues = (#KEYS - 1) / 2
 -- Priority lists (`prio:P:QUEUE`, P from 9 down to 1) are looked at first for the queues
--- in the `prioritized` set; ARGV[3 + nqueues] is the key prefix ('' in the cluster
--- layout, which has none). With no queue prioritized that costs one `SCARD` a fetch.
+-- in the `prioritized` set. ARGV[3 + nqueues] is the key prefix ('' for bare keys), given
+-- in Sidekiq's layout only: the cluster layout has no priorities (its keys would be in
+-- other slots). With no queue prioritized that costs one `SCARD` a fetch.
 local prefix = ARGV[3 + nqueues]
 local prioritized = {}
-if prefix and prefix ~= '' and redis.call('scard', prefix .. 'prioritized') > 0 then
+if prefix and redis.call('scard', prefix .. 'prioritized') > 0 then
   for _, name in ipairs(redis.call('smembers', prefix .. 'prioritized')) do prioritized[name] = true end
 end
 local paused, skipped = {}, {}
