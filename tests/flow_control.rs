@@ -418,6 +418,19 @@ async fn urgent_jobs_pass_the_backlog_higher_first_and_keep_their_priority_when_
                 .delay(Duration::from_millis(500)),
         )
         .await?;
+    // The queue's size counts them; clearing a queue takes its priority lists too.
+    let api = ns.jobs.api().await?;
+    assert_eq!(api.queue_size("default").await?, 32);
+    ns.client
+        .push(
+            Job::new("Order", ("elsewhere", 0))?
+                .queue("other")
+                .priority(4),
+        )
+        .await?;
+    assert_eq!(api.queue_size("other").await?, 1);
+    assert_eq!(api.clear_queue("other").await?, 1);
+    assert_eq!(api.queue_size("other").await?, 0);
     let order = Order::default();
     let mut registry = Registry::new();
     registry.register(order.clone());

@@ -9,8 +9,10 @@ use crate::job::status::End;
 pub struct QueueSummary {
     /// The queue name, without `queue:`.
     pub name: String,
-    /// Jobs waiting.
+    /// Jobs waiting, those with a priority included.
     pub size: u64,
+    /// Of those, the jobs waiting with a priority ([`crate::Job::priority`]).
+    pub with_priority: u64,
     /// Seconds the oldest waiting job has waited (its `enqueued_at`).
     pub latency: f64,
     /// Whether it is paused (servers take nothing from it; see [`Api::pause_queue`]).
@@ -32,15 +34,23 @@ impl Api {
                 .sismember(self.keys.paused(), name);
         }
         let rows: Vec<(u64, Option<Vec<u8>>, bool)> = self.query_pipe(&pipe).await?;
+        let mut urgent = Vec::with_capacity(names.len());
+        for name in &names {
+            urgent.push(self.priority_size(name).await?);
+        }
         Ok(names
             .into_iter()
             .zip(rows)
-            .map(|(name, (size, oldest, paused))| QueueSummary {
-                latency: oldest.map_or(0.0, |raw| JobRecord::new(raw, None, None).latency()),
-                name: escape(&name).into_owned(),
-                size,
-                paused,
-            })
+            .zip(urgent)
+            .map(
+                |((name, (size, oldest, paused)), with_priority)| QueueSummary {
+                    latency: oldest.map_or(0.0, |raw| JobRecord::new(raw, None, None).latency()),
+                    name: escape(&name).into_owned(),
+                    size: size + with_priority,
+                    with_priority,
+                    paused,
+                },
+            )
             .collect())
     }
 
@@ -103,10 +113,48 @@ impl Api {
             .collect())
     }
 
-    /// Jobs waiting in a queue.
+    /// Jobs waiting in a queue, those with a priority included.
     pub async fn queue_size(&self, queue: &str) -> Result<u64> {
-        self.query(redis::cmd("LLEN").arg(self.queue_key(queue)))
-            .await
+        let plain: u64 = self
+            .query(redis::cmd("LLEN").arg(self.queue_key(queue)))
+            .await?;
+        Ok(plain + self.priority_size(&unescape(queue)).await?)
+    }
+
+    /// The priority lists of queue `name` (bytes), 9 first; none in the cluster layout.
+    fn priority_keys(&self, name: &[u8]) -> Vec<Vec<u8>> {
+        if self.keys.is_cluster() {
+            return Vec::new();
+        }
+        (1..=9u8)
+            .rev()
+            .map(|p| {
+                let mut key = self.keys.priority_queue("", p).into_bytes();
+                key.extend_from_slice(name);
+                key
+            })
+            .collect()
+    }
+
+    /// Jobs waiting in queue `name`'s priority lists (nothing to ask for a queue that
+    /// never had one).
+    async fn priority_size(&self, name: &[u8]) -> Result<u64> {
+        let prioritized: bool = self
+            .query(
+                redis::cmd("SISMEMBER")
+                    .arg(self.keys.prioritized())
+                    .arg(name),
+            )
+            .await?;
+        if !prioritized {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for key in self.priority_keys(name) {
+            pipe.llen(key);
+        }
+        let sizes: Vec<u64> = self.query_pipe(&pipe).await?;
+        Ok(sizes.iter().sum())
     }
 
     /// Whether a queue by this name is known (in the `queues` set) or holds jobs.
@@ -164,19 +212,22 @@ impl Api {
     /// Deletes a queue and every job in it; returns how many jobs it held. Its batch jobs
     /// die for their batches and its unique jobs' locks go.
     pub async fn clear_queue(&self, queue: &str) -> Result<u64> {
-        let key = self.queue_key(queue);
-        let aside = self.set_aside(&key).await?;
-        let _: () = self
-            .query(
-                redis::cmd("SREM")
-                    .arg(self.keys.queues())
-                    .arg(&*unescape(queue)),
-            )
-            .await?;
-        match aside {
-            Some(aside) => self.part_with(&aside, "LRANGE").await,
-            None => Ok(0),
+        let name = unescape(queue);
+        let mut cleared = 0;
+        // Its priority lists first, then its own.
+        let mut lists = self.priority_keys(&name);
+        lists.push(self.queue_key(queue));
+        let mut asides = Vec::new();
+        for key in &lists {
+            asides.extend(self.set_aside(key).await?);
         }
+        let _: () = self
+            .query(redis::cmd("SREM").arg(self.keys.queues()).arg(&*name))
+            .await?;
+        for aside in asides {
+            cleared += self.part_with(&aside, "LRANGE").await?;
+        }
+        Ok(cleared)
     }
 
     /// Renames `key` to a key of its own (in the same slot), so what is pushed meanwhile is

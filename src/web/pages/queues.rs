@@ -52,7 +52,7 @@ pub(super) fn queue_table(ctx: &Ctx, queues: &[&QueueSummary], actions: bool) ->
                 @for q in queues {
                     tr {
                         td { a href={ (base) "/queues/" (segment(&q.name)) } { (q.name) } }
-                        td { (q.size) }
+                        td { (q.size) @if q.with_priority > 0 { " " small { "(" (q.with_priority) " with a priority)" } } }
                         td { (span_text(q.latency)) }
                         td { (queue_state(q.paused)) }
                         @if actions {
