@@ -8,6 +8,7 @@
 //! and end), `--results` makes the worker a `Task` that returns a value (tracked, its
 //! result kept), and `--events` has the client and the server write the event stream.
 //! `--workflow` pushes the jobs as one workflow (a root step, the rest after it).
+//! `--groups N [--group-limit L]` spreads them over N groups of L at once each.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -84,6 +85,12 @@ struct Args {
     /// Push the jobs as one workflow: a root step and the rest after it
     #[arg(long)]
     workflow: bool,
+    /// Spread the jobs over this many groups (Job::group), round robin
+    #[arg(long)]
+    groups: Option<usize>,
+    /// With --groups: each group's limit
+    #[arg(long, default_value_t = 1)]
+    group_limit: u32,
     /// Leave the namespace's keys (to measure Redis without the cleanup; delete them after)
     #[arg(long)]
     keep: bool,
@@ -101,8 +108,13 @@ async fn main() -> psychiq::Result<()> {
 
     let started = Instant::now();
     let jobs: Vec<Job> = (0..args.jobs)
-        .map(|_| {
-            let job = Job::new("Noop", NoArgs).expect("[] is an array");
+        .map(|n| {
+            let mut job = Job::new("Noop", NoArgs).expect("[] is an array");
+            if let Some(groups) = args.groups {
+                job = job
+                    .group(format!("g{}", n % groups.max(1)))
+                    .group_limit(args.group_limit);
+            }
             if args.track || args.results {
                 job.track()
             } else {

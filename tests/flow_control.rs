@@ -458,3 +458,179 @@ async fn urgent_jobs_pass_the_backlog_higher_first_and_keep_their_priority_when_
     assert_eq!(plain, expected.iter().collect::<Vec<_>>());
     Ok(())
 }
+
+/// A grouped job's run: its group, its number, and how many of its group ran at once.
+#[derive(Clone, Default)]
+struct Member {
+    ran: Arc<Mutex<Vec<(String, u32)>>>,
+    running: Arc<Mutex<std::collections::HashMap<String, (usize, usize)>>>,
+}
+
+impl Worker for Member {
+    type Args = (String, u32, u64);
+    async fn perform(&self, (group, n, ms): (String, u32, u64)) -> JobResult {
+        {
+            let mut running = self.running.lock().unwrap();
+            let (now, most) = running.entry(group.clone()).or_default();
+            *now += 1;
+            *most = (*most).max(*now);
+        }
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.running.lock().unwrap().get_mut(&group).unwrap().0 -= 1;
+        self.ran.lock().unwrap().push((group, n));
+        Ok(())
+    }
+}
+
+impl Member {
+    fn of(&self, group: &str) -> Vec<u32> {
+        let ran = self.ran.lock().unwrap();
+        ran.iter()
+            .filter(|(g, _)| g == group)
+            .map(|(_, n)| *n)
+            .collect()
+    }
+    fn most(&self, group: &str) -> usize {
+        self.running
+            .lock()
+            .unwrap()
+            .get(group)
+            .map_or(0, |(_, most)| *most)
+    }
+}
+
+fn member(group: &str, n: u32, ms: u64) -> Job {
+    Job::new("Member", (group, n, ms)).unwrap().group(group)
+}
+
+fn serve_members(ns: &TestNs, concurrency: usize) -> (Member, RunningServer) {
+    let worker = Member::default();
+    let mut registry = Registry::new();
+    registry.register(worker.clone());
+    let config = ns
+        .config()
+        .concurrency(concurrency)
+        .poll_interval(Duration::from_millis(100));
+    (worker, RunningServer::start(config, registry))
+}
+
+#[tokio::test]
+async fn a_tenants_backlog_does_not_delay_anothers_jobs() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    // Tenant A's 2,000 jobs arrive first, then tenant B's 10; four of each at once.
+    let a: Vec<Job> = (0..2000)
+        .map(|n| member("tenant-a", n, 5).group_limit(4))
+        .collect();
+    ns.client.push_bulk(a).await?;
+    let b: Vec<Job> = (0..10)
+        .map(|n| member("tenant-b", n, 5).group_limit(4))
+        .collect();
+    ns.client.push_bulk(b).await?;
+    let (worker, server) = serve_members(&ns, 8);
+    wait_until(Duration::from_secs(20), "tenant B's ten", || async {
+        worker.of("tenant-b").len() == 10
+    })
+    .await;
+    let a_done = worker.of("tenant-a").len();
+    assert!(a_done < 300, "B waited for {a_done} of A's jobs");
+    assert!(worker.most("tenant-a") <= 4 && worker.most("tenant-b") <= 4);
+    let api = ns.jobs.api().await?;
+    let groups = api.groups("default", 10).await?;
+    let a = groups
+        .iter()
+        .find(|g| g.name == "tenant-a")
+        .expect("tenant A listed");
+    assert_eq!(a.limit, 4);
+    assert!(a.backlog > 0, "{a:?}");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_sequence_runs_in_order_one_at_a_time_and_pauses() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let api = ns.jobs.api().await?;
+    let jobs: Vec<Job> = (0..30)
+        .flat_map(|n| [member("cus_1", n, 10), member("cus_2", n, 10)])
+        .collect();
+    ns.client.push_bulk(jobs).await?;
+    api.pause_group("default", "cus_3").await?;
+    ns.client.push(member("cus_3", 0, 0)).await?;
+    let (worker, server) = serve_members(&ns, 6);
+    wait_until(Duration::from_secs(15), "both sequences", || async {
+        worker.of("cus_1").len() == 30 && worker.of("cus_2").len() == 30
+    })
+    .await;
+    let expected: Vec<u32> = (0..30).collect();
+    assert_eq!(worker.of("cus_1"), expected);
+    assert_eq!(worker.of("cus_2"), expected);
+    assert_eq!((worker.most("cus_1"), worker.most("cus_2")), (1, 1));
+    assert!(worker.of("cus_3").is_empty(), "a paused group ran");
+    let output = psychiq_on(&ns, &["groups", "list", "default"]);
+    let listed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        listed.contains("cus_3") && listed.contains("paused"),
+        "{listed}"
+    );
+    let output = psychiq_on(&ns, &["groups", "resume", "default", "cus_3"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    wait_until(Duration::from_secs(5), "the resumed group", || async {
+        worker.of("cus_3").len() == 1
+    })
+    .await;
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_sequence_keeps_its_order_through_a_kill_9() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let out = std::env::temp_dir().join(format!("{}-sequence.jsonl", ns.namespace));
+    let path = out.to_str().unwrap();
+    // The demo Sleep writes [ms, path, started, finished]: its ms names it.
+    let jobs: Vec<Job> = (0..8)
+        .map(|n| Job::new("Sleep", (300 + n, path)).map(|j| j.group("cus_9")))
+        .collect::<psychiq::Result<_>>()?;
+    ns.client.push_bulk(jobs).await?;
+    let mut first = Spawned::start(&ns, &["-s", "demo", "-c", "5"]);
+    let lines = || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()[0]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect::<Vec<u64>>()
+    };
+    wait_until(Duration::from_secs(10), "two of the sequence", || async {
+        lines().len() >= 2
+    })
+    .await;
+    // The third is running (it naps 302 ms): the kill interrupts it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first.kill9();
+    let mut second = Spawned::start(&ns, &["-s", "demo", "-c", "5"]);
+    wait_until(Duration::from_secs(90), "the whole sequence", || async {
+        lines().len() >= 8
+    })
+    .await;
+    second.signal("TERM");
+    assert_eq!(second.wait_exit(Duration::from_secs(10)), 0);
+    let ran = lines();
+    eprintln!("the sequence through the kill ran as {ran:?}");
+    let mut all = ran.clone();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all, (300..308).collect::<Vec<u64>>(), "{ran:?}");
+    // In order: the job the kill interrupted went back to the front of its group (it may
+    // appear twice, had it finished before the kill and not been acknowledged).
+    assert!(ran.windows(2).all(|w| w[0] <= w[1]), "{ran:?}");
+    let _ = std::fs::remove_file(&out);
+    Ok(())
+}

@@ -32,6 +32,7 @@
 //! ```
 
 mod batches;
+mod groups;
 mod handles;
 mod iterations;
 mod limits;
@@ -46,6 +47,7 @@ mod status;
 mod unique;
 mod workflows;
 
+pub use groups::GroupSummary;
 pub use handles::{JobSet, Queue, QueueJob, SetJob};
 pub use processes::{ProcessInfo, RunningWork, Whereabouts};
 pub use queues::QueueSummary;

@@ -388,6 +388,11 @@ impl Client {
                 "unique jobs are not available in the cluster layout yet (the lock and the queue are in different slots); push it without unique_for, or use one Redis".into(),
             ));
         }
+        if self.keys.is_cluster() && jobs.iter().any(|job| job.group_key().is_some()) {
+            return Err(Error::Config(
+                "groups are not available in the cluster layout yet (a group's keys are in other slots than its queue's); use one Redis".into(),
+            ));
+        }
         if self.keys.is_cluster() && jobs.iter().any(|job| job.priority_level() > 0) {
             return Err(Error::Config(
                 "priorities within a queue are not available in the cluster layout yet; use a queue of its own for urgent jobs, or one Redis".into(),
@@ -516,6 +521,10 @@ impl Client {
                         }
                     }
                     pushes.push(Push::Pushed(jid));
+                }
+                for job in chunk.iter().filter(|job| job.group_key().is_some()) {
+                    // Its queue has groups: servers route its grouped jobs as they fetch.
+                    pipe.sadd(self.keys.grouped(), &job.queue).ignore();
                 }
                 for (queue, list) in &by_queue {
                     pipe.sadd(self.keys.queues(), *queue).ignore();

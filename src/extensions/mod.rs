@@ -16,6 +16,9 @@
 //!   cursor after a deploy or a crash.
 //! - [`limits`]: rate limits shared by every process (concurrent, windows, buckets), in
 //!   `perform` or as a worker option run by the [`limits::RateLimit`] middleware.
+//! - Groups (`Job::group`): per-key concurrency across the fleet with groups taken in
+//!   turn, routed and taken by the fetch script; [`GroupSlots`], a server middleware,
+//!   keeps a running job's slot and gives it up.
 //! - Queue pause is the one that is not a middleware or a plugin: a pause must hold from
 //!   the very next fetch of every process and cost nothing while no queue is paused, which
 //!   only the fetch script's own atomic step can do (a plugin polling the `paused` set
@@ -31,6 +34,8 @@ pub mod batch;
 pub(crate) mod cron;
 #[cfg(feature = "server")]
 mod expiry;
+#[cfg(feature = "server")]
+mod groups;
 pub mod iteration;
 pub mod limits;
 #[cfg(feature = "periodic")]
@@ -41,6 +46,8 @@ pub mod workflow;
 pub use crate::job::unique::UniqueUntil;
 #[cfg(feature = "server")]
 pub use expiry::Expiry;
+#[cfg(feature = "server")]
+pub use groups::GroupSlots;
 #[cfg(feature = "api")]
 pub use unique::UniqueLock;
 #[cfg(feature = "server")]

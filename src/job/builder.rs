@@ -49,6 +49,10 @@ pub struct Job {
 /// Named for Psychiq, so a Ruby job's own `priority` option is never taken for it.
 pub(crate) const PRIORITY_FIELD: &str = "psychiq_priority";
 
+/// The payload fields of a job's group and its limit (Sidekiq ignores them).
+pub(crate) const GROUP_FIELD: &str = "psychiq_group";
+pub(crate) const GROUP_LIMIT_FIELD: &str = "psychiq_group_limit";
+
 /// A unique job's settings (see [`Job::unique_for`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Unique {
@@ -258,6 +262,35 @@ impl Job {
         self
     }
 
+    /// Puts the job in group `key` of its queue (a tenant, a customer): a group's jobs run
+    /// at most its limit at once across every server (1 unless [`Job::group_limit`] says
+    /// otherwise: one at a time, in order, a sequence), and groups take turns, so one
+    /// group's backlog never holds up another's first job. See the README's groups.
+    ///
+    /// ```
+    /// let webhook = psychiq::Job::new("Stripe::Webhook", ("evt_1",))?.group("cus_42");
+    /// let export = psychiq::Job::new("Export::Rows", (7,))?.group("tenant-9").group_limit(5);
+    /// # Ok::<(), psychiq::Error>(())
+    /// ```
+    pub fn group(mut self, key: impl Into<String>) -> Job {
+        self.options
+            .insert(GROUP_FIELD.into(), Value::String(key.into()));
+        self
+    }
+
+    /// With [`Job::group`]: how many of the group's jobs may run at once (at least 1); the
+    /// last job pushed with one sets it for the group.
+    pub fn group_limit(mut self, limit: u32) -> Job {
+        self.options
+            .insert(GROUP_LIMIT_FIELD.into(), Value::from(limit.max(1)));
+        self
+    }
+
+    /// The job's group, if [`Job::group`] gave it one.
+    pub(crate) fn group_key(&self) -> Option<&str> {
+        self.options.get(GROUP_FIELD).and_then(Value::as_str)
+    }
+
     /// The job's priority (0 unless [`Job::priority`] set one).
     pub(crate) fn priority_level(&self) -> u8 {
         self.options
@@ -453,6 +486,20 @@ impl Job {
     /// the client middleware had their say: an empty queue, `tags` that are not a list, a
     /// `retry_for` that is not a number of seconds up to 10^9.
     pub(crate) fn check(&self) -> Result<()> {
+        if let Some(group) = self.group_key() {
+            if group.is_empty() {
+                return Err(Error::Payload(format!(
+                    "job {} has an empty group; name the tenant or customer it is for",
+                    self.class
+                )));
+            }
+            if self.priority_level() > 0 {
+                return Err(Error::Payload(format!(
+                    "job {} has both a group and a priority, which grouped jobs do not take yet; drop one",
+                    self.class
+                )));
+            }
+        }
         if self.unique.is_some() && self.priority_level() > 0 {
             return Err(Error::Payload(format!(
                 "job {} is both unique and given a priority, which unique jobs do not take yet; drop one",

@@ -44,6 +44,9 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest a fetch command may block: the fetch connection's reply timeout adds it.
 pub(crate) const FETCH_TIMEOUT: Duration = WAIT_TIMEOUT;
 
+/// How soon a server looks again while jobs wait in groups of its queues.
+const GROUP_LOOK: Duration = Duration::from_millis(50);
+
 /// How often a server whose queues are all paused looks again (a resume takes effect within
 /// it), and how often basic fetch reads the paused set.
 const PAUSE_LOOK: Duration = Duration::from_millis(500);
@@ -143,6 +146,10 @@ pub(crate) struct Fetcher {
     paused_read: std::sync::Mutex<Option<std::time::Instant>>,
     /// Turns true when the server goes quiet: a wait for work ends then.
     quiet: watch::Receiver<bool>,
+    /// The last fetch saw jobs waiting in groups: look again soon instead of blocking.
+    groups_waiting: AtomicBool,
+    /// Told when a job of this process gives up its group's slot.
+    group_freed: Arc<tokio::sync::Notify>,
     /// Cluster layout: each queue is in its own slot, so a fetch takes queue by queue.
     per_queue: bool,
     /// The key prefix the fetch script finds priority lists under (`""` for bare keys);
@@ -194,8 +201,17 @@ impl Fetcher {
             paused_read: std::sync::Mutex::new(None),
             quiet,
             per_queue: keys.is_cluster(),
+            groups_waiting: AtomicBool::new(false),
+            group_freed: Arc::default(),
             prefix: (!keys.is_cluster()).then(|| keys.prefix().to_string()),
         }
+    }
+
+    /// Looks again at once when `freed` is told a group's slot was given up (instead of
+    /// after [`GROUP_LOOK`]).
+    pub fn waking_on(mut self, freed: Arc<tokio::sync::Notify>) -> Fetcher {
+        self.group_freed = freed;
+        self
     }
 
     /// The queues, as indexes into `sources`, in the order this fetch should try them.
@@ -362,6 +378,9 @@ impl Fetcher {
     /// Records which queues of `order` the fetch script found paused (`skipped`: their
     /// positions in `order`, comma-separated).
     fn note_paused(&self, order: &[usize], skipped: &[u8]) {
+        let waiting = skipped.ends_with(b"|g");
+        self.groups_waiting.store(waiting, Ordering::Relaxed);
+        let skipped = skipped.strip_suffix(b"|g").unwrap_or(skipped);
         let mut paused = vec![false; order.len()];
         for position in skipped.split(|&b| b == b',') {
             if let Some(p) = std::str::from_utf8(position)
@@ -421,6 +440,18 @@ impl Fetcher {
             self.nap().await;
             return Ok(!*self.quiet.borrow());
         };
+        if self.groups_waiting.load(Ordering::Relaxed) {
+            // Grouped jobs wait for a slot or their turn, which a release gives without a
+            // push to the queue's list: look again soon.
+            let mut quiet = self.quiet.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(GROUP_LOOK) => {}
+                _ = self.group_freed.notified() => {}
+                _ = quiet.wait_for(|quiet| *quiet) => return Ok(false),
+            }
+            self.idle.store(false, Ordering::Relaxed);
+            return Ok(true);
+        }
         let wait = if self.sources.len() == 1 {
             WAIT_TIMEOUT
         } else {

@@ -202,6 +202,16 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         // Deaths are counted by the processor, in the transaction that writes the dead job.
         middleware.prepend(crate::batch::BatchCounter::new(conn.clone(), keys.clone()));
     }
+    // A grouped job's end frees a slot without a push: the fetch is told directly.
+    let group_freed = Arc::new(tokio::sync::Notify::new());
+    if !keys.is_cluster() && !middleware.contains::<crate::extensions::GroupSlots>() {
+        // A grouped job's slot is given up however its run ends, after the chain inside.
+        middleware.prepend(crate::extensions::GroupSlots::new(
+            conn.clone(),
+            keys.clone(),
+            Arc::clone(&group_freed),
+        ));
+    }
     if !keys.is_cluster() && !middleware.contains::<crate::workflow::WorkflowSteps>() {
         // Outermost: a step's success is the outcome the whole chain arrived at; its death
         // is counted by the farewell.
@@ -365,14 +375,17 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
             .iter()
             .zip(fetch_conns)
             .map(|(capsule, fetch_conn)| {
-                let fetcher = Arc::new(Fetcher::new(
-                    fetch_conn,
-                    &keys,
-                    &capsule.queues,
-                    config.fetch,
-                    &identity,
-                    control.quiet.subscribe(),
-                ));
+                let fetcher = Arc::new(
+                    Fetcher::new(
+                        fetch_conn,
+                        &keys,
+                        &capsule.queues,
+                        config.fetch,
+                        &identity,
+                        control.quiet.subscribe(),
+                    )
+                    .waking_on(Arc::clone(&group_freed)),
+                );
                 let manager = Manager {
                     processor: &processor,
                     concurrency: capsule.concurrency,

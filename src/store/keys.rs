@@ -238,6 +238,20 @@ impl Keys {
         self.key(&format!("prio:{priority}:{name}"))
     }
 
+    /// The set of queues that have groups.
+    pub fn grouped(&self) -> String {
+        self.key("grouped")
+    }
+
+    /// Key `kind` of queue `queue`'s groups (`grpknown`, `grplimit`...), or of group
+    /// `group` of it (`grp`, `grprun`), as `group_common.lua` names them.
+    pub fn group_key(&self, kind: &str, queue: &str, group: Option<&str>) -> String {
+        match group {
+            Some(group) => self.key(&format!("{kind}:{queue}:{group}")),
+            None => self.key(&format!("{kind}:{queue}")),
+        }
+    }
+
     /// The set of queues that may have jobs in priority lists.
     pub fn prioritized(&self) -> String {
         self.key("prioritized")

@@ -47,6 +47,12 @@ pub enum AdminCommand {
         #[allow(missing_docs)]
         action: Option<BatchesAction>,
     },
+    /// A queue's groups (Job::group): backlog, running, limit, paused; pause, resume, limit one
+    Groups {
+        #[command(subcommand)]
+        #[allow(missing_docs)]
+        action: GroupsAction,
+    },
     /// Workflows: list them, show one with its steps, or cancel one
     Workflows {
         #[command(subcommand)]
@@ -299,6 +305,42 @@ pub enum WorkflowsAction {
     Push {
         /// The TOML file
         file: std::path::PathBuf,
+    },
+}
+
+/// List a queue's groups, or pause, resume or limit one.
+#[derive(Debug, Clone, Subcommand)]
+pub enum GroupsAction {
+    /// The groups whose jobs arrived last, with backlog, running jobs, limit and state
+    List {
+        /// The queue
+        queue: String,
+        /// How many to show
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// No server starts another of the group's jobs until it is resumed
+    Pause {
+        /// The queue
+        queue: String,
+        /// The group's key
+        group: String,
+    },
+    /// Its jobs start again, in its next turn
+    Resume {
+        /// The queue
+        queue: String,
+        /// The group's key
+        group: String,
+    },
+    /// How many of the group's jobs may run at once
+    Limit {
+        /// The queue
+        queue: String,
+        /// The group's key
+        group: String,
+        /// At least 1 (1: one at a time, in order)
+        jobs: u64,
     },
 }
 

@@ -15,6 +15,7 @@ use crate::error::Error;
 mod args;
 mod enqueue;
 mod extensions;
+mod groups;
 mod jobs;
 mod overview;
 mod serve;
@@ -208,6 +209,7 @@ async fn dispatch(command: AdminCommand, api: &Api, out: &Out) -> Outcome {
         }
         AdminCommand::Cancel { jid } => status::cancel(api, out, &jid).await,
         AdminCommand::Workflows { action } => workflows::workflows(api, out, action).await,
+        AdminCommand::Groups { action } => groups::groups(api, out, action).await,
         AdminCommand::Events {
             follow,
             class,

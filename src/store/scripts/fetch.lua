@@ -62,6 +62,13 @@ local prioritized = {}
 if prefix and redis.call('scard', prefix .. 'prioritized') > 0 then
   for _, name in ipairs(redis.call('smembers', prefix .. 'prioritized')) do prioritized[name] = true end
 end
+-- Queues with groups (see group_common.lua): their grouped jobs are routed from the
+-- queue's list to their groups' as they reach its tail, and groups with room are taken in
+-- turn, one job each per pass, before anything else of the queue.
+local grouped = {}
+if prefix and redis.call('scard', prefix .. 'grouped') > 0 then
+  for _, name in ipairs(redis.call('smembers', prefix .. 'grouped')) do grouped[name] = true end
+end
 local paused, skipped = {}, {}
 if redis.call('scard', KEYS[1]) > 0 then
   for _, name in ipairs(redis.call('smembers', KEYS[1])) do paused[name] = true end
@@ -76,8 +83,9 @@ local function hold(hash, fields)
   end
 end
 -- Takes up to what is still wanted from `list` into queue i's in-progress hash; returns
--- true when the fetch must end here (a suspect was met).
-local function take(i, list)
+-- true when the fetch must end here (a suspect was met). A grouped job met on a grouped
+-- queue goes to its group instead.
+local function take(i, list, name)
   local want = max - taken
   if want <= 0 then return false end
   local jobs = redis.call('rpop', list, want)
@@ -85,7 +93,9 @@ local function take(i, list)
   local index, fields, stop = tostring((i - 2) / 2), {}, nil
   for j = 1, #jobs do
     local job = jobs[j]
-    if string.find(job, '"recovery_count":', 1, true) then
+    if grouped[name] and string.find(job, '"psychiq_group"', 1, true) and group_route(prefix, name, job) then
+      -- Routed: it runs in its group's turn.
+    elseif string.find(job, '"recovery_count":', 1, true) then
       if taken == 0 then
         redis.call('hset', KEYS[i + 1], slot, job)
         out = { out[1], 's' .. index, job }
@@ -94,13 +104,14 @@ local function take(i, list)
         stop = j
       end
       break
+    else
+      fields[#fields + 1] = slot
+      fields[#fields + 1] = job
+      out[#out + 1] = index
+      out[#out + 1] = job
+      slot = slot + 1
+      taken = taken + 1
     end
-    fields[#fields + 1] = slot
-    fields[#fields + 1] = job
-    out[#out + 1] = index
-    out[#out + 1] = job
-    slot = slot + 1
-    taken = taken + 1
   end
   if #fields > 0 then hold(KEYS[i + 1], fields) end
   if stop then
@@ -109,21 +120,70 @@ local function take(i, list)
   end
   return false
 end
+-- Takes from queue i's groups with room, in turn, one job each per pass.
+local function take_grouped(i, name)
+  local ready = gkey(prefix, 'grpready', name)
+  local index = tostring((i - 2) / 2)
+  while max - taken > 0 do
+    local popped = redis.call('zpopmin', ready)
+    if #popped == 0 then return end
+    local group = popped[1]
+    if redis.call('sismember', gkey(prefix, 'grppaused', name), group) == 0
+      and group_free(prefix, name, group) then
+      local job = redis.call('rpop', gkey(prefix, 'grp', name, group))
+      if job then
+        redis.call('decr', gkey(prefix, 'grpwaiting', name))
+        local ok, decoded = pcall(cjson.decode, job)
+        local jid = ok and type(decoded) == 'table' and decoded['jid'] or job
+        redis.call('zadd', gkey(prefix, 'grprun', name, group), group_now() + GROUP_LEASE, jid)
+        redis.call('hset', KEYS[i + 1], slot, job)
+        out[#out + 1] = index
+        out[#out + 1] = job
+        slot = slot + 1
+        taken = taken + 1
+        group_wake(prefix, name, group)
+      end
+    end
+  end
+end
 for i = 2, #KEYS, 2 do
   if max - taken <= 0 then break end
   local name = ARGV[3 + (i - 2) / 2]
+  if not paused[name] and grouped[name] then
+    -- Route what waits at the tail of the queue's list, up to 500 jobs a fetch.
+    for _ = 1, 500 do
+      local tail = redis.call('lindex', KEYS[i], -1)
+      if not tail or not string.find(tail, '"psychiq_group"', 1, true) then break end
+      redis.call('rpop', KEYS[i])
+      if not group_route(prefix, name, tail) then
+        redis.call('rpush', KEYS[i], tail)
+        break
+      end
+    end
+    take_grouped(i, name)
+  end
   if not paused[name] then
     if prioritized[name] then
       local left = 0
       for p = 9, 1, -1 do
         local list = prefix .. 'prio:' .. p .. ':' .. name
-        if take(i, list) then return out end
+        if take(i, list, name) then return out end
         left = left + redis.call('llen', list)
       end
       -- Every priority list is empty: the queue is plain again until the next one.
       if left == 0 then redis.call('srem', prefix .. 'prioritized', name) end
     end
-    if take(i, KEYS[i]) then return out end
+    if take(i, KEYS[i], name) then return out end
+  end
+end
+-- Jobs still waiting in groups (for a slot, or for their turn): '|g' tells the server to
+-- look again soon rather than block on the queue's list, which no release pushes to.
+for q = 0, nqueues - 1 do
+  local name = ARGV[3 + q]
+  if grouped[name] and not paused[name]
+    and tonumber(redis.call('get', gkey(prefix, 'grpwaiting', name)) or '0') > 0 then
+    out[1] = out[1] .. '|g'
+    break
   end
 end
 return out

@@ -20,7 +20,21 @@ pub(crate) const ENQUEUE_DUE: &str = include_str!("enqueue_due.lua");
 /// `fetch.lua`: Moves up to ARGV[1] jobs, queue by queue in the given order, from each
 /// queue (KEYS[2i]) into its in-progress hash (KEYS[2i+1]) under the fields ARGV[2],
 /// ARGV[2] + 1, …, in the order returned.
-pub(crate) const FETCH: &str = include_str!("fetch.lua");
+pub(crate) const FETCH: &str = concat!(include_str!("group_common.lua"), include_str!("fetch.lua"));
+/// `group_release.lua`: A grouped job's run ended (ARGV: prefix, queue, group, jid), or its
+/// lease is renewed (ARGV[5] `renew`).
+#[cfg(feature = "server")]
+pub(crate) const GROUP_RELEASE: &str = concat!(
+    include_str!("group_common.lua"),
+    include_str!("group_release.lua")
+);
+/// `group_admin.lua`: Pauses, resumes or sets the limit of a group (ARGV: prefix, queue,
+/// group, verb, limit).
+#[cfg(feature = "api")]
+pub(crate) const GROUP_ADMIN: &str = concat!(
+    include_str!("group_common.lua"),
+    include_str!("group_admin.lua")
+);
 /// `iteration_save.lua`: Saves cursor ARGV[1] in KEYS[1] (and the time ARGV[2] in the index
 /// KEYS[2] under jid ARGV[3]).
 pub(crate) const ITERATION_SAVE: &str = include_str!("iteration_save.lua");

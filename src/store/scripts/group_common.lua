@@ -1,0 +1,72 @@
+-- Groups (prepended to fetch.lua and group_release.lua): jobs of a queue that carry a group
+-- key (`psychiq_group`, a tenant or a customer) wait in their group's list and run at most
+-- the group's limit at once across the fleet (1 unless `psychiq_group_limit` or the API
+-- set another: in order, a sequence), groups taken in turn so none waits behind another's
+-- backlog. Keys, for queue Q and group G (Sidekiq's layout only):
+--   grp:Q:G       the group's jobs (LPUSH in, RPOP out)
+--   grpready:Q    groups with jobs and a free slot, scored by their turn (ZADD NX)
+--   grpturn:Q     the turn counter
+--   grprun:Q:G    the group's running jobs by jid, scored by when their lease ends
+--   grplimit:Q    each group's limit (1 when unset)
+--   grppaused:Q   paused groups
+--   grpknown:Q    every group seen, scored by its last job's arrival (for listing)
+--   grpwaiting:Q  how many jobs wait in the queue's groups (a server that sees some polls
+--                 briefly instead of blocking on the queue's list)
+--   grouped       the queues that have groups
+local GROUP_LEASE = 90
+local group_clock = nil
+local function group_now()
+  if not group_clock then
+    local t = redis.call('time')
+    group_clock = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  end
+  return group_clock
+end
+local function gkey(prefix, kind, name, group)
+  if group then return prefix .. kind .. ':' .. name .. ':' .. group end
+  return prefix .. kind .. ':' .. name
+end
+-- Whether group G of queue Q may start another job now (expired leases dropped first).
+local function group_free(prefix, name, group)
+  local run = gkey(prefix, 'grprun', name, group)
+  redis.call('zremrangebyscore', run, '-inf', group_now())
+  local limit = tonumber(redis.call('hget', gkey(prefix, 'grplimit', name), group) or '1')
+  return redis.call('zcard', run) < limit
+end
+-- Puts the group in the round (at its back) if it has jobs, is not paused and has room.
+local function group_wake(prefix, name, group)
+  if redis.call('llen', gkey(prefix, 'grp', name, group)) > 0
+    and redis.call('sismember', gkey(prefix, 'grppaused', name), group) == 0
+    and group_free(prefix, name, group) then
+    local turn = redis.call('incr', gkey(prefix, 'grpturn', name))
+    redis.call('zadd', gkey(prefix, 'grpready', name), 'NX', turn, group)
+  end
+end
+-- Moves a grouped job from its queue's list to the back of its group's. A job coming back
+-- (recovered from a dead process, pushed back at a stop: it still holds its slot, or it
+-- carries `recovery_count`) gives its slot up and goes to the front, so a sequence keeps
+-- its order. Returns false for a job with no group.
+local function group_route(prefix, name, job)
+  local ok, decoded = pcall(cjson.decode, job)
+  if not ok or type(decoded) ~= 'table' then return false end
+  local group = decoded['psychiq_group']
+  if type(group) ~= 'string' or group == '' then return false end
+  local limit = decoded['psychiq_group_limit']
+  if type(limit) == 'number' and limit >= 1 then
+    redis.call('hset', gkey(prefix, 'grplimit', name), group, math.floor(limit))
+  end
+  local returning = decoded['recovery_count'] ~= nil
+  if type(decoded['jid']) == 'string'
+    and redis.call('zrem', gkey(prefix, 'grprun', name, group), decoded['jid']) == 1 then
+    returning = true
+  end
+  if returning then
+    redis.call('rpush', gkey(prefix, 'grp', name, group), job)
+  else
+    redis.call('lpush', gkey(prefix, 'grp', name, group), job)
+  end
+  redis.call('incr', gkey(prefix, 'grpwaiting', name))
+  redis.call('zadd', gkey(prefix, 'grpknown', name), group_now(), group)
+  group_wake(prefix, name, group)
+  return true
+end
