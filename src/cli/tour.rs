@@ -200,6 +200,19 @@ async fn tour(flags: &ServerArgs) -> crate::Result<()> {
         distinct.len(),
         jids.last().map_or("", String::as_str)
     );
+    // Two tenants: A's 10,000 jobs arrive first, then B's 10; each group runs five at once.
+    let tenant_a = (0..10_000)
+        .map(|_| Job::new("Noop", NoArgs).map(|job| on_queue(job).group("tenant-a").group_limit(5)))
+        .collect::<crate::Result<Vec<_>>>()?;
+    client.push_bulk(tenant_a).await?;
+    let tenant_b = (1..=10)
+        .map(|n| {
+            Job::new("Echo", (&echo_path, format!("tenant B: job {n} of 10")))
+                .map(|job| on_queue(job).group("tenant-b").group_limit(5))
+        })
+        .collect::<crate::Result<Vec<_>>>()?;
+    client.push_bulk(tenant_b).await?;
+    println!("  Noop  x10000 tenant A  then Echo x10 tenant B (groups, five at once each)");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
@@ -211,10 +224,21 @@ async fn tour(flags: &ServerArgs) -> crate::Result<()> {
     let started = Instant::now();
     let mut conn = client.redis_connection().expect("a Redis client");
     let retry_key = client.keys().retry();
+    let api = crate::api::Api::connect(&redis, &config.namespace).await?;
+    // Tenant A's backlog when tenant B's ten had all run.
+    let mut a_left_when_b_done: Option<u64> = None;
     let failed_entry = loop {
-        let lines = std::fs::read_to_string(&echo_file)
-            .map(|s| s.lines().count())
-            .unwrap_or(0);
+        let text = std::fs::read_to_string(&echo_file).unwrap_or_default();
+        let lines = text.lines().count();
+        let a_left = api
+            .groups(&queue, 10)
+            .await?
+            .iter()
+            .find(|g| g.name == "tenant-a")
+            .map_or(0, |g| g.backlog + g.running);
+        if a_left_when_b_done.is_none() && text.matches("tenant B: job").count() == 10 {
+            a_left_when_b_done = Some(a_left);
+        }
         let retries: Vec<String> = redis::cmd("ZRANGE")
             .arg(&retry_key)
             .arg(0)
@@ -223,9 +247,9 @@ async fn tour(flags: &ServerArgs) -> crate::Result<()> {
             .await
             .map_err(|e| Error::Other(e.to_string()))?;
         let failed = retries.into_iter().find(|r| r.contains(&fail_jid));
-        // Three Echo lines, the Sleep's, the scheduled Echo's, the workflow's notice and the
-        // debounced burst's one line.
-        if lines >= 7 && failed.is_some() {
+        // Three Echo lines, the Sleep's, the scheduled Echo's, the workflow's notice, the
+        // debounced burst's one line and tenant B's ten; and tenant A's last job.
+        if lines >= 17 && failed.is_some() && a_left == 0 {
             break failed;
         }
         if started.elapsed() > Duration::from_secs(30) {
@@ -259,7 +283,12 @@ async fn tour(flags: &ServerArgs) -> crate::Result<()> {
             job["retry_count"]
         );
     }
-    let api = crate::api::Api::connect(&redis, &config.namespace).await?;
+    if let Some(left) = a_left_when_b_done {
+        println!(
+            "\nTenant B's 10 jobs all ran while tenant A still had {left} of its 10,000 to go: \
+             groups take turns, so one tenant's backlog never holds up another's."
+        );
+    }
     if let Some(workflow) = api.workflow(&etl).await? {
         println!(
             "\nThe workflow {etl} {}: each step started once, after the steps it runs after:",
