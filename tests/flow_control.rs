@@ -542,6 +542,36 @@ async fn a_tenants_backlog_does_not_delay_anothers_jobs() -> psychiq::Result<()>
         .expect("tenant A listed");
     assert_eq!(a.limit, 4);
     assert!(a.backlog > 0, "{a:?}");
+    // A limit set by hand outlasts later pushes that name another.
+    api.set_group_limit("default", "tenant-a", 2).await?;
+    ns.client
+        .push(member("tenant-a", 9_999, 0).group_limit(8))
+        .await?;
+    let a = api.groups("default", 10).await?;
+    assert_eq!(a.iter().find(|g| g.name == "tenant-a").unwrap().limit, 2);
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_busy_group_does_not_starve_the_queues_other_jobs() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    // A group that could fill every worker, then a job of no group.
+    let busy: Vec<Job> = (0..300)
+        .map(|n| member("wide", n, 20).group_limit(50))
+        .collect();
+    ns.client.push_bulk(busy).await?;
+    ns.client.push(Job::new("Member", ("none", 0, 0))?).await?;
+    let (worker, server) = serve_members(&ns, 6);
+    wait_until(Duration::from_secs(10), "the job of no group", || async {
+        !worker.of("none").is_empty()
+    })
+    .await;
+    let wide_done = worker.of("wide").len();
+    assert!(
+        wide_done < 150,
+        "it waited for {wide_done} of the group's 300"
+    );
     server.stop().await;
     Ok(())
 }

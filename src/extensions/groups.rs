@@ -24,6 +24,15 @@ const RENEW_EVERY: Duration = Duration::from_secs(20);
 static SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(crate::store::scripts::GROUP_RELEASE));
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The server middleware that keeps a grouped job's slot while it runs and gives it up
 /// when it ends. A job without `psychiq_group` passes with a substring search.
 pub struct GroupSlots {
@@ -75,8 +84,11 @@ impl crate::job::middleware::ServerMiddleware for GroupSlots {
                 }
             })
         };
+        // Stopped however the run ends, a panic or an abort at shutdown included (the slot
+        // then comes back when its lease ends).
+        let renewal = AbortOnDrop(renewal);
         let outcome = next.run().await;
-        renewal.abort();
+        drop(renewal);
         // Until it works, before the job is acknowledged: a slot never given up would hold
         // the group until its lease ends, and a group left out of the round would wait for
         // its next push.

@@ -279,7 +279,7 @@ impl Job {
     }
 
     /// With [`Job::group`]: how many of the group's jobs may run at once (at least 1); the
-    /// last job pushed with one sets it for the group.
+    /// first job that names one sets it for the group (`psychiq groups limit` changes it).
     pub fn group_limit(mut self, limit: u32) -> Job {
         self.options
             .insert(GROUP_LIMIT_FIELD.into(), Value::from(limit.max(1)));

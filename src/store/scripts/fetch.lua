@@ -120,23 +120,42 @@ local function take(i, list, name)
   end
   return false
 end
--- Takes from queue i's groups with room, in turn, one job each per pass.
-local function take_grouped(i, name)
+-- Takes from queue i's groups with room, in turn, one job each per pass, at most `most`;
+-- returns true when the fetch must end here (a suspect: taken alone, or left at the front
+-- of its group for the next fetch).
+local function take_grouped(i, name, most)
   local ready = gkey(prefix, 'grpready', name)
   local index = tostring((i - 2) / 2)
-  while max - taken > 0 do
+  local limit = taken + most
+  while max - taken > 0 and taken < limit do
     local popped = redis.call('zpopmin', ready)
     if #popped == 0 then return end
     local group = popped[1]
     if redis.call('sismember', gkey(prefix, 'grppaused', name), group) == 0
       and group_free(prefix, name, group) then
-      local job = redis.call('rpop', gkey(prefix, 'grp', name, group))
+      local list = gkey(prefix, 'grp', name, group)
+      local job = redis.call('rpop', list)
       if job then
+        local suspect = string.find(job, '"recovery_count":', 1, true)
+        if suspect and taken > 0 then
+          -- A suspect runs alone: back to the front of its group, for the next fetch.
+          redis.call('rpush', list, job)
+          group_wake(prefix, name, group)
+          return true
+        end
         redis.call('decr', gkey(prefix, 'grpwaiting', name))
         local ok, decoded = pcall(cjson.decode, job)
-        local jid = ok and type(decoded) == 'table' and decoded['jid'] or job
+        local jid = job
+        if ok and type(decoded) == 'table' and type(decoded['jid']) == 'string' then jid = decoded['jid'] end
         redis.call('zadd', gkey(prefix, 'grprun', name, group), group_now() + GROUP_LEASE, jid)
         redis.call('hset', KEYS[i + 1], slot, job)
+        if suspect then
+          out = { out[1], 's' .. index, job }
+          taken = taken + 1
+          slot = slot + 1
+          group_wake(prefix, name, group)
+          return true
+        end
         out[#out + 1] = index
         out[#out + 1] = job
         slot = slot + 1
@@ -160,7 +179,12 @@ for i = 2, #KEYS, 2 do
         break
       end
     end
-    take_grouped(i, name)
+    group_sweep(prefix, name)
+    -- The queue's own lists get a share of every fetch: a busy group never starves a job
+    -- without one (or with a priority), nor the routing of the jobs behind it.
+    local most = max - taken
+    if redis.call('llen', KEYS[i]) > 0 or prioritized[name] then most = math.max(1, math.floor(most / 2)) end
+    if take_grouped(i, name, most) then return out end
   end
   if not paused[name] then
     if prioritized[name] then

@@ -12,6 +12,9 @@
 --   grpknown:Q    every group seen, scored by its last job's arrival (for listing)
 --   grpwaiting:Q  how many jobs wait in the queue's groups (a server that sees some polls
 --                 briefly instead of blocking on the queue's list)
+--   grpfull:Q     groups with jobs but no room, scored by when their first lease ends: a
+--                 fetch looks at those due, so a slot whose job never gave it up (a skip
+--                 before the middleware, a lost process) comes back when its lease ends
 --   grouped       the queues that have groups
 local GROUP_LEASE = 90
 local group_clock = nil
@@ -33,13 +36,27 @@ local function group_free(prefix, name, group)
   local limit = tonumber(redis.call('hget', gkey(prefix, 'grplimit', name), group) or '1')
   return redis.call('zcard', run) < limit
 end
--- Puts the group in the round (at its back) if it has jobs, is not paused and has room.
+-- Puts the group in the round (at its back) if it has jobs, is not paused and has room;
+-- with jobs but no room, notes when its first lease ends, to look again then.
 local function group_wake(prefix, name, group)
-  if redis.call('llen', gkey(prefix, 'grp', name, group)) > 0
-    and redis.call('sismember', gkey(prefix, 'grppaused', name), group) == 0
-    and group_free(prefix, name, group) then
+  if redis.call('llen', gkey(prefix, 'grp', name, group)) == 0
+    or redis.call('sismember', gkey(prefix, 'grppaused', name), group) == 1 then
+    return
+  end
+  if group_free(prefix, name, group) then
     local turn = redis.call('incr', gkey(prefix, 'grpturn', name))
     redis.call('zadd', gkey(prefix, 'grpready', name), 'NX', turn, group)
+  else
+    local first = redis.call('zrange', gkey(prefix, 'grprun', name, group), 0, 0, 'WITHSCORES')
+    if first[2] then redis.call('zadd', gkey(prefix, 'grpfull', name), first[2], group) end
+  end
+end
+-- Looks again at the groups whose first lease has ended (at most 100 a call).
+local function group_sweep(prefix, name)
+  local full = gkey(prefix, 'grpfull', name)
+  for _, group in ipairs(redis.call('zrangebyscore', full, '-inf', group_now(), 'LIMIT', 0, 100)) do
+    redis.call('zrem', full, group)
+    group_wake(prefix, name, group)
   end
 end
 -- Moves a grouped job from its queue's list to the back of its group's. A job coming back
@@ -53,7 +70,8 @@ local function group_route(prefix, name, job)
   if type(group) ~= 'string' or group == '' then return false end
   local limit = decoded['psychiq_group_limit']
   if type(limit) == 'number' and limit >= 1 then
-    redis.call('hset', gkey(prefix, 'grplimit', name), group, math.floor(limit))
+    -- The first job that names one sets it; `psychiq groups limit` changes it after.
+    redis.call('hsetnx', gkey(prefix, 'grplimit', name), group, math.floor(limit))
   end
   local returning = decoded['recovery_count'] ~= nil
   if type(decoded['jid']) == 'string'
