@@ -31,19 +31,25 @@ impl Api {
             let key = self.raw_queue_key(name);
             pipe.llen(&key)
                 .lindex(&key, -1)
-                .sismember(self.keys.paused(), name);
+                .sismember(self.keys.paused(), name)
+                .sismember(self.keys.prioritized(), name);
         }
-        let rows: Vec<(u64, Option<Vec<u8>>, bool)> = self.query_pipe(&pipe).await?;
+        let rows: Vec<(u64, Option<Vec<u8>>, bool, bool)> = self.query_pipe(&pipe).await?;
+        // Priority lists are read only for the queues that have them.
         let mut urgent = Vec::with_capacity(names.len());
-        for name in &names {
-            urgent.push(self.priority_size(name).await?);
+        for (name, (_, _, _, prioritized)) in names.iter().zip(&rows) {
+            urgent.push(if *prioritized {
+                self.priority_size(name).await?
+            } else {
+                0
+            });
         }
         Ok(names
             .into_iter()
             .zip(rows)
             .zip(urgent)
             .map(
-                |((name, (size, oldest, paused)), with_priority)| QueueSummary {
+                |((name, (size, oldest, paused, _)), with_priority)| QueueSummary {
                     latency: oldest.map_or(0.0, |raw| JobRecord::new(raw, None, None).latency()),
                     name: escape(&name).into_owned(),
                     size: size + with_priority,
@@ -115,10 +121,15 @@ impl Api {
 
     /// Jobs waiting in a queue, those with a priority included.
     pub async fn queue_size(&self, queue: &str) -> Result<u64> {
-        let plain: u64 = self
-            .query(redis::cmd("LLEN").arg(self.queue_key(queue)))
-            .await?;
-        Ok(plain + self.priority_size(&unescape(queue)).await?)
+        let name = unescape(queue);
+        let mut pipe = redis::pipe();
+        pipe.llen(self.queue_key(queue))
+            .sismember(self.keys.prioritized(), &*name);
+        let (plain, prioritized): (u64, bool) = self.query_pipe(&pipe).await?;
+        if !prioritized {
+            return Ok(plain);
+        }
+        Ok(plain + self.priority_size(&name).await?)
     }
 
     /// The priority lists of queue `name` (bytes), 9 first; none in the cluster layout.
@@ -136,19 +147,8 @@ impl Api {
             .collect()
     }
 
-    /// Jobs waiting in queue `name`'s priority lists (nothing to ask for a queue that
-    /// never had one).
+    /// Jobs waiting in queue `name`'s priority lists (for a queue in `prioritized`).
     async fn priority_size(&self, name: &[u8]) -> Result<u64> {
-        let prioritized: bool = self
-            .query(
-                redis::cmd("SISMEMBER")
-                    .arg(self.keys.prioritized())
-                    .arg(name),
-            )
-            .await?;
-        if !prioritized {
-            return Ok(0);
-        }
         let mut pipe = redis::pipe();
         for key in self.priority_keys(name) {
             pipe.llen(key);

@@ -522,9 +522,16 @@ impl Client {
                     }
                     pushes.push(Push::Pushed(jid));
                 }
-                for job in chunk.iter().filter(|job| job.group_key().is_some()) {
-                    // Its queue has groups: servers route its grouped jobs as they fetch.
-                    pipe.sadd(self.keys.grouped(), &job.queue).ignore();
+                // Queues with grouped jobs, once each: servers route those as they fetch.
+                let mut grouped: Vec<&str> = chunk
+                    .iter()
+                    .filter(|job| job.group_key().is_some())
+                    .map(|job| job.queue.as_str())
+                    .collect();
+                grouped.sort_unstable();
+                grouped.dedup();
+                if !grouped.is_empty() {
+                    pipe.sadd(self.keys.grouped(), &grouped).ignore();
                 }
                 for (queue, list) in &by_queue {
                     pipe.sadd(self.keys.queues(), *queue).ignore();

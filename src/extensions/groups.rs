@@ -24,15 +24,6 @@ const RENEW_EVERY: Duration = Duration::from_secs(20);
 static SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(crate::store::scripts::GROUP_RELEASE));
 
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// The server middleware that keeps a grouped job's slot while it runs and gives it up
 /// when it ends. A job without `psychiq_group` passes with a substring search.
 pub struct GroupSlots {
@@ -71,24 +62,21 @@ impl crate::job::middleware::ServerMiddleware for GroupSlots {
             group.to_string(),
             job.jid().to_string(),
         ];
-        let renewal = {
-            let (mut conn, args) = (self.conn.clone(), args.clone());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(RENEW_EVERY);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let mut renew = SCRIPT.prepare_invoke();
-                    renew.arg(&args).arg("renew");
-                    let _: redis::RedisResult<i64> = renew.invoke_async(&mut conn).await;
-                }
-            })
+        // Renewed beside the run, in this task: dropped with it however the run ends (a
+        // panic, an abort at shutdown: the slot then comes back when its lease ends).
+        let renew = async {
+            let mut conn = self.conn.clone();
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                let mut renew = SCRIPT.prepare_invoke();
+                renew.arg(&args).arg("renew");
+                let _: redis::RedisResult<i64> = renew.invoke_async(&mut conn).await;
+            }
         };
-        // Stopped however the run ends, a panic or an abort at shutdown included (the slot
-        // then comes back when its lease ends).
-        let renewal = AbortOnDrop(renewal);
-        let outcome = next.run().await;
-        drop(renewal);
+        let outcome = tokio::select! {
+            outcome = next.run() => outcome,
+            () = renew => unreachable!("the renewal never ends"),
+        };
         // Until it works, before the job is acknowledged: a slot never given up would hold
         // the group until its lease ends, and a group left out of the round would wait for
         // its next push.
