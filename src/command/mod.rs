@@ -382,4 +382,38 @@ mod tests {
         );
         assert!(parse_workers("[workers.X]\ncommand = [\"a\"]\nbogus = 1").is_err());
     }
+
+    #[test]
+    fn capsules_are_declared_beside_the_workers() {
+        let registry = parse_workers(
+            "[workers.Call]\ncommand = [\"true\"]\n\
+             [capsules.reports]\nqueues = [\"reports\", \"exports=2\"]\nconcurrency = 3\nprefetch = 1\n",
+        )
+        .unwrap();
+        let capsule = crate::Capsule::parse("reports:reports,exports=2:3")
+            .unwrap()
+            .prefetch(1);
+        assert_eq!(registry.capsules(), [capsule]);
+        for (bad, says) in [
+            (
+                "[workers.C]\ncommand = [\"true\"]\n[capsules.r]\nqueues = []\nconcurrency = 3",
+                "queue",
+            ),
+            (
+                "[workers.C]\ncommand = [\"true\"]\n[capsules.r]\nqueues = [\"a\"]\nconcurrency = 0",
+                "concurrency",
+            ),
+            (
+                "[workers.C]\ncommand = [\"true\"]\n[capsules.r]\nqueues = [\"a=x\"]\nconcurrency = 2",
+                "weight",
+            ),
+            (
+                "[workers.C]\ncommand = [\"true\"]\n[capsules.r]\nqueue = [\"a\"]\nconcurrency = 2",
+                "unknown field",
+            ),
+        ] {
+            let error = parse_workers(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
 }

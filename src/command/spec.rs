@@ -23,6 +23,30 @@ struct File {
     periodic: BTreeMap<String, PeriodicSpec>,
     #[serde(default)]
     limits: BTreeMap<String, LimitSpec>,
+    #[serde(default)]
+    capsules: BTreeMap<String, CapsuleSpec>,
+}
+
+/// One capsule as the TOML file describes it (see [`crate::Capsule`]): its queues (each
+/// `NAME` or `NAME=WEIGHT`), how many jobs it runs at once, and optionally its prefetch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CapsuleSpec {
+    queues: Vec<String>,
+    concurrency: usize,
+    prefetch: Option<usize>,
+}
+
+impl CapsuleSpec {
+    fn into_capsule(self, name: &str) -> Result<crate::Capsule, String> {
+        // The flag's reader, so both say the same about a bad queue or concurrency.
+        let flag = format!("{name}:{}:{}", self.queues.join(","), self.concurrency);
+        let capsule = crate::Capsule::parse(&flag).map_err(|e| e.to_string())?;
+        Ok(match self.prefetch {
+            Some(jobs) => capsule.prefetch(jobs),
+            None => capsule,
+        })
+    }
 }
 
 /// One rate limiter as the TOML file describes it (see [`crate::limits`]).
@@ -218,6 +242,9 @@ pub fn parse_workers(text: &str) -> Result<Registry, String> {
     let mut registry = Registry::new();
     for (name, spec) in file.periodic {
         registry.periodic(spec.into_entry(&name)?);
+    }
+    for (name, spec) in file.capsules {
+        registry.capsule(spec.into_capsule(&name)?);
     }
     // Every limit is checked, used or not, so a broken one is named as broken.
     for (name, spec) in &file.limits {

@@ -239,6 +239,7 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
         prefetch: config.prefetch,
     }];
     capsules.extend(config.capsules.iter().cloned());
+    capsules.extend(registry.capsules().iter().cloned());
     capsule::check(&capsules)?;
     let mut fetch_conns = Vec::with_capacity(capsules.len());
     for _ in &capsules {

@@ -29,6 +29,8 @@ pub struct Registry {
     periodic: Vec<crate::periodic::PeriodicJob>,
     /// The classes registered with [`Registry::register_iterable`].
     iterable: std::collections::HashSet<String>,
+    /// Capsules declared beside the workers (a TOML file's `[capsules.NAME]`).
+    capsules: Vec<crate::Capsule>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -130,7 +132,7 @@ impl Registry {
             .collect()
     }
 
-    /// Adds every worker (and periodic entry) of `other`. Panics as [`Registry::register`]
+    /// Adds every worker (and periodic entry, and capsule) of `other`. Panics as [`Registry::register`]
     /// does when both have a worker for one class (the same worker twice is fine).
     pub fn merge(&mut self, other: &Registry) -> &mut Self {
         for (name, handler) in &other.handlers {
@@ -138,6 +140,9 @@ impl Registry {
             self.insert(name.clone(), type_name, Arc::clone(handler));
         }
         self.iterable.extend(other.iterable.iter().cloned());
+        for capsule in &other.capsules {
+            self.capsule(capsule.clone());
+        }
         #[cfg(feature = "periodic")]
         for entry in &other.periodic {
             self.periodic(entry.clone());
@@ -159,6 +164,19 @@ impl Registry {
     #[cfg(feature = "periodic")]
     pub fn periodic_jobs(&self) -> &[crate::periodic::PeriodicJob] {
         &self.periodic
+    }
+
+    /// Declares a capsule beside the workers (as a TOML file's `[capsules.NAME]` does); a
+    /// server runs it as it runs those of [`crate::ServerConfig::capsule`].
+    pub fn capsule(&mut self, capsule: crate::Capsule) -> &mut Self {
+        self.capsules.retain(|c| c.name() != capsule.name());
+        self.capsules.push(capsule);
+        self
+    }
+
+    /// The capsules declared with [`Registry::capsule`], in the order added.
+    pub fn capsules(&self) -> &[crate::Capsule] {
+        &self.capsules
     }
 
     /// The registered class names, sorted.
