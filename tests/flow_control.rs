@@ -463,12 +463,17 @@ async fn urgent_jobs_pass_the_backlog_higher_first_and_keep_their_priority_when_
 #[derive(Clone, Default)]
 struct Member {
     ran: Arc<Mutex<Vec<(String, u32)>>>,
+    started: Arc<Mutex<Vec<(String, std::time::Instant)>>>,
     running: Arc<Mutex<std::collections::HashMap<String, (usize, usize)>>>,
 }
 
 impl Worker for Member {
     type Args = (String, u32, u64);
     async fn perform(&self, (group, n, ms): (String, u32, u64)) -> JobResult {
+        self.started
+            .lock()
+            .unwrap()
+            .push((group.clone(), std::time::Instant::now()));
         {
             let mut running = self.running.lock().unwrap();
             let (now, most) = running.entry(group.clone()).or_default();
@@ -488,6 +493,14 @@ impl Member {
         ran.iter()
             .filter(|(g, _)| g == group)
             .map(|(_, n)| *n)
+            .collect()
+    }
+    fn starts(&self, group: &str) -> Vec<std::time::Instant> {
+        let started = self.started.lock().unwrap();
+        started
+            .iter()
+            .filter(|(g, _)| g == group)
+            .map(|(_, at)| *at)
             .collect()
     }
     fn most(&self, group: &str) -> usize {
@@ -612,6 +625,80 @@ async fn a_sequence_runs_in_order_one_at_a_time_and_pauses() -> psychiq::Result<
         worker.of("cus_3").len() == 1
     })
     .await;
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_groups_rate_spaces_its_starts_and_can_be_lifted() -> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    // 9 jobs of a group allowed 3 at once and 3 starts a second, beside a group without a
+    // rate: the rated one takes at least two seconds, the other is not held by it.
+    let rated: Vec<Job> = (0..9)
+        .map(|n| {
+            member("quota", n, 0)
+                .group_limit(3)
+                .group_rate(3, Duration::from_secs(1))
+        })
+        .collect();
+    ns.client.push_bulk(rated).await?;
+    let free: Vec<Job> = (0..6)
+        .map(|n| member("free", n, 0).group_limit(3))
+        .collect();
+    ns.client.push_bulk(free).await?;
+    let (worker, server) = serve_members(&ns, 6);
+    wait_until(
+        Duration::from_secs(5),
+        "the group without a rate",
+        || async { worker.of("free").len() == 6 },
+    )
+    .await;
+    assert!(
+        worker.of("quota").len() <= 6,
+        "the rated group ran {} before the other finished",
+        worker.of("quota").len()
+    );
+    let api = ns.jobs.api().await?;
+    let listed = api.groups("default", 10).await?;
+    let quota = listed.iter().find(|g| g.name == "quota").expect("listed");
+    assert_eq!(quota.rate.map(|r| (r.count, r.per_secs)), Some((3, 1.0)));
+    assert!(quota.started_in_window <= 3, "{quota:?}");
+    wait_until(Duration::from_secs(10), "the rated group", || async {
+        worker.of("quota").len() == 9
+    })
+    .await;
+    // Any 4 consecutive starts span a window: the rate is kept on Redis's clock, these
+    // instants are taken a little after each fetch, hence the margin.
+    let starts = worker.starts("quota");
+    for pair in starts.windows(4) {
+        let gap = pair[3] - pair[0];
+        assert!(gap >= Duration::from_millis(900), "4 starts within {gap:?}");
+    }
+    // Lifted from the CLI: the next 9 start as fast as the limit allows.
+    let output = psychiq_on(&ns, &["groups", "rate", "default", "quota", "none"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let bad = psychiq_on(&ns, &["groups", "rate", "default", "quota", "3 a second"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("COUNT/SECONDS"));
+    let again: Vec<Job> = (9..18)
+        .map(|n| {
+            member("quota", n, 0)
+                .group_limit(3)
+                .group_rate(3, Duration::from_secs(1))
+        })
+        .collect();
+    ns.client.push_bulk(again).await?;
+    wait_until(Duration::from_secs(10), "the unrated run", || async {
+        worker.of("quota").len() == 18
+    })
+    .await;
+    let starts = worker.starts("quota");
+    let span = starts[17] - starts[9];
+    assert!(span < Duration::from_millis(900), "still rated: {span:?}");
     server.stop().await;
     Ok(())
 }

@@ -1335,3 +1335,61 @@ async fn a_workflow_is_drawn_as_its_graph_and_cancelled_from_its_page() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn groups_are_listed_paused_resumed_and_limited_from_the_dashboard() {
+    let ns = TestNs::new().await;
+    let (app, api) = app(&ns, WebConfig::default()).await;
+    let hostile = "tenant <b>";
+    api.pause_group("default", hostile).await.unwrap();
+    for n in 0..2 {
+        let job = psychiq::Job::new("Record", (n,)).unwrap().group(hostile);
+        ns.client.push(job).await.unwrap();
+    }
+    // A server routes the jobs into their (paused) group as it fetches.
+    let record = Record::default();
+    let server = RunningServer::start(
+        ns.config().poll_interval(Duration::from_millis(100)),
+        registry_with(&record),
+    );
+    wait_until(Duration::from_secs(5), "the group's backlog", || async {
+        api.groups("default", 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|g| g.name == hostile && g.backlog == 2)
+    })
+    .await;
+    server.stop().await;
+    assert_eq!(record.count(), 0, "a paused group's job ran");
+    let page = get(&app, "/groups").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("tenant &lt;b&gt;"), "{}", page.body);
+    assert!(!page.body.contains("<b>"), "names are escaped");
+    assert!(page.body.contains("paused") && page.body.contains(r#"value="resume""#));
+    let (cookie, token) = (cookie_of(&page), token_of(&page));
+    let path = "/groups/default/tenant%20%3Cb%3E";
+    let done = post(
+        &app,
+        path,
+        &format!("_csrf={token}&action=limit&limit=3"),
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    let done = post(
+        &app,
+        path,
+        &format!("_csrf={token}&action=resume"),
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    let group = api.groups("default", 10).await.unwrap().remove(0);
+    assert_eq!((group.limit, group.paused), (3, false));
+    let refused = post(&app, path, "action=pause", Some(&cookie), None).await;
+    assert_ne!(refused.status, StatusCode::SEE_OTHER, "no token, no pause");
+    assert!(!api.groups("default", 10).await.unwrap()[0].paused);
+}

@@ -47,7 +47,7 @@ mod status;
 mod unique;
 mod workflows;
 
-pub use groups::GroupSummary;
+pub use groups::{GroupRate, GroupSummary};
 pub use handles::{JobSet, Queue, QueueJob, SetJob};
 pub use processes::{ProcessInfo, RunningWork, Whereabouts};
 pub use queues::QueueSummary;

@@ -52,6 +52,7 @@ pub(crate) const PRIORITY_FIELD: &str = "psychiq_priority";
 /// The payload fields of a job's group and its limit (Sidekiq ignores them).
 pub(crate) const GROUP_FIELD: &str = "psychiq_group";
 pub(crate) const GROUP_LIMIT_FIELD: &str = "psychiq_group_limit";
+pub(crate) const GROUP_RATE_FIELD: &str = "psychiq_group_rate";
 
 /// A unique job's settings (see [`Job::unique_for`]).
 #[derive(Debug, Clone)]
@@ -283,6 +284,31 @@ impl Job {
     pub fn group_limit(mut self, limit: u32) -> Job {
         self.options
             .insert(GROUP_LIMIT_FIELD.into(), Value::from(limit.max(1)));
+        self
+    }
+
+    /// With [`Job::group`]: at most `count` of the group's jobs start in any window of
+    /// `per` across the fleet (a tenant's API quota), on top of its limit at once. Like the
+    /// limit, the first job that names one sets it for the group (`psychiq groups rate`
+    /// changes or clears it). A count of 0 or an empty window sets no rate.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let call = psychiq::Job::new("Crm::Sync", (42,))?
+    ///     .group("tenant-9")
+    ///     .group_limit(4)
+    ///     .group_rate(100, Duration::from_secs(60));
+    /// # Ok::<(), psychiq::Error>(())
+    /// ```
+    pub fn group_rate(mut self, count: u32, per: std::time::Duration) -> Job {
+        if count == 0 || per.is_zero() {
+            self.options.remove(GROUP_RATE_FIELD);
+        } else {
+            self.options.insert(
+                GROUP_RATE_FIELD.into(),
+                serde_json::json!([count, per.as_secs_f64()]),
+            );
+        }
         self
     }
 

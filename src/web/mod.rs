@@ -24,6 +24,7 @@
 
 mod actions;
 mod extensions;
+mod groups;
 mod lookup;
 mod metrics;
 mod pages;
@@ -172,6 +173,8 @@ pub fn router(api: Api, config: WebConfig) -> Router {
         .route("/periodic", get(extensions::periodic))
         .route("/limits", get(extensions::limits))
         .route("/batches", get(extensions::batches))
+        .route("/groups", get(groups::list))
+        .route("/groups/{queue}/{group}", axum::routing::post(groups::act))
         .route("/workflows", get(workflows::list))
         .route("/workflows/{wid}", get(workflows::show))
         .route(

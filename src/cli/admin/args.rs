@@ -308,7 +308,7 @@ pub enum WorkflowsAction {
     },
 }
 
-/// List a queue's groups, or pause, resume or limit one.
+/// List a queue's groups, or pause, resume, limit or rate-limit one.
 #[derive(Debug, Clone, Subcommand)]
 pub enum GroupsAction {
     /// The groups whose jobs arrived last, with backlog, running jobs, limit and state
@@ -341,6 +341,15 @@ pub enum GroupsAction {
         group: String,
         /// At least 1 (1: one at a time, in order)
         jobs: u64,
+    },
+    /// At most COUNT of the group's jobs start in any window of SECONDS ('none' lifts it)
+    Rate {
+        /// The queue
+        queue: String,
+        /// The group's key
+        group: String,
+        /// COUNT/SECONDS (e.g. 100/60), or none
+        rate: String,
     },
 }
 

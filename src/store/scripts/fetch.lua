@@ -132,7 +132,7 @@ local function take_grouped(i, name, most)
     if #popped == 0 then return end
     local group = popped[1]
     if redis.call('sismember', gkey(prefix, 'grppaused', name), group) == 0
-      and group_free(prefix, name, group) then
+      and group_room(prefix, name, group) then
       local list = gkey(prefix, 'grp', name, group)
       local job = redis.call('rpop', list)
       if job then
@@ -147,7 +147,7 @@ local function take_grouped(i, name, most)
         local ok, decoded = pcall(cjson.decode, job)
         local jid = job
         if ok and type(decoded) == 'table' and type(decoded['jid']) == 'string' then jid = decoded['jid'] end
-        redis.call('zadd', gkey(prefix, 'grprun', name, group), group_now() + GROUP_LEASE, jid)
+        group_start(prefix, name, group, jid)
         redis.call('hset', KEYS[i + 1], slot, job)
         if suspect then
           out = { out[1], 's' .. index, job }
@@ -162,6 +162,9 @@ local function take_grouped(i, name, most)
         taken = taken + 1
         group_wake(prefix, name, group)
       end
+    else
+      -- No room after all (its limit lowered, its rate spent): noted for when it has.
+      group_wake(prefix, name, group)
     end
   end
 end

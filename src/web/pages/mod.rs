@@ -141,6 +141,7 @@ pub(super) fn layout(
         ("periodic", "Periodic"),
         ("limits", "Limits"),
         ("batches", "Batches"),
+        ("groups", "Groups"),
         ("workflows", "Workflows"),
         ("iterations", "Iterations"),
     ];
