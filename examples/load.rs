@@ -91,6 +91,9 @@ struct Args {
     /// With --groups: each group's limit
     #[arg(long, default_value_t = 1)]
     group_limit: u32,
+    /// Push every job with its arguments sealed (AES-256-GCM), opened by the server
+    #[arg(long)]
+    encrypt: bool,
     /// Leave the namespace's keys (to measure Redis without the cleanup; delete them after)
     #[arg(long)]
     keep: bool,
@@ -105,6 +108,12 @@ async fn main() -> psychiq::Result<()> {
     if args.events {
         client.emit_events(psychiq::job_events::DEFAULT_CAP);
     }
+    // A fixed key: this measures the work, not key handling.
+    let keyring =
+        || psychiq::encryption::Keyring::parse("load:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=");
+    if args.encrypt {
+        client.encrypt_with(keyring()?);
+    }
 
     let started = Instant::now();
     let jobs: Vec<Job> = (0..args.jobs)
@@ -114,6 +123,9 @@ async fn main() -> psychiq::Result<()> {
                 job = job
                     .group(format!("g{}", n % groups.max(1)))
                     .group_limit(args.group_limit);
+            }
+            if args.encrypt {
+                job = job.encrypt();
             }
             if args.track || args.results {
                 job.track()
@@ -150,6 +162,9 @@ async fn main() -> psychiq::Result<()> {
         .fetch(args.fetch.into());
     if args.events {
         config = config.events(psychiq::job_events::DEFAULT_CAP);
+    }
+    if args.encrypt {
+        config = config.encryption(keyring()?);
     }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();

@@ -39,7 +39,7 @@ pub mod web;
 // The public modules that live in the layers above, under the names users know.
 #[cfg(feature = "opentelemetry")]
 pub use job::otel;
-pub use job::{active_job, context, job_events, middleware, status};
+pub use job::{active_job, context, encryption, job_events, middleware, status};
 #[cfg(feature = "server")]
 pub use server::events;
 

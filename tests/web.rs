@@ -1393,3 +1393,25 @@ async fn groups_are_listed_paused_resumed_and_limited_from_the_dashboard() {
     assert_ne!(refused.status, StatusCode::SEE_OTHER, "no token, no pause");
     assert!(!api.groups("default", 10).await.unwrap()[0].paused);
 }
+
+#[tokio::test]
+async fn sealed_arguments_show_as_encrypted() {
+    let ns = TestNs::new().await;
+    let (app, _) = app(&ns, WebConfig::default()).await;
+    let mut client = ns.client.clone();
+    client.encrypt_with(
+        psychiq::encryption::Keyring::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+            .unwrap(),
+    );
+    let job = psychiq::Job::new("Pay", ("card-4242",)).unwrap().encrypt();
+    let jid = client.push(job).await.unwrap();
+    for path in [
+        "/queues/default".to_string(),
+        format!("/queues/default/{jid}"),
+    ] {
+        let page = get(&app, &path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert!(page.body.contains("[encrypted]"), "{path}: {}", page.body);
+        assert!(!page.body.contains("card-4242"), "{path}");
+    }
+}

@@ -118,7 +118,11 @@ impl JobRecord {
 
     /// The arguments as Sidekiq's dashboard shows them: for a job a Rails app enqueued, its
     /// ActiveJob arguments without Rails' markers; else `args` as stored.
+    /// Sealed arguments (see [`crate::encryption`]) show as `[encrypted]`.
     pub fn display_args(&self) -> String {
+        if self.is_encrypted() {
+            return crate::encryption::SHOWN.to_string();
+        }
         let args = self.field_json("args").unwrap_or("null");
         let active_job = crate::job::active_job::is_wrapper(self.class())
             .then(|| crate::job::active_job::ActiveJob::from_args(args).ok())
@@ -127,6 +131,13 @@ impl JobRecord {
             Some(active_job) => active_job.arguments().to_string(),
             None => args.to_string(),
         }
+    }
+
+    /// Whether its arguments are sealed (see [`crate::encryption`]).
+    pub fn is_encrypted(&self) -> bool {
+        self.item
+            .as_ref()
+            .is_some_and(|i| i.contains_key(crate::encryption::ENCRYPTED_FIELD))
     }
 
     /// The score in its sorted set (when it runs, or when it failed or died).

@@ -371,7 +371,20 @@ impl Cli {
             Err(code) => return code,
         };
         tracing::info!(classes = ?registry.class_names(), "workers loaded");
-        match runtime.block_on(Server::new(args.server.server_config(), registry).run()) {
+        let mut config = args.server.server_config();
+        // Sealed arguments open with the keys in PSYCHIQ_ENCRYPTION_KEYS (ids only logged).
+        match crate::encryption::Keyring::from_env() {
+            Ok(Some(keys)) => {
+                tracing::info!(keys = ?keys, "encryption keys loaded");
+                config = config.encryption(keys);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+        match runtime.block_on(Server::new(config, registry).run()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}{}", e.command_line_hint());

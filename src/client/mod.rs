@@ -4,6 +4,7 @@
 //! 1,000 jobs in bulk. A [`Client`] is cheap to clone: clones share one multiplexed
 //! connection that reconnects by itself.
 
+use crate::encryption::Keyring;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -50,6 +51,8 @@ pub struct Client {
     unique_keys: Arc<std::collections::HashMap<String, KeyFn>>,
     /// Write `enqueued`/`scheduled` to the event stream, capped at about this many entries.
     events: Option<usize>,
+    /// Seals the arguments of jobs that ask (see [`Client::encrypt_with`]).
+    keyring: Option<Arc<Keyring>>,
 }
 
 /// Where a client's jobs go.
@@ -131,6 +134,7 @@ impl Client {
             middleware: Arc::default(),
             unique_keys: Arc::default(),
             events: None,
+            keyring: None,
         }
     }
 
@@ -143,7 +147,26 @@ impl Client {
             middleware: Arc::default(),
             unique_keys: Arc::default(),
             events: None,
+            keyring: None,
         }
+    }
+
+    /// Seals the arguments of jobs that ask ([`Job::encrypt`], [`crate::WorkerOptions::encrypt`])
+    /// with the newest key of `keyring` (see [`crate::encryption`]). Without one, such a
+    /// push is refused, saying so.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> psychiq::Result<()> {
+    /// use psychiq::encryption::Keyring;
+    /// let mut client = psychiq::Client::connect(&Default::default(), "").await?;
+    /// if let Some(keys) = Keyring::from_env()? {
+    ///     client.encrypt_with(keys);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn encrypt_with(&mut self, keyring: Keyring) -> &mut Self {
+        self.keyring = Some(Arc::new(keyring));
+        self
     }
 
     /// The client middleware chain: every job this client pushes passes through it first
@@ -301,6 +324,9 @@ impl Client {
                 refused.push(self.middleware.admit(job).await.err());
             }
         }
+        if jobs.iter().any(|job| job.encrypt) {
+            self.seal(&mut jobs)?;
+        }
         let admitted: Vec<&Job> = if refused.is_empty() {
             jobs.iter().collect()
         } else {
@@ -324,6 +350,43 @@ impl Client {
                     .unwrap_or_else(|| Push::Refused(String::new())),
             })
             .collect())
+    }
+
+    /// Seals the arguments of the jobs that ask, after the middleware had their say (they
+    /// see the arguments in clear, as Sidekiq Enterprise's do). A unique job is named by its
+    /// arguments in clear first, so twins stay twins whatever their nonces.
+    fn seal(&self, jobs: &mut [Job]) -> Result<()> {
+        for job in jobs.iter_mut().filter(|job| job.encrypt) {
+            if matches!(self.backend, Backend::Redis { .. }) && self.keyring.is_none() {
+                return Err(Error::Config(format!(
+                    "job {} asks for its arguments to be encrypted, but this client has no keys; call client.encrypt_with(Keyring::from_env()?) with {} set (see the README's encryption)",
+                    job.class,
+                    crate::encryption::KEYS_ENV
+                )));
+            }
+            if job.active_job.is_some() {
+                return Err(Error::Config(format!(
+                    "job {} is a Ruby ActiveJob, which cannot open Psychiq's sealed arguments; push it without encrypt()",
+                    job.class
+                )));
+            }
+            // The test mode keeps jobs in this process's memory: nothing is at rest.
+            let Some(keyring) = &self.keyring else {
+                continue;
+            };
+            if let Some(unique) = &mut job.unique
+                && unique.identity.is_none()
+            {
+                let args: Value = serde_json::from_str(job.args.get()).unwrap_or_default();
+                unique.identity = Some(crate::job::unique::canonical_json(&args));
+            }
+            let (id, sealed) = keyring.seal(&job.class, job.args.get().as_bytes())?;
+            job.args = serde_json::value::to_raw_value(&[sealed])
+                .map_err(|e| Error::Payload(format!("sealed arguments: {e}")))?;
+            job.options
+                .insert(crate::encryption::ENCRYPTED_FIELD.into(), Value::from(id));
+        }
+        Ok(())
     }
 
     /// Names "the same job" with the key functions of [`Client::unique_key_for`].

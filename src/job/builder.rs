@@ -39,6 +39,8 @@ pub struct Job {
     pub(crate) expiry: Option<Expiry>,
     pub(crate) unique: Option<Unique>,
     pub(crate) debounce: Option<crate::job::debounce::Debounce>,
+    /// Whether its arguments are sealed at the push (see [`Job::encrypt`]).
+    pub(crate) encrypt: bool,
     pub(crate) options: JobMap,
     /// Set for a job of a Ruby ActiveJob class: `args` are then the job's own arguments,
     /// written inside Rails' record (see [`Job::active_job`]).
@@ -114,6 +116,7 @@ impl Job {
             expiry: None,
             unique: None,
             debounce: None,
+            encrypt: false,
             options: JobMap::new(),
             active_job: None,
         })
@@ -171,6 +174,7 @@ impl Job {
         if let Some(retention) = options.track {
             self = self.track_for(retention);
         }
+        self.encrypt = options.encrypt;
         self.unique = options.unique_for.map(|for_| Unique {
             for_,
             until: options.unique_until,
@@ -284,6 +288,20 @@ impl Job {
     pub fn group_limit(mut self, limit: u32) -> Job {
         self.options
             .insert(GROUP_LIMIT_FIELD.into(), Value::from(limit.max(1)));
+        self
+    }
+
+    /// Seals the job's arguments with AES-256-GCM at the push, under the newest key of the
+    /// client's keyring ([`crate::Client::encrypt_with`]): Redis, the dashboard, the CLI
+    /// and the logs see `[encrypted]`, and only a server holding the key opens them, right
+    /// before `perform`. See [`crate::encryption`].
+    ///
+    /// ```
+    /// let charge = psychiq::Job::new("Billing::Charge", (42, "4242 4242 4242 4242"))?.encrypt();
+    /// # Ok::<(), psychiq::Error>(())
+    /// ```
+    pub fn encrypt(mut self) -> Job {
+        self.encrypt = true;
         self
     }
 

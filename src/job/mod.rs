@@ -7,6 +7,7 @@ pub mod active_job;
 pub(crate) mod builder;
 pub mod context;
 pub(crate) mod debounce;
+pub mod encryption;
 pub(crate) mod failure;
 pub mod job_events;
 pub(crate) mod limit;

@@ -74,6 +74,8 @@ pub struct WorkerOptions {
     /// Tracks jobs' status (and result) for this long after their last change (see
     /// [`crate::status`]); `None`: not tracked unless the push or the server asks.
     pub track: Option<Duration>,
+    /// Seals its jobs' arguments at the push (see [`crate::Job::encrypt`]).
+    pub encrypt: bool,
 }
 
 impl Default for WorkerOptions {
@@ -89,6 +91,7 @@ impl Default for WorkerOptions {
             unique_until: crate::job::unique::UniqueUntil::Success,
             rate_limit: None,
             track: None,
+            encrypt: false,
         }
     }
 }
@@ -138,6 +141,12 @@ impl WorkerOptions {
     /// [`crate::status`]).
     pub fn track(mut self, retention: Duration) -> Self {
         self.track = Some(retention);
+        self
+    }
+    /// Seals its jobs' arguments at the push with AES-256-GCM (see [`crate::encryption`]);
+    /// the client needs a keyring ([`crate::Client::encrypt_with`]), the server the key.
+    pub fn encrypt(mut self) -> Self {
+        self.encrypt = true;
         self
     }
     /// Runs each job within `limiter`, shared by every process; over the limit, the job is

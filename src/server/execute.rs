@@ -19,6 +19,7 @@ use crate::job::worker::{RawJob, RawWorker};
 use crate::server::lifecycle::Lifecycle;
 use crate::server::registry::Registry;
 use crate::server::stats::Stats;
+use serde_json::Value;
 
 /// What running a job needs and nothing more: no Redis. The server and the test mode
 /// (`crate::testing`) both run jobs through it, so both follow the same rules.
@@ -31,6 +32,8 @@ pub(crate) struct Executor {
     pub stats: Arc<Stats>,
     /// Status, progress, events and cancellation (a server's; none in the test mode).
     pub lifecycle: Option<Arc<Lifecycle>>,
+    /// Opens sealed arguments (see [`crate::encryption`]).
+    pub keyring: Option<Arc<crate::encryption::Keyring>>,
 }
 
 /// What [`Executor::execute`] decided.
@@ -72,6 +75,28 @@ impl Verdict<'_> {
 }
 
 impl Executor {
+    /// The sealed `args` of a job of `class` opened with key `key` (a JSON value naming
+    /// it), as JSON text; an error says what to do (it will not cure by waiting, so the job
+    /// dies, to be retried by hand once the key is there).
+    fn open(&self, class: &str, key: &Value, args: &str) -> std::result::Result<String, String> {
+        let Some(key) = key.as_str() else {
+            return Err("the payload's psychiq_encrypted is not a key id".into());
+        };
+        let Some(keyring) = &self.keyring else {
+            return Err(format!(
+                "the arguments are sealed with encryption key {key:?} and this server has no keys; set {} (see the README's encryption), then retry the job from the dead set",
+                crate::encryption::KEYS_ENV
+            ));
+        };
+        let sealed = crate::encryption::sealed_text(args).ok_or(
+            "the payload says its arguments are sealed, but args is not one sealed string",
+        )?;
+        let opened = keyring
+            .open(class, key, &sealed)
+            .map_err(|e| e.to_string())?;
+        String::from_utf8(opened).map_err(|_| "the opened arguments are not UTF-8 JSON".to_string())
+    }
+
     /// Decides the job's outcome; never writes to Redis.
     pub(crate) async fn execute(
         &self,
@@ -181,18 +206,39 @@ impl Executor {
             );
             return Verdict::failed(error, None, false).about(&job);
         };
+        // Sealed arguments are opened here, for the worker alone: the payload (and so the
+        // retry and dead sets, the middleware and the logs) keeps them sealed.
+        let opened = match text
+            .contains(crate::encryption::ENCRYPTED_FIELD)
+            .then(|| job.field(crate::encryption::ENCRYPTED_FIELD))
+            .flatten()
+        {
+            Some(key) => match self.open(class, key, args) {
+                Ok(opened) => Some(opened),
+                Err(reason) => {
+                    let error = JobError::new("Psychiq::EncryptionError", reason);
+                    return Verdict::failed(error, Some(handler), true).about(&job);
+                }
+            },
+            None => None,
+        };
+        let shown = if opened.is_some() {
+            crate::encryption::SHOWN
+        } else {
+            args
+        };
         let info = RawJob {
             class,
             jid,
             queue,
-            args,
+            args: opened.as_deref().unwrap_or(args),
         };
         let future = match handler.start(&info) {
             Ok(future) => future,
             Err(e) => {
                 let error = JobError::new(
                     "Psychiq::InvalidArguments",
-                    format!("arguments {args} do not fit worker {class}: {e}"),
+                    format!("arguments {shown} do not fit worker {class}: {e}"),
                 );
                 return Verdict::failed(error, Some(handler), true).about(&job);
             }

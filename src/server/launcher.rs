@@ -338,6 +338,7 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
             middleware,
             stats: Arc::clone(&stats),
             lifecycle: Some(lifecycle),
+            keyring: config.keyring.clone(),
         },
         keys: keys_arc,
         conn: conn.clone(),

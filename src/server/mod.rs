@@ -93,6 +93,8 @@ pub struct ServerConfig {
     pub(crate) batches: bool,
     /// Track every job's status for this long, whatever it asks (off).
     pub(crate) track_all: Option<Duration>,
+    /// Opens sealed arguments (see [`crate::encryption`]).
+    pub(crate) keyring: Option<Arc<crate::encryption::Keyring>>,
     /// Write the event stream, capped at about this many entries (off).
     pub(crate) events: Option<usize>,
     /// How long a cancelled running job may go on before its task is dropped (10 s).
@@ -116,6 +118,7 @@ impl Default for ServerConfig {
             job_timeout: None,
             batches: true,
             track_all: None,
+            keyring: None,
             events: None,
             cancel_grace: Duration::from_secs(10),
             capsules: Vec::new(),
@@ -258,6 +261,13 @@ impl ServerConfig {
     /// each asked for it (see [`crate::status`]); jobs that ask keep their own retention.
     pub fn track_all(mut self, retention: Duration) -> Self {
         self.track_all = Some(retention);
+        self
+    }
+    /// Opens the sealed arguments of encrypted jobs with these keys (see
+    /// [`crate::encryption`]); the `psychiq` binary reads them from
+    /// `PSYCHIQ_ENCRYPTION_KEYS`. A sealed job whose key is missing dies, saying which.
+    pub fn encryption(mut self, keyring: crate::encryption::Keyring) -> Self {
+        self.keyring = Some(Arc::new(keyring));
         self
     }
     /// Writes the stream of job events, kept to about `cap` entries (see

@@ -120,6 +120,7 @@ impl Store {
                 middleware,
                 stats: Arc::new(Stats::default()),
                 lifecycle: None,
+                keyring: None,
             },
             inline,
             state: Mutex::default(),

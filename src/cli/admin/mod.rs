@@ -366,7 +366,11 @@ fn job_rows(jobs: &[JobRecord], set: Option<SetKind>) -> Vec<Vec<String>> {
                 j.display_class().to_string(),
                 j.queue().to_string(),
                 when,
-                j.args().to_string(),
+                if j.is_encrypted() {
+                    crate::encryption::SHOWN.to_string()
+                } else {
+                    j.args().to_string()
+                },
             ];
             if matches!(set, Some(SetKind::Retry | SetKind::Dead)) {
                 row.push(format!(

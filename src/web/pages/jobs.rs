@@ -176,7 +176,11 @@ pub(super) fn job_page(
     back: &str,
     actions: Markup,
 ) -> Html<String> {
-    let pretty_args = serde_json::to_string_pretty(job.args()).unwrap_or_default();
+    let pretty_args = if job.is_encrypted() {
+        crate::encryption::SHOWN.to_string()
+    } else {
+        serde_json::to_string_pretty(job.args()).unwrap_or_default()
+    };
     let fields: Vec<(String, String)> = job
         .item()
         .map(|item| {
