@@ -43,7 +43,7 @@ pub use job::{active_job, context, encryption, job_events, middleware, status};
 #[cfg(feature = "server")]
 pub use server::events;
 
-pub use client::{Client, EventStream, JobHandle, Push};
+pub use client::{Client, EventStream, JobHandle, Push, ReliablePush, SpoolStatus};
 pub use config::Config;
 pub use error::{Error, Result};
 #[cfg(feature = "periodic")]

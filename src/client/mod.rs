@@ -53,6 +53,8 @@ pub struct Client {
     events: Option<usize>,
     /// Seals the arguments of jobs that ask (see [`Client::encrypt_with`]).
     keyring: Option<Arc<Keyring>>,
+    /// Keeps writes Redis could not take (see [`Client::reliable_push`]).
+    spool: Option<Arc<spool::Spool>>,
 }
 
 /// Where a client's jobs go.
@@ -84,13 +86,19 @@ pub enum Push {
     /// A debounced job ([`Job::debounce`]) that replaced the arguments of its key's
     /// waiting job, whose jid this is.
     Debounced(String),
+    /// Redis could not be reached: kept by reliable push ([`Client::reliable_push`]), to be
+    /// pushed, in order, when Redis answers again.
+    Buffered(String),
 }
 
 impl Push {
     /// The jid, if it was pushed; for a [`Push::Duplicate`], the pending twin's.
     pub fn jid(&self) -> Option<&str> {
         match self {
-            Push::Pushed(jid) | Push::Duplicate(jid) | Push::Debounced(jid) => Some(jid),
+            Push::Pushed(jid)
+            | Push::Duplicate(jid)
+            | Push::Debounced(jid)
+            | Push::Buffered(jid) => Some(jid),
             Push::Refused(_) => None,
         }
     }
@@ -98,10 +106,39 @@ impl Push {
 
 mod events;
 mod handle;
+mod spool;
 mod store;
 
 pub use events::EventStream;
 pub use handle::JobHandle;
+pub use spool::{ReliablePush, SpoolStatus};
+
+/// One reliable-push journal in a directory, as `psychiq spool status` shows it.
+#[cfg(feature = "cli")]
+pub(crate) struct JournalSummary {
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) writes: usize,
+    pub(crate) jobs: usize,
+    /// A running process holds it.
+    pub(crate) in_use: bool,
+}
+
+/// The reliable-push journals in `dir`.
+#[cfg(feature = "cli")]
+pub(crate) fn spool_journals(dir: &std::path::Path) -> Result<Vec<JournalSummary>> {
+    Ok(spool::journals(dir)?
+        .into_iter()
+        .map(|(path, file, in_use)| {
+            let records = spool::read_records(&file);
+            JournalSummary {
+                path,
+                writes: records.len(),
+                jobs: records.iter().map(|r| r.jobs).sum(),
+                in_use,
+            }
+        })
+        .collect())
+}
 
 pub(crate) use store::{BatchCallback, Pushed};
 #[cfg(feature = "server")]
@@ -114,6 +151,14 @@ impl Client {
     /// Connects to Redis (checking it answers) and uses keys under `namespace`.
     pub async fn connect(config: &RedisConfig, namespace: &str) -> Result<Client> {
         let conn = config.connect().await?;
+        Ok(Client::from_connection(conn, config.clone(), namespace))
+    }
+
+    /// Like [`Client::connect`], but succeeds while Redis is away (its pushes fail, or are
+    /// kept by [`Client::reliable_push`], until Redis answers): for an app that must start
+    /// during an outage. A bad address is still an error.
+    pub async fn connect_lazily(config: &RedisConfig, namespace: &str) -> Result<Client> {
+        let conn = config.connect_lazily().await?;
         Ok(Client::from_connection(conn, config.clone(), namespace))
     }
 
@@ -135,6 +180,7 @@ impl Client {
             unique_keys: Arc::default(),
             events: None,
             keyring: None,
+            spool: None,
         }
     }
 
@@ -148,6 +194,7 @@ impl Client {
             unique_keys: Arc::default(),
             events: None,
             keyring: None,
+            spool: None,
         }
     }
 
@@ -167,6 +214,60 @@ impl Client {
     pub fn encrypt_with(&mut self, keyring: Keyring) -> &mut Self {
         self.keyring = Some(Arc::new(keyring));
         self
+    }
+
+    /// Turns reliable push on: a push that cannot reach Redis is kept (in memory, and in
+    /// `options`' journal if it names a directory, fsynced before the push returns) and
+    /// answered [`Push::Buffered`]; kept writes are pushed in order when Redis answers
+    /// again, and later pushes queue behind them. A journal left in the directory by a
+    /// process that died is pushed first. Unique and debounced jobs are not kept (their
+    /// lock needs Redis's answer): their push fails as before, saying so.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> psychiq::Result<()> {
+    /// use psychiq::{Client, Job, Push, ReliablePush};
+    /// let mut client = Client::connect(&Default::default(), "").await?;
+    /// client.reliable_push(ReliablePush::journal("/var/lib/myapp/psychiq-spool"))?;
+    /// match client.try_push(Job::new("Mailer", ("hi",))?).await? {
+    ///     Push::Buffered(jid) => println!("{jid} waits for Redis"),
+    ///     other => println!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn reliable_push(&mut self, options: ReliablePush) -> Result<SpoolStatus> {
+        let conn = match &self.backend {
+            Backend::Redis { conn, .. } => conn.clone(),
+            #[cfg(feature = "server")]
+            Backend::Memory(_) => {
+                return Err(Error::Config(
+                    "reliable push keeps writes for Redis; the test mode has nothing to keep"
+                        .into(),
+                ));
+            }
+        };
+        if self.keys.is_cluster() {
+            return Err(Error::Config(
+                "reliable push is not available in the cluster layout yet (a kept write spans slots); use one Redis".into(),
+            ));
+        }
+        let spool = spool::Spool::open(&options, conn, self.keys.prefix().to_string())?;
+        let status = spool.status();
+        self.spool = Some(spool);
+        Ok(status)
+    }
+
+    /// What reliable push holds now (`None` when it is off).
+    pub fn spool_status(&self) -> Option<SpoolStatus> {
+        self.spool.as_ref().map(|spool| spool.status())
+    }
+
+    /// Waits until every kept write is in Redis, at most `within` (then an error says how
+    /// many jobs still wait). Returns at once when reliable push is off.
+    pub async fn flush_spool(&self, within: Duration) -> Result<()> {
+        match &self.spool {
+            Some(spool) => spool.flush(within).await,
+            None => Ok(()),
+        }
     }
 
     /// The client middleware chain: every job this client pushes passes through it first
@@ -276,7 +377,10 @@ impl Client {
     /// and the twin's jid is returned.
     pub async fn push(&self, job: Job) -> Result<String> {
         match self.try_push(job).await? {
-            Push::Pushed(jid) | Push::Duplicate(jid) | Push::Debounced(jid) => Ok(jid),
+            Push::Pushed(jid)
+            | Push::Duplicate(jid)
+            | Push::Debounced(jid)
+            | Push::Buffered(jid) => Ok(jid),
             Push::Refused(reason) => Err(Error::NotPushed { reason }),
         }
     }
@@ -298,7 +402,10 @@ impl Client {
         Ok(pushes
             .into_iter()
             .filter_map(|push| match push {
-                Push::Pushed(jid) | Push::Duplicate(jid) | Push::Debounced(jid) => Some(jid),
+                Push::Pushed(jid)
+                | Push::Duplicate(jid)
+                | Push::Debounced(jid)
+                | Push::Buffered(jid) => Some(jid),
                 Push::Refused(_) => None,
             })
             .collect())
@@ -471,6 +578,7 @@ impl Client {
         // Commands of up to 1,000 jobs each; ten of them share a round trip, which bounds
         // the buffer while cutting round trips tenfold for large bulks.
         for group in jobs.chunks(BULK_BATCH * BATCHES_PER_ROUND_TRIP) {
+            let group_start = pushes.len();
             let mut pipe = redis::pipe();
             // Unique and debounced jobs (their place in `pushes`, and whether debounced),
             // answered in the pipeline's order.
@@ -615,6 +723,40 @@ impl Client {
                         .ignore();
                 }
             }
+            // Reliable push: behind kept writes this one is kept too (their order holds);
+            // else it is sent, and kept if Redis cannot be reached.
+            let keepable = answered.is_empty();
+            if let Some(spool) = &self.spool
+                && spool.busy()
+            {
+                if !keepable {
+                    return Err(Error::Other(format!(
+                        "{} jobs wait in the reliable-push buffer for Redis, and unique or debounced jobs cannot wait behind them (their lock needs Redis's answer); push them once it has drained (Client::flush_spool)",
+                        spool.status().jobs
+                    )));
+                }
+                let why = Error::Other("earlier pushes wait for Redis".into());
+                spool.keep(self.record(&pipe, &pushes[group_start..])?, why)?;
+                buffer(&mut pushes[group_start..]);
+                continue;
+            }
+            // With reliable push, a write sent now sets its marker in the same transaction:
+            // if Redis took it but the reply was lost (it went down mid-push), the kept copy
+            // finds the marker on replay and is not pushed twice.
+            if self.spool.is_some()
+                && keepable
+                && config.replica_wait().is_none()
+                && let Some(id) = pushes[group_start..].iter().find_map(|p| p.jid())
+            {
+                pipe.set_options(
+                    spool::marker_key(self.keys.prefix(), id),
+                    1,
+                    redis::SetOptions::default()
+                        .with_expiration(redis::SetExpiry::EX(spool::MARKER_SECS)),
+                )
+                .ignore();
+                pipe.atomic();
+            }
             // `WAIT` in the same round trip, on the connection that wrote: it counts that
             // connection's writes.
             if let Some((replicas, timeout)) = config.replica_wait() {
@@ -622,10 +764,24 @@ impl Client {
                     .arg(replicas)
                     .arg(timeout.as_millis() as u64);
             }
-            let mut replies: Vec<redis::Value> = pipe
-                .query_async(&mut conn.clone())
-                .await
-                .map_err(|e| config.redis_error(e))?;
+            let mut replies: Vec<redis::Value> = match pipe.query_async(&mut conn.clone()).await {
+                Ok(replies) => replies,
+                Err(e) => match &self.spool {
+                    Some(spool) if keepable && spool::unreachable(&e) => {
+                        let record = self.record(&pipe, &pushes[group_start..])?;
+                        spool.keep(record, config.redis_error(e))?;
+                        buffer(&mut pushes[group_start..]);
+                        continue;
+                    }
+                    Some(_) if spool::unreachable(&e) => {
+                        return Err(Error::Other(format!(
+                            "{}; unique and debounced jobs are not kept by reliable push (their lock needs Redis's answer)",
+                            config.redis_error(e)
+                        )));
+                    }
+                    _ => return Err(config.redis_error(e)),
+                },
+            };
             if let Some((replicas, timeout)) = config.replica_wait() {
                 let confirmed = match replies.pop() {
                     Some(redis::Value::Int(n)) => n,
@@ -669,5 +825,27 @@ impl Client {
             }
         }
         Ok(pushes)
+    }
+
+    /// A kept write: the pipeline's commands, named by its first jid.
+    fn record(&self, pipe: &redis::Pipeline, pushes: &[Push]) -> Result<spool::Record> {
+        Ok(spool::Record {
+            id: pushes
+                .iter()
+                .find_map(|p| p.jid())
+                .unwrap_or_default()
+                .to_string(),
+            jobs: pushes.len(),
+            commands: spool::commands_of(pipe)?,
+        })
+    }
+}
+
+/// Marks pushes kept by reliable push.
+fn buffer(pushes: &mut [Push]) {
+    for push in pushes {
+        if let Push::Pushed(jid) = push {
+            *push = Push::Buffered(std::mem::take(jid));
+        }
     }
 }

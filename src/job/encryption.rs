@@ -17,10 +17,10 @@
 //!      2025:Hx4dHBsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=",
 //! )?;
 //! assert_eq!(keys.newest(), "2025");
-//! let sealed = keys.seal("Billing::Charge", br#"[42,{"card":"4242"}]"#)?;
-//! assert!(!sealed.1.contains("4242"));
+//! let sealed = keys.seal("Billing::Charge", br#"[42,{"card":"4242 4242"}]"#)?;
+//! assert!(!sealed.1.contains("4242 4242"));
 //! let args = keys.open("Billing::Charge", &sealed.0, &sealed.1)?;
-//! assert_eq!(args, br#"[42,{"card":"4242"}]"#);
+//! assert_eq!(args, br#"[42,{"card":"4242 4242"}]"#);
 //! # Ok::<(), psychiq::Error>(())
 //! ```
 

@@ -34,11 +34,18 @@ impl RedisConfig {
         self.connect_with_timeout(COMMAND_TIMEOUT).await
     }
 
-    /// Opens a connection whose commands may block for up to `timeout` (for `BRPOP`).
-    pub(crate) async fn connect_with_timeout(&self, timeout: Duration) -> Result<Connection> {
-        self.client()?; // a bad address is named as one, not as a Redis error
-        let manager = self.link(timeout).await.map_err(|e| self.redis_error(e))?;
-        let mut connection = Connection {
+    /// A connection that works like [`RedisConfig::connect`]'s once Redis answers, and
+    /// fails each command as unreachable until then (looking again at most once a
+    /// second): for an app that must start while Redis is away, with reliable push
+    /// ([`crate::Client::reliable_push`]). A bad address is still an error at once.
+    pub async fn connect_lazily(&self) -> Result<Connection> {
+        self.client()?;
+        let link = self.link(COMMAND_TIMEOUT).await.unwrap_or(Link::NotYet);
+        Ok(self.connection(link, COMMAND_TIMEOUT))
+    }
+
+    fn connection(&self, manager: Link, timeout: Duration) -> Connection {
+        Connection {
             shared: Arc::new(Shared {
                 config: self.clone(),
                 timeout,
@@ -49,7 +56,14 @@ impl RedisConfig {
                 }),
                 rebuilding: tokio::sync::Mutex::new(()),
             }),
-        };
+        }
+    }
+
+    /// Opens a connection whose commands may block for up to `timeout` (for `BRPOP`).
+    pub(crate) async fn connect_with_timeout(&self, timeout: Duration) -> Result<Connection> {
+        self.client()?; // a bad address is named as one, not as a Redis error
+        let manager = self.link(timeout).await.map_err(|e| self.redis_error(e))?;
+        let mut connection = self.connection(manager, timeout);
         let _: () = redis::cmd("PING")
             .query_async(&mut connection)
             .await
@@ -152,11 +166,21 @@ struct Shared {
     rebuilding: tokio::sync::Mutex<()>,
 }
 
-/// One Redis, or a cluster: both reconnect by themselves.
+/// One Redis, or a cluster: both reconnect by themselves. `NotYet`: a lazy connection
+/// whose Redis has not answered yet (each command tries to link first).
 #[derive(Clone)]
 enum Link {
     Single(ConnectionManager),
     Cluster(redis::cluster_async::ClusterConnection),
+    NotYet,
+}
+
+/// What a command on a connection that never reached Redis fails with.
+fn not_yet() -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::ConnectionRefused,
+        "Redis has not answered yet",
+    ))
 }
 
 impl Link {
@@ -164,6 +188,7 @@ impl Link {
         match self {
             Link::Single(manager) => manager.send_packed_command(cmd).await,
             Link::Cluster(cluster) => cluster.req_packed_command(cmd).await,
+            Link::NotYet => Err(not_yet()),
         }
     }
 
@@ -174,6 +199,7 @@ impl Link {
         count: usize,
     ) -> redis::RedisResult<Vec<Value>> {
         match self {
+            Link::NotYet => Err(not_yet()),
             Link::Single(manager) => manager.send_packed_commands(pipeline, offset, count).await,
             Link::Cluster(cluster) => {
                 let result = cluster.req_packed_commands(pipeline, offset, count).await;
@@ -209,6 +235,12 @@ struct Current {
 }
 
 impl Connection {
+    /// A lazy connection whose Redis has not answered yet.
+    fn never_linked(&self) -> bool {
+        let current = self.shared.current.lock().expect("connection lock");
+        matches!(current.manager, Link::NotYet)
+    }
+
     fn current(&self) -> (Link, u64) {
         let current = self.shared.current.lock().expect("connection lock");
         (current.manager.clone(), current.generation)
@@ -229,9 +261,15 @@ impl Connection {
         let mut current = self.shared.current.lock().expect("connection lock");
         current.rebuilt = Instant::now();
         if let Ok(manager) = fresh {
+            let first = matches!(current.manager, Link::NotYet);
             current.manager = manager;
             current.generation += 1;
-            if self.shared.config.is_sentinel() {
+            if first {
+                tracing::info!(
+                    "Redis at {} answers: connected",
+                    self.shared.config.display_address()
+                );
+            } else if self.shared.config.is_sentinel() {
                 tracing::info!(
                     "connected again to the master Sentinel names for {}",
                     self.shared.config.display_address()
@@ -251,7 +289,9 @@ impl Connection {
         result: redis::RedisResult<T>,
     ) -> redis::RedisResult<T> {
         if let Err(e) = &result
-            && (login_refused(e) || (self.shared.config.is_sentinel() && master_may_have_moved(e)))
+            && (login_refused(e)
+                || (self.shared.config.is_sentinel() && master_may_have_moved(e))
+                || self.never_linked())
         {
             self.rebuild(generation).await;
         }
@@ -284,7 +324,7 @@ impl ConnectionLike for Connection {
     fn get_db(&self) -> i64 {
         match self.current().0 {
             Link::Single(manager) => manager.get_db(),
-            Link::Cluster(_) => 0,
+            Link::Cluster(_) | Link::NotYet => 0,
         }
     }
 }

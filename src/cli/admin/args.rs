@@ -47,6 +47,12 @@ pub enum AdminCommand {
         #[allow(missing_docs)]
         action: Option<BatchesAction>,
     },
+    /// Reliable push's journals in a directory: what waits there, and pushing it now
+    Spool {
+        #[command(subcommand)]
+        #[allow(missing_docs)]
+        action: SpoolAction,
+    },
     /// A queue's groups (Job::group): backlog, running, limit, paused; pause, resume, limit one
     Groups {
         #[command(subcommand)]
@@ -305,6 +311,24 @@ pub enum WorkflowsAction {
     Push {
         /// The TOML file
         file: std::path::PathBuf,
+    },
+}
+
+/// Reliable push's journals (see `Client::reliable_push`).
+#[derive(Debug, Clone, Subcommand)]
+pub enum SpoolAction {
+    /// Each journal in DIR with the jobs it holds, and whether a running process holds it
+    Status {
+        /// The directory the app names in ReliablePush::journal
+        dir: std::path::PathBuf,
+    },
+    /// Push the jobs of every journal in DIR whose process stopped (in order, each once)
+    Push {
+        /// The directory the app names in ReliablePush::journal
+        dir: std::path::PathBuf,
+        /// Seconds to wait for Redis before giving up (the jobs stay in the journal)
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
     },
 }
 

@@ -19,6 +19,7 @@ mod groups;
 mod jobs;
 mod overview;
 mod serve;
+mod spool;
 mod status;
 mod workflows;
 
@@ -82,6 +83,8 @@ type Outcome = std::result::Result<(), Failure>;
 pub async fn run(command: AdminCommand, redis: &RedisArgs, json_output: bool) -> ExitCode {
     let result = match command {
         AdminCommand::Web(args) => serve(args, redis).await.map_err(Failure::from),
+        // Reading a journal needs no Redis (it is read while Redis is away).
+        AdminCommand::Spool { action } => spool::spool(action, redis, json_output).await,
         // Bad input is reported before Redis is asked anything.
         AdminCommand::Enqueue(args) => match job_to_enqueue(&args) {
             Ok(job) => match redis.config().api().await {
@@ -210,6 +213,7 @@ async fn dispatch(command: AdminCommand, api: &Api, out: &Out) -> Outcome {
         AdminCommand::Cancel { jid } => status::cancel(api, out, &jid).await,
         AdminCommand::Workflows { action } => workflows::workflows(api, out, action).await,
         AdminCommand::Groups { action } => groups::groups(api, out, action).await,
+        AdminCommand::Spool { .. } => unreachable!("run before Redis is asked"),
         AdminCommand::Events {
             follow,
             class,

@@ -35,6 +35,9 @@ pub(crate) const GROUP_ADMIN: &str = concat!(
     include_str!("group_common.lua"),
     include_str!("group_admin.lua")
 );
+/// `spool_replay.lua`: Replays one buffered write once (ARGV: its marker key, the marker's
+/// life, then each command as its length and its words); 0 when it had landed already.
+pub(crate) const SPOOL_REPLAY: &str = include_str!("spool_replay.lua");
 /// `iteration_save.lua`: Saves cursor ARGV[1] in KEYS[1] (and the time ARGV[2] in the index
 /// KEYS[2] under jid ARGV[3]).
 pub(crate) const ITERATION_SAVE: &str = include_str!("iteration_save.lua");
