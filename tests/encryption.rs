@@ -221,3 +221,29 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn paths_that_do_not_seal_refuse_an_encrypted_job() {
+    use psychiq::periodic::{PeriodicJob, Schedule};
+    let job = Job::new("Charge", (1, SECRET, false)).unwrap().encrypt();
+    let refused = PeriodicJob::new("nightly", Schedule::cron("0 3 * * *").unwrap(), job)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("encrypted") && refused.contains("periodic"),
+        "{refused}"
+    );
+    let workflow = psychiq::workflow::Workflow::new("w").step(
+        "a",
+        Job::new("Charge", (1, SECRET, false)).unwrap().encrypt(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let ns = TestNs::new().await;
+        let refused = workflow.push(&ns.client).await.unwrap_err().to_string();
+        assert!(refused.contains("workflow"), "{refused}");
+    });
+}

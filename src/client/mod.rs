@@ -478,7 +478,7 @@ impl Client {
                 )));
             }
             // The test mode keeps jobs in this process's memory: nothing is at rest.
-            let Some(keyring) = &self.keyring else {
+            let (Some(keyring), Backend::Redis { .. }) = (&self.keyring, &self.backend) else {
                 continue;
             };
             if let Some(unique) = &mut job.unique

@@ -34,6 +34,9 @@ pub(crate) const MARKER_SECS: u64 = 86_400;
 pub(crate) fn marker_key(prefix: &str, id: &str) -> String {
     format!("{prefix}spooled:{id}")
 }
+/// Refusals in a row (out of memory, a login refused, ...) after which a buffered write
+/// is set aside rather than tried forever: about an hour at the longest backoff.
+const MOST_REFUSALS: u32 = 1_800;
 /// Jobs kept in memory unless [`ReliablePush::capacity`] says otherwise.
 pub const DEFAULT_CAPACITY: usize = 100_000;
 
@@ -164,7 +167,12 @@ impl Spool {
             let mut line =
                 serde_json::to_vec(&record).map_err(|e| Error::Payload(e.to_string()))?;
             line.push(b'\n');
+            let before = file.metadata().map(|m| m.len()).ok();
             if let Err(e) = file.write_all(&line).and_then(|()| file.sync_data()) {
+                // A part-written line would spoil the next record: cut it off.
+                if let Some(before) = before {
+                    let _ = file.set_len(before);
+                }
                 return Err(Error::Other(format!(
                     "{why}; and writing the reliable-push journal {} failed: {e}; this push was not kept",
                     path.display()
@@ -234,6 +242,14 @@ pub(crate) fn unreachable(error: &redis::RedisError) -> bool {
         )
 }
 
+/// Whether Redis refused a replayed write for what it is (a command in it met a key of
+/// another type), which waiting will not cure; anything else (out of memory, busy, a
+/// login refused during a rotation, a disk error) is waited out like an outage.
+fn refused_for_good(error: &redis::RedisError) -> bool {
+    let text = error.to_string();
+    text.contains("WRONGTYPE") || text.contains("user_script")
+}
+
 /// The commands of a pipeline, as text, for a record (`MULTI`, `EXEC` and `WAIT` left
 /// out: the replay is one atomic step, and waits for no replica).
 pub(crate) fn commands_of(pipe: &redis::Pipeline) -> Result<Vec<Vec<String>>> {
@@ -264,6 +280,8 @@ pub(crate) fn commands_of(pipe: &redis::Pipeline) -> Result<Vec<Vec<String>>> {
 async fn replay(spool: Weak<Spool>, wake: Arc<Notify>, conn: Connection) {
     let script = redis::Script::new(crate::store::scripts::SPOOL_REPLAY);
     let mut backoff = Duration::from_millis(200);
+    // Refusals in a row of the front write (not outages): past the limit it is set aside.
+    let mut refusals = 0u32;
     loop {
         let Some(spool) = spool.upgrade() else { return };
         let front = {
@@ -292,14 +310,21 @@ async fn replay(spool: Weak<Spool>, wake: Arc<Notify>, conn: Connection) {
         match outcome {
             Ok(landed) => {
                 backoff = Duration::from_millis(200);
+                refusals = 0;
                 if landed == 0 {
                     tracing::info!(record = %record.id, "reliable push: a buffered write had landed already; not pushed again");
                 }
                 spool.done_with_front();
             }
-            Err(e) if unreachable(&e) => {
+            Err(e) if unreachable(&e) || (!refused_for_good(&e) && refusals < MOST_REFUSALS) => {
+                if unreachable(&e) {
+                    refusals = 0;
+                    tracing::debug!(error = %e, "reliable push: Redis still away");
+                } else {
+                    refusals += 1;
+                    tracing::warn!(error = %e, record = %record.id, "reliable push: Redis refused a buffered write; trying again");
+                }
                 spool.set_replaying(false);
-                tracing::debug!(error = %e, "reliable push: Redis still away");
                 drop(spool);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -308,6 +333,7 @@ async fn replay(spool: Weak<Spool>, wake: Arc<Notify>, conn: Connection) {
                 // Waiting will not cure it: the write is set aside (its file names its
                 // jobs), not retried forever, and the rest go on.
                 tracing::error!(error = %e, record = %record.id, jobs = record.jobs, "reliable push: Redis refused a buffered write; it is set aside");
+                refusals = 0;
                 spool.set_aside(&record, &e.to_string());
                 spool.done_with_front();
             }
@@ -393,14 +419,19 @@ fn open_journal(dir: &Path, state: &mut State) -> Result<(PathBuf, File)> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let path = dir.join(format!("spool-{}-{nanos}.jsonl", std::process::id()));
+    let name = format!("spool-{}-{nanos}.jsonl", std::process::id());
+    // Made and locked under a name no one looks for, then renamed: no other process can
+    // take a journal for abandoned between its creation and its lock.
+    let making = dir.join(format!(".{name}.new"));
+    let path = dir.join(name);
     let mut file = OpenOptions::new()
         .create_new(true)
         .append(true)
-        .open(&path)
+        .open(&making)
         .map_err(|e| fail("create a journal", e))?;
     file.try_lock()
         .map_err(|e| fail("lock its journal", std::io::Error::other(e.to_string())))?;
+    std::fs::rename(&making, &path).map_err(|e| fail("name its journal", e))?;
     for (orphan, held, records) in orphans(dir, &path)? {
         let mut lines = Vec::new();
         for record in &records {

@@ -119,6 +119,7 @@ impl PeriodicJob {
             return Err(Error::Config("a periodic entry needs a name".into()));
         }
         job.check()
+            .and_then(|()| job.refuse_encrypt("a periodic entry"))
             .map_err(|e| Error::Config(format!("periodic {name:?}: {e}")))?;
         Ok(PeriodicJob {
             name,

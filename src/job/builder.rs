@@ -305,6 +305,18 @@ impl Job {
         self
     }
 
+    /// Refuses a job that asks for encryption on a path that writes its payload itself
+    /// (a batch, a workflow, a periodic entry): only the client's push seals.
+    pub(crate) fn refuse_encrypt(&self, path: &str) -> Result<()> {
+        if self.encrypt {
+            return Err(Error::Config(format!(
+                "job {} asks for its arguments to be encrypted, which {path} does not do yet; push it with Client::push, or without encrypt()",
+                self.class
+            )));
+        }
+        Ok(())
+    }
+
     /// With [`Job::group`]: at most `count` of the group's jobs start in any window of
     /// `per` across the fleet (a tenant's API quota), on top of its limit at once. Like the
     /// limit, the first job that names one sets it for the group (`psychiq groups rate`

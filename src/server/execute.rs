@@ -236,9 +236,21 @@ impl Executor {
         let future = match handler.start(&info) {
             Ok(future) => future,
             Err(e) => {
+                // serde's message quotes the value: for opened arguments only where it
+                // went wrong is said, so no secret reaches the dead set or a log.
+                let why = if opened.is_some() {
+                    format!(
+                        "{:?} error at line {} column {}",
+                        e.classify(),
+                        e.line(),
+                        e.column()
+                    )
+                } else {
+                    e.to_string()
+                };
                 let error = JobError::new(
                     "Psychiq::InvalidArguments",
-                    format!("arguments {shown} do not fit worker {class}: {e}"),
+                    format!("arguments {shown} do not fit worker {class}: {why}"),
                 );
                 return Verdict::failed(error, Some(handler), true).about(&job);
             }

@@ -288,10 +288,12 @@ impl Connection {
         generation: u64,
         result: redis::RedisResult<T>,
     ) -> redis::RedisResult<T> {
-        if let Err(e) = &result
-            && (login_refused(e)
-                || (self.shared.config.is_sentinel() && master_may_have_moved(e))
-                || self.never_linked())
+        if result.is_err() && self.never_linked() {
+            // Linked in the background: a command never waits for Redis to come back.
+            let connection = self.clone();
+            tokio::spawn(async move { connection.rebuild(generation).await });
+        } else if let Err(e) = &result
+            && (login_refused(e) || (self.shared.config.is_sentinel() && master_may_have_moved(e)))
         {
             self.rebuild(generation).await;
         }

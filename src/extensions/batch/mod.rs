@@ -299,6 +299,7 @@ pub(crate) fn stamp(bid: &str, jobs: Vec<Job>, now: f64, enqueued: bool) -> Resu
     jobs.into_iter()
         .map(|job| {
             job.check()?;
+            job.refuse_encrypt("a batch")?;
             if job.debounce.is_some() || job.priority_level() > 0 {
                 return Err(Error::Config(format!(
                     "batch job {} is debounced or given a priority, which batch jobs do not take yet; push it without",

@@ -355,6 +355,7 @@ impl Workflow {
                         .clone()
                         .option(WORKFLOW_FIELD, Value::from(wid))
                         .option(STEP_FIELD, Value::from(name));
+                    job.refuse_encrypt("a workflow")?;
                     let json = job.to_json(&jid, now, None)?;
                     let open = json.strip_suffix('}').unwrap_or(&json).to_string();
                     let queue = job.queue_name().to_string();

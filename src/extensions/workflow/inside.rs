@@ -129,6 +129,7 @@ pub async fn add_step(name: &str, job: Job, parents: &[&str]) -> Result<()> {
         .option(WORKFLOW_FIELD, Value::from(env.wid.as_str()))
         .option(STEP_FIELD, Value::from(name));
     let now = crate::clock::now_secs();
+    job.refuse_encrypt("a workflow")?;
     let json = job.to_json(&jid, now, None)?;
     let open = json.strip_suffix('}').unwrap_or(&json);
     let added: i64 = redis::cmd("EVAL")

@@ -116,7 +116,7 @@ local function group_route(prefix, name, job)
     and rate[1] >= 1 and rate[2] > 0 then
     -- Likewise: the first job's rate stands until `psychiq groups rate` changes it.
     redis.call('hsetnx', gkey(prefix, 'grprate', name), group,
-      string.format('%d/%s', math.floor(rate[1]), tostring(rate[2])))
+      string.format('%d/%.6f', math.floor(rate[1]), rate[2]))
   end
   local returning = decoded['recovery_count'] ~= nil
   if type(decoded['jid']) == 'string'
