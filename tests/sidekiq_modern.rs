@@ -326,8 +326,11 @@ async fn scenarios(version: &'static str, db: u32) {
         pages["/busy"][1].as_str().unwrap().contains("modern"),
         "the tag on /busy"
     );
+    // Unless the naps had ended before Ruby rendered the page (a loaded machine can take
+    // longer than the nap to start Ruby): then there is nothing running to list.
+    let rendered_within_the_nap = napping.elapsed() < Duration::from_secs(6);
     assert!(
-        pages["/busy"][1].as_str().unwrap().contains("Nap"),
+        pages["/busy"][1].as_str().unwrap().contains("Nap") || !rendered_within_the_nap,
         "Sidekiq {version}'s /busy lists Psychiq's running jobs"
     );
     assert!(
@@ -483,7 +486,13 @@ async fn scenarios(version: &'static str, db: u32) {
         written.raw()
     );
     assert_eq!(real["error_class"], "Interop::Flaky::PaymentDeclined");
-    assert_eq!(real["retry_count"], 0);
+    // 0 after the first failure; 1 on a loaded machine where the first retry (due 15 to
+    // 24 s later) came round before this read.
+    assert!(
+        matches!(real["retry_count"].as_u64(), Some(0 | 1)),
+        "retry_count {}",
+        real["retry_count"]
+    );
     assert!(
         real["error_backtrace"].is_string(),
         "backtrace: true keeps one"
