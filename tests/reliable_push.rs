@@ -98,7 +98,9 @@ fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_thousand_pushes_survive_a_redis_outage_and_a_kill_9_of_the_app() {
-    let mut redis = OwnRedis::start();
+    // AOF fsynced each second, not each write: a clean shutdown still writes it all, and
+    // the other tests running beside this one are spared a storm of fsyncs.
+    let mut redis = OwnRedis::start_with(&["--appendfsync", "everysec"]);
     let namespace = format!("spool-{}", psychiq::__private::new_jid());
     let dir = tempdir();
     let done = dir.join("progress");
