@@ -695,6 +695,93 @@ async fn a_log_stream_that_cannot_be_written_stops_nothing_and_hup_stops_gracefu
     let _ = std::fs::remove_file(&path);
 }
 
+/// Per-job log lines go through a buffer that one thread writes out: a stderr nobody reads
+/// (a full pipe) blocks only that thread. Every job runs; when the buffer (64 KB here) is
+/// full, lines are dropped and the count is said once stderr moves again; no line is lost
+/// silently, and each job's `start` comes before its `done`.
+#[tokio::test]
+async fn a_blocked_stderr_never_holds_up_jobs_and_dropped_lines_are_counted() {
+    let ns = TestNs::new().await;
+    let mut child = KillOnDrop(
+        psychiq()
+            .args([
+                "--redis-url",
+                &ns.url,
+                "-n",
+                &ns.namespace,
+                "-s",
+                "demo",
+                "-c",
+                "5",
+            ])
+            .env("PSYCHIQ_LOG_BUFFER", "65536")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    const JOBS: u64 = 3_000;
+    let jobs: Vec<psychiq::Job> = (0..JOBS)
+        .map(|_| psychiq::Job::new("Noop", ()).unwrap())
+        .collect();
+    ns.client.push_bulk(jobs).await.unwrap();
+    let processed = ns.keys().stat("processed");
+    wait_until(Duration::from_secs(60), "every job to run", || async {
+        ns.get_u64(&processed).await >= JOBS
+    })
+    .await;
+    // Only now is the pipe read: until here nothing was.
+    let mut stderr = child.0.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).unwrap();
+        text
+    });
+    assert!(child.terminate(), "a graceful stop");
+    let text = reader.join().unwrap();
+
+    let dropped: u64 = text
+        .lines()
+        .filter_map(|l| {
+            l.split("psychiq: ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        dropped > 0,
+        "a 64 KB buffer overflowed: {}",
+        &text[..text.len().min(2_000)]
+    );
+    assert!(text.contains("log lines could not be written"));
+    let mut done = std::collections::HashSet::new();
+    let (mut starts, mut dones) = (0, 0);
+    for line in text.lines() {
+        let Some(jid) = line.split(" jid=").nth(1).and_then(|r| r.split(' ').next()) else {
+            continue;
+        };
+        if line.contains(": start ") {
+            starts += 1;
+            assert!(!done.contains(jid), "a start after its done: {line}");
+        } else if line.contains(": done ") {
+            dones += 1;
+            done.insert(jid.to_string());
+        }
+    }
+    assert!(
+        starts > 0 && dones > 0,
+        "{}",
+        &text[..text.len().min(2_000)]
+    );
+    assert!(
+        starts + dones + dropped >= 2 * JOBS,
+        "{starts} start and {dones} done lines, {dropped} dropped: some vanished"
+    );
+}
+
 /// Held connections (a slowloris: headers that never end, or sockets opened and left idle)
 /// are closed after the header timeout, and the dashboard answers meanwhile.
 #[tokio::test]

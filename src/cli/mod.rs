@@ -25,6 +25,7 @@
 //! ```
 
 pub(crate) mod admin;
+pub(crate) mod log_format;
 pub(crate) mod log_stream;
 #[cfg(feature = "demo")]
 pub(crate) mod tour;
@@ -200,7 +201,7 @@ impl ServerArgs {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(crate::cli::log_stream::LogStream { json: false })
+            .with_writer(crate::cli::log_stream::LogStream { json: false }.start())
             .log_internal_errors(false)
             .try_init();
     }
@@ -218,12 +219,21 @@ impl ServerArgs {
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_ansi(colour)
-            .with_writer(crate::cli::log_stream::LogStream { json })
+            .with_writer(crate::cli::log_stream::LogStream { json }.start())
             .log_internal_errors(false);
-        let _ = match self.log_format {
-            LogFormat::Text => builder.try_init(),
+        // Plain text and JSON (a file, a pipe, a shipper): Psychiq writes its per-job lines
+        // itself and, in text, adds a job's fields to its lines without a span per job
+        // (`log_format.rs`). A terminal keeps tracing-subscriber's colours as they are.
+        let installed = match self.log_format {
+            LogFormat::Text if colour => builder.try_init(),
+            LogFormat::Text => builder
+                .event_format(crate::cli::log_format::TextFormat::new())
+                .try_init(),
             LogFormat::Json => builder.json().flatten_event(true).try_init(),
         };
+        if installed.is_ok() && !(colour && matches!(self.log_format, LogFormat::Text)) {
+            crate::server::job_log::install(crate::cli::log_format::FastJobLines { json });
+        }
     }
 }
 
@@ -317,6 +327,13 @@ impl Cli {
 
     /// As [`Cli::run`], with the arguments given.
     pub fn run_from(self, args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
+        let code = self.run_parsed(args);
+        // Log lines still in the buffer go out before the process ends.
+        crate::cli::log_stream::flush(std::time::Duration::from_secs(5));
+        code
+    }
+
+    fn run_parsed(self, args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
         let command = <CliArgs as clap::CommandFactory>::command().bin_name(self.name.clone());
         let matches = match command.try_get_matches_from(args) {
             Ok(matches) => matches,

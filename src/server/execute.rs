@@ -16,6 +16,7 @@ use crate::job::payload::{self, JobHead};
 use crate::job::text;
 use crate::job::unwind::{CatchUnwind, panic_message};
 use crate::job::worker::{RawJob, RawWorker};
+use crate::server::job_log::{self, JobLine};
 use crate::server::lifecycle::Lifecycle;
 use crate::server::registry::Registry;
 use crate::server::stats::Stats;
@@ -255,27 +256,37 @@ impl Executor {
                 return Verdict::failed(error, Some(handler), true).about(&job);
             }
         };
-        // Every log line of the job (the worker's own too) carries these.
-        let span = tracing::info_span!(
-            "job",
-            class = %text::printable(class),
-            jid = %text::printable(jid),
-            queue = %text::printable(queue),
-            retry_count = payload::retry_count_hint(text),
-        );
+        // Every log line of the job (the worker's own too) carries these: through this
+        // span, or added by a log stream that reads them from the job's context.
+        let span = if job_log::span_needed() {
+            tracing::info_span!(
+                "job",
+                class = %text::printable(class),
+                jid = %text::printable(jid),
+                queue = %text::printable(queue),
+                retry_count = payload::retry_count_hint(text),
+            )
+        } else {
+            tracing::Span::none()
+        };
         #[cfg(feature = "opentelemetry")]
         if let Some(traceparent) = crate::job::otel::traceparent_in(text) {
             crate::job::otel::continue_from(&span, traceparent);
         }
         // Psychiq's own start and done lines name the job themselves (top-level fields in
         // JSON logs); the worker's lines inside the span carry the span's.
-        tracing::info!(
-            parent: None,
-            class = %text::printable(class),
-            jid = %text::printable(jid),
-            queue = %text::printable(queue),
-            "start"
+        let (shown_class, shown_jid, shown_queue) = (
+            text::printable(class),
+            text::printable(jid),
+            text::printable(queue),
         );
+        job_log::say(JobLine {
+            message: "start",
+            class: &shown_class,
+            jid: &shown_jid,
+            queue: &shown_queue,
+            elapsed_ms: None,
+        });
         if let Some(lifecycle) = lifecycle.filter(|l| l.reports_start(&job)) {
             lifecycle.starting(&job);
         }
@@ -304,14 +315,13 @@ impl Executor {
         }
         if outcome.is_done() {
             let elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0;
-            tracing::info!(
-                parent: None,
-                class = %text::printable(class),
-                jid = %text::printable(jid),
-                queue = %text::printable(queue),
-                elapsed_ms,
-                "done"
-            );
+            job_log::say(JobLine {
+                message: "done",
+                class: &shown_class,
+                jid: &shown_jid,
+                queue: &shown_queue,
+                elapsed_ms: Some(elapsed_ms),
+            });
         }
         Verdict::Ran {
             outcome,

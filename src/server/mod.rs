@@ -15,6 +15,7 @@ pub mod events;
 pub(crate) mod execute;
 pub(crate) mod fetch;
 pub(crate) mod heartbeat;
+pub(crate) mod job_log;
 pub(crate) mod launcher;
 pub(crate) mod lifecycle;
 pub(crate) mod manager;
