@@ -63,6 +63,14 @@ struct Args {
     /// is flushed at the end
     #[arg(long)]
     ruby: bool,
+    /// The Ruby Sidekiq command for --ruby (default `sidekiq`, Debian's 6.4.1), e.g.
+    /// "../shared/peers/ruby-sidekiq 8 --server" for Sidekiq 8.0.10
+    #[arg(long, requires = "ruby")]
+    ruby_cmd: Option<String>,
+    /// The server's log level: warn (no per-job lines), or default (what the server logs
+    /// unless told otherwise: a start and a done line per job), written to a file
+    #[arg(long, value_enum, default_value_t = LogLevel::Warn)]
+    log: LogLevel,
     /// Extra flags for the server, e.g. "--fetch basic"
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     server_flags: String,
@@ -88,6 +96,15 @@ struct Args {
     /// Redis URL
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
+}
+
+/// The server's log level (`--log`).
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum LogLevel {
+    /// Warnings and errors only: no per-job lines.
+    Warn,
+    /// The server's own default: per-job `start` and `done` lines, to a file.
+    Default,
 }
 
 /// The drained jobs.
@@ -164,6 +181,7 @@ async fn run(args: Args) -> Fallible<()> {
         .into());
     }
     let result = measure(&args, &client, &mut conn, &namespace, &server_bin).await;
+    let _ = std::fs::remove_file(server_log(&namespace));
     if args.ruby {
         let _: redis::RedisResult<()> = redis::cmd("FLUSHDB").query_async(&mut conn).await;
     } else {
@@ -439,6 +457,14 @@ async fn measure(
         "server peak RSS while draining".into(),
         format!("{:.1} MB", peak_rss as f64 / 1024.0),
     ));
+    if args.log == LogLevel::Default {
+        // Lines written so far (the last few milliseconds' may still be in the buffer).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let lines = std::fs::read(server_log(namespace))
+            .map(|text| text.iter().filter(|&&b| b == b'\n').count())
+            .unwrap_or(0);
+        report.push(("server log lines written".into(), lines.to_string()));
+    }
 
     // Idle.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -539,15 +565,36 @@ fn print_report(report: Vec<(String, String)>) {
 }
 
 fn start_server(args: &Args, namespace: &str, bin: &PathBuf, queues: &[String]) -> Fallible<Child> {
+    // At warn the server says only what went wrong: to the terminal. Its per-job lines go
+    // to a file, as in production, so writing them is part of what is measured.
+    let (stdout, stderr) = match args.log {
+        LogLevel::Warn => (Stdio::null(), Stdio::inherit()),
+        LogLevel::Default => {
+            // Ruby Sidekiq logs to stdout, Psychiq to stderr: both to the file.
+            let file = std::fs::File::create(server_log(namespace))?;
+            (Stdio::from(file.try_clone()?), Stdio::from(file))
+        }
+    };
     if args.ruby {
-        let mut command = Command::new(bin);
+        let cmd = args.ruby_cmd.as_deref().unwrap_or("sidekiq");
+        let mut words = cmd.split_whitespace();
+        let mut command = Command::new(words.next().unwrap_or("sidekiq"));
         command
+            .args(words)
             .args(["-r", "./bench/sidekiq_workers.rb", "-c"])
             .arg(args.concurrency.to_string())
             .args(queues.iter().flat_map(|q| ["-q".to_string(), q.clone()]))
             .env("REDIS_URL", &args.redis_url)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .env(
+                "LOG",
+                if args.log == LogLevel::Default {
+                    "default"
+                } else {
+                    "warn"
+                },
+            )
+            .stdout(stdout)
+            .stderr(stderr);
         return command.spawn().map_err(|e| {
             format!(
                 "could not start {} (Ruby Sidekiq; apt install ruby-sidekiq): {e}",
@@ -586,10 +633,23 @@ fn start_server(args: &Args, namespace: &str, bin: &PathBuf, queues: &[String]) 
                 .into_iter()
                 .flatten(),
         )
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        .stdout(stdout)
+        .stderr(stderr);
+    match args.log {
+        LogLevel::Warn => command.env("RUST_LOG", "warn"),
+        LogLevel::Default => command.env_remove("RUST_LOG"),
+    };
     Ok(command.spawn()?)
+}
+
+/// Where the server's log goes with `--log default`.
+fn server_log(namespace: &str) -> PathBuf {
+    let name = if namespace.is_empty() {
+        format!("psychiq-load-{}", std::process::id())
+    } else {
+        namespace.to_string()
+    };
+    std::env::temp_dir().join(format!("{name}-server.log"))
 }
 
 fn stop_server(server: &mut Child) {

@@ -9,7 +9,7 @@
 //! the date and time of day are formatted once a second per thread.
 
 use std::cell::RefCell;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::{Format, Full, Writer};
@@ -38,7 +38,38 @@ fn timestamp(out: &mut impl fmt::Write) -> fmt::Result {
         }
         out.write_str(&cached.1)
     })?;
-    write!(out, "{:06}Z", now.subsec_micros())
+    digits(out, u64::from(now.subsec_micros()), 6)?;
+    out.write_char('Z')
+}
+
+/// Writes `value` in decimal, zero-padded to `width` (per-job lines: no `core::fmt`).
+fn digits(out: &mut impl fmt::Write, mut value: u64, width: usize) -> fmt::Result {
+    let mut buf = [b'0'; 20];
+    let mut at = buf.len();
+    while value > 0 || buf.len() - at < width.max(1) {
+        at -= 1;
+        buf[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    out.write_str(std::str::from_utf8(&buf[at..]).unwrap_or("?"))
+}
+
+/// Microseconds as milliseconds, written as `f64`'s `Debug` writes `us / 1000.0`
+/// (`0.037`, `1.0`, `12.5`).
+fn millis(out: &mut impl fmt::Write, us: u64) -> fmt::Result {
+    digits(out, us / 1000, 1)?;
+    out.write_char('.')?;
+    match us % 1000 {
+        0 => out.write_char('0'),
+        frac => {
+            let (mut frac, mut width) = (frac, 3);
+            while frac % 10 == 0 {
+                frac /= 10;
+                width -= 1;
+            }
+            digits(out, frac, width)
+        }
+    }
 }
 
 /// The level as tracing-subscriber's text pads it.
@@ -133,32 +164,48 @@ impl JobLines for FastJobLines {
 
 fn text_line(out: &mut String, line: &JobLine<'_>) -> fmt::Result {
     timestamp(out)?;
-    write!(
-        out,
-        "  INFO {TARGET}: {} class={} jid={} queue={}",
-        line.message, line.class, line.jid, line.queue
-    )?;
-    if let Some(ms) = line.elapsed_ms {
-        write!(out, " elapsed_ms={ms:?}")?;
+    out.push_str("  INFO ");
+    out.push_str(TARGET);
+    out.push_str(": ");
+    out.push_str(line.message);
+    for (name, value) in [
+        (" class=", line.class),
+        (" jid=", line.jid),
+        (" queue=", line.queue),
+    ] {
+        out.push_str(name);
+        out.push_str(&text::printable(value));
     }
-    out.write_char('\n')
+    if let Some(us) = line.elapsed_us {
+        out.push_str(" elapsed_ms=");
+        millis(out, us)?;
+    }
+    out.push('\n');
+    Ok(())
 }
 
 fn json_line(out: &mut String, line: &JobLine<'_>) -> fmt::Result {
-    out.write_str("{\"timestamp\":\"")?;
+    out.push_str("{\"timestamp\":\"");
     timestamp(out)?;
-    write!(
-        out,
-        "\",\"level\":\"INFO\",\"message\":\"{}\",\"class\":{},\"jid\":{},\"queue\":{}",
-        line.message,
-        json_string(line.class),
-        json_string(line.jid),
-        json_string(line.queue)
-    )?;
-    if let Some(ms) = line.elapsed_ms {
-        write!(out, ",\"elapsed_ms\":{}", serde_json::Value::from(ms))?;
+    out.push_str("\",\"level\":\"INFO\",\"message\":\"");
+    out.push_str(line.message);
+    out.push('"');
+    for (name, value) in [
+        (",\"class\":", line.class),
+        (",\"jid\":", line.jid),
+        (",\"queue\":", line.queue),
+    ] {
+        out.push_str(name);
+        out.push_str(&json_string(&text::printable(value)));
     }
-    writeln!(out, ",\"target\":\"{TARGET}\"}}")
+    if let Some(us) = line.elapsed_us {
+        out.push_str(",\"elapsed_ms\":");
+        millis(out, us)?;
+    }
+    out.push_str(",\"target\":\"");
+    out.push_str(TARGET);
+    out.push_str("\"}\n");
+    Ok(())
 }
 
 /// `text` as a JSON string, quoted and escaped.
@@ -193,6 +240,26 @@ mod tests {
         fn text(&self) -> String {
             String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
         }
+
+        /// A `MakeWriter` that appends to this capture.
+        fn writer(&self) -> impl Fn() -> Capture + use<> {
+            let capture = self.clone();
+            move || capture.clone()
+        }
+    }
+
+    /// Psychiq's `done` line as a `tracing` event, as it was logged before `JobLines`.
+    fn log_as_tracing(line: &JobLine<'_>) {
+        tracing::info!(
+            target: TARGET,
+            parent: None,
+            class = %text::printable(line.class),
+            jid = %text::printable(line.jid),
+            queue = %text::printable(line.queue),
+            elapsed_ms = line.elapsed_us.map(|us| us as f64 / 1000.0),
+            "{}",
+            line.message
+        );
     }
 
     /// What tracing-subscriber's own text format wrote, without the timestamp.
@@ -207,7 +274,7 @@ mod tests {
             class: "Noop",
             jid: "0123abcd",
             queue: "default",
-            elapsed_ms: Some(0.25),
+            elapsed_us: Some(250),
         }
     }
 
@@ -216,27 +283,36 @@ mod tests {
         let theirs = Capture::default();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
-            .with_writer({
-                let c = theirs.clone();
-                move || c.clone()
-            })
+            .with_writer(theirs.writer())
             .finish();
-        let line = done_line();
-        tracing::subscriber::with_default(subscriber, || {
-            tracing::info!(
-                target: TARGET,
-                parent: None,
-                class = %line.class,
-                jid = %line.jid,
-                queue = %line.queue,
-                elapsed_ms = line.elapsed_ms.unwrap(),
-                "{}",
-                line.message
-            );
-        });
+        let lines: Vec<JobLine<'_>> = [0, 37, 250, 1_000, 12_500, 1_234_567]
+            .into_iter()
+            .map(|us| JobLine {
+                elapsed_us: Some(us),
+                ..done_line()
+            })
+            .chain([
+                JobLine {
+                    class: "Evil\u{1b}[31m\nClass",
+                    ..done_line()
+                },
+                JobLine {
+                    message: "start",
+                    elapsed_us: None,
+                    ..done_line()
+                },
+            ])
+            .collect();
+        tracing::subscriber::with_default(subscriber, || lines.iter().for_each(log_as_tracing));
         let mut ours = String::new();
-        text_line(&mut ours, &line).unwrap();
-        assert_eq!(after_time(&ours), after_time(&theirs.text()));
+        for line in &lines {
+            text_line(&mut ours, line).unwrap();
+        }
+        let theirs = theirs.text();
+        assert_eq!(ours.lines().count(), lines.len());
+        for (ours, theirs) in ours.lines().zip(theirs.lines()) {
+            assert_eq!(after_time(ours), after_time(theirs));
+        }
         // The timestamp is tracing-subscriber's shape, now.
         let now = crate::clock::utc_iso8601(crate::clock::now_secs());
         assert_eq!(&ours[..17], &now[..17], "{ours}");
@@ -248,27 +324,13 @@ mod tests {
         let subscriber = tracing_subscriber::fmt()
             .json()
             .flatten_event(true)
-            .with_writer({
-                let c = theirs.clone();
-                move || c.clone()
-            })
+            .with_writer(theirs.writer())
             .finish();
         let line = JobLine {
             class: "Quote\"d",
             ..done_line()
         };
-        tracing::subscriber::with_default(subscriber, || {
-            tracing::info!(
-                target: TARGET,
-                parent: None,
-                class = %line.class,
-                jid = %line.jid,
-                queue = %line.queue,
-                elapsed_ms = line.elapsed_ms.unwrap(),
-                "{}",
-                line.message
-            );
-        });
+        tracing::subscriber::with_default(subscriber, || log_as_tracing(&line));
         let mut ours = String::new();
         json_line(&mut ours, &line).unwrap();
         let parse = |text: &str| {
@@ -299,10 +361,7 @@ mod tests {
         let theirs = Capture::default();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
-            .with_writer({
-                let c = theirs.clone();
-                move || c.clone()
-            })
+            .with_writer(theirs.writer())
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!(
@@ -320,10 +379,7 @@ mod tests {
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
             .event_format(TextFormat::new())
-            .with_writer({
-                let c = ours.clone();
-                move || c.clone()
-            })
+            .with_writer(ours.writer())
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             context::scope(job, async {

@@ -404,6 +404,14 @@ mod server {
     use crate::job::context::JobContext;
     use crate::job::middleware::{Next, ServerMiddleware};
 
+    /// Whether `text` holds `name` as a whole JSON string (`"name"`).
+    pub(super) fn names_quoted(text: &str, name: &str) -> bool {
+        let bytes = text.as_bytes();
+        text.match_indices(name).any(|(at, _)| {
+            at > 0 && bytes[at - 1] == b'"' && bytes.get(at + name.len()) == Some(&b'"')
+        })
+    }
+
     /// Gives the jobs of iterable classes the server's Redis and its stop signal (added by
     /// the server when the registry holds iterable workers).
     pub(crate) struct IterationSupport {
@@ -412,6 +420,14 @@ mod server {
     }
 
     impl ServerMiddleware for IterationSupport {
+        /// Only payloads naming an iterable class (as `class`, or an ActiveJob's
+        /// `job_class`): other jobs skip the chain, and the payload is not parsed for them.
+        fn wants(&self, payload: &str) -> bool {
+            self.classes
+                .iter()
+                .any(|class| names_quoted(payload, class))
+        }
+
         async fn call(&self, job: &JobContext, next: Next<'_>) -> Outcome {
             if !self.classes.contains(job.class()) {
                 return next.run().await;
@@ -436,4 +452,24 @@ pub struct IterationStatus {
     pub cancelled: bool,
     /// Why its state could not be read (its key holds another type of value), naming it.
     pub unreadable: Option<String>,
+}
+
+#[cfg(all(test, feature = "server"))]
+mod tests {
+    use super::server::names_quoted;
+
+    #[test]
+    fn only_a_whole_quoted_class_name_asks_for_the_iteration_middleware() {
+        assert!(names_quoted(r#"{"class":"Walk","args":[]}"#, "Walk"));
+        // An ActiveJob's class is in its arguments, quoted too.
+        assert!(names_quoted(
+            r#"{"class":"JobWrapper","args":[{"job_class":"Walk"}]}"#,
+            "Walk"
+        ));
+        assert!(!names_quoted(
+            r#"{"class":"Walker","args":["Walk it"]}"#,
+            "Walk"
+        ));
+        assert!(!names_quoted(r#"Walk"#, "Walk"));
+    }
 }

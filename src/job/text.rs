@@ -84,7 +84,9 @@ pub fn unescape(text: &str) -> Cow<'_, [u8]> {
 /// so what a job carries cannot move the cursor or rewrite the screen of the operator who
 /// prints it. Newlines and tabs are shown as `\n` and `\t`.
 pub fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(hidden) {
+    // Plain printable ASCII (nearly every class, jid and queue) is decided a byte at a
+    // time, without decoding characters: it runs on every job's log lines.
+    if text.bytes().all(|b| (b' '..=b'~').contains(&b)) || !text.chars().any(hidden) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);

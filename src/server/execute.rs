@@ -275,17 +275,12 @@ impl Executor {
         }
         // Psychiq's own start and done lines name the job themselves (top-level fields in
         // JSON logs); the worker's lines inside the span carry the span's.
-        let (shown_class, shown_jid, shown_queue) = (
-            text::printable(class),
-            text::printable(jid),
-            text::printable(queue),
-        );
         job_log::say(JobLine {
             message: "start",
-            class: &shown_class,
-            jid: &shown_jid,
-            queue: &shown_queue,
-            elapsed_ms: None,
+            class,
+            jid,
+            queue,
+            elapsed_us: None,
         });
         if let Some(lifecycle) = lifecycle.filter(|l| l.reports_start(&job)) {
             lifecycle.starting(&job);
@@ -314,13 +309,12 @@ impl Executor {
             self.stats.record_class(class, started.elapsed(), failed);
         }
         if outcome.is_done() {
-            let elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0;
             job_log::say(JobLine {
                 message: "done",
-                class: &shown_class,
-                jid: &shown_jid,
-                queue: &shown_queue,
-                elapsed_ms: Some(elapsed_ms),
+                class,
+                jid,
+                queue,
+                elapsed_us: Some(started.elapsed().as_micros() as u64),
             });
         }
         Verdict::Ran {

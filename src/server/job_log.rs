@@ -11,6 +11,8 @@
 
 use std::sync::OnceLock;
 
+use crate::job::text;
+
 /// The target the lines have always had (`RUST_LOG=psychiq::server::execute=warn` silences
 /// them).
 pub(crate) const TARGET: &str = "psychiq::server::execute";
@@ -20,14 +22,15 @@ pub(crate) const TARGET: &str = "psychiq::server::execute";
 pub struct JobLine<'a> {
     /// `"start"` or `"done"`.
     pub message: &'static str,
-    /// The worker's class, printable (control characters escaped).
+    /// The worker's class, as in the payload (written printable: control characters
+    /// escaped).
     pub class: &'a str,
-    /// The job id, printable.
+    /// The job id.
     pub jid: &'a str,
-    /// The queue, printable.
+    /// The queue.
     pub queue: &'a str,
-    /// For `done`: how long the run took.
-    pub elapsed_ms: Option<f64>,
+    /// For `done`: how long the run took, in microseconds (logged as `elapsed_ms`).
+    pub elapsed_us: Option<u64>,
 }
 
 /// Writes Psychiq's per-job lines where a log stream of its own is in use.
@@ -54,32 +57,37 @@ pub(crate) fn span_needed() -> bool {
 
 /// Says a job started or ended, through the installed writer or as a `tracing` event.
 pub(crate) fn say(line: JobLine<'_>) {
-    match LINES.get() {
-        Some(lines) => {
-            if tracing::enabled!(target: TARGET, tracing::Level::INFO) {
-                lines.write(line);
-            }
+    if let Some(lines) = LINES.get() {
+        if tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+            lines.write(line);
         }
-        None => match line.elapsed_ms {
-            None => tracing::info!(
-                target: TARGET,
-                parent: None,
-                class = %line.class,
-                jid = %line.jid,
-                queue = %line.queue,
-                "{}",
-                line.message
-            ),
-            Some(elapsed_ms) => tracing::info!(
-                target: TARGET,
-                parent: None,
-                class = %line.class,
-                jid = %line.jid,
-                queue = %line.queue,
-                elapsed_ms,
-                "{}",
-                line.message
-            ),
-        },
+        return;
+    }
+    // The fields are made printable only if the event is wanted.
+    let (class, jid, queue) = (
+        text::printable(line.class),
+        text::printable(line.jid),
+        text::printable(line.queue),
+    );
+    match line.elapsed_us {
+        None => tracing::info!(
+            target: TARGET,
+            parent: None,
+            class = %class,
+            jid = %jid,
+            queue = %queue,
+            "{}",
+            line.message
+        ),
+        Some(us) => tracing::info!(
+            target: TARGET,
+            parent: None,
+            class = %class,
+            jid = %jid,
+            queue = %queue,
+            elapsed_ms = us as f64 / 1000.0,
+            "{}",
+            line.message
+        ),
     }
 }
