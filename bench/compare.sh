@@ -11,10 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${1:-100000}; concurrency=${2:-25}; runs=${3:-3}
 port=6399
-redis-server --daemonize yes --bind 127.0.0.1 --port $port --save "" --appendonly no \
-  --dir /tmp --logfile /tmp/psychiq-bench-redis.log --pidfile /tmp/psychiq-bench-redis.pid
-trap 'redis-cli -p $port shutdown nosave >/dev/null 2>&1 || true' EXIT
-for _ in $(seq 50); do redis-cli -p $port ping >/dev/null 2>&1 && break; sleep 0.1; done
+. bench/private_redis.sh
 cargo build --release --bin psychiq --bin psychiq-load -q
 export REDIS_URL=redis://127.0.0.1:$port
 load=./target/release/psychiq-load

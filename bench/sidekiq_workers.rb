@@ -1,10 +1,12 @@
 # The workers psychiq-load's jobs name, for Ruby Sidekiq: `psychiq-load --ruby` starts
 #   sidekiq -r ./bench/sidekiq_workers.rb -c C -q default
-# with REDIS_URL set, on bare keys, and measures it as it measures psychiq.
+# with REDIS_URL set, on bare keys, and measures it as it measures psychiq. Sidekiq 7 and 8
+# load it too (--ruby-cmd "../shared/peers/ruby-sidekiq 8 --server").
 require "json"
 require "sidekiq"
-Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
-Sidekiq.logger.level = Logger::WARN
+Redis.silence_deprecations = true if defined?(Redis) && Redis.respond_to?(:silence_deprecations=)
+# LOG=default keeps Sidekiq's own level (info: a start and a done line per job).
+Sidekiq.logger.level = Logger::WARN unless ENV["LOG"] == "default"
 
 class Noop
   include Sidekiq::Worker

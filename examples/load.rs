@@ -9,6 +9,8 @@
 //! result kept), and `--events` has the client and the server write the event stream.
 //! `--workflow` pushes the jobs as one workflow (a root step, the rest after it).
 //! `--groups N [--group-limit L]` spreads them over N groups of L at once each.
+//! `--due-in S` schedules them all to become due in the same second, S seconds from now,
+//! and times the drain from that second; `--priority P` gives them all priority P.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -94,6 +96,13 @@ struct Args {
     /// Push every job with its arguments sealed (AES-256-GCM), opened by the server
     #[arg(long)]
     encrypt: bool,
+    /// Schedule every job to become due in this many seconds, all in the same second; the
+    /// drain is then timed from that second (the server starts right after the push)
+    #[arg(long)]
+    due_in: Option<u64>,
+    /// Give every job this priority (1 to 9; Job::priority)
+    #[arg(long)]
+    priority: Option<u8>,
     /// Leave the namespace's keys (to measure Redis without the cleanup; delete them after)
     #[arg(long)]
     keep: bool,
@@ -115,6 +124,13 @@ async fn main() -> psychiq::Result<()> {
         client.encrypt_with(keyring()?);
     }
 
+    // One whole second, a moment after the push is expected to end.
+    let due_at = args.due_in.map(|secs| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970");
+        std::time::UNIX_EPOCH + Duration::from_secs(now.as_secs() + secs)
+    });
     let started = Instant::now();
     let jobs: Vec<Job> = (0..args.jobs)
         .map(|n| {
@@ -126,6 +142,12 @@ async fn main() -> psychiq::Result<()> {
             }
             if args.encrypt {
                 job = job.encrypt();
+            }
+            if let Some(at) = due_at {
+                job = job.at(at);
+            }
+            if let Some(priority) = args.priority {
+                job = job.priority(priority);
             }
             if args.track || args.results {
                 job.track()
@@ -182,10 +204,34 @@ async fn main() -> psychiq::Result<()> {
     let server = tokio::spawn(server.run_until(async move {
         let _ = stop_rx.await;
     }));
+    // Scheduled jobs: the drain starts when they become due, and the first job's start is
+    // its latency.
+    let mut first_after_due = None;
+    if let Some(at) = due_at {
+        let wait = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_else(|_| panic!("the push took longer than --due-in: give it more seconds"));
+        tokio::time::sleep(wait).await;
+        let started_at = Instant::now();
+        while done.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        first_after_due = Some(started_at.elapsed());
+    }
+    let started = match due_at {
+        Some(_) => Instant::now() - first_after_due.unwrap_or_default(),
+        None => started,
+    };
     while done.load(Ordering::Relaxed) < args.jobs {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let drain = started.elapsed();
+    if let Some(first) = first_after_due {
+        println!(
+            "due in the same second: first job ran {:.1} ms after it was due",
+            first.as_secs_f64() * 1e3
+        );
+    }
     let _ = stop_tx.send(());
     server.await.expect("server task")?;
 
