@@ -490,7 +490,11 @@ async fn measure(
     let mut sent = HashMap::new();
     for i in 0..args.trickle {
         let at = psychiq::__private::now_secs();
-        client.push(Job::new("Clock", (&path, i))?).await?;
+        // Spread over the queues the server reads (with --queues, one in each of many).
+        let queue = &queue_names[(i * 7919) % queue_names.len()];
+        client
+            .push(Job::new("Clock", (&path, i))?.queue(queue.clone()))
+            .await?;
         sent.insert(i, at);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

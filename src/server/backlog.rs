@@ -13,6 +13,14 @@
 //! no-op jobs get the whole prefetch while a 1 s job gets none, and a prefetched job waits
 //! for a worker for about that long on average, however long jobs run. Other processes
 //! therefore never wait long for jobs this one took ahead.
+//!
+//! Unless a prefetch was set, a process (capsule) that reads one queue also grows it to
+//! keep the workers busy for two fetch round trips (`concurrency × 2 × round trip / mean run time`, at most [`ROUND_TRIP_PER_SLOT`]
+//! jobs a worker): behind a network the two-per-worker prefetch of no-op jobs ran out long
+//! before the next fetch came back (29,000 jobs/s behind a 1.3 ms round trip; 1,000 held
+//! jobs made it 209,000, BENCHMARKS.md "Sidekiq's published setup"). Not with several
+//! queues: a fetch takes its batch queue by queue in the weighted order, and batches of
+//! hundreds would share the queues out in lumps.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -35,6 +43,9 @@ pub(crate) const PREFETCH_WORK: Duration = Duration::from_millis(1);
 /// (BENCHMARKS.md, "Speed, second round").
 pub(crate) const DEFAULT_PREFETCH_PER_SLOT: usize = 2;
 
+/// The most a default prefetch grows to cover fetch round trips, in jobs a worker.
+pub(crate) const ROUND_TRIP_PER_SLOT: usize = 40;
+
 /// A fetched job waiting for a worker.
 pub(crate) struct Queued {
     pub work: UnitOfWork,
@@ -54,13 +65,24 @@ pub(crate) struct Backlog {
     refill: Notify,
     /// The mean run time of recent jobs, in nanoseconds (exponentially weighted).
     mean_run_ns: AtomicU64,
+    /// The mean time a fetch takes to come back, in nanoseconds (exponentially weighted).
+    fetch_rtt_ns: AtomicU64,
     concurrency: usize,
     prefetch: usize,
+    /// The prefetch was not set: it may grow to cover fetch round trips.
+    covers_round_trips: bool,
 }
 
 impl Backlog {
     /// A backlog for `concurrency` workers and at most `prefetch` jobs waiting.
+    #[cfg(test)]
     pub fn new(concurrency: usize, prefetch: usize) -> Backlog {
+        Backlog::with_prefetch(concurrency, prefetch, false)
+    }
+
+    /// As [`Backlog::new`]; with `covers_round_trips` (the prefetch was not set) the
+    /// prefetch also grows to cover two fetch round trips (see the module docs).
+    pub fn with_prefetch(concurrency: usize, prefetch: usize, covers_round_trips: bool) -> Backlog {
         Backlog {
             jobs: Mutex::new(VecDeque::with_capacity(concurrency + prefetch)),
             ready: Semaphore::new(0),
@@ -68,8 +90,10 @@ impl Backlog {
             refill_at: AtomicUsize::new(0),
             refill: Notify::new(),
             mean_run_ns: AtomicU64::new(0),
+            fetch_rtt_ns: AtomicU64::new(0),
             concurrency,
             prefetch,
+            covers_round_trips,
         }
     }
 
@@ -77,10 +101,30 @@ impl Backlog {
     pub fn prefetch_now(&self) -> usize {
         let mean = self.mean_run_ns.load(Ordering::Relaxed);
         let budget = PREFETCH_WORK.as_nanos() as u64;
-        if mean <= budget {
-            return self.prefetch;
+        let for_work = if mean <= budget {
+            self.prefetch
+        } else {
+            (self.prefetch as u64 * budget / mean) as usize
+        };
+        let rtt = self.fetch_rtt_ns.load(Ordering::Relaxed);
+        if !self.covers_round_trips || mean == 0 || rtt == 0 {
+            return for_work;
         }
-        (self.prefetch as u64 * budget / mean) as usize
+        let for_round_trips = (self.concurrency as u64).saturating_mul(2 * rtt) / mean;
+        let most = (self.concurrency * ROUND_TRIP_PER_SLOT).max(self.prefetch);
+        for_work.max((for_round_trips as usize).min(most))
+    }
+
+    /// Folds how long a fetch that did not wait for work took into the mean round trip.
+    pub fn fetched_in(&self, elapsed: Duration) {
+        let sample = elapsed.as_nanos().min(u64::MAX as u128) as u64;
+        let mean = self.fetch_rtt_ns.load(Ordering::Relaxed);
+        let next = if mean == 0 {
+            sample
+        } else {
+            mean - mean / 8 + sample / 8
+        };
+        self.fetch_rtt_ns.store(next, Ordering::Relaxed);
     }
 
     /// How many more jobs the process may hold now.
@@ -255,6 +299,25 @@ mod tests {
         assert_eq!(backlog.prefetch_now(), 0);
         assert_eq!(backlog.batch(), 1);
         assert_eq!(backlog.room(), 10);
+    }
+
+    #[test]
+    fn a_default_prefetch_covers_two_fetch_round_trips_for_short_jobs() {
+        let backlog = Backlog::with_prefetch(10, 20, true);
+        backlog.mean_run_ns.store(10_000, Ordering::Relaxed); // 10 µs jobs
+        assert_eq!(backlog.prefetch_now(), 20, "no round trip measured yet");
+        backlog.fetched_in(Duration::from_micros(100));
+        assert_eq!(backlog.prefetch_now(), 200, "10 workers × 200 µs / 10 µs");
+        backlog.fetched_in(Duration::from_millis(50));
+        assert!(backlog.prefetch_now() <= 10 * ROUND_TRIP_PER_SLOT);
+        // Slow jobs: a round trip is nothing next to them.
+        backlog.mean_run_ns.store(1_000_000_000, Ordering::Relaxed);
+        assert!(backlog.prefetch_now() <= 1);
+        // A prefetch that was set stays as it was.
+        let fixed = Backlog::new(10, 20);
+        fixed.mean_run_ns.store(10_000, Ordering::Relaxed);
+        fixed.fetched_in(Duration::from_millis(5));
+        assert_eq!(fixed.prefetch_now(), 20);
     }
 
     #[test]

@@ -44,6 +44,10 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest a fetch command may block: the fetch connection's reply timeout adds it.
 pub(crate) const FETCH_TIMEOUT: Duration = WAIT_TIMEOUT;
 
+/// Queues one reliable fetch call looks at: a server with more asks window by window, in
+/// its order, until it has its batch (with as many as most servers have, one call).
+const FETCH_WINDOW: usize = 64;
+
 /// How soon a server looks again while jobs wait in groups of its queues.
 const GROUP_LOOK: Duration = Duration::from_millis(50);
 
@@ -309,23 +313,31 @@ impl Fetcher {
             .collect())
     }
 
-    /// Reliable fetch: moves up to `max` jobs into the in-progress hashes in one Lua call,
-    /// or in the cluster layout one call per queue, in order, until it has `max`.
+    /// Reliable fetch: moves up to `max` jobs into the in-progress hashes, one Lua call per
+    /// [`FETCH_WINDOW`] queues (in the cluster layout, per queue), in order, until it has
+    /// `max`. A call names each of its queues twice (list and in-progress hash) and looks
+    /// in each; with 10,000 queues one call for all of them made every fetch touch 20,000
+    /// keys, and the drain ran 66 times slower than on one queue.
     async fn take(&self, order: &[usize], max: usize) -> redis::RedisResult<Vec<UnitOfWork>> {
-        if !self.per_queue {
+        let window = if self.per_queue { 1 } else { FETCH_WINDOW };
+        if order.len() <= window {
             return self.take_from(order, max).await;
         }
         let mut jobs = Vec::new();
-        for &index in order {
-            let taken = self.take_from(&[index], max - jobs.len()).await?;
+        let mut groups_waiting = false;
+        for queues in order.chunks(window) {
+            let taken = self.take_from(queues, max - jobs.len()).await?;
+            groups_waiting |= self.groups_waiting.load(Ordering::Relaxed);
             // A recovered suspect taken first is run alone, as with one call (one found in
-            // a later queue's call may join the jobs taken before it).
+            // a later call may join the jobs taken before it).
             let alone = taken.len() == 1 && taken[0].is_suspect();
             jobs.extend(taken);
             if jobs.len() >= max || alone {
                 break;
             }
         }
+        // Any window with a group waiting for room counts (each call says for its own).
+        self.groups_waiting.store(groups_waiting, Ordering::Relaxed);
         Ok(jobs)
     }
 

@@ -394,6 +394,10 @@ pub(crate) async fn launch(server: Server, listen_to_signals: bool) -> Result<Se
                     prefetch: capsule
                         .prefetch
                         .unwrap_or(DEFAULT_PREFETCH_PER_SLOT * capsule.concurrency),
+                    // One queue only: a fetch takes its batch queue by queue, so with
+                    // weights, batches of hundreds would share the queues out in lumps.
+                    prefetch_covers_round_trips: capsule.prefetch.is_none()
+                        && capsule.queues.len() == 1,
                     running: &running,
                     keys: &keys,
                     conn: conn.clone(),

@@ -37,6 +37,8 @@ pub(crate) struct Manager<'a> {
     pub concurrency: usize,
     /// Jobs held beyond those running at most (see [`crate::server::backlog`]).
     pub prefetch: usize,
+    /// The prefetch was not set, so it may grow to cover fetch round trips.
+    pub prefetch_covers_round_trips: bool,
     pub running: &'a Running,
     pub keys: &'a Keys,
     pub conn: Connection,
@@ -68,7 +70,11 @@ impl Manager<'_> {
         } else {
             0
         };
-        let backlog = Arc::new(Backlog::new(self.concurrency, prefetch));
+        let backlog = Arc::new(Backlog::with_prefetch(
+            self.concurrency,
+            prefetch,
+            self.prefetch_covers_round_trips && fetcher.can_overlap(),
+        ));
         let mut next_worker: u64 = 0;
         for _ in 0..self.concurrency {
             self.spawn_worker(&backlog, workers, &mut next_worker);
@@ -120,8 +126,13 @@ impl Manager<'_> {
                 backlog.reserve(room);
                 let reserved = Reserved(Some(Arc::clone(&backlog)), room);
                 let fetcher = Arc::clone(fetcher);
+                let timed = Arc::clone(&backlog);
                 fetches.spawn(async move {
+                    let sent = std::time::Instant::now();
                     let result = fetcher.fetch(room, may_block).await;
+                    if !may_block && result.is_ok() {
+                        timed.fetched_in(sent.elapsed());
+                    }
                     reserved.replied();
                     (room, may_block, result)
                 });
