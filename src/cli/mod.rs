@@ -58,7 +58,7 @@ pub struct ServerArgs {
     /// Number of jobs run at once
     #[arg(short = 'c', long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub concurrency: u32,
-    /// Fetched jobs that may wait for a worker beyond those running (default: twice the concurrency; 0: none)
+    /// Fetched jobs that may wait for a worker beyond those running (default: twice the concurrency, grown for short jobs on one queue to cover fetch round trips; 0: none)
     #[arg(long, value_name = "JOBS", value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub prefetch: Option<u32>,
     /// A pool of its own beside -q and -c (Sidekiq 7's capsules); repeat for more: NAME:QUEUE[=WEIGHT],...:CONCURRENCY
