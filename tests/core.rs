@@ -784,3 +784,37 @@ async fn pushes_sidekiq_refuses_are_refused_with_what_to_do() -> psychiq::Result
         .await?;
     Ok(())
 }
+
+/// A fetch names 64 queues a call and looks further only when those were empty: a server
+/// reading 150 queues finds jobs in its last ones, in strict order.
+#[tokio::test]
+async fn a_server_reading_more_queues_than_one_fetch_names_finds_the_last_ones()
+-> psychiq::Result<()> {
+    let ns = TestNs::new().await;
+    let jobs: Vec<Job> = (0..6)
+        .map(|i| {
+            let queue = if i < 3 { "q149" } else { "q100" };
+            Job::new("Record", (queue, i)).unwrap().queue(queue)
+        })
+        .collect();
+    ns.client.push_bulk(jobs).await?;
+    let record = Record::default();
+    let mut config = ns.config().concurrency(1);
+    for q in 0..150 {
+        config = config.queue(format!("q{q}"));
+    }
+    let server = RunningServer::start(config, registry_with(&record));
+    wait_until(Duration::from_secs(10), "six jobs", || async {
+        record.count() >= 6
+    })
+    .await;
+    server.stop().await;
+    let seen: Vec<String> = record
+        .seen()
+        .iter()
+        .map(|a| a[0].as_str().unwrap().to_string())
+        .collect();
+    // Strict order: q100's (the earlier window) before q149's.
+    assert_eq!(seen, ["q100", "q100", "q100", "q149", "q149", "q149"]);
+    Ok(())
+}

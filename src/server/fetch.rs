@@ -45,7 +45,7 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) const FETCH_TIMEOUT: Duration = WAIT_TIMEOUT;
 
 /// Queues one reliable fetch call looks at: a server with more asks window by window, in
-/// its order, until it has its batch (with as many as most servers have, one call).
+/// its order, until one has work (with as many queues as most servers have, one call).
 const FETCH_WINDOW: usize = 64;
 
 /// How soon a server looks again while jobs wait in groups of its queues.
@@ -314,8 +314,8 @@ impl Fetcher {
     }
 
     /// Reliable fetch: moves up to `max` jobs into the in-progress hashes, one Lua call per
-    /// [`FETCH_WINDOW`] queues (in the cluster layout, per queue), in order, until it has
-    /// `max`. A call names each of its queues twice (list and in-progress hash) and looks
+    /// [`FETCH_WINDOW`] queues, in order, until a call takes some (in the cluster layout,
+    /// one call per queue until it has `max`). A call names each of its queues twice (list and in-progress hash) and looks
     /// in each; with 10,000 queues one call for all of them made every fetch touch 20,000
     /// keys, and the drain ran 66 times slower than on one queue.
     async fn take(&self, order: &[usize], max: usize) -> redis::RedisResult<Vec<UnitOfWork>> {
@@ -328,11 +328,13 @@ impl Fetcher {
         for queues in order.chunks(window) {
             let taken = self.take_from(queues, max - jobs.len()).await?;
             groups_waiting |= self.groups_waiting.load(Ordering::Relaxed);
-            // A recovered suspect taken first is run alone, as with one call (one found in
-            // a later call may join the jobs taken before it).
+            // A recovered suspect taken first is run alone, as with one call (in the cluster
+            // layout one found in a later queue's call may join the jobs taken before it).
             let alone = taken.len() == 1 && taken[0].is_suspect();
             jobs.extend(taken);
-            if jobs.len() >= max || alone {
+            // Windows: the batch is one call's, so a suspect (which a call takes only as its
+            // first job) never joins jobs another call took.
+            if jobs.len() >= max || alone || (!self.per_queue && !jobs.is_empty()) {
                 break;
             }
         }
