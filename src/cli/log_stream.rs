@@ -19,7 +19,8 @@ use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Bytes held for the writer before new lines are dropped: about 50,000 lines, a few
-/// seconds of a busy server's log. `PSYCHIQ_LOG_BUFFER` (bytes) sets another.
+/// seconds of a busy server's log. `PSYCHIQ_LOG_BUFFER` (bytes) sets another; 0 writes
+/// each line where it is logged, as before this buffer.
 const CAPACITY: usize = 8 << 20;
 
 /// The capacity in use: [`CAPACITY`] or `PSYCHIQ_LOG_BUFFER`.
@@ -56,20 +57,28 @@ static SHARED: OnceLock<Shared> = OnceLock::new();
 
 fn shared() -> &'static Shared {
     SHARED.get_or_init(|| {
-        if let Some(bytes) = std::env::var("PSYCHIQ_LOG_BUFFER")
+        match std::env::var("PSYCHIQ_LOG_BUFFER")
             .ok()
             .and_then(|v| v.trim().parse::<usize>().ok())
         {
-            CAPACITY_IN_USE.store(bytes, Ordering::Relaxed);
+            // No buffer: each line is written where it is logged (and waits for stderr).
+            Some(0) => UNBUFFERED.store(true, Ordering::Relaxed),
+            Some(bytes) => CAPACITY_IN_USE.store(bytes, Ordering::Relaxed),
+            None => {}
         }
         let shared = Shared {
             pending: Mutex::new(Pending::default()),
             changed: Condvar::new(),
             writer_waiting: AtomicBool::new(false),
         };
-        let spawned = std::thread::Builder::new()
-            .name("psychiq-log".into())
-            .spawn(write_forever);
+        let spawned = if UNBUFFERED.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            std::thread::Builder::new()
+                .name("psychiq-log".into())
+                .spawn(write_forever)
+                .map(drop)
+        };
         if let Err(e) = spawned {
             // No thread: lines would wait forever. Say it once; logging goes on unbuffered.
             let _ = writeln!(
@@ -226,6 +235,10 @@ pub(crate) fn flush(limit: Duration) -> bool {
             .wait_timeout(pending, left.min(GATHER * 5))
             .unwrap_or_else(|e| e.into_inner())
             .0;
+    }
+    // Lines dropped since the last one written are said before the process ends.
+    if DROPPED.load(Ordering::Relaxed) > 0 {
+        write_out(&[], pending.json);
     }
     true
 }
