@@ -18,7 +18,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::cli::log_stream;
 use crate::job::text;
-use crate::server::job_log::{JobLine, JobLines, TARGET};
+use crate::server::job_log::{self, JobLine, JobLines, TARGET};
 
 /// Writes the current time as tracing-subscriber does: `2026-12-07T18:29:04.123456Z`.
 fn timestamp(out: &mut impl fmt::Write) -> fmt::Result {
@@ -88,6 +88,8 @@ fn level(level: &Level) -> &'static str {
 pub(crate) struct TextFormat {
     /// Spans, target and fields, as tracing-subscriber writes them.
     rest: Format<Full, ()>,
+    /// Add the job's fields even where a `job` span is made (tests: no lines writer).
+    always_add_job: bool,
 }
 
 impl TextFormat {
@@ -97,6 +99,7 @@ impl TextFormat {
                 .without_time()
                 .with_level(false)
                 .with_ansi(false),
+            always_add_job: false,
         }
     }
 }
@@ -114,7 +117,10 @@ where
     ) -> fmt::Result {
         timestamp(&mut writer)?;
         write!(writer, " {} ", level(event.metadata().level()))?;
-        if let Some(job) = crate::context::current() {
+        // Only where no `job` span was made (Psychiq's own lines writer is installed).
+        if let Some(job) =
+            crate::context::current().filter(|_| self.always_add_job || !job_log::span_needed())
+        {
             write!(
                 writer,
                 "job{{class={} jid={} queue={}",
@@ -125,7 +131,12 @@ where
             if let Some(count) = job.retry_count() {
                 write!(writer, " retry_count={count}")?;
             }
-            writer.write_str("}: ")?;
+            // As tracing-subscriber joins spans: `job{..}:step{..}: target: ...`.
+            writer.write_str(if ctx.event_scope().is_some() {
+                "}:"
+            } else {
+                "}: "
+            })?;
         }
         self.rest.format_event(ctx, writer, event)
     }
@@ -373,29 +384,36 @@ mod tests {
             );
             let _entered = span.enter();
             tracing::info!(target: "my_app", user = 42, "charged the card");
+            let _step = tracing::info_span!("step", n = 1).entered();
+            tracing::info!(target: "my_app", "inside a span of its own");
         });
 
         let ours = Capture::default();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
-            .event_format(TextFormat::new())
+            .event_format(TextFormat {
+                always_add_job: true,
+                ..TextFormat::new()
+            })
             .with_writer(ours.writer())
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             context::scope(job, async {
                 tracing::info!(target: "my_app", user = 42, "charged the card");
+                let _step = tracing::info_span!("step", n = 1).entered();
+                tracing::info!(target: "my_app", "inside a span of its own");
             })
             .now_or_never()
             .unwrap();
             // Outside a job: no prefix.
             tracing::info!(target: "my_app", "idle");
         });
-        let ours = ours.text();
+        let (ours, theirs) = (ours.text(), theirs.text());
         let mut lines = ours.lines();
-        assert_eq!(
-            after_time(lines.next().unwrap()),
-            after_time(theirs.text().trim_end())
-        );
+        assert_eq!(theirs.lines().count(), 2);
+        for theirs in theirs.lines() {
+            assert_eq!(after_time(lines.next().unwrap()), after_time(theirs));
+        }
         assert_eq!(after_time(lines.next().unwrap()), "  INFO my_app: idle");
     }
 }

@@ -49,8 +49,6 @@ struct Pending {
     lines: Vec<u8>,
     /// The writer holds taken lines it has not finished writing.
     writing: bool,
-    /// Whether the notice of dropped lines is JSON.
-    json: bool,
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
@@ -95,6 +93,9 @@ fn shared() -> &'static Shared {
 /// Set when the writer thread could not start: lines are written where they are logged.
 static UNBUFFERED: AtomicBool = AtomicBool::new(false);
 
+/// Lines are JSON (the notice of dropped lines is then JSON too).
+static JSON: AtomicBool = AtomicBool::new(false);
+
 /// Makes a [`Line`] writer per log event (tracing-subscriber's `MakeWriter`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LogStream {
@@ -105,11 +106,8 @@ pub(crate) struct LogStream {
 impl LogStream {
     /// Starts the writer thread now, so the first line does not pay for it.
     pub(crate) fn start(self) -> Self {
-        shared()
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .json = self.json;
+        JSON.store(self.json, Ordering::Relaxed);
+        shared();
         self
     }
 }
@@ -142,7 +140,7 @@ impl Write for Line {
 pub(crate) fn append(lines: &[u8]) {
     let shared = shared();
     if UNBUFFERED.load(Ordering::Relaxed) {
-        write_out(lines, false);
+        write_out(lines, JSON.load(Ordering::Relaxed));
         return;
     }
     let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -162,7 +160,7 @@ fn write_forever() {
     let shared = shared();
     let mut taken = Vec::with_capacity(64 << 10);
     loop {
-        let json = {
+        {
             let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
             while pending.lines.is_empty() {
                 shared.writer_waiting.store(true, Ordering::Release);
@@ -174,9 +172,8 @@ fn write_forever() {
             }
             std::mem::swap(&mut pending.lines, &mut taken);
             pending.writing = true;
-            pending.json
-        };
-        write_out(&taken, json);
+        }
+        write_out(&taken, JSON.load(Ordering::Relaxed));
         shared
             .pending
             .lock()
@@ -236,9 +233,10 @@ pub(crate) fn flush(limit: Duration) -> bool {
             .unwrap_or_else(|e| e.into_inner())
             .0;
     }
+    drop(pending);
     // Lines dropped since the last one written are said before the process ends.
     if DROPPED.load(Ordering::Relaxed) > 0 {
-        write_out(&[], pending.json);
+        write_out(&[], JSON.load(Ordering::Relaxed));
     }
     true
 }

@@ -16,7 +16,7 @@
 //!
 //! Unless a prefetch was set, a process (capsule) that reads one queue also grows it to
 //! keep the workers busy for two fetch round trips (`concurrency × 2 × round trip / mean run time`, at most [`ROUND_TRIP_PER_SLOT`]
-//! jobs a worker): behind a network the two-per-worker prefetch of no-op jobs ran out long
+//! jobs a worker and [`ROUND_TRIP_MOST`] in all): behind a network the two-per-worker prefetch of no-op jobs ran out long
 //! before the next fetch came back (29,000 jobs/s behind a 1.3 ms round trip; 1,000 held
 //! jobs made it 209,000, BENCHMARKS.md "Sidekiq's published setup"). Not with several
 //! queues: a fetch takes its batch queue by queue in the weighted order, and batches of
@@ -43,8 +43,10 @@ pub(crate) const PREFETCH_WORK: Duration = Duration::from_millis(1);
 /// (BENCHMARKS.md, "Speed, second round").
 pub(crate) const DEFAULT_PREFETCH_PER_SLOT: usize = 2;
 
-/// The most a default prefetch grows to cover fetch round trips, in jobs a worker.
+/// The most a default prefetch grows to cover fetch round trips, in jobs a worker, and in
+/// all (a process of 1,000 workers does not hold 40,000 jobs others cannot take).
 pub(crate) const ROUND_TRIP_PER_SLOT: usize = 40;
+pub(crate) const ROUND_TRIP_MOST: usize = 1_000;
 
 /// A fetched job waiting for a worker.
 pub(crate) struct Queued {
@@ -111,7 +113,9 @@ impl Backlog {
             return for_work;
         }
         let for_round_trips = (self.concurrency as u64).saturating_mul(2 * rtt) / mean;
-        let most = (self.concurrency * ROUND_TRIP_PER_SLOT).max(self.prefetch);
+        let most = (self.concurrency * ROUND_TRIP_PER_SLOT)
+            .min(ROUND_TRIP_MOST)
+            .max(self.prefetch);
         for_work.max((for_round_trips as usize).min(most))
     }
 
