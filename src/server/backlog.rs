@@ -48,6 +48,19 @@ pub(crate) const DEFAULT_PREFETCH_PER_SLOT: usize = 2;
 pub(crate) const ROUND_TRIP_PER_SLOT: usize = 40;
 pub(crate) const ROUND_TRIP_MOST: usize = 1_000;
 
+/// Folds `elapsed` into an exponentially weighted mean in nanoseconds (0: none yet). Weight
+/// 1/8: a change shows within a few dozen samples.
+fn fold_into(mean_ns: &AtomicU64, elapsed: Duration) {
+    let sample = elapsed.as_nanos().min(u64::MAX as u128) as u64;
+    let mean = mean_ns.load(Ordering::Relaxed);
+    let next = if mean == 0 {
+        sample
+    } else {
+        mean - mean / 8 + sample / 8
+    };
+    mean_ns.store(next, Ordering::Relaxed);
+}
+
 /// A fetched job waiting for a worker.
 pub(crate) struct Queued {
     pub work: UnitOfWork,
@@ -121,14 +134,7 @@ impl Backlog {
 
     /// Folds how long a fetch that did not wait for work took into the mean round trip.
     pub fn fetched_in(&self, elapsed: Duration) {
-        let sample = elapsed.as_nanos().min(u64::MAX as u128) as u64;
-        let mean = self.fetch_rtt_ns.load(Ordering::Relaxed);
-        let next = if mean == 0 {
-            sample
-        } else {
-            mean - mean / 8 + sample / 8
-        };
-        self.fetch_rtt_ns.store(next, Ordering::Relaxed);
+        fold_into(&self.fetch_rtt_ns, elapsed);
     }
 
     /// How many more jobs the process may hold now.
@@ -204,15 +210,7 @@ impl Backlog {
 
     /// Folds one job's run time into the mean.
     fn ran_for(&self, elapsed: Duration) {
-        let sample = elapsed.as_nanos().min(u64::MAX as u128) as u64;
-        let mean = self.mean_run_ns.load(Ordering::Relaxed);
-        // Weight 1/8: a change in the jobs' length shows within a few dozen jobs.
-        let next = if mean == 0 {
-            sample
-        } else {
-            mean - mean / 8 + sample / 8
-        };
-        self.mean_run_ns.store(next, Ordering::Relaxed);
+        fold_into(&self.mean_run_ns, elapsed);
     }
 
     /// The next job for a worker; `None` once the backlog is closed.

@@ -57,13 +57,14 @@ pub(crate) fn span_needed() -> bool {
 
 /// Says a job started or ended, through the installed writer or as a `tracing` event.
 pub(crate) fn say(line: JobLine<'_>) {
-    if let Some(lines) = LINES.get() {
-        if tracing::enabled!(target: TARGET, tracing::Level::INFO) {
-            lines.write(line);
-        }
+    // One filter check for both writers: nothing below runs for a line nobody wants.
+    if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
         return;
     }
-    // The fields are made printable only if the event is wanted.
+    if let Some(lines) = LINES.get() {
+        lines.write(line);
+        return;
+    }
     let (class, jid, queue) = (
         text::printable(line.class),
         text::printable(line.jid),
